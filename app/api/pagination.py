@@ -1,0 +1,66 @@
+"""Keyset pagination: opaque cursors over a stable sort key, and the list envelope."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Depends, Query
+from pydantic import BaseModel, Field
+
+from app.errors import InvalidInput
+from app.settings import get_settings
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """A page of a list; pass ``next_cursor`` back as ``cursor`` for the next one."""
+
+    items: list[T]
+    next_cursor: str | None = Field(None, description="Opaque; null on the last page.")
+
+
+class PageParams(BaseModel):
+    cursor: str | None = None
+    limit: int
+
+
+def encode_cursor(key: list[Any]) -> str:
+    """An opaque cursor for the sort key of the last row of a page."""
+    raw = json.dumps(key, separators=(",", ":"), default=str).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, types: tuple[type, ...]) -> list[Any]:
+    """The sort key inside ``cursor``, checked against ``types``; a bad cursor is a 422."""
+    error = InvalidInput("The cursor is not valid; pass back a next_cursor unchanged.")
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        key = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, UnicodeError) as exc:
+        raise error from exc
+    if not isinstance(key, list) or len(key) != len(types):
+        raise error
+    for value, kind in zip(key, types, strict=True):
+        if kind is uuid.UUID:
+            try:
+                uuid.UUID(str(value))
+            except ValueError as exc:
+                raise error from exc
+        elif not isinstance(value, kind) or isinstance(value, bool):
+            raise error
+    return key
+
+
+def _page_params(
+    cursor: Annotated[str | None, Query(max_length=512, description="From next_cursor.")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=500, description="Page size (max 500).")] = None,
+) -> PageParams:
+    settings = get_settings()
+    return PageParams(cursor=cursor, limit=min(limit or settings.default_page_size, 500))
+
+
+PageQuery = Annotated[PageParams, Depends(_page_params)]

@@ -1,0 +1,120 @@
+"""The ``baton`` command: serve, migrate, seed, openapi."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from app.settings import get_settings
+
+cli = typer.Typer(help="Baton: who manages this customer, and why.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _database_url() -> str:
+    """Resolve the database (starting the embedded one if needed) and pin it in the env, so
+    uvicorn workers and child processes attach to the same server."""
+    from app.db.session import resolve_database_url
+
+    url = resolve_database_url(get_settings())
+    os.environ["DATABASE_URL"] = url
+    get_settings.cache_clear()
+    return url
+
+
+def _migrate(url: str) -> None:
+    from app.db.migrate import upgrade
+
+    upgrade(url)
+
+
+async def _seed(
+    url: str, customers: int, managers: int, only_if_empty: bool
+) -> dict[str, int] | None:
+    from app.db.session import create_engine, create_session_factory, session_scope
+    from app.seed import database_is_empty, seed_demo
+
+    engine = create_engine(url, get_settings())
+    try:
+        async with session_scope(create_session_factory(engine)) as session:
+            if only_if_empty and not await database_is_empty(session):
+                return None
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task("Seeding customers", total=customers)
+                return await seed_demo(
+                    session,
+                    customers=customers,
+                    managers=managers,
+                    progress=lambda n: progress.advance(task, n),
+                )
+    finally:
+        await engine.dispose()
+
+
+@cli.command()
+def migrate() -> None:
+    """Upgrade the database schema to the newest revision."""
+    _migrate(_database_url())
+    console.print("[green]Database migrated.[/green]")
+
+
+@cli.command()
+def seed(
+    customers: Annotated[int, typer.Option(min=0, help="Customers to create.")] = 2000,
+    managers: Annotated[int, typer.Option(min=1, help="Managers to create.")] = 40,
+    if_empty: Annotated[bool, typer.Option(help="Only when the database is empty.")] = False,
+) -> None:
+    """Insert realistic demo data (tiers, managers, customers placed within capacity)."""
+    url = _database_url()
+    _migrate(url)
+    result = asyncio.run(_seed(url, customers, managers, if_empty))
+    if result is None:
+        console.print("Database already has data; nothing seeded.")
+    else:
+        console.print(f"Seeded {result}.")
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+    demo: Annotated[bool, typer.Option(help="Seed demo data when the database is empty.")] = False,
+) -> None:
+    """Migrate, then serve the API with uvicorn."""
+    import uvicorn
+
+    url = _database_url()
+    _migrate(url)
+    if demo:
+        result = asyncio.run(_seed(url, 2000, 40, only_if_empty=True))
+        if result:
+            console.print(f"Demo data: {result}.")
+    console.print(f"Baton on http://{host}:{port}  ·  API docs: http://{host}:{port}/docs")
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=get_settings().log_level.lower(),
+    )
+
+
+@cli.command()
+def openapi() -> None:
+    """Print the OpenAPI spec the app serves."""
+    from app.main import create_app
+
+    typer.echo(json.dumps(create_app().openapi(), indent=2, ensure_ascii=False))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

@@ -1,0 +1,77 @@
+"""SQL for customers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import ColumnElement, RowMapping, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Customer
+
+_columns = (
+    *(c for c in Customer.__table__.c if c.key != "tier_code"),
+    Customer.tier_code.label("tier"),
+)
+
+
+async def get(
+    session: AsyncSession, customer_id: uuid.UUID, *, lock: bool = False
+) -> RowMapping | None:
+    """One customer; ``lock`` takes its row lock for the transaction."""
+    stmt = select(*_columns).where(Customer.id == customer_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).mappings().first()
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    filters: list[ColumnElement[bool]],
+    after: uuid.UUID | None,
+    limit: int,
+) -> list[RowMapping]:
+    """Customers ordered by id after the given one."""
+    stmt = select(*_columns).where(*filters).order_by(Customer.id).limit(limit)
+    if after is not None:
+        stmt = stmt.where(Customer.id > after)
+    return list((await session.execute(stmt)).mappings())
+
+
+async def external_ref_taken(
+    session: AsyncSession, external_ref: str, *, exclude: uuid.UUID | None
+) -> bool:
+    """Whether another customer already uses this external_ref."""
+    stmt = select(Customer.id).where(Customer.external_ref == external_ref)
+    if exclude is not None:
+        stmt = stmt.where(Customer.id != exclude)
+    return (await session.execute(stmt.limit(1))).first() is not None
+
+
+async def insert(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID:
+    """Add a customer (in the pool) and return its id."""
+    customer = Customer(**values)
+    session.add(customer)
+    await session.flush()
+    return customer.id
+
+
+async def update_fields(
+    session: AsyncSession, customer_id: uuid.UUID, values: dict[str, Any]
+) -> None:
+    """Change some fields and bump the version."""
+    await session.execute(
+        update(Customer)
+        .where(Customer.id == customer_id)
+        .values(**values, version=Customer.version + 1, updated_at=func.now())
+    )
+
+
+async def delete(session: AsyncSession, customer_id: uuid.UUID) -> None:
+    """Remove a customer row."""
+    obj = await session.get(Customer, customer_id)
+    if obj is not None:
+        await session.delete(obj)
+        await session.flush()

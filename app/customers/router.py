@@ -1,0 +1,143 @@
+"""HTTP routes for customers, their history and owner lookups."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from app.api.deps import CurrentCaller, DbSession
+from app.api.pagination import Page, PageQuery
+from app.customers import service
+from app.customers.schemas import (
+    CustomerCreate,
+    CustomerOut,
+    CustomerStatus,
+    CustomerUpdate,
+    LedgerRowOut,
+    OwnerAtOut,
+)
+from app.errors import problem_responses
+
+router = APIRouter(prefix="/customers", tags=["customers"])
+
+Force = Annotated[
+    bool,
+    Query(description="Override the hard rules of a manual assignment; recorded in the ledger."),
+]
+
+
+@router.get(
+    "", response_model=Page[CustomerOut], summary="List customers", responses=problem_responses()
+)
+async def list_customers(
+    session: DbSession,
+    page: PageQuery,
+    tier: Annotated[str | None, Query(max_length=64)] = None,
+    status: CustomerStatus | None = None,
+    region: Annotated[str | None, Query(max_length=200)] = None,
+    manager_id: uuid.UUID | None = None,
+    unassigned: Annotated[bool | None, Query(description="true: only the pool.")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Text in the name.")] = None,
+) -> Page[CustomerOut]:
+    """Customers, filtered; `unassigned=true` lists the pool."""
+    return await service.list_customers(
+        session,
+        cursor=page.cursor,
+        limit=page.limit,
+        tier=tier,
+        status=status,
+        region=region,
+        manager_id=manager_id,
+        unassigned=unassigned,
+        q=q,
+    )
+
+
+@router.post(
+    "",
+    response_model=CustomerOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a customer",
+    responses=problem_responses(409),
+)
+async def create_customer(
+    session: DbSession, caller: CurrentCaller, body: CustomerCreate, force: Force = False
+) -> CustomerOut:
+    """Create a customer. With `manager_id` it is assigned at once (a manual assignment,
+    checked against the tier's minimum level, the manager's status and capacity); without
+    it the customer waits in the pool."""
+    return await service.create_customer(session, data=body, force=force, actor=caller.name)
+
+
+@router.get(
+    "/{customer_id}",
+    response_model=CustomerOut,
+    summary="Get a customer",
+    responses=problem_responses(404),
+)
+async def get_customer(session: DbSession, customer_id: uuid.UUID) -> CustomerOut:
+    """One customer; `manager_id: null` means it is in the pool."""
+    return await service.get_customer(session, customer_id=customer_id)
+
+
+@router.patch(
+    "/{customer_id}",
+    response_model=CustomerOut,
+    summary="Update a customer",
+    responses=problem_responses(404, 409),
+)
+async def update_customer(
+    session: DbSession,
+    caller: CurrentCaller,
+    customer_id: uuid.UUID,
+    body: CustomerUpdate,
+    force: Force = False,
+) -> CustomerOut:
+    """Change a customer. Setting `manager_id` is a manual assignment written to the ledger
+    (reason `manual`); `null` sends the customer to the pool."""
+    return await service.update_customer(
+        session, customer_id=customer_id, data=body, force=force, actor=caller.name
+    )
+
+
+@router.delete(
+    "/{customer_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a customer",
+    responses=problem_responses(404, 409),
+)
+async def delete_customer(session: DbSession, customer_id: uuid.UUID) -> None:
+    """Delete a customer created by mistake. One with ownership history is kept (set it
+    `churned` instead): the ledger is never rewritten."""
+    await service.delete_customer(session, customer_id=customer_id)
+
+
+@router.get(
+    "/{customer_id}/history",
+    response_model=Page[LedgerRowOut],
+    summary="Ownership history",
+    responses=problem_responses(404),
+)
+async def get_history(
+    session: DbSession, customer_id: uuid.UUID, page: PageQuery
+) -> Page[LedgerRowOut]:
+    """Every period of ownership of this customer, newest first, with who, why and when."""
+    return await service.get_history(
+        session, customer_id=customer_id, cursor=page.cursor, limit=page.limit
+    )
+
+
+@router.get(
+    "/{customer_id}/owner",
+    response_model=OwnerAtOut,
+    summary="Owner at an instant",
+    responses=problem_responses(404),
+)
+async def get_owner(
+    session: DbSession,
+    customer_id: uuid.UUID,
+    at: Annotated[datetime | None, Query(description="ISO 8601 instant; default now.")] = None,
+) -> OwnerAtOut:
+    """Who owned this customer at `at`, answered from the ledger (no retention cap)."""
+    return await service.get_owner_at(session, customer_id=customer_id, at=at)

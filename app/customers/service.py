@@ -1,0 +1,251 @@
+"""Customer use cases, including manual assignment through the ledger."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.api.pagination import Page, decode_cursor, encode_cursor
+from app.assignments import repository as ledger
+from app.assignments.rules import manual_violations
+from app.customers import repository
+from app.customers.schemas import (
+    CustomerCreate,
+    CustomerOut,
+    CustomerStatus,
+    CustomerUpdate,
+    LedgerRowOut,
+    OwnerAtOut,
+)
+from app.db.models import Assignment, Customer, Tier
+from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
+from app.managers import repository as managers
+
+_NOT_NULL = ("name", "tier", "status", "pinned")
+
+
+async def get_customer(session: AsyncSession, *, customer_id: uuid.UUID) -> CustomerOut:
+    """The customer, or NotFound."""
+    row = await repository.get(session, customer_id)
+    if row is None:
+        raise NotFound(f"Customer {customer_id} does not exist.")
+    return CustomerOut.model_validate(row)
+
+
+async def list_customers(
+    session: AsyncSession,
+    *,
+    cursor: str | None,
+    limit: int,
+    tier: str | None = None,
+    status: CustomerStatus | None = None,
+    region: str | None = None,
+    manager_id: uuid.UUID | None = None,
+    unassigned: bool | None = None,
+    q: str | None = None,
+) -> Page[CustomerOut]:
+    """Customers by id, filtered."""
+    filters: list[ColumnElement[bool]] = []
+    if tier is not None:
+        filters.append(Customer.tier_code == tier)
+    if status is not None:
+        filters.append(Customer.status == status)
+    if region is not None:
+        filters.append(Customer.region == region)
+    if manager_id is not None:
+        filters.append(Customer.manager_id == manager_id)
+    if unassigned is True:
+        filters.append(Customer.manager_id.is_(None))
+    elif unassigned is False:
+        filters.append(Customer.manager_id.is_not(None))
+    if q:
+        filters.append(Customer.name.icontains(q, autoescape=True))
+    after = uuid.UUID(decode_cursor(cursor, (uuid.UUID,))[0]) if cursor else None
+    rows = await repository.list_page(session, filters=filters, after=after, limit=limit + 1)
+    items = [CustomerOut.model_validate(r) for r in rows[:limit]]
+    next_cursor = encode_cursor([str(items[-1].id)]) if len(rows) > limit else None
+    return Page[CustomerOut](items=items, next_cursor=next_cursor)
+
+
+async def _tier(session: AsyncSession, code: str) -> Mapping[str, Any]:
+    row = (await session.execute(select(*Tier.__table__.c).where(Tier.code == code))).mappings()
+    tier = row.first()
+    if tier is None:
+        raise InvalidInput(
+            f"Unknown tier '{code}'.",
+            errors=[{"loc": ["body", "tier"], "msg": f"unknown tier '{code}'"}],
+        )
+    return tier
+
+
+async def assign_manually(
+    session: AsyncSession,
+    *,
+    customer: Mapping[str, Any],
+    manager_id: uuid.UUID | None,
+    tier_code: str,
+    force: bool,
+    actor: str,
+    note: str | None = None,
+) -> int:
+    """Give ``customer`` to ``manager_id`` (None = pool) through the ledger, reason ``manual``.
+
+    The manager row is locked so two concurrent assignments cannot both pass the capacity
+    check. Hard rules (tier minimum level, manager active, capacity) refuse the move with
+    409 unless ``force``; a forced move records which rules it overrode.
+    """
+    if manager_id is not None and manager_id != customer["manager_id"]:
+        manager = await managers.lock(session, manager_id)
+        if manager is None:
+            raise InvalidInput(
+                f"Manager {manager_id} does not exist.",
+                errors=[{"loc": ["body", "manager_id"], "msg": "unknown manager"}],
+            )
+        if manager["status"] == "departed":
+            raise Conflict(f"Manager {manager_id} has departed and cannot own customers.")
+        tier = await _tier(session, tier_code)
+        workload = await session.scalar(
+            select(func.coalesce(func.sum(Tier.weight), 0))
+            .select_from(Customer)
+            .join(Tier, Tier.code == Customer.tier_code)
+            .where(
+                Customer.manager_id == manager_id,
+                Customer.status == "active",
+                Customer.id != customer["id"],
+            )
+        )
+        violations = manual_violations(
+            manager=manager, tier=tier, workload_after=int(workload or 0) + tier["weight"]
+        )
+        if violations and not force:
+            raise RuleViolation(
+                "The assignment breaks hard rules: "
+                + "; ".join(v["message"] for v in violations)
+                + ". Pass force=true to override.",
+                violations=violations,
+            )
+        if violations:
+            forced = "forced: " + ", ".join(v["rule"] for v in violations)
+            note = f"{forced}; {note}" if note else forced
+    return await ledger.move_customers(
+        session,
+        customer_ids=[customer["id"]],
+        manager_ids=[manager_id],
+        reason="manual",
+        actor=actor,
+        at=datetime.now(UTC),
+        note=note,
+    )
+
+
+async def create_customer(
+    session: AsyncSession, *, data: CustomerCreate, force: bool, actor: str
+) -> CustomerOut:
+    """Create a customer in the pool, then assign it manually when ``manager_id`` is given."""
+    await _tier(session, data.tier)
+    if data.external_ref and await repository.external_ref_taken(
+        session, data.external_ref, exclude=None
+    ):
+        raise Conflict("Another customer already has this external_ref.", field="external_ref")
+    values = data.model_dump(exclude={"manager_id", "tier"})
+    customer_id = await repository.insert(session, {**values, "tier_code": data.tier})
+    if data.manager_id is not None:
+        row = await repository.get(session, customer_id, lock=True)
+        assert row is not None
+        await assign_manually(
+            session,
+            customer=row,
+            manager_id=data.manager_id,
+            tier_code=data.tier,
+            force=force,
+            actor=actor,
+        )
+    return await get_customer(session, customer_id=customer_id)
+
+
+async def update_customer(
+    session: AsyncSession,
+    *,
+    customer_id: uuid.UUID,
+    data: CustomerUpdate,
+    force: bool,
+    actor: str,
+) -> CustomerOut:
+    """Change a customer's fields; a new ``manager_id`` is a manual assignment."""
+    row = await repository.get(session, customer_id, lock=True)
+    if row is None:
+        raise NotFound(f"Customer {customer_id} does not exist.")
+    values = data.model_dump(exclude_unset=True)
+    for field in _NOT_NULL:
+        if field in values and values[field] is None:
+            values.pop(field)
+    tier_code = values.pop("tier", row["tier"])
+    if tier_code != row["tier"]:
+        await _tier(session, tier_code)
+        values["tier_code"] = tier_code
+    if values.get("external_ref") and await repository.external_ref_taken(
+        session, values["external_ref"], exclude=customer_id
+    ):
+        raise Conflict("Another customer already has this external_ref.", field="external_ref")
+    move = "manager_id" in values
+    new_owner = values.pop("manager_id", None)
+    if values:
+        await repository.update_fields(session, customer_id, values)
+    if move and new_owner != row["manager_id"]:
+        await assign_manually(
+            session,
+            customer=row,
+            manager_id=new_owner,
+            tier_code=tier_code,
+            force=force,
+            actor=actor,
+        )
+    return await get_customer(session, customer_id=customer_id)
+
+
+async def delete_customer(session: AsyncSession, *, customer_id: uuid.UUID) -> None:
+    """Delete a customer that was never owned; history is never deleted."""
+    await get_customer(session, customer_id=customer_id)
+    has_history = await session.scalar(
+        select(exists().where(Assignment.customer_id == customer_id))
+    )
+    if has_history:
+        raise Conflict(
+            f"Customer {customer_id} has ownership history, which is never deleted; "
+            "set status to 'churned' instead."
+        )
+    await repository.delete(session, customer_id)
+
+
+async def get_history(
+    session: AsyncSession, *, customer_id: uuid.UUID, cursor: str | None, limit: int
+) -> Page[LedgerRowOut]:
+    """The customer's ledger rows, newest first."""
+    await get_customer(session, customer_id=customer_id)
+    after = decode_cursor(cursor, (int,))[0] if cursor else None
+    rows = await ledger.history(session, customer_id, after=after, limit=limit + 1)
+    items = [LedgerRowOut.model_validate(r) for r in rows[:limit]]
+    next_cursor = encode_cursor([items[-1].id]) if len(rows) > limit else None
+    return Page[LedgerRowOut](items=items, next_cursor=next_cursor)
+
+
+async def get_owner_at(
+    session: AsyncSession, *, customer_id: uuid.UUID, at: datetime | None
+) -> OwnerAtOut:
+    """Who owned the customer at ``at`` (default now), from the ledger."""
+    await get_customer(session, customer_id=customer_id)
+    instant = at or datetime.now(UTC)
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+    row = await ledger.owner_at(session, customer_id, instant)
+    return OwnerAtOut(
+        customer_id=customer_id,
+        at=instant,
+        manager_id=row["manager_id"] if row else None,
+        assignment=LedgerRowOut.model_validate(row) if row else None,
+    )

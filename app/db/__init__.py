@@ -1,0 +1,1 @@
+"""Database layer: table models, engine and sessions, embedded Postgres."""

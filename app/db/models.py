@@ -1,0 +1,165 @@
+"""All table models. Relationships are not declared: queries are written explicitly."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    SmallInteger,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.base import Base
+
+MANAGER_STATUSES = ("active", "on_leave", "departing", "departed")
+CUSTOMER_STATUSES = ("active", "churned")
+ASSIGNMENT_REASONS = (
+    "manual",
+    "auto",
+    "rebalance",
+    "handover",
+    "interim",
+    "cover",
+    "cover_return",
+    "refusal",
+    "rollback",
+    "webhook",
+    "import",
+    "seed",
+)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Timestamped:
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    version: Mapped[int] = mapped_column(Integer, server_default=text("1"), nullable=False)
+
+
+class Tier(Timestamped, Base):
+    __tablename__ = "tiers"
+    __table_args__ = (
+        CheckConstraint("weight > 0", name="weight_positive"),
+        CheckConstraint("min_manager_level BETWEEN 1 AND 5", name="min_level_range"),
+        CheckConstraint("rank >= 1", name="rank_positive"),
+        CheckConstraint("code ~ '^[a-z0-9][a-z0-9_-]{0,63}$'", name="code_format"),
+    )
+
+    code: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    rank: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    weight: Mapped[int] = mapped_column(Integer, nullable=False)
+    min_manager_level: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+
+
+class Manager(Timestamped, Base):
+    __tablename__ = "managers"
+    __table_args__ = (
+        CheckConstraint("level BETWEEN 1 AND 5", name="level_range"),
+        CheckConstraint("capacity >= 0", name="capacity_non_negative"),
+        CheckConstraint(_in("status", MANAGER_STATUSES), name="status_valid"),
+        Index("uq_managers_email_lower", func.lower(text("email")), unique=True),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    external_ref: Mapped[str | None] = mapped_column(Text, unique=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    email: Mapped[str] = mapped_column(Text, nullable=False)
+    level: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    capacity: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="active")
+    accepting_new: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")
+    region: Mapped[str | None] = mapped_column(Text)
+    languages: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default="{}")
+    industries: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default="{}")
+    team: Mapped[str | None] = mapped_column(Text)
+
+
+class Customer(Timestamped, Base):
+    __tablename__ = "customers"
+    __table_args__ = (
+        CheckConstraint(_in("status", CUSTOMER_STATUSES), name="status_valid"),
+        CheckConstraint("satisfaction BETWEEN 0 AND 10", name="satisfaction_range"),
+        CheckConstraint("annual_value >= 0", name="annual_value_non_negative"),
+        Index("ix_customers_manager_id", "manager_id", "id"),
+        Index("ix_customers_tier_code", "tier_code", "id"),
+        Index("ix_customers_pool", "id", postgresql_where=text("manager_id IS NULL")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    external_ref: Mapped[str | None] = mapped_column(Text, unique=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    tier_code: Mapped[str] = mapped_column(
+        Text, ForeignKey("tiers.code", onupdate="CASCADE", ondelete="RESTRICT"), nullable=False
+    )
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="active")
+    region: Mapped[str | None] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(Text)
+    industry: Mapped[str | None] = mapped_column(Text)
+    annual_value: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
+    satisfaction: Mapped[Decimal | None] = mapped_column(Numeric(4, 2))
+    manager_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("managers.id", ondelete="RESTRICT")
+    )
+    pinned: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
+
+
+class Assignment(Base):
+    """One row of the append-only ownership ledger; ``ended_at IS NULL`` is the open row."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        CheckConstraint("ended_at IS NULL OR ended_at >= started_at", name="period_ordered"),
+        CheckConstraint(_in("reason", ASSIGNMENT_REASONS), name="reason_valid"),
+        Index(
+            "uq_assignments_open_per_customer",
+            "customer_id",
+            unique=True,
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+        Index("ix_assignments_customer_started", "customer_id", "started_at"),
+        Index(
+            "ix_assignments_manager_open", "manager_id", postgresql_where=text("ended_at IS NULL")
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("customers.id", ondelete="RESTRICT"), nullable=False
+    )
+    manager_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("managers.id", ondelete="RESTRICT"), nullable=False
+    )
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    actor: Mapped[str] = mapped_column(Text, nullable=False)
+    handover_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    note: Mapped[str | None] = mapped_column(Text)

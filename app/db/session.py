@@ -1,0 +1,68 @@
+"""Engine and session factories; ``session_scope()`` gives CLI and jobs the request's semantics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from app.settings import Settings
+
+SessionFactory = async_sessionmaker[AsyncSession]
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """The asyncpg URL to use: ``DATABASE_URL`` if set, else the embedded server's."""
+    if settings.database_url is not None:
+        url = make_url(settings.database_url.get_secret_value())
+        if url.drivername in (
+            "postgresql",
+            "postgres",
+            "postgresql+psycopg",
+            "postgresql+psycopg2",
+        ):
+            url = url.set(drivername="postgresql+asyncpg")
+        return url.render_as_string(hide_password=False)
+    from app.db.embedded import start_embedded_postgres
+
+    return start_embedded_postgres(settings.pgdata_dir)
+
+
+def create_engine(url: str, settings: Settings) -> AsyncEngine:
+    """An async engine with a bounded pool and a statement timeout on every connection."""
+    return create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,
+        connect_args={
+            "server_settings": {
+                "statement_timeout": str(settings.db_statement_timeout_ms),
+                "application_name": "baton",
+            }
+        },
+    )
+
+
+def create_session_factory(engine: AsyncEngine) -> SessionFactory:
+    """Sessions that keep loaded values after commit (responses are built after flush)."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@asynccontextmanager
+async def session_scope(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
+    """One transaction: committed when the block ends, rolled back if it raises."""
+    async with factory() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise

@@ -1,0 +1,118 @@
+"""The domain error tree and its single problem+json rendering (RFC 9457)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class BatonError(Exception):
+    """Base of every error the service raises on purpose; rendered as problem+json."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        """The RFC 9457 body of this error."""
+        body: dict[str, Any] = {
+            "type": f"https://baton.dev/problems/{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+class InvalidInput(BatonError):
+    status = 422
+    code = "invalid_input"
+    title = "Invalid input"
+
+
+class NotFound(BatonError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(BatonError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class RuleViolation(Conflict):
+    """An assignment would break a hard rule (tier minimum level, status, capacity)."""
+
+    code = "rule_violation"
+    title = "Assignment rule violated"
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+    title = "Invalid state transition"
+
+
+class StaleVersion(BatonError):
+    status = 412
+    code = "stale_version"
+    title = "Precondition failed"
+
+
+class Unauthorized(BatonError):
+    status = 401
+    code = "unauthorized"
+    title = "Unauthorized"
+
+
+class Forbidden(BatonError):
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+_PROBLEM_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+    "required": ["type", "title", "status"],
+}
+
+_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "Missing or invalid API key",
+    403: "The API key's role may not do this",
+    404: "Not found",
+    409: "Conflict with the current state",
+    412: "The resource changed since it was read",
+    422: "Invalid input",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the given error statuses, so each route is honest."""
+    return {
+        status: {
+            "description": _DESCRIPTIONS.get(status, "Error"),
+            "content": {PROBLEM_CONTENT_TYPE: {"schema": _PROBLEM_SCHEMA}},
+        }
+        for status in sorted({422, *statuses})
+    }

@@ -1,0 +1,147 @@
+"""The ASGI application: ``create_app()`` wires routers, error handlers and middleware."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.api.middleware import RequestIdMiddleware
+from app.api.router import v1
+from app.db.session import create_engine, create_session_factory, resolve_database_url
+from app.errors import PROBLEM_CONTENT_TYPE, BatonError
+from app.ops.router import router as ops_router
+from app.settings import Settings, get_settings
+
+log = logging.getLogger("baton")
+
+DESCRIPTION = """
+Baton decides and records **who manages each customer, and why**.
+
+* **Tiers, managers, customers** with computed workload and utilization.
+* Every change of owner goes through an append-only **ledger**: `GET /v1/customers/{id}/history`
+  and `GET /v1/customers/{id}/owner?at=` answer "who owned it, when, and why".
+* Errors are `application/problem+json` (RFC 9457).
+"""
+
+
+def _problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {
+        "type": "about:blank" if status != 422 else "https://baton.dev/problems/invalid_input",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_CONTENT_TYPE)
+
+
+async def _baton_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BatonError)
+    return JSONResponse(
+        exc.to_problem(request.url.path), status_code=exc.status, media_type=PROBLEM_CONTENT_TYPE
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+    first = errors[0] if errors else {"loc": [], "msg": "invalid"}
+    where = ".".join(str(p) for p in first["loc"]) or "request"
+    return _problem(
+        422,
+        "Invalid input",
+        f"{where}: {first['msg']}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
+        code="invalid_input",
+        errors=jsonable_encoder(errors),
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    titles = {404: "Not found", 405: "Method not allowed", 400: "Bad request"}
+    response = _problem(
+        exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail), code="http_error"
+    )
+    for key, value in (exc.headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, IntegrityError)
+    constraint = getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None)
+    return _problem(
+        409,
+        "Conflict",
+        "The change conflicts with existing data"
+        + (f" (constraint {constraint})." if constraint else "."),
+        code="constraint_violation",
+        constraint=constraint,
+    )
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("database_error", extra={"path": request.url.path})
+    return _problem(503, "Service unavailable", "The database could not complete the request.")
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled_error", extra={"path": request.url.path})
+    return _problem(500, "Internal server error", "An unexpected error occurred.")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application. The database engine is created in the lifespan, not at import."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if getattr(app.state, "session_factory", None) is not None:
+            yield  # tests inject their own engine and session factory
+            return
+        url = await anyio.to_thread.run_sync(resolve_database_url, settings)
+        engine = create_engine(url, settings)
+        app.state.db_engine = engine
+        app.state.session_factory = create_session_factory(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Baton",
+        version="1.0.0",
+        summary="Customer-portfolio reassignment: who manages this customer, and why.",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "tiers", "description": "Customer segments, their weight and minimum level."},
+            {"name": "managers", "description": "Account managers, workload and portfolios."},
+            {"name": "customers", "description": "Customers, manual assignment and history."},
+            {"name": "ops", "description": "Health probes."},
+        ],
+    )
+    app.state.settings = settings
+    app.add_exception_handler(BatonError, _baton_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(ops_router)
+    app.include_router(v1)
+    return app

@@ -1,0 +1,113 @@
+"""SQL for managers, including their computed workload."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import ColumnElement, RowMapping, Select, func, select, true, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Customer, Manager, Tier
+
+
+def load_subquery() -> Any:
+    """Per manager: workload (sum of tier weights) and count of active customers."""
+    return (
+        select(
+            Customer.manager_id.label("manager_id"),
+            func.sum(Tier.weight).label("workload"),
+            func.count().label("customer_count"),
+        )
+        .join(Tier, Tier.code == Customer.tier_code)
+        .where(Customer.status == "active", Customer.manager_id.is_not(None))
+        .group_by(Customer.manager_id)
+    )
+
+
+def _select_with_load() -> Select[Any]:
+    load = (
+        select(
+            func.coalesce(func.sum(Tier.weight), 0).label("workload"),
+            func.count().label("customer_count"),
+        )
+        .select_from(Customer)
+        .join(Tier, Tier.code == Customer.tier_code)
+        .where(Customer.manager_id == Manager.id, Customer.status == "active")
+        .correlate(Manager)
+        .lateral("load")
+    )
+    return select(*Manager.__table__.c, load.c.workload, load.c.customer_count).join(load, true())
+
+
+async def get(session: AsyncSession, manager_id: uuid.UUID) -> RowMapping | None:
+    """One manager with workload and customer count."""
+    stmt = _select_with_load().where(Manager.id == manager_id)
+    return (await session.execute(stmt)).mappings().first()
+
+
+async def lock(session: AsyncSession, manager_id: uuid.UUID) -> RowMapping | None:
+    """Lock the manager row for the transaction (serialises capacity checks) and return it."""
+    stmt = select(*Manager.__table__.c).where(Manager.id == manager_id).with_for_update()
+    return (await session.execute(stmt)).mappings().first()
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    filters: list[ColumnElement[bool]],
+    after: uuid.UUID | None,
+    limit: int,
+) -> list[RowMapping]:
+    """Managers ordered by id after the given one, with their loads."""
+    stmt = _select_with_load().where(*filters).order_by(Manager.id).limit(limit)
+    if after is not None:
+        stmt = stmt.where(Manager.id > after)
+    return list((await session.execute(stmt)).mappings())
+
+
+async def find_conflict(
+    session: AsyncSession, *, email: str | None, external_ref: str | None, exclude: uuid.UUID | None
+) -> str | None:
+    """Which unique field (email or external_ref) another manager already uses, if any."""
+    checks: list[tuple[str, ColumnElement[bool]]] = []
+    if email is not None:
+        checks.append(("email", func.lower(Manager.email) == email.lower()))
+    if external_ref is not None:
+        checks.append(("external_ref", Manager.external_ref == external_ref))
+    for field, cond in checks:
+        stmt = select(Manager.id).where(cond)
+        if exclude is not None:
+            stmt = stmt.where(Manager.id != exclude)
+        if (await session.execute(stmt.limit(1))).first() is not None:
+            return field
+    return None
+
+
+async def insert(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID:
+    """Add a manager and return the new id."""
+    manager = Manager(**values)
+    session.add(manager)
+    await session.flush()
+    return manager.id
+
+
+async def update_fields(
+    session: AsyncSession, manager_id: uuid.UUID, values: dict[str, Any]
+) -> bool:
+    """Change some fields and bump the version; False when the manager does not exist."""
+    result = await session.execute(
+        update(Manager)
+        .where(Manager.id == manager_id)
+        .values(**values, version=Manager.version + 1, updated_at=func.now())
+        .returning(Manager.id)
+    )
+    return result.first() is not None
+
+
+async def delete(session: AsyncSession, manager_id: uuid.UUID) -> None:
+    """Remove a manager row."""
+    obj = await session.get(Manager, manager_id)
+    if obj is not None:
+        await session.delete(obj)
+        await session.flush()

@@ -1,0 +1,113 @@
+"""HTTP routes for managers and their portfolios."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from app.api.deps import DbSession
+from app.api.pagination import Page, PageQuery
+from app.customers import service as customers
+from app.customers.schemas import CustomerOut, CustomerStatus
+from app.errors import problem_responses
+from app.managers import service
+from app.managers.schemas import ManagerCreate, ManagerOut, ManagerStatus, ManagerUpdate
+
+router = APIRouter(prefix="/managers", tags=["managers"])
+
+
+@router.get(
+    "", response_model=Page[ManagerOut], summary="List managers", responses=problem_responses()
+)
+async def list_managers(
+    session: DbSession,
+    page: PageQuery,
+    status: ManagerStatus | None = None,
+    region: Annotated[str | None, Query(max_length=200)] = None,
+    team: Annotated[str | None, Query(max_length=200)] = None,
+    level: Annotated[int | None, Query(ge=1, le=5)] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Text in the name.")] = None,
+) -> Page[ManagerOut]:
+    """Managers with their workload, utilization and customer count."""
+    return await service.list_managers(
+        session,
+        cursor=page.cursor,
+        limit=page.limit,
+        status=status,
+        region=region,
+        team=team,
+        level=level,
+        q=q,
+    )
+
+
+@router.post(
+    "",
+    response_model=ManagerOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a manager",
+    responses=problem_responses(409),
+)
+async def create_manager(session: DbSession, body: ManagerCreate) -> ManagerOut:
+    """Create an account manager. Email and external_ref are unique."""
+    return await service.create_manager(session, data=body)
+
+
+@router.get(
+    "/{manager_id}",
+    response_model=ManagerOut,
+    summary="Get a manager",
+    responses=problem_responses(404),
+)
+async def get_manager(session: DbSession, manager_id: uuid.UUID) -> ManagerOut:
+    """One manager with current workload and utilization."""
+    return await service.get_manager(session, manager_id=manager_id)
+
+
+@router.patch(
+    "/{manager_id}",
+    response_model=ManagerOut,
+    summary="Update a manager",
+    responses=problem_responses(404, 409),
+)
+async def update_manager(
+    session: DbSession, manager_id: uuid.UUID, body: ManagerUpdate
+) -> ManagerOut:
+    """Change a manager's fields (capacity, level, skills, accepting_new …)."""
+    return await service.update_manager(session, manager_id=manager_id, data=body)
+
+
+@router.delete(
+    "/{manager_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a manager",
+    responses=problem_responses(404, 409),
+)
+async def delete_manager(session: DbSession, manager_id: uuid.UUID) -> None:
+    """Delete a manager created by mistake. One who owns customers leaves through a handover."""
+    await service.delete_manager(session, manager_id=manager_id)
+
+
+@router.get(
+    "/{manager_id}/customers",
+    response_model=Page[CustomerOut],
+    summary="A manager's portfolio",
+    responses=problem_responses(404),
+)
+async def list_portfolio(
+    session: DbSession,
+    manager_id: uuid.UUID,
+    page: PageQuery,
+    tier: Annotated[str | None, Query(max_length=64)] = None,
+    status: CustomerStatus | None = None,
+) -> Page[CustomerOut]:
+    """The customers this manager owns."""
+    await service.get_manager(session, manager_id=manager_id)
+    return await customers.list_customers(
+        session,
+        cursor=page.cursor,
+        limit=page.limit,
+        manager_id=manager_id,
+        tier=tier,
+        status=status,
+    )

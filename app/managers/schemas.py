@@ -1,0 +1,92 @@
+"""Manager resources in and out."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ManagerStatus = Literal["active", "on_leave", "departing", "departed"]
+Level = Annotated[int, Field(ge=1, le=5, description="1 junior … 5 principal.")]
+Capacity = Annotated[int, Field(ge=0, le=1_000_000, description="Workload units.")]
+Email = Annotated[
+    str,
+    Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", examples=["li.na@example.com"]),
+]
+Tag = Annotated[str, Field(min_length=1, max_length=64)]
+Ref = Annotated[str, Field(min_length=1, max_length=200, description="Id in the source CRM.")]
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+
+_EXAMPLE = {
+    "external_ref": "hs-owner-4411",
+    "name": "Li Na",
+    "email": "li.na@example.com",
+    "level": 4,
+    "capacity": 120,
+    "region": "east",
+    "languages": ["zh", "en"],
+    "industries": ["manufacturing", "retail"],
+    "team": "east-enterprise",
+}
+
+
+class ManagerCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_EXAMPLE]})
+
+    external_ref: Ref | None = None
+    name: ShortText
+    email: Email
+    level: Level
+    capacity: Capacity
+    status: ManagerStatus = "active"
+    accepting_new: bool = True
+    region: ShortText | None = None
+    languages: list[Tag] = Field(default_factory=list, max_length=50)
+    industries: list[Tag] = Field(default_factory=list, max_length=100)
+    team: ShortText | None = None
+
+
+class ManagerUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"capacity": 140, "accepting_new": False}]},
+    )
+
+    external_ref: Ref | None = None
+    name: ShortText | None = None
+    email: Email | None = None
+    level: Level | None = None
+    capacity: Capacity | None = None
+    status: ManagerStatus | None = None
+    accepting_new: bool | None = None
+    region: ShortText | None = None
+    languages: list[Tag] | None = Field(None, max_length=50)
+    industries: list[Tag] | None = Field(None, max_length=100)
+    team: ShortText | None = None
+
+
+class ManagerOut(BaseModel):
+    model_config = ConfigDict(
+        from_attributes=True, json_schema_extra={"examples": [{**_EXAMPLE, "workload": 96}]}
+    )
+
+    id: uuid.UUID
+    external_ref: str | None
+    name: str
+    email: str
+    level: int
+    capacity: int
+    status: ManagerStatus
+    accepting_new: bool
+    region: str | None
+    languages: list[str]
+    industries: list[str]
+    team: str | None
+    workload: int = Field(description="Sum of tier weights of the manager's active customers.")
+    utilization: float | None = Field(description="workload / capacity; null when capacity is 0.")
+    customer_count: int = Field(description="Active customers owned.")
+    version: int
+    created_at: datetime
+    updated_at: datetime

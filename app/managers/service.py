@@ -1,0 +1,127 @@
+"""Manager use cases."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.api.pagination import Page, decode_cursor, encode_cursor
+from app.db.models import Assignment, Customer, Manager
+from app.errors import Conflict, NotFound
+from app.managers import repository
+from app.managers.schemas import ManagerCreate, ManagerOut, ManagerStatus, ManagerUpdate
+
+_NOT_NULL = (
+    "name",
+    "email",
+    "level",
+    "capacity",
+    "status",
+    "accepting_new",
+    "languages",
+    "industries",
+)
+
+
+def to_out(row: object) -> ManagerOut:
+    """Build the public view, computing utilization from workload and capacity."""
+    data = dict(row)  # type: ignore[call-overload]
+    capacity = data["capacity"]
+    data["utilization"] = round(data["workload"] / capacity, 4) if capacity else None
+    return ManagerOut.model_validate(data)
+
+
+async def get_manager(session: AsyncSession, *, manager_id: uuid.UUID) -> ManagerOut:
+    """The manager with workload, or NotFound."""
+    row = await repository.get(session, manager_id)
+    if row is None:
+        raise NotFound(f"Manager {manager_id} does not exist.")
+    return to_out(row)
+
+
+async def list_managers(
+    session: AsyncSession,
+    *,
+    cursor: str | None,
+    limit: int,
+    status: ManagerStatus | None = None,
+    region: str | None = None,
+    team: str | None = None,
+    level: int | None = None,
+    q: str | None = None,
+) -> Page[ManagerOut]:
+    """Managers by id, filtered."""
+    filters: list[ColumnElement[bool]] = []
+    if status is not None:
+        filters.append(Manager.status == status)
+    if region is not None:
+        filters.append(Manager.region == region)
+    if team is not None:
+        filters.append(Manager.team == team)
+    if level is not None:
+        filters.append(Manager.level == level)
+    if q:
+        filters.append(Manager.name.icontains(q, autoescape=True))
+    after = uuid.UUID(decode_cursor(cursor, (uuid.UUID,))[0]) if cursor else None
+    rows = await repository.list_page(session, filters=filters, after=after, limit=limit + 1)
+    items = [to_out(r) for r in rows[:limit]]
+    next_cursor = encode_cursor([str(items[-1].id)]) if len(rows) > limit else None
+    return Page[ManagerOut](items=items, next_cursor=next_cursor)
+
+
+async def _check_unique(
+    session: AsyncSession, *, email: str | None, external_ref: str | None, exclude: uuid.UUID | None
+) -> None:
+    field = await repository.find_conflict(
+        session, email=email, external_ref=external_ref, exclude=exclude
+    )
+    if field is not None:
+        raise Conflict(f"Another manager already has this {field}.", field=field)
+
+
+async def create_manager(session: AsyncSession, *, data: ManagerCreate) -> ManagerOut:
+    """Create a manager; email and external_ref are unique."""
+    await _check_unique(session, email=data.email, external_ref=data.external_ref, exclude=None)
+    manager_id = await repository.insert(session, data.model_dump())
+    return await get_manager(session, manager_id=manager_id)
+
+
+async def update_manager(
+    session: AsyncSession, *, manager_id: uuid.UUID, data: ManagerUpdate
+) -> ManagerOut:
+    """Change a manager's fields. Leaving is done through a handover, not by editing status."""
+    values = data.model_dump(exclude_unset=True)
+    for field in _NOT_NULL:
+        if field in values and values[field] is None:
+            values.pop(field)
+    await get_manager(session, manager_id=manager_id)
+    await _check_unique(
+        session,
+        email=values.get("email"),
+        external_ref=values.get("external_ref"),
+        exclude=manager_id,
+    )
+    if values:
+        await repository.update_fields(session, manager_id, values)
+    return await get_manager(session, manager_id=manager_id)
+
+
+async def delete_manager(session: AsyncSession, *, manager_id: uuid.UUID) -> None:
+    """Delete a manager who owns nobody and has no ownership history."""
+    manager = await get_manager(session, manager_id=manager_id)
+    owned = await session.scalar(select(exists().where(Customer.manager_id == manager_id)))
+    if owned:
+        raise Conflict(
+            f"Manager {manager_id} still owns {manager.customer_count} active customer(s) "
+            "(and possibly churned ones); move the portfolio with a handover first.",
+            customer_count=manager.customer_count,
+        )
+    history = await session.scalar(select(exists().where(Assignment.manager_id == manager_id)))
+    if history:
+        raise Conflict(
+            f"Manager {manager_id} appears in the ownership history, which is never deleted; "
+            "set status to 'departed' instead."
+        )
+    await repository.delete(session, manager_id)

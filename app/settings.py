@@ -1,0 +1,40 @@
+"""Typed settings for Baton, read from the environment (prefix ``BATON_``) and ``.env``."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; nested values use ``__`` (``BATON_DB__POOL_SIZE``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BATON_", env_file=".env", extra="ignore", env_nested_delimiter="__"
+    )
+
+    environment: str = Field("development", description="development | production | test")
+    database_url: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("DATABASE_URL", "BATON_DATABASE_URL"),
+        description="Postgres URL; when unset an embedded Postgres is started in data_dir.",
+    )
+    data_dir: Path = Field(Path(".baton"), description="Where the embedded Postgres keeps data.")
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+    db_statement_timeout_ms: int = Field(30_000, description="Per-statement timeout.")
+    max_page_size: int = 500
+    default_page_size: int = 50
+    log_level: str = "INFO"
+
+    @property
+    def pgdata_dir(self) -> Path:
+        """The embedded Postgres cluster directory inside ``data_dir``."""
+        return self.data_dir / "pgdata"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing env."""
+    return Settings()

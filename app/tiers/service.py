@@ -1,0 +1,61 @@
+"""Tier use cases."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.api.pagination import Page, decode_cursor, encode_cursor
+from app.errors import Conflict, NotFound
+from app.tiers import repository
+from app.tiers.schemas import TierCreate, TierOut, TierUpdate
+
+
+async def get_tier(session: AsyncSession, *, code: str) -> TierOut:
+    """The tier, or NotFound."""
+    row = await repository.get(session, code)
+    if row is None:
+        raise NotFound(f"Tier '{code}' does not exist.")
+    return TierOut.model_validate(row)
+
+
+async def list_tiers(session: AsyncSession, *, cursor: str | None, limit: int) -> Page[TierOut]:
+    """Tiers by rank."""
+    after = None
+    if cursor:
+        rank, code = decode_cursor(cursor, (int, str))
+        after = (rank, code)
+    rows = await repository.list_page(session, after=after, limit=limit + 1)
+    items = [TierOut.model_validate(r) for r in rows[:limit]]
+    next_cursor = encode_cursor([items[-1].rank, items[-1].code]) if len(rows) > limit else None
+    return Page[TierOut](items=items, next_cursor=next_cursor)
+
+
+async def create_tier(session: AsyncSession, *, data: TierCreate) -> TierOut:
+    """Create a tier; a duplicate code is a conflict."""
+    if await repository.get(session, data.code) is not None:
+        raise Conflict(f"Tier '{data.code}' already exists.")
+    await repository.insert(session, data.model_dump())
+    return await get_tier(session, code=data.code)
+
+
+async def update_tier(session: AsyncSession, *, code: str, data: TierUpdate) -> TierOut:
+    """Change a tier's fields (a new weight changes every owner's workload at once)."""
+    values = data.model_dump(exclude_unset=True)
+    for required in ("name", "rank", "weight", "min_manager_level"):
+        if required in values and values[required] is None:
+            values.pop(required)
+    if values and not await repository.update_fields(session, code, values):
+        raise NotFound(f"Tier '{code}' does not exist.")
+    return await get_tier(session, code=code)
+
+
+async def delete_tier(session: AsyncSession, *, code: str) -> None:
+    """Delete an unused tier; a tier that customers use is refused."""
+    await get_tier(session, code=code)
+    used = await repository.count_customers(session, code)
+    if used:
+        raise Conflict(
+            f"Tier '{code}' is used by {used} customer(s); move them to another tier first.",
+            customer_count=used,
+        )
+    await repository.delete(session, code)
