@@ -1,0 +1,36 @@
+"""Baton's assignment engine: a pure function from facts and rules to a plan.
+
+No database, no HTTP, no clock: the service loads facts, calls `plan_assignments` or
+`rebalance`, and writes the plan it gets back.
+"""
+
+from app.engine.columns import NO_TIME, CustomerColumns
+from app.engine.facts import Customer, EngineError, FormerOwner, Manager, Tier
+from app.engine.options import PlanOptions, RebalanceOptions
+from app.engine.plan import Decision, ManagerLoad, Moves, Plan, PlanMetrics
+from app.engine.planner import plan_assignments
+from app.engine.rebalancing import rebalance
+from app.engine.rules import Condition, Preference, Rule, RuleSet
+
+__all__ = [
+    "NO_TIME",
+    "Condition",
+    "Customer",
+    "CustomerColumns",
+    "Decision",
+    "EngineError",
+    "FormerOwner",
+    "Manager",
+    "ManagerLoad",
+    "Moves",
+    "Plan",
+    "PlanMetrics",
+    "PlanOptions",
+    "Preference",
+    "RebalanceOptions",
+    "Rule",
+    "RuleSet",
+    "Tier",
+    "plan_assignments",
+    "rebalance",
+]

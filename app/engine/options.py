@@ -1,0 +1,45 @@
+"""Options of the two entry points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+Strategy = Literal["balanced", "optimal", "successor", "round_robin"]
+Explain = Literal["none", "basic", "full"]
+
+DEFAULT_UTILIZATION_PENALTY = 50.0
+"""Score points per unit of utilization: one preference point is worth 2 pp of utilization."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlanOptions:
+    """How `plan_assignments` places customers.
+
+    `utilization_penalty` trades balance against preferences: a manager's score for a customer
+    is the preference score minus `utilization_penalty × utilization after the move`.
+    """
+
+    strategy: Strategy = "balanced"
+    now: datetime
+    exclude_manager_ids: frozenset[UUID] = frozenset()
+    successor_id: UUID | None = None
+    force: bool = False
+    explain: Explain = "basic"
+    utilization_penalty: float = DEFAULT_UTILIZATION_PENALTY
+    time_limit_s: float = 10.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RebalanceOptions:
+    """How `rebalance` evens out workloads."""
+
+    now: datetime
+    target_utilization: float = 1.0
+    max_spread: float | None = None
+    min_days_since_move: int = 90
+    exclude_manager_ids: frozenset[UUID] = frozenset()
+    explain: Explain = "basic"
+    utilization_penalty: float = DEFAULT_UTILIZATION_PENALTY

@@ -1,0 +1,319 @@
+"""The plan the engine returns: decisions (built lazily), manager loads and balance metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
+from uuid import UUID
+
+import numpy as np
+
+from app.engine.columns import uuid_at, uuids_to_s16
+
+if TYPE_CHECKING:
+    from app.engine.problem import Problem
+
+POOL = -1
+"""`to` value: the customer goes to (or stays in) the pool."""
+KEEP = -3
+"""`to` value: the customer stays with a current owner that is not among the given managers."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where one customer goes; `manager_id` None means the pool."""
+
+    customer_id: UUID
+    from_manager_id: UUID | None
+    manager_id: UUID | None
+    score: float
+    reasons: tuple[str, ...]
+    explanation: dict[str, Any] | None
+    forced: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (UUIDs as strings)."""
+        return {
+            "customer_id": str(self.customer_id),
+            "from_manager_id": _str(self.from_manager_id),
+            "manager_id": _str(self.manager_id),
+            "score": self.score,
+            "reasons": list(self.reasons),
+            "explanation": self.explanation,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerLoad:
+    """A manager's workload and utilization before and after the plan (None: capacity 0)."""
+
+    manager_id: UUID
+    workload_before: int
+    workload_after: int
+    utilization_before: float | None
+    utilization_after: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "manager_id": str(self.manager_id),
+            "workload_before": self.workload_before,
+            "workload_after": self.workload_after,
+            "utilization_before": self.utilization_before,
+            "utilization_after": self.utilization_after,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PlanMetrics:
+    """Balance after the plan, over active managers with capacity > 0.
+
+    `lower_bound` is a proven lower bound on the peak utilization (optimal strategy only);
+    `proven_optimal` says whether the peak was proven minimal (None: not an optimising
+    strategy). `gap` (peak - lower_bound) and `solver` are diagnostics, not part of `to_dict`.
+    """
+
+    peak_utilization: float
+    utilization_spread: float
+    utilization_stddev: float
+    moved: int
+    pooled: int
+    lower_bound: float | None = None
+    proven_optimal: bool | None = None
+    gap: float | None = None
+    solver: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "peak_utilization": self.peak_utilization,
+            "utilization_spread": self.utilization_spread,
+            "utilization_stddev": self.utilization_stddev,
+            "moved": self.moved,
+            "pooled": self.pooled,
+            "lower_bound": self.lower_bound,
+            "proven_optimal": self.proven_optimal,
+        }
+
+
+class Moves(NamedTuple):
+    """Customers whose owner changes. Ids are S16 columns; the nil UUID (b"") means the pool."""
+
+    rows: np.ndarray
+    customer_ids: np.ndarray
+    manager_ids: np.ndarray
+    from_manager_ids: np.ndarray
+
+    def as_uuids(self) -> tuple[list[UUID], list[UUID | None]]:
+        """(customer ids, new manager ids with None for the pool) as Python lists."""
+        customers = [uuid_at(self.customer_ids, i) for i in range(len(self.rows))]
+        managers = [
+            None if not self.manager_ids[i] else uuid_at(self.manager_ids, i)
+            for i in range(len(self.rows))
+        ]
+        return customers, managers
+
+
+def _str(value: UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(eq=False)
+class Outcome:
+    """Per-customer results in engine form (filled by the strategies)."""
+
+    to: np.ndarray  # int32: engine manager index, POOL or KEEP
+    score: np.ndarray  # float64
+    reason: np.ndarray  # int16 codes into `reasons`
+    forced: np.ndarray  # bool: capacity overridden
+    reasons: list[tuple[str, ...]] = field(default_factory=list)
+    _codes: dict[tuple[str, ...], int] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, n: int) -> Outcome:
+        """An outcome with nobody decided yet."""
+        return cls(
+            to=np.full(n, POOL, np.int32),
+            score=np.zeros(n, np.float64),
+            reason=np.full(n, -1, np.int16),
+            forced=np.zeros(n, bool),
+        )
+
+    def code(self, reasons: tuple[str, ...]) -> int:
+        """The code of a reason tuple (interned)."""
+        if reasons not in self._codes:
+            self._codes[reasons] = len(self.reasons)
+            self.reasons.append(reasons)
+        return self._codes[reasons]
+
+    def set(
+        self,
+        rows: np.ndarray | int,
+        to: np.ndarray | int,
+        reasons: tuple[str, ...],
+        score: np.ndarray | float = 0.0,
+    ) -> None:
+        """Record decisions for some rows."""
+        self.to[rows] = to
+        self.reason[rows] = self.code(reasons)
+        self.score[rows] = score
+
+
+class Plan:
+    """A plan: one decision per input customer (lazily built), loads, metrics.
+
+    Decisions are in input order: `plan.decision(i)` is about the i-th input customer.
+    """
+
+    def __init__(
+        self,
+        *,
+        strategy: str,
+        problem: Problem,
+        outcome: Outcome,
+        load_before_plan: np.ndarray,
+        load_after: np.ndarray,
+        explain: str,
+        penalty: float,
+        lower_bound: float | None = None,
+        proven_optimal: bool | None = None,
+        solver: str | None = None,
+    ) -> None:
+        self.strategy = strategy
+        self.explain = explain
+        self.penalty = penalty
+        self._problem = problem
+        self._outcome = outcome
+        self.load_before_plan = load_before_plan  # given workload minus customers up for placement
+        self.load_after = load_after
+        p = problem
+        ids = [m.id for m in p.managers]
+        self.managers: list[ManagerLoad] = []
+        for engine_index in p.given_order:
+            cap = int(p.capacity[engine_index])
+            before = int(p.workload[engine_index])
+            after = int(load_after[engine_index])
+            self.managers.append(
+                ManagerLoad(
+                    manager_id=ids[engine_index],
+                    workload_before=before,
+                    workload_after=after,
+                    utilization_before=before / cap if cap > 0 else None,
+                    utilization_after=after / cap if cap > 0 else None,
+                )
+            )
+        self._manager_s16 = np.concatenate(
+            [uuids_to_s16(ids) if ids else np.empty(0, "S16"), np.zeros(3, "S16")]
+        )  # trailing nil entries so POOL (-1) and KEEP (-3) index a nil id
+        counted = p.active & (p.capacity > 0)
+        util = load_after[counted] / p.capacity[counted]
+        moves = self._changed()
+        peak = float(util.max()) if util.size else 0.0
+        self.metrics = PlanMetrics(
+            peak_utilization=peak,
+            utilization_spread=float(util.max() - util.min()) if util.size else 0.0,
+            utilization_stddev=float(util.std()) if util.size else 0.0,
+            moved=int(np.count_nonzero(moves & (outcome.to >= 0))),
+            pooled=int(np.count_nonzero(outcome.to == POOL)),
+            lower_bound=lower_bound,
+            proven_optimal=proven_optimal,
+            gap=None if lower_bound is None else max(0.0, peak - lower_bound),
+            solver=solver,
+        )
+        self.decisions: Sequence[Decision] = _Decisions(self)
+
+    @property
+    def problem(self) -> Problem:
+        """The prepared input (for explanations)."""
+        return self._problem
+
+    @property
+    def outcome(self) -> Outcome:
+        """Per-customer results as arrays (engine manager indices)."""
+        return self._outcome
+
+    def __len__(self) -> int:
+        return len(self._outcome.to)
+
+    def _changed(self) -> np.ndarray:
+        to = self._outcome.to
+        had_owner = self._problem.cols.owner >= 0
+        return np.where(to >= 0, to != self._problem.owner, (to == POOL) & had_owner)
+
+    def manager_id_at(self, engine_index: int) -> UUID | None:
+        """Manager id of an engine index (None for the pool)."""
+        return self._problem.managers[engine_index].id if engine_index >= 0 else None
+
+    def decision(self, i: int) -> Decision:
+        """The decision about the i-th input customer."""
+        from app.engine.explain import explain_decision
+
+        p, o = self._problem, self._outcome
+        to = int(o.to[i])
+        from_id = p.cols.owner_id(i)
+        manager_id = from_id if to == KEEP else self.manager_id_at(to)
+        return Decision(
+            customer_id=p.cols.customer_id(i),
+            from_manager_id=from_id,
+            manager_id=manager_id,
+            score=round(float(o.score[i]), 6),
+            reasons=o.reasons[int(o.reason[i])],
+            explanation=None if self.explain == "none" else explain_decision(self, i),
+            forced=("capacity",) if o.forced[i] else (),
+        )
+
+    def iter_decisions(self) -> Iterator[Decision]:
+        """Every decision, in input order, built one at a time."""
+        for i in range(len(self)):
+            yield self.decision(i)
+
+    def moves(self) -> Moves:
+        """Customers whose owner changes (to another manager or to the pool)."""
+        rows = np.flatnonzero(self._changed())
+        cols = self._problem.cols
+        owner_s16 = np.concatenate(
+            [uuids_to_s16(cols.owner_ids) if cols.owner_ids else np.empty(0, "S16"), [b""]]
+        ).astype("S16")
+        return Moves(
+            rows=rows,
+            customer_ids=cols.ids[rows],
+            manager_ids=self._manager_s16[self._outcome.to[rows]],
+            from_manager_ids=owner_s16[cols.owner[rows]],
+        )
+
+    def to_dict(self, limit: int | None = None) -> dict[str, Any]:
+        """The plan as JSON-ready data; `limit` caps the number of decisions included."""
+        count = len(self) if limit is None else min(limit, len(self))
+        return {
+            "strategy": self.strategy,
+            "decisions": [self.decision(i).to_dict() for i in range(count)],
+            "managers": [m.to_dict() for m in self.managers],
+            "metrics": self.metrics.to_dict(),
+        }
+
+
+class _Decisions(Sequence[Decision]):
+    """A read-only, lazy sequence of a plan's decisions."""
+
+    def __init__(self, plan: Plan) -> None:
+        self._plan = plan
+
+    def __len__(self) -> int:
+        return len(self._plan)
+
+    @overload
+    def __getitem__(self, index: int) -> Decision: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Decision]: ...
+    def __getitem__(self, index: int | slice) -> Decision | list[Decision]:
+        if isinstance(index, slice):
+            return [self._plan.decision(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._plan.decision(index)
+
+    def __iter__(self) -> Iterator[Decision]:
+        return self._plan.iter_decisions()

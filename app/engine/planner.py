@@ -1,0 +1,89 @@
+"""The entry point for placing customers: `plan_assignments`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from app.engine.classes import build_classes
+from app.engine.facts import Manager, Tier
+from app.engine.optimal import run_optimal
+from app.engine.options import PlanOptions
+from app.engine.plan import KEEP, Outcome, Plan
+from app.engine.problem import Customers, Problem, prepare
+from app.engine.rules import RuleSet
+from app.engine.strategies import run_balanced, run_round_robin, run_successor
+
+
+def release_load(problem: Problem, movable: np.ndarray) -> np.ndarray:
+    """Managers' workload once the movable customers they own are taken off them."""
+    load = problem.workload.astype(np.int64).copy()
+    owned = movable & (problem.owner >= 0)
+    np.subtract.at(load, problem.owner[owned], problem.weight[owned])
+    return load
+
+
+def settle_pinned(problem: Problem, outcome: Outcome, pinned: np.ndarray) -> None:
+    """Pinned customers stay where they are (with an unknown owner: KEEP; none: the pool)."""
+    rows = np.flatnonzero(pinned)
+    owner = problem.owner[rows]
+    known = owner >= 0
+    outcome.set(rows[known], owner[known], ("pinned",))
+    unknown = rows[~known]
+    had_owner = problem.cols.owner[unknown] >= 0
+    outcome.set(unknown[had_owner], KEEP, ("pinned",))
+    outcome.set(unknown[~had_owner], -1, ("pinned",))
+
+
+def plan_assignments(
+    customers: Customers,
+    managers: Sequence[Manager],
+    tiers: Sequence[Tier],
+    rules: RuleSet,
+    options: PlanOptions,
+) -> Plan:
+    """Place every given customer on a manager, or in the pool with reasons.
+
+    Customers currently owned by one of the given managers are up for placement: their weight
+    is taken off that manager first (which stays a candidate unless excluded or not active).
+    Pinned customers stay put. Accepts `Customer`s or `CustomerColumns`.
+    """
+    problem = prepare(customers, managers, tiers, rules, options.exclude_manager_ids)
+    n = len(problem.cols)
+    pinned = problem.cols.pinned
+    outcome = Outcome.empty(n)
+    settle_pinned(problem, outcome, pinned)
+    load = release_load(problem, ~pinned)
+    before = load.copy()
+    order = problem.customer_ids_sorted()
+    rows = order[~pinned[order]]
+    classes = build_classes(problem, rows)
+    penalty = options.utilization_penalty
+    extra: dict = {}
+    match options.strategy:
+        case "balanced":
+            run_balanced(problem, classes, outcome, load, penalty)
+        case "successor":
+            run_successor(
+                problem, classes, outcome, load, penalty, options.successor_id, options.force
+            )
+        case "round_robin":
+            run_round_robin(problem, classes, outcome, load, rows)
+        case "optimal":
+            result = run_optimal(problem, classes, outcome, load, penalty, options.time_limit_s)
+            extra = {
+                "lower_bound": result.lower_bound,
+                "proven_optimal": result.proven_optimal,
+                "solver": result.solver,
+            }
+    return Plan(
+        strategy=options.strategy,
+        problem=problem,
+        outcome=outcome,
+        load_before_plan=before,
+        load_after=load,
+        explain=options.explain,
+        penalty=penalty,
+        **extra,
+    )

@@ -1,0 +1,127 @@
+"""The prepared problem: input facts checked and laid out in engine order.
+
+Managers are sorted by id (ties always go to the lower id); customers keep their input rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+import numpy as np
+
+from app.engine.columns import CustomerColumns
+from app.engine.evaluation import Evaluator
+from app.engine.facts import Customer, EngineError, Manager, Tier
+from app.engine.rules import RuleSet
+
+Customers = Sequence[Customer] | CustomerColumns
+
+
+@dataclass(eq=False)
+class Problem:
+    """Input facts in engine order, plus the derived per-customer and per-manager arrays."""
+
+    cols: CustomerColumns
+    managers: list[Manager]  # sorted by id
+    given_order: list[int]  # engine index of the i-th given manager
+    tiers: dict[str, Tier]
+    rules: RuleSet
+    evaluator: Evaluator
+    weight: np.ndarray  # per customer, int64
+    rank: np.ndarray  # per customer, int64
+    min_level: np.ndarray  # per customer, int64
+    owner: np.ndarray  # per customer: engine index of the current owner, -1 if none/unknown
+    level: np.ndarray  # per manager
+    capacity: np.ndarray  # per manager, int64
+    workload: np.ndarray  # per manager as given, int64
+    active: np.ndarray
+    accepting: np.ndarray
+    not_excluded: np.ndarray
+    index_of: dict[UUID, int]
+
+    @property
+    def receivable(self) -> np.ndarray:
+        """Managers that may receive customers at all (status, flag, exclusion, capacity > 0)."""
+        return self.active & self.accepting & self.not_excluded & (self.capacity > 0)
+
+    def former(self, row: int) -> tuple[int, ...]:
+        """Engine indices of the row's former owners that are among the managers."""
+        owners = self.cols.former_owners.get(row, ())
+        return tuple(
+            sorted({self.index_of[f.manager_id] for f in owners if f.manager_id in self.index_of})
+        )
+
+    def relations(self, row: int) -> tuple[int, tuple[int, ...]]:
+        """(current owner index or -1, former owner indices) as the rules see them."""
+        former = self.former(row) if self.evaluator.reads_former else ()
+        return int(self.owner[row]), former
+
+    def customer_ids_sorted(self) -> np.ndarray:
+        """Row order by customer id (a no-op check when the columns are already sorted)."""
+        ids = self.cols.ids
+        if len(ids) < 2 or bool((ids[1:] > ids[:-1]).all()):
+            return np.arange(len(ids))
+        return np.argsort(ids, kind="stable")
+
+
+def prepare(
+    customers: Customers,
+    managers: Sequence[Manager],
+    tiers: Sequence[Tier],
+    rules: RuleSet,
+    exclude: Collection[UUID] = frozenset(),
+) -> Problem:
+    """Check the input and build the Problem."""
+    cols = customers if isinstance(customers, CustomerColumns) else None
+    if cols is None:
+        cols = CustomerColumns.from_customers(list(customers))
+    tier_map: dict[str, Tier] = {}
+    for tier in tiers:
+        if tier.code in tier_map:
+            raise EngineError(f"tier {tier.code!r} is given twice")
+        tier_map[tier.code] = tier
+    used = np.flatnonzero(np.bincount(cols.tier, minlength=len(cols.tier_codes)))
+    unknown = [cols.tier_codes[c] for c in used if cols.tier_codes[c] not in tier_map]
+    if unknown:
+        raise EngineError(f"customers refer to unknown tier(s): {', '.join(sorted(unknown))}")
+    ordered = sorted(range(len(managers)), key=lambda i: managers[i].id)
+    engine_managers = [managers[i] for i in ordered]
+    index_of = {m.id: i for i, m in enumerate(engine_managers)}
+    if len(index_of) != len(managers):
+        raise EngineError("a manager is given twice")
+    given_order = [0] * len(managers)
+    for engine_index, given_index in enumerate(ordered):
+        given_order[given_index] = engine_index
+
+    def per_tier(attr: str) -> np.ndarray:
+        table = np.array(
+            [getattr(tier_map[c], attr) if c in tier_map else 0 for c in cols.tier_codes] or [0],
+            np.int64,
+        )
+        return table[cols.tier]
+
+    owner_map = np.array(
+        [index_of.get(m, -1) for m in cols.owner_ids] + [-1], np.int32
+    )  # code -1 maps to the last entry
+    owner = owner_map[cols.owner]
+    return Problem(
+        cols=cols,
+        managers=engine_managers,
+        given_order=given_order,
+        tiers=tier_map,
+        rules=rules,
+        evaluator=Evaluator(rules, cols, engine_managers),
+        weight=per_tier("weight"),
+        rank=per_tier("rank"),
+        min_level=per_tier("min_manager_level"),
+        owner=owner,
+        level=np.array([m.level for m in engine_managers], np.int64),
+        capacity=np.array([m.capacity for m in engine_managers], np.int64),
+        workload=np.array([m.workload for m in engine_managers], np.int64),
+        active=np.array([m.status == "active" for m in engine_managers], bool),
+        accepting=np.array([m.accepting_new for m in engine_managers], bool),
+        not_excluded=np.array([m.id not in exclude for m in engine_managers], bool),
+        index_of=index_of,
+    )

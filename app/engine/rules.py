@@ -1,0 +1,387 @@
+"""The declarative rule set: hard eligibility rules and weighted preferences.
+
+A condition reads `customer.<attr>` or `manager.<attr>` and compares it with a literal or with a
+reference `"$customer.<attr>"` / `"$manager.<attr>"`. A missing value (None, NaN) never satisfies
+a condition, except through `exists`. The virtual manager fields `is_current_owner`,
+`is_former_owner` (both about the customer being placed) and `utilization` (workload / capacity
+as given, before the plan) are available too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from app.engine.facts import Customer, Manager
+
+Op = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "contains", "overlaps", "exists"]
+
+# Field types: str, num, bool, uuid, datetime, list (of str).
+CUSTOMER_FIELDS: dict[str, str] = {
+    "id": "uuid",
+    "tier": "str",
+    "region": "str",
+    "language": "str",
+    "industry": "str",
+    "annual_value": "num",
+    "satisfaction": "num",
+    "pinned": "bool",
+    "manager_id": "uuid",
+    "last_moved_at": "datetime",
+}
+MANAGER_FIELDS: dict[str, str] = {
+    "id": "uuid",
+    "level": "num",
+    "capacity": "num",
+    "workload": "num",
+    "status": "str",
+    "accepting_new": "bool",
+    "region": "str",
+    "languages": "list",
+    "industries": "list",
+    "team": "str",
+}
+MANAGER_VIRTUAL_FIELDS: dict[str, str] = {
+    "is_current_owner": "bool",
+    "is_former_owner": "bool",
+    "utilization": "num",
+}
+RELATION_FIELDS = frozenset({"is_current_owner", "is_former_owner"})
+
+# Keep the rule vocabulary honest: every plain field must exist on its fact dataclass.
+assert set(CUSTOMER_FIELDS) <= {f.name for f in fields(Customer)}
+assert set(MANAGER_FIELDS) <= {f.name for f in fields(Manager)}
+
+BUILTIN_RULE_IDS = (
+    "tier_min_level",
+    "manager_active",
+    "manager_accepting",
+    "capacity",
+    "not_excluded",
+    "pinned",
+)
+
+_ORDERED = frozenset({"num", "datetime"})
+_SCALAR = frozenset({"str", "num", "bool", "uuid", "datetime"})
+_OPS_BY_TYPE: dict[str, frozenset[str]] = {
+    "str": frozenset({"eq", "ne", "in", "not_in", "exists"}),
+    "uuid": frozenset({"eq", "ne", "in", "not_in", "exists"}),
+    "bool": frozenset({"eq", "ne", "exists"}),
+    "num": frozenset({"eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "exists"}),
+    "datetime": frozenset({"eq", "ne", "gt", "gte", "lt", "lte", "exists"}),
+    "list": frozenset({"contains", "overlaps", "exists"}),
+}
+
+Literal_ = str | int | float | bool
+JsonValue = Literal_ | list[Literal_] | None
+
+
+def field_type(path: str) -> str | None:
+    """The type of `customer.<attr>` / `manager.<attr>`, None when unknown."""
+    side, _, attr = path.partition(".")
+    if side == "customer":
+        return CUSTOMER_FIELDS.get(attr)
+    if side == "manager":
+        return MANAGER_FIELDS.get(attr) or MANAGER_VIRTUAL_FIELDS.get(attr)
+    return None
+
+
+def _known_fields() -> str:
+    names = [f"customer.{a}" for a in CUSTOMER_FIELDS]
+    names += [f"manager.{a}" for a in (*MANAGER_FIELDS, *MANAGER_VIRTUAL_FIELDS)]
+    return ", ".join(names)
+
+
+class Condition(BaseModel):
+    """`{field, op, value}`: one comparison; value is a literal or `"$customer.<attr>"`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    field: str
+    op: Op
+    value: JsonValue = None
+
+    @field_validator("field")
+    @classmethod
+    def _check_field(cls, value: str) -> str:
+        if field_type(value) is None:
+            raise ValueError(f"unknown field {value!r}; known fields: {_known_fields()}")
+        return value
+
+    @field_validator("op")
+    @classmethod
+    def _check_op(cls, value: str, info: Any) -> str:
+        ftype = field_type(info.data.get("field", ""))
+        if ftype is not None and value not in _OPS_BY_TYPE[ftype]:
+            allowed = ", ".join(sorted(_OPS_BY_TYPE[ftype]))
+            raise ValueError(
+                f"operator {value!r} makes no sense for {info.data['field']} ({ftype}); "
+                f"use one of: {allowed}"
+            )
+        return value
+
+    @field_validator("value")
+    @classmethod
+    def _check_value(cls, value: JsonValue, info: Any) -> JsonValue:
+        ftype = field_type(info.data.get("field", ""))
+        op = info.data.get("op")
+        if ftype is None or op is None:
+            return value
+        if op == "exists":
+            if not isinstance(value, bool):
+                raise ValueError("`exists` takes true or false")
+            return value
+        if isinstance(value, str) and value.startswith("$"):
+            rtype = field_type(value[1:])
+            if rtype is None:
+                raise ValueError(f"unknown reference {value!r}; known fields: {_known_fields()}")
+            _check_reference(ftype, op, rtype)
+            return value
+        _check_literal(ftype, op, value)
+        return value
+
+    @property
+    def reference(self) -> str | None:
+        """The referenced field path (without `$`), if the value is a reference."""
+        if isinstance(self.value, str) and self.value.startswith("$") and self.op != "exists":
+            return self.value[1:]
+        return None
+
+    def reads(self) -> set[str]:
+        """Field paths this condition reads."""
+        ref = self.reference
+        return {self.field} if ref is None else {self.field, ref}
+
+    def literal(self) -> Any:
+        """The literal value converted to the field's type (UUIDs, datetimes)."""
+        ftype = field_type(self.field)
+        value = self.value
+        if ftype == "uuid":
+            if isinstance(value, list):
+                return tuple(UUID(str(v)) for v in value)
+            return UUID(str(value))
+        if ftype == "datetime" and isinstance(value, str):
+            return datetime.fromisoformat(value)
+        if isinstance(value, list):
+            return tuple(value)
+        return value
+
+    def describe(self) -> str:
+        """`manager.level gte 4` / `manager.languages contains $customer.language`."""
+        value = self.value if self.reference else repr(self.value)
+        return f"{self.field} {self.op} {value}"
+
+
+def _check_reference(ftype: str, op: str, rtype: str) -> None:
+    if op in ("eq", "ne") and rtype != ftype:
+        raise ValueError(f"cannot compare a {ftype} field with a {rtype} reference")
+    if op in ("in", "not_in") and rtype != "list":
+        raise ValueError(f"`{op}` needs a list reference, got a {rtype}")
+    if op == "contains" and rtype not in ("str",):
+        raise ValueError(f"`contains` needs a text reference, got a {rtype}")
+    if op == "overlaps" and rtype != "list":
+        raise ValueError(f"`overlaps` needs a list reference, got a {rtype}")
+    if op in ("gt", "gte", "lt", "lte") and rtype != ftype:
+        raise ValueError(f"cannot order a {ftype} field against a {rtype} reference")
+
+
+def _scalar_ok(ftype: str, value: Any) -> bool:
+    if ftype == "num":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if ftype == "bool":
+        return isinstance(value, bool)
+    if ftype == "uuid":
+        try:
+            UUID(str(value))
+        except ValueError:
+            return False
+        return isinstance(value, str)
+    if ftype == "datetime":
+        try:
+            datetime.fromisoformat(str(value))
+        except ValueError:
+            return False
+        return isinstance(value, str)
+    return isinstance(value, str)
+
+
+def _check_literal(ftype: str, op: str, value: Any) -> None:
+    if op in ("in", "not_in"):
+        if not isinstance(value, list) or not all(_scalar_ok(ftype, v) for v in value):
+            raise ValueError(f"`{op}` needs a list of {ftype} values")
+    elif op == "overlaps":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError("`overlaps` needs a list of text values")
+    elif op == "contains":
+        if not isinstance(value, str):
+            raise ValueError("`contains` needs a text value")
+    elif not _scalar_ok(ftype, value):
+        raise ValueError(f"{op} needs a {ftype} value, got {value!r}")
+
+
+class Rule(BaseModel):
+    """A hard eligibility rule: where `when` holds (or is empty), all `conditions` must hold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    description: str | None = None
+    when: list[Condition] = Field(default_factory=list)
+    conditions: Annotated[list[Condition], Field(min_length=1)]
+
+    def reads(self) -> set[str]:
+        """Field paths this rule reads."""
+        return set().union(*(c.reads() for c in (*self.when, *self.conditions)))
+
+
+class Preference(Rule):
+    """A soft rule: `weight` is added to the score where `when` and all `conditions` hold."""
+
+    weight: float
+
+    @field_validator("weight")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("weight must be a finite number")
+        return value
+
+
+class RuleSet(BaseModel):
+    """The versioned, JSON-serialisable rules of the engine."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Annotated[int, Field(ge=1)] = 1
+    eligibility: list[Rule] = Field(default_factory=list)
+    preferences: list[Preference] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> RuleSet:
+        seen = set(BUILTIN_RULE_IDS)
+        errors: list[InitErrorDetails] = []
+        for kind in ("eligibility", "preferences"):
+            for i, rule in enumerate(getattr(self, kind)):
+                if rule.id in seen:
+                    what = "built-in rule" if rule.id in BUILTIN_RULE_IDS else "rule"
+                    errors.append(
+                        InitErrorDetails(
+                            type=PydanticCustomError(
+                                "duplicate_rule_id",
+                                "{id!r} is already used by a {what}; rule ids must be unique",
+                                {"id": rule.id, "what": what},
+                            ),
+                            loc=(kind, i, "id"),
+                            input=rule.id,
+                        )
+                    )
+                seen.add(rule.id)
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
+    def reads(self) -> set[str]:
+        """Every field path read by some rule or preference."""
+        return set().union(*(r.reads() for r in (*self.eligibility, *self.preferences)))
+
+    @classmethod
+    def default(cls) -> RuleSet:
+        """Baton's default rules: no extra hard rule, continuity and fit as preferences.
+
+        Scores are in points; with the default utilization penalty (50 points per unit of
+        utilization) one point is worth two percentage points of a manager's utilization.
+        """
+        return cls.model_validate(
+            {
+                "eligibility": [],
+                "preferences": [
+                    {
+                        "id": "stay_with_current_owner",
+                        "description": "Continuity: keep the customer with its current owner",
+                        "conditions": [
+                            {"field": "manager.is_current_owner", "op": "eq", "value": True}
+                        ],
+                        "weight": 10,
+                    },
+                    {
+                        "id": "prefer_former_owner",
+                        "description": "Continuity: a manager who owned the customer before",
+                        "conditions": [
+                            {"field": "manager.is_former_owner", "op": "eq", "value": True}
+                        ],
+                        "weight": 8,
+                    },
+                    {
+                        "id": "prefer_customer_language",
+                        "description": "The manager speaks the customer's language",
+                        "conditions": [
+                            {
+                                "field": "manager.languages",
+                                "op": "contains",
+                                "value": "$customer.language",
+                            }
+                        ],
+                        "weight": 5,
+                    },
+                    {
+                        "id": "prefer_same_industry",
+                        "description": "The manager knows the customer's industry",
+                        "conditions": [
+                            {
+                                "field": "manager.industries",
+                                "op": "contains",
+                                "value": "$customer.industry",
+                            }
+                        ],
+                        "weight": 5,
+                    },
+                    {
+                        "id": "prefer_same_region",
+                        "description": "The manager works in the customer's region",
+                        "conditions": [
+                            {"field": "manager.region", "op": "eq", "value": "$customer.region"}
+                        ],
+                        "weight": 3,
+                    },
+                ],
+            }
+        )
+
+
+def compare(op: str, left: Any, right: Any) -> bool:
+    """Apply one operator to two plain values (None never matches, except via exists)."""
+    if op == "exists":
+        present = left is not None and left != ()
+        return present == bool(right)
+    if left is None or right is None:
+        return False
+    if isinstance(left, float) and math.isnan(left):
+        return False
+    match op:
+        case "eq":
+            return bool(left == right)
+        case "ne":
+            return bool(left != right)
+        case "in":
+            return left in right
+        case "not_in":
+            return left not in right
+        case "gt":
+            return bool(left > right)
+        case "gte":
+            return bool(left >= right)
+        case "lt":
+            return bool(left < right)
+        case "lte":
+            return bool(left <= right)
+        case "contains":
+            return right in left
+        case "overlaps":
+            return bool(set(left) & set(right))
+    raise ValueError(f"unknown operator {op!r}")

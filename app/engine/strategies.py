@@ -1,0 +1,194 @@
+"""The four placement strategies. Each fills an Outcome and updates `load` in place."""
+
+from __future__ import annotations
+
+import bisect
+from uuid import UUID
+
+import numpy as np
+
+from app.engine.classes import Classes, class_eligibility
+from app.engine.facts import EngineError
+from app.engine.fill import water_fill
+from app.engine.plan import Outcome
+from app.engine.problem import Problem
+
+NO_ELIGIBLE = ("no_eligible_manager",)
+NO_CAPACITY = ("no_capacity",)
+
+
+def place_class(
+    problem: Problem,
+    outcome: Outcome,
+    load: np.ndarray,
+    rows: np.ndarray,
+    counts_by_manager: np.ndarray,
+    managers: np.ndarray,
+    weight: int,
+    pref: np.ndarray,
+    penalty: float,
+    reason: tuple[str, ...],
+) -> int:
+    """Give consecutive rows to `managers` (ascending) by `counts`; returns how many placed.
+
+    Scores use the utilization right after each customer's move.
+    """
+    placed = int(counts_by_manager.sum())
+    if placed == 0:
+        return 0
+    to = np.repeat(managers, counts_by_manager)
+    block_start = np.repeat(np.cumsum(counts_by_manager) - counts_by_manager, counts_by_manager)
+    k = np.arange(placed) - block_start
+    util = (load[to] + (k + 1) * weight) / problem.capacity[to]
+    score = pref[to] - penalty * util
+    chosen = rows[:placed]
+    stays = problem.owner[chosen] == to
+    outcome.set(chosen[~stays], to[~stays], reason, score[~stays])
+    outcome.set(chosen[stays], to[stays], ("kept_current_owner",), score[stays])
+    np.add.at(load, managers, counts_by_manager * weight)
+    return placed
+
+
+def run_balanced(
+    problem: Problem, classes: Classes, outcome: Outcome, load: np.ndarray, penalty: float
+) -> None:
+    """Heaviest, most important classes first; each customer to the best score, water-filled."""
+    for c in classes.order:
+        rows = classes.members(c)
+        weight = int(classes.weight[c])
+        ok, pref = class_eligibility(problem, classes, int(c))
+        if not ok.any():
+            outcome.set(rows, -1, NO_ELIGIBLE)
+            continue
+        room = np.where(ok, (problem.capacity - load) // weight, 0)
+        candidates = np.flatnonzero(room > 0)
+        counts = water_fill(
+            pref[candidates],
+            load[candidates],
+            problem.capacity[candidates],
+            room[candidates],
+            weight,
+            len(rows),
+            penalty,
+        )
+        placed = place_class(
+            problem, outcome, load, rows, counts, candidates, weight, pref, penalty, ("balanced",)
+        )
+        if placed < len(rows):
+            outcome.set(rows[placed:], -1, NO_CAPACITY)
+
+
+def run_successor(
+    problem: Problem,
+    classes: Classes,
+    outcome: Outcome,
+    load: np.ndarray,
+    penalty: float,
+    successor_id: UUID | None,
+    force: bool,
+) -> None:
+    """Everyone to one named manager, still checked against every hard rule."""
+    if successor_id is None:
+        raise EngineError("the successor strategy needs successor_id")
+    if successor_id not in problem.index_of:
+        raise EngineError(f"successor {successor_id} is not among the given managers")
+    s = problem.index_of[successor_id]
+    manager = problem.managers[s]
+    cap = int(problem.capacity[s])
+    for c in classes.order:
+        rows = classes.members(c)
+        weight = int(classes.weight[c])
+        if not problem.not_excluded[s]:
+            outcome.set(rows, -1, ("excluded_successor",))
+            continue
+        rep = int(classes.rep[c])
+        current, former = problem.relations(rep)
+        violations = []
+        if manager.level < classes.min_level[c]:
+            violations.append("tier_min_level")
+        if manager.status != "active":
+            violations.append("manager_active")
+        if not manager.accepting_new:
+            violations.append("manager_accepting")
+        for rule in problem.rules.eligibility:
+            applies, holds = problem.evaluator.rule_outcome(rule, rep, current, former)
+            if applies[s] and not holds[s]:
+                violations.append(rule.id)
+        pref = problem.evaluator.row(rep, current, former)[1]
+        if violations:
+            codes = tuple(f"violates:{v}" for v in violations)
+            outcome.set(rows, -1, ("successor_ineligible", *codes))
+            continue
+        fit = max(0, min(len(rows), (cap - int(load[s])) // weight)) if cap > 0 else 0
+        taken = fit if not force else len(rows)
+        if taken:
+            k = np.arange(taken)
+            util = (load[s] + (k + 1) * weight) / cap if cap > 0 else np.full(taken, np.inf)
+            score = pref[s] - penalty * util if cap > 0 else np.full(taken, pref[s])
+            outcome.set(rows[:fit], s, ("successor",), score[:fit])
+            if taken > fit:
+                over = rows[fit:taken]
+                outcome.set(over, s, ("successor", "violates:capacity"), score[fit:taken])
+                outcome.forced[over] = True
+            load[s] += taken * weight
+        if taken < len(rows):
+            outcome.set(rows[taken:], -1, ("no_capacity", "violates:capacity"))
+
+
+def run_round_robin(
+    problem: Problem, classes: Classes, outcome: Outcome, load: np.ndarray, order: np.ndarray
+) -> None:
+    """In customer-id order, each customer to the next eligible manager (by id) with room."""
+    class_of = np.empty(len(problem.cols), np.int64)
+    eligible: list[list[int]] = []
+    prefs: list[np.ndarray] = []
+    for c in range(len(classes)):
+        class_of[classes.members(c)] = c
+        ok, pref = class_eligibility(problem, classes, c)
+        eligible.append(np.flatnonzero(ok).tolist())
+        prefs.append(pref)
+    had_eligible = [bool(e) for e in eligible]
+    m = len(problem.managers)
+    capacity = problem.capacity.tolist()
+    loads = load.tolist()
+    weights = classes.weight.tolist()
+    pointer = 0
+    chosen = np.full(len(problem.cols), -1, np.int64)
+    no_room = np.zeros(len(problem.cols), bool)
+    for row in order.tolist():
+        c = int(class_of[row])
+        if c < 0:
+            continue
+        candidates = eligible[c]
+        w = weights[c]
+        if not candidates:
+            no_room[row] = had_eligible[c]
+            continue
+        j = bisect.bisect_left(candidates, pointer)
+        while candidates:
+            if j >= len(candidates):
+                j = 0
+            mgr = candidates[j]
+            if loads[mgr] + w <= capacity[mgr]:
+                break
+            del candidates[j]  # full for this class's weight from now on
+        else:
+            no_room[row] = True
+            continue
+        chosen[row] = mgr
+        loads[mgr] += w
+        pointer = (mgr + 1) % m
+    load[:] = loads
+    placeable = classes.rows
+    picked = placeable[chosen[placeable] >= 0]
+    to = chosen[picked]
+    stays = problem.owner[picked] == to
+    outcome.set(picked[~stays], to[~stays], ("round_robin",))
+    outcome.set(picked[stays], to[stays], ("kept_current_owner",))
+    for c in range(len(classes)):
+        rows = classes.members(c)
+        rows = rows[chosen[rows] >= 0]
+        outcome.score[rows] = prefs[c][chosen[rows]]
+    unplaced = placeable[chosen[placeable] < 0]
+    outcome.set(unplaced[no_room[unplaced]], -1, NO_CAPACITY)
+    outcome.set(unplaced[~no_room[unplaced]], -1, NO_ELIGIBLE)
