@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from typing import Annotated
@@ -86,10 +87,14 @@ def serve(
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
     demo: Annotated[bool, typer.Option(help="Seed demo data when the database is empty.")] = False,
+    worker: Annotated[
+        bool, typer.Option(help="Also run the background worker in the API process.")
+    ] = True,
 ) -> None:
-    """Migrate, then serve the API with uvicorn."""
+    """Migrate, then serve the API with uvicorn (and, unless --no-worker, the worker)."""
     import uvicorn
 
+    os.environ["BATON_RUN_WORKER"] = "true" if worker else "false"
     url = _database_url()
     _migrate(url)
     if demo:
@@ -105,6 +110,20 @@ def serve(
         workers=workers,
         log_level=get_settings().log_level.lower(),
     )
+
+
+@cli.command("worker")
+def worker_command() -> None:
+    """Run a standalone background worker (scheduled handovers, cover returns, deliveries).
+
+    Without DATABASE_URL it attaches to the same embedded Postgres as `baton serve`."""
+    from app.worker import run_worker
+
+    url = _database_url()
+    _migrate(url)
+    console.print("Baton worker started; Ctrl+C stops it.")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_worker(url, get_settings()))
 
 
 @cli.command()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -93,7 +95,30 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _data_exception_message(exc: DBAPIError) -> str | None:
+    """The message of a Postgres "data exception" (SQLSTATE class 22), else None.
+
+    asyncpg reports both server-side ones (NUL in text, numeric overflow) and values it cannot
+    encode (an int beyond int64, a date past year 9999) as ``DataError`` with a class-22 code.
+    """
+    cause = getattr(exc.orig, "__cause__", None)
+    sqlstate = getattr(cause, "sqlstate", None)
+    if not isinstance(sqlstate, str) or not sqlstate.startswith("22"):
+        return None
+    return str(cause).splitlines()[0] if str(cause) else sqlstate
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    message = _data_exception_message(exc)
+    if message is not None:  # the request carried a value Postgres cannot take: the client's fault
+        return _problem(
+            422,
+            "Invalid input",
+            "A value in the request is out of range or contains characters that cannot be stored.",
+            code="invalid_input",
+            errors=[{"loc": ["request"], "msg": message, "type": "data_error"}],
+        )
     log.exception("database_error", extra={"path": request.url.path})
     return _problem(503, "Service unavailable", "The database could not complete the request.")
 
@@ -116,9 +141,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(url, settings)
         app.state.db_engine = engine
         app.state.session_factory = create_session_factory(engine)
+        worker: asyncio.Task[None] | None = None
+        stop = asyncio.Event()
+        if settings.run_worker:
+            from app.worker import run_worker
+
+            worker = asyncio.create_task(run_worker(url, settings, stop))
         try:
             yield
         finally:
+            if worker is not None:
+                stop.set()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(worker, timeout=20)
             await engine.dispose()
 
     app = FastAPI(
@@ -131,6 +166,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "tiers", "description": "Customer segments, their weight and minimum level."},
             {"name": "managers", "description": "Account managers, workload and portfolios."},
             {"name": "customers", "description": "Customers, manual assignment and history."},
+            {"name": "assignments", "description": "The engine: plan, apply, rebalance, report."},
+            {"name": "rules", "description": "The engine's versioned rule set."},
             {"name": "ops", "description": "Health probes."},
         ],
     )

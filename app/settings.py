@@ -27,6 +27,18 @@ class Settings(BaseSettings):
     max_page_size: int = 500
     default_page_size: int = 50
     log_level: str = "INFO"
+    run_worker: bool = Field(
+        False, description="Run the background worker inside the API process (baton serve)."
+    )
+    handover_refusal_window_hours: int = Field(
+        24, ge=0, description="How long after a handover a customer may refuse the new owner."
+    )
+    handover_max_transfers: int = Field(
+        2, ge=1, description="Handover transfers allowed per customer within the transfer window."
+    )
+    handover_transfer_window_days: int = Field(
+        90, ge=1, description="The window over which handover transfers are counted."
+    )
 
     @property
     def pgdata_dir(self) -> Path:

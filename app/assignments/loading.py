@@ -1,0 +1,126 @@
+"""Read the database into the engine's frozen facts."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import engine
+
+_TIERS = text("SELECT code, rank, weight, min_manager_level FROM tiers ORDER BY rank, code")
+
+_MANAGERS = text(
+    """
+    SELECT m.id, m.level, m.capacity, COALESCE(w.workload, 0) AS workload, m.status,
+           m.accepting_new, m.region, m.languages, m.industries, m.team
+      FROM managers AS m
+      LEFT JOIN (
+            SELECT c.manager_id, SUM(t.weight) AS workload
+              FROM customers AS c JOIN tiers AS t ON t.code = c.tier_code
+             WHERE c.status = 'active' AND c.manager_id IS NOT NULL
+             GROUP BY c.manager_id) AS w ON w.manager_id = m.id
+     WHERE m.status <> 'departed' OR m.id = ANY(CAST(:include AS uuid[]))
+     ORDER BY m.id
+    """
+)
+
+_LOCK_MANAGERS = text("SELECT id FROM managers WHERE status = 'active' ORDER BY id FOR UPDATE")
+
+_CUSTOMERS = text(
+    """
+    SELECT c.id, c.tier_code, c.region, c.language, c.industry, c.annual_value, c.satisfaction,
+           c.pinned, c.manager_id,
+           (SELECT max(a.started_at) FROM assignments AS a WHERE a.customer_id = c.id)
+               AS last_moved_at
+      FROM customers AS c
+     WHERE c.id = ANY(CAST(:ids AS uuid[]))
+     ORDER BY c.id
+    """
+)
+_CUSTOMERS_LOCKED = text(
+    "SELECT id FROM customers WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
+)
+
+_FORMER_OWNERS = text(
+    """
+    SELECT customer_id, manager_id, max(ended_at) AS ended_at
+      FROM assignments
+     WHERE customer_id = ANY(CAST(:ids AS uuid[])) AND ended_at IS NOT NULL
+     GROUP BY customer_id, manager_id
+     ORDER BY customer_id, ended_at DESC
+    """
+)
+
+
+async def load_tiers(session: AsyncSession) -> list[engine.Tier]:
+    """Every tier as an engine fact."""
+    rows = (await session.execute(_TIERS)).all()
+    return [engine.Tier(code=r[0], rank=r[1], weight=r[2], min_manager_level=r[3]) for r in rows]
+
+
+async def load_managers(
+    session: AsyncSession, *, include: Sequence[uuid.UUID] = (), lock: bool = False
+) -> list[engine.Manager]:
+    """All managers that are not departed (plus ``include``), with their current workload.
+
+    ``lock`` first takes the row locks of every active manager, so the workloads read stay true
+    until the transaction ends: a concurrent manual assignment waits instead of overfilling.
+    """
+    if lock:
+        await session.execute(_LOCK_MANAGERS)
+    rows = (await session.execute(_MANAGERS, {"include": list(include)})).mappings().all()
+    return [
+        engine.Manager(
+            id=r["id"],
+            level=r["level"],
+            capacity=r["capacity"],
+            workload=int(r["workload"]),
+            status=r["status"],
+            accepting_new=r["accepting_new"],
+            region=r["region"],
+            languages=tuple(r["languages"]),
+            industries=tuple(r["industries"]),
+            team=r["team"],
+        )
+        for r in rows
+    ]
+
+
+async def load_customers(
+    session: AsyncSession, customer_ids: Sequence[uuid.UUID], *, lock: bool = False
+) -> list[engine.Customer]:
+    """The given customers with their former owners and when they last changed owner.
+
+    ``lock`` takes their row locks first (in id order, the same order every writer uses).
+    """
+    ids = list(customer_ids)
+    if not ids:
+        return []
+    if lock:
+        await session.execute(_CUSTOMERS_LOCKED, {"ids": ids})
+    former: dict[uuid.UUID, list[engine.FormerOwner]] = defaultdict(list)
+    for customer_id, manager_id, ended_at in (
+        await session.execute(_FORMER_OWNERS, {"ids": ids})
+    ).all():
+        former[customer_id].append(engine.FormerOwner(manager_id=manager_id, ended_at=ended_at))
+    rows = (await session.execute(_CUSTOMERS, {"ids": ids})).mappings().all()
+    return [
+        engine.Customer(
+            id=r["id"],
+            tier=r["tier_code"],
+            region=r["region"],
+            language=r["language"],
+            industry=r["industry"],
+            annual_value=float(r["annual_value"]) if r["annual_value"] is not None else None,
+            satisfaction=float(r["satisfaction"]) if r["satisfaction"] is not None else None,
+            pinned=r["pinned"],
+            manager_id=r["manager_id"],
+            former_owners=tuple(former.get(r["id"], ())),
+            last_moved_at=r["last_moved_at"],
+        )
+        for r in rows
+    ]

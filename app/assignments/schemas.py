@@ -1,0 +1,167 @@
+"""Plans, placement requests and workload reports."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Strategy = Literal["balanced", "optimal", "successor", "round_robin"]
+Explain = Literal["none", "basic", "full"]
+
+
+class CustomerSelection(BaseModel):
+    """Which customers to place: explicit ids, or a filter; nothing at all means the pool."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_ids: list[uuid.UUID] | None = Field(None, max_length=100_000)
+    tier: str | None = Field(None, max_length=64)
+    region: str | None = Field(None, max_length=200)
+    manager_id: uuid.UUID | None = Field(None, description="Customers this manager owns now.")
+    unassigned: bool | None = Field(None, description="Only the pool (default when no filter).")
+
+
+class PlanRequest(CustomerSelection):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"unassigned": True, "strategy": "balanced", "explain": "basic"}]
+        },
+    )
+
+    strategy: Strategy = "balanced"
+    successor_id: uuid.UUID | None = Field(None, description="Required by `successor`.")
+    exclude_manager_ids: list[uuid.UUID] = Field(default_factory=list, max_length=1000)
+    force: bool = Field(False, description="`successor` only: override capacity (recorded).")
+    explain: Explain = "basic"
+    decisions_limit: int = Field(
+        1000, ge=0, le=100_000, description="How many decisions to return (metrics cover all)."
+    )
+
+
+class ApplyRequest(PlanRequest):
+    plan_token: str | None = Field(
+        None,
+        max_length=128,
+        description="From a dry-run plan: refuse (409) if anything it was computed from changed.",
+    )
+    note: str | None = Field(None, max_length=2000)
+
+
+class DecisionOut(BaseModel):
+    customer_id: uuid.UUID
+    from_manager_id: uuid.UUID | None
+    manager_id: uuid.UUID | None = Field(description="Null: the customer goes to the pool.")
+    score: float
+    reasons: list[str]
+    explanation: dict[str, Any] | None = None
+    forced: list[str] = Field(default_factory=list)
+
+
+class ManagerLoadOut(BaseModel):
+    manager_id: uuid.UUID
+    workload_before: int
+    workload_after: int
+    utilization_before: float | None
+    utilization_after: float | None
+
+
+class MetricsOut(BaseModel):
+    peak_utilization: float | None
+    utilization_spread: float | None
+    utilization_stddev: float | None
+    moved: int
+    pooled: int
+    lower_bound: float | None = None
+    proven_optimal: bool | None = None
+
+
+class PlanOut(BaseModel):
+    """An engine plan: a decision per customer, loads before/after and balance metrics."""
+
+    strategy: str
+    decisions: list[DecisionOut]
+    managers: list[ManagerLoadOut]
+    metrics: MetricsOut
+    customers_total: int = Field(description="Customers placed by the plan (decisions may be cut).")
+    plan_token: str = Field(description="Pass to apply to refuse a stale plan.")
+    rules_version: int
+    applied: bool = False
+    moved: int = Field(0, description="Customers whose owner changed when applied.")
+
+
+class AssignRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"strategy": "balanced", "dry_run": True}]}
+    )
+
+    manager_id: uuid.UUID | None = Field(
+        None, description="Place with this manager (checked against every hard rule)."
+    )
+    strategy: Strategy = "balanced"
+    dry_run: bool = False
+    explain: Explain = "basic"
+    force: bool = Field(False, description="With manager_id: override capacity only (recorded).")
+
+
+class AssignOut(BaseModel):
+    decision: DecisionOut
+    applied: bool
+    rules_version: int
+
+
+class RebalanceRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"dry_run": True, "target_utilization": 0.9}]},
+    )
+
+    dry_run: bool = True
+    target_utilization: float = Field(1.0, gt=0, le=10)
+    max_spread: float | None = Field(None, ge=0, le=10)
+    min_days_since_move: int = Field(90, ge=0, le=3650)
+    team: str | None = Field(None, max_length=200, description="Only this team's managers.")
+    region: str | None = Field(None, max_length=200, description="Only this region's managers.")
+    explain: Explain = "basic"
+    decisions_limit: int = Field(1000, ge=0, le=100_000)
+
+
+class TierCount(BaseModel):
+    tier: str
+    customers: int
+    workload: int
+
+
+class ManagerWorkload(BaseModel):
+    manager_id: uuid.UUID
+    name: str
+    team: str | None
+    region: str | None
+    status: str
+    level: int
+    capacity: int
+    workload: int
+    utilization: float | None
+    customer_count: int
+    by_tier: list[TierCount]
+
+
+class GroupWorkload(BaseModel):
+    key: str | None
+    managers: int
+    capacity: int
+    workload: int
+    utilization: float | None
+    customer_count: int
+
+
+class WorkloadReport(BaseModel):
+    """Workload per manager and per team and region, with balance metrics."""
+
+    managers: list[ManagerWorkload]
+    teams: list[GroupWorkload]
+    regions: list[GroupWorkload]
+    pool: int = Field(description="Active customers without an owner.")
+    metrics: MetricsOut

@@ -1,0 +1,499 @@
+"""Placement use cases: load facts, ask the engine, write its plan through the ledger."""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import engine
+from app.assignments import loading
+from app.assignments.repository import move_customers
+from app.assignments.schemas import (
+    ApplyRequest,
+    AssignOut,
+    AssignRequest,
+    CustomerSelection,
+    DecisionOut,
+    GroupWorkload,
+    ManagerWorkload,
+    MetricsOut,
+    PlanOut,
+    PlanRequest,
+    RebalanceRequest,
+    TierCount,
+    WorkloadReport,
+)
+from app.db.models import Customer
+from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
+from app.rules.service import current_rules
+
+# Automated placements (apply, assign, rebalance) run one at a time: each reads workloads
+# and writes moves that must not interleave with another's.
+_PLACEMENT_LOCK = 0x6261_746F_6E01
+
+
+class StalePlan(Conflict):
+    code = "stale_plan"
+    title = "The plan is stale"
+
+
+async def lock_placements(session: AsyncSession) -> None:
+    """Serialise automated placements for the rest of the transaction."""
+    await session.execute(select(func.pg_advisory_xact_lock(_PLACEMENT_LOCK)))
+
+
+def _run_engine(
+    customers: Sequence[engine.Customer],
+    managers: Sequence[engine.Manager],
+    tiers: Sequence[engine.Tier],
+    rules: engine.RuleSet,
+    options: engine.PlanOptions,
+) -> engine.Plan:
+    try:
+        return engine.plan_assignments(customers, managers, tiers, rules, options)
+    except engine.EngineError as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
+async def propose(
+    session: AsyncSession,
+    *,
+    customer_ids: Sequence[uuid.UUID],
+    strategy: str = "balanced",
+    exclude_manager_ids: frozenset[uuid.UUID] = frozenset(),
+    successor_id: uuid.UUID | None = None,
+    force: bool = False,
+    explain: str = "basic",
+    lock: bool = False,
+) -> engine.Plan:
+    """The engine's plan for placing these customers under the rule set in force.
+
+    Nothing is written. With ``lock`` the customers' and managers' rows are locked first, so
+    the plan stays valid until the transaction ends.
+    """
+    plan, _, _ = await _propose(
+        session,
+        customer_ids=customer_ids,
+        strategy=strategy,
+        exclude_manager_ids=exclude_manager_ids,
+        successor_id=successor_id,
+        force=force,
+        explain=explain,
+        lock=lock,
+    )
+    return plan
+
+
+async def _propose(
+    session: AsyncSession,
+    *,
+    customer_ids: Sequence[uuid.UUID],
+    strategy: str,
+    exclude_manager_ids: frozenset[uuid.UUID],
+    successor_id: uuid.UUID | None,
+    force: bool,
+    explain: str,
+    lock: bool,
+) -> tuple[engine.Plan, str, int]:
+    customers = await loading.load_customers(session, customer_ids, lock=lock)
+    include = [c.manager_id for c in customers if c.manager_id is not None]
+    managers = await loading.load_managers(session, include=include, lock=lock)
+    tiers = await loading.load_tiers(session)
+    rules = await current_rules(session)
+    if successor_id is not None and all(m.id != successor_id for m in managers):
+        raise InvalidInput(f"Successor {successor_id} does not exist or has departed.")
+    options = engine.PlanOptions(
+        strategy=strategy,  # type: ignore[arg-type]
+        now=datetime.now(UTC),
+        exclude_manager_ids=exclude_manager_ids,
+        successor_id=successor_id,
+        force=force,
+        explain=explain,  # type: ignore[arg-type]
+    )
+    plan = _run_engine(customers, managers, tiers, rules.rules, options)
+    token = _plan_token(customers, managers, tiers, rules.version, options)
+    return plan, token, rules.version
+
+
+def _plan_token(
+    customers: Sequence[engine.Customer],
+    managers: Sequence[engine.Manager],
+    tiers: Sequence[engine.Tier],
+    rules_version: int,
+    options: engine.PlanOptions,
+) -> str:
+    """A digest of everything the plan was computed from (but the clock)."""
+    digest = hashlib.sha256()
+    for c in customers:
+        digest.update(
+            repr((c.id, c.tier, c.region, c.language, c.industry, c.pinned, c.manager_id)).encode()
+        )
+    for m in managers:
+        digest.update(
+            repr(
+                (
+                    m.id,
+                    m.level,
+                    m.capacity,
+                    m.workload,
+                    m.status,
+                    m.accepting_new,
+                    m.region,
+                    m.languages,
+                    m.industries,
+                    m.team,
+                )
+            ).encode()
+        )
+    digest.update(repr((tiers, rules_version)).encode())
+    digest.update(
+        repr(
+            (
+                options.strategy,
+                sorted(options.exclude_manager_ids),
+                options.successor_id,
+                options.force,
+            )
+        ).encode()
+    )
+    return digest.hexdigest()[:32]
+
+
+async def check_placement(
+    session: AsyncSession,
+    *,
+    customer_id: uuid.UUID,
+    manager_id: uuid.UUID,
+    exclude_manager_ids: frozenset[uuid.UUID] = frozenset(),
+) -> list[dict[str, str]]:
+    """The hard-rule violations of giving this customer to this manager; [] means allowed."""
+    plan = await propose(
+        session,
+        customer_ids=[customer_id],
+        strategy="successor",
+        successor_id=manager_id,
+        exclude_manager_ids=exclude_manager_ids,
+        explain="basic",
+    )
+    if not len(plan):
+        raise NotFound(f"Customer {customer_id} does not exist.")
+    decision = plan.decision(0)
+    if decision.manager_id == manager_id:
+        return []
+    return _violations(decision)
+
+
+def _violations(decision: engine.Decision) -> list[dict[str, str]]:
+    explanation = decision.explanation or {}
+    failed = [r for r in explanation.get("rules", []) if not r.get("passed", True)]
+    if failed:
+        return [{"rule": r["id"], "message": str(r.get("detail", r["id"]))} for r in failed]
+    return [{"rule": reason, "message": reason.replace("_", " ")} for reason in decision.reasons]
+
+
+async def select_customers(session: AsyncSession, selection: CustomerSelection) -> list[uuid.UUID]:
+    """Resolve a selection to active customer ids: explicit ids, a filter, or the pool."""
+    if selection.customer_ids is not None:
+        ids = list(dict.fromkeys(selection.customer_ids))
+        found = set(
+            (
+                await session.scalars(
+                    select(Customer.id).where(Customer.id.in_(ids), Customer.status == "active")
+                )
+            ).all()
+        )
+        missing = [str(i) for i in ids if i not in found]
+        if missing:
+            raise InvalidInput(
+                f"{len(missing)} customer(s) do not exist or are not active: "
+                + ", ".join(missing[:5]),
+                missing=missing[:100],
+            )
+        return ids
+    stmt = select(Customer.id).where(Customer.status == "active").order_by(Customer.id)
+    filtered = False
+    if selection.tier is not None:
+        stmt, filtered = stmt.where(Customer.tier_code == selection.tier), True
+    if selection.region is not None:
+        stmt, filtered = stmt.where(Customer.region == selection.region), True
+    if selection.manager_id is not None:
+        stmt, filtered = stmt.where(Customer.manager_id == selection.manager_id), True
+    if selection.unassigned or (selection.unassigned is None and not filtered):
+        stmt = stmt.where(Customer.manager_id.is_(None))
+    elif selection.unassigned is False:
+        stmt = stmt.where(Customer.manager_id.is_not(None))
+    return list((await session.scalars(stmt)).all())
+
+
+def _plan_out(
+    plan: engine.Plan, *, token: str, rules_version: int, limit: int, applied: bool, moved: int
+) -> PlanOut:
+    data: dict[str, Any] = plan.to_dict(limit=limit)
+    return PlanOut.model_validate(
+        {
+            **data,
+            "customers_total": len(plan),
+            "plan_token": token,
+            "rules_version": rules_version,
+            "applied": applied,
+            "moved": moved,
+        }
+    )
+
+
+async def plan_placement(session: AsyncSession, *, request: PlanRequest) -> PlanOut:
+    """A dry run: what the engine would do with the selected customers."""
+    ids = await select_customers(session, request)
+    plan, token, version = await _propose(
+        session,
+        customer_ids=ids,
+        strategy=request.strategy,
+        exclude_manager_ids=frozenset(request.exclude_manager_ids),
+        successor_id=request.successor_id,
+        force=request.force,
+        explain=request.explain,
+        lock=False,
+    )
+    return _plan_out(
+        plan,
+        token=token,
+        rules_version=version,
+        limit=request.decisions_limit,
+        applied=False,
+        moved=0,
+    )
+
+
+async def apply_plan(session: AsyncSession, *, request: ApplyRequest, actor: str) -> PlanOut:
+    """Plan and write every move in this transaction (ledger reason ``auto``).
+
+    Placements are serialised and the rows involved locked before the facts are read, so the
+    plan applied is exactly the one computed; a ``plan_token`` from a dry run that no longer
+    matches is refused with 409.
+    """
+    await lock_placements(session)
+    ids = await select_customers(session, request)
+    plan, token, version = await _propose(
+        session,
+        customer_ids=ids,
+        strategy=request.strategy,
+        exclude_manager_ids=frozenset(request.exclude_manager_ids),
+        successor_id=request.successor_id,
+        force=request.force,
+        explain=request.explain,
+        lock=True,
+    )
+    if request.plan_token is not None and request.plan_token != token:
+        raise StalePlan(
+            "Customers, managers, tiers or rules changed since this plan was computed; "
+            "plan again and review it.",
+            plan_token=token,
+        )
+    moved = await _write_moves(session, plan, reason="auto", actor=actor, note=request.note)
+    return _plan_out(
+        plan,
+        token=token,
+        rules_version=version,
+        limit=request.decisions_limit,
+        applied=True,
+        moved=moved,
+    )
+
+
+async def _write_moves(
+    session: AsyncSession, plan: engine.Plan, *, reason: str, actor: str, note: str | None = None
+) -> int:
+    customer_ids, manager_ids = plan.moves().as_uuids()
+    return await move_customers(
+        session,
+        customer_ids=customer_ids,
+        manager_ids=manager_ids,
+        reason=reason,
+        actor=actor,
+        at=datetime.now(UTC),
+        note=note,
+    )
+
+
+def _decision_out(decision: engine.Decision) -> DecisionOut:
+    return DecisionOut.model_validate(decision.to_dict())
+
+
+async def assign_customer(
+    session: AsyncSession, *, customer_id: uuid.UUID, request: AssignRequest, actor: str
+) -> AssignOut:
+    """Place one customer now with the engine (or check a named manager against every rule)."""
+    exists = await session.scalar(select(Customer.status).where(Customer.id == customer_id))
+    if exists is None:
+        raise NotFound(f"Customer {customer_id} does not exist.")
+    if exists != "active":
+        raise Conflict(f"Customer {customer_id} is {exists}; only active customers are placed.")
+    if not request.dry_run:
+        await lock_placements(session)
+    strategy = "successor" if request.manager_id is not None else request.strategy
+    plan, _, version = await _propose(
+        session,
+        customer_ids=[customer_id],
+        strategy=strategy,
+        exclude_manager_ids=frozenset(),
+        successor_id=request.manager_id,
+        force=request.force,
+        explain=request.explain,
+        lock=not request.dry_run,
+    )
+    decision = plan.decision(0)
+    if request.manager_id is not None and decision.manager_id != request.manager_id:
+        violations = _violations(decision)
+        raise RuleViolation(
+            "The manager cannot take this customer: " + "; ".join(v["message"] for v in violations),
+            violations=violations,
+        )
+    applied = False
+    if not request.dry_run:
+        applied = await _write_moves(session, plan, reason="auto", actor=actor) > 0
+    return AssignOut(decision=_decision_out(decision), applied=applied, rules_version=version)
+
+
+_REBALANCE_SCOPE = text(
+    """
+    SELECT c.id FROM customers AS c JOIN managers AS m ON m.id = c.manager_id
+     WHERE c.status = 'active' AND m.status = 'active'
+       AND (CAST(:team AS text) IS NULL OR m.team = :team)
+       AND (CAST(:region AS text) IS NULL OR m.region = :region)
+     ORDER BY c.id
+    """
+)
+
+
+async def rebalance(session: AsyncSession, *, request: RebalanceRequest, actor: str) -> PlanOut:
+    """Even out workloads, moving as few customers as needed (stability-guarded)."""
+    if not request.dry_run:
+        await lock_placements(session)
+    ids = list(
+        await session.scalars(_REBALANCE_SCOPE, {"team": request.team, "region": request.region})
+    )
+    customers = await loading.load_customers(session, ids, lock=not request.dry_run)
+    managers = await loading.load_managers(session, lock=not request.dry_run)
+    if request.team is not None or request.region is not None:
+        managers = [
+            m
+            for m in managers
+            if (request.team is None or m.team == request.team)
+            and (request.region is None or m.region == request.region)
+        ]
+    tiers = await loading.load_tiers(session)
+    rules = await current_rules(session)
+    options = engine.RebalanceOptions(
+        now=datetime.now(UTC),
+        target_utilization=request.target_utilization,
+        max_spread=request.max_spread,
+        min_days_since_move=request.min_days_since_move,
+        explain=request.explain,  # type: ignore[arg-type]
+    )
+    try:
+        plan = engine.rebalance(customers, managers, tiers, rules.rules, options)
+    except engine.EngineError as exc:
+        raise InvalidInput(str(exc)) from exc
+    token = _plan_token(
+        customers, managers, tiers, rules.version, engine.PlanOptions(now=options.now)
+    )
+    moved = 0
+    if not request.dry_run:
+        moved = await _write_moves(session, plan, reason="rebalance", actor=actor)
+    return _plan_out(
+        plan,
+        token=token,
+        rules_version=rules.version,
+        limit=request.decisions_limit,
+        applied=not request.dry_run,
+        moved=moved,
+    )
+
+
+_WORKLOAD = text(
+    """
+    SELECT m.id, m.name, m.team, m.region, m.status, m.level, m.capacity,
+           c.tier_code, count(c.id) AS customers, COALESCE(sum(t.weight), 0) AS workload
+      FROM managers AS m
+      LEFT JOIN customers AS c ON c.manager_id = m.id AND c.status = 'active'
+      LEFT JOIN tiers AS t ON t.code = c.tier_code
+     WHERE m.status <> 'departed'
+     GROUP BY m.id, c.tier_code
+     ORDER BY m.id, c.tier_code
+    """
+)
+_POOL = text("SELECT count(*) FROM customers WHERE status = 'active' AND manager_id IS NULL")
+
+
+def _ratio(workload: int, capacity: int) -> float | None:
+    return round(workload / capacity, 4) if capacity else None
+
+
+async def workload_report(session: AsyncSession) -> WorkloadReport:
+    """Per manager workload by tier; totals per team and region; balance over active managers."""
+    per_manager: dict[uuid.UUID, ManagerWorkload] = {}
+    for r in (await session.execute(_WORKLOAD)).mappings():
+        m = per_manager.get(r["id"])
+        if m is None:
+            m = per_manager[r["id"]] = ManagerWorkload(
+                manager_id=r["id"],
+                name=r["name"],
+                team=r["team"],
+                region=r["region"],
+                status=r["status"],
+                level=r["level"],
+                capacity=r["capacity"],
+                workload=0,
+                utilization=None,
+                customer_count=0,
+                by_tier=[],
+            )
+        if r["tier_code"] is not None:
+            m.by_tier.append(
+                TierCount(tier=r["tier_code"], customers=r["customers"], workload=r["workload"])
+            )
+            m.workload += int(r["workload"])
+            m.customer_count += int(r["customers"])
+    managers = list(per_manager.values())
+    for m in managers:
+        m.utilization = _ratio(m.workload, m.capacity)
+
+    def group(key: str) -> list[GroupWorkload]:
+        groups: dict[str | None, list[ManagerWorkload]] = defaultdict(list)
+        for m in managers:
+            groups[getattr(m, key)].append(m)
+        return [
+            GroupWorkload(
+                key=k,
+                managers=len(ms),
+                capacity=sum(m.capacity for m in ms),
+                workload=sum(m.workload for m in ms),
+                utilization=_ratio(sum(m.workload for m in ms), sum(m.capacity for m in ms)),
+                customer_count=sum(m.customer_count for m in ms),
+            )
+            for k, ms in sorted(groups.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))
+        ]
+
+    active = [m.utilization for m in managers if m.status == "active" and m.utilization is not None]
+    metrics = MetricsOut(
+        peak_utilization=max(active) if active else None,
+        utilization_spread=round(max(active) - min(active), 4) if active else None,
+        utilization_stddev=round(statistics.pstdev(active), 4) if active else None,
+        moved=0,
+        pooled=int((await session.scalar(_POOL)) or 0),
+    )
+    return WorkloadReport(
+        managers=managers,
+        teams=group("team"),
+        regions=group("region"),
+        pool=metrics.pooled,
+        metrics=metrics,
+    )

@@ -1,0 +1,42 @@
+"""HTTP routes for the assignment engine's rule set."""
+
+from fastapi import APIRouter
+
+from app.api.deps import CurrentCaller, DbSession
+from app.errors import problem_responses
+from app.rules import service
+from app.rules.schemas import RuleSetIn, RuleSetOut
+
+router = APIRouter(prefix="/rules", tags=["rules"])
+
+
+@router.get(
+    "", response_model=RuleSetOut, summary="The rule set in force", responses=problem_responses()
+)
+async def get_rules(session: DbSession) -> RuleSetOut:
+    """The eligibility rules and weighted preferences the engine uses now. Built-in hard
+    rules (tier minimum level, manager active and accepting, capacity, pinned, excluded
+    managers) always apply on top."""
+    return await service.current_rules(session)
+
+
+@router.put(
+    "", response_model=RuleSetOut, summary="Replace the rule set", responses=problem_responses()
+)
+async def put_rules(session: DbSession, caller: CurrentCaller, body: RuleSetIn) -> RuleSetOut:
+    """Store a new version of the rule set; older versions are kept. An invalid rule set is a
+    422 whose `errors[].loc` points at the offending rule and field."""
+    return await service.replace_rules(
+        session, payload=body.rules, actor=caller.name, note=body.note
+    )
+
+
+@router.get(
+    "/versions",
+    response_model=list[RuleSetOut],
+    summary="Rule set history",
+    responses=problem_responses(),
+)
+async def list_versions(session: DbSession) -> list[RuleSetOut]:
+    """Every stored version of the rule set, newest first."""
+    return await service.list_versions(session)

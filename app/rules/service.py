@@ -1,0 +1,76 @@
+"""The engine's rule set: versioned, the newest in force, old versions kept."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import RuleSetVersion
+from app.engine import RuleSet
+from app.errors import InvalidInput
+from app.rules.schemas import RuleSetOut
+
+
+def _out(row: RuleSetVersion | None) -> RuleSetOut:
+    if row is None:
+        return RuleSetOut(
+            version=0, rules=RuleSet.default(), created_at=None, created_by="built-in", note=None
+        )
+    return RuleSetOut(
+        version=row.version,
+        rules=RuleSet.model_validate(row.rules),
+        created_at=row.created_at,
+        created_by=row.created_by,
+        note=row.note,
+    )
+
+
+async def current_rules(session: AsyncSession) -> RuleSetOut:
+    """The rule set in force: the newest stored version, or the built-in default (version 0)."""
+    row = await session.scalar(
+        select(RuleSetVersion).order_by(RuleSetVersion.version.desc()).limit(1)
+    )
+    return _out(row)
+
+
+async def list_versions(session: AsyncSession) -> list[RuleSetOut]:
+    """Every stored version, newest first."""
+    rows = await session.scalars(select(RuleSetVersion).order_by(RuleSetVersion.version.desc()))
+    return [_out(r) for r in rows]
+
+
+def validate_rules(payload: dict[str, Any]) -> RuleSet:
+    """Parse a rule set; errors point at the offending rule (``eligibility.2.conditions.0``)."""
+    try:
+        return RuleSet.model_validate(payload)
+    except ValidationError as exc:
+        errors = [
+            {"loc": ["body", "rules", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        where = ".".join(str(p) for p in errors[0]["loc"][2:]) or "rules"
+        raise InvalidInput(
+            f"Invalid rule set at {where}: {errors[0]['msg']}", errors=errors
+        ) from exc
+
+
+async def replace_rules(
+    session: AsyncSession, *, payload: dict[str, Any], actor: str, note: str | None
+) -> RuleSetOut:
+    """Store a new version of the rule set; it is in force from this transaction's commit."""
+    rules = validate_rules(payload)
+    # Serialise writers so two PUTs cannot pick the same version number.
+    await session.execute(select(func.pg_advisory_xact_lock(0x7275_6C65)))
+    latest = await session.scalar(select(func.max(RuleSetVersion.version))) or 0
+    version = latest + 1
+    rules = rules.model_copy(update={"version": version})
+    row = RuleSetVersion(
+        version=version, rules=rules.model_dump(mode="json"), created_by=actor, note=note
+    )
+    session.add(row)
+    await session.flush()
+    await session.refresh(row)
+    return _out(row)

@@ -1,0 +1,148 @@
+"""Background work on a Postgres-backed job queue (pgqueuer).
+
+pgqueuer talks asyncpg natively, so a job is enqueued on the request's own connection, inside
+the same transaction as the change that needs it: the job exists exactly when the change
+committed. Baton's own tables stay the source of truth (an approved handover with a due
+``effective_at``, a pending notification, an outbox row); a sweep every minute finds due work
+that no job announced, so nothing is lost if a job is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from pgqueuer import AsyncpgDriver, PgQueuer, Queries
+from pgqueuer.executors import DatabaseRetryEntrypointExecutor
+from pgqueuer.models import Job, Schedule
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.session import SessionFactory, create_engine, create_session_factory, session_scope
+from app.settings import Settings
+
+log = logging.getLogger("baton.worker")
+
+EXECUTE_HANDOVER = "execute_handover"
+SWEEP = "sweep_due_work"
+
+Sweep = Callable[[SessionFactory, datetime], Awaitable[int]]
+
+
+async def enqueue(
+    session: AsyncSession,
+    entrypoint: str,
+    payload: str,
+    *,
+    execute_after: timedelta | None = None,
+    dedupe_key: str | None = None,
+) -> None:
+    """Enqueue a job in the session's transaction (it exists only if the transaction commits)."""
+    connection = await session.connection()
+    raw = (await connection.get_raw_connection()).driver_connection
+    await Queries(AsyncpgDriver(raw)).enqueue(
+        entrypoint,
+        payload.encode(),
+        execute_after=execute_after,
+        dedupe_key=dedupe_key,
+        on_conflict="skip",
+    )
+
+
+async def _execute_due_handovers(factory: SessionFactory, now: datetime) -> int:
+    from app.handovers import service as handovers
+
+    async with session_scope(factory) as session:
+        due = await handovers.due_handover_ids(session, now=now)
+    for handover_id in due:
+        await _execute_handover(factory, handover_id)
+    return len(due)
+
+
+async def _execute_handover(factory: SessionFactory, handover_id: uuid.UUID) -> None:
+    from app.handovers import service as handovers
+
+    async with session_scope(factory) as session:
+        await handovers.execute_handover(session, handover_id=handover_id, actor="scheduler")
+    log.info("handover_executed", extra={"handover_id": str(handover_id)})
+
+
+async def _return_due_covers(factory: SessionFactory, now: datetime) -> int:
+    from app.handovers import service as handovers
+
+    async with session_scope(factory) as session:
+        due = await handovers.due_cover_returns(session, now=now)
+    for handover_id in due:
+        async with session_scope(factory) as session:
+            await handovers.return_cover(session, handover_id=handover_id, actor="scheduler")
+    return len(due)
+
+
+async def _send_notifications(factory: SessionFactory, now: datetime) -> int:
+    from app.handovers import service as handovers
+
+    async with session_scope(factory) as session:
+        return await handovers.mark_notifications_sent(session, limit=1000)
+
+
+SWEEPS: list[Sweep] = [_execute_due_handovers, _return_due_covers, _send_notifications]
+
+
+async def run_due_work(factory: SessionFactory, *, now: datetime | None = None) -> dict[str, int]:
+    """Run every sweep once; a failing sweep is logged and does not stop the others."""
+    now = now or datetime.now(UTC)
+    done: dict[str, int] = {}
+    for sweep in SWEEPS:
+        try:
+            done[sweep.__name__.lstrip("_")] = await sweep(factory, now)
+        except Exception:
+            log.exception("sweep_failed", extra={"sweep": sweep.__name__})
+    return done
+
+
+def build_queue(connection: asyncpg.Connection, factory: SessionFactory) -> PgQueuer:
+    """The pgqueuer application: job entrypoints and the minute sweep."""
+    pgq = PgQueuer.from_asyncpg_connection(connection)
+
+    @pgq.entrypoint(
+        EXECUTE_HANDOVER,
+        executor_factory=lambda params: DatabaseRetryEntrypointExecutor(
+            parameters=params, max_attempts=5
+        ),
+    )
+    async def execute_handover(job: Job) -> None:
+        assert job.payload is not None
+        await _execute_handover(factory, uuid.UUID(job.payload.decode()))
+
+    @pgq.schedule(SWEEP, "* * * * *")
+    async def sweep(schedule: Schedule) -> None:
+        await run_due_work(factory)
+
+    return pgq
+
+
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    """The plain libpq URL asyncpg accepts, from an SQLAlchemy ``postgresql+asyncpg`` URL."""
+    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(False)
+
+
+async def run_worker(url: str, settings: Settings, shutdown: asyncio.Event | None = None) -> None:
+    """Process jobs and sweeps until ``shutdown`` is set (or the task is cancelled)."""
+    engine = create_engine(url, settings)
+    factory = create_session_factory(engine)
+    connection = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        pgq = build_queue(connection, factory)
+        runner = asyncio.create_task(pgq.run(dequeue_timeout=timedelta(seconds=5)))
+        stopper = asyncio.create_task((shutdown or asyncio.Event()).wait())
+        await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        pgq.shutdown.set()
+        stopper.cancel()
+        await asyncio.wait_for(asyncio.shield(runner), timeout=15)
+    finally:
+        await connection.close()
+        await engine.dispose()
