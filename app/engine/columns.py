@@ -21,7 +21,6 @@ NO_TIME = np.iinfo(np.int64).min
 """`last_moved_at` value meaning "never moved"."""
 
 
-
 def uuid_at(ids: np.ndarray, i: int) -> UUID:
     """The UUID in row `i` of an S16 id column (numpy strips trailing NUL bytes on access)."""
     return UUID(bytes=bytes(ids[i]).ljust(16, b"\0"))

@@ -64,6 +64,8 @@ def explain_decision(plan: Plan, i: int) -> dict[str, Any]:
     customer = p.cols.customer(i)
     if to == KEEP or "pinned" in reasons or "unchanged" in reasons or "recently_moved" in reasons:
         return _explain_unchanged(plan, i, reasons)
+    if to == POOL and plan.successor is not None:
+        return _explain_successor_refused(plan, i, customer, plan.successor, reasons)
     if to == POOL:
         return _explain_pooled(plan, i, customer, reasons)
     return _explain_placed(plan, i, customer, to)
@@ -154,6 +156,32 @@ def _explain_placed(plan: Plan, i: int, customer: Customer, m: int) -> dict[str,
     if plan.explain == "full":
         out["alternatives"] = _alternatives(plan, i, customer, chosen=m)
     return out
+
+
+def _explain_successor_refused(
+    plan: Plan, i: int, customer: Customer, m: int, reasons: tuple[str, ...]
+) -> dict[str, Any]:
+    p = plan.problem
+    current, former = p.relations(i)
+    manager = p.managers[m]
+    rules = _builtin_checks(plan, i, m, after_move=False)
+    for check in rules:
+        if check["id"] == "capacity":
+            # Capacity is checked in placement order, not against the final loads.
+            check["passed"] = "violates:capacity" not in reasons
+            if check["passed"]:
+                check["detail"] = "not the reason (checked when the customer's turn came)"
+    for rule in p.rules.eligibility:
+        _, holds, detail = _rule_detail(rule, customer, manager, m == current, m in former)
+        rules.append({"id": rule.id, "passed": holds, "detail": detail})
+    failed = [r["id"] for r in rules if not r["passed"]]
+    return {
+        "summary": f"successor {manager.id} cannot take this customer: " + ", ".join(failed)
+        if failed
+        else "not placed: " + ", ".join(reasons),
+        "manager_id": str(manager.id),
+        "rules": rules,
+    }
 
 
 def _eliminations(plan: Plan, i: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:

@@ -179,8 +179,10 @@ class Plan:
         lower_bound: float | None = None,
         proven_optimal: bool | None = None,
         solver: str | None = None,
+        successor: int | None = None,
     ) -> None:
         self.strategy = strategy
+        self.successor = successor  # engine index of the named successor, if any
         self.explain = explain
         self.penalty = penalty
         self._problem = problem

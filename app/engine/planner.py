@@ -68,6 +68,7 @@ def plan_assignments(
             run_successor(
                 problem, classes, outcome, load, penalty, options.successor_id, options.force
             )
+            extra = {"successor": problem.index_of[options.successor_id]}  # checked above
         case "round_robin":
             run_round_robin(problem, classes, outcome, load, rows)
         case "optimal":
