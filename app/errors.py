@@ -29,6 +29,8 @@ class BatonError(Exception):
         if instance:
             body["instance"] = instance
         body.update(self.extra)
+        if self.status == 422 and "errors" not in body:
+            body["errors"] = [{"loc": [], "msg": self.detail, "type": self.code}]
         return body
 
 
@@ -104,15 +106,18 @@ _DESCRIPTIONS = {
     409: "Conflict with the current state",
     412: "The resource changed since it was read",
     422: "Invalid input",
+    503: "Service unavailable",
 }
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries for the given error statuses, so each route is honest."""
+def problem_responses(*statuses: int, validation: bool = True) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the given error statuses, so each route is honest.
+
+    422 is included unless ``validation`` is false (a route that takes no input)."""
     return {
         status: {
             "description": _DESCRIPTIONS.get(status, "Error"),
             "content": {PROBLEM_CONTENT_TYPE: {"schema": _PROBLEM_SCHEMA}},
         }
-        for status in sorted({422, *statuses})
+        for status in sorted({*statuses, *((422,) if validation else ())})
     }

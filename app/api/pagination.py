@@ -52,6 +52,10 @@ def decode_cursor(cursor: str, types: tuple[type, ...]) -> list[Any]:
                 raise error from exc
         elif not isinstance(value, kind) or isinstance(value, bool):
             raise error
+        elif isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise error  # beyond a bigint: never produced by a page, and Postgres cannot take it
+        elif isinstance(value, str) and "\x00" in value:
+            raise error
     return key
 
 

@@ -4,8 +4,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
+from sqlalchemy.exc import ProgrammingError
 
 from app.db.migrate import head_revision
+from app.errors import PROBLEM_CONTENT_TYPE, problem_responses
 
 router = APIRouter(tags=["ops"])
 
@@ -13,6 +15,11 @@ router = APIRouter(tags=["ops"])
 class Health(BaseModel):
     status: str
     detail: str | None = None
+
+
+def _unavailable(detail: str) -> JSONResponse:
+    body = {"type": "about:blank", "title": "Not ready", "status": 503, "detail": detail}
+    return JSONResponse(body, status_code=503, media_type=PROBLEM_CONTENT_TYPE)
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness")
@@ -25,22 +32,18 @@ async def healthz() -> Health:
     "/readyz",
     response_model=Health,
     summary="Readiness",
-    responses={503: {"model": Health, "description": "Database unreachable or not migrated"}},
+    responses=problem_responses(503, validation=False),
 )
 async def readyz(request: Request) -> Health | JSONResponse:
-    """The database answers and is migrated to the revision this code expects."""
+    """The database answers and is migrated to the revision this code expects; 503 otherwise."""
     try:
         async with request.app.state.db_engine.connect() as conn:
             current = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-    except Exception as exc:  # any failure to reach the database means not ready
-        return JSONResponse(
-            {"status": "unavailable", "detail": f"database unreachable: {type(exc).__name__}"},
-            status_code=503,
-        )
+    except ProgrammingError:  # the database answers but has no alembic_version table
+        return _unavailable("database not migrated; run `baton migrate`")
+    except Exception as exc:  # any other failure to reach the database means not ready
+        return _unavailable(f"database unreachable: {type(exc).__name__}")
     expected = head_revision()
     if current != expected:
-        return JSONResponse(
-            {"status": "unavailable", "detail": f"database at {current}, expected {expected}"},
-            status_code=503,
-        )
+        return _unavailable(f"database at {current}, expected {expected}")
     return Health(status="ok")
