@@ -38,3 +38,33 @@ async def create_customer(client: httpx.AsyncClient, **fields: Any) -> dict[str,
     body = {"name": f"Customer {n}", "tier": "standard"}
     body.update(fields)
     return await ok(await client.post("/v1/customers", json=body), 201)
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The response is an RFC 9457 problem with ``status``; returns its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    assert isinstance(body["type"], str) and body["type"]
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    if status == 422:
+        assert isinstance(body["errors"], list) and body["errors"], body
+    return body
+
+
+async def collect_pages(
+    client: httpx.AsyncClient, url: str, *, limit: int, **params: Any
+) -> list[list[dict[str, Any]]]:
+    """Every page of a list, following next_cursor to the end."""
+    pages: list[list[dict[str, Any]]] = []
+    cursor = None
+    while True:
+        query = {**params, "limit": limit, **({"cursor": cursor} if cursor else {})}
+        body = await ok(await client.get(url, params=query))
+        pages.append(body["items"])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return pages
+        assert len(pages) < 1000, "pagination does not end"

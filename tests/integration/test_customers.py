@@ -1,0 +1,305 @@
+"""Customers through the API: CRUD, filters, pagination, and manual assignment's hard rules."""
+
+import uuid
+
+from tests.integration.factories import (
+    assert_problem,
+    collect_pages,
+    create_customer,
+    create_manager,
+    create_tiers,
+    ok,
+)
+
+
+async def history(client, customer_id):
+    return (await ok(await client.get(f"/v1/customers/{customer_id}/history")))["items"]
+
+
+async def test_create_in_pool_and_get(client):
+    await create_tiers(client)
+    created = await create_customer(
+        client,
+        name="Hangzhou Precision Parts Co.",
+        tier="key",
+        region="east",
+        language="zh",
+        industry="manufacturing",
+        annual_value="480000.50",
+        satisfaction="8.5",
+        external_ref="hs-1",
+    )
+    assert created["manager_id"] is None
+    assert created["status"] == "active"
+    assert created["pinned"] is False
+    assert created["annual_value"] == "480000.50"
+    assert created["satisfaction"] == "8.50"
+    assert await ok(await client.get(f"/v1/customers/{created['id']}")) == created
+    assert await history(client, created["id"]) == []
+
+
+async def test_create_with_unknown_tier_is_422(client):
+    await create_tiers(client)
+    body = assert_problem(
+        await client.post("/v1/customers", json={"name": "X", "tier": "gold"}), 422
+    )
+    assert "gold" in body["detail"]
+    assert (await ok(await client.get("/v1/customers")))["items"] == []
+
+
+async def test_create_with_unknown_manager_is_422_and_creates_nothing(client):
+    await create_tiers(client)
+    r = await client.post(
+        "/v1/customers", json={"name": "X", "tier": "standard", "manager_id": str(uuid.uuid4())}
+    )
+    assert_problem(r, 422)
+    assert (await ok(await client.get("/v1/customers")))["items"] == []
+
+
+async def test_external_ref_is_unique(client):
+    await create_tiers(client)
+    await create_customer(client, external_ref="crm-1")
+    other = await create_customer(client, external_ref="crm-2")
+    r = await client.post(
+        "/v1/customers", json={"name": "X", "tier": "key", "external_ref": "crm-1"}
+    )
+    assert assert_problem(r, 409)["field"] == "external_ref"
+    r = await client.patch(f"/v1/customers/{other['id']}", json={"external_ref": "crm-1"})
+    assert assert_problem(r, 409)["field"] == "external_ref"
+
+
+async def test_patch_fields_and_tier(client):
+    await create_tiers(client)
+    c = await create_customer(client, tier="standard")
+    patched = await ok(
+        await client.patch(
+            f"/v1/customers/{c['id']}",
+            json={"tier": "key", "pinned": True, "region": "north", "name": None},
+        )
+    )
+    assert patched["tier"] == "key"
+    assert patched["pinned"] is True
+    assert patched["region"] == "north"
+    assert patched["name"] == c["name"]  # null for a required field leaves it alone
+    assert patched["version"] == c["version"] + 1
+    r = await client.patch(f"/v1/customers/{c['id']}", json={"tier": "gold"})
+    assert "gold" in assert_problem(r, 422)["detail"]
+
+
+async def test_unknown_customer_is_404_everywhere(client):
+    missing = uuid.uuid4()
+    assert_problem(await client.get(f"/v1/customers/{missing}"), 404)
+    assert_problem(await client.patch(f"/v1/customers/{missing}", json={"name": "x"}), 404)
+    assert_problem(await client.delete(f"/v1/customers/{missing}"), 404)
+    assert_problem(await client.get(f"/v1/customers/{missing}/history"), 404)
+    assert_problem(await client.get(f"/v1/customers/{missing}/owner"), 404)
+
+
+async def test_delete_customer_never_owned(client):
+    await create_tiers(client)
+    c = await create_customer(client)
+    assert (await client.delete(f"/v1/customers/{c['id']}")).status_code == 204
+    assert_problem(await client.get(f"/v1/customers/{c['id']}"), 404)
+
+
+async def test_delete_customer_with_history_is_refused(client):
+    await create_tiers(client)
+    m = await create_manager(client)
+    c = await create_customer(client, manager_id=m["id"])
+    await ok(await client.patch(f"/v1/customers/{c['id']}", json={"manager_id": None}))
+    body = assert_problem(await client.delete(f"/v1/customers/{c['id']}"), 409)
+    assert "history" in body["detail"]
+    assert (await client.get(f"/v1/customers/{c['id']}")).status_code == 200
+
+
+async def test_list_filters(client):
+    await create_tiers(client)
+    m1 = await create_manager(client, capacity=100)
+    m2 = await create_manager(client, capacity=100)
+    a = await create_customer(
+        client, name="Golden Harbor Trading", tier="key", region="east", manager_id=m1["id"]
+    )
+    b = await create_customer(
+        client, name="Blue River 50% Parts", tier="standard", region="west", manager_id=m2["id"]
+    )
+    c = await create_customer(client, name="Summit Health", tier="standard", region="east")
+    d = await create_customer(
+        client, name="Orient Harbor", tier="standard", status="churned", manager_id=m1["id"]
+    )
+
+    async def ids(**params):
+        body = await ok(await client.get("/v1/customers", params=params))
+        return {x["id"] for x in body["items"]}
+
+    assert await ids() == {a["id"], b["id"], c["id"], d["id"]}
+    assert await ids(tier="standard") == {b["id"], c["id"], d["id"]}
+    assert await ids(status="churned") == {d["id"]}
+    assert await ids(region="east") == {a["id"], c["id"]}
+    assert await ids(manager_id=m1["id"]) == {a["id"], d["id"]}
+    assert await ids(unassigned="true") == {c["id"]}
+    assert await ids(unassigned="false") == {a["id"], b["id"], d["id"]}
+    assert await ids(q="harbor") == {a["id"], d["id"]}
+    assert await ids(q="50%") == {b["id"]}
+    assert await ids(q="harbor", status="active") == {a["id"]}
+    assert await ids(manager_id=str(uuid.uuid4())) == set()
+
+
+async def test_pagination_is_stable_without_gaps_or_duplicates(client):
+    await create_tiers(client)
+    made = {(await create_customer(client))["id"] for _ in range(11)}
+    pages = await collect_pages(client, "/v1/customers", limit=4)
+    assert [len(p) for p in pages] == [4, 4, 3]
+    seen = [c["id"] for p in pages for c in p]
+    assert len(set(seen)) == len(seen) and set(seen) == made
+    assert seen == sorted(seen)
+    # a filtered walk follows the same rules
+    pool = await collect_pages(client, "/v1/customers", limit=5, unassigned="true")
+    assert [c["id"] for p in pool for c in p] == seen
+
+
+async def test_page_limit_default_and_maximum(client):
+    await create_tiers(client)
+    for _ in range(3):
+        await create_customer(client)
+    body = await ok(await client.get("/v1/customers", params={"limit": 500}))
+    assert len(body["items"]) == 3 and body["next_cursor"] is None
+    body = await ok(await client.get("/v1/customers", params={"limit": 3}))
+    assert len(body["items"]) == 3 and body["next_cursor"] is None  # exact fit: no empty page
+
+
+async def test_manual_assignment_on_create_opens_a_ledger_row(client):
+    await create_tiers(client)
+    m = await create_manager(client)
+    c = await create_customer(client, manager_id=m["id"], tier="key")
+    assert c["manager_id"] == m["id"]
+    (row,) = await history(client, c["id"])
+    assert row["manager_id"] == m["id"]
+    assert row["reason"] == "manual"
+    assert row["ended_at"] is None
+    assert row["note"] is None
+
+
+async def test_actor_header_is_recorded(client):
+    await create_tiers(client)
+    m = await create_manager(client)
+    c = await create_customer(client)
+    await ok(
+        await client.patch(
+            f"/v1/customers/{c['id']}", json={"manager_id": m["id"]}, headers={"X-Actor": "ops-li"}
+        )
+    )
+    assert (await history(client, c["id"]))[0]["actor"] == "ops-li"
+
+
+async def test_tier_minimum_level_is_refused_then_forced(client):
+    await create_tiers(client)
+    junior = await create_manager(client, level=2, capacity=100)
+    c = await create_customer(client, tier="strategic")
+    r = await client.patch(f"/v1/customers/{c['id']}", json={"manager_id": junior["id"]})
+    body = assert_problem(r, 409)
+    assert [v["rule"] for v in body["violations"]] == ["tier_min_level"]
+    assert "force=true" in body["detail"]
+    assert (await ok(await client.get(f"/v1/customers/{c['id']}")))["manager_id"] is None
+    assert await history(client, c["id"]) == []
+
+    r = await client.patch(
+        f"/v1/customers/{c['id']}", params={"force": "true"}, json={"manager_id": junior["id"]}
+    )
+    assert (await ok(r))["manager_id"] == junior["id"]
+    (row,) = await history(client, c["id"])
+    assert "forced" in row["note"] and "tier_min_level" in row["note"]
+
+
+async def test_inactive_manager_is_refused_unless_forced(client):
+    await create_tiers(client)
+    away = await create_manager(client, status="on_leave")
+    r = await client.post(
+        "/v1/customers", json={"name": "X", "tier": "standard", "manager_id": away["id"]}
+    )
+    body = assert_problem(r, 409)
+    assert [v["rule"] for v in body["violations"]] == ["manager_active"]
+    assert (await ok(await client.get("/v1/customers")))["items"] == []  # nothing half-written
+
+    r = await client.post(
+        "/v1/customers?force=true", json={"name": "X", "tier": "standard", "manager_id": away["id"]}
+    )
+    c = await ok(r, 201)
+    assert c["manager_id"] == away["id"]
+    assert "manager_active" in (await history(client, c["id"]))[0]["note"]
+
+
+async def test_capacity_is_refused_unless_forced(client):
+    await create_tiers(client)
+    m = await create_manager(client, capacity=3)
+    await create_customer(client, manager_id=m["id"])  # workload 2
+    c = await create_customer(client)
+    r = await client.patch(f"/v1/customers/{c['id']}", json={"manager_id": m["id"]})
+    body = assert_problem(r, 409)
+    assert [v["rule"] for v in body["violations"]] == ["capacity"]
+    assert "4" in body["violations"][0]["message"]
+
+    r = await client.patch(f"/v1/customers/{c['id']}?force=true", json={"manager_id": m["id"]})
+    await ok(r)
+    manager = await ok(await client.get(f"/v1/managers/{m['id']}"))
+    assert manager["workload"] == 4 and manager["utilization"] > 1
+    assert "capacity" in (await history(client, c["id"]))[0]["note"]
+
+
+async def test_several_violations_are_all_reported(client):
+    await create_tiers(client)
+    m = await create_manager(client, level=1, capacity=1, status="on_leave")
+    r = await client.post("/v1/customers", json={"name": "X", "tier": "key", "manager_id": m["id"]})
+    rules = {v["rule"] for v in assert_problem(r, 409)["violations"]}
+    assert rules == {"tier_min_level", "manager_active", "capacity"}
+
+
+async def test_departed_manager_is_refused_even_when_forced(client):
+    await create_tiers(client)
+    gone = await create_manager(client, status="departed")
+    c = await create_customer(client)
+    for params in ({}, {"force": "true"}):
+        r = await client.patch(
+            f"/v1/customers/{c['id']}", params=params, json={"manager_id": gone["id"]}
+        )
+        assert "departed" in assert_problem(r, 409)["detail"]
+    assert (await ok(await client.get(f"/v1/customers/{c['id']}")))["manager_id"] is None
+
+
+async def test_manager_id_null_sends_to_the_pool(client):
+    await create_tiers(client)
+    m = await create_manager(client)
+    c = await create_customer(client, manager_id=m["id"])
+    pooled = await ok(await client.patch(f"/v1/customers/{c['id']}", json={"manager_id": None}))
+    assert pooled["manager_id"] is None
+    (row,) = await history(client, c["id"])
+    assert row["ended_at"] is not None
+    pool = await ok(await client.get("/v1/customers", params={"unassigned": "true"}))
+    assert [x["id"] for x in pool["items"]] == [c["id"]]
+    assert (await ok(await client.get(f"/v1/managers/{m['id']}")))["workload"] == 0
+
+
+async def test_patch_without_manager_id_does_not_touch_the_ledger(client):
+    await create_tiers(client)
+    m = await create_manager(client)
+    c = await create_customer(client, manager_id=m["id"])
+    await ok(await client.patch(f"/v1/customers/{c['id']}", json={"region": "south"}))
+    await ok(await client.patch(f"/v1/customers/{c['id']}", json={"manager_id": m["id"]}))
+    rows = await history(client, c["id"])
+    assert len(rows) == 1 and rows[0]["ended_at"] is None
+    assert (await ok(await client.get(f"/v1/customers/{c['id']}")))["manager_id"] == m["id"]
+
+
+async def test_tier_change_and_move_in_one_patch_is_checked_on_the_new_tier(client):
+    await create_tiers(client)
+    m1 = await create_manager(client, capacity=10)
+    m2 = await create_manager(client, capacity=2)
+    c = await create_customer(client, manager_id=m1["id"], tier="key")  # weight 4
+    r = await client.patch(f"/v1/customers/{c['id']}", json={"manager_id": m2["id"]})
+    assert_problem(r, 409)  # 4 > 2
+    r = await client.patch(
+        f"/v1/customers/{c['id']}", json={"tier": "standard", "manager_id": m2["id"]}
+    )
+    moved = await ok(r)
+    assert (moved["tier"], moved["manager_id"]) == ("standard", m2["id"])
+    assert (await ok(await client.get(f"/v1/managers/{m2['id']}")))["workload"] == 2
+    assert (await ok(await client.get(f"/v1/managers/{m1['id']}")))["workload"] == 0
