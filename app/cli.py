@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -124,6 +124,29 @@ def worker_command() -> None:
     console.print("Baton worker started; Ctrl+C stops it.")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_worker(url, get_settings()))
+
+
+async def _check(url: str) -> list[Any]:
+    from app.check import find_violations
+    from app.db.session import create_engine, create_session_factory, session_scope
+
+    engine = create_engine(url, get_settings())
+    try:
+        async with session_scope(create_session_factory(engine)) as session:
+            return await find_violations(session)
+    finally:
+        await engine.dispose()
+
+
+@cli.command()
+def check() -> None:
+    """Verify the ownership invariants; exit 1 listing every violation."""
+    violations = asyncio.run(_check(_database_url()))
+    for v in violations:
+        console.print(f"[red]{v.invariant}[/red]: {v.count} (e.g. {', '.join(v.sample[:3])})")
+    if violations:
+        raise typer.Exit(1)
+    console.print("[green]All invariants hold.[/green]")
 
 
 @cli.command()

@@ -1,0 +1,62 @@
+"""Racing placements never give a customer two owners or overfill a manager."""
+
+import asyncio
+
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.check import find_violations
+from app.db.session import create_session_factory, session_scope
+from tests.integration.factories import create_customer, create_manager, create_tiers, ok
+
+
+async def _violations(url):
+    engine = create_async_engine(url)
+    try:
+        async with session_scope(create_session_factory(engine)) as session:
+            return await find_violations(session)
+    finally:
+        await engine.dispose()
+
+
+async def test_two_concurrent_applies_place_each_customer_once(committed_client, fresh_database):
+    client = committed_client
+    await create_tiers(client)
+    manager = await create_manager(client, level=3, capacity=10)
+    pool = [await create_customer(client, tier="standard") for _ in range(8)]
+
+    first, second = await asyncio.gather(
+        client.post("/v1/assignments/apply", json={}),
+        client.post("/v1/assignments/apply", json={}),
+    )
+
+    assert first.status_code == second.status_code == 200, (first.text, second.text)
+    assert first.json()["moved"] + second.json()["moved"] == 5, "capacity 10 / weight 2"
+    m = await ok(await client.get(f"/v1/managers/{manager['id']}"))
+    assert m["workload"] == 10 and m["customer_count"] == 5
+    owned = await ok(await client.get("/v1/customers", params={"unassigned": False}))
+    assert len(owned["items"]) == 5
+    assert len(pool) == 8
+    assert await _violations(fresh_database) == []
+
+
+async def test_manual_patch_racing_an_apply_never_overfills(committed_client, fresh_database):
+    client = committed_client
+    await create_tiers(client)
+    manager = await create_manager(client, level=3, capacity=10)
+    for _ in range(4):
+        await create_customer(client, tier="standard", manager_id=manager["id"])
+    pool_customer = await create_customer(client, tier="standard")
+    manual_customer = await create_customer(client, tier="standard")
+
+    apply, patch = await asyncio.gather(
+        client.post("/v1/assignments/apply", json={"customer_ids": [pool_customer["id"]]}),
+        client.patch(f"/v1/customers/{manual_customer['id']}", json={"manager_id": manager["id"]}),
+    )
+
+    assert apply.status_code == 200, apply.text
+    assert patch.status_code in (200, 409), patch.text
+    placed = apply.json()["moved"] + (1 if patch.status_code == 200 else 0)
+    assert placed == 1, "only one more weight-2 customer fits"
+    m = await ok(await client.get(f"/v1/managers/{manager['id']}"))
+    assert m["workload"] == 10
+    assert await _violations(fresh_database) == []
