@@ -149,7 +149,7 @@ def rebalance(
     # Phase 2 (best effort): narrow the spread by moving light customers off the top.
     if options.max_spread is not None:
         stuck = set()
-        for _ in range(int(movable.sum())):
+        for _ in range(int(movable.sum()) if counted.any() else 0):
             util = np.where(counted, load / capf, np.nan)
             if np.nanmax(util) - np.nanmin(util) <= options.max_spread + 1e-12:
                 break

@@ -1,0 +1,212 @@
+"""Invariants on random small instances (hypothesis)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+from _engine_facts import NOW, TIERS, cid, mid, options
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from app.engine import Customer, Manager, RebalanceOptions, RuleSet, plan_assignments, rebalance
+
+WEIGHT = {t.code: t.weight for t in TIERS}
+MIN_LEVEL = {t.code: t.min_manager_level for t in TIERS}
+RULES = RuleSet.model_validate(
+    {
+        "eligibility": [
+            {
+                "id": "speaks_language",
+                "when": [{"field": "customer.tier", "op": "in", "value": ["strategic", "key"]}],
+                "conditions": [
+                    {"field": "manager.languages", "op": "contains", "value": "$customer.language"}
+                ],
+            }
+        ],
+        "preferences": RuleSet.default().model_dump()["preferences"],
+    }
+)
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def instances(draw, max_managers=6, max_customers=30, owned=False, roomy=False):
+    n_managers = draw(st.integers(1, max_managers))
+    managers = []
+    for i in range(n_managers):
+        managers.append(
+            dict(
+                id=mid(i),
+                level=draw(st.integers(3 if roomy else 1, 5)),
+                capacity=draw(st.integers(15, 60) if roomy else st.integers(0, 40)),
+                status="active" if roomy else draw(st.sampled_from(["active"] * 5 + ["on_leave"])),
+                accepting_new=roomy or owned or draw(st.booleans()),
+                region=draw(st.sampled_from(["EU", "US", None])),
+                languages=tuple(
+                    sorted(
+                        draw(st.sets(st.sampled_from(["en", "fr", "de"]), max_size=2))
+                        | ({"en"} if roomy else set())
+                    )
+                ),
+            )
+        )
+    customers = []
+    for i in range(draw(st.integers(0, max_customers))):
+        owner = draw(st.integers(-1, n_managers - 1)) if owned else -1
+        customers.append(
+            Customer(
+                id=cid(i),
+                tier=draw(st.sampled_from([t.code for t in TIERS])),
+                region=draw(st.sampled_from(["EU", "US", None])),
+                language=draw(
+                    st.sampled_from(["en"] * 4 + ["fr"] if roomy else ["en", "fr", "de"])
+                ),
+                pinned=owned and draw(st.integers(0, 9)) == 0,
+                manager_id=None if owner < 0 else mid(owner),
+                last_moved_at=NOW - timedelta(days=draw(st.integers(0, 400))) if owned else None,
+            )
+        )
+    load = [0] * n_managers
+    for c in customers:
+        if c.manager_id is not None:
+            load[c.manager_id.int - mid(0).int] += WEIGHT[c.tier]
+    extra = draw(
+        st.lists(st.integers(0, 4 if roomy else 10), min_size=n_managers, max_size=n_managers)
+    )
+    return customers, [
+        Manager(workload=load[i] + (0 if owned else extra[i]), **m) for i, m in enumerate(managers)
+    ]
+
+
+def hard_rules_hold(plan, customers, managers, rules=RULES):
+    by_id = {m.id: m for m in managers}
+    assert len(plan.decisions) == len(customers)
+    for c, d in zip(customers, plan.decisions, strict=True):
+        assert d.customer_id == c.id
+        assert d.reasons
+        if c.pinned:
+            assert d.manager_id == c.manager_id
+            continue
+        if d.manager_id is None:
+            assert d.reasons[0] in {"no_eligible_manager", "no_capacity"}
+            continue
+        m = by_id[d.manager_id]
+        assert m.level >= MIN_LEVEL[c.tier]
+        assert m.status == "active" and m.accepting_new
+        if c.tier in ("strategic", "key"):
+            assert c.language in m.languages
+    for load in plan.managers:
+        m = by_id[load.manager_id]
+        if load.workload_after > load.workload_before:
+            assert load.workload_after <= m.capacity
+
+
+@FAST
+@given(instances(), st.sampled_from(["balanced", "optimal", "round_robin"]))
+def test_no_hard_rule_is_broken_and_everyone_gets_a_decision(instance, strategy):
+    customers, managers = instance
+    opts = options(strategy=strategy, explain="basic", time_limit_s=5)
+    plan = plan_assignments(customers, managers, TIERS, RULES, opts)
+    hard_rules_hold(plan, customers, managers)
+    assert plan.metrics.pooled == sum(d.manager_id is None for d in plan.decisions)
+    again = plan_assignments(customers, managers, TIERS, RULES, opts)
+    assert again.to_dict() == plan.to_dict()
+
+
+def exact_peak(customers, managers) -> float | None:
+    """Minimal peak utilization over active managers with every customer placed (or None)."""
+    counted = [j for j, m in enumerate(managers) if m.status == "active" and m.capacity > 0]
+    n, k = len(customers), len(managers)
+    nvar = n * k + 1
+    lower = np.zeros(nvar)
+    upper = np.ones(nvar)
+    upper[-1] = np.inf
+    for i, c in enumerate(customers):
+        for j, m in enumerate(managers):
+            ok = (
+                m.status == "active"
+                and m.accepting_new
+                and m.capacity > 0
+                and m.level >= MIN_LEVEL[c.tier]
+                and (c.tier not in ("strategic", "key") or c.language in m.languages)
+            )
+            if not ok:
+                upper[i * k + j] = 0
+    rows, lo, hi = [], [], []
+    for i in range(n):
+        row = np.zeros(nvar)
+        row[i * k : (i + 1) * k] = 1
+        rows.append(row), lo.append(1), hi.append(1)
+    for j in counted:
+        m = managers[j]
+        row = np.zeros(nvar)
+        for i, c in enumerate(customers):
+            row[i * k + j] = WEIGHT[c.tier]
+        cap_row = row.copy()
+        row[-1] = -m.capacity
+        rows.append(row), lo.append(-np.inf), hi.append(-m.workload)
+        rows.append(cap_row), lo.append(-np.inf), hi.append(max(0, m.capacity - m.workload))
+    cost = np.zeros(nvar)
+    cost[-1] = 1
+    if counted:
+        lower[-1] = max(managers[j].workload / managers[j].capacity for j in counted)
+    res = milp(
+        cost,
+        integrality=np.r_[np.ones(n * k), 0],
+        bounds=Bounds(lower, upper),
+        constraints=LinearConstraint(np.array(rows), lo, hi) if rows else (),
+        options={"time_limit": 10},
+    )
+    if res.status != 0:
+        return None
+    return float(res.x[-1])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(instances(max_customers=24, roomy=True))
+def test_optimal_peak_is_the_exact_optimum_and_never_above_balanced(instance):
+    customers, managers = instance
+    no_prefs = RuleSet(eligibility=RULES.eligibility)
+    optimal = plan_assignments(
+        customers, managers, TIERS, no_prefs, options(strategy="optimal", time_limit_s=5)
+    )
+    expected = exact_peak(customers, managers)
+    if expected is None or optimal.metrics.pooled:
+        return  # some customer cannot be placed: peaks are not comparable
+    assert optimal.metrics.proven_optimal
+    assert optimal.metrics.peak_utilization <= expected + 1e-6
+    assert optimal.metrics.lower_bound <= optimal.metrics.peak_utilization + 1e-9
+    assert abs(optimal.metrics.peak_utilization - expected) < 1e-6
+    balanced = plan_assignments(customers, managers, TIERS, no_prefs, options())
+    if not balanced.metrics.pooled:
+        assert optimal.metrics.peak_utilization <= balanced.metrics.peak_utilization + 1e-9
+
+
+@FAST
+@given(
+    instances(owned=True),
+    st.floats(0.3, 1.2),
+    st.one_of(st.none(), st.floats(0.05, 0.8)),
+)
+def test_rebalance_guards_and_never_raises_the_peak(instance, target, spread):
+    customers, managers = instance
+    opts = RebalanceOptions(now=NOW, target_utilization=target, max_spread=spread)
+    plan = rebalance(customers, managers, TIERS, RULES, opts)
+    moved = set(plan.moves().as_uuids()[0])
+    cutoff = NOW - timedelta(days=90)
+    for c in customers:
+        if c.pinned or (c.last_moved_at is not None and c.last_moved_at > cutoff):
+            assert c.id not in moved
+    before = [m.workload / m.capacity for m in managers if m.status == "active" and m.capacity > 0]
+    if before:
+        assert plan.metrics.peak_utilization <= max(before) + 1e-9
+    by_id = {m.id: m for m in managers}
+    for d in plan.decisions:
+        if d.customer_id in moved:
+            m = by_id[d.manager_id]
+            assert m.status == "active" and m.accepting_new
+            load = next(x for x in plan.managers if x.manager_id == m.id)
+            assert load.workload_after <= m.capacity
+            assert load.workload_after / m.capacity <= target + 1e-9 or spread is not None
