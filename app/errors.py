@@ -35,9 +35,15 @@ class BatonError(Exception):
 
 
 class InvalidInput(BatonError):
+    """Input that parses but is wrong; like every 422 it carries an ``errors`` list."""
+
     status = 422
     code = "invalid_input"
     title = "Invalid input"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        extra.setdefault("errors", [{"loc": [], "msg": detail, "type": "invalid_input"}])
+        super().__init__(detail, **extra)
 
 
 class NotFound(BatonError):

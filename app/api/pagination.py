@@ -36,7 +36,10 @@ def encode_cursor(key: list[Any]) -> str:
 
 def decode_cursor(cursor: str, types: tuple[type, ...]) -> list[Any]:
     """The sort key inside ``cursor``, checked against ``types``; a bad cursor is a 422."""
-    error = InvalidInput("The cursor is not valid; pass back a next_cursor unchanged.")
+    error = InvalidInput(
+        "The cursor is not valid; pass back a next_cursor unchanged.",
+        errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor", "type": "cursor_invalid"}],
+    )
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         key = json.loads(base64.urlsafe_b64decode(padded.encode()))
