@@ -22,8 +22,11 @@ from app.engine.plan import Outcome
 from app.engine.problem import Problem
 from app.engine.strategies import NO_CAPACITY, NO_ELIGIBLE, place_class
 
-MILP_MAX_PAIRS = 2500
-"""Above this many (class × manager) variables the exact MILP is not attempted."""
+MILP_MAX_PAIRS = 400
+MILP_MAX_CUSTOMERS = 2000
+"""Above these sizes the exact MILP is not attempted: with large counts per class HiGHS finds
+the optimum quickly but can spend minutes proving it, while the LP rounding is then within a
+customer's weight of the bound anyway."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +141,7 @@ def run_optimal(
     upper = np.concatenate([model.pair_ub, model.sizes, [np.inf]]).astype(np.float64)
     counts: np.ndarray | None = None
     result: OptimalResult | None = None
-    if p <= MILP_MAX_PAIRS:
+    if p <= MILP_MAX_PAIRS and int(model.sizes.sum()) <= MILP_MAX_CUSTOMERS:
         counts, result = _solve_milp(
             model, eq, eq_rhs, ub, ub_rhs, cost, lower, upper, time_limit_s
         )
