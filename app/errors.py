@@ -41,10 +41,6 @@ class InvalidInput(BatonError):
     code = "invalid_input"
     title = "Invalid input"
 
-    def __init__(self, detail: str, **extra: Any) -> None:
-        extra.setdefault("errors", [{"loc": [], "msg": detail, "type": "invalid_input"}])
-        super().__init__(detail, **extra)
-
 
 class NotFound(BatonError):
     status = 404
