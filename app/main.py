@@ -168,6 +168,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "customers", "description": "Customers, manual assignment and history."},
             {"name": "assignments", "description": "The engine: plan, apply, rebalance, report."},
             {"name": "rules", "description": "The engine's versioned rule set."},
+            {
+                "name": "handovers",
+                "description": "Moving a leaving manager's portfolio: plan, approve, execute, "
+                "refuse, roll back, evaluate.",
+            },
             {"name": "ops", "description": "Health probes."},
         ],
     )

@@ -4,10 +4,12 @@ from fastapi import APIRouter
 
 from app.assignments.router import router as assignments
 from app.customers.router import router as customers
+from app.handovers.router import router as handovers
 from app.managers.router import router as managers
 from app.rules.router import router as rules
+from app.satisfaction.router import router as satisfaction
 from app.tiers.router import router as tiers
 
 v1 = APIRouter(prefix="/v1")
-for domain in (tiers, managers, customers, assignments, rules):
+for domain in (tiers, managers, customers, assignments, rules, handovers, satisfaction):
     v1.include_router(domain)

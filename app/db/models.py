@@ -177,3 +177,205 @@ class RuleSetVersion(Base):
     )
     created_by: Mapped[str] = mapped_column(Text, nullable=False)
     note: Mapped[str | None] = mapped_column(Text)
+
+
+HANDOVER_REASONS = ("departure", "leave", "role_change", "performance", "rebalance")
+HANDOVER_STRATEGIES = ("balanced", "optimal", "successor", "round_robin")
+HANDOVER_STATES = (
+    "draft",
+    "planned",
+    "approved",
+    "executing",
+    "completed",
+    "cancelled",
+    "rolled_back",
+)
+HANDOVER_OPEN_STATES = ("draft", "planned", "approved", "executing")
+HANDOVER_ITEM_STATUSES = (
+    "pending",
+    "proposed",
+    "overridden",
+    "unplaced",
+    "moved",
+    "pooled",
+    "skipped",
+    "refused",
+    "restored",
+    "returned",
+)
+HANDOVER_TASKS = (
+    "customer_list_exported",
+    "projects_reviewed",
+    "contracts_finances_reviewed",
+    "customers_notified",
+    "team_informed",
+    "successors_trained",
+)
+
+
+class Handover(Base):
+    """Moving a manager's portfolio (or part of it) through plan → approve → execute."""
+
+    __tablename__ = "handovers"
+    __table_args__ = (
+        CheckConstraint(_in("reason", HANDOVER_REASONS), name="reason_valid"),
+        CheckConstraint(_in("strategy", HANDOVER_STRATEGIES), name="strategy_valid"),
+        CheckConstraint(_in("state", HANDOVER_STATES), name="state_valid"),
+        CheckConstraint("strategy <> 'successor' OR successor_id IS NOT NULL", name="successor"),
+        # a manager is in at most one open handover
+        Index(
+            "uq_handovers_open_per_manager",
+            "from_manager_id",
+            unique=True,
+            postgresql_where=text(_in("state", HANDOVER_OPEN_STATES)),
+        ),
+        Index("ix_handovers_created", "created_at", "id"),
+        Index("ix_handovers_due", "effective_at", postgresql_where=text("state = 'approved'")),
+        Index(
+            "ix_handovers_cover_due",
+            "until",
+            postgresql_where=text(
+                "state = 'completed' AND until IS NOT NULL AND cover_returned_at IS NULL"
+            ),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    from_manager_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("managers.id", ondelete="RESTRICT"), nullable=False
+    )
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    strategy: Mapped[str] = mapped_column(Text, nullable=False)
+    successor_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("managers.id", ondelete="RESTRICT")
+    )
+    interim_manager_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("managers.id", ondelete="RESTRICT")
+    )
+    interim_applied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    state: Mapped[str] = mapped_column(Text, nullable=False, server_default="draft")
+    scope: Mapped[dict[str, object] | None] = mapped_column(JSONB)
+    effective_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    notify_customers: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")
+    force_transfer_limit: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default="false"
+    )
+    prior_manager_status: Mapped[str] = mapped_column(Text, nullable=False)
+    plan_metrics: Mapped[dict[str, object] | None] = mapped_column(JSONB)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(Text, nullable=False)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cover_returned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    version: Mapped[int] = mapped_column(Integer, server_default=text("1"), nullable=False)
+
+
+class HandoverItem(Base):
+    """One customer of a handover: proposal, override, briefing, outcome, notification."""
+
+    __tablename__ = "handover_items"
+    __table_args__ = (
+        CheckConstraint(_in("status", HANDOVER_ITEM_STATUSES), name="status_valid"),
+        CheckConstraint(
+            "notification_status IS NULL OR notification_status IN ('pending', 'sent')",
+            name="notification_status_valid",
+        ),
+        Index("ix_handover_items_customer", "customer_id"),
+        Index(
+            "ix_handover_items_notification_pending",
+            "handover_id",
+            postgresql_where=text("notification_status = 'pending'"),
+        ),
+    )
+
+    handover_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("handovers.id", ondelete="CASCADE"), primary_key=True
+    )
+    customer_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("customers.id", ondelete="RESTRICT"), primary_key=True
+    )
+    original_manager_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="pending")
+    proposed_manager_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    score: Mapped[float | None] = mapped_column(Numeric(12, 6))
+    reasons: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default="{}")
+    explanation: Mapped[dict[str, object] | None] = mapped_column(JSONB)
+    override_manager_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    override_reason: Mapped[str | None] = mapped_column(Text)
+    override_forced: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
+    override_by: Mapped[str | None] = mapped_column(Text)
+    override_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    final_manager_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    moved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    briefing: Mapped[dict[str, object] | None] = mapped_column(JSONB)
+    briefing_by: Mapped[str | None] = mapped_column(Text)
+    briefing_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    notification_status: Mapped[str | None] = mapped_column(Text)
+    notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    refused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    refused_manager_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    outcome_note: Mapped[str | None] = mapped_column(Text)
+
+
+class HandoverTask(Base):
+    """One checklist task of a handover (seed 000 §3–4), with who did it and when."""
+
+    __tablename__ = "handover_tasks"
+    __table_args__ = (CheckConstraint(_in("task", HANDOVER_TASKS), name="task_valid"),)
+
+    handover_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("handovers.id", ondelete="CASCADE"), primary_key=True
+    )
+    task: Mapped[str] = mapped_column(Text, primary_key=True)
+    done: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
+    done_by: Mapped[str | None] = mapped_column(Text)
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class HandoverEvent(Base):
+    """The audit trail of a handover: every state change, who made it and when."""
+
+    __tablename__ = "handover_events"
+    __table_args__ = (Index("ix_handover_events_handover", "handover_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    handover_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("handovers.id", ondelete="CASCADE"), nullable=False
+    )
+    from_state: Mapped[str | None] = mapped_column(Text)
+    to_state: Mapped[str] = mapped_column(Text, nullable=False)
+    action: Mapped[str] = mapped_column(Text, nullable=False)
+    actor: Mapped[str] = mapped_column(Text, nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    detail: Mapped[dict[str, object] | None] = mapped_column(JSONB)
+
+
+class SatisfactionScore(Base):
+    """One satisfaction measurement of a customer (survey, CRM webhook); a time series."""
+
+    __tablename__ = "satisfaction_scores"
+    __table_args__ = (
+        CheckConstraint("score BETWEEN 0 AND 10", name="score_range"),
+        Index("ix_satisfaction_scores_customer_at", "customer_id", "recorded_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("customers.id", ondelete="CASCADE"), nullable=False
+    )
+    score: Mapped[Decimal] = mapped_column(Numeric(4, 2), nullable=False)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    source: Mapped[str] = mapped_column(Text, nullable=False, server_default="api")
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )

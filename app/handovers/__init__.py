@@ -1,0 +1,1 @@
+"""Handovers: moving a leaving manager's portfolio through plan, approval and execution."""

@@ -1,0 +1,685 @@
+"""SQL for handovers, their items, checklist and audit trail. Bulk work is set-based."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, RowMapping, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import (
+    HANDOVER_TASKS,
+    Customer,
+    Handover,
+    HandoverEvent,
+    HandoverItem,
+    HandoverTask,
+    Manager,
+)
+
+PENDING_ITEM_STATUSES = ("pending", "proposed", "overridden", "unplaced")
+
+
+# -- handovers -----------------------------------------------------------------------------------
+async def get(
+    session: AsyncSession, handover_id: uuid.UUID, *, lock: bool = False
+) -> RowMapping | None:
+    """One handover row; ``lock`` takes its row lock (serialises every action on it)."""
+    stmt = select(*Handover.__table__.c).where(Handover.id == handover_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).mappings().first()
+
+
+async def open_for_manager(session: AsyncSession, manager_id: uuid.UUID) -> uuid.UUID | None:
+    """The open handover of this manager, if any."""
+    return await session.scalar(
+        select(Handover.id).where(
+            Handover.from_manager_id == manager_id,
+            Handover.state.in_(("draft", "planned", "approved", "executing")),
+        )
+    )
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    filters: list[ColumnElement[bool]],
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[RowMapping]:
+    """Handovers newest first (created_at, id), after the given key."""
+    stmt = (
+        select(*Handover.__table__.c)
+        .where(*filters)
+        .order_by(Handover.created_at.desc(), Handover.id.desc())
+        .limit(limit)
+    )
+    if after is not None:
+        stmt = stmt.where(func.row(Handover.created_at, Handover.id) < func.row(*after))
+    return list((await session.execute(stmt)).mappings())
+
+
+async def insert_handover(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID:
+    """Add a handover with its checklist tasks; returns the id."""
+    handover_id = await session.scalar(insert(Handover).values(**values).returning(Handover.id))
+    assert handover_id is not None
+    await session.execute(
+        insert(HandoverTask), [{"handover_id": handover_id, "task": t} for t in HANDOVER_TASKS]
+    )
+    return handover_id
+
+
+async def update_handover(
+    session: AsyncSession, handover_id: uuid.UUID, values: dict[str, Any]
+) -> None:
+    """Change some fields and bump the version."""
+    await session.execute(
+        update(Handover)
+        .where(Handover.id == handover_id)
+        .values(**values, version=Handover.version + 1, updated_at=func.now())
+    )
+
+
+async def add_event(
+    session: AsyncSession,
+    *,
+    handover_id: uuid.UUID,
+    action: str,
+    from_state: str | None,
+    to_state: str,
+    actor: str,
+    at: datetime,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append one audit entry."""
+    await session.execute(
+        insert(HandoverEvent).values(
+            handover_id=handover_id,
+            action=action,
+            from_state=from_state,
+            to_state=to_state,
+            actor=actor,
+            at=at,
+            detail=detail,
+        )
+    )
+
+
+async def events_for(
+    session: AsyncSession, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[RowMapping]]:
+    """Audit entries of several handovers, oldest first."""
+    rows = await session.execute(
+        select(*HandoverEvent.__table__.c)
+        .where(HandoverEvent.handover_id.in_(ids))
+        .order_by(HandoverEvent.handover_id, HandoverEvent.id)
+    )
+    out: dict[uuid.UUID, list[RowMapping]] = defaultdict(list)
+    for row in rows.mappings():
+        out[row["handover_id"]].append(row)
+    return out
+
+
+async def tasks_for(
+    session: AsyncSession, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[RowMapping]]:
+    """Checklist tasks of several handovers, in checklist order."""
+    order = {t: i for i, t in enumerate(HANDOVER_TASKS)}
+    rows = await session.execute(
+        select(*HandoverTask.__table__.c).where(HandoverTask.handover_id.in_(ids))
+    )
+    out: dict[uuid.UUID, list[RowMapping]] = defaultdict(list)
+    for row in sorted(rows.mappings(), key=lambda r: order[r["task"]]):
+        out[row["handover_id"]].append(row)
+    return out
+
+
+async def counts_for(
+    session: AsyncSession, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, int]]:
+    """Items per status, with ``total`` and ``briefed``, for several handovers."""
+    rows = await session.execute(
+        select(
+            HandoverItem.handover_id,
+            HandoverItem.status,
+            func.count(),
+            func.count(HandoverItem.briefing),
+        )
+        .where(HandoverItem.handover_id.in_(ids))
+        .group_by(HandoverItem.handover_id, HandoverItem.status)
+    )
+    out: dict[uuid.UUID, dict[str, int]] = {i: {"total": 0, "briefed": 0} for i in ids}
+    for handover_id, status, count, briefed in rows:
+        counts = out[handover_id]
+        counts[status] = int(count)
+        counts["total"] += int(count)
+        counts["briefed"] += int(briefed)
+    return out
+
+
+async def set_task(
+    session: AsyncSession,
+    *,
+    handover_id: uuid.UUID,
+    task: str,
+    done: bool,
+    actor: str,
+    at: datetime,
+    note: str | None,
+) -> None:
+    """Mark a checklist task done (who, when) or not done."""
+    await session.execute(
+        update(HandoverTask)
+        .where(HandoverTask.handover_id == handover_id, HandoverTask.task == task)
+        .values(
+            done=done,
+            done_by=actor if done else None,
+            done_at=at if done else None,
+            note=note,
+        )
+    )
+
+
+async def set_manager_status(session: AsyncSession, manager_id: uuid.UUID, status: str) -> None:
+    """Change a manager's status (departing, departed, on_leave, back to active)."""
+    await session.execute(
+        update(Manager)
+        .where(Manager.id == manager_id, Manager.status != status)
+        .values(status=status, version=Manager.version + 1, updated_at=func.now())
+    )
+
+
+# -- scope and items -----------------------------------------------------------------------------
+_SCOPE = """
+    c.manager_id = :manager AND c.status = 'active'
+    AND (cardinality(CAST(:tiers AS text[])) = 0 OR c.tier_code = ANY(CAST(:tiers AS text[])))
+    AND (cardinality(CAST(:ids AS uuid[])) = 0 OR c.id = ANY(CAST(:ids AS uuid[])))
+"""
+
+
+def _scope_params(
+    manager_id: uuid.UUID, tiers: Sequence[str], customer_ids: Sequence[uuid.UUID]
+) -> dict[str, Any]:
+    return {"manager": manager_id, "tiers": list(tiers), "ids": list(customer_ids)}
+
+
+async def customers_in_scope(
+    session: AsyncSession,
+    *,
+    manager_id: uuid.UUID,
+    tiers: Sequence[str],
+    customer_ids: Sequence[uuid.UUID],
+) -> list[uuid.UUID]:
+    """The manager's active customers matching the scope."""
+    rows = await session.execute(
+        text(f"SELECT c.id FROM customers AS c WHERE {_SCOPE} ORDER BY c.id"),
+        _scope_params(manager_id, tiers, customer_ids),
+    )
+    return list(rows.scalars())
+
+
+async def add_items_in_scope(
+    session: AsyncSession,
+    *,
+    handover_id: uuid.UUID,
+    manager_id: uuid.UUID,
+    tiers: Sequence[str],
+    customer_ids: Sequence[uuid.UUID],
+) -> int:
+    """Add an item for each customer in scope that has none yet (one INSERT … SELECT)."""
+    result = await session.execute(
+        text(
+            f"""
+            INSERT INTO handover_items (handover_id, customer_id, original_manager_id, status)
+            SELECT :handover, c.id, c.manager_id, 'pending' FROM customers AS c WHERE {_SCOPE}
+            ON CONFLICT DO NOTHING
+            """
+        ),
+        {"handover": handover_id, **_scope_params(manager_id, tiers, customer_ids)},
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def drop_items_gone(
+    session: AsyncSession, *, handover_id: uuid.UUID, owners: Sequence[uuid.UUID]
+) -> int:
+    """Remove not-yet-executed items whose customer left the handover's owners (moved by
+    someone else, or churned) since they were added."""
+    result = await session.execute(
+        text(
+            """
+            DELETE FROM handover_items AS hi
+             USING customers AS c
+             WHERE hi.handover_id = :handover AND c.id = hi.customer_id
+               AND hi.status IN ('pending', 'proposed', 'overridden', 'unplaced')
+               AND (c.status <> 'active' OR c.manager_id IS NULL
+                    OR NOT c.manager_id = ANY(CAST(:owners AS uuid[])))
+            """
+        ),
+        {"handover": handover_id, "owners": list(owners)},
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def item_customers_owned_by(
+    session: AsyncSession, *, handover_id: uuid.UUID, owner_id: uuid.UUID
+) -> list[uuid.UUID]:
+    """Customers of not-yet-executed items currently owned by ``owner_id``."""
+    rows = await session.execute(
+        text(
+            """
+            SELECT hi.customer_id FROM handover_items AS hi
+              JOIN customers AS c ON c.id = hi.customer_id
+             WHERE hi.handover_id = :handover AND c.manager_id = :owner
+               AND hi.status IN ('pending', 'proposed', 'overridden', 'unplaced')
+             ORDER BY hi.customer_id
+            """
+        ),
+        {"handover": handover_id, "owner": owner_id},
+    )
+    return list(rows.scalars())
+
+
+async def pending_item_customers(session: AsyncSession, handover_id: uuid.UUID) -> list[uuid.UUID]:
+    """Customers of the items not executed yet, by id."""
+    rows = await session.execute(
+        select(HandoverItem.customer_id)
+        .where(
+            HandoverItem.handover_id == handover_id,
+            HandoverItem.status.in_(PENDING_ITEM_STATUSES),
+        )
+        .order_by(HandoverItem.customer_id)
+    )
+    return list(rows.scalars())
+
+
+async def write_proposals(
+    session: AsyncSession,
+    *,
+    handover_id: uuid.UUID,
+    customer_ids: Sequence[uuid.UUID],
+    manager_ids: Sequence[uuid.UUID | None],
+    scores: Sequence[float],
+    reasons: Sequence[str],
+    explanations: Sequence[str | None],
+) -> None:
+    """Store the engine's proposal per item in one statement; overrides are kept, and the
+    status follows: overridden, proposed, or unplaced (no eligible owner).
+
+    ``reasons`` and ``explanations`` are JSON texts (arrays of arrays do not unnest)."""
+    await session.execute(
+        text(
+            """
+            UPDATE handover_items AS hi
+               SET proposed_manager_id = p.manager_id,
+                   score = p.score,
+                   reasons = ARRAY(SELECT jsonb_array_elements_text(CAST(p.reasons AS jsonb))),
+                   explanation = CAST(p.explanation AS jsonb),
+                   status = CASE
+                       WHEN hi.override_manager_id IS NOT NULL THEN 'overridden'
+                       WHEN p.manager_id IS NULL THEN 'unplaced'
+                       ELSE 'proposed' END
+              FROM unnest(CAST(:ids AS uuid[]), CAST(:managers AS uuid[]),
+                          CAST(:scores AS float8[]), CAST(:reasons AS text[]),
+                          CAST(:explanations AS text[]))
+                   AS p(customer_id, manager_id, score, reasons, explanation)
+             WHERE hi.handover_id = :handover AND hi.customer_id = p.customer_id
+            """
+        ),
+        {
+            "handover": handover_id,
+            "ids": list(customer_ids),
+            "managers": list(manager_ids),
+            "scores": list(scores),
+            "reasons": list(reasons),
+            "explanations": list(explanations),
+        },
+    )
+
+
+_ITEM_COLUMNS = (
+    *HandoverItem.__table__.c,
+    Customer.name.label("customer_name"),
+    Customer.tier_code.label("tier"),
+    Customer.manager_id.label("current_manager_id"),
+)
+
+
+async def get_item(
+    session: AsyncSession, handover_id: uuid.UUID, customer_id: uuid.UUID
+) -> RowMapping | None:
+    """One item with its customer's name, tier and current owner."""
+    stmt = (
+        select(*_ITEM_COLUMNS)
+        .join(Customer, Customer.id == HandoverItem.customer_id)
+        .where(HandoverItem.handover_id == handover_id, HandoverItem.customer_id == customer_id)
+    )
+    return (await session.execute(stmt)).mappings().first()
+
+
+async def list_items(
+    session: AsyncSession,
+    *,
+    handover_id: uuid.UUID,
+    statuses: Sequence[str],
+    after: uuid.UUID | None,
+    limit: int,
+) -> list[RowMapping]:
+    """Items by customer id, optionally of some statuses."""
+    stmt = (
+        select(*_ITEM_COLUMNS)
+        .join(Customer, Customer.id == HandoverItem.customer_id)
+        .where(HandoverItem.handover_id == handover_id)
+        .order_by(HandoverItem.customer_id)
+        .limit(limit)
+    )
+    if statuses:
+        stmt = stmt.where(HandoverItem.status.in_(statuses))
+    if after is not None:
+        stmt = stmt.where(HandoverItem.customer_id > after)
+    return list((await session.execute(stmt)).mappings())
+
+
+async def update_item(
+    session: AsyncSession, handover_id: uuid.UUID, customer_id: uuid.UUID, values: dict[str, Any]
+) -> None:
+    """Change some fields of one item."""
+    await session.execute(
+        update(HandoverItem)
+        .where(HandoverItem.handover_id == handover_id, HandoverItem.customer_id == customer_id)
+        .values(**values)
+    )
+
+
+async def top_tier_without_briefing(
+    session: AsyncSession, handover_id: uuid.UUID
+) -> list[uuid.UUID]:
+    """Customers of the most important tier (lowest rank) whose item has no briefing."""
+    rows = await session.execute(
+        text(
+            """
+            SELECT hi.customer_id FROM handover_items AS hi
+              JOIN customers AS c ON c.id = hi.customer_id
+              JOIN tiers AS t ON t.code = c.tier_code
+             WHERE hi.handover_id = :handover AND hi.briefing IS NULL
+               AND t.rank = (SELECT min(rank) FROM tiers)
+             ORDER BY hi.customer_id
+            """
+        ),
+        {"handover": handover_id},
+    )
+    return list(rows.scalars())
+
+
+async def over_transfer_limit(
+    session: AsyncSession, *, handover_id: uuid.UUID, since: datetime, limit: int
+) -> list[tuple[uuid.UUID, int]]:
+    """Customers of this handover (not forced by an override) already moved by ``limit`` or
+    more handovers since ``since``; another handover would exceed the limit."""
+    rows = await session.execute(
+        text(
+            """
+            SELECT hi.customer_id, count(*) AS transfers FROM handover_items AS hi
+              JOIN assignments AS a ON a.customer_id = hi.customer_id
+             WHERE hi.handover_id = :handover AND NOT hi.override_forced
+               AND hi.status IN ('proposed', 'overridden')
+               AND a.reason = 'handover' AND a.started_at >= :since
+             GROUP BY hi.customer_id HAVING count(*) >= :limit
+             ORDER BY hi.customer_id
+            """
+        ),
+        {"handover": handover_id, "since": since, "limit": limit},
+    )
+    return [(r[0], int(r[1])) for r in rows]
+
+
+# -- execution -----------------------------------------------------------------------------------
+async def lock_movable(
+    session: AsyncSession, *, handover_id: uuid.UUID, owners: Sequence[uuid.UUID]
+) -> tuple[list[uuid.UUID], list[uuid.UUID | None]]:
+    """Lock (in id order) the customers of pending items still owned by one of ``owners`` and
+    return them with their target owner (override, else proposal; None = pool).
+
+    Under READ COMMITTED a row changed by a concurrent transaction is re-checked after its
+    lock is granted, so a customer moved away meanwhile is not returned."""
+    rows = await session.execute(
+        text(
+            """
+            SELECT c.id, COALESCE(hi.override_manager_id, hi.proposed_manager_id)
+              FROM handover_items AS hi
+              JOIN customers AS c ON c.id = hi.customer_id
+             WHERE hi.handover_id = :handover
+               AND hi.status IN ('proposed', 'overridden', 'unplaced')
+               AND c.manager_id = ANY(CAST(:owners AS uuid[]))
+             ORDER BY c.id
+               FOR UPDATE OF c
+            """
+        ),
+        {"handover": handover_id, "owners": list(owners)},
+    )
+    ids: list[uuid.UUID] = []
+    targets: list[uuid.UUID | None] = []
+    for customer_id, target in rows:
+        ids.append(customer_id)
+        targets.append(target)
+    return ids, targets
+
+
+async def mark_moved(
+    session: AsyncSession,
+    *,
+    handover_id: uuid.UUID,
+    customer_ids: Sequence[uuid.UUID],
+    manager_ids: Sequence[uuid.UUID | None],
+    at: datetime,
+    notify: bool,
+) -> None:
+    """Record the executed moves on their items (one statement)."""
+    await session.execute(
+        text(
+            """
+            UPDATE handover_items AS hi
+               SET final_manager_id = m.manager_id,
+                   status = CASE WHEN m.manager_id IS NULL THEN 'pooled' ELSE 'moved' END,
+                   moved_at = :at,
+                   notification_status = CASE WHEN :notify AND m.manager_id IS NOT NULL
+                                              THEN 'pending' END
+              FROM unnest(CAST(:ids AS uuid[]), CAST(:managers AS uuid[]))
+                   AS m(customer_id, manager_id)
+             WHERE hi.handover_id = :handover AND hi.customer_id = m.customer_id
+            """
+        ),
+        {
+            "handover": handover_id,
+            "ids": list(customer_ids),
+            "managers": list(manager_ids),
+            "at": at,
+            "notify": notify,
+        },
+    )
+
+
+async def skip_remaining(session: AsyncSession, *, handover_id: uuid.UUID, note: str) -> int:
+    """Items not executed (their customer moved away meanwhile) become ``skipped``."""
+    result = await session.execute(
+        update(HandoverItem)
+        .where(
+            HandoverItem.handover_id == handover_id,
+            HandoverItem.status.in_(PENDING_ITEM_STATUSES),
+        )
+        .values(status="skipped", outcome_note=note)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def lock_executed(
+    session: AsyncSession,
+    *,
+    handover_id: uuid.UUID,
+    statuses: Sequence[str],
+    customer_id: uuid.UUID | None = None,
+) -> list[RowMapping]:
+    """Executed items with their customer's current owner and whether the customer's owner
+    changed after the item's move (any later ledger row); customers locked in id order."""
+    rows = await session.execute(
+        text(
+            """
+            SELECT hi.customer_id, hi.original_manager_id, hi.final_manager_id,
+                   c.manager_id AS current_manager_id, c.status AS customer_status,
+                   (SELECT m.status FROM managers AS m WHERE m.id = hi.original_manager_id)
+                       AS original_manager_status,
+                   EXISTS (SELECT 1 FROM assignments AS a
+                            WHERE a.customer_id = hi.customer_id
+                              AND a.started_at > hi.moved_at) AS moved_since
+              FROM handover_items AS hi
+              JOIN customers AS c ON c.id = hi.customer_id
+             WHERE hi.handover_id = :handover AND hi.status = ANY(CAST(:statuses AS text[]))
+               AND (CAST(:customer AS uuid) IS NULL OR hi.customer_id = :customer)
+             ORDER BY c.id
+               FOR UPDATE OF c
+            """
+        ),
+        {"handover": handover_id, "statuses": list(statuses), "customer": customer_id},
+    )
+    return list(rows.mappings())
+
+
+async def mark_items(
+    session: AsyncSession,
+    *,
+    handover_id: uuid.UUID,
+    customer_ids: Sequence[uuid.UUID],
+    notes: Sequence[str | None],
+    status: str | None,
+) -> None:
+    """Set an outcome note (and a status when given) on several items, in one statement."""
+    await session.execute(
+        text(
+            """
+            UPDATE handover_items AS hi
+               SET outcome_note = m.note, status = COALESCE(CAST(:status AS text), hi.status)
+              FROM unnest(CAST(:ids AS uuid[]), CAST(:notes AS text[])) AS m(customer_id, note)
+             WHERE hi.handover_id = :handover AND hi.customer_id = m.customer_id
+            """
+        ),
+        {
+            "handover": handover_id,
+            "ids": list(customer_ids),
+            "notes": list(notes),
+            "status": status,
+        },
+    )
+
+
+async def mark_notifications_sent(session: AsyncSession, *, limit: int, at: datetime) -> int:
+    """Flip up to ``limit`` pending notifications to sent; concurrent callers skip each
+    other's rows."""
+    result = await session.execute(
+        text(
+            """
+            UPDATE handover_items AS hi SET notification_status = 'sent', notified_at = :at
+              FROM (SELECT handover_id, customer_id FROM handover_items
+                     WHERE notification_status = 'pending'
+                     LIMIT :limit FOR UPDATE SKIP LOCKED) AS p
+             WHERE hi.handover_id = p.handover_id AND hi.customer_id = p.customer_id
+            """
+        ),
+        {"limit": limit, "at": at},
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def due_handovers(session: AsyncSession, *, now: datetime) -> list[uuid.UUID]:
+    """Approved handovers whose effective time has come, oldest first."""
+    rows = await session.execute(
+        select(Handover.id)
+        .where(
+            Handover.state == "approved",
+            Handover.effective_at.is_not(None),
+            Handover.effective_at <= now,
+        )
+        .order_by(Handover.effective_at)
+    )
+    return list(rows.scalars())
+
+
+async def due_cover_returns(session: AsyncSession, *, now: datetime) -> list[uuid.UUID]:
+    """Completed leave handovers whose cover period has ended and not been returned yet."""
+    rows = await session.execute(
+        select(Handover.id)
+        .where(
+            Handover.state == "completed",
+            Handover.until.is_not(None),
+            Handover.until <= now,
+            Handover.cover_returned_at.is_(None),
+        )
+        .order_by(Handover.until)
+    )
+    return list(rows.scalars())
+
+
+# -- outcome -------------------------------------------------------------------------------------
+_GROUP_OUTCOME = """
+    WITH grp AS ({members}),
+    before AS (
+        SELECT DISTINCT ON (s.customer_id) s.customer_id, s.score
+          FROM satisfaction_scores AS s JOIN grp ON grp.id = s.customer_id
+         WHERE s.recorded_at <= :pivot
+         ORDER BY s.customer_id, s.recorded_at DESC, s.id DESC),
+    latest AS (
+        SELECT DISTINCT ON (s.customer_id) s.customer_id, s.score
+          FROM satisfaction_scores AS s JOIN grp ON grp.id = s.customer_id
+         WHERE s.recorded_at > :pivot
+         ORDER BY s.customer_id, s.recorded_at DESC, s.id DESC)
+    SELECT count(*) AS customers,
+           count(*) FILTER (WHERE grp.status = 'active') AS retained,
+           count(*) FILTER (WHERE grp.status = 'churned') AS churned,
+           avg(b.score) AS satisfaction_before,
+           avg(l.score) AS satisfaction_latest,
+           avg(l.score - b.score) AS satisfaction_change
+      FROM grp
+      LEFT JOIN before AS b ON b.customer_id = grp.id
+      LEFT JOIN latest AS l ON l.customer_id = grp.id
+"""
+_MOVED = """
+    SELECT c.id, c.status FROM handover_items AS hi JOIN customers AS c ON c.id = hi.customer_id
+     WHERE hi.handover_id = :handover AND hi.moved_at IS NOT NULL
+"""
+_OTHERS = """
+    SELECT c.id, c.status FROM customers AS c
+     WHERE c.created_at <= :start
+       AND NOT EXISTS (SELECT 1 FROM handover_items AS hi
+                        WHERE hi.handover_id = :handover AND hi.customer_id = c.id)
+"""
+
+
+async def group_outcome(
+    session: AsyncSession,
+    *,
+    handover_id: uuid.UUID,
+    moved: bool,
+    start: datetime,
+    pivot: datetime,
+) -> RowMapping:
+    """Retention, churn and satisfaction (last before ``pivot`` vs latest after) of the moved
+    customers, or of every other customer that existed at ``start``."""
+    sql = _GROUP_OUTCOME.format(members=_MOVED if moved else _OTHERS)
+    result = await session.execute(
+        text(sql), {"handover": handover_id, "start": start, "pivot": pivot}
+    )
+    return result.mappings().one()
+
+
+async def refusal_count(session: AsyncSession, handover_id: uuid.UUID) -> int:
+    """Items whose customer refused their new owner."""
+    count = await session.scalar(
+        select(func.count()).where(
+            HandoverItem.handover_id == handover_id, HandoverItem.refused_at.is_not(None)
+        )
+    )
+    return int(count or 0)

@@ -1,0 +1,49 @@
+"""The handover state machine: which action is allowed from which state, and where it leads."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from app.errors import InvalidTransition
+
+State = Literal[
+    "draft", "planned", "approved", "executing", "completed", "cancelled", "rolled_back"
+]
+Action = Literal["plan", "approve", "execute", "complete", "cancel", "rollback"]
+
+OPEN_STATES: tuple[State, ...] = ("draft", "planned", "approved", "executing")
+
+# action -> (states it may start from, state it leads to)
+TRANSITIONS: dict[str, tuple[tuple[State, ...], State]] = {
+    "plan": (("draft", "planned"), "planned"),
+    "approve": (("planned",), "approved"),
+    "execute": (("approved",), "executing"),
+    "complete": (("executing",), "completed"),
+    "cancel": (("draft", "planned", "approved", "executing"), "cancelled"),
+    "rollback": (("completed",), "rolled_back"),
+}
+
+# Actions a client can ask for (``complete`` is internal to execution).
+PUBLIC_ACTIONS: tuple[Action, ...] = ("plan", "approve", "execute", "cancel", "rollback")
+
+
+def allowed_actions(state: str) -> list[str]:
+    """The client actions possible from ``state`` (shown in errors and on the resource)."""
+    return [a for a in PUBLIC_ACTIONS if state in TRANSITIONS[a][0]]
+
+
+def next_state(state: str, action: str) -> State:
+    """The state ``action`` leads to from ``state``, or InvalidTransition (409) naming both the
+    current state and what is allowed from it."""
+    sources, target = TRANSITIONS[action]
+    if state not in sources:
+        allowed = allowed_actions(state)
+        raise InvalidTransition(
+            f"Cannot {action} a handover in state '{state}'; "
+            + (f"allowed actions: {', '.join(allowed)}." if allowed else "it is final."),
+            state=state,
+            action=action,
+            allowed_actions=allowed,
+            allowed_from=list(sources),
+        )
+    return target

@@ -1,0 +1,1 @@
+"""Customer satisfaction as a time series (surveys, CRM webhooks)."""

@@ -1,0 +1,60 @@
+"""SQL for satisfaction scores."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import RowMapping, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Customer, SatisfactionScore
+
+
+async def insert_score(session: AsyncSession, values: dict[str, Any]) -> RowMapping:
+    """Add one measurement and return the row."""
+    result = await session.execute(
+        insert(SatisfactionScore).values(**values).returning(*SatisfactionScore.__table__.c)
+    )
+    return result.mappings().one()
+
+
+async def set_current_if_latest(
+    session: AsyncSession, customer_id: uuid.UUID, score_id: int, recorded_at: datetime
+) -> None:
+    """Copy the score onto the customer when it is the newest measurement."""
+    newer = await session.scalar(
+        select(func.count()).where(
+            SatisfactionScore.customer_id == customer_id,
+            SatisfactionScore.id != score_id,
+            SatisfactionScore.recorded_at > recorded_at,
+        )
+    )
+    if newer:
+        return
+    score = select(SatisfactionScore.score).where(SatisfactionScore.id == score_id)
+    await session.execute(
+        update(Customer)
+        .where(Customer.id == customer_id)
+        .values(
+            satisfaction=score.scalar_subquery(),
+            version=Customer.version + 1,
+            updated_at=func.now(),
+        )
+    )
+
+
+async def list_page(
+    session: AsyncSession, customer_id: uuid.UUID, *, after: int | None, limit: int
+) -> list[RowMapping]:
+    """A customer's measurements, newest recorded first (id breaks ties)."""
+    stmt = (
+        select(*SatisfactionScore.__table__.c)
+        .where(SatisfactionScore.customer_id == customer_id)
+        .order_by(SatisfactionScore.id.desc())
+        .limit(limit)
+    )
+    if after is not None:
+        stmt = stmt.where(SatisfactionScore.id < after)
+    return list((await session.execute(stmt)).mappings())
