@@ -29,9 +29,9 @@ class Problem:
     tiers: dict[str, Tier]
     rules: RuleSet
     evaluator: Evaluator
-    weight: np.ndarray  # per customer, int64
-    rank: np.ndarray  # per customer, int64
-    min_level: np.ndarray  # per customer, int64
+    weight: np.ndarray  # per customer, int32
+    rank: np.ndarray  # per customer, int32
+    min_level: np.ndarray  # per customer, int32
     owner: np.ndarray  # per customer: engine index of the current owner, -1 if none/unknown
     level: np.ndarray  # per manager
     capacity: np.ndarray  # per manager, int64
@@ -98,7 +98,7 @@ def prepare(
     def per_tier(attr: str) -> np.ndarray:
         table = np.array(
             [getattr(tier_map[c], attr) if c in tier_map else 0 for c in cols.tier_codes] or [0],
-            np.int64,
+            np.int32,  # per-customer columns stay small at a million rows
         )
         return table[cols.tier]
 
