@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.session import SessionFactory, create_engine, create_session_factory, session_scope
+from app.errors import InvalidTransition
 from app.settings import Settings
 
 log = logging.getLogger("baton.worker")
@@ -116,7 +117,11 @@ def build_queue(connection: asyncpg.Connection, factory: SessionFactory) -> PgQu
     )
     async def execute_handover(job: Job) -> None:
         assert job.payload is not None
-        await _execute_handover(factory, uuid.UUID(job.payload.decode()))
+        try:
+            await _execute_handover(factory, uuid.UUID(job.payload.decode()))
+        except InvalidTransition:
+            # Cancelled or already done since it was scheduled: nothing left to do.
+            log.info("handover_job_skipped", extra={"handover_id": job.payload.decode()})
 
     @pgq.schedule(SWEEP, "* * * * *")
     async def sweep(schedule: Schedule) -> None:

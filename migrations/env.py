@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.db import models  # noqa: F401  (registers every table on the metadata)
 from app.db.base import Base
+from app.db.migrate import include_name
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("skip_logging"):
@@ -34,7 +35,9 @@ def run_migrations_offline() -> None:
 
 
 def _run_sync(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata)
+    context.configure(
+        connection=connection, target_metadata=target_metadata, include_name=include_name
+    )
     with context.begin_transaction():
         context.run_migrations()
 

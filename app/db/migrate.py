@@ -21,6 +21,11 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Autogenerate and drift checks skip the job queue's objects (pgqueuer owns them)."""
+    return not (name or "").startswith("pgqueuer")
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     """Upgrade the database at ``url`` (blocking; call from a thread inside an event loop)."""
     command.upgrade(alembic_config(url), revision)

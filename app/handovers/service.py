@@ -45,6 +45,7 @@ from app.handovers.schemas import (
 )
 from app.handovers.states import allowed_actions, next_state
 from app.settings import get_settings
+from app.worker import EXECUTE_HANDOVER, enqueue
 
 
 class BriefingsMissing(Conflict):
@@ -616,14 +617,25 @@ async def approve_handover(
                 "or approve with force=true.",
                 customers=[{"customer_id": str(c), "transfers": n} for c, n in over[:1000]],
             )
+    now = _now()
     await _transition(
         session,
         handover,
         "approve",
         actor=actor,
-        at=_now(),
+        at=now,
         detail={"note": data.note, "forced": data.force} if data.note or data.force else None,
     )
+    if handover["effective_at"] is not None and handover["effective_at"] > now:
+        # Announce the execution to the worker in this transaction; the minute sweep over
+        # due handovers is the safety net if the job is ever lost.
+        await enqueue(
+            session,
+            EXECUTE_HANDOVER,
+            str(handover_id),
+            execute_after=handover["effective_at"] - now,
+            dedupe_key=f"handover:{handover_id}",
+        )
     return await get_handover(session, handover_id=handover_id)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.db import migrate
 from app.db.base import Base
+from app.db.migrate import include_name
 from tests.conftest import _admin, database_url
 
 
@@ -45,7 +46,11 @@ async def _state(url: str) -> tuple[set[str], str | None]:
 
 async def _model_drift(url: str) -> list[object]:
     def compare(sync_conn):
-        return compare_metadata(MigrationContext.configure(sync_conn), Base.metadata)
+        context = MigrationContext.configure(
+            sync_conn,
+            opts={"include_name": include_name},  # the job queue's tables are its own
+        )
+        return compare_metadata(context, Base.metadata)
 
     engine = create_async_engine(url)
     try:

@@ -1,0 +1,144 @@
+"""Benchmark: writing a plan (moves + ledger) and loading customers for the engine, each
+against the raw set-based floor measured in the same run. The write floor is three bare
+statements over arrays (update owners, close the open ledger rows, insert the new ones): the
+least any writer can do while the partial unique index holds one open row per customer.
+
+    python -m bench.apply            # 100k moves, 1M-customer load
+    python -m bench.apply --quick    # 10k moves, 100k-customer load
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import statistics
+import time
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.assignments import columnar, loading
+from app.assignments.repository import move_customers
+from bench._db import scratch_database
+
+FLOOR_UPDATE = """
+UPDATE customers AS c SET manager_id = i.m FROM unnest($1::uuid[], $2::uuid[]) AS i(id, m)
+ WHERE c.id = i.id
+"""
+FLOOR_CLOSE = """
+UPDATE assignments AS a SET ended_at = now() FROM unnest($1::uuid[]) AS i(id)
+ WHERE a.customer_id = i.id AND a.ended_at IS NULL
+"""
+FLOOR_INSERT = """
+INSERT INTO assignments (customer_id, manager_id, started_at, reason, actor)
+SELECT i.id, i.m, now(), 'auto', 'bench' FROM unnest($1::uuid[], $2::uuid[]) AS i(id, m)
+"""
+FLOOR_COPY = "SELECT id, tier_code, manager_id FROM customers WHERE status = 'active'"
+
+
+async def _moves(engine, n):
+    async with engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        rows = await raw.fetch("SELECT id, manager_id FROM customers ORDER BY id LIMIT $1", n)
+        managers = [r["id"] for r in await raw.fetch("SELECT id FROM managers ORDER BY id")]
+    index = {m: i for i, m in enumerate(managers)}
+    ids = [r["id"] for r in rows]
+    targets = [managers[(index[r["manager_id"]] + 1) % len(managers)] for r in rows]
+    return ids, targets
+
+
+async def time_floor(engine, ids, targets) -> float:
+    async with engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        tx = raw.transaction()
+        await tx.start()
+        started = time.perf_counter()
+        await raw.execute(FLOOR_UPDATE, ids, targets)
+        await raw.execute(FLOOR_CLOSE, ids)
+        await raw.execute(FLOOR_INSERT, ids, targets)
+        elapsed = time.perf_counter() - started
+        await tx.rollback()
+    return elapsed
+
+
+async def time_baton(engine, ids, targets) -> float:
+    async with AsyncSession(engine) as session:
+        started = time.perf_counter()
+        moved = await move_customers(
+            session,
+            customer_ids=ids,
+            manager_ids=targets,
+            reason="auto",
+            actor="bench",
+            at=datetime.now(UTC),
+        )
+        elapsed = time.perf_counter() - started
+        assert moved == len(ids), moved
+        await session.rollback()
+    return elapsed
+
+
+async def time_copy_floor(engine) -> tuple[float, int]:
+    async with engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        buffer = io.BytesIO()
+        started = time.perf_counter()
+        await raw.copy_from_query(FLOOR_COPY, output=buffer, format="binary")
+        import numpy as np  # parse as the floor would: fixed (id, tier text, manager) rows
+
+        data = buffer.getvalue()
+        np.frombuffer(data[19:], dtype=np.uint8)
+        return time.perf_counter() - started, len(data)
+
+
+async def time_columns(engine) -> tuple[float, int]:
+    async with AsyncSession(engine) as session:
+        started = time.perf_counter()
+        tiers = await loading.load_tiers(session)
+        managers = await loading.load_managers(session)
+        cols = await columnar.load_owned_customer_columns(session, tiers=tiers, managers=managers)
+        return time.perf_counter() - started, len(cols)
+
+
+def _median(xs):
+    return statistics.median(xs)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    moves = 10_000 if args.quick else 100_000
+    load = 100_000 if args.quick else 1_000_000
+    managers = 100 if args.quick else 10_000
+
+    _, engine = await scratch_database(customers=load, managers=managers)
+    ids, targets = await _moves(engine, moves)
+    floor, ours = [], []
+    for _ in range(args.repeat):
+        floor.append(await time_floor(engine, ids, targets))
+        ours.append(await time_baton(engine, ids, targets))
+    f, o = _median(floor), _median(ours)
+    print(
+        f"apply {moves:,} moves: raw floor {f:.3f} s · move_customers {o:.3f} s "
+        f"· ratio {o / f:.2f}× (target ≤ 1.25×)"
+    )
+
+    copy_t, cols_t = [], []
+    rows = 0
+    for _ in range(args.repeat):
+        copy_t.append((await time_copy_floor(engine))[0])
+        t, rows = await time_columns(engine)
+        cols_t.append(t)
+    f, o = _median(copy_t), _median(cols_t)
+    print(
+        f"load {rows:,} customers for the engine: COPY binary floor {f:.3f} s · "
+        f"columns {o:.3f} s · ratio {o / f:.2f}× (target ≤ 1.5×)"
+    )
+    await engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
