@@ -21,6 +21,9 @@ from app.api.middleware import RequestIdMiddleware
 from app.api.router import v1
 from app.db.session import create_engine, create_session_factory, resolve_database_url
 from app.errors import PROBLEM_CONTENT_TYPE, BatonError
+from app.observability.logging import configure_logging, use_json
+from app.observability.metrics import TelemetryMiddleware
+from app.observability.router import router as metrics_router
 from app.ops.router import router as ops_router
 from app.settings import Settings, get_settings
 
@@ -131,6 +134,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application. The database engine is created in the lifespan, not at import."""
     settings = settings or get_settings()
+    configure_logging(level=settings.log_level, json=use_json(settings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -183,7 +187,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(TelemetryMiddleware)  # inside RequestIdMiddleware: sees the request id
     app.add_middleware(RequestIdMiddleware)
     app.include_router(ops_router)
+    app.include_router(metrics_router)
     app.include_router(v1)
     return app

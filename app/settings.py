@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,9 @@ class Settings(BaseSettings):
     max_page_size: int = 500
     default_page_size: int = 50
     log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: JSON lines in production, readable lines otherwise."
+    )
     run_worker: bool = Field(
         False, description="Run the background worker inside the API process (baton serve)."
     )

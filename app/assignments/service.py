@@ -33,6 +33,7 @@ from app.assignments.schemas import (
 )
 from app.db.models import Customer
 from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
+from app.observability.metrics import time_engine
 from app.rules.service import current_rules
 
 # Automated placements (apply, assign, rebalance) run one at a time: each reads workloads
@@ -58,7 +59,8 @@ def _run_engine(
     options: engine.PlanOptions,
 ) -> engine.Plan:
     try:
-        return engine.plan_assignments(customers, managers, tiers, rules, options)
+        with time_engine("plan_assignments"):
+            return engine.plan_assignments(customers, managers, tiers, rules, options)
     except engine.EngineError as exc:
         raise InvalidInput(str(exc)) from exc
 
@@ -399,7 +401,8 @@ async def rebalance(session: AsyncSession, *, request: RebalanceRequest, actor: 
         explain=request.explain,  # type: ignore[arg-type]
     )
     try:
-        plan = engine.rebalance(customers, managers, tiers, rules.rules, options)
+        with time_engine("rebalance"):
+            plan = engine.rebalance(customers, managers, tiers, rules.rules, options)
     except engine.EngineError as exc:
         raise InvalidInput(str(exc)) from exc
     digest = hashlib.sha256(customers.ids.tobytes() + customers.owner.tobytes())

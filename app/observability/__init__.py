@@ -1,0 +1,1 @@
+"""Operability: structured logs, Prometheus metrics and the request telemetry middleware."""
