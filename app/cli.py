@@ -101,6 +101,12 @@ def serve(
         result = asyncio.run(_seed(url, 2000, 40, only_if_empty=True))
         if result:
             console.print(f"Demo data: {result}.")
+        key = asyncio.run(_ensure_demo_key(url))
+        console.print(
+            f"Demo admin API key: [bold]{key}[/bold]\n"
+            "  Swagger UI: Authorize → HTTPBearer, paste the key.  curl: "
+            f"-H 'Authorization: Bearer {key}'"
+        )
     console.print(f"Baton on http://{host}:{port}  ·  API docs: http://{host}:{port}/docs")
     uvicorn.run(
         "app.main:create_app",
@@ -147,6 +153,127 @@ def check() -> None:
     if violations:
         raise typer.Exit(1)
     console.print("[green]All invariants hold.[/green]")
+
+
+async def _ensure_demo_key(url: str) -> str:
+    from app.auth.bootstrap import ensure_demo_key, load_or_create_demo_key
+    from app.db.session import create_engine, create_session_factory
+
+    settings = get_settings()
+    key = load_or_create_demo_key(settings.data_dir / "demo-api-key")
+    engine = create_engine(url, settings)
+    try:
+        await ensure_demo_key(create_session_factory(engine), key)
+    finally:
+        await engine.dispose()
+    return key
+
+
+apikey = typer.Typer(help="Manage API keys (shown once; stored as a hash).", no_args_is_help=True)
+cli.add_typer(apikey, name="apikey")
+
+
+async def _in_session(url: str, work: Any) -> Any:
+    from app.db.session import create_engine, create_session_factory, session_scope
+
+    engine = create_engine(url, get_settings())
+    try:
+        async with session_scope(create_session_factory(engine)) as session:
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+@apikey.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Option(help="Who uses the key; recorded as the actor.")],
+    role: Annotated[str, typer.Option(help="admin | operator | viewer | integration")],
+    expires_in_days: Annotated[
+        int | None, typer.Option(min=1, help="Days until the key stops working.")
+    ] = None,
+) -> None:
+    """Create an API key and print it (the only time it is shown)."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.auth import service
+    from app.auth.roles import Role
+    from app.errors import BatonError
+
+    try:
+        role_value = Role(role)
+    except ValueError:
+        console.print(f"[red]Unknown role {role!r}; use one of: {', '.join(Role)}.[/red]")
+        raise typer.Exit(2) from None
+    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+    url = _database_url()
+    _migrate(url)
+    try:
+        created = asyncio.run(
+            _in_session(
+                url,
+                lambda s: service.create_key(
+                    s, name=name, role=role_value, actor="cli", expires_at=expires
+                ),
+            )
+        )
+    except BatonError as exc:
+        console.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"Created {created.role} key '{created.name}' (id {created.id}). Store it now:")
+    typer.echo(created.key)
+
+
+@apikey.command("list")
+def apikey_list(
+    all_keys: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
+) -> None:
+    """List API keys (prefix, name, role, dates; never the secret)."""
+    from app.auth import service
+
+    url = _database_url()
+    _migrate(url)
+    page = asyncio.run(
+        _in_session(
+            url, lambda s: service.list_keys(s, cursor=None, limit=500, include_revoked=all_keys)
+        )
+    )
+    for k in page.items:
+        state = "revoked" if k.revoked_at else "active"
+        typer.echo(
+            f"{k.id}  bt_{k.prefix}_…  {k.role:<11} {state:<8} {k.name}"
+            f"  expires={k.expires_at or '-'}  last_used={k.last_used_at or '-'}"
+        )
+
+
+@apikey.command("revoke")
+def apikey_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (from list).")]) -> None:
+    """Revoke an API key at once."""
+    import uuid
+
+    from app.auth import service
+    from app.errors import BatonError
+
+    try:
+        parsed = uuid.UUID(key_id)
+    except ValueError:
+        console.print("[red]Pass the key's id as shown by `baton apikey list`.[/red]")
+        raise typer.Exit(2) from None
+    url = _database_url()
+    _migrate(url)
+    try:
+        revoked = asyncio.run(_in_session(url, lambda s: service.revoke_key(s, key_id=parsed)))
+    except BatonError as exc:
+        console.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"Revoked '{revoked.name}' at {revoked.revoked_at}.")
+
+
+@apikey.command("generate")
+def apikey_generate() -> None:
+    """Print a new random key without storing it, e.g. for BATON_BOOTSTRAP_ADMIN_KEY."""
+    from app.auth.keys import generate_key
+
+    typer.echo(generate_key())
 
 
 @cli.command()

@@ -16,6 +16,7 @@ class BatonError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+        self.headers: dict[str, str] = {}
 
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
         """The RFC 9457 body of this error."""
@@ -84,6 +85,48 @@ class Forbidden(BatonError):
     title = "Forbidden"
 
 
+class PreconditionRequired(BatonError):
+    """A conditional request was required (``If-Match``) and none was sent."""
+
+    status = 428
+    code = "precondition_required"
+    title = "Precondition required"
+
+
+class RateLimited(BatonError):
+    """Too many requests for this API key; ``Retry-After`` says when to try again."""
+
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class IdempotencyInFlight(Conflict):
+    """A request with the same Idempotency-Key is still being processed."""
+
+    code = "idempotency_key_in_flight"
+    title = "Request in progress"
+
+
+class IdempotencyKeyReused(InvalidInput):
+    """The Idempotency-Key was already used with a different request."""
+
+    code = "idempotency_key_reused"
+    title = "Idempotency-Key reused"
+
+
+class StatementTimeout(BatonError):
+    """A database statement ran past the statement timeout and was cancelled."""
+
+    status = 503
+    code = "statement_timeout"
+    title = "Request took too long"
+
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 _PROBLEM_SCHEMA = {
@@ -106,8 +149,11 @@ _DESCRIPTIONS = {
     403: "The API key's role may not do this",
     404: "Not found",
     409: "Conflict with the current state",
-    412: "The resource changed since it was read",
+    412: "The resource changed since it was read (If-Match)",
+    413: "The request body is too large",
     422: "Invalid input",
+    428: "If-Match is required",
+    429: "Too many requests for this API key (see Retry-After)",
     503: "Service unavailable",
 }
 

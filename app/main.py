@@ -18,9 +18,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.middleware import RequestIdMiddleware
+from app.api.ratelimit import build_rate_limiter
 from app.api.router import v1
 from app.db.session import create_engine, create_session_factory, resolve_database_url
-from app.errors import PROBLEM_CONTENT_TYPE, BatonError
+from app.errors import PROBLEM_CONTENT_TYPE, BatonError, StatementTimeout
 from app.observability.logging import configure_logging, use_json
 from app.observability.metrics import TelemetryMiddleware
 from app.observability.router import router as metrics_router
@@ -53,7 +54,10 @@ def _problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse
 async def _baton_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BatonError)
     return JSONResponse(
-        exc.to_problem(request.url.path), status_code=exc.status, media_type=PROBLEM_CONTENT_TYPE
+        exc.to_problem(request.url.path),
+        status_code=exc.status,
+        media_type=PROBLEM_CONTENT_TYPE,
+        headers=exc.headers or None,
     )
 
 
@@ -76,7 +80,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    titles = {404: "Not found", 405: "Method not allowed", 400: "Bad request"}
+    titles = {
+        404: "Not found",
+        405: "Method not allowed",
+        400: "Bad request",
+        413: "Request body too large",
+    }
     response = _problem(
         exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail), code="http_error"
     )
@@ -122,8 +131,29 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
             code="invalid_input",
             errors=[{"loc": ["request"], "msg": message, "type": "data_error"}],
         )
+    if _sqlstate(exc) == "57014":  # query_canceled: the statement timeout fired
+        timeout = StatementTimeout(
+            "The request ran longer than the database statement timeout and was cancelled; "
+            "nothing was changed. Narrow it (smaller page, fewer customers) or retry later."
+        )
+        return await _baton_error(request, timeout)
     log.exception("database_error", extra={"path": request.url.path})
     return _problem(503, "Service unavailable", "The database could not complete the request.")
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    cause = getattr(exc.orig, "__cause__", None)
+    return getattr(cause, "sqlstate", None)
+
+
+async def _connection_error(request: Request, exc: Exception) -> JSONResponse:
+    """The database cannot be reached (restarting, network): 503, retry later."""
+    log.warning("database_unreachable", extra={"path": request.url.path, "error": repr(exc)})
+    response = _problem(
+        503, "Service unavailable", "The database is unreachable; retry in a few seconds."
+    )
+    response.headers["Retry-After"] = "2"
+    return response
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -145,6 +175,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(url, settings)
         app.state.db_engine = engine
         app.state.session_factory = create_session_factory(engine)
+        if settings.bootstrap_admin_key is not None:
+            from app.auth.bootstrap import ensure_bootstrap_key
+
+            await ensure_bootstrap_key(app.state.session_factory, settings.bootstrap_admin_key)
         worker: asyncio.Task[None] | None = None
         stop = asyncio.Event()
         if settings.run_worker:
@@ -166,6 +200,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Customer-portfolio reassignment: who manages this customer, and why.",
         description=DESCRIPTION,
         lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
         openapi_tags=[
             {"name": "tiers", "description": "Customer segments, their weight and minimum level."},
             {"name": "managers", "description": "Account managers, workload and portfolios."},
@@ -177,15 +212,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "description": "Moving a leaving manager's portfolio: plan, approve, execute, "
                 "refuse, roll back, evaluate.",
             },
+            {"name": "api-keys", "description": "API keys and their roles (admin)."},
+            {"name": "audit", "description": "Who changed what, through the API (admin)."},
             {"name": "ops", "description": "Health probes."},
         ],
     )
     app.state.settings = settings
+    app.state.rate_limiter = build_rate_limiter(settings.rate_limit)
     app.add_exception_handler(BatonError, _baton_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(OSError, _connection_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(TelemetryMiddleware)  # inside RequestIdMiddleware: sees the request id
     app.add_middleware(RequestIdMiddleware)

@@ -28,6 +28,21 @@ class Settings(BaseSettings):
     max_page_size: int = 500
     default_page_size: int = 50
     log_level: str = "INFO"
+    bootstrap_admin_key: SecretStr | None = Field(
+        None,
+        description="An API key (`bt_<prefix>_<secret>`) ensured as an admin key at start-up, "
+        "so a deployment can be scripted; generate one with `baton apikey generate`.",
+    )
+    rate_limit: str = Field(
+        "1200/minute",
+        description="Requests allowed per API key and process, in `limits` notation "
+        "(`100/second`, `1200/minute`); empty disables rate limiting.",
+    )
+    max_body_bytes: int = Field(1_048_576, ge=0, description="Largest request body accepted.")
+    require_if_match: bool = Field(
+        False, description="PATCH/DELETE of tiers, managers, customers must send If-Match (428)."
+    )
+    idempotency_ttl_hours: int = Field(24, ge=1, description="How long idempotent responses stay.")
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: JSON lines in production, readable lines otherwise."
     )

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.api.auth import CurrentKey
 from app.db.session import SessionFactory
 
 
@@ -15,6 +16,7 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request, committed before the response is sent."""
     factory: SessionFactory = request.app.state.session_factory
     async with factory() as session:
+        request.state.db_session = session  # BatonRoute stores idempotent responses and audit
         try:
             yield session
             await session.commit()
@@ -27,14 +29,15 @@ DbSession = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
 class Caller:
-    """Who is calling: the actor recorded on the ledger and in audits."""
+    """Who is calling: the actor recorded on the ledger and in audits (the API key's name)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, role: str | None = None) -> None:
         self.name = name
+        self.role = role
 
 
-async def _caller(request: Request) -> Caller:
-    return Caller(request.headers.get("x-actor", "api")[:200] or "api")
+async def _caller(key: CurrentKey) -> Caller:
+    return Caller(key.name, key.role.value)
 
 
 CurrentCaller = Annotated[Caller, Depends(_caller)]

@@ -3,6 +3,8 @@
 from fastapi import APIRouter
 
 from app.assignments.router import router as assignments
+from app.audit.router import router as audit
+from app.auth.router import router as api_keys
 from app.customers.router import router as customers
 from app.handovers.router import router as handovers
 from app.managers.router import router as managers
@@ -12,4 +14,6 @@ from app.tiers.router import router as tiers
 
 v1 = APIRouter(prefix="/v1")
 for domain in (tiers, managers, customers, assignments, rules, handovers, satisfaction):
+    v1.include_router(domain)
+for domain in (api_keys, audit):
     v1.include_router(domain)

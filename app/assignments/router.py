@@ -4,7 +4,9 @@ import uuid
 
 from fastapi import APIRouter
 
+from app.api.auth import OPERATORS, STAFF, allow
 from app.api.deps import CurrentCaller, DbSession
+from app.api.routing import BatonRoute
 from app.assignments import service
 from app.assignments.schemas import (
     ApplyRequest,
@@ -17,7 +19,11 @@ from app.assignments.schemas import (
 )
 from app.errors import problem_responses
 
-router = APIRouter(tags=["assignments"])
+router = APIRouter(
+    tags=["assignments"],
+    route_class=BatonRoute,
+    dependencies=[allow(read=STAFF, write=OPERATORS)],
+)
 
 
 @router.post(

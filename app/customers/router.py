@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from app.api.auth import OPERATORS, OPERATORS_AND_CRM, STAFF_AND_CRM, allow
 from app.api.deps import CurrentCaller, DbSession
 from app.api.pagination import Page, PageQuery
+from app.api.routing import BatonRoute
 from app.customers import service
 from app.customers.schemas import (
     CustomerCreate,
@@ -19,7 +21,12 @@ from app.customers.schemas import (
 )
 from app.errors import problem_responses
 
-router = APIRouter(prefix="/customers", tags=["customers"])
+router = APIRouter(
+    prefix="/customers",
+    tags=["customers"],
+    route_class=BatonRoute,
+    dependencies=[allow(read=STAFF_AND_CRM, write=OPERATORS_AND_CRM, delete=OPERATORS)],
+)
 
 Force = Annotated[
     bool,

@@ -5,8 +5,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, status
 
+from app.api.auth import OPERATORS, STAFF, allow
 from app.api.deps import CurrentCaller, DbSession
 from app.api.pagination import Page, PageQuery
+from app.api.routing import BatonRoute
 from app.errors import problem_responses
 from app.handovers import service
 from app.handovers.schemas import (
@@ -26,7 +28,12 @@ from app.handovers.schemas import (
     TaskUpdate,
 )
 
-router = APIRouter(prefix="/handovers", tags=["handovers"])
+router = APIRouter(
+    prefix="/handovers",
+    tags=["handovers"],
+    route_class=BatonRoute,
+    dependencies=[allow(read=STAFF, write=OPERATORS)],
+)
 
 OptionalAction = Annotated[ActionIn | None, Body()]
 

@@ -5,15 +5,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from app.api.auth import OPERATORS, OPERATORS_AND_CRM, STAFF_AND_CRM, allow
 from app.api.deps import DbSession
 from app.api.pagination import Page, PageQuery
+from app.api.routing import BatonRoute
 from app.customers import service as customers
 from app.customers.schemas import CustomerOut, CustomerStatus
 from app.errors import problem_responses
 from app.managers import service
 from app.managers.schemas import ManagerCreate, ManagerOut, ManagerStatus, ManagerUpdate
 
-router = APIRouter(prefix="/managers", tags=["managers"])
+router = APIRouter(
+    prefix="/managers",
+    tags=["managers"],
+    route_class=BatonRoute,
+    dependencies=[allow(read=STAFF_AND_CRM, write=OPERATORS_AND_CRM, delete=OPERATORS)],
+)
 
 
 @router.get(

@@ -6,10 +6,14 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
+from app.api.auth import public
 from app.db.migrate import head_revision
 from app.errors import PROBLEM_CONTENT_TYPE, problem_responses
 
-router = APIRouter(tags=["ops"])
+router = APIRouter(
+    tags=["ops"],
+    dependencies=[public("health probes are open to load balancers and orchestrators")],
+)
 
 
 class Health(BaseModel):

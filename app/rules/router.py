@@ -2,12 +2,19 @@
 
 from fastapi import APIRouter
 
+from app.api.auth import ADMINS, STAFF, allow
 from app.api.deps import CurrentCaller, DbSession
+from app.api.routing import BatonRoute
 from app.errors import problem_responses
 from app.rules import service
 from app.rules.schemas import RuleSetIn, RuleSetOut
 
-router = APIRouter(prefix="/rules", tags=["rules"])
+router = APIRouter(
+    prefix="/rules",
+    tags=["rules"],
+    route_class=BatonRoute,
+    dependencies=[allow(read=STAFF, write=ADMINS)],
+)
 
 
 @router.get(

@@ -2,13 +2,20 @@
 
 from fastapi import APIRouter, Path, status
 
+from app.api.auth import OPERATORS, STAFF_AND_CRM, allow
 from app.api.deps import DbSession
 from app.api.pagination import Page, PageQuery
+from app.api.routing import BatonRoute
 from app.errors import problem_responses
 from app.tiers import service
 from app.tiers.schemas import TierCreate, TierOut, TierUpdate
 
-router = APIRouter(prefix="/tiers", tags=["tiers"])
+router = APIRouter(
+    prefix="/tiers",
+    tags=["tiers"],
+    route_class=BatonRoute,
+    dependencies=[allow(read=STAFF_AND_CRM, write=OPERATORS)],
+)
 
 CodePath = Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="Tier code.")
 

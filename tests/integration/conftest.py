@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,21 +15,66 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from app.db.session import session_scope
 from app.main import create_app
 from app.settings import Settings
 
 
 def build_app(session_factory: async_sessionmaker[AsyncSession], engine: AsyncEngine) -> Any:
-    app = create_app(Settings(environment="test"))
+    app = create_app(Settings(environment="test", rate_limit=""))
     app.state.session_factory = session_factory
     app.state.db_engine = engine
     return app
 
 
+async def create_api_key(
+    factory: async_sessionmaker[AsyncSession], role: str = "admin", name: str | None = None
+) -> str:
+    """A new API key with ``role`` in the database behind ``factory``; returns the key."""
+    from app.auth import service as api_keys
+    from app.auth.roles import Role
+
+    async with session_scope(factory) as session:
+        created = await api_keys.create_key(
+            session,
+            name=name or f"test-{role}-{uuid.uuid4().hex[:8]}",
+            role=Role(role),
+            actor="tests",
+        )
+    return created.key
+
+
+class Api:
+    """The app under test and a way to get clients that authenticate with a given role."""
+
+    def __init__(self, app: Any, factory: async_sessionmaker[AsyncSession]) -> None:
+        self.app = app
+        self.factory = factory
+        self.transport = httpx.ASGITransport(app=app)
+        self._clients: list[httpx.AsyncClient] = []
+
+    def anonymous(self) -> httpx.AsyncClient:
+        """A client that sends no API key."""
+        http = httpx.AsyncClient(transport=self.transport, base_url="http://test")
+        self._clients.append(http)
+        return http
+
+    async def client(self, role: str = "admin", name: str | None = None) -> httpx.AsyncClient:
+        """A client whose requests carry a new key with ``role`` (as ``Authorization: Bearer``)."""
+        key = await create_api_key(self.factory, role, name)
+        http = self.anonymous()
+        http.headers["Authorization"] = f"Bearer {key}"
+        return http
+
+    async def close(self) -> None:
+        for http in self._clients:
+            await http.aclose()
+
+
 @pytest.fixture
-async def client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client whose every request runs inside one outer transaction, rolled back at the
-    end of the test; each request's commit only releases a savepoint."""
+async def api(engine: AsyncEngine) -> AsyncIterator[Api]:
+    """The app over a connection whose outer transaction is rolled back at the end of the
+    test; each request's commit only releases a savepoint."""
     async with engine.connect() as conn:
         outer = await conn.begin()
         factory = async_sessionmaker(
@@ -37,20 +83,30 @@ async def client(engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
             autoflush=False,
             join_transaction_mode="create_savepoint",
         )
-        app = build_app(factory, engine)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            yield http
+        api = Api(build_app(factory, engine), factory)
+        yield api
+        await api.close()
         await outer.rollback()
 
 
 @pytest.fixture
-async def committed_client(fresh_database: str) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client over a database of its own where requests really commit."""
+async def client(api: Api) -> httpx.AsyncClient:
+    """An admin HTTP client over the rolled-back connection (see ``api``)."""
+    return await api.client("admin", name="test-admin")
+
+
+@pytest.fixture
+async def committed_api(fresh_database: str) -> AsyncIterator[Api]:
+    """The app over a database of its own where requests really commit."""
     engine = create_async_engine(fresh_database, pool_size=10)
     factory = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-    app = build_app(factory, engine)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-        yield http
+    api = Api(build_app(factory, engine), factory)
+    yield api
+    await api.close()
     await engine.dispose()
+
+
+@pytest.fixture
+async def committed_client(committed_api: Api) -> httpx.AsyncClient:
+    """An admin HTTP client over a database of its own where requests really commit."""
+    return await committed_api.client("admin", name="test-admin")

@@ -305,14 +305,13 @@ async def test_approval_needs_briefings_for_the_top_tier(client):
     assert await owner(client, top["id"]) == senior["id"]
 
 
-async def test_checklist_records_who_and_when_and_shows_progress(client):
+async def test_checklist_records_who_and_when_and_shows_progress(api, client):
     p = await portfolio(client, customers=1)
     h = await create(client, p["leaving"]["id"])
     assert h["checklist"]["total"] == 6 and h["checklist"]["progress"] == 0
     url = f"/v1/handovers/{h['id']}/checklist/customer_list_exported"
-    updated = await ok(
-        await client.patch(url, json={"note": "CSV in CRM"}, headers={"x-actor": "li.na"})
-    )
+    li_na = await api.client("operator", name="li.na")
+    updated = await ok(await li_na.patch(url, json={"note": "CSV in CRM"}))
     task = updated["checklist"]["tasks"][0]
     assert task["task"] == "customer_list_exported" and task["done"] is True
     assert task["done_by"] == "li.na" and task["done_at"] and task["note"] == "CSV in CRM"

@@ -1,0 +1,151 @@
+"""Authentication (API keys) and the role decision every route must declare.
+
+A route's role decision is a dependency that is an instance of ``RoleDecision``: ``Allow``
+(which roles may read, write, delete) or ``Public`` (no key, with the reason, e.g. a webhook
+verified by its signature). Routers declare one for all their routes
+(``APIRouter(dependencies=[allow(...)])``); a test walks every route of the app and fails
+when a route has none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.params import Depends as DependsParam
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from app.auth import service
+from app.auth.roles import Role
+from app.auth.service import AuthenticatedKey
+from app.db.session import SessionFactory, session_scope
+from app.errors import Forbidden, Unauthorized
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    bearerFormat="bt_<prefix>_<secret>",
+    description="An API key sent as `Authorization: Bearer <key>`.",
+)
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="An API key sent as `X-API-Key: <key>`."
+)
+
+
+def _unauthorized(detail: str) -> Unauthorized:
+    error = Unauthorized(detail)
+    error.headers = {"WWW-Authenticate": 'Bearer realm="baton"'}
+    return error
+
+
+async def authenticate(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header_key: Annotated[str | None, Depends(_api_key_header)],
+) -> AuthenticatedKey:
+    """The key behind the request, or 401; then the key's rate limit (429).
+
+    The lookup runs in a short transaction of its own, so recording ``last_used_at`` never
+    holds a lock for the length of the request."""
+    presented = bearer.credentials if bearer is not None else header_key
+    if not presented:
+        raise _unauthorized(
+            "Send an API key as `Authorization: Bearer <key>` or in the `X-API-Key` header."
+        )
+    if len(presented) > 512:
+        raise _unauthorized("The API key is not valid.")
+    factory: SessionFactory = request.app.state.session_factory
+    try:
+        async with session_scope(factory) as session:
+            key = await service.authenticate(session, presented=presented)
+    except Unauthorized as exc:
+        raise _unauthorized(exc.detail) from None
+    limiter = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None:
+        await limiter.check(str(key.id))
+    request.state.api_key = key
+    return key
+
+
+CurrentKey = Annotated[AuthenticatedKey, Depends(authenticate)]
+
+
+class RoleDecision:
+    """Base of the objects that decide who may call a route."""
+
+    def allowed_roles(self, method: str) -> frozenset[Role] | None:
+        """The roles that may call with ``method``; None when no key is needed."""
+        raise NotImplementedError
+
+
+class Allow(RoleDecision):
+    """Roles allowed to read (GET), write (POST/PUT/PATCH) and delete (DELETE)."""
+
+    def __init__(
+        self, *, read: Iterable[Role], write: Iterable[Role], delete: Iterable[Role] | None = None
+    ) -> None:
+        self.read = frozenset(read) | {Role.admin}
+        self.write = frozenset(write) | {Role.admin}
+        self.delete = frozenset(delete) | {Role.admin} if delete is not None else self.write
+
+    def allowed_roles(self, method: str) -> frozenset[Role]:
+        if method in SAFE_METHODS:
+            return self.read
+        return self.delete if method == "DELETE" else self.write
+
+    async def __call__(self, request: Request, key: CurrentKey) -> AuthenticatedKey:
+        allowed = self.allowed_roles(request.method)
+        if key.role not in allowed:
+            raise Forbidden(
+                f"The '{key.role}' role may not {request.method} this resource; "
+                f"allowed: {', '.join(sorted(allowed))}.",
+                role=key.role.value,
+            )
+        return key
+
+    def __repr__(self) -> str:
+        return f"Allow(read={sorted(self.read)}, write={sorted(self.write)})"
+
+
+class Public(RoleDecision):
+    """No API key: the route is open or authenticated another way (``reason`` says how)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def allowed_roles(self, method: str) -> None:
+        return None
+
+    async def __call__(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"Public({self.reason!r})"
+
+
+def allow(
+    *, read: Iterable[Role], write: Iterable[Role], delete: Iterable[Role] | None = None
+) -> Any:
+    """A role decision to put in ``APIRouter(dependencies=[...])`` or a route's dependencies.
+    ``admin`` is always allowed."""
+    return Depends(Allow(read=read, write=write, delete=delete))
+
+
+def public(reason: str) -> Any:
+    """An explicit decision that a route needs no API key, and why."""
+    return Depends(Public(reason))
+
+
+def role_decisions(dependencies: Iterable[DependsParam]) -> list[RoleDecision]:
+    """The role decisions among a route's dependencies."""
+    return [d.dependency for d in dependencies if isinstance(d.dependency, RoleDecision)]
+
+
+# Role sets for decisions (admin is always added).
+STAFF = (Role.operator, Role.viewer)
+STAFF_AND_CRM = (Role.operator, Role.viewer, Role.integration)
+OPERATORS = (Role.operator,)
+OPERATORS_AND_CRM = (Role.operator, Role.integration)
+ADMINS = (Role.admin,)

@@ -1,0 +1,108 @@
+"""``BatonRoute``: the route class of every /v1 router.
+
+It does, for every route, what would otherwise be repeated in each one:
+- documents the errors the platform adds (401/403/429 for routes that need a key; 409/422
+  for Idempotency-Key on POST; 413 for bodies) so the OpenAPI spec stays honest;
+- adds the ``Idempotency-Key`` dependency to every POST;
+- after the endpoint succeeded and before the request's transaction commits, stores the
+  idempotent response and appends the audit event, so both commit with the change itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from fastapi import Depends, Request, Response
+from fastapi.params import Depends as DependsParam
+from fastapi.routing import APIRoute
+
+from app.api.auth import SAFE_METHODS, role_decisions
+from app.api.idempotency import IdempotentReplay, idempotency, store_response
+from app.audit import service as audit
+from app.errors import problem_responses
+
+
+class BatonRoute(APIRoute):
+    """An APIRoute with Baton's platform behaviour (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        methods: Sequence[str] | set[str] | None = None,
+        dependencies: Sequence[DependsParam] | None = None,
+        responses: dict[int | str, dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        method_set = {m.upper() for m in (methods or ["GET"])}
+        deps = list(dependencies or [])
+        decisions = role_decisions(deps)
+        extra: set[int] = set()
+        if any(d.allowed_roles(m) is not None for d in decisions for m in method_set):
+            extra |= {401, 403, 429}
+        if "POST" in method_set:
+            deps.append(Depends(idempotency))
+            extra |= {409, 422}
+        if method_set - SAFE_METHODS:
+            extra.add(413)
+        merged = {**problem_responses(*extra, validation=False), **(responses or {})}
+        super().__init__(
+            path, endpoint, methods=methods, dependencies=deps, responses=merged, **kwargs
+        )
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        original = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                response = await original(request)
+            except IdempotentReplay as replay:
+                return replay.response
+            if request.method not in SAFE_METHODS and response.status_code < 400:
+                await _record(request, response, self)
+            return response
+
+        return handler
+
+
+def _resource_id(request: Request, response: Response) -> str | None:
+    """The path's first id, else the created resource's ``id`` or ``code``."""
+    for value in request.path_params.values():
+        return str(value)[:200]
+    if response.headers.get("content-type", "").startswith("application/json"):
+        try:
+            body = json.loads(bytes(response.body))
+        except ValueError:
+            return None
+        if isinstance(body, dict):
+            found = body.get("id", body.get("code"))
+            return str(found)[:200] if found is not None else None
+    return None
+
+
+async def _record(request: Request, response: Response, route: APIRoute) -> None:
+    session = getattr(request.state, "db_session", None)
+    key = getattr(request.state, "api_key", None)
+    if session is None:
+        return
+    pending = getattr(request.state, "idempotency", None)
+    if pending is not None:
+        await store_response(session, request, pending, response)
+    if key is None:
+        return
+    await audit.record(
+        session,
+        actor=key.name,
+        api_key_id=key.id,
+        role=key.role.value,
+        action=route.name,
+        method=request.method,
+        path=request.url.path[:500],
+        resource_type=str(route.tags[0]) if route.tags else None,
+        resource_id=_resource_id(request, response),
+        status_code=response.status_code,
+        request_id=getattr(request.state, "request_id", None),
+    )

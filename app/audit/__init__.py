@@ -1,0 +1,1 @@
+"""The audit trail: who (API key) did what to which resource."""

@@ -1,0 +1,52 @@
+"""SQL for the audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, RowMapping, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import AuditEvent
+
+
+async def insert_event(session: AsyncSession, values: dict[str, Any]) -> None:
+    """Append one event."""
+    await session.execute(insert(AuditEvent).values(**values))
+
+
+async def list_page(
+    session: AsyncSession, *, filters: list[ColumnElement[bool]], before: int | None, limit: int
+) -> list[RowMapping]:
+    """Events newest first, keyset-paginated on id."""
+    stmt = select(*AuditEvent.__table__.c).where(*filters).order_by(AuditEvent.id.desc())
+    if before is not None:
+        stmt = stmt.where(AuditEvent.id < before)
+    return list((await session.execute(stmt.limit(limit))).mappings())
+
+
+def filters_for(
+    *,
+    actor: str | None,
+    resource_type: str | None,
+    resource_id: str | None,
+    action: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> list[ColumnElement[bool]]:
+    """WHERE clauses for the given filters."""
+    found: list[ColumnElement[bool]] = []
+    if actor is not None:
+        found.append(AuditEvent.actor == actor)
+    if resource_type is not None:
+        found.append(AuditEvent.resource_type == resource_type)
+    if resource_id is not None:
+        found.append(AuditEvent.resource_id == resource_id)
+    if action is not None:
+        found.append(AuditEvent.action == action)
+    if since is not None:
+        found.append(AuditEvent.at >= since)
+    if until is not None:
+        found.append(AuditEvent.at < until)
+    return found

@@ -1,0 +1,45 @@
+"""Audit use cases: record a change (in its own transaction), list the trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.api.pagination import Page, decode_cursor, encode_cursor
+from app.audit import repository
+from app.audit.schemas import AuditEventOut
+
+
+async def record(session: AsyncSession, **values: Any) -> None:
+    """Append an event; called before the request's transaction commits."""
+    await repository.insert_event(session, values)
+
+
+async def list_events(
+    session: AsyncSession,
+    *,
+    cursor: str | None,
+    limit: int,
+    actor: str | None = None,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Page[AuditEventOut]:
+    """Events newest first, filtered."""
+    before = decode_cursor(cursor, (int,))[0] if cursor else None
+    filters = repository.filters_for(
+        actor=actor,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        action=action,
+        since=since,
+        until=until,
+    )
+    rows = await repository.list_page(session, filters=filters, before=before, limit=limit + 1)
+    items = [AuditEventOut.model_validate(r) for r in rows[:limit]]
+    next_cursor = encode_cursor([items[-1].id]) if len(rows) > limit else None
+    return Page[AuditEventOut](items=items, next_cursor=next_cursor)

@@ -1,0 +1,161 @@
+"""API keys: authentication, key management, bootstrap, the Caller and the audit trail."""
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy import text
+
+from app.auth.bootstrap import ensure_bootstrap_key
+from app.auth.keys import generate_key
+from tests.integration.factories import assert_problem, create_customer, create_tiers, ok
+
+
+async def test_no_key_bad_key_and_wrong_scheme_are_401_problems(api):
+    anonymous = api.anonymous()
+    missing = assert_problem(await anonymous.get("/v1/customers"), 401)
+    assert "Authorization: Bearer" in missing["detail"]
+    real = await api.client("viewer")
+    key = real.headers["Authorization"].removeprefix("Bearer ")
+    for headers in (
+        {"Authorization": "Bearer nope"},
+        {"Authorization": "Bearer " + generate_key()},  # well-formed, unknown
+        {"Authorization": "Bearer " + key[:-2] + "xx"},  # right prefix, wrong secret
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"X-API-Key": "bt_000000000000_" + "a" * 40},
+    ):
+        response = await anonymous.get("/v1/customers", headers=headers)
+        body = assert_problem(response, 401)
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert key not in response.text and "bt_" not in body["detail"]
+
+
+async def test_a_key_works_as_bearer_and_as_x_api_key(api):
+    viewer = await api.client("viewer")
+    key = viewer.headers["Authorization"].removeprefix("Bearer ")
+    anonymous = api.anonymous()
+    await ok(await anonymous.get("/v1/tiers", headers={"Authorization": f"Bearer {key}"}))
+    await ok(await anonymous.get("/v1/tiers", headers={"X-API-Key": key}))
+
+
+async def test_health_docs_and_spec_stay_open(api):
+    anonymous = api.anonymous()
+    for path in ("/healthz", "/readyz", "/docs", "/openapi.json"):
+        assert (await anonymous.get(path)).status_code == 200, path
+
+
+async def test_the_spec_declares_the_security_schemes_for_swagger_authorize(api):
+    spec = (await api.anonymous().get("/openapi.json")).json()
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["HTTPBearer"]["scheme"] == "bearer"
+    assert schemes["APIKeyHeader"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "An API key sent as `X-API-Key: <key>`.",
+    }
+    customers = spec["paths"]["/v1/customers"]["get"]
+    assert {"HTTPBearer": []} in customers["security"]
+    assert {"401", "403", "429"} <= set(customers["responses"])
+    assert "security" not in spec["paths"]["/healthz"]["get"]
+
+
+async def test_create_shows_the_secret_once_list_and_revoke(client, api):
+    created = await ok(
+        await client.post("/v1/api-keys", json={"name": "crm-sync", "role": "integration"}), 201
+    )
+    key = created["key"]
+    assert key.startswith(f"bt_{created['prefix']}_") and created["role"] == "integration"
+    listed = await ok(await client.get("/v1/api-keys"))
+    mine = next(k for k in listed["items"] if k["id"] == created["id"])
+    assert "key" not in mine and key not in str(listed)
+    assert (await ok(await client.get(f"/v1/api-keys/{created['id']}")))["name"] == "crm-sync"
+    crm = api.anonymous()
+    crm.headers["X-API-Key"] = key
+    await ok(await crm.get("/v1/customers"))
+    assert_problem(await crm.get("/v1/api-keys"), 403)
+    # the same active name twice is refused
+    assert_problem(
+        await client.post("/v1/api-keys", json={"name": "crm-sync", "role": "viewer"}), 409
+    )
+    revoked = await ok(await client.delete(f"/v1/api-keys/{created['id']}"))
+    assert revoked["revoked_at"] is not None
+    body = assert_problem(await crm.get("/v1/customers"), 401)
+    assert "revoked" in body["detail"]
+    assert created["id"] not in str(await ok(await client.get("/v1/api-keys")))
+    with_revoked = await ok(await client.get("/v1/api-keys", params={"include_revoked": True}))
+    assert created["id"] in str(with_revoked)
+    assert_problem(await client.get("/v1/api-keys/00000000-0000-0000-0000-000000000000"), 404)
+
+
+async def test_expired_keys_are_refused(client, api):
+    soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    created = await ok(
+        await client.post(
+            "/v1/api-keys", json={"name": "temp", "role": "viewer", "expires_at": soon}
+        ),
+        201,
+    )
+    temp = api.anonymous()
+    temp.headers["Authorization"] = f"Bearer {created['key']}"
+    await ok(await temp.get("/v1/tiers"))
+    async with api.factory() as session:
+        await session.execute(
+            text("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = :id"),
+            {"id": created["id"]},
+        )
+        await session.commit()
+    assert "expired" in assert_problem(await temp.get("/v1/tiers"), 401)["detail"]
+    past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    assert_problem(
+        await client.post("/v1/api-keys", json={"name": "x", "role": "viewer", "expires_at": past}),
+        422,
+    )
+    assert_problem(await client.post("/v1/api-keys", json={"name": "x", "role": "root"}), 422)
+
+
+async def test_the_bootstrap_key_is_ensured_idempotently(api):
+    from pydantic import SecretStr
+
+    key = generate_key()
+    await ensure_bootstrap_key(api.factory, SecretStr(key))
+    await ensure_bootstrap_key(api.factory, SecretStr(key))  # a restart changes nothing
+    admin = api.anonymous()
+    admin.headers["Authorization"] = f"Bearer {key}"
+    keys = await ok(await admin.get("/v1/api-keys"))
+    assert [k["name"] for k in keys["items"]].count("bootstrap-admin") == 1
+    rotated = generate_key()
+    await ensure_bootstrap_key(api.factory, SecretStr(rotated))
+    assert_problem(await admin.get("/v1/api-keys"), 401)
+    admin.headers["Authorization"] = f"Bearer {rotated}"
+    await ok(await admin.get("/v1/api-keys"))
+
+
+async def test_changes_are_audited_with_the_key_name(api, client):
+    await create_tiers(client)
+    ops = await api.client("operator", name="ops-console")
+    customer = await create_customer(ops)
+    await ok(await ops.patch(f"/v1/customers/{customer['id']}", json={"region": "EU"}))
+    await ok(await ops.get(f"/v1/customers/{customer['id']}"))  # reads are not audited
+    assert_problem(await ops.get("/v1/audit"), 403)
+    trail = await ok(await client.get("/v1/audit", params={"resource_id": customer["id"]}))
+    events = trail["items"]
+    assert [(e["action"], e["method"], e["actor"]) for e in events] == [
+        ("update_customer", "PATCH", "ops-console"),
+        ("create_customer", "POST", "ops-console"),
+    ]
+    assert events[0]["role"] == "operator" and events[0]["resource_type"] == "customers"
+    assert events[0]["request_id"]
+    by_actor = await ok(await client.get("/v1/audit", params={"actor": "ops-console", "limit": 1}))
+    assert len(by_actor["items"]) == 1 and by_actor["next_cursor"]
+    # a refused change leaves no audit event
+    assert_problem(await ops.post("/v1/customers", json={"name": "x", "tier": "nope"}), 422)
+    assert (
+        len((await ok(await client.get("/v1/audit", params={"actor": "ops-console"})))["items"])
+        == 2
+    )
+
+
+async def test_docs_page_offers_the_authorize_button(api):
+    page = await api.anonymous().get("/docs")
+    assert page.status_code == 200 and "swagger-ui" in page.text
+    assert isinstance(api.anonymous(), httpx.AsyncClient)
