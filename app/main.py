@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.limits import BodySizeLimitMiddleware
 from app.api.middleware import RequestIdMiddleware
 from app.api.ratelimit import build_rate_limiter
 from app.api.router import v1
@@ -200,7 +201,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Customer-portfolio reassignment: who manages this customer, and why.",
         description=DESCRIPTION,
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
         openapi_tags=[
             {"name": "tiers", "description": "Customer segments, their weight and minimum level."},
             {"name": "managers", "description": "Account managers, workload and portfolios."},
@@ -227,6 +227,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(OSError, _connection_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(TelemetryMiddleware)  # inside RequestIdMiddleware: sees the request id
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(ops_router)
     app.include_router(metrics_router)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Header, Request, Response
+from fastapi import Depends, Header, Request, Response
 
 from app.errors import PreconditionRequired, StaleVersion
 
@@ -71,3 +71,6 @@ async def if_match(
             )
         return None
     return Precondition(_parse(value))
+
+
+IfMatch = Annotated[Precondition | None, Depends(if_match)]

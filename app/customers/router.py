@@ -4,9 +4,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
 from app.api.auth import OPERATORS, OPERATORS_AND_CRM, STAFF_AND_CRM, allow
+from app.api.concurrency import IfMatch, set_etag
 from app.api.deps import CurrentCaller, DbSession
 from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute
@@ -83,41 +84,58 @@ async def create_customer(
     summary="Get a customer",
     responses=problem_responses(404),
 )
-async def get_customer(session: DbSession, customer_id: uuid.UUID) -> CustomerOut:
-    """One customer; `manager_id: null` means it is in the pool."""
-    return await service.get_customer(session, customer_id=customer_id)
+async def get_customer(
+    session: DbSession, response: Response, customer_id: uuid.UUID
+) -> CustomerOut:
+    """One customer; `manager_id: null` means it is in the pool. The `ETag` header is the
+    customer's version, for `If-Match` on changes."""
+    customer = await service.get_customer(session, customer_id=customer_id)
+    set_etag(response, customer.version)
+    return customer
 
 
 @router.patch(
     "/{customer_id}",
     response_model=CustomerOut,
     summary="Update a customer",
-    responses=problem_responses(404, 409),
+    responses=problem_responses(404, 409, 412, 428),
 )
 async def update_customer(
     session: DbSession,
+    response: Response,
     caller: CurrentCaller,
     customer_id: uuid.UUID,
     body: CustomerUpdate,
+    precondition: IfMatch,
     force: Force = False,
 ) -> CustomerOut:
     """Change a customer. Setting `manager_id` is a manual assignment written to the ledger
-    (reason `manual`); `null` sends the customer to the pool."""
-    return await service.update_customer(
-        session, customer_id=customer_id, data=body, force=force, actor=caller.name
+    (reason `manual`); `null` sends the customer to the pool. With `If-Match` the change is
+    refused (412) if the customer changed since you read it."""
+    customer = await service.update_customer(
+        session,
+        customer_id=customer_id,
+        data=body,
+        force=force,
+        actor=caller.name,
+        precondition=precondition,
     )
+    set_etag(response, customer.version)
+    return customer
 
 
 @router.delete(
     "/{customer_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a customer",
-    responses=problem_responses(404, 409),
+    responses=problem_responses(404, 409, 412, 428),
 )
-async def delete_customer(session: DbSession, customer_id: uuid.UUID) -> None:
+async def delete_customer(
+    session: DbSession, customer_id: uuid.UUID, precondition: IfMatch
+) -> None:
     """Delete a customer created by mistake. One with ownership history is kept (set it
     `churned` instead): the ledger is never rewritten."""
-    await service.delete_customer(session, customer_id=customer_id)
+    await service.delete_customer(session, customer_id=customer_id, precondition=precondition)
 
 
 @router.get(

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.api.concurrency import Precondition
 from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.assignments import repository as ledger
 from app.assignments.rules import manual_violations
@@ -175,11 +176,14 @@ async def update_customer(
     data: CustomerUpdate,
     force: bool,
     actor: str,
+    precondition: Precondition | None = None,
 ) -> CustomerOut:
     """Change a customer's fields; a new ``manager_id`` is a manual assignment."""
     row = await repository.get(session, customer_id, lock=True)
     if row is None:
         raise NotFound(f"Customer {customer_id} does not exist.")
+    if precondition is not None:
+        precondition.check(row["version"], f"Customer {customer_id}")
     values = data.model_dump(exclude_unset=True)
     for field in _NOT_NULL:
         if field in values and values[field] is None:
@@ -208,9 +212,15 @@ async def update_customer(
     return await get_customer(session, customer_id=customer_id)
 
 
-async def delete_customer(session: AsyncSession, *, customer_id: uuid.UUID) -> None:
+async def delete_customer(
+    session: AsyncSession, *, customer_id: uuid.UUID, precondition: Precondition | None = None
+) -> None:
     """Delete a customer that was never owned; history is never deleted."""
-    await get_customer(session, customer_id=customer_id)
+    row = await repository.get(session, customer_id, lock=True)
+    if row is None:
+        raise NotFound(f"Customer {customer_id} does not exist.")
+    if precondition is not None:
+        precondition.check(row["version"], f"Customer {customer_id}")
     has_history = await session.scalar(
         select(exists().where(Assignment.customer_id == customer_id))
     )

@@ -3,9 +3,10 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
 from app.api.auth import OPERATORS, OPERATORS_AND_CRM, STAFF_AND_CRM, allow
+from app.api.concurrency import IfMatch, set_etag
 from app.api.deps import DbSession
 from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute
@@ -66,33 +67,46 @@ async def create_manager(session: DbSession, body: ManagerCreate) -> ManagerOut:
     summary="Get a manager",
     responses=problem_responses(404),
 )
-async def get_manager(session: DbSession, manager_id: uuid.UUID) -> ManagerOut:
-    """One manager with current workload and utilization."""
-    return await service.get_manager(session, manager_id=manager_id)
+async def get_manager(session: DbSession, response: Response, manager_id: uuid.UUID) -> ManagerOut:
+    """One manager with current workload and utilization. The `ETag` header is the manager's
+    version, for `If-Match` on changes."""
+    manager = await service.get_manager(session, manager_id=manager_id)
+    set_etag(response, manager.version)
+    return manager
 
 
 @router.patch(
     "/{manager_id}",
     response_model=ManagerOut,
     summary="Update a manager",
-    responses=problem_responses(404, 409),
+    responses=problem_responses(404, 409, 412, 428),
 )
 async def update_manager(
-    session: DbSession, manager_id: uuid.UUID, body: ManagerUpdate
+    session: DbSession,
+    response: Response,
+    manager_id: uuid.UUID,
+    body: ManagerUpdate,
+    precondition: IfMatch,
 ) -> ManagerOut:
-    """Change a manager's fields (capacity, level, skills, accepting_new …)."""
-    return await service.update_manager(session, manager_id=manager_id, data=body)
+    """Change a manager's fields (capacity, level, skills, accepting_new …). With `If-Match`
+    the change is refused (412) if the manager changed since you read it."""
+    manager = await service.update_manager(
+        session, manager_id=manager_id, data=body, precondition=precondition
+    )
+    set_etag(response, manager.version)
+    return manager
 
 
 @router.delete(
     "/{manager_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a manager",
-    responses=problem_responses(404, 409),
+    responses=problem_responses(404, 409, 412, 428),
 )
-async def delete_manager(session: DbSession, manager_id: uuid.UUID) -> None:
-    """Delete a manager created by mistake. One who owns customers leaves through a handover."""
-    await service.delete_manager(session, manager_id=manager_id)
+async def delete_manager(session: DbSession, manager_id: uuid.UUID, precondition: IfMatch) -> None:
+    """Delete a manager created by mistake. One who owns customers leaves through a handover.
+    `If-Match` makes the delete conditional on the version you read."""
+    await service.delete_manager(session, manager_id=manager_id, precondition=precondition)
 
 
 @router.get(

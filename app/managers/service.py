@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.api.concurrency import Precondition
 from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.db.models import Assignment, Customer, Manager
 from app.errors import Conflict, NotFound
@@ -89,14 +90,18 @@ async def create_manager(session: AsyncSession, *, data: ManagerCreate) -> Manag
 
 
 async def update_manager(
-    session: AsyncSession, *, manager_id: uuid.UUID, data: ManagerUpdate
+    session: AsyncSession,
+    *,
+    manager_id: uuid.UUID,
+    data: ManagerUpdate,
+    precondition: Precondition | None = None,
 ) -> ManagerOut:
     """Change a manager's fields. Leaving is done through a handover, not by editing status."""
     values = data.model_dump(exclude_unset=True)
     for field in _NOT_NULL:
         if field in values and values[field] is None:
             values.pop(field)
-    await get_manager(session, manager_id=manager_id)
+    await _lock_checked(session, manager_id, precondition)
     await _check_unique(
         session,
         email=values.get("email"),
@@ -108,8 +113,22 @@ async def update_manager(
     return await get_manager(session, manager_id=manager_id)
 
 
-async def delete_manager(session: AsyncSession, *, manager_id: uuid.UUID) -> None:
+async def _lock_checked(
+    session: AsyncSession, manager_id: uuid.UUID, precondition: Precondition | None
+) -> None:
+    """Lock the manager row and check the client's If-Match against its version."""
+    row = await repository.lock(session, manager_id)
+    if row is None:
+        raise NotFound(f"Manager {manager_id} does not exist.")
+    if precondition is not None:
+        precondition.check(row["version"], f"Manager {manager_id}")
+
+
+async def delete_manager(
+    session: AsyncSession, *, manager_id: uuid.UUID, precondition: Precondition | None = None
+) -> None:
     """Delete a manager who owns nobody and has no ownership history."""
+    await _lock_checked(session, manager_id, precondition)
     manager = await get_manager(session, manager_id=manager_id)
     owned = await session.scalar(select(exists().where(Customer.manager_id == manager_id)))
     if owned:

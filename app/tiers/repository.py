@@ -51,6 +51,12 @@ async def update_fields(session: AsyncSession, code: str, values: dict[str, Any]
     return result.first() is not None
 
 
+async def lock_version(session: AsyncSession, code: str) -> int | None:
+    """Lock the tier row for the transaction and return its version (None: no such tier)."""
+    stmt = select(Tier.version).where(Tier.code == code).with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
 async def count_customers(session: AsyncSession, code: str) -> int:
     """All customers (any status) using the tier."""
     stmt = select(func.count()).select_from(Customer).where(Customer.tier_code == code)

@@ -1,8 +1,9 @@
 """HTTP routes for tiers."""
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Response, status
 
 from app.api.auth import OPERATORS, STAFF_AND_CRM, allow
+from app.api.concurrency import IfMatch, set_etag
 from app.api.deps import DbSession
 from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute
@@ -41,25 +42,41 @@ async def create_tier(session: DbSession, body: TierCreate) -> TierOut:
 @router.get(
     "/{code}", response_model=TierOut, summary="Get a tier", responses=problem_responses(404)
 )
-async def get_tier(session: DbSession, code: str = CodePath) -> TierOut:
-    """One tier by its code."""
-    return await service.get_tier(session, code=code)
+async def get_tier(session: DbSession, response: Response, code: str = CodePath) -> TierOut:
+    """One tier by its code. The `ETag` header is its version, for `If-Match` on changes."""
+    tier = await service.get_tier(session, code=code)
+    set_etag(response, tier.version)
+    return tier
 
 
 @router.patch(
-    "/{code}", response_model=TierOut, summary="Update a tier", responses=problem_responses(404)
+    "/{code}",
+    response_model=TierOut,
+    summary="Update a tier",
+    responses=problem_responses(404, 412, 428),
 )
-async def update_tier(session: DbSession, body: TierUpdate, code: str = CodePath) -> TierOut:
-    """Change a tier. A new weight changes the workload of every manager owning its customers."""
-    return await service.update_tier(session, code=code, data=body)
+async def update_tier(
+    session: DbSession,
+    response: Response,
+    body: TierUpdate,
+    precondition: IfMatch,
+    code: str = CodePath,
+) -> TierOut:
+    """Change a tier. A new weight changes the workload of every manager owning its customers.
+    Send `If-Match` with the ETag you read to refuse the change (412) if someone else changed
+    the tier since."""
+    tier = await service.update_tier(session, code=code, data=body, precondition=precondition)
+    set_etag(response, tier.version)
+    return tier
 
 
 @router.delete(
     "/{code}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a tier",
-    responses=problem_responses(404, 409),
+    responses=problem_responses(404, 409, 412, 428),
 )
-async def delete_tier(session: DbSession, code: str = CodePath) -> None:
-    """Delete a tier no customer uses; otherwise 409 says how many still use it."""
-    await service.delete_tier(session, code=code)
+async def delete_tier(session: DbSession, precondition: IfMatch, code: str = CodePath) -> None:
+    """Delete a tier no customer uses; otherwise 409 says how many still use it. `If-Match`
+    makes the delete conditional on the version you read."""
+    await service.delete_tier(session, code=code, precondition=precondition)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.api.concurrency import Precondition
 from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.errors import Conflict, NotFound
 from app.tiers import repository
@@ -38,8 +39,22 @@ async def create_tier(session: AsyncSession, *, data: TierCreate) -> TierOut:
     return await get_tier(session, code=data.code)
 
 
-async def update_tier(session: AsyncSession, *, code: str, data: TierUpdate) -> TierOut:
+async def _lock_checked(
+    session: AsyncSession, code: str, precondition: Precondition | None
+) -> None:
+    """Lock the tier row and check the client's If-Match against its version."""
+    version = await repository.lock_version(session, code)
+    if version is None:
+        raise NotFound(f"Tier '{code}' does not exist.")
+    if precondition is not None:
+        precondition.check(version, f"Tier '{code}'")
+
+
+async def update_tier(
+    session: AsyncSession, *, code: str, data: TierUpdate, precondition: Precondition | None = None
+) -> TierOut:
     """Change a tier's fields (a new weight changes every owner's workload at once)."""
+    await _lock_checked(session, code, precondition)
     values = data.model_dump(exclude_unset=True)
     for required in ("name", "rank", "weight", "min_manager_level"):
         if required in values and values[required] is None:
@@ -49,9 +64,11 @@ async def update_tier(session: AsyncSession, *, code: str, data: TierUpdate) -> 
     return await get_tier(session, code=code)
 
 
-async def delete_tier(session: AsyncSession, *, code: str) -> None:
+async def delete_tier(
+    session: AsyncSession, *, code: str, precondition: Precondition | None = None
+) -> None:
     """Delete an unused tier; a tier that customers use is refused."""
-    await get_tier(session, code=code)
+    await _lock_checked(session, code, precondition)
     used = await repository.count_customers(session, code)
     if used:
         raise Conflict(

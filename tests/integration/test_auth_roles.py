@@ -99,6 +99,6 @@ def test_viewer_only_reads_and_admin_only_manages_keys_rules_and_audit():
         ):
             assert allowed == {Role.admin}, f"{method} {path} is admin only"
         if Role.integration in allowed and method != "GET":
-            assert path.startswith(("/v1/customers", "/v1/managers", "/v1/webhooks/inbound")), (
-                f"integration may only upsert customers/managers: {method} {path}"
-            )
+            assert path.startswith(
+                ("/v1/customers", "/v1/managers", "/v1/imports", "/v1/webhooks/inbound")
+            ), f"integration may only upsert customers/managers: {method} {path}"

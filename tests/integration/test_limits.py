@@ -1,0 +1,86 @@
+"""Limits: body size (413), page size caps, per-key rate limit (429 + Retry-After), and the
+database statement timeout (a clear 503, nothing changed, the service keeps answering)."""
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.db.session import create_engine, create_session_factory
+from app.main import create_app
+from app.settings import Settings
+from tests.integration.conftest import Api
+from tests.integration.factories import assert_problem, create_customer, create_tiers, ok
+
+
+def _app(engine, **settings):
+    app = create_app(Settings(environment="test", **settings))
+    app.state.session_factory = create_session_factory(engine)
+    app.state.db_engine = engine
+    return app
+
+
+async def test_a_body_over_the_limit_is_413_before_it_is_read(client):
+    big = {"name": "x" * 2_000_000, "tier": "standard"}
+    body = assert_problem(await client.post("/v1/customers", json=big), 413)
+    assert "too large" in body["title"].lower()
+
+    async def chunks():  # no Content-Length: counted while it streams
+        yield b'{"name": "'
+        for _ in range(40):
+            yield b"x" * 50_000
+        yield b'", "tier": "standard"}'
+
+    streamed = await client.post(
+        "/v1/customers", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert_problem(streamed, 413)
+    assert (await ok(await client.get("/v1/customers")))["items"] == []
+
+
+async def test_page_size_is_capped(client):
+    problem = assert_problem(await client.get("/v1/customers", params={"limit": 501}), 422)
+    assert problem["errors"][0]["loc"][-1] == "limit"
+
+
+async def test_the_rate_limit_is_per_key_with_retry_after(fresh_database):
+    engine = create_async_engine(fresh_database)
+    api = Api(_app(engine, rate_limit="5/minute"), create_session_factory(engine))
+    try:
+        first, second = await api.client("viewer"), await api.client("viewer")
+        for _ in range(5):
+            await ok(await first.get("/v1/tiers"))
+        limited = await first.get("/v1/tiers")
+        body = assert_problem(limited, 429)
+        assert body["code"] == "rate_limited"
+        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        await ok(await second.get("/v1/tiers"))  # another key has its own budget
+        assert (await api.anonymous().get("/healthz")).status_code == 200  # probes are not limited
+    finally:
+        await api.close()
+        await engine.dispose()
+
+
+async def test_a_statement_past_the_timeout_is_a_clear_503_and_changes_nothing(fresh_database):
+    settings = Settings(environment="test", rate_limit="", db_statement_timeout_ms=300)
+    engine = create_engine(fresh_database, settings)
+    app = _app(engine, rate_limit="", db_statement_timeout_ms=300)
+    api = Api(app, create_session_factory(engine))
+    blocker = create_async_engine(fresh_database)
+    try:
+        client = await api.client("operator")
+        await create_tiers(client)
+        customer = await create_customer(client)
+        async with blocker.connect() as conn:
+            await conn.execute(
+                text("SELECT 1 FROM customers WHERE id = :id FOR UPDATE"), {"id": customer["id"]}
+            )
+            held = await client.patch(f"/v1/customers/{customer['id']}", json={"region": "EU"})
+            body = assert_problem(held, 503)
+            assert body["code"] == "statement_timeout" and "Traceback" not in held.text
+            await conn.rollback()
+        after = await ok(await client.get(f"/v1/customers/{customer['id']}"))
+        assert after["region"] is None and after["version"] == customer["version"]
+        await ok(await client.patch(f"/v1/customers/{customer['id']}", json={"region": "EU"}))
+    finally:
+        await api.close()
+        await engine.dispose()
+        await blocker.dispose()
