@@ -214,7 +214,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             },
             {"name": "api-keys", "description": "API keys and their roles (admin)."},
             {"name": "audit", "description": "Who changed what, through the API (admin)."},
-            {"name": "ops", "description": "Health probes."},
+            {"name": "imports", "description": "Bulk import and export (CSV, NDJSON), streamed."},
+            {"name": "ops", "description": "Health probes and Prometheus metrics."},
         ],
     )
     app.state.settings = settings

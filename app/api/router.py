@@ -7,6 +7,7 @@ from app.audit.router import router as audit
 from app.auth.router import router as api_keys
 from app.customers.router import router as customers
 from app.handovers.router import router as handovers
+from app.imports.router import exports, imports
 from app.managers.router import router as managers
 from app.rules.router import router as rules
 from app.satisfaction.router import router as satisfaction
@@ -16,4 +17,6 @@ v1 = APIRouter(prefix="/v1")
 for domain in (tiers, managers, customers, assignments, rules, handovers, satisfaction):
     v1.include_router(domain)
 for domain in (api_keys, audit):
+    v1.include_router(domain)
+for domain in (imports, exports):
     v1.include_router(domain)

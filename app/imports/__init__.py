@@ -1,0 +1,1 @@
+"""Bulk import and export of customers and managers (CSV or NDJSON, streamed)."""

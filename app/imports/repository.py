@@ -1,0 +1,321 @@
+"""SQL for imports and exports: a staging table filled by COPY, set-based checks, one upsert.
+
+Rows are staged in a temporary table (binary COPY, the fastest way into Postgres), checked
+there against the database (duplicates in the file, unknown owners, emails taken), then
+applied by two statements whatever their number: an INSERT of the new ``external_ref``s and an
+UPDATE of the existing ones whose fields differ. Each staged row carries a bit mask of the
+fields the file gave, so an update only touches those.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import RowMapping, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+@dataclass(frozen=True)
+class Resource:
+    """How one resource is staged and applied."""
+
+    name: str  # the table
+    fields: tuple[tuple[str, str], ...]  # (column, Postgres type) of the upserted fields
+    extra: tuple[tuple[str, str], ...] = ()  # staged only (the owner of a customer)
+
+    @property
+    def columns(self) -> list[str]:
+        """The staging table's columns, in COPY order."""
+        return [
+            "line",
+            "external_ref",
+            *(c for c, _ in self.fields),
+            *(c for c, _ in self.extra),
+            "mask",
+        ]
+
+    def bit(self, column: str) -> int:
+        """The mask bit of an upserted field."""
+        return 1 << [c for c, _ in self.fields].index(column)
+
+
+CUSTOMERS = Resource(
+    "customers",
+    fields=(
+        ("name", "text"),
+        ("tier_code", "text"),
+        ("status", "text"),
+        ("region", "text"),
+        ("language", "text"),
+        ("industry", "text"),
+        ("annual_value", "numeric(18,2)"),
+        ("satisfaction", "numeric(4,2)"),
+        ("pinned", "boolean"),
+    ),
+    extra=(("manager_id", "uuid"), ("manager_external_ref", "text"), ("owner_by_id", "boolean")),
+)
+MANAGERS = Resource(
+    "managers",
+    fields=(
+        ("name", "text"),
+        ("email", "text"),
+        ("level", "smallint"),
+        ("capacity", "integer"),
+        ("status", "text"),
+        ("accepting_new", "boolean"),
+        ("region", "text"),
+        ("languages", "text[]"),
+        ("industries", "text[]"),
+        ("team", "text"),
+    ),
+)
+
+
+def _ident(name: str) -> str:
+    assert name.replace("_", "").isalnum(), name  # staging names are generated, never input
+    return name
+
+
+async def create_stage(session: AsyncSession, resource: Resource) -> str:
+    """A temporary staging table (and its error table) for one import; returns its name."""
+    stage = _ident(f"import_{resource.name}_{uuid.uuid4().hex[:12]}")
+    columns = ", ".join(f"{c} {t}" for c, t in (*resource.fields, *resource.extra))
+    await session.execute(
+        text(
+            f"CREATE TEMP TABLE {stage} (line integer NOT NULL, external_ref text NOT NULL, "
+            f"{columns}, mask integer NOT NULL) ON COMMIT DROP"
+        )
+    )
+    await session.execute(
+        text(
+            f"CREATE TEMP TABLE {stage}_errors (line integer NOT NULL, external_ref text, "
+            "field text, msg text NOT NULL, type text NOT NULL) ON COMMIT DROP"
+        )
+    )
+    return stage
+
+
+async def drop_stage(session: AsyncSession, stage: str) -> None:
+    """Drop the staging tables now (they would go at commit anyway)."""
+    await session.execute(text(f"DROP TABLE IF EXISTS {_ident(stage)}, {stage}_errors"))
+
+
+async def copy_rows(
+    session: AsyncSession, stage: str, resource: Resource, rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Append rows to the staging table with binary COPY on the session's own connection."""
+    connection = await session.connection()
+    raw = (await connection.get_raw_connection()).driver_connection
+    await raw.copy_records_to_table(_ident(stage), records=rows, columns=resource.columns)  # type: ignore[union-attr]
+
+
+async def check_customers(session: AsyncSession, stage: str) -> None:
+    """Record row errors found against the database: repeated external_refs, unknown or
+    departed owners, ``manager_id`` and ``manager_external_ref`` that disagree."""
+    await _check_duplicates(session, stage, "external_ref", "external_ref")
+    await session.execute(
+        text(
+            f"UPDATE {stage} AS s SET manager_id = m.id FROM managers AS m "
+            "WHERE s.manager_id IS NULL AND s.manager_external_ref = m.external_ref"
+        )
+    )
+    await session.execute(
+        text(
+            f"""
+            INSERT INTO {stage}_errors (line, external_ref, field, msg, type)
+            SELECT s.line, s.external_ref,
+                   CASE WHEN s.owner_by_id THEN 'manager_id' ELSE 'manager_external_ref' END,
+                   CASE WHEN s.owner_by_id THEN 'unknown manager ' || s.manager_id
+                        ELSE 'unknown manager_external_ref ''' || s.manager_external_ref || ''''
+                   END,
+                   'unknown_manager'
+              FROM {stage} AS s
+             WHERE (s.owner_by_id OR s.manager_external_ref IS NOT NULL)
+               AND NOT EXISTS (SELECT 1 FROM managers AS m WHERE m.id = s.manager_id)
+            UNION ALL
+            SELECT s.line, s.external_ref, 'manager_external_ref',
+                   'manager_external_ref ''' || s.manager_external_ref
+                   || ''' is not the manager ' || s.manager_id, 'owner_mismatch'
+              FROM {stage} AS s JOIN managers AS m ON m.id = s.manager_id
+             WHERE s.owner_by_id AND s.manager_external_ref IS NOT NULL
+               AND m.external_ref IS DISTINCT FROM s.manager_external_ref
+            UNION ALL
+            SELECT s.line, s.external_ref,
+                   CASE WHEN s.owner_by_id THEN 'manager_id' ELSE 'manager_external_ref' END,
+                   'manager ' || m.id || ' has departed and cannot own customers',
+                   'manager_departed'
+              FROM {stage} AS s JOIN managers AS m ON m.id = s.manager_id
+             WHERE m.status = 'departed'
+            """
+        )
+    )
+
+
+async def check_managers(session: AsyncSession, stage: str) -> None:
+    """Record row errors found against the database: repeated external_refs or emails in the
+    file, and emails that belong to another manager."""
+    await _check_duplicates(session, stage, "external_ref", "external_ref")
+    await _check_duplicates(session, stage, "lower(email)", "email")
+    await session.execute(
+        text(
+            f"""
+            INSERT INTO {stage}_errors (line, external_ref, field, msg, type)
+            SELECT s.line, s.external_ref, 'email',
+                   'email already belongs to manager ' || m.id, 'email_taken'
+              FROM {stage} AS s JOIN managers AS m ON lower(m.email) = lower(s.email)
+             WHERE m.external_ref IS DISTINCT FROM s.external_ref
+            """
+        )
+    )
+
+
+async def _check_duplicates(session: AsyncSession, stage: str, key: str, field: str) -> None:
+    await session.execute(
+        text(
+            f"""
+            INSERT INTO {stage}_errors (line, external_ref, field, msg, type)
+            SELECT line, external_ref, '{field}',
+                   '{field} appears again in the file (first at line ' || first || ')',
+                   'duplicate'
+              FROM (SELECT line, external_ref, min(line) OVER (PARTITION BY {key}) AS first
+                      FROM {stage}) AS d
+             WHERE line <> first
+            """
+        )
+    )
+
+
+async def error_summary(
+    session: AsyncSession, stage: str, *, limit: int
+) -> tuple[int, list[RowMapping]]:
+    """(distinct lines with an error, the first ``limit`` errors by line)."""
+    failed = await session.scalar(text(f"SELECT count(DISTINCT line) FROM {stage}_errors"))
+    rows = (
+        await session.execute(
+            text(
+                f"SELECT line, external_ref, field, msg, type FROM {stage}_errors "
+                "ORDER BY line, field LIMIT :limit"
+            ),
+            {"limit": limit},
+        )
+    ).mappings()
+    return int(failed or 0), list(rows)
+
+
+async def discard_failed(session: AsyncSession, stage: str) -> None:
+    """Drop the staged rows that have an error (best-effort mode)."""
+    await session.execute(
+        text(f"DELETE FROM {stage} AS s USING {stage}_errors AS e WHERE s.line = e.line")
+    )
+
+
+async def upsert(session: AsyncSession, stage: str, resource: Resource) -> tuple[int, int]:
+    """Insert new ``external_ref``s, then update existing records whose given fields differ.
+
+    The INSERT runs first so a record created concurrently by someone else is simply updated
+    by the second statement. Returns (created, updated)."""
+    table = resource.name
+    fields = [c for c, _ in resource.fields]
+    cols = ", ".join(fields)
+    created = await session.scalar(
+        text(
+            f"WITH ins AS (INSERT INTO {table} (external_ref, {cols}) "
+            f"SELECT external_ref, {cols} FROM {stage} ORDER BY line "
+            "ON CONFLICT (external_ref) DO NOTHING RETURNING 1) SELECT count(*) FROM ins"
+        )
+    )
+    chosen = ", ".join(
+        f"CASE WHEN s.mask & {resource.bit(c)} <> 0 THEN s.{c} ELSE x.{c} END AS {c}"
+        for c in fields
+    )
+    assignments = ", ".join(f"{c} = n.{c}" for c in fields)
+    current = ", ".join(f"t.{c}" for c in fields)
+    new = ", ".join(f"n.{c}" for c in fields)
+    updated = await session.scalar(
+        text(
+            f"""
+            WITH upd AS (
+                UPDATE {table} AS t
+                   SET {assignments}, version = t.version + 1, updated_at = now()
+                  FROM (SELECT x.id, {chosen}
+                          FROM {stage} AS s JOIN {table} AS x ON x.external_ref = s.external_ref
+                       ) AS n
+                 WHERE t.id = n.id AND ROW({current}) IS DISTINCT FROM ROW({new})
+                RETURNING 1)
+            SELECT count(*) FROM upd
+            """
+        )
+    )
+    return int(created or 0), int(updated or 0)
+
+
+async def stage_owner_moves(session: AsyncSession, stage: str) -> int:
+    """Collect the customers whose imported owner differs from their current one into a
+    numbered table; returns how many."""
+    await session.execute(
+        text(
+            f"CREATE TEMP TABLE {stage}_moves (seq bigint PRIMARY KEY, customer_id uuid NOT NULL, "
+            "manager_id uuid NOT NULL) ON COMMIT DROP"
+        )
+    )
+    result = await session.execute(
+        text(
+            f"""
+            INSERT INTO {stage}_moves (seq, customer_id, manager_id)
+            SELECT row_number() OVER (ORDER BY s.line), c.id, s.manager_id
+              FROM {stage} AS s JOIN customers AS c ON c.external_ref = s.external_ref
+             WHERE s.manager_id IS NOT NULL AND c.manager_id IS DISTINCT FROM s.manager_id
+            """
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def owner_moves(
+    session: AsyncSession, stage: str, *, batch: int
+) -> AsyncIterator[tuple[list[uuid.UUID], list[uuid.UUID | None]]]:
+    """The staged owner moves in batches of ``batch`` (customer ids, manager ids)."""
+    after = 0
+    while True:
+        rows = (
+            await session.execute(
+                text(
+                    f"SELECT seq, customer_id, manager_id FROM {stage}_moves "
+                    "WHERE seq > :after ORDER BY seq LIMIT :batch"
+                ),
+                {"after": after, "batch": batch},
+            )
+        ).all()
+        if not rows:
+            return
+        after = rows[-1][0]
+        yield [r[1] for r in rows], [r[2] for r in rows]
+
+
+async def drop_moves(session: AsyncSession, stage: str) -> None:
+    """Drop the owner-move table."""
+    await session.execute(text(f"DROP TABLE IF EXISTS {_ident(stage)}_moves"))
+
+
+CUSTOMER_EXPORT = text(
+    """
+    SELECT c.id, c.external_ref, c.name, c.tier_code AS tier, c.status, c.region, c.language,
+           c.industry, c.annual_value, c.satisfaction, c.manager_id,
+           m.external_ref AS manager_external_ref, c.pinned, c.version, c.created_at,
+           c.updated_at
+      FROM customers AS c LEFT JOIN managers AS m ON m.id = c.manager_id
+     ORDER BY c.id
+    """
+)
+MANAGER_EXPORT = text(
+    """
+    SELECT m.id, m.external_ref, m.name, m.email, m.level, m.capacity, m.status,
+           m.accepting_new, m.region, m.languages, m.industries, m.team, m.version,
+           m.created_at, m.updated_at
+      FROM managers AS m
+     ORDER BY m.id
+    """
+)

@@ -1,0 +1,187 @@
+"""HTTP routes for bulk import and export of customers and managers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from app.api.auth import STAFF, allow
+from app.api.deps import CurrentCaller, DbSession
+from app.api.routing import BatonRoute
+from app.auth.roles import Role
+from app.errors import problem_responses
+from app.imports import service
+from app.imports.parsing import MEDIA_TYPES, format_of
+from app.imports.schemas import ExportFormat, ImportMode, ImportReport
+
+# Imports stream their body in batches, so they may be far larger than other requests.
+IMPORT_MAX_BODY_BYTES = 4 * 1024**3
+
+imports = APIRouter(
+    prefix="/imports",
+    tags=["imports"],
+    route_class=BatonRoute,
+    dependencies=[allow(read=STAFF, write=(Role.operator, Role.integration))],
+)
+exports = APIRouter(
+    prefix="/exports",
+    tags=["imports"],
+    route_class=BatonRoute,
+    dependencies=[allow(read=(*STAFF, Role.integration), write=())],
+)
+
+_CUSTOMERS_CSV = (
+    "external_ref,name,tier,region,language,annual_value,manager_external_ref\n"
+    "hs-company-1,Hangzhou Precision Parts Co.,key,east,zh,480000.00,hs-owner-4411\n"
+    'hs-company-2,"Lotus Foods, Ltd.",standard,south,en,,\n'
+)
+_CUSTOMERS_NDJSON = (
+    '{"external_ref": "hs-company-1", "name": "Hangzhou Precision Parts Co.", "tier": "key", '
+    '"manager_external_ref": "hs-owner-4411"}\n'
+    '{"external_ref": "hs-company-2", "name": "Lotus Foods, Ltd.", "tier": "standard"}\n'
+)
+_MANAGERS_CSV = (
+    "external_ref,name,email,level,capacity,region,languages,team\n"
+    "hs-owner-4411,Li Na,li.na@example.com,4,120,east,zh;en,east-enterprise\n"
+)
+_MANAGERS_NDJSON = (
+    '{"external_ref": "hs-owner-4411", "name": "Li Na", "email": "li.na@example.com", '
+    '"level": 4, "capacity": 120, "languages": ["zh", "en"]}\n'
+)
+
+
+def _body(csv_example: str, ndjson_example: str) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {"schema": {"type": "string"}, "example": csv_example},
+                "application/x-ndjson": {"schema": {"type": "string"}, "example": ndjson_example},
+            },
+        }
+    }
+
+
+_IMPORT_ERRORS = problem_responses(415)
+_IMPORT_ERRORS[415] = {
+    **_IMPORT_ERRORS[415],
+    "description": "The body is neither CSV nor NDJSON, or not UTF-8",
+}
+
+Mode = Annotated[
+    ImportMode,
+    Query(
+        description="`all_or_nothing`: any invalid row rejects the whole file (422 listing every "
+        "row error); `best_effort`: apply the valid rows and report the others."
+    ),
+]
+
+
+async def _import(
+    request: Request, session: DbSession, caller: CurrentCaller, resource: str, mode: ImportMode
+) -> ImportReport:
+    fmt = format_of(request.headers.get("content-type"))
+    return await service.import_rows(
+        session,
+        resource=resource,
+        chunks=request.stream(),
+        fmt=fmt,
+        mode=mode,
+        actor=caller.name,
+    )
+
+
+@imports.post(
+    "/customers",
+    response_model=ImportReport,
+    summary="Import customers (CSV or NDJSON)",
+    responses=_IMPORT_ERRORS,
+    openapi_extra=_body(_CUSTOMERS_CSV, _CUSTOMERS_NDJSON),
+    max_body_size=IMPORT_MAX_BODY_BYTES,
+)
+async def import_customers(
+    request: Request, session: DbSession, caller: CurrentCaller, mode: Mode = "all_or_nothing"
+) -> ImportReport:
+    """Create or update customers by `external_ref` from a CSV (`text/csv`, header row naming
+    the columns) or NDJSON (`application/x-ndjson`) body, streamed in batches.
+
+    Each row is validated with the same rules as `POST /v1/customers`; the tier must exist.
+    A field absent from a row (a missing column, an empty CSV cell of a field with a default,
+    a key left out of a JSON line) keeps its current value on update; an empty cell clears an
+    optional field. `manager_external_ref` or `manager_id` gives the customer's owner: it is
+    written to the ledger with reason `import` when it differs from the current one (never
+    sends a customer to the pool). Columns of an export (`id`, `version`, `created_at`,
+    `updated_at`) are accepted and ignored, so an export can be edited and imported back.
+
+    The whole import is one transaction. Errors give the line, the field and why: duplicate
+    `external_ref`s in the file, unknown tier or owner, a departed owner."""
+    return await _import(request, session, caller, "customers", mode)
+
+
+@imports.post(
+    "/managers",
+    response_model=ImportReport,
+    summary="Import managers (CSV or NDJSON)",
+    responses=_IMPORT_ERRORS,
+    openapi_extra=_body(_MANAGERS_CSV, _MANAGERS_NDJSON),
+    max_body_size=IMPORT_MAX_BODY_BYTES,
+)
+async def import_managers(
+    request: Request, session: DbSession, caller: CurrentCaller, mode: Mode = "all_or_nothing"
+) -> ImportReport:
+    """Create or update managers by `external_ref` from CSV or NDJSON, validated with the rules
+    of `POST /v1/managers`. In CSV, `languages` and `industries` are `;`-separated. Emails
+    must be unique (case-insensitive) across the file and the managers already stored. Absent
+    fields keep their value on update; modes and errors as for customers."""
+    return await _import(request, session, caller, "managers", mode)
+
+
+def _export(request: Request, resource: str, fmt: ExportFormat) -> StreamingResponse:
+    media = MEDIA_TYPES[fmt] + ("; charset=utf-8" if fmt == "csv" else "")
+    extension = "csv" if fmt == "csv" else "ndjson"
+    return StreamingResponse(
+        service.export_rows(request.app.state.session_factory, resource=resource, fmt=fmt),
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="{resource}.{extension}"'},
+    )
+
+
+ExportFormatQuery = Annotated[
+    ExportFormat, Query(alias="format", description="`csv` (with a header row) or `ndjson`.")
+]
+_EXPORT_CONTENT: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The rows, streamed.",
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+@exports.get(
+    "/customers",
+    summary="Export customers (CSV or NDJSON)",
+    response_class=StreamingResponse,
+    responses={**_EXPORT_CONTENT, **problem_responses()},
+)
+async def export_customers(request: Request, fmt: ExportFormatQuery = "csv") -> StreamingResponse:
+    """Every customer, ordered by id, with its owner's `manager_external_ref`, streamed from a
+    server-side cursor (one consistent snapshot, bounded memory). The columns match what
+    `POST /v1/imports/customers` accepts."""
+    return _export(request, "customers", fmt)
+
+
+@exports.get(
+    "/managers",
+    summary="Export managers (CSV or NDJSON)",
+    response_class=StreamingResponse,
+    responses={**_EXPORT_CONTENT, **problem_responses()},
+)
+async def export_managers(request: Request, fmt: ExportFormatQuery = "csv") -> StreamingResponse:
+    """Every manager, ordered by id, streamed; in CSV `languages` and `industries` are
+    `;`-separated. The columns match what `POST /v1/imports/managers` accepts."""
+    return _export(request, "managers", fmt)

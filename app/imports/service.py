@@ -1,0 +1,424 @@
+"""Bulk import (validate every row, stage, check, upsert, set owners) and streamed export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.assignments.repository import move_customers
+from app.db.models import Tier
+from app.db.session import SessionFactory
+from app.errors import InvalidInput
+from app.imports import repository
+from app.imports.parsing import Format, Record, read_csv, read_ndjson
+from app.imports.repository import CUSTOMERS, MANAGERS, Resource
+from app.imports.schemas import (
+    CustomerImportRow,
+    ExportFormat,
+    ImportMode,
+    ImportReport,
+    ManagerImportRow,
+    RowError,
+)
+from app.observability.metrics import IMPORT_ROWS
+
+BATCH_ROWS = 5_000
+MOVE_BATCH = 10_000
+MAX_ERRORS = 1_000
+
+# Columns an export writes that an import accepts and ignores, so an export file can be edited
+# and imported back as it is.
+_READ_ONLY = frozenset({"id", "version", "created_at", "updated_at"})
+_LIST_SEPARATOR = ";"
+
+
+class ImportRejected(InvalidInput):
+    """An all-or-nothing import had invalid rows: nothing was applied."""
+
+    code = "import_rejected"
+    title = "Import rejected"
+
+
+@dataclass(frozen=True)
+class _Spec:
+    resource: Resource
+    model: type[BaseModel]
+    to_record: Callable[[BaseModel, int, int], tuple[Any, ...]]
+    required: frozenset[str]
+    # fields where an empty CSV cell means null (the rest: the cell is left out)
+    nullable: frozenset[str]
+    lists: frozenset[str] = frozenset()
+
+
+def _mask(resource: Resource, fields_set: set[str]) -> int:
+    mask = 0
+    for column, _ in resource.fields:
+        if (column if column != "tier_code" else "tier") in fields_set:
+            mask |= resource.bit(column)
+    return mask
+
+
+def _customer_record(row: BaseModel, line: int, mask: int) -> tuple[Any, ...]:
+    assert isinstance(row, CustomerImportRow)
+    return (
+        line,
+        row.external_ref,
+        row.name,
+        row.tier,
+        row.status,
+        row.region,
+        row.language,
+        row.industry,
+        row.annual_value,
+        row.satisfaction,
+        row.pinned,
+        row.manager_id,
+        row.manager_external_ref,
+        row.manager_id is not None,
+        mask,
+    )
+
+
+def _manager_record(row: BaseModel, line: int, mask: int) -> tuple[Any, ...]:
+    assert isinstance(row, ManagerImportRow)
+    return (
+        line,
+        row.external_ref,
+        row.name,
+        row.email,
+        row.level,
+        row.capacity,
+        row.status,
+        row.accepting_new,
+        row.region,
+        row.languages,
+        row.industries,
+        row.team,
+        mask,
+    )
+
+
+def _nullable(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(
+        name for name, f in model.model_fields.items() if not f.is_required() and f.default is None
+    )
+
+
+SPECS = {
+    "customers": _Spec(
+        CUSTOMERS,
+        CustomerImportRow,
+        _customer_record,
+        required=frozenset({"external_ref", "name", "tier"}),
+        nullable=_nullable(CustomerImportRow),
+    ),
+    "managers": _Spec(
+        MANAGERS,
+        ManagerImportRow,
+        _manager_record,
+        required=frozenset({"external_ref", "name", "email", "level", "capacity"}),
+        nullable=_nullable(ManagerImportRow),
+        lists=frozenset({"languages", "industries"}),
+    ),
+}
+
+
+@dataclass
+class _Tally:
+    rows: int = 0
+    failed: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    truncated: bool = False
+
+    def fail(self, errors: list[RowError]) -> None:
+        self.failed += 1
+        room = MAX_ERRORS - len(self.errors)
+        self.errors.extend(errors[: max(room, 0)])
+        self.truncated = self.truncated or len(errors) > room
+
+
+def _from_csv(spec: _Spec, fields: dict[str, Any]) -> dict[str, Any]:
+    """A CSV row as the model's input: read-only export columns dropped, list cells split,
+    empty cells null for nullable fields and left out for the others (their default)."""
+    data: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key in _READ_ONLY:
+            continue
+        if value == "":
+            if key in spec.nullable:
+                data[key] = None
+            continue
+        if key in spec.lists:
+            data[key] = [v.strip() for v in value.split(_LIST_SEPARATOR) if v.strip()]
+        else:
+            data[key] = value
+    return data
+
+
+def _validate(
+    spec: _Spec, record: Record, fmt: Format, tiers: frozenset[str]
+) -> tuple[BaseModel | None, list[RowError]]:
+    fields = record.fields
+    if fields is None:
+        return None, [RowError(line=record.line, msg=record.error or "invalid row", type="row")]
+    ref = fields.get("external_ref")
+    ref = ref if isinstance(ref, str) and ref else None
+    data = (
+        _from_csv(spec, fields)
+        if fmt == "csv"
+        else {k: v for k, v in fields.items() if k not in _READ_ONLY}
+    )
+    try:
+        row = spec.model.model_validate(data)
+    except ValidationError as exc:
+        return None, [
+            RowError(
+                line=record.line,
+                external_ref=ref,
+                field=".".join(str(p) for p in e["loc"]) or None,
+                msg=e["msg"],
+                type=e["type"],
+            )
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+    if isinstance(row, CustomerImportRow) and row.tier not in tiers:
+        return None, [
+            RowError(
+                line=record.line,
+                external_ref=ref,
+                field="tier",
+                msg=f"unknown tier '{row.tier}'",
+                type="unknown_tier",
+            )
+        ]
+    return row, []
+
+
+async def import_rows(
+    session: AsyncSession,
+    *,
+    resource: str,
+    chunks: AsyncIterator[bytes],
+    fmt: Format,
+    mode: ImportMode,
+    actor: str,
+) -> ImportReport:
+    """Read, validate and apply an import in the session's transaction.
+
+    Every row is validated with the resource's own rules and staged; then the checks that need
+    the database run set-based on the staging table. In ``all_or_nothing`` mode any error
+    raises ``ImportRejected`` (422, nothing applied); in ``best_effort`` mode the failed rows
+    are left out and listed. Customers' owners are set through the ledger (reason ``import``)
+    in batches. Memory holds one batch of rows and at most ``MAX_ERRORS`` errors.
+    """
+    spec = SPECS[resource]
+    tiers = frozenset((await session.scalars(select(Tier.code))).all())
+    stage = await repository.create_stage(session, spec.resource)
+    tally = _Tally()
+    batch: list[tuple[Any, ...]] = []
+    records = (
+        read_csv(chunks, columns=_csv_columns(spec), required=spec.required)
+        if fmt == "csv"
+        else read_ndjson(chunks)
+    )
+    async for record in records:
+        tally.rows += 1
+        row, errors = _validate(spec, record, fmt, tiers)
+        if row is None:
+            tally.fail(errors)
+            continue
+        batch.append(spec.to_record(row, record.line, _mask(spec.resource, row.model_fields_set)))
+        if len(batch) >= BATCH_ROWS:
+            await repository.copy_rows(session, stage, spec.resource, batch)
+            batch = []
+    if batch:
+        await repository.copy_rows(session, stage, spec.resource, batch)
+
+    if resource == "customers":
+        await repository.check_customers(session, stage)
+    else:
+        await repository.check_managers(session, stage)
+    sql_failed, sql_errors = await repository.error_summary(session, stage, limit=MAX_ERRORS)
+    tally.failed += sql_failed
+    tally.errors.extend(RowError.model_validate(dict(e)) for e in sql_errors)
+    tally.errors.sort(key=lambda e: (e.line, e.field or ""))
+    tally.truncated = (
+        tally.truncated or len(tally.errors) > MAX_ERRORS or sql_failed > len(sql_errors)
+    )
+    del tally.errors[MAX_ERRORS:]
+
+    report = ImportReport(
+        resource=resource,  # type: ignore[arg-type]
+        format=fmt,
+        mode=mode,
+        rows=tally.rows,
+        created=0,
+        updated=0,
+        unchanged=0,
+        failed=tally.failed,
+        errors=tally.errors,
+        errors_truncated=tally.truncated,
+    )
+    if tally.failed and mode == "all_or_nothing":
+        IMPORT_ROWS.labels(resource, "rejected").inc(tally.rows)
+        raise ImportRejected(
+            f"{tally.failed} of {tally.rows} rows are invalid; nothing was imported. Fix them, "
+            "or send mode=best_effort to import the valid rows.",
+            errors=[
+                {
+                    "loc": ["body", e.line, *([e.field] if e.field else [])],
+                    "msg": e.msg,
+                    "type": e.type,
+                    "line": e.line,
+                    "field": e.field,
+                    "external_ref": e.external_ref,
+                }
+                for e in tally.errors
+            ],
+            errors_truncated=tally.truncated,
+            rows=tally.rows,
+            failed=tally.failed,
+        )
+    if sql_failed:
+        await repository.discard_failed(session, stage)
+
+    created, updated = await repository.upsert(session, stage, spec.resource)
+    report.created, report.updated = created, updated
+    report.unchanged = tally.rows - tally.failed - created - updated
+    if resource == "customers":
+        report.owners_changed = await _set_owners(session, stage, actor=actor)
+    await repository.drop_stage(session, stage)
+    for outcome in ("created", "updated", "unchanged", "failed"):
+        IMPORT_ROWS.labels(resource, outcome).inc(getattr(report, outcome))
+    return report
+
+
+async def _set_owners(session: AsyncSession, stage: str, *, actor: str) -> int:
+    """Give imported customers their owner through the ledger, a batch at a time.
+
+    The owner is recorded as the source CRM has it: the hard rules of automated placement
+    (capacity, tier minimum level) are not applied, only that the manager exists and has not
+    departed; the workload report shows any manager the import leaves over capacity."""
+    if not await repository.stage_owner_moves(session, stage):
+        return 0
+    moved = 0
+    at = datetime.now(UTC)
+    async for customer_ids, manager_ids in repository.owner_moves(session, stage, batch=MOVE_BATCH):
+        moved += await move_customers(
+            session,
+            customer_ids=customer_ids,
+            manager_ids=manager_ids,
+            reason="import",
+            actor=actor,
+            at=at,
+        )
+    await repository.drop_moves(session, stage)
+    return moved
+
+
+def _csv_columns(spec: _Spec) -> frozenset[str]:
+    return frozenset(spec.model.model_fields) | _READ_ONLY
+
+
+# --- export -----------------------------------------------------------------------------
+
+EXPORT_COLUMNS = {
+    "customers": [
+        "id",
+        "external_ref",
+        "name",
+        "tier",
+        "status",
+        "region",
+        "language",
+        "industry",
+        "annual_value",
+        "satisfaction",
+        "manager_id",
+        "manager_external_ref",
+        "pinned",
+        "version",
+        "created_at",
+        "updated_at",
+    ],
+    "managers": [
+        "id",
+        "external_ref",
+        "name",
+        "email",
+        "level",
+        "capacity",
+        "status",
+        "accepting_new",
+        "region",
+        "languages",
+        "industries",
+        "team",
+        "version",
+        "created_at",
+        "updated_at",
+    ],
+}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return _LIST_SEPARATOR.join(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+async def export_rows(
+    factory: SessionFactory, *, resource: str, fmt: ExportFormat, batch: int = BATCH_ROWS
+) -> AsyncIterator[bytes]:
+    """The resource's rows as CSV or NDJSON chunks, read through a server-side cursor (one
+    statement, so one consistent snapshot), ``batch`` rows per chunk.
+
+    It opens its own session: the response is streamed after the request's session closed."""
+    columns = EXPORT_COLUMNS[resource]
+    query = repository.CUSTOMER_EXPORT if resource == "customers" else repository.MANAGER_EXPORT
+    async with factory() as session:
+        result = await session.stream(query, execution_options={"yield_per": batch})
+        if fmt == "csv":
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            writer.writerow(columns)
+            async for rows in result.partitions():
+                writer.writerows([_csv_value(v) for v in row] for row in rows)
+                yield buffer.getvalue().encode()
+                buffer.seek(0)
+                buffer.truncate()
+            if buffer.tell():
+                yield buffer.getvalue().encode()
+        else:
+            dumps = json.JSONEncoder(ensure_ascii=False, default=_json_value).encode
+            async for rows in result.partitions():
+                yield "".join(
+                    dumps(dict(zip(columns, (_json_value(v) for v in row), strict=True))) + "\n"
+                    for row in rows
+                ).encode()
+        await session.rollback()

@@ -1,0 +1,275 @@
+"""Bulk import and export through the API: CSV and NDJSON, upsert by external_ref, per-row
+errors, all-or-nothing and best-effort, owners through the ledger, streamed exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import httpx
+
+from tests.integration.factories import (
+    assert_problem,
+    collect_pages,
+    create_manager,
+    create_tiers,
+    ok,
+)
+
+CSV = {"Content-Type": "text/csv"}
+NDJSON = {"Content-Type": "application/x-ndjson"}
+
+
+def _ndjson(*rows: dict) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+async def _customers(client: httpx.AsyncClient) -> dict[str, dict]:
+    pages = await collect_pages(client, "/v1/customers", limit=500)
+    return {c["external_ref"]: c for page in pages for c in page}
+
+
+async def _import(client, resource: str, body: str | bytes, headers=CSV, **params):
+    return await client.post(
+        f"/v1/imports/{resource}", content=body, headers=headers, params=params
+    )
+
+
+async def test_csv_import_creates_then_updates_only_what_changed(client):
+    await create_tiers(client)
+    body = (
+        "external_ref,name,tier,region,annual_value\n"
+        "c-1,Alpha Ltd,key,east,1000.50\n"
+        'c-2,"Beta, Gamma & Co",standard,,\n'
+        "c-3,Delta,long_tail,west,\n"
+    )
+    report = await ok(await _import(client, "customers", body))
+    assert report["rows"] == 3
+    assert (report["created"], report["updated"], report["unchanged"], report["failed"]) == (
+        3,
+        0,
+        0,
+        0,
+    )
+    stored = await _customers(client)
+    assert stored["c-1"]["annual_value"] == "1000.50" and stored["c-1"]["region"] == "east"
+    assert stored["c-2"]["name"] == "Beta, Gamma & Co" and stored["c-2"]["region"] is None
+    assert stored["c-1"]["status"] == "active" and stored["c-1"]["manager_id"] is None
+
+    again = (
+        "external_ref,name,tier,region\n"
+        "c-1,Alpha Ltd,key,north\n"  # region changes
+        'c-2,"Beta, Gamma & Co",standard,\n'  # same as stored
+        "c-4,Epsilon,key,south\n"  # new
+    )
+    report = await ok(await _import(client, "customers", again))
+    assert (report["created"], report["updated"], report["unchanged"]) == (1, 1, 1)
+    after = await _customers(client)
+    assert after["c-1"]["region"] == "north"
+    assert after["c-1"]["annual_value"] == "1000.50", "a column absent from the file is kept"
+    assert after["c-1"]["version"] == stored["c-1"]["version"] + 1
+    assert after["c-2"]["version"] == stored["c-2"]["version"], "unchanged rows are not touched"
+    assert after["c-3"] == stored["c-3"]
+
+
+async def test_ndjson_import_with_owner_writes_the_ledger(client):
+    await create_tiers(client)
+    manager = await create_manager(client, external_ref="crm-owner-1", level=4, capacity=100)
+    other = await create_manager(client, level=4, capacity=100)
+    body = _ndjson(
+        {
+            "external_ref": "n-1",
+            "name": "One",
+            "tier": "key",
+            "manager_external_ref": "crm-owner-1",
+        },
+        {"external_ref": "n-2", "name": "Two", "tier": "standard", "manager_id": other["id"]},
+        {"external_ref": "n-3", "name": "Three", "tier": "standard"},
+    )
+    report = await ok(await _import(client, "customers", body, headers=NDJSON))
+    assert report["created"] == 3 and report["owners_changed"] == 2
+    stored = await _customers(client)
+    assert stored["n-1"]["manager_id"] == manager["id"]
+    assert stored["n-2"]["manager_id"] == other["id"]
+    assert stored["n-3"]["manager_id"] is None
+    history = await ok(await client.get(f"/v1/customers/{stored['n-1']['id']}/history"))
+    [row] = history["items"]
+    assert row["reason"] == "import" and row["actor"] == "test-admin"
+    assert row["manager_id"] == manager["id"] and row["ended_at"] is None
+    # importing the same owner again moves nothing
+    report = await ok(await _import(client, "customers", body, headers=NDJSON))
+    assert report["owners_changed"] == 0 and report["unchanged"] == 3
+    history = await ok(await client.get(f"/v1/customers/{stored['n-1']['id']}/history"))
+    assert len(history["items"]) == 1
+
+
+async def test_all_or_nothing_rejects_the_file_with_every_row_error(client):
+    await create_tiers(client)
+    await create_manager(client, external_ref="gone", status="departed")
+    body = (
+        "external_ref,name,tier,satisfaction,manager_external_ref\n"
+        "ok-1,Fine,key,8.5,\n"
+        "bad-1,Bad tier,gold,,\n"
+        "bad-2,,key,,\n"
+        "bad-3,Too happy,key,11,\n"
+        "ok-1,Again,key,,\n"
+        "bad-4,Unknown owner,key,,nobody\n"
+        "bad-5,Departed owner,key,,gone\n"
+    )
+    r = await _import(client, "customers", body)
+    problem = assert_problem(r, 422)
+    assert problem["code"] == "import_rejected" and problem["failed"] == 6
+    found = {(e["line"], e["field"], e["type"]) for e in problem["errors"]}
+    assert (3, "tier", "unknown_tier") in found
+    assert (4, "name", "missing") in found
+    assert (5, "satisfaction", "less_than_equal") in found
+    assert (6, "external_ref", "duplicate") in found
+    assert (7, "manager_external_ref", "unknown_manager") in found
+    assert (8, "manager_external_ref", "manager_departed") in found
+    assert [e["line"] for e in problem["errors"]] == sorted(e["line"] for e in problem["errors"])
+    assert await _customers(client) == {}, "nothing is applied"
+
+
+async def test_best_effort_applies_the_valid_rows_and_reports_the_rest(client):
+    await create_tiers(client)
+    body = (
+        _ndjson(
+            {"external_ref": "b-1", "name": "Good", "tier": "key"},
+            {"external_ref": "b-2", "name": "Bad", "tier": "key", "colour": "red"},
+            {"external_ref": "b-3", "name": "Good too", "tier": "standard", "pinned": True},
+        )
+        + "not json\n[1, 2]\n"
+    )
+    report = await ok(await _import(client, "customers", body, headers=NDJSON, mode="best_effort"))
+    assert (report["rows"], report["created"], report["failed"]) == (5, 2, 3)
+    errors = {(e["line"], e["field"], e["type"]) for e in report["errors"]}
+    assert errors == {(2, "colour", "extra_forbidden"), (4, None, "row"), (5, None, "row")}
+    assert next(e for e in report["errors"] if e["line"] == 2)["external_ref"] == "b-2"
+    stored = await _customers(client)
+    assert set(stored) == {"b-1", "b-3"} and stored["b-3"]["pinned"] is True
+
+
+async def test_manager_import_csv_lists_and_email_rules(client):
+    existing = await create_manager(client, email="taken@example.com")
+    body = (
+        "external_ref,name,email,level,capacity,languages,accepting_new\n"
+        "m-1,Li Na,li.na@example.com,4,120,zh;en,\n"
+        "m-2,Wang Wei,TAKEN@example.com,3,80,,false\n"
+        "m-3,Copy,LI.NA@example.com,2,10,,\n"
+        "m-4,Zero,zero@example.com,9,10,,\n"
+    )
+    r = await _import(client, "managers", body)
+    problem = assert_problem(r, 422)
+    found = {(e["line"], e["field"], e["type"]) for e in problem["errors"]}
+    assert found == {
+        (3, "email", "email_taken"),
+        (4, "email", "duplicate"),
+        (5, "level", "less_than_equal"),
+    }
+    assert existing["id"] in problem["errors"][0]["msg"]
+
+    report = await ok(await _import(client, "managers", body, mode="best_effort"))
+    assert (report["created"], report["failed"]) == (1, 3)
+    pages = await collect_pages(client, "/v1/managers", limit=100)
+    li = next(m for page in pages for m in page if m["external_ref"] == "m-1")
+    assert li["languages"] == ["zh", "en"] and li["accepting_new"] is True and li["level"] == 4
+
+
+async def test_bad_files_are_rejected_whole(client):
+    await create_tiers(client)
+    r = await _import(client, "customers", "a,b\n1,2\n", headers={"Content-Type": "text/plain"})
+    assert_problem(r, 415)
+    r = await _import(client, "customers", "name,tier,colour\nx,key,red\n")
+    problem = assert_problem(r, 422)
+    messages = " ".join(e["msg"] for e in problem["errors"])
+    assert "unknown column 'colour'" in messages and "missing column 'external_ref'" in messages
+    r = await _import(client, "customers", 'external_ref,name,tier\nq-1,"never closed,key\n')
+    assert "never closed" in assert_problem(r, 422)["detail"]
+    r = await _import(client, "customers", b"external_ref,name,tier\n\xff\xfe,x,key\n")
+    assert "UTF-8" in assert_problem(r, 422)["detail"]
+    r = await _import(client, "customers", "", headers=CSV)
+    assert "header" in assert_problem(r, 422)["detail"]
+    r = await _import(client, "customers", "x", headers=CSV, mode="sometimes")
+    assert_problem(r, 422)
+
+
+async def test_quoted_newlines_and_crlf_keep_line_numbers(client):
+    await create_tiers(client)
+    body = 'external_ref,name,tier\r\nq-1,"Two\r\nlines",key\r\nq-2,Fine,nope\r\n'
+    r = await _import(client, "customers", body, mode="best_effort")
+    report = await ok(r)
+    assert report["created"] == 1
+    assert [(e["line"], e["field"]) for e in report["errors"]] == [(4, "tier")]
+    assert (await _customers(client))["q-1"]["name"] == "Two\nlines"
+
+
+async def test_viewers_may_export_but_not_import(api):
+    viewer = await api.client("viewer")
+    r = await _import(viewer, "customers", "external_ref,name,tier\n")
+    assert_problem(r, 403)
+    assert (await viewer.get("/v1/exports/customers")).status_code == 200
+
+
+async def test_export_streams_csv_and_ndjson_that_import_back(client):
+    await create_tiers(client)
+    await create_manager(client, external_ref="owner-x", level=4, capacity=100)
+    body = _ndjson(
+        *(
+            {
+                "external_ref": f"e-{i:03}",
+                "name": f"Customer, {i}",
+                "tier": "standard",
+                "annual_value": f"{i}.25",
+                **({"manager_external_ref": "owner-x"} if i % 2 else {}),
+            }
+            for i in range(120)
+        )
+    )
+    await ok(await _import(client, "customers", body, headers=NDJSON))
+
+    r = await client.get("/v1/exports/customers")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(rows) == 120
+    assert [row["id"] for row in rows] == sorted(row["id"] for row in rows)
+    one = next(row for row in rows if row["external_ref"] == "e-001")
+    assert one["name"] == "Customer, 1" and one["manager_external_ref"] == "owner-x"
+    assert one["annual_value"] == "1.25" and one["pinned"] == "false"
+
+    # the export, edited, imports back: only the edited row changes
+    edited = r.text.replace('"Customer, 7"', "Customer seven", 1)
+    assert edited != r.text
+    report = await ok(await _import(client, "customers", edited))
+    assert (report["updated"], report["unchanged"], report["failed"]) == (1, 119, 0)
+
+    r = await client.get("/v1/exports/customers", params={"format": "ndjson"})
+    assert r.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(x) for x in r.text.splitlines()]
+    assert len(lines) == 120 and lines[0].keys() >= {"id", "external_ref", "manager_external_ref"}
+    report = await ok(await _import(client, "customers", r.text, headers=NDJSON))
+    assert report["unchanged"] == 120
+
+    r = await client.get("/v1/exports/managers", params={"format": "csv"})
+    managers = list(csv.DictReader(io.StringIO(r.text)))
+    assert [m["external_ref"] for m in managers] == ["owner-x"]
+    report = await ok(await _import(client, "managers", r.text))
+    assert report["unchanged"] == 1
+
+
+async def test_large_csv_import_in_several_batches(client):
+    await create_tiers(client)
+    n = 12_345
+
+    async def stream():
+        yield b"external_ref,name,tier\n"
+        for start in range(0, n, 1000):
+            yield "".join(
+                f"big-{i},Customer {i},long_tail\n" for i in range(start, min(n, start + 1000))
+            ).encode()
+
+    r = await client.post("/v1/imports/customers", content=stream(), headers=CSV)
+    report = await ok(r)
+    assert report["created"] == n and report["failed"] == 0
+    r = await client.get("/v1/exports/customers", params={"format": "ndjson"})
+    assert len(r.text.splitlines()) == n
