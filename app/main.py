@@ -215,6 +215,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "api-keys", "description": "API keys and their roles (admin)."},
             {"name": "audit", "description": "Who changed what, through the API (admin)."},
             {"name": "imports", "description": "Bulk import and export (CSV, NDJSON), streamed."},
+            {
+                "name": "webhooks",
+                "description": "CRM events in (signed, stored, processed once) and Baton's "
+                "events out (subscriptions, signed deliveries with retries, delivery log).",
+            },
             {"name": "ops", "description": "Health probes and Prometheus metrics."},
         ],
     )

@@ -58,6 +58,19 @@ class Settings(BaseSettings):
     handover_transfer_window_days: int = Field(
         90, ge=1, description="The window over which handover transfers are counted."
     )
+    webhooks_allow_private_targets: bool = Field(
+        False,
+        description="Let webhook subscriptions target loopback/private addresses (tests, dev).",
+    )
+    webhooks_delivery_timeout_s: float = Field(
+        12.0, gt=0, le=60, description="Timeout of one outbound webhook request."
+    )
+    webhooks_secret_grace_hours: int = Field(
+        24, ge=0, le=720, description="How long a rotated secret still signs and verifies."
+    )
+    webhooks_concurrency: int = Field(
+        32, ge=1, le=512, description="Outbound requests one worker sends at once."
+    )
 
     @property
     def pgdata_dir(self) -> Path:

@@ -29,6 +29,7 @@ from app.settings import Settings
 log = logging.getLogger("baton.worker")
 
 EXECUTE_HANDOVER = "execute_handover"
+DELIVER_WEBHOOKS = "deliver_webhooks"
 SWEEP = "sweep_due_work"
 
 Sweep = Callable[[SessionFactory, datetime], Awaitable[int]]
@@ -90,7 +91,18 @@ async def _send_notifications(factory: SessionFactory, now: datetime) -> int:
         return await handovers.mark_notifications_sent(session, limit=1000)
 
 
-SWEEPS: list[Sweep] = [_execute_due_handovers, _return_due_covers, _send_notifications]
+async def _deliver_webhooks(factory: SessionFactory, now: datetime) -> int:
+    from app.webhooks.outbound.dispatcher import drain
+
+    return await drain(factory)
+
+
+SWEEPS: list[Sweep] = [
+    _execute_due_handovers,
+    _return_due_covers,
+    _send_notifications,
+    _deliver_webhooks,
+]
 
 
 async def run_due_work(factory: SessionFactory, *, now: datetime | None = None) -> dict[str, int]:
@@ -122,6 +134,12 @@ def build_queue(connection: asyncpg.Connection, factory: SessionFactory) -> PgQu
         except InvalidTransition:
             # Cancelled or already done since it was scheduled: nothing left to do.
             log.info("handover_job_skipped", extra={"handover_id": job.payload.decode()})
+
+    @pgq.entrypoint(DELIVER_WEBHOOKS)
+    async def deliver_webhooks(job: Job) -> None:
+        from app.webhooks.outbound.dispatcher import drain_and_reschedule
+
+        await drain_and_reschedule(factory)
 
     @pgq.schedule(SWEEP, "* * * * *")
     async def sweep(schedule: Schedule) -> None:

@@ -12,6 +12,8 @@ from app.managers.router import router as managers
 from app.rules.router import router as rules
 from app.satisfaction.router import router as satisfaction
 from app.tiers.router import router as tiers
+from app.webhooks.outbound.router import deliveries as webhook_deliveries
+from app.webhooks.outbound.router import subscriptions as webhook_subscriptions
 
 v1 = APIRouter(prefix="/v1")
 for domain in (tiers, managers, customers, assignments, rules, handovers, satisfaction):
@@ -19,4 +21,6 @@ for domain in (tiers, managers, customers, assignments, rules, handovers, satisf
 for domain in (api_keys, audit):
     v1.include_router(domain)
 for domain in (imports, exports):
+    v1.include_router(domain)
+for domain in (webhook_subscriptions, webhook_deliveries):
     v1.include_router(domain)

@@ -10,6 +10,7 @@ from sqlalchemy import RowMapping, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Assignment
+from app.webhooks import outbox
 
 # The customer rows are updated first: that takes their row locks, so a concurrent move of
 # the same customer waits and then reconciles the ledger against the committed owner.
@@ -19,6 +20,7 @@ _UPDATE_CUSTOMERS = text(
        SET manager_id = i.manager_id, version = c.version + 1, updated_at = :at
       FROM unnest(CAST(:ids AS uuid[]), CAST(:managers AS uuid[])) AS i(id, manager_id)
      WHERE c.id = i.id AND c.manager_id IS DISTINCT FROM i.manager_id
+    RETURNING c.id, c.manager_id
     """
 )
 _CLOSE_ROWS = text(
@@ -29,6 +31,7 @@ _CLOSE_ROWS = text(
       JOIN customers AS c ON c.id = i.id
      WHERE a.customer_id = i.id AND a.ended_at IS NULL
        AND a.manager_id IS DISTINCT FROM c.manager_id
+    RETURNING a.customer_id, a.manager_id
     """
 )
 _OPEN_ROWS = text(
@@ -57,19 +60,24 @@ async def move_customers(
 ) -> int:
     """Set each customer's owner (None = pool) and write the ledger, set-based.
 
-    Three statements whatever the number of customers: update the owners, close the open
-    ledger rows that no longer match, open rows for the new owners. Customers already with
-    the requested owner are left alone. Returns how many customers changed owner.
+    Four statements whatever the number of customers: update the owners, close the open
+    ledger rows that no longer match, open rows for the new owners, and write one outbound
+    ``customer.assigned``/``customer.unassigned`` event per moved customer to the outbox.
+    Customers already with the requested owner are left alone. Returns how many customers
+    changed owner.
     """
     if len(customer_ids) != len(manager_ids):
         raise ValueError("customer_ids and manager_ids differ in length")
     if not customer_ids:
         return 0
     ids = list(customer_ids)
-    moved = await session.execute(
-        _UPDATE_CUSTOMERS, {"ids": ids, "managers": list(manager_ids), "at": at}
-    )
-    await session.execute(_CLOSE_ROWS, {"ids": ids, "at": at})
+    moved = (
+        await session.execute(
+            _UPDATE_CUSTOMERS, {"ids": ids, "managers": list(manager_ids), "at": at}
+        )
+    ).all()
+    # The closed ledger rows name the previous owners (for the outbound events).
+    previous = dict((await session.execute(_CLOSE_ROWS, {"ids": ids, "at": at})).all())
     await session.execute(
         _OPEN_ROWS,
         {
@@ -81,7 +89,16 @@ async def move_customers(
             "note": note,
         },
     )
-    return int(moved.rowcount)  # type: ignore[attr-defined]
+    await outbox.emit_ownership_changes(
+        session,
+        [(customer, previous.get(customer), owner) for customer, owner in moved],
+        reason=reason,
+        actor=actor,
+        at=at,
+        handover_id=handover_id,
+        note=note,
+    )
+    return len(moved)
 
 
 async def history(

@@ -26,6 +26,7 @@ from app.customers.schemas import (
 from app.db.models import Assignment, Customer, Tier
 from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from app.managers import repository as managers
+from app.webhooks import outbox
 
 _NOT_NULL = ("name", "tier", "status", "pinned")
 
@@ -133,6 +134,19 @@ async def assign_manually(
         if violations:
             forced = "forced: " + ", ".join(v["rule"] for v in violations)
             note = f"{forced}; {note}" if note else forced
+            if any(v["rule"] == "capacity" for v in violations):
+                await outbox.emit(
+                    session,
+                    "manager.capacity_exceeded",
+                    {
+                        "manager_id": manager_id,
+                        "capacity": manager["capacity"],
+                        "workload": int(workload or 0) + tier["weight"],
+                        "customer_id": customer["id"],
+                        "actor": actor,
+                        "reason": note,
+                    },
+                )
     return await ledger.move_customers(
         session,
         customer_ids=[customer["id"]],
@@ -200,6 +214,19 @@ async def update_customer(
     new_owner = values.pop("manager_id", None)
     if values:
         await repository.update_fields(session, customer_id, values)
+    if "tier_code" in values:
+        await outbox.emit(
+            session,
+            "customer.tier_changed",
+            {
+                "customer_id": customer_id,
+                "old_tier": row["tier"],
+                "tier": tier_code,
+                "manager_id": row["manager_id"],
+                "actor": actor,
+            },
+            customer_id=customer_id,
+        )
     if move and new_owner != row["manager_id"]:
         await assign_manually(
             session,

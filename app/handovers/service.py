@@ -45,6 +45,8 @@ from app.handovers.schemas import (
 )
 from app.handovers.states import allowed_actions, next_state
 from app.settings import get_settings
+from app.webhooks import outbox
+from app.webhooks.events import HANDOVER_STATE_EVENTS
 from app.worker import EXECUTE_HANDOVER, enqueue
 
 
@@ -229,6 +231,20 @@ async def _transition(
         at=at,
         detail=detail,
     )
+    if target in HANDOVER_STATE_EVENTS:
+        await outbox.emit(
+            session,
+            HANDOVER_STATE_EVENTS[target],
+            {
+                "handover_id": handover["id"],
+                "from_manager_id": handover["from_manager_id"],
+                "reason": handover["reason"],
+                "state": target,
+                "previous_state": handover["state"],
+                "actor": actor,
+                "detail": detail,
+            },
+        )
     return target
 
 
@@ -844,6 +860,19 @@ async def refuse_item(
             ),
             "notified_at": None,
         },
+    )
+    await outbox.emit(
+        session,
+        "handover.item.refused",
+        {
+            "handover_id": handover_id,
+            "customer_id": customer_id,
+            "refused_manager_id": refused,
+            "manager_id": target,
+            "reason": reason,
+            "actor": actor,
+        },
+        customer_id=customer_id,
     )
     await repository.add_event(
         session,

@@ -1,0 +1,39 @@
+"""Names of the events Baton sends and receives."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+OutboundType = Literal[
+    "customer.assigned",
+    "customer.unassigned",
+    "customer.tier_changed",
+    "handover.planned",
+    "handover.approved",
+    "handover.completed",
+    "handover.cancelled",
+    "handover.rolled_back",
+    "handover.item.refused",
+    "manager.capacity_exceeded",
+]
+OUTBOUND_TYPES: tuple[str, ...] = OutboundType.__args__  # type: ignore[attr-defined]
+
+InboundType = Literal[
+    "manager.upserted",
+    "manager.deactivated",
+    "customer.upserted",
+    "customer.tier_changed",
+    "customer.churned",
+    "customer.satisfaction_recorded",
+    "customer.transfer_refused",
+]
+INBOUND_TYPES: tuple[str, ...] = InboundType.__args__  # type: ignore[attr-defined]
+
+# handover state reached -> the event announcing it
+HANDOVER_STATE_EVENTS = {
+    "planned": "handover.planned",
+    "approved": "handover.approved",
+    "completed": "handover.completed",
+    "cancelled": "handover.cancelled",
+    "rolled_back": "handover.rolled_back",
+}

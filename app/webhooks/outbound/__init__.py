@@ -1,0 +1,1 @@
+"""Outbound webhooks: subscriptions, the delivery log and the dispatcher."""

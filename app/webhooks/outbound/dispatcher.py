@@ -1,0 +1,394 @@
+"""Deliver the outbox: claim due deliveries, POST them signed, record each attempt.
+
+At-least-once: a delivery is leased (its next attempt pushed past the request timeout) and
+committed before it is sent, so a worker that dies between sending and recording leaves it
+pending; it is sent again after the lease, with the same ``webhook-id``. Ordered per customer:
+a delivery waits while an earlier one for the same customer and subscription is pending.
+
+The retry schedule is hand-written rather than taken from a retry library (tenacity, backoff)
+because the state lives in the database across processes, not in a loop in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+from standardwebhooks import Webhook
+
+from app.db.session import SessionFactory, session_scope
+from app.settings import Settings, get_settings
+from app.webhooks.keys import active_secrets
+from app.webhooks.targets import TargetNotAllowed, check_target
+
+log = logging.getLogger("baton.webhooks")
+
+# Standard Webhooks: after the immediate attempt, retry after these delays.
+RETRY_SCHEDULE: tuple[timedelta, ...] = (
+    timedelta(seconds=5),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=5),
+    timedelta(hours=10),
+    timedelta(hours=14),
+    timedelta(hours=20),
+    timedelta(hours=24),
+)
+MAX_ATTEMPTS = 1 + len(RETRY_SCHEDULE)
+_MAX_RETRY_AFTER = timedelta(hours=24)
+_LEASE_MARGIN = timedelta(seconds=30)
+USER_AGENT = "Baton-Webhooks/1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    delivery_id: int
+    event_id: uuid.UUID
+    subscription_id: uuid.UUID
+    attempts: int
+    url: str
+    secrets: tuple[str, ...]
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    delivery_id: int
+    subscription_id: uuid.UUID
+    attempts: int
+    attempted_at: datetime
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    retry_after: timedelta | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def gone(self) -> bool:
+        return self.status_code == 410
+
+
+_CLAIM = text(
+    """
+    WITH due AS (
+        SELECT d.id
+          FROM webhook_deliveries AS d
+          JOIN webhook_subscriptions AS s ON s.id = d.subscription_id
+         WHERE d.status = 'pending' AND d.next_attempt_at <= :now AND s.enabled
+           AND (d.ordering_key IS NULL OR NOT EXISTS (
+                SELECT 1 FROM webhook_deliveries AS p
+                 WHERE p.subscription_id = d.subscription_id
+                   AND p.ordering_key = d.ordering_key
+                   AND p.status = 'pending' AND p.id < d.id))
+         ORDER BY d.next_attempt_at, d.id
+         LIMIT :limit
+           FOR UPDATE OF d SKIP LOCKED
+    )
+    UPDATE webhook_deliveries AS d
+       SET next_attempt_at = :lease_until, attempts = d.attempts + 1, last_attempt_at = :now
+      FROM due, webhook_events AS e, webhook_subscriptions AS s
+     WHERE d.id = due.id AND e.id = d.event_id AND s.id = d.subscription_id
+    RETURNING d.id, d.event_id, d.subscription_id, d.attempts, s.url, s.secret,
+              s.previous_secret, s.previous_secret_expires_at, e.payload::text AS body
+    """
+)
+
+_RECORD = text(
+    """
+    UPDATE webhook_deliveries AS d
+       SET status = r.status, next_attempt_at = r.next_attempt_at,
+           last_status_code = r.status_code, last_error = r.error,
+           last_latency_ms = r.latency_ms, delivered_at = r.delivered_at
+      FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS text[]),
+                  CAST(:next AS timestamptz[]), CAST(:codes AS int[]), CAST(:errors AS text[]),
+                  CAST(:latencies AS int[]), CAST(:delivered AS timestamptz[]))
+           AS r(id, status, next_attempt_at, status_code, error, latency_ms, delivered_at)
+     WHERE d.id = r.id AND d.status = 'pending'
+    """
+)
+_LOG_ATTEMPTS = text(
+    """
+    INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, error)
+    SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:at AS timestamptz[]),
+                         CAST(:codes AS int[]), CAST(:latencies AS int[]),
+                         CAST(:errors AS text[]))
+    """
+)
+_DISABLE = text(
+    """
+    UPDATE webhook_subscriptions
+       SET enabled = false, disabled_reason = :reason, updated_at = :at
+     WHERE id = ANY (CAST(:ids AS uuid[])) AND enabled
+    """
+)
+_NEXT_DUE = text(
+    """
+    SELECT min(d.next_attempt_at)
+      FROM webhook_deliveries AS d
+      JOIN webhook_subscriptions AS s ON s.id = d.subscription_id AND s.enabled
+     WHERE d.status = 'pending' AND d.next_attempt_at > :now
+       AND (d.ordering_key IS NULL OR NOT EXISTS (
+            SELECT 1 FROM webhook_deliveries AS p
+             WHERE p.subscription_id = d.subscription_id AND p.ordering_key = d.ordering_key
+               AND p.status = 'pending' AND p.id < d.id))
+    """
+)
+
+
+async def claim(
+    session: AsyncSession, *, now: datetime, limit: int, lease: timedelta
+) -> list[Claimed]:
+    """Lease up to ``limit`` due deliveries (head of each customer's queue only)."""
+    rows = (
+        await session.execute(
+            _CLAIM, {"now": now, "limit": limit, "lease_until": now + lease + _LEASE_MARGIN}
+        )
+    ).mappings()
+    return [
+        Claimed(
+            delivery_id=r["id"],
+            event_id=r["event_id"],
+            subscription_id=r["subscription_id"],
+            attempts=r["attempts"],
+            url=r["url"],
+            secrets=tuple(
+                active_secrets(
+                    r["secret"],
+                    r["previous_secret"],
+                    r["previous_secret_expires_at"],
+                    now=now,
+                )
+            ),
+            body=r["body"],
+        )
+        for r in rows
+    ]
+
+
+def sign(claimed: Claimed, *, at: datetime) -> dict[str, str]:
+    """Standard Webhooks headers; every active secret signs (rotation grace period)."""
+    msg_id = f"msg_{claimed.event_id.hex}"
+    signatures = " ".join(
+        Webhook(secret).sign(msg_id=msg_id, timestamp=at, data=claimed.body)
+        for secret in claimed.secrets
+    )
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": signatures,
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+    }
+
+
+def _retry_after(response: httpx.Response, now: datetime) -> timedelta | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        delay = timedelta(seconds=max(0, int(value.strip())))
+    except ValueError:
+        try:
+            delay = parsedate_to_datetime(value) - now
+        except (TypeError, ValueError, IndexError):
+            return None
+    return min(max(delay, timedelta(0)), _MAX_RETRY_AFTER)
+
+
+async def send(client: httpx.AsyncClient, claimed: Claimed, *, allow_private: bool) -> Outcome:
+    """POST one delivery; never raises for the receiver's faults (they become the outcome)."""
+    at = datetime.now(UTC)
+    started = time.perf_counter()
+    code: int | None = None
+    error: str | None = None
+    retry_after: timedelta | None = None
+    try:
+        await check_target(claimed.url, allow_private=allow_private)
+        response = await client.post(
+            claimed.url, content=claimed.body.encode(), headers=sign(claimed, at=at)
+        )
+        code = response.status_code
+        if not 200 <= code < 300:
+            error = f"HTTP {code}"
+            retry_after = _retry_after(response, at)
+    except TargetNotAllowed as exc:
+        error = exc.detail
+    except httpx.TimeoutException:
+        error = "timeout"
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+    return Outcome(
+        delivery_id=claimed.delivery_id,
+        subscription_id=claimed.subscription_id,
+        attempts=claimed.attempts,
+        attempted_at=at,
+        status_code=code,
+        latency_ms=int((time.perf_counter() - started) * 1000),
+        error=error,
+        retry_after=retry_after,
+    )
+
+
+def next_attempt(outcome: Outcome, *, now: datetime) -> datetime | None:
+    """When to try again after a failed attempt, or None when the schedule is exhausted.
+
+    The schedule's delay gets ±10 % jitter so a receiver that comes back is not hit by every
+    retry at once; a ``Retry-After`` longer than that is honoured."""
+    if outcome.attempts >= MAX_ATTEMPTS:
+        return None
+    delay = RETRY_SCHEDULE[outcome.attempts - 1] * random.uniform(0.9, 1.1)
+    if outcome.retry_after is not None:
+        delay = max(delay, outcome.retry_after)
+    return now + delay
+
+
+async def record(session: AsyncSession, outcomes: Sequence[Outcome], *, now: datetime) -> None:
+    """Write the attempts to the log and move each delivery on, set-based."""
+    if not outcomes:
+        return
+    statuses, nexts, delivered = [], [], []
+    for o in outcomes:
+        if o.ok:
+            statuses.append("delivered")
+            nexts.append(None)
+            delivered.append(o.attempted_at)
+        elif o.gone:
+            statuses.append("failed")
+            nexts.append(None)
+            delivered.append(None)
+        else:
+            at = next_attempt(o, now=now)
+            statuses.append("pending" if at is not None else "failed")
+            nexts.append(at)
+            delivered.append(None)
+    ids = [o.delivery_id for o in outcomes]
+    codes = [o.status_code for o in outcomes]
+    errors = [o.error for o in outcomes]
+    latencies = [o.latency_ms for o in outcomes]
+    await session.execute(
+        _RECORD,
+        {
+            "ids": ids,
+            "statuses": statuses,
+            "next": nexts,
+            "codes": codes,
+            "errors": errors,
+            "latencies": latencies,
+            "delivered": delivered,
+        },
+    )
+    await session.execute(
+        _LOG_ATTEMPTS,
+        {
+            "ids": ids,
+            "at": [o.attempted_at for o in outcomes],
+            "codes": codes,
+            "latencies": latencies,
+            "errors": errors,
+        },
+    )
+    gone = sorted({o.subscription_id for o in outcomes if o.gone})
+    if gone:
+        await session.execute(
+            _DISABLE, {"ids": gone, "reason": "the receiver answered 410 Gone", "at": now}
+        )
+        log.warning(
+            "webhook_subscriptions_disabled", extra={"subscriptions": [str(g) for g in gone]}
+        )
+
+
+def build_client(settings: Settings) -> httpx.AsyncClient:
+    """The delivery client: bounded timeout, redirects never followed, no env proxies."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.webhooks_delivery_timeout_s),
+        follow_redirects=False,
+        trust_env=False,
+        limits=httpx.Limits(max_connections=settings.webhooks_concurrency),
+    )
+
+
+async def deliver_batch(
+    factory: SessionFactory,
+    client: httpx.AsyncClient,
+    *,
+    settings: Settings,
+    now: datetime | None = None,
+    limit: int = 200,
+) -> int:
+    """Claim, send and record one batch; returns how many were attempted."""
+    lease = timedelta(seconds=settings.webhooks_delivery_timeout_s)
+    async with session_scope(factory) as session:
+        claimed = await claim(session, now=now or datetime.now(UTC), limit=limit, lease=lease)
+    if not claimed:
+        return 0
+    gate = asyncio.Semaphore(settings.webhooks_concurrency)
+
+    async def one(c: Claimed) -> Outcome:
+        async with gate:
+            return await send(client, c, allow_private=settings.webhooks_allow_private_targets)
+
+    outcomes = await asyncio.gather(*(one(c) for c in claimed))
+    async with session_scope(factory) as session:
+        await record(session, outcomes, now=now or datetime.now(UTC))
+    return len(claimed)
+
+
+async def drain(
+    factory: SessionFactory,
+    *,
+    settings: Settings | None = None,
+    now: datetime | None = None,
+    client: httpx.AsyncClient | None = None,
+    budget: timedelta = timedelta(seconds=50),
+) -> int:
+    """Deliver batches until nothing is due (or the time budget is spent); returns attempts.
+
+    ``now`` pins the clock (tests move it forward to reach retries)."""
+    settings = settings or get_settings()
+    own = client is None
+    client = client or build_client(settings)
+    deadline = time.monotonic() + budget.total_seconds()
+    total = 0
+    try:
+        while time.monotonic() < deadline:
+            done = await deliver_batch(factory, client, settings=settings, now=now)
+            total += done
+            if not done:
+                break
+    finally:
+        if own:
+            await client.aclose()
+    return total
+
+
+async def next_retry(session: AsyncSession, *, now: datetime) -> datetime | None:
+    """When the earliest delivery that is not due yet (and not waiting behind another) is."""
+    return await session.scalar(_NEXT_DUE, {"now": now})
+
+
+async def drain_and_reschedule(factory: SessionFactory) -> int:
+    """The job: drain, then announce the next retry due within a minute (the minute sweep
+    picks up later ones), so a 5-second retry is not left for the sweep."""
+    from app.worker import DELIVER_WEBHOOKS, enqueue
+
+    done = await drain(factory)
+    now = datetime.now(UTC)
+    async with session_scope(factory) as session:
+        due = await next_retry(session, now=now)
+        if due is not None and due - now < timedelta(seconds=60):
+            await enqueue(session, DELIVER_WEBHOOKS, "", execute_after=due - now)
+    return done

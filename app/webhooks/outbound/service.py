@@ -1,0 +1,256 @@
+"""Subscriptions (with their secret shown once) and the delivery log with manual redelivery."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import RowMapping, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.api.pagination import Page, decode_cursor, encode_cursor
+from app.db.models import OutboundEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
+from app.errors import Conflict, NotFound
+from app.settings import get_settings
+from app.webhooks.keys import new_secret
+from app.webhooks.outbound.schemas import (
+    AttemptOut,
+    DeliveryDetail,
+    DeliveryOut,
+    DeliveryStatus,
+    SecretRotation,
+    SubscriptionCreate,
+    SubscriptionOut,
+    SubscriptionUpdate,
+    SubscriptionWithSecret,
+)
+from app.webhooks.targets import check_target
+
+_S = WebhookSubscription
+_PUBLIC = [c for c in _S.__table__.c if c.name not in ("secret", "previous_secret")]
+
+
+async def _require(session: AsyncSession, subscription_id: uuid.UUID) -> RowMapping:
+    row = (
+        (await session.execute(select(*_S.__table__.c).where(_S.id == subscription_id)))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"Webhook subscription {subscription_id} does not exist.")
+    return row
+
+
+def _types(event_types: list[str]) -> list[str]:
+    return ["*"] if "*" in event_types else sorted(set(event_types))
+
+
+async def create_subscription(
+    session: AsyncSession, *, data: SubscriptionCreate
+) -> SubscriptionWithSecret:
+    """Register a subscriber with a newly generated secret (returned only here)."""
+    await check_target(data.url, allow_private=get_settings().webhooks_allow_private_targets)
+    secret = new_secret()
+    row = (
+        (
+            await session.execute(
+                insert(_S)
+                .values(
+                    url=data.url,
+                    event_types=_types(list(data.event_types)),
+                    description=data.description,
+                    enabled=data.enabled,
+                    secret=secret,
+                )
+                .returning(*_S.__table__.c)
+            )
+        )
+        .mappings()
+        .one()
+    )
+    return SubscriptionWithSecret.model_validate({**row})
+
+
+async def get_subscription(session: AsyncSession, *, subscription_id: uuid.UUID) -> SubscriptionOut:
+    """One subscription, without its secret."""
+    return SubscriptionOut.model_validate({**await _require(session, subscription_id)})
+
+
+async def list_subscriptions(
+    session: AsyncSession, *, cursor: str | None, limit: int
+) -> Page[SubscriptionOut]:
+    """Subscriptions, oldest first."""
+    stmt = select(*_PUBLIC).order_by(_S.created_at, _S.id).limit(limit + 1)
+    if cursor:
+        at, sid = decode_cursor(cursor, (str, uuid.UUID))
+        stmt = stmt.where(
+            func.row(_S.created_at, _S.id) > func.row(datetime.fromisoformat(at), uuid.UUID(sid))
+        )
+    rows = list((await session.execute(stmt)).mappings())
+    items = [SubscriptionOut.model_validate({**r}) for r in rows[:limit]]
+    next_cursor = (
+        encode_cursor([items[-1].created_at.isoformat(), str(items[-1].id)])
+        if len(rows) > limit
+        else None
+    )
+    return Page(items=items, next_cursor=next_cursor)
+
+
+async def update_subscription(
+    session: AsyncSession, *, subscription_id: uuid.UUID, data: SubscriptionUpdate
+) -> SubscriptionOut:
+    """Change URL, event types, description or the enabled flag."""
+    await _require(session, subscription_id)
+    values: dict[str, Any] = data.model_dump(exclude_unset=True)
+    for field in ("url", "event_types", "enabled"):
+        if field in values and values[field] is None:
+            values.pop(field)
+    if "url" in values:
+        await check_target(
+            values["url"], allow_private=get_settings().webhooks_allow_private_targets
+        )
+    if "event_types" in values:
+        values["event_types"] = _types(values["event_types"])
+    if values.get("enabled"):
+        values["disabled_reason"] = None
+    if values:
+        await session.execute(
+            update(_S)
+            .where(_S.id == subscription_id)
+            .values(**values, updated_at=datetime.now(UTC))
+        )
+    return await get_subscription(session, subscription_id=subscription_id)
+
+
+async def rotate_secret(
+    session: AsyncSession, *, subscription_id: uuid.UUID, data: SecretRotation
+) -> SubscriptionWithSecret:
+    """Generate a new secret; the old one keeps signing (alongside) during the grace period."""
+    current = await _require(session, subscription_id)
+    now = datetime.now(UTC)
+    hours = (
+        data.grace_hours
+        if data.grace_hours is not None
+        else get_settings().webhooks_secret_grace_hours
+    )
+    secret = new_secret()
+    row = (
+        (
+            await session.execute(
+                update(_S)
+                .where(_S.id == subscription_id)
+                .values(
+                    secret=secret,
+                    previous_secret=current["secret"] if hours else None,
+                    previous_secret_expires_at=now + timedelta(hours=hours) if hours else None,
+                    updated_at=now,
+                )
+                .returning(*_S.__table__.c)
+            )
+        )
+        .mappings()
+        .one()
+    )
+    return SubscriptionWithSecret.model_validate({**row})
+
+
+async def delete_subscription(session: AsyncSession, *, subscription_id: uuid.UUID) -> None:
+    """Remove a subscription and its delivery log."""
+    await _require(session, subscription_id)
+    await session.execute(_S.__table__.delete().where(_S.id == subscription_id))
+
+
+# -- deliveries ------------------------------------------------------------------------------------
+_D = WebhookDelivery
+_E = OutboundEvent
+_DELIVERY_COLUMNS = [
+    *_D.__table__.c,
+    _E.type.label("event_type"),
+    _E.customer_id,
+]
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    *,
+    cursor: str | None,
+    limit: int,
+    subscription_id: uuid.UUID | None,
+    status: DeliveryStatus | None,
+    event_type: str | None,
+    customer_id: uuid.UUID | None,
+) -> Page[DeliveryOut]:
+    """The delivery log, newest first."""
+    stmt = (
+        select(*_DELIVERY_COLUMNS)
+        .join(_E, _E.id == _D.event_id)
+        .order_by(_D.id.desc())
+        .limit(limit + 1)
+    )
+    if cursor:
+        (after,) = decode_cursor(cursor, (int,))
+        stmt = stmt.where(_D.id < after)
+    if subscription_id is not None:
+        stmt = stmt.where(_D.subscription_id == subscription_id)
+    if status is not None:
+        stmt = stmt.where(_D.status == status)
+    if event_type is not None:
+        stmt = stmt.where(_E.type == event_type)
+    if customer_id is not None:
+        stmt = stmt.where(_E.customer_id == customer_id)
+    rows = list((await session.execute(stmt)).mappings())
+    items = [DeliveryOut.model_validate({**r}) for r in rows[:limit]]
+    return Page(
+        items=items, next_cursor=encode_cursor([items[-1].id]) if len(rows) > limit else None
+    )
+
+
+async def get_delivery(session: AsyncSession, *, delivery_id: int) -> DeliveryDetail:
+    """One delivery with the body sent and every attempt."""
+    row = (
+        (
+            await session.execute(
+                select(*_DELIVERY_COLUMNS, _E.payload)
+                .join(_E, _E.id == _D.event_id)
+                .where(_D.id == delivery_id)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"Webhook delivery {delivery_id} does not exist.")
+    attempts = (
+        await session.execute(
+            select(*WebhookAttempt.__table__.c)
+            .where(WebhookAttempt.delivery_id == delivery_id)
+            .order_by(WebhookAttempt.id)
+        )
+    ).mappings()
+    return DeliveryDetail.model_validate(
+        {**row, "attempt_log": [AttemptOut.model_validate({**a}) for a in attempts]}
+    )
+
+
+async def redeliver(session: AsyncSession, *, delivery_id: int) -> DeliveryOut:
+    """Send a delivered or failed delivery again, now, with the same ``webhook-id`` (receivers
+    deduplicate on it). A pending one is simply made due now."""
+    row = await session.scalar(
+        select(_D.subscription_id).where(_D.id == delivery_id).with_for_update()
+    )
+    if row is None:
+        raise NotFound(f"Webhook delivery {delivery_id} does not exist.")
+    enabled = await session.scalar(select(_S.enabled).where(_S.id == row))
+    if not enabled:
+        raise Conflict("The subscription is disabled; enable it before redelivering.")
+    await session.execute(
+        update(_D)
+        .where(_D.id == delivery_id)
+        .values(status="pending", next_attempt_at=datetime.now(UTC), delivered_at=None)
+    )
+    from app.worker import DELIVER_WEBHOOKS, enqueue
+
+    await enqueue(session, DELIVER_WEBHOOKS, "")
+    detail = await get_delivery(session, delivery_id=delivery_id)
+    return DeliveryOut.model_validate(detail.model_dump(exclude={"payload", "attempt_log"}))

@@ -1,0 +1,177 @@
+"""The transactional outbox: domain changes call ``emit``/``emit_many`` in their own transaction.
+
+An event row and one delivery row per interested subscription are written by a single
+statement, so they exist exactly when the change that caused them commits; events nobody
+subscribes to are not written. The worker is announced once per transaction through the job
+queue; the queue only wakes it — the delivery rows are the source of truth, and a sweep finds
+any that no job announced.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+# The request id (set by the request middleware) or the inbound event being processed: lets a
+# subscriber tie every event of one operation together.
+correlation_id: ContextVar[str | None] = ContextVar("webhook_correlation_id", default=None)
+
+_ANNOUNCED = "webhooks_announced"
+
+# Events and their deliveries in one statement; ids are made first so deliveries can name
+# them, and delivery ids follow emission order (per-customer ordering relies on it).
+_EMIT = text(
+    """
+    WITH e AS MATERIALIZED (
+        SELECT gen_random_uuid() AS id, u.type, u.customer_id, CAST(u.data AS jsonb) AS data,
+               u.ord
+          FROM unnest(CAST(:types AS text[]), CAST(:customers AS uuid[]), CAST(:datas AS text[]))
+               WITH ORDINALITY AS u(type, customer_id, data, ord)
+    ), events AS (
+        INSERT INTO webhook_events (id, type, customer_id, correlation_id, payload, created_at)
+        SELECT e.id, e.type, e.customer_id, CAST(:correlation_id AS text),
+               jsonb_build_object(
+                   'type', e.type, 'timestamp', CAST(:timestamp AS text), 'data', e.data),
+               :at
+          FROM e
+         ORDER BY e.ord
+    ), deliveries AS (
+        INSERT INTO webhook_deliveries
+               (event_id, subscription_id, ordering_key, next_attempt_at, created_at)
+        SELECT e.id, s.id, e.customer_id, :at, :at
+          FROM e
+          JOIN webhook_subscriptions AS s
+            ON s.enabled AND (e.type = ANY (s.event_types) OR '*' = ANY (s.event_types))
+         ORDER BY e.ord, s.id
+        RETURNING 1
+    )
+    SELECT count(*) FROM deliveries
+    """
+)
+
+
+_SUBSCRIBED_TYPES = text(
+    """
+    SELECT array_agg(DISTINCT t)
+      FROM webhook_subscriptions AS s, unnest(s.event_types) AS t
+     WHERE s.enabled
+    """
+)
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return str(value)  # UUID, Decimal, date
+
+
+async def emit_many(
+    session: AsyncSession,
+    events: Sequence[tuple[str, Mapping[str, Any], uuid.UUID | None]],
+    *,
+    correlation_id: str | None = None,
+    at: datetime | None = None,
+) -> int:
+    """Write ``(type, data, customer_id)`` events to the outbox in one statement.
+
+    ``customer_id`` orders deliveries: a subscriber gets one customer's events in the order
+    they were emitted. Returns how many deliveries were created (0 when nobody subscribes).
+    """
+    if not events:
+        return 0
+    wanted = set(await session.scalar(_SUBSCRIBED_TYPES) or ())
+    if "*" not in wanted:
+        # Nobody to tell: skip the event rows (the outbox holds what is to be delivered).
+        events = [e for e in events if e[0] in wanted]
+        if not events:
+            return 0
+    at = at or datetime.now(UTC)
+    corr = correlation_id or _current_correlation()
+    created = await session.scalar(
+        _EMIT,
+        {
+            "types": [t for t, _, _ in events],
+            "customers": [c for _, _, c in events],
+            "datas": [
+                json.dumps({**d, "correlation_id": corr}, default=_json_default)
+                for _, d, _ in events
+            ],
+            "correlation_id": corr,
+            "timestamp": _json_default(at),
+            "at": at,
+        },
+    )
+    if created:
+        await _announce(session)
+    return int(created or 0)
+
+
+async def emit(
+    session: AsyncSession,
+    type: str,
+    data: Mapping[str, Any],
+    *,
+    customer_id: uuid.UUID | None = None,
+    correlation_id: str | None = None,
+) -> int:
+    """Write one event to the outbox in the session's transaction (see ``emit_many``)."""
+    return await emit_many(session, [(type, data, customer_id)], correlation_id=correlation_id)
+
+
+def _current_correlation() -> str | None:
+    return correlation_id.get()
+
+
+async def _announce(session: AsyncSession) -> None:
+    """Wake a worker once per transaction; the sweep covers a lost or skipped announcement."""
+    transaction = session.get_transaction()
+    if transaction is None or session.info.get(_ANNOUNCED) is transaction:
+        return
+    from app.worker import DELIVER_WEBHOOKS, enqueue
+
+    await enqueue(session, DELIVER_WEBHOOKS, "")
+    session.info[_ANNOUNCED] = transaction
+
+
+async def emit_ownership_changes(
+    session: AsyncSession,
+    moves: Sequence[Sequence[Any]],
+    *,
+    reason: str,
+    actor: str,
+    at: datetime,
+    handover_id: uuid.UUID | None = None,
+    note: str | None = None,
+) -> int:
+    """One ``customer.assigned`` (or ``customer.unassigned`` when going to the pool) per
+    ``(customer_id, old_manager_id, manager_id)`` moved, in one statement."""
+    common = {
+        "reason": reason,
+        "actor": actor,
+        "handover_id": handover_id,
+        "note": note,
+    }
+    return await emit_many(
+        session,
+        [
+            (
+                "customer.assigned" if new is not None else "customer.unassigned",
+                {
+                    "customer_id": customer_id,
+                    "old_manager_id": old,
+                    "manager_id": new,
+                    **common,
+                },
+                customer_id,
+            )
+            for customer_id, old, new in moves
+        ],
+        at=at,
+    )

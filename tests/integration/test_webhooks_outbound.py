@@ -1,0 +1,336 @@
+"""Outbound webhooks: subscriptions, the transactional outbox, and signed delivery to a real
+receiver on loopback with retries, Retry-After, 410, per-customer order and crash recovery."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from app.db.session import create_session_factory, session_scope
+from app.settings import Settings, get_settings
+from app.webhooks.outbound import dispatcher
+from tests.integration.factories import (
+    assert_problem,
+    create_customer,
+    create_manager,
+    create_tiers,
+    ok,
+)
+from tests.integration.webhook_receiver import closed_port_url, running_receiver
+
+SETTINGS = Settings(environment="test", webhooks_allow_private_targets=True)
+
+
+@pytest.fixture
+def allow_loopback(monkeypatch):
+    monkeypatch.setenv("BATON_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+async def factory(fresh_database):
+    engine = create_async_engine(fresh_database, pool_size=5)
+    yield create_session_factory(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+def receiver():
+    with running_receiver() as r:
+        yield r
+
+
+async def subscribe(client, url, types=("*",)):
+    return await ok(
+        await client.post("/v1/webhook-subscriptions", json={"url": url, "event_types": types}),
+        201,
+    )
+
+
+async def deliveries(client, **params):
+    return (await ok(await client.get("/v1/webhook-deliveries", params=params)))["items"]
+
+
+async def assign(client, customer_id, manager_id, **params):
+    return await ok(
+        await client.patch(
+            f"/v1/customers/{customer_id}", json={"manager_id": manager_id}, params=params
+        )
+    )
+
+
+async def test_secret_is_shown_once_and_private_targets_are_refused(client, monkeypatch):
+    monkeypatch.setenv("BATON_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "false")
+    get_settings.cache_clear()
+    try:
+        for url in (
+            "http://127.0.0.1:9/hooks",
+            "http://169.254.169.254/latest/meta-data",
+            "http://10.1.2.3/x",
+            "http://[::1]/x",
+            "http://localhost/x",
+        ):
+            body = assert_problem(
+                await client.post(
+                    "/v1/webhook-subscriptions", json={"url": url, "event_types": ["*"]}
+                ),
+                422,
+            )
+            assert body["code"] == "webhook_target_not_allowed", url
+        assert_problem(
+            await client.post(
+                "/v1/webhook-subscriptions", json={"url": "ftp://x.example", "event_types": ["*"]}
+            ),
+            422,
+        )
+        assert_problem(
+            await client.post(
+                "/v1/webhook-subscriptions",
+                json={"url": "https://example.com/h", "event_types": ["nope"]},
+            ),
+            422,
+        )
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+
+    monkeypatch.setenv("BATON_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true")
+    get_settings.cache_clear()
+    created = await subscribe(client, "http://127.0.0.1:9/hooks", ["customer.assigned"])
+    assert created["secret"].startswith("whsec_")
+    shown = await ok(await client.get(f"/v1/webhook-subscriptions/{created['id']}"))
+    assert "secret" not in shown
+    listed = await ok(await client.get("/v1/webhook-subscriptions"))
+    assert all("secret" not in s for s in listed["items"])
+    get_settings.cache_clear()
+
+
+async def test_assignment_is_delivered_signed_and_logged(
+    committed_client, factory, receiver, allow_loopback
+):
+    client = committed_client
+    sub = await subscribe(client, receiver.url, ["customer.assigned", "customer.unassigned"])
+    await create_tiers(client)
+    manager = await create_manager(client)
+    customer = await create_customer(client)
+    await assign(client, customer["id"], manager["id"], **{})
+    await assign(client, customer["id"], None)
+
+    assert await dispatcher.drain(factory, settings=SETTINGS) == 2
+    assert [r.json["type"] for r in receiver.received] == [
+        "customer.assigned",
+        "customer.unassigned",
+    ]
+    first = receiver.received[0]
+    payload = first.verify(sub["secret"])
+    assert payload["data"]["customer_id"] == customer["id"]
+    assert payload["data"]["manager_id"] == manager["id"]
+    assert payload["data"]["old_manager_id"] is None
+    assert payload["data"]["reason"] == "manual"
+    assert receiver.received[1].json["data"]["old_manager_id"] == manager["id"]
+    with pytest.raises(WebhookVerificationError):
+        first.verify("whsec_" + "QUJD" * 8)
+
+    log = await deliveries(client, subscription_id=sub["id"])
+    assert {d["status"] for d in log} == {"delivered"}
+    assert all(d["attempts"] == 1 and d["last_status_code"] == 200 for d in log)
+    detail = await ok(await client.get(f"/v1/webhook-deliveries/{log[0]['id']}"))
+    assert len(detail["attempt_log"]) == 1 and detail["attempt_log"][0]["latency_ms"] >= 0
+    assert detail["payload"]["type"] == log[0]["event_type"]
+
+
+async def test_no_subscriber_no_event_and_types_filter(
+    committed_client, factory, receiver, allow_loopback
+):
+    client = committed_client
+    await create_tiers(client)
+    manager = await create_manager(client)
+    customer = await create_customer(client)
+    await assign(client, customer["id"], manager["id"])  # nobody subscribed yet
+    await subscribe(client, receiver.url, ["handover.completed"])
+    await assign(client, customer["id"], None)  # not a subscribed type
+    assert await dispatcher.drain(factory, settings=SETTINGS) == 0
+    assert receiver.received == []
+
+
+async def test_500_then_200_is_delivered_on_the_retry_with_the_same_id(
+    committed_client, factory, receiver, allow_loopback
+):
+    client = committed_client
+    sub = await subscribe(client, receiver.url)
+    await create_tiers(client)
+    manager = await create_manager(client)
+    customer = await create_customer(client)
+    receiver.answers = [(500, {})]
+    await assign(client, customer["id"], manager["id"])
+
+    now = datetime.now(UTC)
+    assert await dispatcher.drain(factory, settings=SETTINGS, now=now) == 1
+    (pending,) = await deliveries(client)
+    assert pending["status"] == "pending" and pending["last_status_code"] == 500
+    retry_at = datetime.fromisoformat(pending["next_attempt_at"])
+    assert timedelta(seconds=4) <= retry_at - now <= timedelta(seconds=6), "5 s ± jitter"
+    assert await dispatcher.drain(factory, settings=SETTINGS, now=now) == 0, "not before due"
+
+    assert await dispatcher.drain(factory, settings=SETTINGS, now=now + timedelta(seconds=7)) == 1
+    (done,) = await deliveries(client)
+    assert done["status"] == "delivered" and done["attempts"] == 2
+    first, second = receiver.received
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    second.verify(sub["secret"])
+
+
+async def test_retry_after_is_honoured_and_redirects_are_not_followed(
+    committed_client, factory, receiver, allow_loopback
+):
+    client = committed_client
+    await subscribe(client, receiver.url)
+    await create_tiers(client)
+    manager = await create_manager(client)
+    a = await create_customer(client)
+    b = await create_customer(client)
+    receiver.answers = [(503, {"Retry-After": "600"}), (302, {"Location": "http://127.0.0.1:1/"})]
+    await assign(client, a["id"], manager["id"])
+    await assign(client, b["id"], manager["id"])
+    now = datetime.now(UTC)
+    assert await dispatcher.drain(factory, settings=SETTINGS, now=now) == 2
+    log = {d["customer_id"]: d for d in await deliveries(client)}
+    assert len(receiver.received) == 2, "the redirect was not followed"
+    codes = sorted(d["last_status_code"] for d in log.values())
+    assert codes == [302, 503]
+    for d in log.values():
+        assert d["status"] == "pending"
+        wait = datetime.fromisoformat(d["next_attempt_at"]) - now
+        if d["last_status_code"] == 503:
+            assert wait >= timedelta(seconds=600)
+        else:
+            assert wait < timedelta(seconds=10)
+
+
+async def test_410_disables_the_subscription(committed_client, factory, receiver, allow_loopback):
+    client = committed_client
+    sub = await subscribe(client, receiver.url)
+    await create_tiers(client)
+    manager = await create_manager(client)
+    a = await create_customer(client)
+    receiver.default = (410, {})
+    await assign(client, a["id"], manager["id"])
+    await dispatcher.drain(factory, settings=SETTINGS)
+    state = await ok(await client.get(f"/v1/webhook-subscriptions/{sub['id']}"))
+    assert state["enabled"] is False and "410" in state["disabled_reason"]
+    (d,) = await deliveries(client)
+    assert d["status"] == "failed"
+    # a disabled subscription gets no new deliveries
+    await assign(client, a["id"], None)
+    assert len(await deliveries(client)) == 1
+
+
+async def test_worker_killed_between_send_and_record_redelivers_same_id(
+    committed_client, factory, receiver, allow_loopback
+):
+    client = committed_client
+    sub = await subscribe(client, receiver.url)
+    await create_tiers(client)
+    manager = await create_manager(client)
+    customer = await create_customer(client)
+    await assign(client, customer["id"], manager["id"])
+
+    now = datetime.now(UTC)
+    async with session_scope(factory) as session:  # the worker claims...
+        (claimed,) = await dispatcher.claim(session, now=now, limit=10, lease=timedelta(seconds=12))
+    async with dispatcher.build_client(SETTINGS) as http:  # ...sends, and dies before recording
+        sent = await dispatcher.send(http, claimed, allow_private=True)
+    assert sent.ok and len(receiver.received) == 1
+
+    (lost,) = await deliveries(client)
+    assert lost["status"] == "pending", "nothing recorded: still pending"
+    assert await dispatcher.drain(factory, settings=SETTINGS, now=now) == 0, "leased"
+    later = now + timedelta(seconds=60)
+    assert await dispatcher.drain(factory, settings=SETTINGS, now=later) == 1
+    first, second = receiver.received
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    assert second.verify(sub["secret"]) == first.verify(sub["secret"])
+    (done,) = await deliveries(client)
+    assert done["status"] == "delivered"
+
+
+async def test_receiver_down_keeps_everything_pending_in_customer_order(
+    committed_client, factory, allow_loopback
+):
+    client = committed_client
+    await subscribe(client, closed_port_url())
+    await create_tiers(client)
+    m1 = await create_manager(client)
+    m2 = await create_manager(client)
+    customers = [await create_customer(client) for _ in range(3)]
+    for c in customers:
+        await assign(client, c["id"], m1["id"])
+    await assign(client, customers[0]["id"], m2["id"])  # a second event for the same customer
+
+    now = datetime.now(UTC)
+    attempted = await dispatcher.drain(factory, settings=SETTINGS, now=now)
+    assert attempted == 3, "the customer's second event waits behind its first"
+    log = await deliveries(client)
+    assert len(log) == 4 and {d["status"] for d in log} == {"pending"}
+    for d in log:
+        assert d["next_attempt_at"] is not None
+    tried = [d for d in log if d["attempts"] == 1]
+    assert len(tried) == 3 and all(d["last_error"] for d in tried)
+    waiting = [d for d in log if d["attempts"] == 0]
+    assert len(waiting) == 1 and waiting[0]["customer_id"] == customers[0]["id"]
+
+
+async def test_rotation_signs_with_both_secrets_during_grace(
+    committed_client, factory, receiver, allow_loopback
+):
+    client = committed_client
+    sub = await subscribe(client, receiver.url)
+    rotated = await ok(
+        await client.post(f"/v1/webhook-subscriptions/{sub['id']}/rotate-secret", json={})
+    )
+    assert rotated["secret"] != sub["secret"] and rotated["previous_secret_expires_at"]
+    await create_tiers(client)
+    manager = await create_manager(client)
+    customer = await create_customer(client)
+    await assign(client, customer["id"], manager["id"])
+    await dispatcher.drain(factory, settings=SETTINGS)
+    (got,) = receiver.received
+    got.verify(sub["secret"])
+    got.verify(rotated["secret"])
+    assert len(got.headers["webhook-signature"].split(" ")) == 2
+
+    await ok(
+        await client.post(
+            f"/v1/webhook-subscriptions/{sub['id']}/rotate-secret", json={"grace_hours": 0}
+        )
+    )
+    await assign(client, customer["id"], None)
+    await dispatcher.drain(factory, settings=SETTINGS)
+    with pytest.raises(WebhookVerificationError):
+        receiver.received[1].verify(rotated["secret"])
+
+
+async def test_manual_redelivery_sends_again(committed_client, factory, receiver, allow_loopback):
+    client = committed_client
+    sub = await subscribe(client, receiver.url)
+    await create_tiers(client)
+    manager = await create_manager(client)
+    customer = await create_customer(client)
+    await assign(client, customer["id"], manager["id"])
+    await dispatcher.drain(factory, settings=SETTINGS)
+    (d,) = await deliveries(client)
+    again = await ok(await client.post(f"/v1/webhook-deliveries/{d['id']}/redeliver"), 202)
+    assert again["status"] == "pending"
+    await dispatcher.drain(factory, settings=SETTINGS)
+    assert len(receiver.received) == 2
+    assert Webhook(sub["secret"]).verify(
+        receiver.received[1].body.decode(), receiver.received[1].headers
+    )
+    assert_problem(await client.post("/v1/webhook-deliveries/999999/redeliver"), 404)
