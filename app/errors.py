@@ -144,7 +144,7 @@ _PROBLEM_SCHEMA = {
 }
 
 _DESCRIPTIONS = {
-    400: "Bad request",
+    400: "Bad request (e.g. a body that is not valid JSON)",
     401: "Missing or invalid API key",
     403: "The API key's role may not do this",
     404: "Not found",

@@ -2,7 +2,7 @@
 
 It does, for every route, what would otherwise be repeated in each one:
 - documents the errors the platform adds (401/403/429 for routes that need a key; 409/422
-  for Idempotency-Key on POST; 413 for bodies) so the OpenAPI spec stays honest;
+  for Idempotency-Key on POST; 400/413 for bodies) so the OpenAPI spec stays honest;
 - adds the ``Idempotency-Key`` dependency to every POST;
 - after the endpoint succeeded and before the request's transaction commits, stores the
   idempotent response and appends the audit event, so both commit with the change itself.
@@ -47,7 +47,7 @@ class BatonRoute(APIRoute):
             deps.append(Depends(idempotency))
             extra |= {409, 422}
         if method_set - SAFE_METHODS:
-            extra.add(413)
+            extra |= {400, 413}  # a body that is not JSON/UTF-8; a body over the size limit
         merged = {**problem_responses(*extra, validation=False), **(responses or {})}
         super().__init__(
             path, endpoint, methods=methods, dependencies=deps, responses=merged, **kwargs
