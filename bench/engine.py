@@ -23,7 +23,17 @@ import numpy as np
 from scipy.optimize import linprog
 from scipy.sparse import coo_matrix
 
-from app.engine import CustomerColumns, Manager, PlanOptions, RuleSet, Tier, plan_assignments
+from app.engine import (
+    NO_TIME,
+    CustomerColumns,
+    Manager,
+    PlanOptions,
+    RebalanceOptions,
+    RuleSet,
+    Tier,
+    plan_assignments,
+    rebalance,
+)
 
 TIERS = [
     Tier("strategic", 1, 8, 4),
@@ -160,17 +170,108 @@ def run(n_customers: int, n_managers: int, strategies: list[str], by_language: b
         )
 
 
+INDUSTRIES = ("energy", "finance", "health", "media", "retail", "tech")
+
+
+def make_owned(n_customers: int, n_managers: int, seed: int = 11) -> tuple[CustomerColumns, list]:
+    """A book as the service loads it for a rebalance: every customer owned by a manager of a
+    high enough level, loads uneven (each manager filled towards 0.6-1.4× its fair share), 2 %
+    pinned, moves spread over the last two years (~11 % inside the 90-day guard)."""
+    cols, managers = make(n_customers, n_managers, seed)
+    rng = np.random.default_rng(seed + 1)
+    level = np.array([m.level for m in managers])
+    cap = np.array([m.capacity for m in managers], float)
+    share = 0.85 * cap * rng.uniform(0.6, 1.4, n_managers)
+    owner = np.empty(n_customers, np.int32)
+    load = np.zeros(n_managers)
+    for t, tier in enumerate(TIERS):
+        rows = np.flatnonzero(cols.tier == t)
+        ok = np.flatnonzero(level >= tier.min_manager_level)
+        room = np.maximum(share[ok] - load[ok], 1e-3)
+        owner[rows] = rng.choice(ok, size=len(rows), p=room / room.sum())
+        load += np.bincount(owner[rows], minlength=n_managers) * tier.weight
+    weight = np.array([t.weight for t in TIERS])[cols.tier]
+    workload = np.bincount(owner, weights=weight, minlength=n_managers).astype(int)
+    now = int(NOW.timestamp())
+    moved = now - rng.integers(0, 730 * 86_400, n_customers)
+    moved[rng.random(n_customers) < 0.1] = NO_TIME
+    owned = CustomerColumns(
+        ids=cols.ids,
+        tier=cols.tier,
+        tier_codes=cols.tier_codes,
+        region=cols.region,
+        regions=cols.regions,
+        language=cols.language,
+        languages=cols.languages,
+        industry=rng.integers(-1, len(INDUSTRIES), n_customers).astype(np.int32),
+        industries=INDUSTRIES,
+        pinned=rng.random(n_customers) < 0.02,
+        owner=owner,
+        owner_ids=tuple(m.id for m in managers),
+        last_moved_at=moved,
+    )
+    staffed = []
+    for j, m in enumerate(managers):
+        k = 1 + int(rng.integers(0, 2))
+        industries = tuple(sorted(rng.choice(INDUSTRIES, size=k, replace=False).tolist()))
+        staffed.append(
+            Manager(
+                id=m.id,
+                level=m.level,
+                capacity=m.capacity,
+                workload=int(workload[j]),
+                region=m.region,
+                languages=m.languages,
+                industries=industries,
+            )
+        )
+    return owned, staffed
+
+
+def run_rebalance(n_customers: int, n_managers: int, target: float = 0.9) -> None:
+    cols, managers = make_owned(n_customers, n_managers)
+    cap = np.array([m.capacity for m in managers], float)
+    util = np.array([m.workload for m in managers]) / cap
+    print(
+        f"\nrebalance {n_customers:,} customers × {n_managers:,} managers, default rules, "
+        f"target {target}  (before: peak {util.max():.4f}, {int((util > target).sum())} managers "
+        f"over target)"
+    )
+    options = RebalanceOptions(now=NOW, target_utilization=target, explain="none")
+    rules = RuleSet.default()
+    started = time.perf_counter()
+    plan = rebalance(cols, managers, TIERS, rules, options)
+    elapsed = time.perf_counter() - started
+    tracemalloc.start()
+    rebalance(cols, managers, TIERS, rules, options)
+    _, peak_mem = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    m = plan.metrics
+    after = np.array([x.workload_after for x in plan.managers]) / cap
+    print(
+        f"  {'time':>9} {'peak':>8} {'spread':>8} {'moved':>8} {'over target':>12} {'peak mem':>10}"
+    )
+    print(
+        f"  {elapsed * 1000:>7.0f}ms {m.peak_utilization:>8.4f} {m.utilization_spread:>8.4f} "
+        f"{m.moved:>8} {int((after > target + 1e-9).sum()):>12} {peak_mem / 2**20:>7.1f}MiB"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only 10k customers × 100 managers")
+    parser.add_argument("--only", choices=["plan", "rebalance"], help="run one part only")
     args = parser.parse_args()
     strategies = ["balanced", "optimal", "round_robin"]
     sizes = (
         [(10_000, 100)] if args.quick else [(10_000, 100), (100_000, 1_000), (1_000_000, 10_000)]
     )
     for n_customers, n_managers in sizes:
-        for by_language in (False, True):
-            run(n_customers, n_managers, strategies, by_language)
+        if args.only != "rebalance":
+            for by_language in (False, True):
+                run(n_customers, n_managers, strategies, by_language)
+        if args.only != "plan":
+            run_rebalance(n_customers, n_managers)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ class Classes:
     rep: np.ndarray  # a representative row (the lowest id) per class
     weight: np.ndarray  # per class
     min_level: np.ndarray  # per class
+    ignore_current: bool = False  # rules see no current owner (a rebalance moves customers away)
 
     def __len__(self) -> int:
         return len(self.rep)
@@ -52,15 +53,19 @@ def _key(columns: list[np.ndarray]) -> np.ndarray:
     return inverse
 
 
-def build_classes(problem: Problem, rows: np.ndarray) -> Classes:
-    """Group `rows` (given in customer-id order) into classes."""
+def build_classes(problem: Problem, rows: np.ndarray, *, ignore_current: bool = False) -> Classes:
+    """Group `rows` (given in customer-id order) into classes.
+
+    With `ignore_current`, rules are evaluated as if the customers had no current owner (for
+    customers leaving their owner), so the owner does not split classes.
+    """
     if len(rows) == 0:
         empty = np.zeros(0, np.int64)
-        return Classes(empty, np.zeros(1, np.int64), empty, empty, empty, empty)
+        return Classes(empty, np.zeros(1, np.int64), empty, empty, empty, empty, ignore_current)
     cols = problem.cols
     columns = [cols.tier[rows].astype(np.int64)]
     columns += problem.evaluator.class_key_columns(rows)
-    if problem.evaluator.reads_current:
+    if problem.evaluator.reads_current and not ignore_current:
         columns.append(problem.owner[rows].astype(np.int64))
     if problem.evaluator.reads_former and cols.former_owners:
         signature: dict[tuple[int, ...], int] = {(): 0}
@@ -79,13 +84,15 @@ def build_classes(problem: Problem, rows: np.ndarray) -> Classes:
     first_position = grouping[starts[:-1]]
     weight = problem.weight[rep]
     order = np.lexsort((first_position, -weight, problem.rank[rep]))
-    return Classes(grouped, starts, order, rep, weight, problem.min_level[rep])
+    return Classes(grouped, starts, order, rep, weight, problem.min_level[rep], ignore_current)
 
 
 def class_eligibility(problem: Problem, classes: Classes, c: int) -> tuple[np.ndarray, np.ndarray]:
     """(eligible under every rule except capacity, preference score) over managers."""
     rep = int(classes.rep[c])
     current, former = problem.relations(rep)
+    if classes.ignore_current:
+        current = -1
     ok, pref = problem.evaluator.row(rep, current, former)
     ok &= problem.receivable & (problem.level >= classes.min_level[c])
     return ok, pref

@@ -10,6 +10,7 @@ import numpy as np
 from app.engine.classes import Classes, class_eligibility
 from app.engine.facts import EngineError
 from app.engine.fill import water_fill
+from app.engine.lookahead import Reservations, grouped_fill, plan_reservations
 from app.engine.plan import Outcome
 from app.engine.problem import Problem
 
@@ -49,33 +50,87 @@ def place_class(
     return placed
 
 
+MAX_LOOKAHEAD_CELLS = 50_000_000
+"""Above this many (class × manager) cells the lookahead's eligibility matrix is not built and
+`balanced` places greedily without reservations."""
+
+
 def run_balanced(
-    problem: Problem, classes: Classes, outcome: Outcome, load: np.ndarray, penalty: float
-) -> None:
-    """Heaviest, most important classes first; each customer to the best score, water-filled."""
+    problem: Problem,
+    classes: Classes,
+    outcome: Outcome,
+    load: np.ndarray,
+    penalty: float,
+    *,
+    limit: np.ndarray | None = None,
+    ceiling: float = 1.0,
+    reason: tuple[str, ...] = ("balanced",),
+) -> Reservations | None:
+    """Heaviest, most important classes first; each customer to the best score, water-filled.
+
+    Each class may only use what the lookahead does not keep for classes still to come (see
+    `lookahead`), so a class with few eligible managers still finds them with room. `limit`
+    caps each manager's load (default: capacity). Returns the reservations (None when placed
+    without lookahead).
+    """
+    limit = problem.capacity if limit is None else limit
+    reservations = None
+    if penalty > 0 and 0 < len(classes) * len(problem.managers) <= MAX_LOOKAHEAD_CELLS:
+        ok = np.zeros((len(classes), len(problem.managers)), bool)
+        for c in range(len(classes)):
+            ok[c] = class_eligibility(problem, classes, c)[0]
+        sizes = np.diff(classes.starts)
+        reservations = plan_reservations(
+            ok, sizes, classes.weight, classes.order, load, problem.capacity, limit, ceiling
+        )
+        del ok
     for c in classes.order:
+        c = int(c)
         rows = classes.members(c)
         weight = int(classes.weight[c])
-        ok, pref = class_eligibility(problem, classes, int(c))
+        ok, pref = class_eligibility(problem, classes, c)
         if not ok.any():
             outcome.set(rows, -1, NO_ELIGIBLE)
             continue
-        room = np.where(ok, (problem.capacity - load) // weight, 0)
-        candidates = np.flatnonzero(room > 0)
-        counts = water_fill(
-            pref[candidates],
-            load[candidates],
-            problem.capacity[candidates],
-            room[candidates],
-            weight,
-            len(rows),
-            penalty,
-        )
+        room = np.where(ok, np.maximum(limit - load, 0) // weight, 0)
+        counts = np.zeros(len(load), np.int64)
+        wanted = len(rows)
+        if reservations is not None:
+            wanted = int(reservations.admitted[c])
+            inside = np.flatnonzero((room > 0) & (reservations.bucket_of >= 0))
+            budget = np.floor(reservations.budget(c) / weight + 1e-9).astype(np.int64)
+            counts[inside] = grouped_fill(
+                pref[inside],
+                load[inside],
+                problem.capacity[inside],
+                room[inside],
+                reservations.bucket_of[inside],
+                budget,
+                weight,
+                wanted,
+                penalty,
+            )
+            reservations.placed(c, inside, counts[inside] * weight)
+        short = wanted - int(counts.sum())
+        if short > 0:
+            # Without lookahead, or what the reservations' rounding left: plain water-filling.
+            candidates = np.flatnonzero(room > counts)
+            counts[candidates] += water_fill(
+                pref[candidates],
+                load[candidates] + counts[candidates] * weight,
+                problem.capacity[candidates],
+                room[candidates] - counts[candidates],
+                weight,
+                short,
+                penalty,
+            )
+        managers = np.flatnonzero(counts)
         placed = place_class(
-            problem, outcome, load, rows, counts, candidates, weight, pref, penalty, ("balanced",)
+            problem, outcome, load, rows, counts[managers], managers, weight, pref, penalty, reason
         )
         if placed < len(rows):
             outcome.set(rows[placed:], -1, NO_CAPACITY)
+    return reservations
 
 
 def run_successor(
