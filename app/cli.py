@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from app.imports.cli import export_command, import_command
 from app.settings import get_settings
 
 cli = typer.Typer(help="Baton: who manages this customer, and why.", no_args_is_help=True)
@@ -274,6 +275,10 @@ def apikey_generate() -> None:
     from app.auth.keys import generate_key
 
     typer.echo(generate_key())
+
+
+cli.command("import")(import_command)
+cli.command("export")(export_command)
 
 
 @cli.command()

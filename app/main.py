@@ -23,6 +23,7 @@ from app.api.ratelimit import build_rate_limiter
 from app.api.router import v1
 from app.db.session import create_engine, create_session_factory, resolve_database_url
 from app.errors import PROBLEM_CONTENT_TYPE, BatonError, StatementTimeout
+from app.imports.router import IMPORT_MAX_BODY_BYTES
 from app.observability.logging import configure_logging, use_json
 from app.observability.metrics import TelemetryMiddleware
 from app.observability.router import router as metrics_router
@@ -233,7 +234,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(OSError, _connection_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(TelemetryMiddleware)  # inside RequestIdMiddleware: sees the request id
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        overrides=(("/v1/imports/", IMPORT_MAX_BODY_BYTES),),
+    )
     app.add_middleware(RequestIdMiddleware)
     app.include_router(ops_router)
     app.include_router(metrics_router)

@@ -15,11 +15,17 @@ from app.errors import PROBLEM_CONTENT_TYPE
 
 
 class BodySizeLimitMiddleware:
-    """Refuse bodies over ``max_bytes``: at once by Content-Length, else while streaming."""
+    """Refuse bodies over ``max_bytes``: at once by Content-Length, else while streaming.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    ``overrides`` gives other limits to paths under a prefix (bulk imports stream their body
+    and may be far larger)."""
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, overrides: tuple[tuple[str, int], ...] = ()
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.overrides = overrides
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps(
@@ -48,6 +54,10 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        for prefix, limit in self.overrides:
+            if scope["path"].startswith(prefix):
+                await BodySizeLimitMiddleware(self.app, limit)(scope, receive, send)
+                return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(send)

@@ -307,7 +307,9 @@ CUSTOMER_EXPORT = text(
            m.external_ref AS manager_external_ref, c.pinned, c.version, c.created_at,
            c.updated_at
       FROM customers AS c LEFT JOIN managers AS m ON m.id = c.manager_id
+     WHERE c.id > :after
      ORDER BY c.id
+     LIMIT :batch
     """
 )
 MANAGER_EXPORT = text(
@@ -316,6 +318,8 @@ MANAGER_EXPORT = text(
            m.accepting_new, m.region, m.languages, m.industries, m.team, m.version,
            m.created_at, m.updated_at
       FROM managers AS m
+     WHERE m.id > :after
      ORDER BY m.id
+     LIMIT :batch
     """
 )

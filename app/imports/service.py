@@ -395,30 +395,35 @@ def _csv_value(value: Any) -> str:
 async def export_rows(
     factory: SessionFactory, *, resource: str, fmt: ExportFormat, batch: int = BATCH_ROWS
 ) -> AsyncIterator[bytes]:
-    """The resource's rows as CSV or NDJSON chunks, read through a server-side cursor (one
-    statement, so one consistent snapshot), ``batch`` rows per chunk.
+    """The resource's rows as CSV or NDJSON chunks, ``batch`` rows per chunk, read in keyset
+    batches by id (bounded memory whatever the table's size; each batch is its own snapshot,
+    so a row changed during a long export shows its state when its batch was read).
 
     It opens its own session: the response is streamed after the request's session closed."""
     columns = EXPORT_COLUMNS[resource]
     query = repository.CUSTOMER_EXPORT if resource == "customers" else repository.MANAGER_EXPORT
+    dumps = json.JSONEncoder(ensure_ascii=False, default=_json_value).encode
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if fmt == "csv":
+        writer.writerow(columns)
+    after = uuid.UUID(int=0)
     async with factory() as session:
-        result = await session.stream(query, execution_options={"yield_per": batch})
-        if fmt == "csv":
-            buffer = io.StringIO()
-            writer = csv.writer(buffer, lineterminator="\n")
-            writer.writerow(columns)
-            async for rows in result.partitions():
+        while True:
+            rows = (await session.execute(query, {"after": after, "batch": batch})).all()
+            await session.rollback()  # no transaction held open between chunks
+            if fmt == "csv":
                 writer.writerows([_csv_value(v) for v in row] for row in rows)
-                yield buffer.getvalue().encode()
+                chunk = buffer.getvalue()
                 buffer.seek(0)
                 buffer.truncate()
-            if buffer.tell():
-                yield buffer.getvalue().encode()
-        else:
-            dumps = json.JSONEncoder(ensure_ascii=False, default=_json_value).encode
-            async for rows in result.partitions():
-                yield "".join(
+            else:
+                chunk = "".join(
                     dumps(dict(zip(columns, (_json_value(v) for v in row), strict=True))) + "\n"
                     for row in rows
-                ).encode()
-        await session.rollback()
+                )
+            if chunk:
+                yield chunk.encode()
+            if len(rows) < batch:
+                return
+            after = rows[-1][0]

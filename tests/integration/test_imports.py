@@ -258,14 +258,16 @@ async def test_export_streams_csv_and_ndjson_that_import_back(client):
 
 
 async def test_large_csv_import_in_several_batches(client):
+    """Larger than the 1 MiB limit of other requests, and more rows than one batch."""
     await create_tiers(client)
-    n = 12_345
+    n = 30_001
 
     async def stream():
         yield b"external_ref,name,tier\n"
         for start in range(0, n, 1000):
             yield "".join(
-                f"big-{i},Customer {i},long_tail\n" for i in range(start, min(n, start + 1000))
+                f"big-{i},Customer {i} of the long tail,long_tail\n"
+                for i in range(start, min(n, start + 1000))
             ).encode()
 
     r = await client.post("/v1/imports/customers", content=stream(), headers=CSV)
@@ -273,3 +275,57 @@ async def test_large_csv_import_in_several_batches(client):
     assert report["created"] == n and report["failed"] == 0
     r = await client.get("/v1/exports/customers", params={"format": "ndjson"})
     assert len(r.text.splitlines()) == n
+
+
+async def _baton(database: str, *args: str) -> tuple[int, str, str]:
+    import asyncio
+    import os
+    import sys
+    from pathlib import Path
+
+    baton = Path(sys.executable).with_name("baton")
+    process = await asyncio.create_subprocess_exec(
+        str(baton),
+        *args,
+        env={**os.environ, "DATABASE_URL": database},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_cli_import_and_export(fresh_database, committed_client, tmp_path):
+    await create_tiers(committed_client)
+    managers = tmp_path / "managers.ndjson"
+    managers.write_text(
+        _ndjson(
+            {
+                "external_ref": "o-1",
+                "name": "Owner",
+                "email": "o1@example.com",
+                "level": 4,
+                "capacity": 50,
+            }
+        )
+    )
+    code, _, err = await _baton(fresh_database, "import", "managers", str(managers))
+    assert code == 0, err
+    customers = tmp_path / "customers.csv"
+    customers.write_text(
+        "external_ref,name,tier,manager_external_ref\nk-1,One,key,o-1\nk-2,Two,nope,\n"
+    )
+    code, _, err = await _baton(fresh_database, "import", "customers", str(customers))
+    assert code == 1 and "line 3: tier: unknown tier 'nope'" in err
+    assert await _customers(committed_client) == {}
+    code, _, err = await _baton(
+        fresh_database, "import", "customers", str(customers), "--best-effort"
+    )
+    assert code == 1 and "1 created" in err and "1 owners set" in err
+    stored = await _customers(committed_client)
+    assert set(stored) == {"k-1"} and stored["k-1"]["manager_id"] is not None
+
+    code, out, err = await _baton(fresh_database, "export", "customers", "--format", "ndjson")
+    assert code == 0, err
+    [line] = [json.loads(x) for x in out.splitlines()]
+    assert line["external_ref"] == "k-1" and line["manager_external_ref"] == "o-1"
