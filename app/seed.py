@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -155,7 +155,9 @@ async def seed_demo(
             manager_ids=[m for _, m in assigned],
             reason="seed",
             actor="seed",
-            at=now,
+            # Demo books have history: each batch was assigned months ago, so the stability
+            # guard (no move within 90 days) does not freeze a fresh demo.
+            at=now - timedelta(days=rng.randint(120, 720)),
         )
         if progress:
             progress(len(batch))

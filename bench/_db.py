@@ -25,13 +25,13 @@ SELECT gen_random_uuid(), 'Manager ' || g, 'm' || g || '@bench.example', 1 + g %
   FROM generate_series(1, :managers) AS g;
 CREATE TEMP TABLE bench_m AS
 SELECT id, level, row_number() OVER (ORDER BY id) - 1 AS n FROM managers;
-INSERT INTO customers (id, name, tier_code, region, language, industry, manager_id)
+INSERT INTO customers (id, name, tier_code, region, language, industry, manager_id, owner_since)
 SELECT gen_random_uuid(), 'Customer ' || g,
        CASE WHEN g % 20 = 0 THEN 'strategic' WHEN g % 20 < 4 THEN 'key'
             WHEN g % 20 < 12 THEN 'standard' ELSE 'long_tail' END,
        'r' || g % 8, CASE WHEN g % 3 = 0 THEN 'en' ELSE 'zh' END, 'i' || g % 6,
-       (SELECT id FROM bench_m WHERE n = g % :managers)
-  FROM generate_series(1, :customers) AS g;
+       m.id, now() - interval '200 days'
+  FROM generate_series(1, :customers) AS g JOIN bench_m AS m ON m.n = g % :managers;
 INSERT INTO assignments (customer_id, manager_id, started_at, reason, actor)
 SELECT id, manager_id, now() - interval '200 days', 'seed', 'bench' FROM customers;
 ANALYZE;

@@ -28,6 +28,16 @@ _MANAGERS = text(
     """
 )
 
+_MANAGERS_ONLY = text(
+    """
+    SELECT m.id, m.level, m.capacity, 0 AS workload, m.status, m.accepting_new, m.region,
+           m.languages, m.industries, m.team
+      FROM managers AS m
+     WHERE m.status <> 'departed' OR m.id = ANY(CAST(:include AS uuid[]))
+     ORDER BY m.id
+    """
+)
+
 _LOCK_MANAGERS = text("SELECT id FROM managers WHERE status = 'active' ORDER BY id FOR UPDATE")
 
 _CUSTOMERS = text(
@@ -63,16 +73,23 @@ async def load_tiers(session: AsyncSession) -> list[engine.Tier]:
 
 
 async def load_managers(
-    session: AsyncSession, *, include: Sequence[uuid.UUID] = (), lock: bool = False
+    session: AsyncSession,
+    *,
+    include: Sequence[uuid.UUID] = (),
+    lock: bool = False,
+    workloads: bool = True,
 ) -> list[engine.Manager]:
     """All managers that are not departed (plus ``include``), with their current workload.
 
     ``lock`` first takes the row locks of every active manager, so the workloads read stay true
     until the transaction ends: a concurrent manual assignment waits instead of overfilling.
+    Without ``workloads`` the scan over customers is skipped and workloads are 0 (a caller
+    that loads the whole book computes them itself).
     """
     if lock:
         await session.execute(_LOCK_MANAGERS)
-    rows = (await session.execute(_MANAGERS, {"include": list(include)})).mappings().all()
+    query = _MANAGERS if workloads else _MANAGERS_ONLY
+    rows = (await session.execute(query, {"include": list(include)})).mappings().all()
     return [
         engine.Manager(
             id=r["id"],

@@ -17,7 +17,8 @@ from app.webhooks import outbox
 _UPDATE_CUSTOMERS = text(
     """
     UPDATE customers AS c
-       SET manager_id = i.manager_id, version = c.version + 1, updated_at = :at
+       SET manager_id = i.manager_id, version = c.version + 1, updated_at = :at,
+           owner_since = CASE WHEN i.manager_id IS NULL THEN NULL ELSE CAST(:at AS timestamptz) END
       FROM unnest(CAST(:ids AS uuid[]), CAST(:managers AS uuid[])) AS i(id, manager_id)
      WHERE c.id = i.id AND c.manager_id IS DISTINCT FROM i.manager_id
     RETURNING c.id, c.manager_id

@@ -372,7 +372,7 @@ async def rebalance(session: AsyncSession, *, request: RebalanceRequest, actor: 
     """
     if not request.dry_run:
         await lock_placements(session)
-    managers = await loading.load_managers(session, lock=not request.dry_run)
+    managers = await loading.load_managers(session, lock=not request.dry_run, workloads=False)
     managers = [
         m
         for m in managers
@@ -392,6 +392,7 @@ async def rebalance(session: AsyncSession, *, request: RebalanceRequest, actor: 
             {"ids": [m.id for m in managers]},
         )
     customers = await columnar.load_owned_customer_columns(session, tiers=tiers, managers=managers)
+    managers = columnar.with_workloads(managers, customers, tiers)
     rules = await current_rules(session)
     options = engine.RebalanceOptions(
         now=datetime.now(UTC),

@@ -130,6 +130,9 @@ class Customer(Timestamped, Base):
         UUID(as_uuid=True), ForeignKey("managers.id", ondelete="RESTRICT")
     )
     pinned: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
+    # When the current owner got the customer (the open ledger row's start), kept beside the
+    # owner so the engine's stability guard needs no ledger join at a million customers.
+    owner_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Assignment(Base):
@@ -382,87 +385,6 @@ class SatisfactionScore(Base):
     )
 
 
-API_KEY_ROLES = ("admin", "operator", "viewer", "integration")
-
-
-class ApiKey(Base):
-    """An API key: only a SHA-256 of the secret is stored, found by its public prefix."""
-
-    __tablename__ = "api_keys"
-    __table_args__ = (
-        CheckConstraint(_in("role", API_KEY_ROLES), name="role_valid"),
-        Index(
-            "uq_api_keys_active_name",
-            "name",
-            unique=True,
-            postgresql_where=text("revoked_at IS NULL"),
-        ),
-    )
-
-    id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
-    )
-    prefix: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
-    secret_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
-    name: Mapped[str] = mapped_column(Text, nullable=False)
-    role: Mapped[str] = mapped_column(Text, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), nullable=False
-    )
-    created_by: Mapped[str] = mapped_column(Text, nullable=False)
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-
-class IdempotencyRecord(Base):
-    """The stored response of a request sent with an ``Idempotency-Key``, per API key."""
-
-    __tablename__ = "idempotency_keys"
-    __table_args__ = (Index("ix_idempotency_keys_expires_at", "expires_at"),)
-
-    api_key_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
-    )
-    key: Mapped[str] = mapped_column(Text, primary_key=True)
-    fingerprint: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
-    method: Mapped[str] = mapped_column(Text, nullable=False)
-    path: Mapped[str] = mapped_column(Text, nullable=False)
-    status_code: Mapped[int] = mapped_column(SmallInteger, nullable=False)
-    headers: Mapped[dict[str, object]] = mapped_column(JSONB, nullable=False)
-    body: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), nullable=False
-    )
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-
-
-class AuditEvent(Base):
-    """Who (API key name) did what to which resource; written in the change's transaction."""
-
-    __tablename__ = "audit_events"
-    __table_args__ = (
-        Index("ix_audit_events_at", "at", "id"),
-        Index("ix_audit_events_resource", "resource_type", "resource_id", "id"),
-        Index("ix_audit_events_actor", "actor", "id"),
-    )
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), nullable=False
-    )
-    actor: Mapped[str] = mapped_column(Text, nullable=False)
-    api_key_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
-    role: Mapped[str | None] = mapped_column(Text)
-    action: Mapped[str] = mapped_column(Text, nullable=False)
-    method: Mapped[str] = mapped_column(Text, nullable=False)
-    path: Mapped[str] = mapped_column(Text, nullable=False)
-    resource_type: Mapped[str | None] = mapped_column(Text)
-    resource_id: Mapped[str | None] = mapped_column(Text)
-    status_code: Mapped[int] = mapped_column(SmallInteger, nullable=False)
-    request_id: Mapped[str | None] = mapped_column(Text)
-
-
 WEBHOOK_ADAPTERS = ("standard", "hubspot", "generic-hmac")
 INBOX_STATUSES = ("received", "processed", "failed", "ignored")
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
@@ -639,3 +561,84 @@ class WebhookAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[int] = mapped_column(Integer, nullable=False)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+API_KEY_ROLES = ("admin", "operator", "viewer", "integration")
+
+
+class ApiKey(Base):
+    """An API key: only a SHA-256 of the secret is stored, found by its public prefix."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint(_in("role", API_KEY_ROLES), name="role_valid"),
+        Index(
+            "uq_api_keys_active_name",
+            "name",
+            unique=True,
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    prefix: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    secret_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    role: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    created_by: Mapped[str] = mapped_column(Text, nullable=False)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotencyRecord(Base):
+    """The stored response of a request sent with an ``Idempotency-Key``, per API key."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_expires_at", "expires_at"),)
+
+    api_key_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    fingerprint: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    method: Mapped[str] = mapped_column(Text, nullable=False)
+    path: Mapped[str] = mapped_column(Text, nullable=False)
+    status_code: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    headers: Mapped[dict[str, object]] = mapped_column(JSONB, nullable=False)
+    body: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class AuditEvent(Base):
+    """Who (API key name) did what to which resource; written in the change's transaction."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_at", "at", "id"),
+        Index("ix_audit_events_resource", "resource_type", "resource_id", "id"),
+        Index("ix_audit_events_actor", "actor", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    actor: Mapped[str] = mapped_column(Text, nullable=False)
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    role: Mapped[str | None] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text, nullable=False)
+    method: Mapped[str] = mapped_column(Text, nullable=False)
+    path: Mapped[str] = mapped_column(Text, nullable=False)
+    resource_type: Mapped[str | None] = mapped_column(Text)
+    resource_id: Mapped[str | None] = mapped_column(Text)
+    status_code: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    request_id: Mapped[str | None] = mapped_column(Text)

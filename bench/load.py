@@ -1,0 +1,255 @@
+"""Load benchmark: Baton served as in the README, against ceilings measured in the same run.
+
+Needs `wrk` (Debian: `apt-get install wrk`). Starts a private Postgres, seeds demo data, then
+for 1 and 2 uvicorn workers measures with wrk (64 connections unless told otherwise):
+a bare endpoint (/healthz), a FastAPI endpoint doing one raw asyncpg fetch (bench/raw_app.py),
+and Baton's GET /v1/customers/{id}, a filtered list page, a manual-assignment PATCH and
+POST /v1/customers/{id}/assign. Prints req/s, p50/p99 and ratios to the ceilings.
+
+    python -m bench.load [--duration 10] [--connections 64] [--customers 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.db.migrate import upgrade
+from app.db.session import create_session_factory, session_scope
+from app.seed import seed_demo
+from bench._db import server_url
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def prepare(customers: int) -> tuple[str, list[str], list[str], str | None]:
+    """A seeded database; returns (url, customer ids, manager ids, admin api key or None)."""
+    admin_url = server_url()
+    name = f"load_{os.getpid()}"
+    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+        await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    await admin.dispose()
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    await asyncio.to_thread(upgrade, url)
+    engine = create_async_engine(url)
+    factory = create_session_factory(engine)
+    async with session_scope(factory) as session:
+        await seed_demo(session, customers=customers, managers=max(10, customers // 100))
+    async with engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        ids = [str(r[0]) for r in await raw.fetch("SELECT id FROM customers LIMIT 5000")]
+        managers = [
+            str(r[0])
+            for r in await raw.fetch(
+                "SELECT id FROM managers WHERE level = 5 AND status = 'active'"
+            )
+        ]
+    key = await _admin_key(factory)
+    await engine.dispose()
+    return url, ids, managers, key
+
+
+async def _admin_key(factory) -> str | None:
+    try:
+        from app.auth import service as auth  # API keys exist once the auth package is there
+    except ImportError:
+        return None
+    async with session_scope(factory) as session:
+        created = await auth.create_api_key(session, name="load-bench", role="admin", actor="bench")
+    return created.key
+
+
+def start(cmd: list[str], env: dict[str, str], port: int, ready: str) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{ready}", timeout=1) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
+
+
+def lua(requests: list[tuple[str, str, str | None]], key: str | None) -> str:
+    """A wrk script picking one of ``requests`` (method, path, body) at random per request."""
+    lines = ['wrk.headers["Content-Type"] = "application/json"']
+    if key:
+        lines.append(f'wrk.headers["Authorization"] = "Bearer {key}"')
+    lines.append("reqs = {")
+    for method, path, body in requests:
+        lines.append(f"  {{{json.dumps(method)}, {json.dumps(path)}, {json.dumps(body or '')}}},")
+    lines.append("}")
+    lines.append(
+        "request = function()\n"
+        "  local r = reqs[math.random(#reqs)]\n"
+        "  local body = nil\n"
+        "  if r[3] ~= '' then body = r[3] end\n"
+        "  return wrk.format(r[1], r[2], nil, body)\n"
+        "end"
+    )
+    return "\n".join(lines)
+
+
+def wrk(url: str, script: str, *, connections: int, duration: int) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+    threads = min(2, connections)
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            f.name,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    os.unlink(f.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+
+    def pct(p: str) -> float:
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    return {
+        "rps": rps,
+        "p50": pct("50"),
+        "p99": pct("99"),
+        "errors": int(errors.group(1)) if errors else 0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--customers", type=int, default=20_000)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+    url, ids, managers, key = asyncio.run(prepare(args.customers))
+    env = {**os.environ, "DATABASE_URL": url, "BATON_LOG_LEVEL": "WARNING"}
+    gets = [("GET", f"/v1/customers/{i}", None) for i in ids[:2000]]
+    lists = [("GET", "/v1/customers?tier=key&region=east&limit=50", None)]
+    patches = [
+        (
+            "PATCH",
+            f"/v1/customers/{i}?force=true",
+            json.dumps({"manager_id": managers[n % len(managers)]}),
+        )
+        for n, i in enumerate(ids[2000:4000])
+    ]
+    assigns = [
+        ("POST", f"/v1/customers/{i}/assign", json.dumps({"dry_run": True})) for i in ids[:2000]
+    ]
+    raw_gets = [("GET", f"/raw/customers/{i}", None) for i in ids[:2000]]
+    results: dict[int, dict[str, dict[str, float]]] = {}
+    for workers in (1, 2):
+        port, raw_port = free_port(), free_port()
+        baton = start(
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--no-worker",
+            ],
+            env,
+            port,
+            "/readyz",
+        )
+        raw = start(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.raw_app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(raw_port),
+                "--workers",
+                str(workers),
+                "--log-level",
+                "warning",
+            ],
+            env,
+            raw_port,
+            "/docs",
+        )
+        base, raw_base = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{raw_port}"
+        c, d = args.connections, args.duration
+        try:
+            r = results[workers] = {
+                "bare /healthz": wrk(
+                    base, lua([("GET", "/healthz", None)], None), connections=c, duration=d
+                ),
+                "raw asyncpg endpoint": wrk(
+                    raw_base, lua(raw_gets, None), connections=c, duration=d
+                ),
+                "GET customer": wrk(base, lua(gets, key), connections=c, duration=d),
+                "GET customer, 1 connection": wrk(base, lua(gets, key), connections=1, duration=d),
+                "list page (filtered)": wrk(base, lua(lists, key), connections=c, duration=d),
+                "PATCH manual assignment": wrk(base, lua(patches, key), connections=c, duration=d),
+                "POST assign (dry run)": wrk(base, lua(assigns, key), connections=c, duration=d),
+            }
+        finally:
+            baton.terminate()
+            raw.terminate()
+            baton.wait(20)
+            raw.wait(20)
+        print(f"\n{workers} worker(s), {args.connections} connections, {args.duration}s each")
+        print(f"{'scenario':32} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+        for name, m in r.items():
+            print(f"{name:32} {m['rps']:9.0f} {m['p50']:8.2f} {m['p99']:8.2f} {m['errors']:8d}")
+        get = r["GET customer"]["rps"]
+        print(
+            f"GET customer / bare endpoint: {get / r['bare /healthz']['rps']:.2f}×; "
+            f"/ raw asyncpg endpoint: {get / r['raw asyncpg endpoint']['rps']:.2f}× (target ≥ 0.6×)"
+        )
+    scale = results[2]["GET customer"]["rps"] / results[1]["GET customer"]["rps"]
+    print(f"\n2 workers / 1 worker (GET customer): {scale:.2f}× (target ≥ 1.6×)")
+
+
+if __name__ == "__main__":
+    main()
