@@ -133,6 +133,8 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
             code="invalid_input",
             errors=[{"loc": ["request"], "msg": message, "type": "data_error"}],
         )
+    if exc.connection_invalidated or (_sqlstate(exc) or "").startswith(("08", "57P")):
+        return await _connection_error(request, exc)  # lost or refused connection, restart
     if _sqlstate(exc) == "57014":  # query_canceled: the statement timeout fired
         timeout = StatementTimeout(
             "The request ran longer than the database statement timeout and was cancelled; "

@@ -9,7 +9,6 @@ repeatable; set BATON_FUZZ_EXAMPLES to dig deeper locally.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,8 +19,8 @@ import httpx
 import pytest
 
 from app.auth.keys import generate_key
+from tests.integration.live import ROOT, api_server
 
-ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "openapi" / "openapi.json"
 CHECKS = (
     "not_a_server_error",
@@ -31,57 +30,12 @@ CHECKS = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def live_server(fresh_database: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """uvicorn serving the app on a database of its own, with a bootstrap admin key."""
     key = generate_key()
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": fresh_database,
-        "BATON_BOOTSTRAP_ADMIN_KEY": key,
-        "BATON_RUN_WORKER": "false",
-        "BATON_RATE_LIMIT": "",
-        "BATON_LOG_LEVEL": "WARNING",
-        "BATON_DATA_DIR": str(tmp_path),
-    }
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"),
-            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, (tmp_path / "server.log").read_text()
-            time.sleep(0.2)
-        else:
-            pytest.fail("the server did not become ready")
+    with api_server(fresh_database, key, tmp_path) as url:
         yield url, key
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-        log.close()
-        output = (tmp_path / "server.log").read_text()
-        assert "Traceback" not in output, output[-5000:]
 
 
 def _seed(url: str, key: str) -> None:

@@ -1,0 +1,92 @@
+"""Run Baton as real processes (uvicorn, the worker) for fuzzing and fault tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def baton_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "BATON_RUN_WORKER": "false",
+        "BATON_RATE_LIMIT": "",
+        "BATON_LOG_LEVEL": "WARNING",
+        "BATON_DATA_DIR": str(data_dir),
+        **extra,
+    }
+
+
+@contextlib.contextmanager
+def api_server(
+    database_url: str, admin_key: str, data_dir: Path, name: str = "api"
+) -> Iterator[str]:
+    """uvicorn serving the app on ``database_url`` with ``admin_key`` bootstrapped; yields the
+    base URL. Fails the test if the server logged a traceback."""
+    port = free_port()
+    env = baton_env(database_url, data_dir, BATON_BOOTSTRAP_ADMIN_KEY=admin_key)
+    log_path = data_dir / f"{name}.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"),
+                *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                assert server.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, "the server did not become ready"
+                time.sleep(0.2)
+            yield url
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+    output = log_path.read_text()
+    assert "Traceback" not in output, output[-5000:]
+
+
+@contextlib.contextmanager
+def worker_process(database_url: str, data_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``baton worker`` on ``database_url``."""
+    log_path = data_dir / "worker.log"
+    with log_path.open("w") as log:
+        worker = subprocess.Popen(
+            [str(Path(sys.executable).parent / "baton"), "worker"],
+            cwd=ROOT,
+            env=baton_env(database_url, data_dir),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield worker
+        finally:
+            if worker.poll() is None:
+                worker.terminate()
+                worker.wait(timeout=30)
