@@ -30,6 +30,7 @@ log = logging.getLogger("baton.worker")
 
 EXECUTE_HANDOVER = "execute_handover"
 DELIVER_WEBHOOKS = "deliver_webhooks"
+PROCESS_INBOUND_WEBHOOK = "process_inbound_webhook"
 SWEEP = "sweep_due_work"
 
 Sweep = Callable[[SessionFactory, datetime], Awaitable[int]]
@@ -97,11 +98,18 @@ async def _deliver_webhooks(factory: SessionFactory, now: datetime) -> int:
     return await drain(factory)
 
 
+async def _process_inbound_webhooks(factory: SessionFactory, now: datetime) -> int:
+    from app.webhooks.inbound.processing import process_stale
+
+    return await process_stale(factory, now=now)
+
+
 SWEEPS: list[Sweep] = [
     _execute_due_handovers,
     _return_due_covers,
     _send_notifications,
     _deliver_webhooks,
+    _process_inbound_webhooks,
 ]
 
 
@@ -140,6 +148,18 @@ def build_queue(connection: asyncpg.Connection, factory: SessionFactory) -> PgQu
         from app.webhooks.outbound.dispatcher import drain_and_reschedule
 
         await drain_and_reschedule(factory)
+
+    @pgq.entrypoint(
+        PROCESS_INBOUND_WEBHOOK,
+        executor_factory=lambda params: DatabaseRetryEntrypointExecutor(
+            parameters=params, max_attempts=3
+        ),
+    )
+    async def process_inbound_webhook(job: Job) -> None:
+        from app.webhooks.inbound.processing import process_event
+
+        assert job.payload is not None
+        await process_event(factory, uuid.UUID(job.payload.decode()))
 
     @pgq.schedule(SWEEP, "* * * * *")
     async def sweep(schedule: Schedule) -> None:

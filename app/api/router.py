@@ -12,6 +12,9 @@ from app.managers.router import router as managers
 from app.rules.router import router as rules
 from app.satisfaction.router import router as satisfaction
 from app.tiers.router import router as tiers
+from app.webhooks.inbound.router import inbound as webhooks_inbound
+from app.webhooks.inbound.router import inbox as webhooks_inbox
+from app.webhooks.inbound.router import sources as webhook_sources
 from app.webhooks.outbound.router import deliveries as webhook_deliveries
 from app.webhooks.outbound.router import subscriptions as webhook_subscriptions
 
@@ -20,7 +23,13 @@ for domain in (tiers, managers, customers, assignments, rules, handovers, satisf
     v1.include_router(domain)
 for domain in (api_keys, audit):
     v1.include_router(domain)
-for domain in (imports, exports):
+for domain in (
+    webhook_subscriptions,
+    webhook_deliveries,
+    webhook_sources,
+    webhooks_inbox,
+    webhooks_inbound,
+):
     v1.include_router(domain)
-for domain in (webhook_subscriptions, webhook_deliveries):
+for domain in (imports, exports):
     v1.include_router(domain)

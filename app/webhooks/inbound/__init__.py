@@ -1,0 +1,1 @@
+"""Inbound webhooks: sources, signature adapters, the inbox and event processing."""

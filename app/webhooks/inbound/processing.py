@@ -1,0 +1,372 @@
+"""Process stored inbound events: each in its own transaction, exactly once per inbox row.
+
+The inbox row is locked while its event is handled, and its status is written in the same
+transaction as the changes the event caused, so a crash leaves it ``received`` (the sweep
+picks it up again) and never half-applied. A domain refusal (unknown customer, invalid
+field, illegal transition) marks it ``failed`` with the reason; it can be retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import RowMapping, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import (
+    Customer,
+    Handover,
+    HandoverItem,
+    InboundEvent,
+    Manager,
+    Tier,
+)
+from app.db.session import SessionFactory, session_scope
+from app.errors import BatonError
+from app.webhooks import outbox
+from app.webhooks.inbound.service import result_json
+
+log = logging.getLogger("baton.webhooks")
+
+
+class Ignored(Exception):
+    """The event is understood but there is nothing to do (with the reason)."""
+
+
+class Failed(Exception):
+    """The event cannot be applied (with the reason)."""
+
+
+Handler = Callable[
+    [AsyncSession, Mapping[str, Any], dict[str, Any], str], Awaitable[dict[str, Any]]
+]
+
+
+def _ref_filter(model: type[Manager] | type[Customer], data: Mapping[str, Any]) -> Any:
+    if data.get("id"):
+        try:
+            return model.id == uuid.UUID(str(data["id"]))
+        except ValueError as exc:
+            raise Failed(f"`id` {data['id']!r} is not a UUID.") from exc
+    if data.get("external_ref"):
+        return model.external_ref == str(data["external_ref"])
+    raise Failed("`data` must name the record by `external_ref` or `id`.")
+
+
+async def _find(
+    session: AsyncSession, model: type[Manager] | type[Customer], data: Mapping[str, Any]
+) -> RowMapping | None:
+    stmt = select(*model.__table__.c).where(_ref_filter(model, data))
+    return (await session.execute(stmt)).mappings().first()
+
+
+def _fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in ("id",)}
+
+
+async def _manager_upserted(
+    session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    from app.managers import service as managers
+    from app.managers.schemas import ManagerCreate, ManagerUpdate
+
+    found = await _find(session, Manager, data)
+    if found is None:
+        out = await managers.create_manager(session, data=ManagerCreate(**_fields(data)))
+        return {"manager_id": out.id, "created": True}
+    fields = {k: v for k, v in _fields(data).items() if k != "status"}
+    await managers.update_manager(session, manager_id=found["id"], data=ManagerUpdate(**fields))
+    return {"manager_id": found["id"], "created": False}
+
+
+async def _manager_deactivated(
+    session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    from app.handovers import service as handovers
+    from app.handovers.schemas import ActionIn, HandoverCreate
+
+    manager = await _find(session, Manager, data)
+    if manager is None:
+        raise Failed("No such manager.")
+    if manager["status"] == "departed":
+        raise Ignored("the manager has already departed")
+    open_id = await session.scalar(
+        select(Handover.id).where(
+            Handover.from_manager_id == manager["id"],
+            Handover.state.in_(("draft", "planned", "approved", "executing")),
+        )
+    )
+    if open_id is not None:
+        raise Ignored(f"the manager already has an open handover {open_id}")
+    created = await handovers.create_handover(
+        session,
+        data=HandoverCreate(
+            from_manager_id=manager["id"],
+            reason="departure",
+            strategy=source["default_strategy"],
+            note=f"Deactivated in {source['name']}.",
+        ),
+        actor=actor,
+    )
+    planned = await handovers.plan_handover(session, handover_id=created.id, actor=actor)
+    result: dict[str, Any] = {"handover_id": planned.id, "state": planned.state}
+    if source["auto_approve"]:
+        try:
+            async with session.begin_nested():
+                approved = await handovers.approve_handover(
+                    session, handover_id=planned.id, data=ActionIn(), actor=actor
+                )
+            result["state"] = approved.state
+        except BatonError as exc:  # e.g. briefings missing: stays planned for a person
+            result["approval_refused"] = exc.detail
+    return result
+
+
+async def _customer_upserted(
+    session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    from app.assignments import service as assignments
+    from app.assignments.schemas import AssignRequest
+    from app.customers import service as customers
+    from app.customers.schemas import CustomerCreate, CustomerUpdate
+
+    found = await _find(session, Customer, data)
+    fields = {k: v for k, v in _fields(data).items() if k != "manager_id"}
+    if found is None:
+        if "name" not in fields or "tier" not in fields:
+            raise Ignored("an unknown customer needs `name` and `tier` to be created")
+        out = await customers.create_customer(
+            session, data=CustomerCreate(**fields), force=False, actor=actor
+        )
+        customer_id, created = out.id, True
+    else:
+        out = await customers.update_customer(
+            session,
+            customer_id=found["id"],
+            data=CustomerUpdate(**fields),
+            force=False,
+            actor=actor,
+        )
+        customer_id, created = found["id"], False
+    result: dict[str, Any] = {"customer_id": customer_id, "created": created}
+    if out.manager_id is None and out.status == "active":
+        placed = await assignments.assign_customer(
+            session, customer_id=customer_id, request=AssignRequest(), actor=actor
+        )
+        result["manager_id"] = placed.decision.manager_id
+    return result
+
+
+async def _customer_tier_changed(
+    session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    from app.assignments import service as assignments
+    from app.assignments.schemas import AssignRequest
+    from app.customers import service as customers
+    from app.customers.schemas import CustomerUpdate
+
+    found = await _find(session, Customer, data)
+    if found is None:
+        raise Failed("No such customer.")
+    if not data.get("tier"):
+        raise Failed("`data.tier` is required.")
+    await customers.update_customer(
+        session,
+        customer_id=found["id"],
+        data=CustomerUpdate(tier=data["tier"]),
+        force=False,
+        actor=actor,
+    )
+    result: dict[str, Any] = {"customer_id": found["id"], "tier": data["tier"]}
+    if found["manager_id"] is None:
+        return result
+    level = await session.scalar(select(Manager.level).where(Manager.id == found["manager_id"]))
+    minimum = await session.scalar(select(Tier.min_manager_level).where(Tier.code == data["tier"]))
+    if level is None or minimum is None or level >= minimum:
+        result["owner_eligible"] = True
+        return result
+    result["owner_eligible"] = False
+    apply = source["tier_change_action"] == "apply"
+    placed = await assignments.assign_customer(
+        session, customer_id=found["id"], request=AssignRequest(dry_run=not apply), actor=actor
+    )
+    result["proposed_manager_id"] = placed.decision.manager_id
+    result["applied"] = placed.applied
+    return result
+
+
+async def _customer_churned(
+    session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    from app.customers import service as customers
+    from app.customers.schemas import CustomerUpdate
+
+    found = await _find(session, Customer, data)
+    if found is None:
+        raise Ignored("unknown customer")
+    if found["status"] == "churned":
+        raise Ignored("already churned")
+    await customers.update_customer(
+        session,
+        customer_id=found["id"],
+        data=CustomerUpdate(status="churned"),
+        force=False,
+        actor=actor,
+    )
+    return {"customer_id": found["id"], "status": "churned"}
+
+
+async def _satisfaction_recorded(
+    session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    from app.satisfaction.schemas import SatisfactionIn
+    from app.satisfaction.service import record_satisfaction
+
+    found = await _find(session, Customer, data)
+    if found is None:
+        raise Failed("No such customer.")
+    try:
+        score = Decimal(str(data.get("score")))
+    except InvalidOperation as exc:
+        raise Failed("`data.score` must be a number from 0 to 10.") from exc
+    measured = SatisfactionIn(
+        score=score,
+        recorded_at=data.get("recorded_at"),
+        source=source["name"][:64],
+        note=data.get("note"),
+    )
+    out = await record_satisfaction(
+        session,
+        customer_id=found["id"],
+        score=measured.score,
+        recorded_at=measured.recorded_at,
+        source=measured.source,
+        note=measured.note,
+    )
+    return {"customer_id": found["id"], "satisfaction_id": out.id}
+
+
+async def _transfer_refused(
+    session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    from app.handovers import service as handovers
+
+    found = await _find(session, Customer, data)
+    if found is None:
+        raise Failed("No such customer.")
+    handover_id = await session.scalar(
+        select(HandoverItem.handover_id)
+        .join(Handover, Handover.id == HandoverItem.handover_id)
+        .where(
+            HandoverItem.customer_id == found["id"],
+            HandoverItem.status.in_(("moved", "refused")),
+            Handover.state == "completed",
+        )
+        .order_by(HandoverItem.moved_at.desc())
+        .limit(1)
+    )
+    if handover_id is None:
+        raise Failed("The customer was not moved by a completed handover.")
+    item = await handovers.refuse_item(
+        session,
+        handover_id=handover_id,
+        customer_id=found["id"],
+        reason=str(data["reason"])[:2000] if data.get("reason") else None,
+        actor=actor,
+    )
+    return {"handover_id": handover_id, "customer_id": found["id"], "status": item.status}
+
+
+HANDLERS: dict[str, Handler] = {
+    "manager.upserted": _manager_upserted,
+    "manager.deactivated": _manager_deactivated,
+    "customer.upserted": _customer_upserted,
+    "customer.tier_changed": _customer_tier_changed,
+    "customer.churned": _customer_churned,
+    "customer.satisfaction_recorded": _satisfaction_recorded,
+    "customer.transfer_refused": _transfer_refused,
+}
+
+_LOCK = text(
+    """
+    SELECT e.id, e.type, e.status, e.body, s.name, s.default_strategy, s.auto_approve,
+           s.tier_change_action
+      FROM webhook_inbound_events AS e JOIN webhook_sources AS s ON s.id = e.source_id
+     WHERE e.id = :id
+       FOR UPDATE OF e SKIP LOCKED
+    """
+)
+
+
+async def process_event(factory: SessionFactory, inbox_id: uuid.UUID) -> str | None:
+    """Handle one stored event; returns its final status (None if busy or already done)."""
+    import json
+
+    async with session_scope(factory) as session:
+        row = (await session.execute(_LOCK, {"id": inbox_id})).mappings().first()
+        if row is None or row["status"] != "received":
+            return None
+        token = outbox.correlation_id.set(f"inbound:{inbox_id}")
+        status, error, result = "processed", None, None
+        try:
+            payload = json.loads(row["body"])
+            data = payload.get("data", payload) if isinstance(payload, dict) else {}
+            if not isinstance(data, dict):
+                raise Failed("`data` must be an object.")
+            handler = HANDLERS.get(row["type"] or "")
+            if handler is None:
+                raise Ignored(f"event type {row['type']!r} is not handled")
+            async with session.begin_nested():
+                result = result_json(await handler(session, row, data, f"webhook:{row['name']}"))
+        except Ignored as exc:
+            status, error = "ignored", str(exc)
+        except Failed as exc:
+            status, error = "failed", str(exc)
+        except BatonError as exc:
+            status, error = "failed", f"{exc.code}: {exc.detail}"
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            status, error = "failed", f"invalid data: {where}: {first.get('msg')}"
+        except ValueError as exc:
+            status, error = "failed", f"invalid data: {exc}"
+        finally:
+            outbox.correlation_id.reset(token)
+        await session.execute(
+            update(InboundEvent)
+            .where(InboundEvent.id == inbox_id)
+            .values(
+                status=status,
+                error=error[:2000] if error else None,
+                result=result,
+                attempts=InboundEvent.attempts + 1,
+                processed_at=datetime.now(UTC),
+            )
+        )
+    log.info("inbound_webhook_processed", extra={"inbox_id": str(inbox_id), "status": status})
+    return status
+
+
+async def process_stale(factory: SessionFactory, *, now: datetime, limit: int = 200) -> int:
+    """The sweep: events still ``received`` a minute after arrival (their job was lost)."""
+    async with session_scope(factory) as session:
+        ids = list(
+            await session.scalars(
+                select(InboundEvent.id)
+                .where(
+                    InboundEvent.status == "received",
+                    InboundEvent.received_at < now - timedelta(minutes=1),
+                )
+                .order_by(InboundEvent.received_at)
+                .limit(limit)
+            )
+        )
+    for inbox_id in ids:
+        await process_event(factory, inbox_id)
+    return len(ids)

@@ -1,0 +1,142 @@
+"""Webhook sources and inbound events, in and out."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Adapter = Literal["standard", "hubspot", "generic-hmac"]
+SourceName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", examples=["hubspot"])]
+Secret = Annotated[str, Field(min_length=16, max_length=500)]
+InboundStatus = Literal["received", "processed", "failed", "ignored"]
+Strategy = Literal["balanced", "optimal", "round_robin"]
+
+_EXAMPLE: dict[str, Any] = {
+    "name": "hubspot",
+    "adapter": "hubspot",
+    "secret": "the HubSpot app's client secret",
+    "default_strategy": "balanced",
+    "auto_approve": False,
+    "tier_change_action": "propose",
+}
+
+
+class SourceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_EXAMPLE]})
+
+    name: SourceName = Field(description="Used in the URL: `/v1/webhooks/inbound/{name}`.")
+    adapter: Adapter
+    secret: Secret | None = Field(
+        None, description="The CRM's signing secret; omitted: a `whsec_…` secret is generated."
+    )
+    signature_header: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$")] | None = Field(
+        None, description="generic-hmac: the header carrying `sha256=<hex>` (X-Signature-256)."
+    )
+    enabled: bool = True
+    default_strategy: Strategy = Field("balanced", description="For handovers it drafts.")
+    auto_approve: bool = Field(False, description="Approve the handovers it plans.")
+    tier_change_action: Literal["propose", "apply"] = Field(
+        "propose", description="When a tier change makes the owner ineligible."
+    )
+
+
+class SourceUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"enabled": False}]})
+
+    signature_header: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$")] | None = None
+    enabled: bool | None = None
+    default_strategy: Strategy | None = None
+    auto_approve: bool | None = None
+    tier_change_action: Literal["propose", "apply"] | None = None
+
+
+class SourceRotation(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"grace_hours": 24}]})
+
+    secret: Secret | None = Field(None, description="The new secret; omitted: generated.")
+    grace_hours: int | None = Field(None, ge=0, le=720, description="Old secret still accepted.")
+
+
+class SourceOut(BaseModel):
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    **{k: v for k, v in _EXAMPLE.items() if k != "secret"},
+                    "id": "5e0c2b1a-3f4d-4c6e-9a8b-7d6c5b4a3f2e",
+                    "signature_header": None,
+                    "enabled": True,
+                    "previous_secret_expires_at": None,
+                    "created_at": "2026-11-25T09:00:00Z",
+                    "updated_at": "2026-11-25T09:00:00Z",
+                }
+            ]
+        },
+    )
+
+    id: uuid.UUID
+    name: str
+    adapter: Adapter
+    signature_header: str | None
+    enabled: bool
+    default_strategy: Strategy
+    auto_approve: bool
+    tier_change_action: Literal["propose", "apply"]
+    previous_secret_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class SourceWithSecret(SourceOut):
+    """Returned once, at creation or rotation: the only time the secret is shown."""
+
+    secret: str
+
+
+class ReceivedEvent(BaseModel):
+    event_id: str
+    id: uuid.UUID
+    duplicate: bool
+
+
+class ReceiptOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "received": 1,
+                    "duplicates": 0,
+                    "events": [
+                        {
+                            "event_id": "msg_2Kp",
+                            "id": "9c1e2d3f-4a5b-6c7d-8e9f-0a1b2c3d4e5f",
+                            "duplicate": False,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    received: int = Field(description="New events stored and queued for processing.")
+    duplicates: int = Field(description="Events already received: acknowledged, not redone.")
+    events: list[ReceivedEvent]
+
+
+class InboundEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    source: str
+    event_id: str
+    type: str | None
+    status: InboundStatus
+    error: str | None = Field(description="Why it failed, or why it was ignored.")
+    result: dict[str, Any] | None = Field(description="What processing did (ids, states).")
+    attempts: int
+    received_at: datetime
+    processed_at: datetime | None

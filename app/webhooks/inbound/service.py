@@ -1,0 +1,311 @@
+"""Webhook sources, receiving (verify → store → queue) and the inbox view with retry."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import RowMapping, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.api.pagination import Page, decode_cursor, encode_cursor
+from app.db.models import InboundEvent, WebhookSource
+from app.errors import BatonError, Conflict, NotFound
+from app.settings import get_settings
+from app.webhooks.inbound import adapters
+from app.webhooks.inbound.schemas import (
+    InboundEventOut,
+    InboundStatus,
+    ReceiptOut,
+    ReceivedEvent,
+    SourceCreate,
+    SourceOut,
+    SourceRotation,
+    SourceUpdate,
+    SourceWithSecret,
+)
+from app.webhooks.keys import active_secrets, new_secret
+
+MAX_BODY_BYTES = 1_000_000
+_S = WebhookSource
+_I = InboundEvent
+# headers kept with the raw body (signature headers included: they prove what was verified)
+_DROP_HEADERS = {"authorization", "cookie", "x-api-key"}
+
+
+class SourceNotFound(NotFound):
+    code = "webhook_source_not_found"
+
+
+class PayloadTooLarge(BatonError):
+    status = 413
+    code = "payload_too_large"
+    title = "Payload too large"
+
+
+async def _require(session: AsyncSession, source_id: uuid.UUID) -> RowMapping:
+    row = (
+        (await session.execute(select(*_S.__table__.c).where(_S.id == source_id)))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"Webhook source {source_id} does not exist.")
+    return row
+
+
+async def create_source(session: AsyncSession, *, data: SourceCreate) -> SourceWithSecret:
+    """Register a CRM; its secret is returned here and on rotation only."""
+    taken = await session.scalar(select(_S.id).where(_S.name == data.name))
+    if taken is not None:
+        raise Conflict(f"A webhook source named {data.name!r} exists.", field="name")
+    values = data.model_dump()
+    values["secret"] = data.secret or new_secret()
+    row = (await session.execute(insert(_S).values(**values).returning(*_S.__table__.c))).mappings()
+    return SourceWithSecret.model_validate({**row.one()})
+
+
+async def list_sources(session: AsyncSession) -> list[SourceOut]:
+    """Every source, by name (a handful per installation)."""
+    rows = (await session.execute(select(*_S.__table__.c).order_by(_S.name))).mappings()
+    return [SourceOut.model_validate({**r}) for r in rows]
+
+
+async def get_source(session: AsyncSession, *, source_id: uuid.UUID) -> SourceOut:
+    """One source, without its secret."""
+    return SourceOut.model_validate({**await _require(session, source_id)})
+
+
+async def update_source(
+    session: AsyncSession, *, source_id: uuid.UUID, data: SourceUpdate
+) -> SourceOut:
+    """Change how a source is handled (not its secret: rotate it)."""
+    await _require(session, source_id)
+    values = {k: v for k, v in data.model_dump(exclude_unset=True).items()}
+    values = {k: v for k, v in values.items() if v is not None or k == "signature_header"}
+    if values:
+        await session.execute(
+            update(_S).where(_S.id == source_id).values(**values, updated_at=datetime.now(UTC))
+        )
+    return await get_source(session, source_id=source_id)
+
+
+async def rotate_source_secret(
+    session: AsyncSession, *, source_id: uuid.UUID, data: SourceRotation
+) -> SourceWithSecret:
+    """Replace the secret; the old one is still accepted during the grace period."""
+    current = await _require(session, source_id)
+    now = datetime.now(UTC)
+    hours = (
+        data.grace_hours
+        if data.grace_hours is not None
+        else get_settings().webhooks_secret_grace_hours
+    )
+    row = (
+        await session.execute(
+            update(_S)
+            .where(_S.id == source_id)
+            .values(
+                secret=data.secret or new_secret(),
+                previous_secret=current["secret"] if hours else None,
+                previous_secret_expires_at=now + timedelta(hours=hours) if hours else None,
+                updated_at=now,
+            )
+            .returning(*_S.__table__.c)
+        )
+    ).mappings()
+    return SourceWithSecret.model_validate({**row.one()})
+
+
+async def delete_source(session: AsyncSession, *, source_id: uuid.UUID) -> None:
+    """Remove a source and its inbox."""
+    await _require(session, source_id)
+    await session.execute(_S.__table__.delete().where(_S.id == source_id))
+
+
+_STORE = text(
+    """
+    INSERT INTO webhook_inbound_events (source_id, event_id, type, status, error, headers, body)
+    SELECT :source_id, e.event_id, e.type, e.status, e.error, CAST(:headers AS jsonb), e.body
+      FROM unnest(CAST(:event_ids AS text[]), CAST(:types AS text[]), CAST(:statuses AS text[]),
+                  CAST(:errors AS text[]), CAST(:bodies AS bytea[]))
+           AS e(event_id, type, status, error, body)
+    ON CONFLICT (source_id, event_id) DO NOTHING
+    RETURNING id, event_id
+    """
+)
+
+
+async def receive(
+    session: AsyncSession,
+    *,
+    source_name: str,
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> tuple[ReceiptOut, bool]:
+    """Verify the request's signature on the raw bytes, then store each event (once per
+    source and event id) and queue its processing, in this transaction. Returns the receipt
+    and whether anything new was stored."""
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"The body exceeds {MAX_BODY_BYTES} bytes.")
+    source = (
+        (await session.execute(select(*_S.__table__.c).where(_S.name == source_name)))
+        .mappings()
+        .first()
+    )
+    if source is None or not source["enabled"]:
+        raise SourceNotFound(f"No enabled webhook source is named {source_name!r}.")
+    now = datetime.now(UTC)
+    lowered = {k.lower(): v for k, v in headers.items()}
+    adapters.verify(
+        source["adapter"],
+        active_secrets(
+            source["secret"],
+            source["previous_secret"],
+            source["previous_secret_expires_at"],
+            now=now,
+        ),
+        lowered,
+        body,
+        method=method,
+        url=url,
+        signature_header=source["signature_header"],
+        now=now,
+    )
+    events = adapters.parse(source["adapter"], lowered, body)
+    stored = dict(
+        (
+            await session.execute(
+                _STORE,
+                {
+                    "source_id": source["id"],
+                    "headers": json.dumps(
+                        {k: v for k, v in lowered.items() if k not in _DROP_HEADERS}
+                    ),
+                    "event_ids": [e.event_id for e in events],
+                    "types": [e.type for e in events],
+                    "statuses": ["ignored" if e.ignored else "received" for e in events],
+                    "errors": [e.ignored for e in events],
+                    "bodies": [e.raw for e in events],
+                },
+            )
+        ).all()
+    )
+    from app.worker import PROCESS_INBOUND_WEBHOOK, enqueue
+
+    ids = {v: k for k, v in stored.items()}  # event_id -> inbox id
+    for event in events:
+        if event.event_id in ids and not event.ignored:
+            await enqueue(session, PROCESS_INBOUND_WEBHOOK, str(ids[event.event_id]))
+    known = (
+        dict(
+            (
+                await session.execute(
+                    select(_I.event_id, _I.id).where(
+                        _I.source_id == source["id"],
+                        _I.event_id.in_([e.event_id for e in events if e.event_id not in ids]),
+                    )
+                )
+            ).all()
+        )
+        if len(ids) < len(events)
+        else {}
+    )
+    out = [
+        ReceivedEvent(
+            event_id=e.event_id,
+            id=ids.get(e.event_id) or known[e.event_id],
+            duplicate=e.event_id not in ids,
+        )
+        for e in events
+    ]
+    new = sum(not e.duplicate for e in out)
+    return ReceiptOut(received=new, duplicates=len(out) - new, events=out), new > 0
+
+
+_COLUMNS = [
+    *[c for c in _I.__table__.c if c.name not in ("headers", "body")],
+    _S.name.label("source"),
+]
+
+
+async def list_events(
+    session: AsyncSession,
+    *,
+    cursor: str | None,
+    limit: int,
+    source: str | None,
+    status: InboundStatus | None,
+    type: str | None,
+) -> Page[InboundEventOut]:
+    """The inbox, newest first."""
+    stmt = (
+        select(*_COLUMNS)
+        .join(_S, _S.id == _I.source_id)
+        .order_by(_I.received_at.desc(), _I.id.desc())
+        .limit(limit + 1)
+    )
+    if cursor:
+        at, iid = decode_cursor(cursor, (str, uuid.UUID))
+        try:
+            after = datetime.fromisoformat(at)
+        except ValueError:
+            after = datetime.now(UTC)
+        stmt = stmt.where(
+            (_I.received_at < after) | ((_I.received_at == after) & (_I.id < uuid.UUID(iid)))
+        )
+    if source is not None:
+        stmt = stmt.where(_S.name == source)
+    if status is not None:
+        stmt = stmt.where(_I.status == status)
+    if type is not None:
+        stmt = stmt.where(_I.type == type)
+    rows = list((await session.execute(stmt)).mappings())
+    items = [InboundEventOut.model_validate({**r}) for r in rows[:limit]]
+    next_cursor = (
+        encode_cursor([items[-1].received_at.isoformat(), str(items[-1].id)])
+        if len(rows) > limit
+        else None
+    )
+    return Page(items=items, next_cursor=next_cursor)
+
+
+async def get_event(session: AsyncSession, *, event_id: uuid.UUID) -> InboundEventOut:
+    """One inbound event and what became of it."""
+    row = (
+        (
+            await session.execute(
+                select(*_COLUMNS).join(_S, _S.id == _I.source_id).where(_I.id == event_id)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"Inbound event {event_id} does not exist.")
+    return InboundEventOut.model_validate({**row})
+
+
+async def retry_event(session: AsyncSession, *, event_id: uuid.UUID) -> InboundEventOut:
+    """Queue a failed event for processing again."""
+    current = await get_event(session, event_id=event_id)
+    if current.status != "failed":
+        raise Conflict(
+            f"Only a failed event can be retried; this one is {current.status}.",
+            event_status=current.status,
+        )
+    await session.execute(update(_I).where(_I.id == event_id).values(status="received", error=None))
+    from app.worker import PROCESS_INBOUND_WEBHOOK, enqueue
+
+    await enqueue(session, PROCESS_INBOUND_WEBHOOK, str(event_id))
+    return await get_event(session, event_id=event_id)
+
+
+def result_json(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON-safe copy of a processing result."""
+    return json.loads(json.dumps(value, default=str))

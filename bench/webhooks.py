@@ -1,0 +1,127 @@
+"""Outbound webhooks: deliveries drained per second by one worker to a local receiver.
+
+    .venv/bin/python -m bench.webhooks [--events 5000]
+
+One transaction emits ``--events`` ``customer.assigned`` events (as a bulk move would) to one
+subscription; one dispatcher (``drain``: claim a batch, sign each with Standard Webhooks,
+POST concurrently, record the attempts set-based) then delivers them to a receiver running
+in another process (uvicorn, answers 200). Prints emit time and delivered events/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import sys
+import time
+import uuid
+
+import httpx
+from sqlalchemy import text
+
+from app.db.session import create_session_factory, session_scope
+from app.settings import Settings
+from app.webhooks import outbox
+from app.webhooks.outbound import dispatcher
+from bench._db import scratch_database
+
+
+async def receiver_app(scope, receive, send) -> None:
+    """The receiving end: read the body, answer 200."""
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _wait_up(url: str) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(100):
+            try:
+                await client.post(url, content=b"{}")
+                return
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+    raise RuntimeError("receiver did not start")
+
+
+async def main(events: int) -> None:
+    port = _free_port()
+    receiver = await asyncio.create_subprocess_exec(
+        *[
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.webhooks:receiver_app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/hooks"
+        await _wait_up(url)
+        _, engine = await scratch_database(customers=10, managers=2)
+        factory = create_session_factory(engine)
+        settings = Settings(environment="test", webhooks_allow_private_targets=True)
+        async with session_scope(factory) as session:
+            await session.execute(
+                text(
+                    "INSERT INTO webhook_subscriptions (url, event_types, secret) "
+                    "VALUES (:url, ARRAY['*'], :secret)"
+                ),
+                {"url": url, "secret": "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" * 1},
+            )
+        started = time.perf_counter()
+        async with session_scope(factory) as session:
+            await outbox.emit_many(
+                session,
+                [
+                    (
+                        "customer.assigned",
+                        {
+                            "customer_id": uuid.uuid4(),
+                            "manager_id": uuid.uuid4(),
+                            "reason": "bench",
+                        },
+                        uuid.uuid4(),
+                    )
+                    for _ in range(events)
+                ],
+            )
+        emitted = time.perf_counter() - started
+        started = time.perf_counter()
+        sent = await dispatcher.drain(factory, settings=settings)
+        elapsed = time.perf_counter() - started
+        async with session_scope(factory) as session:
+            delivered = await session.scalar(
+                text("SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'")
+            )
+        await engine.dispose()
+        print(f"events                {events:>10,}")
+        print(f"emit (one statement)  {emitted * 1000:>10.1f} ms")
+        print(f"drained               {sent:>10,}  ({delivered:,} delivered)")
+        print(f"drain time            {elapsed * 1000:>10.1f} ms")
+        print(f"events/s (1 worker)   {delivered / elapsed:>10,.0f}")
+    finally:
+        receiver.terminate()
+        await asyncio.wait_for(receiver.wait(), timeout=10)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=5000)
+    asyncio.run(main(parser.parse_args().events))
