@@ -45,7 +45,9 @@ def server_url() -> str:
     from app.db.embedded import start_embedded_postgres
 
     return start_embedded_postgres(
-        Path(tempfile.mkdtemp(prefix="baton-bench-")) / "pgdata", database="postgres"
+        Path(tempfile.mkdtemp(prefix="baton-bench-")) / "pgdata",
+        database="postgres",
+        throwaway=True,
     )
 
 

