@@ -24,26 +24,22 @@ _UPDATE_CUSTOMERS = text(
     RETURNING c.id, c.manager_id
     """
 )
+# Driven by the customers the first statement really moved, so no statement re-reads them.
 _CLOSE_ROWS = text(
     """
     UPDATE assignments AS a
        SET ended_at = :at
       FROM unnest(CAST(:ids AS uuid[])) AS i(id)
-      JOIN customers AS c ON c.id = i.id
      WHERE a.customer_id = i.id AND a.ended_at IS NULL
-       AND a.manager_id IS DISTINCT FROM c.manager_id
     RETURNING a.customer_id, a.manager_id
     """
 )
 _OPEN_ROWS = text(
     """
     INSERT INTO assignments (customer_id, manager_id, started_at, reason, actor, handover_id, note)
-    SELECT c.id, c.manager_id, :at, :reason, :actor, :handover_id, :note
-      FROM unnest(CAST(:ids AS uuid[])) AS i(id)
-      JOIN customers AS c ON c.id = i.id
-     WHERE c.manager_id IS NOT NULL
-       AND NOT EXISTS (
-           SELECT 1 FROM assignments AS a WHERE a.customer_id = c.id AND a.ended_at IS NULL)
+    SELECT i.id, i.manager_id, :at, :reason, :actor, :handover_id, :note
+      FROM unnest(CAST(:ids AS uuid[]), CAST(:managers AS uuid[])) AS i(id, manager_id)
+     WHERE i.manager_id IS NOT NULL
     """
 )
 
@@ -61,8 +57,9 @@ async def move_customers(
 ) -> int:
     """Set each customer's owner (None = pool) and write the ledger, set-based.
 
-    Four statements whatever the number of customers: update the owners, close the open
-    ledger rows that no longer match, open rows for the new owners, and write one outbound
+    Four statements whatever the number of customers: update the owners (which locks the
+    rows of the customers that really move), close their open ledger rows, open rows for the
+    new owners, and write one outbound
     ``customer.assigned``/``customer.unassigned`` event per moved customer to the outbox.
     Customers already with the requested owner are left alone. Returns how many customers
     changed owner.
@@ -71,18 +68,22 @@ async def move_customers(
         raise ValueError("customer_ids and manager_ids differ in length")
     if not customer_ids:
         return 0
-    ids = list(customer_ids)
     moved = (
         await session.execute(
-            _UPDATE_CUSTOMERS, {"ids": ids, "managers": list(manager_ids), "at": at}
+            _UPDATE_CUSTOMERS,
+            {"ids": list(customer_ids), "managers": list(manager_ids), "at": at},
         )
     ).all()
+    if not moved:
+        return 0
+    moved_ids = [customer for customer, _ in moved]
     # The closed ledger rows name the previous owners (for the outbound events).
-    previous = dict((await session.execute(_CLOSE_ROWS, {"ids": ids, "at": at})).all())
+    previous = dict((await session.execute(_CLOSE_ROWS, {"ids": moved_ids, "at": at})).all())
     await session.execute(
         _OPEN_ROWS,
         {
-            "ids": ids,
+            "ids": moved_ids,
+            "managers": [owner for _, owner in moved],
             "at": at,
             "reason": reason,
             "actor": actor,
