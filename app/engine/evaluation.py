@@ -208,6 +208,32 @@ class Evaluator:
             score += pref.weight * (applies & holds)
         return ok, score
 
+    def pair_scores(
+        self, rows: np.ndarray, managers: np.ndarray, current: np.ndarray, former: np.ndarray
+    ) -> np.ndarray:
+        """Preference score of each (rows[i], managers[i]) pair, vectorised over pairs.
+
+        `current` / `former` say whether managers[i] is the row's current / a former owner.
+        """
+        score = np.zeros(len(rows), np.float64)
+        for pref in self.rules.preferences:
+            holds = np.ones(len(rows), bool)
+            for cond in (*pref.when, *pref.conditions):
+                comp = self._compiled[id(cond)]
+                index: list[np.ndarray] = []
+                for side, attr in comp.axes:
+                    if side == "customer":
+                        index.append(self._cdomain(attr)[0][rows])
+                    elif attr == "is_current_owner":
+                        index.append(current.astype(np.int32))
+                    elif attr == "is_former_owner":
+                        index.append(former.astype(np.int32))
+                    else:
+                        index.append(self._mdomain(attr)[0][managers])
+                holds &= comp.table[tuple(index)]
+            score += pref.weight * holds
+        return score
+
     def preference_matches(
         self, pref: Preference, customer: Customer, manager: Manager, *, current: bool, former: bool
     ) -> bool:

@@ -28,6 +28,7 @@ from scipy.sparse.csgraph import maximum_flow
 _INT_LIMIT = 2**30  # maximum_flow works on int32 capacities
 _BISECTION_STEPS = 64
 _SINKHORN_STEPS = 200
+_SETTLE = 1  # units left between bisection bounds for the hand-out by score
 
 
 @dataclass(eq=False)
@@ -312,38 +313,47 @@ def grouped_fill(
     hi0 = float(t0.max()) + 1.0
 
     def count(threshold: np.ndarray | float) -> np.ndarray:
-        return np.clip(np.floor(slope * (t0 - threshold) + 1e-9), 0, units).astype(np.int64)
+        raw = np.floor(slope * (t0 - threshold) + 1e-9)
+        return np.minimum(np.maximum(raw, 0), units).astype(np.int64)
 
-    # Per-group thresholds where the group holds at most its limit.
+    # Per-group thresholds where the group holds at most its limit. Bisection stops once a
+    # few units separate the bounds; the hand-out below settles those by score.
     total_g = np.bincount(group, weights=units, minlength=g_count)
     capped = total_g > group_units
     tau = np.full(g_count, -np.inf)
     if capped.any():
         lo = np.full(g_count, lo0)
         hi = np.full(g_count, hi0)
+        held_lo = total_g.copy()
+        held_hi = np.zeros(g_count)
         for _ in range(_BISECTION_STEPS):
-            mid = 0.5 * (lo + hi)
+            open_ = capped & (held_lo - held_hi > _SETTLE)
+            if not open_.any():
+                break
+            mid = np.where(open_, 0.5 * (lo + hi), hi)
             held = np.bincount(group, weights=count(mid[group]), minlength=g_count)
             fits = held <= group_units
-            hi = np.where(fits, mid, hi)
-            lo = np.where(fits, lo, mid)
-            if (hi - lo).max() <= 1e-12 * max(1.0, abs(hi0), abs(lo0)):
-                break
+            hi = np.where(open_ & fits, mid, hi)
+            held_hi = np.where(open_ & fits, held, held_hi)
+            lo = np.where(open_ & ~fits, mid, lo)
+            held_lo = np.where(open_ & ~fits, held, held_lo)
         tau = np.where(capped, hi, -np.inf)
     floor_t = tau[group]
-    if int(count(floor_t).sum()) <= n:
-        counts = count(floor_t)
-    else:
+    counts = count(floor_t)
+    if int(counts.sum()) > n:
         lo, hi = lo0, hi0
+        at_lo, at_hi = int(counts.sum()), 0
+        counts = np.zeros_like(units)
         for _ in range(_BISECTION_STEPS):
-            mid = 0.5 * (lo + hi)
-            if int(count(np.maximum(mid, floor_t)).sum()) <= n:
-                hi = mid
-            else:
-                lo = mid
-            if hi - lo <= 1e-12 * max(1.0, abs(hi0), abs(lo0)):
+            if at_lo - at_hi <= _SETTLE:
                 break
-        counts = count(np.maximum(hi, floor_t))
+            mid = 0.5 * (lo + hi)
+            trial = count(np.maximum(mid, floor_t))
+            held = int(trial.sum())
+            if held <= n:
+                hi, at_hi, counts = mid, held, trial
+            else:
+                lo, at_lo = mid, held
     # Hand out what the thresholds left by the next unit's score, within every limit.
     deficit = n - int(counts.sum())
     index = np.arange(len(units))
@@ -352,8 +362,14 @@ def grouped_fill(
         room = np.flatnonzero((counts < units) & (held[group] < group_units[group]))
         if not len(room):
             break
-        nxt = t0[room] - counts[room] / slope[room] - 1.0 / slope[room]
-        order = room[np.lexsort((index[room], -nxt))]
+        nxt = t0[room] - (counts[room] + 1) / slope[room]
+        order = np.lexsort((index[room], -nxt))
+        score = nxt[order]
+        after = np.where(counts[room] + 1 < units[room], nxt - 1.0 / slope[room], -np.inf)[order]
+        # Greedy by unit: a unit is taken in this pass only if no manager already taken in
+        # this pass has a better second unit.
+        best_after = np.maximum.accumulate(np.r_[-np.inf, after[:-1]])
+        order = room[order[score >= best_after - 1e-12]]
         g = group[order]
         # rank of each candidate among its group's candidates, in score order
         by_group = np.lexsort((np.arange(len(order)), g))

@@ -1,10 +1,14 @@
 """The entry point for evening out workloads: `rebalance`.
 
-Moves as few customers as it can: from the most over-loaded manager, the heaviest customer that
-does not overshoot what must be shed (else the lightest), to the best-scoring eligible manager
-that stays within the target. Pinned customers and customers moved within
-`min_days_since_move` never move. Moves only ever go to managers that end below the current
-peak, so the peak never rises.
+Moves as few customers as it can. Phase 1, vectorised: every manager over the target sheds,
+heaviest customers first, the most weight that does not overshoot what must leave, then (if
+still over) its lightest movable customer; within a weight, customers with the least to lose
+(lowest preference score with their current owner), then lowest id. The leavers are placed
+like `balanced` (with the lookahead), on managers that stay within the target; customers no
+manager can take stay and their owner sheds others instead. Pinned customers and customers moved
+within `min_days_since_move` never move. Moves only ever go to managers that end at or below the
+target, below every source, so the peak never rises. Phase 2 (`max_spread`, best effort)
+narrows the spread one light customer at a time.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ from app.engine.options import RebalanceOptions
 from app.engine.plan import KEEP, Outcome, Plan
 from app.engine.problem import Customers, Problem, prepare
 from app.engine.rules import RuleSet
+from app.engine.strategies import run_balanced
+
+_ROUNDS = 4
+"""Shed-and-place rounds: a customer nobody can take stays, and its owner sheds others."""
 
 
 class _Portfolios:
@@ -58,6 +66,53 @@ class _Portfolios:
         return any(self.by_owner.get(owner, {}).values())
 
 
+def _continuity(problem: Problem, rows: np.ndarray) -> np.ndarray:
+    """Each row's preference score with its current owner (what a move would give up)."""
+    owner = problem.owner[rows]
+    former = np.zeros(len(rows), bool)
+    if problem.evaluator.reads_former and problem.cols.former_owners:
+        position = {int(r): i for i, r in enumerate(rows)}
+        for row in problem.cols.former_owners:
+            i = position.get(row)
+            if i is not None and int(owner[i]) in problem.former(row):
+                former[i] = True
+    return problem.evaluator.pair_scores(rows, owner, np.ones(len(rows), bool), former)
+
+
+def _shed(problem: Problem, rows: np.ndarray, need: np.ndarray) -> np.ndarray:
+    """Rows (a subset of `rows`) to take off their owners so each sheds `need[owner]`.
+
+    Heaviest first without overshooting, then one lightest customer if still short; within a
+    weight, lowest continuity score, then the given (id) order.
+    """
+    if not len(rows):
+        return rows
+    owner = problem.owner[rows].astype(np.int64)
+    weight = problem.weight[rows].astype(np.int64)
+    score = _continuity(problem, rows)
+    order = np.lexsort((np.arange(len(rows)), score, -weight, owner))
+    rows, owner, weight = rows[order], owner[order], weight[order]
+    left = need.astype(np.float64).copy()
+    chosen = np.zeros(len(rows), bool)
+    for w in np.unique(weight)[::-1]:
+        at = np.flatnonzero(weight == w)
+        o = owner[at]
+        take = np.minimum(
+            np.bincount(o, minlength=len(left)), np.floor(np.maximum(left, 0) / w + 1e-9)
+        ).astype(np.int64)
+        first = np.searchsorted(o, o, side="left")
+        chosen[at[(np.arange(len(at)) - first) < take[o]]] = True
+        left -= take * w
+    short = left > 1e-9
+    rest = np.flatnonzero(~chosen & short[owner])
+    if len(rest):
+        lightest = rest[np.lexsort((rest, weight[rest], owner[rest]))]
+        o = owner[lightest]
+        first = np.r_[True, o[1:] != o[:-1]]
+        chosen[lightest[first]] = True
+    return np.sort(rows[chosen])
+
+
 def rebalance(
     customers: Customers,
     managers: Sequence[Manager],
@@ -84,20 +139,90 @@ def rebalance(
     )
     outcome.set(everyone[cols.pinned], outcome.to[cols.pinned], ("pinned",))
     movable = ~cols.pinned & ~recent & known
+    del everyone, recent
 
     load = problem.workload.astype(np.int64).copy()
     cap = problem.capacity
+    counted = problem.active & (cap > 0)
+    target = options.target_utilization
+    penalty = options.utilization_penalty
+    # Receivers stay within the target (and their capacity).
+    limit = np.minimum(cap, np.floor(target * cap + 1e-9)).astype(np.int64)
+    order = problem.customer_ids_sorted()
+    unchanged = outcome.code(("unchanged",))
+    for _ in range(_ROUNDS):
+        over = counted & (load > target * cap + 1e-9)
+        if not over.any():
+            break
+        candidates = order[movable[order] & over[np.maximum(owner[order], 0)]]
+        leaving = _shed(problem, candidates, np.where(over, load - target * cap, 0.0))
+        if not len(leaving):
+            break
+        np.subtract.at(load, owner[leaving], problem.weight[leaving])
+        classes = build_classes(problem, leaving, ignore_current=True)
+        # Sources receive nothing this round: customers nobody takes go back to them.
+        receiving = np.where(over, 0, limit)
+        run_balanced(
+            problem,
+            classes,
+            outcome,
+            load,
+            penalty,
+            limit=receiving,
+            ceiling=target,
+            reason=("rebalance_over_target",),
+        )
+        to = outcome.to[leaving]
+        stay = leaving[(to < 0) | (to == owner[leaving])]
+        # Nobody could take these (or they came back): they stay, and cannot leave again.
+        np.add.at(load, owner[stay], problem.weight[stay])
+        np.subtract.at(
+            load,
+            outcome.to[stay][outcome.to[stay] >= 0],
+            problem.weight[stay][outcome.to[stay] >= 0],
+        )
+        outcome.to[stay] = owner[stay]
+        outcome.reason[stay] = unchanged
+        outcome.score[stay] = 0.0
+        movable[leaving] = False
+
+    if options.max_spread is not None:
+        _narrow_spread(problem, outcome, load, movable, options.max_spread, penalty)
+
+    return Plan(
+        strategy="rebalance",
+        problem=problem,
+        outcome=outcome,
+        load_before_plan=problem.workload.astype(np.int64).copy(),
+        load_after=load,
+        explain=options.explain,
+        penalty=penalty,
+    )
+
+
+def _narrow_spread(
+    problem: Problem,
+    outcome: Outcome,
+    load: np.ndarray,
+    movable: np.ndarray,
+    max_spread: float,
+    penalty: float,
+) -> None:
+    """Best effort: move light customers off the top, to managers ending strictly below it."""
+    owner = problem.owner
+    cap = problem.capacity
     capf = np.where(cap > 0, cap, 1).astype(np.float64)
     counted = problem.active & (cap > 0)
+    if not counted.any():
+        return
     order = problem.customer_ids_sorted()
     movable_rows = order[movable[order]]
     classes = build_classes(problem, movable_rows)
-    class_of = np.full(n, -1, np.int64)
+    class_of = np.full(len(problem.cols), -1, np.int64)
     for c in range(len(classes)):
         class_of[classes.members(c)] = c
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     portfolios = _Portfolios(problem, movable_rows)
-    penalty = options.utilization_penalty
 
     def destination(row: int, ceiling: float) -> int | None:
         c = int(class_of[row])
@@ -117,68 +242,33 @@ def rebalance(
         score = np.where(fits, pref - penalty * util, -np.inf)
         return int(np.argmax(score))
 
-    def move(row: int, dest: int, reason: str) -> None:
-        w = int(problem.weight[row])
-        load[owner[row]] -= w
-        load[dest] += w
-        score = float(cache[int(class_of[row])][1][dest] - penalty * load[dest] / capf[dest])
-        outcome.set(row, dest, (reason,), score)
-
-    # Phase 1: everyone to at most the target.
-    target = options.target_utilization
     stuck: set[int] = set()
-    while True:
-        over = counted & (load > target * cap)
-        util = np.where(over, load / capf, -np.inf)
-        for m in stuck:
-            util[m] = -np.inf
-        if not np.isfinite(util).any():
+    for _ in range(len(movable_rows)):
+        util = np.where(counted, load / capf, np.nan)
+        if np.nanmax(util) - np.nanmin(util) <= max_spread + 1e-12:
             break
-        src = int(np.argmax(util))
-        need = float(load[src] - target * cap[src])
-        row = portfolios.pick(src, need, lightest=False)
+        candidates = np.where(counted, util, -np.inf)
+        for m in stuck:
+            candidates[m] = -np.inf
+        if not np.isfinite(candidates).any():
+            break
+        src = int(np.argmax(candidates))
+        top = float(util[src])
+        row = portfolios.pick(src, 0.0, lightest=True)
+        moved = False
         while row is not None:
-            dest = destination(row, target)
-            if dest is not None:
-                move(row, dest, "rebalance_over_target")
+            # strictly below the source's current utilization: the peak cannot rise
+            dest = destination(row, top - 1e-9)
+            if dest is not None and (load[dest] + problem.weight[row]) / capf[dest] < top:
+                w = int(problem.weight[row])
+                load[owner[row]] -= w
+                load[dest] += w
+                score = float(
+                    cache[int(class_of[row])][1][dest] - penalty * load[dest] / capf[dest]
+                )
+                outcome.set(row, dest, ("rebalance_spread",), score)
+                moved = True
                 break
-            row = portfolios.pick(src, need, lightest=False)
-        if row is None:
-            stuck.add(src)
-
-    # Phase 2 (best effort): narrow the spread by moving light customers off the top.
-    if options.max_spread is not None:
-        stuck = set()
-        for _ in range(int(movable.sum()) if counted.any() else 0):
-            util = np.where(counted, load / capf, np.nan)
-            if np.nanmax(util) - np.nanmin(util) <= options.max_spread + 1e-12:
-                break
-            candidates = np.where(counted, util, -np.inf)
-            for m in stuck:
-                candidates[m] = -np.inf
-            if not np.isfinite(candidates).any():
-                break
-            src = int(np.argmax(candidates))
-            top = float(util[src])
             row = portfolios.pick(src, 0.0, lightest=True)
-            moved = False
-            while row is not None:
-                # strictly below the source's current utilization: the peak cannot rise
-                dest = destination(row, top - 1e-9)
-                if dest is not None and (load[dest] + problem.weight[row]) / capf[dest] < top:
-                    move(row, dest, "rebalance_spread")
-                    moved = True
-                    break
-                row = portfolios.pick(src, 0.0, lightest=True)
-            if not moved:
-                stuck.add(src)
-
-    return Plan(
-        strategy="rebalance",
-        problem=problem,
-        outcome=outcome,
-        load_before_plan=problem.workload.astype(np.int64).copy(),
-        load_after=load,
-        explain=options.explain,
-        penalty=penalty,
-    )
+        if not moved:
+            stuck.add(src)

@@ -190,28 +190,24 @@ def run_successor(
             outcome.set(rows[taken:], -1, ("no_capacity", "violates:capacity"))
 
 
-def run_round_robin(
-    problem: Problem, classes: Classes, outcome: Outcome, load: np.ndarray, order: np.ndarray
-) -> None:
-    """In customer-id order, each customer to the next eligible manager (by id) with room."""
-    class_of = np.empty(len(problem.cols), np.int64)
-    eligible: list[list[int]] = []
-    prefs: list[np.ndarray] = []
-    for c in range(len(classes)):
-        class_of[classes.members(c)] = c
-        ok, pref = class_eligibility(problem, classes, c)
-        eligible.append(np.flatnonzero(ok).tolist())
-        prefs.append(pref)
-    had_eligible = [bool(e) for e in eligible]
-    m = len(problem.managers)
-    capacity = problem.capacity.tolist()
-    loads = load.tolist()
-    weights = classes.weight.tolist()
-    pointer = 0
-    chosen = np.full(len(problem.cols), -1, np.int64)
-    no_room = np.zeros(len(problem.cols), bool)
-    for row in order.tolist():
-        c = int(class_of[row])
+_CHUNK = 65_536
+
+
+def _round_robin_chunk(
+    rows: list[int],
+    class_of: list[int],
+    eligible: list[list[int]],
+    had_eligible: list[bool],
+    weights: list[int],
+    capacity: list[int],
+    loads: list[int],
+    chosen: np.ndarray,
+    no_room: np.ndarray,
+    pointer: int,
+    m: int,
+) -> int:
+    """Place one chunk of customers in turn; returns the pointer for the next chunk."""
+    for row, c in zip(rows, class_of, strict=True):
         if c < 0:
             continue
         candidates = eligible[c]
@@ -233,6 +229,46 @@ def run_round_robin(
         chosen[row] = mgr
         loads[mgr] += w
         pointer = (mgr + 1) % m
+    return pointer
+
+
+def run_round_robin(
+    problem: Problem, classes: Classes, outcome: Outcome, load: np.ndarray, order: np.ndarray
+) -> None:
+    """In customer-id order, each customer to the next eligible manager (by id) with room."""
+    class_of = np.full(len(problem.cols), -1, np.int32)
+    eligible: list[list[int]] = []
+    prefs: list[np.ndarray] = []
+    for c in range(len(classes)):
+        class_of[classes.members(c)] = c
+        ok, pref = class_eligibility(problem, classes, c)
+        eligible.append(np.flatnonzero(ok).tolist())
+        prefs.append(pref)
+    had_eligible = [bool(e) for e in eligible]
+    m = len(problem.managers)
+    capacity = problem.capacity.tolist()
+    loads = load.tolist()
+    weights = classes.weight.tolist()
+    pointer = 0
+    chosen = np.full(len(problem.cols), -1, np.int32)
+    no_room = np.zeros(len(problem.cols), bool)
+    # The turn passes from class to class, so customers go one by one; in chunks, so that no
+    # million-entry Python list is ever built.
+    for start in range(0, len(order), _CHUNK):
+        rows = order[start : start + _CHUNK]
+        pointer = _round_robin_chunk(
+            rows.tolist(),
+            class_of[rows].tolist(),
+            eligible,
+            had_eligible,
+            weights,
+            capacity,
+            loads,
+            chosen,
+            no_room,
+            pointer,
+            m,
+        )
     load[:] = loads
     placeable = classes.rows
     picked = placeable[chosen[placeable] >= 0]
