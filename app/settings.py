@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     run_worker: bool = Field(
         False, description="Run the background worker inside the API process (baton serve)."
     )
+    worker_heartbeat_timeout_s: float = Field(
+        30, gt=0, le=3600, description="A job whose worker stops beating this long is retried."
+    )
     handover_refusal_window_hours: int = Field(
         24, ge=0, description="How long after a handover a customer may refuse the new owner."
     )

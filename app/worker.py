@@ -104,12 +104,20 @@ async def _process_inbound_webhooks(factory: SessionFactory, now: datetime) -> i
     return await process_stale(factory, now=now)
 
 
+async def _forget_expired_idempotency_keys(factory: SessionFactory, now: datetime) -> int:
+    from app.api.idempotency import delete_expired
+
+    async with session_scope(factory) as session:
+        return await delete_expired(session)
+
+
 SWEEPS: list[Sweep] = [
     _execute_due_handovers,
     _return_due_covers,
     _send_notifications,
     _deliver_webhooks,
     _process_inbound_webhooks,
+    _forget_expired_idempotency_keys,
 ]
 
 
@@ -180,7 +188,12 @@ async def run_worker(url: str, settings: Settings, shutdown: asyncio.Event | Non
     connection = await asyncpg.connect(asyncpg_dsn(url))
     try:
         pgq = build_queue(connection, factory)
-        runner = asyncio.create_task(pgq.run(dequeue_timeout=timedelta(seconds=5)))
+        runner = asyncio.create_task(
+            pgq.run(
+                dequeue_timeout=timedelta(seconds=5),
+                heartbeat_timeout=timedelta(seconds=settings.worker_heartbeat_timeout_s),
+            )
+        )
         stopper = asyncio.create_task((shutdown or asyncio.Event()).wait())
         await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
         pgq.shutdown.set()
