@@ -683,3 +683,18 @@ async def refusal_count(session: AsyncSession, handover_id: uuid.UUID) -> int:
         )
     )
     return int(count or 0)
+
+
+async def lock_unavailable_managers(
+    session: AsyncSession, manager_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Share-lock these managers' rows (none can start leaving until the transaction ends);
+    return those no longer active."""
+    rows = await session.execute(
+        text(
+            "SELECT id, status FROM managers WHERE id = ANY(CAST(:ids AS uuid[])) "
+            "ORDER BY id FOR SHARE"
+        ),
+        {"ids": list(manager_ids)},
+    )
+    return {manager_id for manager_id, status in rows.all() if status != "active"}

@@ -692,6 +692,7 @@ async def execute_handover(
     ids, targets = await repository.lock_movable(
         session, handover_id=handover_id, owners=_owners(handover)
     )
+    targets = await _replace_unavailable_targets(session, handover, ids, targets)
     cover = handover["reason"] == "leave" and handover["until"] is not None
     await move_customers(
         session,
@@ -729,6 +730,34 @@ async def execute_handover(
         detail={"moved": len(ids) - pooled, "pooled": pooled, "skipped": skipped},
     )
     return await get_handover(session, handover_id=handover_id)
+
+
+async def _replace_unavailable_targets(
+    session: AsyncSession,
+    handover: Mapping[str, Any],
+    ids: list[uuid.UUID],
+    targets: list[uuid.UUID | None],
+) -> list[uuid.UUID | None]:
+    """Planned owners who stopped being active since planning (another handover, a leave)
+    never receive customers: those customers are placed again now, excluding them.
+
+    The planned owners' rows are share-locked, so none of them can start leaving until this
+    execution commits (and their own handover then sees the customers they received).
+    """
+    planned = sorted({t for t in targets if t is not None})
+    unavailable = await repository.lock_unavailable_managers(session, planned)
+    if not unavailable:
+        return targets
+    stale = [c for c, t in zip(ids, targets, strict=True) if t in unavailable]
+    plan = await assignments.propose(
+        session,
+        customer_ids=stale,
+        strategy="balanced",
+        exclude_manager_ids=frozenset({handover["from_manager_id"], *unavailable}),
+        explain="none",
+    )
+    again = {d.customer_id: d.manager_id for d in plan.iter_decisions()}
+    return [again[c] if t in unavailable else t for c, t in zip(ids, targets, strict=True)]
 
 
 async def due_handover_ids(session: AsyncSession, *, now: datetime) -> list[uuid.UUID]:

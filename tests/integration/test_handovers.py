@@ -599,3 +599,26 @@ async def test_satisfaction_input_is_validated(client):
         await client.post(url, json={"score": "3", "recorded_at": "2020-01-01T00:00:00Z"}), 201
     )
     assert (await ok(await client.get(f"/v1/customers/{c['id']}")))["satisfaction"] == "7.00"
+
+
+async def test_a_planned_owner_who_left_since_planning_gets_no_customers(client):
+    await create_tiers(client)
+    leaving = await create_manager(client, level=4, capacity=100)
+    successor = await create_manager(client, level=4, capacity=100)
+    other = await create_manager(client, level=4, capacity=100)
+    customers = [await create_customer(client, manager_id=leaving["id"]) for _ in range(3)]
+    first = await create(client, leaving["id"], strategy="successor", successor_id=successor["id"])
+    await act(client, first["id"], "plan")
+    await act(client, first["id"], "approve")
+    # The successor leaves before the first handover runs.
+    second = await create(client, successor["id"])
+    for action in ("plan", "approve", "execute"):
+        await act(client, second["id"], action)
+
+    done = await act(client, first["id"], "execute")
+
+    assert done["state"] == "completed"
+    for c in customers:
+        assert await owner(client, c["id"]) == other["id"]
+    moved = await items(client, first["id"])
+    assert {i["final_manager_id"] for i in moved.values()} == {other["id"]}
