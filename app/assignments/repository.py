@@ -13,25 +13,42 @@ from app.db.models import Assignment
 from app.webhooks import outbox
 
 # The customer rows are updated first: that takes their row locks, so a concurrent move of
-# the same customer waits and then reconciles the ledger against the committed owner.
+# the same customer waits and then reconciles the ledger against the committed owner. The
+# moved set comes back as two arrays in one row (no per-row result handling at 100k rows) and
+# drives the next statements, so none of them re-reads customers.
 _UPDATE_CUSTOMERS = text(
     """
-    UPDATE customers AS c
-       SET manager_id = i.manager_id, version = c.version + 1, updated_at = :at,
-           owner_since = CASE WHEN i.manager_id IS NULL THEN NULL ELSE CAST(:at AS timestamptz) END
-      FROM unnest(CAST(:ids AS uuid[]), CAST(:managers AS uuid[])) AS i(id, manager_id)
-     WHERE c.id = i.id AND c.manager_id IS DISTINCT FROM i.manager_id
-    RETURNING c.id, c.manager_id
+    WITH moved AS (
+        UPDATE customers AS c
+           SET manager_id = i.manager_id, version = c.version + 1, updated_at = :at,
+               owner_since = CASE WHEN i.manager_id IS NULL THEN NULL
+                                  ELSE CAST(:at AS timestamptz) END
+          FROM unnest(CAST(:ids AS uuid[]), CAST(:managers AS uuid[])) AS i(id, manager_id)
+         WHERE c.id = i.id AND c.manager_id IS DISTINCT FROM i.manager_id
+        RETURNING c.id, c.manager_id
+    )
+    SELECT array_agg(id), array_agg(manager_id) FROM moved
     """
 )
-# Driven by the customers the first statement really moved, so no statement re-reads them.
 _CLOSE_ROWS = text(
     """
     UPDATE assignments AS a
        SET ended_at = :at
       FROM unnest(CAST(:ids AS uuid[])) AS i(id)
      WHERE a.customer_id = i.id AND a.ended_at IS NULL
-    RETURNING a.customer_id, a.manager_id
+    """
+)
+# The same, naming the previous owners (for outbound events).
+_CLOSE_ROWS_RETURNING = text(
+    """
+    WITH closed AS (
+        UPDATE assignments AS a
+           SET ended_at = :at
+          FROM unnest(CAST(:ids AS uuid[])) AS i(id)
+         WHERE a.customer_id = i.id AND a.ended_at IS NULL
+        RETURNING a.customer_id, a.manager_id
+    )
+    SELECT array_agg(customer_id), array_agg(manager_id) FROM closed
     """
 )
 _OPEN_ROWS = text(
@@ -57,33 +74,36 @@ async def move_customers(
 ) -> int:
     """Set each customer's owner (None = pool) and write the ledger, set-based.
 
-    Four statements whatever the number of customers: update the owners (which locks the
+    Three statements whatever the number of customers: update the owners (which locks the
     rows of the customers that really move), close their open ledger rows, open rows for the
-    new owners, and write one outbound
-    ``customer.assigned``/``customer.unassigned`` event per moved customer to the outbox.
-    Customers already with the requested owner are left alone. Returns how many customers
-    changed owner.
+    new owners; and, when someone subscribes to them, one outbound ``customer.assigned`` /
+    ``customer.unassigned`` event per moved customer. Customers already with the requested
+    owner are left alone. Returns how many customers changed owner.
     """
     if len(customer_ids) != len(manager_ids):
         raise ValueError("customer_ids and manager_ids differ in length")
     if not customer_ids:
         return 0
-    moved = (
+    moved_ids, moved_to = (
         await session.execute(
             _UPDATE_CUSTOMERS,
             {"ids": list(customer_ids), "managers": list(manager_ids), "at": at},
         )
-    ).all()
-    if not moved:
+    ).one()
+    if not moved_ids:
         return 0
-    moved_ids = [customer for customer, _ in moved]
-    # The closed ledger rows name the previous owners (for the outbound events).
-    previous = dict((await session.execute(_CLOSE_ROWS, {"ids": moved_ids, "at": at})).all())
+    events = await outbox.wants_ownership_events(session)
+    previous: dict[uuid.UUID, uuid.UUID] = {}
+    if events:
+        closed = (await session.execute(_CLOSE_ROWS_RETURNING, {"ids": moved_ids, "at": at})).one()
+        previous = dict(zip(closed[0] or [], closed[1] or [], strict=True))
+    else:
+        await session.execute(_CLOSE_ROWS, {"ids": moved_ids, "at": at})
     await session.execute(
         _OPEN_ROWS,
         {
             "ids": moved_ids,
-            "managers": [owner for _, owner in moved],
+            "managers": moved_to,
             "at": at,
             "reason": reason,
             "actor": actor,
@@ -91,16 +111,20 @@ async def move_customers(
             "note": note,
         },
     )
-    await outbox.emit_ownership_changes(
-        session,
-        [(customer, previous.get(customer), owner) for customer, owner in moved],
-        reason=reason,
-        actor=actor,
-        at=at,
-        handover_id=handover_id,
-        note=note,
-    )
-    return len(moved)
+    if events:
+        await outbox.emit_ownership_changes(
+            session,
+            [
+                (customer, previous.get(customer), owner)
+                for customer, owner in zip(moved_ids, moved_to, strict=True)
+            ],
+            reason=reason,
+            actor=actor,
+            at=at,
+            handover_id=handover_id,
+            note=note,
+        )
+    return len(moved_ids)
 
 
 async def history(

@@ -140,6 +140,13 @@ async def _announce(session: AsyncSession) -> None:
     session.info[_ANNOUNCED] = transaction
 
 
+async def wants_ownership_events(session: AsyncSession) -> bool:
+    """Whether any enabled subscription receives ``customer.assigned``/``unassigned``, so a
+    bulk move can skip reading previous owners and building events nobody gets."""
+    wanted = set(await session.scalar(_SUBSCRIBED_TYPES) or ())
+    return bool(wanted & {"*", "customer.assigned", "customer.unassigned"})
+
+
 async def emit_ownership_changes(
     session: AsyncSession,
     moves: Sequence[Sequence[Any]],
