@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.auth import KeyCache
 from app.api.limits import BodySizeLimitMiddleware
 from app.api.middleware import RequestIdMiddleware
 from app.api.ratelimit import build_rate_limiter
@@ -228,6 +229,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.rate_limiter = build_rate_limiter(settings.rate_limit)
+    app.state.key_cache = (
+        KeyCache(settings.auth_cache_seconds) if settings.auth_cache_seconds > 0 else None
+    )
     app.add_exception_handler(BatonError, _baton_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

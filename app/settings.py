@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     run_worker: bool = Field(
         False, description="Run the background worker inside the API process (baton serve)."
     )
+    auth_cache_seconds: float = Field(
+        10, ge=0, le=3600, description="How long a verified API key is trusted without a lookup."
+    )
     worker_heartbeat_timeout_s: float = Field(
         30, gt=0, le=3600, description="A job whose worker stops beating this long is retried."
     )

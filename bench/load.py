@@ -42,8 +42,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def prepare(customers: int) -> tuple[str, list[str], list[str], str | None]:
-    """A seeded database; returns (url, customer ids, manager ids, admin api key or None)."""
+async def prepare(customers: int) -> tuple[str, list[str], list[str], str]:
+    """A seeded database; returns (url, customer ids, manager ids, an admin API key)."""
     admin_url = server_url()
     name = f"load_{os.getpid()}"
     admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -71,13 +71,12 @@ async def prepare(customers: int) -> tuple[str, list[str], list[str], str | None
     return url, ids, managers, key
 
 
-async def _admin_key(factory) -> str | None:
-    try:
-        from app.auth import service as auth  # API keys exist once the auth package is there
-    except ImportError:
-        return None
+async def _admin_key(factory) -> str:
+    from app.auth import service as auth
+    from app.auth.roles import Role
+
     async with session_scope(factory) as session:
-        created = await auth.create_api_key(session, name="load-bench", role="admin", actor="bench")
+        created = await auth.create_key(session, name="load-bench", role=Role.admin, actor="bench")
     return created.key
 
 

@@ -14,6 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 TEMPLATE_DB = "baton_template"
 
+# Tests change keys behind the API's back (SQL, CLI, bootstrap) and expect the next request to
+# see it; the verified-key cache has a test of its own.
+os.environ.setdefault("BATON_AUTH_CACHE_SECONDS", "0")
+
 
 def _server_url() -> str:
     """A URL to a maintenance database on the test server (embedded unless told otherwise)."""

@@ -9,6 +9,8 @@ when a route has none.
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Iterable
 from typing import Annotated, Any
 
@@ -56,12 +58,17 @@ async def authenticate(
         )
     if len(presented) > 512:
         raise _unauthorized("The API key is not valid.")
-    factory: SessionFactory = request.app.state.session_factory
-    try:
-        async with session_scope(factory) as session:
-            key = await service.authenticate(session, presented=presented)
-    except Unauthorized as exc:
-        raise _unauthorized(exc.detail) from None
+    cache: KeyCache | None = getattr(request.app.state, "key_cache", None)
+    key = cache.get(presented) if cache is not None else None
+    if key is None:
+        factory: SessionFactory = request.app.state.session_factory
+        try:
+            async with session_scope(factory) as session:
+                key = await service.authenticate(session, presented=presented)
+        except Unauthorized as exc:
+            raise _unauthorized(exc.detail) from None
+        if cache is not None:
+            cache.put(presented, key)
     limiter = getattr(request.app.state, "rate_limiter", None)
     if limiter is not None:
         await limiter.check(str(key.id))
@@ -70,6 +77,39 @@ async def authenticate(
 
 
 CurrentKey = Annotated[AuthenticatedKey, Depends(authenticate)]
+
+
+class KeyCache:
+    """Keys verified in the last ``ttl`` seconds, so a hot client costs no database round trip
+    per request. Entries are keyed by a digest of the key, never the key itself. Revoking a
+    key clears this process's cache at once; other processes stop accepting it within
+    ``ttl`` seconds. Hand-written: a dict with expiry times is all it takes."""
+
+    def __init__(self, ttl: float, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[bytes, tuple[float, AuthenticatedKey]] = {}
+
+    @staticmethod
+    def _slot(presented: str) -> bytes:
+        return hashlib.sha256(presented.encode()).digest()
+
+    def get(self, presented: str) -> AuthenticatedKey | None:
+        """The cached identity behind ``presented``, if still fresh."""
+        entry = self._entries.get(self._slot(presented))
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, presented: str, key: AuthenticatedKey) -> None:
+        """Remember a key just verified against the database."""
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[self._slot(presented)] = (time.monotonic() + self.ttl, key)
+
+    def clear(self) -> None:
+        """Forget every key (after a revocation)."""
+        self._entries.clear()
 
 
 class RoleDecision:

@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 
 from app.api.auth import ADMINS, allow
 from app.api.deps import CurrentCaller, DbSession
@@ -69,7 +69,12 @@ async def get_api_key(session: DbSession, key_id: uuid.UUID) -> ApiKeyOut:
     summary="Revoke an API key",
     responses=problem_responses(404),
 )
-async def revoke_api_key(session: DbSession, key_id: uuid.UUID) -> ApiKeyOut:
-    """Revoke a key at once: requests with it get 401 from now on. The row is kept so the
-    audit trail still names it."""
-    return await service.revoke_key(session, key_id=key_id)
+async def revoke_api_key(session: DbSession, request: Request, key_id: uuid.UUID) -> ApiKeyOut:
+    """Revoke a key at once: requests with it get 401 from now on (other API processes stop
+    accepting it within `BATON_AUTH_CACHE_SECONDS`). The row is kept so the audit trail still
+    names it."""
+    revoked = await service.revoke_key(session, key_id=key_id)
+    cache = getattr(request.app.state, "key_cache", None)
+    if cache is not None:
+        cache.clear()
+    return revoked

@@ -159,3 +159,18 @@ async def test_docs_page_offers_the_authorize_button(api):
     page = await api.anonymous().get("/docs")
     assert page.status_code == 200 and "swagger-ui" in page.text
     assert isinstance(api.anonymous(), httpx.AsyncClient)
+
+
+async def test_with_the_key_cache_a_revocation_through_the_api_applies_at_once(api, client):
+    from app.api.auth import KeyCache
+
+    api.app.state.key_cache = KeyCache(ttl=300)
+    created = await ok(await client.post("/v1/api-keys", json={"name": "c", "role": "viewer"}), 201)
+    viewer = api.anonymous()
+    viewer.headers["Authorization"] = f"Bearer {created['key']}"
+    await ok(await viewer.get("/v1/tiers"))
+    await ok(await viewer.get("/v1/tiers"))  # served from the cache
+
+    await ok(await client.delete(f"/v1/api-keys/{created['id']}"))
+
+    assert_problem(await viewer.get("/v1/tiers"), 401)
