@@ -120,7 +120,12 @@ async def test_assignment_is_delivered_signed_and_logged(
     await create_tiers(client)
     manager = await create_manager(client)
     customer = await create_customer(client)
-    await assign(client, customer["id"], manager["id"], **{})
+    moved = await client.patch(
+        f"/v1/customers/{customer['id']}",
+        json={"manager_id": manager["id"]},
+        headers={"X-Request-ID": "crm-sync-42"},
+    )
+    assert moved.status_code == 200, moved.text
     await assign(client, customer["id"], None)
 
     assert await dispatcher.drain(factory, settings=SETTINGS) == 2
@@ -134,6 +139,7 @@ async def test_assignment_is_delivered_signed_and_logged(
     assert payload["data"]["manager_id"] == manager["id"]
     assert payload["data"]["old_manager_id"] is None
     assert payload["data"]["reason"] == "manual"
+    assert payload["data"]["correlation_id"] == "crm-sync-42", "traceable to the request"
     assert receiver.received[1].json["data"]["old_manager_id"] == manager["id"]
     with pytest.raises(WebhookVerificationError):
         first.verify("whsec_" + "QUJD" * 8)
