@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Annotated, Any
 
@@ -112,12 +113,12 @@ class KeyCache:
         self._entries.clear()
 
 
-class RoleDecision:
+class RoleDecision(ABC):
     """Base of the objects that decide who may call a route."""
 
+    @abstractmethod
     def allowed_roles(self, method: str) -> frozenset[Role] | None:
         """The roles that may call with ``method``; None when no key is needed."""
-        raise NotImplementedError
 
 
 class Allow(RoleDecision):
