@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.schemas import PatchModel
+
 CustomerStatus = Literal["active", "churned"]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 Money = Annotated[
@@ -52,11 +54,13 @@ class CustomerCreate(BaseModel):
     pinned: bool = Field(False, description="Never moved automatically.")
 
 
-class CustomerUpdate(BaseModel):
+class CustomerUpdate(PatchModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"manager_id": "3f2b9a60-0c1e-4d7a-9b0e-5d9b7c1e2a44"}]},
     )
+
+    NOT_NULL = ("name", "tier", "status", "pinned")
 
     external_ref: ShortText | None = None
     name: ShortText | None = None

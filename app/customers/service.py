@@ -28,8 +28,6 @@ from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from app.managers import repository as managers
 from app.webhooks import outbox
 
-_NOT_NULL = ("name", "tier", "status", "pinned")
-
 
 async def get_customer(session: AsyncSession, *, customer_id: uuid.UUID) -> CustomerOut:
     """The customer, or NotFound."""
@@ -199,9 +197,6 @@ async def update_customer(
     if precondition is not None:
         precondition.check(row["version"], f"Customer {customer_id}")
     values = data.model_dump(exclude_unset=True)
-    for field in _NOT_NULL:
-        if field in values and values[field] is None:
-            values.pop(field)
     tier_code = values.pop("tier", row["tier"])
     if tier_code != row["tier"]:
         await _tier(session, tier_code)

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.schemas import PatchModel
+
 ManagerStatus = Literal["active", "on_leave", "departing", "departed"]
 Level = Annotated[int, Field(ge=1, le=5, description="1 junior … 5 principal.")]
 Capacity = Annotated[int, Field(ge=0, le=1_000_000, description="Workload units.")]
@@ -48,10 +50,21 @@ class ManagerCreate(BaseModel):
     team: ShortText | None = None
 
 
-class ManagerUpdate(BaseModel):
+class ManagerUpdate(PatchModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"capacity": 140, "accepting_new": False}]},
+    )
+
+    NOT_NULL = (
+        "name",
+        "email",
+        "level",
+        "capacity",
+        "status",
+        "accepting_new",
+        "languages",
+        "industries",
     )
 
     external_ref: Ref | None = None

@@ -14,17 +14,6 @@ from app.errors import Conflict, NotFound
 from app.managers import repository
 from app.managers.schemas import ManagerCreate, ManagerOut, ManagerStatus, ManagerUpdate
 
-_NOT_NULL = (
-    "name",
-    "email",
-    "level",
-    "capacity",
-    "status",
-    "accepting_new",
-    "languages",
-    "industries",
-)
-
 
 def to_out(row: object) -> ManagerOut:
     """Build the public view, computing utilization from workload and capacity."""
@@ -98,9 +87,6 @@ async def update_manager(
 ) -> ManagerOut:
     """Change a manager's fields. Leaving is done through a handover, not by editing status."""
     values = data.model_dump(exclude_unset=True)
-    for field in _NOT_NULL:
-        if field in values and values[field] is None:
-            values.pop(field)
     await _lock_checked(session, manager_id, precondition)
     await _check_unique(
         session,

@@ -7,6 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.schemas import PatchModel
+
 TierCode = Annotated[
     str,
     Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", examples=["strategic"], description="Stable key."),
@@ -41,10 +43,12 @@ class TierCreate(BaseModel):
     description: str | None = Field(None, max_length=2000)
 
 
-class TierUpdate(BaseModel):
+class TierUpdate(PatchModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"weight": 6, "min_manager_level": 3}]}
     )
+
+    NOT_NULL = ("name", "rank", "weight", "min_manager_level")
 
     name: str | None = Field(None, min_length=1, max_length=200)
     rank: Rank | None = None

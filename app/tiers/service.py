@@ -56,9 +56,6 @@ async def update_tier(
     """Change a tier's fields (a new weight changes every owner's workload at once)."""
     await _lock_checked(session, code, precondition)
     values = data.model_dump(exclude_unset=True)
-    for required in ("name", "rank", "weight", "min_manager_level"):
-        if required in values and values[required] is None:
-            values.pop(required)
     if values and not await repository.update_fields(session, code, values):
         raise NotFound(f"Tier '{code}' does not exist.")
     return await get_tier(session, code=code)

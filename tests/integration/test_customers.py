@@ -74,14 +74,18 @@ async def test_patch_fields_and_tier(client):
     patched = await ok(
         await client.patch(
             f"/v1/customers/{c['id']}",
-            json={"tier": "key", "pinned": True, "region": "north", "name": None},
+            json={"tier": "key", "pinned": True, "region": "north"},
         )
     )
     assert patched["tier"] == "key"
     assert patched["pinned"] is True
     assert patched["region"] == "north"
-    assert patched["name"] == c["name"]  # null for a required field leaves it alone
+    assert patched["name"] == c["name"]
     assert patched["version"] == c["version"] + 1
+    cleared = await client.patch(f"/v1/customers/{c['id']}", json={"name": None, "region": None})
+    assert "name cannot be null" in assert_problem(cleared, 422)["detail"]
+    optional = await ok(await client.patch(f"/v1/customers/{c['id']}", json={"region": None}))
+    assert optional["region"] is None, "an optional field is cleared by null"
     r = await client.patch(f"/v1/customers/{c['id']}", json={"tier": "gold"})
     assert "gold" in assert_problem(r, 422)["detail"]
 

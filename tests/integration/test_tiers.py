@@ -52,10 +52,11 @@ async def test_patch_changes_fields_and_bumps_version(client):
     assert (await ok(await client.get("/v1/tiers/key")))["weight"] == 5
 
 
-async def test_patch_with_null_for_required_field_keeps_it(client):
+async def test_patch_with_null_for_required_field_is_refused(client):
     await create_tiers(client)
-    patched = await ok(await client.patch("/v1/tiers/key", json={"weight": None}))
-    assert patched["weight"] == 4
+    body = assert_problem(await client.patch("/v1/tiers/key", json={"weight": None}), 422)
+    assert "weight cannot be null" in body["detail"]
+    assert (await ok(await client.get("/v1/tiers/key")))["weight"] == 4
 
 
 async def test_unknown_tier_is_404_for_get_patch_delete(client):
