@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
+
+from app.settings import get_settings
 
 
 def new_secret() -> str:
@@ -21,3 +24,18 @@ def active_secrets(
     if previous and previous_expires_at is not None and previous_expires_at > now:
         keys.append(previous)
     return keys
+
+
+def rotation(
+    current: str, *, secret: str | None, grace_hours: int | None, now: datetime
+) -> dict[str, Any]:
+    """The column values that replace ``current`` with ``secret`` (or a new one): the old
+    secret stays valid for ``grace_hours`` (default from settings; 0 drops it at once), so a
+    source or a subscriber can switch over without losing requests."""
+    hours = grace_hours if grace_hours is not None else get_settings().webhooks_secret_grace_hours
+    return {
+        "secret": secret or new_secret(),
+        "previous_secret": current if hours else None,
+        "previous_secret_expires_at": now + timedelta(hours=hours) if hours else None,
+        "updated_at": now,
+    }

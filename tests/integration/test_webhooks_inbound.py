@@ -125,6 +125,36 @@ async def test_standard_signature_checks_and_duplicates(client):
     assert events[0]["status"] == "received"
 
 
+async def test_rotated_source_secret_is_accepted_with_the_old_one_during_grace(client):
+    src = await source(client, "crm", "standard")
+    url = "/v1/webhooks/inbound/crm"
+    event = {"type": "customer.churned", "data": {"external_ref": "crm-1"}}
+
+    def signed(secret):
+        return standard_request(secret, event)
+
+    rotated = await ok(await client.post(f"/v1/webhook-sources/{src['id']}/rotate-secret"))
+    assert rotated["secret"] != src["secret"] and rotated["previous_secret_expires_at"]
+    for secret in (src["secret"], rotated["secret"]):
+        body, headers = signed(secret)
+        await ok(await client.post(url, content=body, headers=headers), 202)
+
+    given = "whsec_" + base64.b64encode(b"g" * 32).decode()
+    chosen = await ok(
+        await client.post(
+            f"/v1/webhook-sources/{src['id']}/rotate-secret",
+            json={"secret": given, "grace_hours": 0},
+        )
+    )
+    assert chosen["secret"] == given and chosen["previous_secret_expires_at"] is None
+    body, headers = signed(given)
+    await ok(await client.post(url, content=body, headers=headers), 202)
+    for old in (src["secret"], rotated["secret"]):
+        body, headers = signed(old)
+        assert_problem(await client.post(url, content=body, headers=headers), 401)
+    assert len(await inbox(client, source="crm")) == 3
+
+
 async def test_hubspot_batch_is_deduplicated_per_event(client):
     await source(client, "hubspot", "hubspot", secret=HS_SECRET)
     url = "http://test/v1/webhooks/inbound/hubspot"

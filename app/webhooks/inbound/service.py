@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import RowMapping, insert, select, text, update
@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.db.models import InboundEvent, WebhookSource
 from app.errors import BatonError, Conflict, NotFound
-from app.settings import get_settings
 from app.webhooks.inbound import adapters
 from app.webhooks.inbound.schemas import (
     InboundEventOut,
@@ -27,7 +26,7 @@ from app.webhooks.inbound.schemas import (
     SourceUpdate,
     SourceWithSecret,
 )
-from app.webhooks.keys import active_secrets, new_secret
+from app.webhooks.keys import active_secrets, new_secret, rotation
 
 MAX_BODY_BYTES = 1_000_000
 _S = WebhookSource
@@ -98,23 +97,12 @@ async def rotate_source_secret(
 ) -> SourceWithSecret:
     """Replace the secret; the old one is still accepted during the grace period."""
     current = await _require(session, source_id)
-    now = datetime.now(UTC)
-    hours = (
-        data.grace_hours
-        if data.grace_hours is not None
-        else get_settings().webhooks_secret_grace_hours
+    values = rotation(
+        current["secret"], secret=data.secret, grace_hours=data.grace_hours, now=datetime.now(UTC)
     )
     row = (
         await session.execute(
-            update(_S)
-            .where(_S.id == source_id)
-            .values(
-                secret=data.secret or new_secret(),
-                previous_secret=current["secret"] if hours else None,
-                previous_secret_expires_at=now + timedelta(hours=hours) if hours else None,
-                updated_at=now,
-            )
-            .returning(*_S.__table__.c)
+            update(_S).where(_S.id == source_id).values(**values).returning(*_S.__table__.c)
         )
     ).mappings()
     return SourceWithSecret.model_validate({**row.one()})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import RowMapping, func, insert, select, update
@@ -13,7 +13,7 @@ from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.db.models import OutboundEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from app.errors import Conflict, NotFound
 from app.settings import get_settings
-from app.webhooks.keys import new_secret
+from app.webhooks.keys import new_secret, rotation
 from app.webhooks.outbound.schemas import (
     AttemptOut,
     DeliveryDetail,
@@ -128,24 +128,15 @@ async def rotate_secret(
 ) -> SubscriptionWithSecret:
     """Generate a new secret; the old one keeps signing (alongside) during the grace period."""
     current = await _require(session, subscription_id)
-    now = datetime.now(UTC)
-    hours = (
-        data.grace_hours
-        if data.grace_hours is not None
-        else get_settings().webhooks_secret_grace_hours
+    values = rotation(
+        current["secret"], secret=None, grace_hours=data.grace_hours, now=datetime.now(UTC)
     )
-    secret = new_secret()
     row = (
         (
             await session.execute(
                 update(_S)
                 .where(_S.id == subscription_id)
-                .values(
-                    secret=secret,
-                    previous_secret=current["secret"] if hours else None,
-                    previous_secret_expires_at=now + timedelta(hours=hours) if hours else None,
-                    updated_at=now,
-                )
+                .values(**values)
                 .returning(*_S.__table__.c)
             )
         )
