@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from app.api.auth import STAFF, allow
 from app.api.deps import CurrentCaller, DbSession
+from app.api.idempotency import streamed_body
 from app.api.routing import BatonRoute
 from app.auth.roles import Role
 from app.errors import problem_responses
@@ -86,7 +87,7 @@ async def _import(
     return await service.import_rows(
         session,
         resource=resource,
-        chunks=request.stream(),
+        chunks=streamed_body(request),
         fmt=fmt,
         mode=mode,
         actor=caller.name,

@@ -41,7 +41,9 @@ async def test_the_same_key_with_a_different_body_is_422(client):
     )
     assert problem["code"] == "idempotency_key_reused"
     # the same key on another path is another request too
-    assert_problem(await client.post("/v1/managers", json={}, headers=headers), 422)
+    manager = {"name": "M", "email": "m@x.io", "level": 3, "capacity": 50}
+    problem = assert_problem(await client.post("/v1/managers", json=manager, headers=headers), 422)
+    assert problem["code"] == "idempotency_key_reused"
     assert await _customers(client) == 1
 
 
@@ -107,6 +109,36 @@ async def test_a_concurrent_duplicate_is_409_and_the_change_happens_once(
         moves = await session.scalar(text("SELECT count(*) FROM assignments"))
         stored = await session.scalar(text("SELECT count(*) FROM idempotency_keys"))
     assert moves == 60 and stored == 1
+
+
+async def test_a_streamed_import_with_a_key_replays_and_refuses_another_file(client):
+    await create_tiers(client)
+    headers = {"Idempotency-Key": "import-1", "Content-Type": "text/csv"}
+    body = "external_ref,name,tier\nc-1,Alpha,key\nc-2,Beta,standard\n"
+    first = await client.post("/v1/imports/customers", content=body, headers=headers)
+    assert first.status_code == 200 and first.json()["created"] == 2
+    second = await client.post("/v1/imports/customers", content=body, headers=headers)
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.json() == first.json(), "the first report, not a run that finds 2 unchanged"
+    problem = assert_problem(
+        await client.post(
+            "/v1/imports/customers", content=body + "c-3,Gamma,key\n", headers=headers
+        ),
+        422,
+    )
+    assert problem["code"] == "idempotency_key_reused"
+    assert await _customers(client) == 2
+
+
+async def test_a_rejected_import_stores_nothing_and_can_be_retried(client):
+    await create_tiers(client)
+    headers = {"Idempotency-Key": "import-2", "Content-Type": "text/csv"}
+    body = "external_ref,name,tier\nc-1,Alpha,key\n"
+    bad = body + "c-2,Beta,no-such-tier\n"
+    assert_problem(await client.post("/v1/imports/customers", content=bad, headers=headers), 422)
+    # the key is still free: a corrected file under it runs
+    report = await ok(await client.post("/v1/imports/customers", content=body, headers=headers))
+    assert report["created"] == 1
 
 
 async def test_the_header_is_validated_and_documented(client, api):
