@@ -43,9 +43,7 @@ _LOCK_MANAGERS = text("SELECT id FROM managers WHERE status = 'active' ORDER BY 
 _CUSTOMERS = text(
     """
     SELECT c.id, c.tier_code, c.region, c.language, c.industry, c.annual_value, c.satisfaction,
-           c.pinned, c.manager_id,
-           (SELECT max(a.started_at) FROM assignments AS a WHERE a.customer_id = c.id)
-               AS last_moved_at
+           c.pinned, c.manager_id, c.owner_since AS last_moved_at
       FROM customers AS c
      WHERE c.id = ANY(CAST(:ids AS uuid[]))
      ORDER BY c.id
