@@ -81,9 +81,9 @@ async def _admin_key(factory) -> str:
 
 
 def start(cmd: list[str], env: dict[str, str], port: int, ready: str) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    # Output goes to a file: a pipe nobody reads would block the server once it fills.
+    log = tempfile.NamedTemporaryFile("w+", prefix="baton-load-", suffix=".log", delete=False)  # noqa: SIM115 (lives as long as the server)
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -93,7 +93,8 @@ def start(cmd: list[str], env: dict[str, str], port: int, ready: str) -> subproc
         except OSError:
             time.sleep(0.3)
     proc.kill()
-    raise RuntimeError(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
+    log.seek(0)
+    raise RuntimeError(f"server did not start: {log.read()[-2000:]}")
 
 
 def lua(requests: list[tuple[str, str, str | None]], key: str | None) -> str:
