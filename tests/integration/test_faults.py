@@ -77,9 +77,10 @@ def own_server(tmp_path: Path):
     """A Postgres cluster of this test's own, so stopping it disturbs no other test."""
     pgdata = tmp_path / "pg" / "pgdata"
     pgdata.parent.mkdir()
-    url = start_embedded_postgres(pgdata, database="baton_faults")
+    url = start_embedded_postgres(pgdata, database="baton_faults", throwaway=True)
     upgrade(url)
-    return url, pgdata, embedded_postgres.get_server(pgdata, cleanup_mode="stop").system_user
+    # the handle start_embedded_postgres opened (get_server returns it for the same directory)
+    return url, pgdata, embedded_postgres.get_server(pgdata).system_user
 
 
 async def test_the_service_recovers_when_the_database_restarts_under_load(own_server, tmp_path):
