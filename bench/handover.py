@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -28,6 +25,7 @@ from app.db.migrate import upgrade
 from app.db.session import create_session_factory, session_scope
 from app.handovers import service
 from app.handovers.schemas import ActionIn, HandoverCreate
+from bench._db import server_url
 
 BASELINE = [
     """
@@ -58,18 +56,8 @@ SELECT id, manager_id, now() - interval '200 days', 'seed', 'bench' FROM c
 """
 
 
-def _server_url() -> str:
-    explicit = os.environ.get("BENCH_DATABASE_URL")
-    if explicit:
-        return make_url(explicit).set(drivername="postgresql+asyncpg").render_as_string(False)
-    from app.db.embedded import start_embedded_postgres
-
-    pgdata = Path(tempfile.mkdtemp(prefix="baton-bench-")) / "pgdata"
-    return start_embedded_postgres(pgdata, database="postgres")
-
-
 async def _database() -> str:
-    admin_url = _server_url()
+    admin_url = server_url()
     name = f"bench_handover_{uuid.uuid4().hex[:8]}"
     admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
