@@ -1,4 +1,4 @@
-"""Audit use cases: record a change (in its own transaction), list the trail."""
+"""Audit use cases: record a change (in the transaction that makes it), list the trail."""
 
 from __future__ import annotations
 

@@ -170,8 +170,9 @@ _EXPORT_CONTENT: dict[int | str, dict[str, Any]] = {
     responses={**_EXPORT_CONTENT, **problem_responses()},
 )
 async def export_customers(request: Request, fmt: ExportFormatQuery = "csv") -> StreamingResponse:
-    """Every customer, ordered by id, with its owner's `manager_external_ref`, streamed from a
-    server-side cursor (one consistent snapshot, bounded memory). The columns match what
+    """Every customer, ordered by id, with its owner's `manager_external_ref`, streamed in
+    batches read by id (bounded memory; each batch is read on its own, so a customer changed
+    during a long export shows its state when its batch was read). The columns match what
     `POST /v1/imports/customers` accepts."""
     return _export(request, "customers", fmt)
 
