@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, RowMapping, func, insert, select, text, up
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import (
+    HANDOVER_OPEN_STATES,
     HANDOVER_TASKS,
     Customer,
     Handover,
@@ -40,7 +41,7 @@ async def open_for_manager(session: AsyncSession, manager_id: uuid.UUID) -> uuid
     return await session.scalar(
         select(Handover.id).where(
             Handover.from_manager_id == manager_id,
-            Handover.state.in_(("draft", "planned", "approved", "executing")),
+            Handover.state.in_(HANDOVER_OPEN_STATES),
         )
     )
 

@@ -13,13 +13,13 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, RowMapping, select
+from sqlalchemy import ColumnElement, RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.assignments import service as assignments
 from app.assignments.repository import move_customers
-from app.db.models import Handover, Manager, Tier
+from app.db.models import Handover
 from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from app.handovers import repository
 from app.handovers.schemas import (
@@ -44,7 +44,9 @@ from app.handovers.schemas import (
     Unrestored,
 )
 from app.handovers.states import allowed_actions, next_state
+from app.managers import repository as managers_repository
 from app.settings import get_settings
+from app.tiers import repository as tiers_repository
 from app.webhooks import outbox
 from app.webhooks.events import HANDOVER_STATE_EVENTS
 from app.worker import EXECUTE_HANDOVER, enqueue
@@ -249,17 +251,17 @@ async def _transition(
 
 
 # -- create --------------------------------------------------------------------------------------
-async def _manager(session: AsyncSession, manager_id: uuid.UUID, field: str) -> RowMapping:
-    row = (
-        (await session.execute(select(*Manager.__table__.c).where(Manager.id == manager_id)))
-        .mappings()
-        .first()
+def _unknown_manager(manager_id: uuid.UUID, field: str) -> InvalidInput:
+    return InvalidInput(
+        f"Manager {manager_id} does not exist.",
+        errors=[{"loc": ["body", field], "msg": "unknown manager"}],
     )
+
+
+async def _manager(session: AsyncSession, manager_id: uuid.UUID, field: str) -> RowMapping:
+    row = await managers_repository.get(session, manager_id)
     if row is None:
-        raise InvalidInput(
-            f"Manager {manager_id} does not exist.",
-            errors=[{"loc": ["body", field], "msg": "unknown manager"}],
-        )
+        raise _unknown_manager(manager_id, field)
     return row
 
 
@@ -272,22 +274,9 @@ async def create_handover(
     the manager has already departed (or ``interim_now``), the customers go to the interim
     manager at once (ledger reason ``interim``) and wait there for execution.
     """
-    manager = (
-        (
-            await session.execute(
-                select(*Manager.__table__.c)
-                .where(Manager.id == data.from_manager_id)
-                .with_for_update()
-            )
-        )
-        .mappings()
-        .first()
-    )
+    manager = await managers_repository.lock(session, data.from_manager_id)
     if manager is None:
-        raise InvalidInput(
-            f"Manager {data.from_manager_id} does not exist.",
-            errors=[{"loc": ["body", "from_manager_id"], "msg": "unknown manager"}],
-        )
+        raise _unknown_manager(data.from_manager_id, "from_manager_id")
     open_id = await repository.open_for_manager(session, data.from_manager_id)
     if open_id is not None:
         raise Conflict(
@@ -364,9 +353,7 @@ async def _check_scope(
 ) -> None:
     """Unknown tiers and listed customers the manager does not own are a 422."""
     if scope.tiers:
-        known = set(
-            (await session.scalars(select(Tier.code).where(Tier.code.in_(scope.tiers)))).all()
-        )
+        known = {t["code"] for t in await tiers_repository.list_all(session)}
         unknown = sorted(set(scope.tiers) - known)
         if unknown:
             raise InvalidInput(

@@ -11,8 +11,6 @@ State = Literal[
 ]
 Action = Literal["plan", "approve", "execute", "complete", "cancel", "rollback"]
 
-OPEN_STATES: tuple[State, ...] = ("draft", "planned", "approved", "executing")
-
 # action -> (states it may start from, state it leads to)
 TRANSITIONS: dict[str, tuple[tuple[State, ...], State]] = {
     "plan": (("draft", "planned"), "planned"),
