@@ -917,9 +917,10 @@ async def _restore(
     status: str,
     actor: str,
     at: datetime,
-) -> list[Unrestored]:
+) -> tuple[int, list[Unrestored]]:
     """Give the executed items' customers back to their owner before the handover, for those
-    whose owner has not changed since; the others are reported and left alone."""
+    whose owner has not changed since; the others are reported and left alone. Returns how
+    many went back, and the others with why."""
     rows = await repository.lock_executed(session, handover_id=handover["id"], statuses=statuses)
     back_ids: list[uuid.UUID] = []
     back_to: list[uuid.UUID | None] = []
@@ -962,7 +963,7 @@ async def _restore(
         notes=[f"not {status}: {s.reason}" for s in skipped],
         status=None,
     )
-    return skipped
+    return len(back_ids), skipped
 
 
 async def rollback_handover(
@@ -978,7 +979,7 @@ async def rollback_handover(
     await repository.set_manager_status(
         session, handover["from_manager_id"], handover["prior_manager_status"]
     )
-    skipped = await _restore(
+    restored, skipped = await _restore(
         session,
         handover=handover,
         statuses=("moved", "pooled", "refused"),
@@ -987,8 +988,6 @@ async def rollback_handover(
         actor=actor,
         at=now,
     )
-    out = await get_handover(session, handover_id=handover_id)
-    restored = out.counts.get("restored", 0)
     await _transition(
         session,
         handover,
@@ -1037,7 +1036,7 @@ async def return_cover(session: AsyncSession, *, handover_id: uuid.UUID, actor: 
             if handover["prior_manager_status"] == "on_leave"
             else handover["prior_manager_status"],
         )
-    skipped = await _restore(
+    returned, skipped = await _restore(
         session,
         handover=handover,
         statuses=("moved", "refused"),
@@ -1047,8 +1046,6 @@ async def return_cover(session: AsyncSession, *, handover_id: uuid.UUID, actor: 
         at=now,
     )
     await repository.update_handover(session, handover_id, {"cover_returned_at": now})
-    out = await get_handover(session, handover_id=handover_id)
-    returned = out.counts.get("returned", 0)
     await repository.add_event(
         session,
         handover_id=handover_id,
