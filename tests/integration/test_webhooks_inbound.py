@@ -17,12 +17,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from standardwebhooks import Webhook
 
+from app.api.pagination import encode_cursor
 from app.db.session import create_session_factory
 from app.settings import Settings, get_settings
 from app.webhooks.inbound.processing import process_event
 from app.webhooks.outbound import dispatcher
 from tests.integration.factories import (
     assert_problem,
+    collect_pages,
     create_customer,
     create_manager,
     create_tiers,
@@ -153,6 +155,27 @@ async def test_rotated_source_secret_is_accepted_with_the_old_one_during_grace(c
         body, headers = signed(old)
         assert_problem(await client.post(url, content=body, headers=headers), 401)
     assert len(await inbox(client, source="crm")) == 3
+
+
+async def test_inbox_pages_newest_first_and_a_forged_cursor_is_refused(client):
+    src = await source(client, "crm", "standard")
+    event = {"type": "customer.churned", "data": {"external_ref": "crm-1"}}
+    for i in range(5):
+        body, headers = standard_request(src["secret"], event, msg_id=f"msg_{i}")
+        await ok(await client.post("/v1/webhooks/inbound/crm", content=body, headers=headers), 202)
+    pages = await collect_pages(client, "/v1/webhooks/inbound-events", limit=2, source="crm")
+    assert [len(p) for p in pages] == [2, 2, 1]
+    listed = [e for p in pages for e in p]
+    assert sorted(e["event_id"] for e in listed) == [f"msg_{i}" for i in range(5)], "none twice"
+    assert [e["received_at"] for e in listed] == sorted(
+        (e["received_at"] for e in listed), reverse=True
+    )
+
+    forged = encode_cursor(["not a time", listed[0]["id"]])
+    problem = assert_problem(
+        await client.get("/v1/webhooks/inbound-events", params={"cursor": forged}), 422
+    )
+    assert problem["errors"]
 
 
 async def test_hubspot_batch_is_deduplicated_per_event(client):

@@ -10,11 +10,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from app.api.pagination import encode_cursor
 from app.db.session import create_session_factory, session_scope
 from app.settings import Settings, get_settings
 from app.webhooks.outbound import dispatcher
 from tests.integration.factories import (
     assert_problem,
+    collect_pages,
     create_customer,
     create_manager,
     create_tiers,
@@ -110,6 +112,23 @@ async def test_secret_is_shown_once_and_private_targets_are_refused(client, monk
     listed = await ok(await client.get("/v1/webhook-subscriptions"))
     assert all("secret" not in s for s in listed["items"])
     get_settings.cache_clear()
+
+
+async def test_subscriptions_page_in_creation_order_and_a_forged_cursor_is_refused(
+    client, allow_loopback
+):
+    created = [(await subscribe(client, f"http://127.0.0.1:9/hooks/{i}"))["id"] for i in range(5)]
+    pages = await collect_pages(client, "/v1/webhook-subscriptions", limit=2)
+    assert [len(p) for p in pages] == [2, 2, 1]
+    listed = [s for p in pages for s in p]
+    assert sorted(s["id"] for s in listed) == sorted(created), "each once"
+    assert [s["created_at"] for s in listed] == sorted(s["created_at"] for s in listed)
+
+    forged = encode_cursor(["not a time", created[0]])
+    problem = assert_problem(
+        await client.get("/v1/webhook-subscriptions", params={"cursor": forged}), 422
+    )
+    assert problem["errors"]
 
 
 async def test_assignment_is_delivered_signed_and_logged(

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.db.models import InboundEvent, WebhookSource
-from app.errors import BatonError, Conflict, NotFound
+from app.errors import BatonError, Conflict, InvalidInput, NotFound
 from app.webhooks.inbound import adapters
 from app.webhooks.inbound.schemas import (
     InboundEventOut,
@@ -242,8 +242,10 @@ async def list_events(
         at, iid = decode_cursor(cursor, (str, uuid.UUID))
         try:
             after = datetime.fromisoformat(at)
-        except ValueError:
-            after = datetime.now(UTC)
+        except ValueError as exc:
+            raise InvalidInput(
+                "The cursor is not valid; pass back a next_cursor unchanged."
+            ) from exc
         stmt = stmt.where(
             (_I.received_at < after) | ((_I.received_at == after) & (_I.id < uuid.UUID(iid)))
         )

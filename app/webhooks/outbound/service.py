@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.db.models import OutboundEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, InvalidInput, NotFound
 from app.settings import get_settings
 from app.webhooks.keys import new_secret, rotation
 from app.webhooks.outbound.schemas import (
@@ -84,9 +84,13 @@ async def list_subscriptions(
     stmt = select(*_PUBLIC).order_by(_S.created_at, _S.id).limit(limit + 1)
     if cursor:
         at, sid = decode_cursor(cursor, (str, uuid.UUID))
-        stmt = stmt.where(
-            func.row(_S.created_at, _S.id) > func.row(datetime.fromisoformat(at), uuid.UUID(sid))
-        )
+        try:
+            after = datetime.fromisoformat(at)
+        except ValueError as exc:
+            raise InvalidInput(
+                "The cursor is not valid; pass back a next_cursor unchanged."
+            ) from exc
+        stmt = stmt.where(func.row(_S.created_at, _S.id) > func.row(after, uuid.UUID(sid)))
     rows = list((await session.execute(stmt)).mappings())
     items = [SubscriptionOut.model_validate({**r}) for r in rows[:limit]]
     next_cursor = (
