@@ -48,7 +48,7 @@ async def set_current_if_latest(
 async def list_page(
     session: AsyncSession, customer_id: uuid.UUID, *, after: int | None, limit: int
 ) -> list[RowMapping]:
-    """A customer's measurements, newest recorded first (id breaks ties)."""
+    """A customer's measurements, newest entry first (by id, not by ``recorded_at``)."""
     stmt = (
         select(*SatisfactionScore.__table__.c)
         .where(SatisfactionScore.customer_id == customer_id)

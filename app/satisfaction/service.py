@@ -6,21 +6,21 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.pagination import Page, decode_cursor, encode_cursor
-from app.db.models import Customer
+from app.customers import repository as customers_repository
 from app.errors import NotFound
 from app.satisfaction import repository
 from app.satisfaction.schemas import SatisfactionOut
 
 
-async def _require_customer(session: AsyncSession, customer_id: uuid.UUID) -> None:
-    found = await session.scalar(
-        select(Customer.id).where(Customer.id == customer_id).with_for_update()
-    )
-    if found is None:
+async def _require_customer(
+    session: AsyncSession, customer_id: uuid.UUID, *, lock: bool = False
+) -> None:
+    """NotFound unless the customer exists; ``lock`` serialises recordings for one customer,
+    so the newest measurement is the one left on it."""
+    if await customers_repository.get(session, customer_id, lock=lock) is None:
         raise NotFound(f"Customer {customer_id} does not exist.")
 
 
@@ -35,7 +35,7 @@ async def record_satisfaction(
 ) -> SatisfactionOut:
     """Store one measurement (also called for CRM webhooks). A late-arriving older
     measurement is kept in the series but does not replace the customer's current score."""
-    await _require_customer(session, customer_id)
+    await _require_customer(session, customer_id, lock=True)
     at = recorded_at or datetime.now(UTC)
     row = await repository.insert_score(
         session,
@@ -55,9 +55,7 @@ async def list_satisfaction(
     session: AsyncSession, *, customer_id: uuid.UUID, cursor: str | None, limit: int
 ) -> Page[SatisfactionOut]:
     """A customer's measurements, newest entry first."""
-    found = await session.scalar(select(Customer.id).where(Customer.id == customer_id))
-    if found is None:
-        raise NotFound(f"Customer {customer_id} does not exist.")
+    await _require_customer(session, customer_id)
     after = decode_cursor(cursor, (int,))[0] if cursor else None
     rows = await repository.list_page(session, customer_id, after=after, limit=limit + 1)
     items = [SatisfactionOut.model_validate(r) for r in rows[:limit]]

@@ -592,6 +592,7 @@ async def test_satisfaction_input_is_validated(client):
     assert_problem(
         await client.post(f"/v1/customers/{missing}/satisfaction", json={"score": 5}), 404
     )
+    assert_problem(await client.get(f"/v1/customers/{missing}/satisfaction"), 404)
     await ok(
         await client.post(url, json={"score": "7", "recorded_at": "2030-01-01T00:00:00Z"}), 201
     )
