@@ -352,7 +352,9 @@ async def test_refusal_after_the_window_is_a_conflict(client, settings_env):
         await client.post(f"/v1/handovers/{h['id']}/items/{customer}/refuse"), 409
     )
     assert body["code"] == "refusal_window_closed"
-    assert await owner(client, customer) != p["leaving"]["id"]
+    item = await ok(await client.get(f"/v1/handovers/{h['id']}/items/{customer}"))
+    assert item["status"] == "moved" and item["refused_at"] is None
+    assert await owner(client, customer) == item["final_manager_id"], "nothing re-placed"
 
 
 async def test_refusal_before_execution_is_a_conflict(client):
