@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -52,6 +52,21 @@ async def enqueue(
         payload.encode(),
         execute_after=execute_after,
         dedupe_key=dedupe_key,
+        on_conflict="skip",
+    )
+
+
+async def enqueue_many(session: AsyncSession, entrypoint: str, payloads: Sequence[str]) -> None:
+    """Enqueue one job per payload in one statement (a webhook batch is up to 1000 events),
+    in the session's transaction like ``enqueue``."""
+    if not payloads:
+        return
+    connection = await session.connection()
+    raw = (await connection.get_raw_connection()).driver_connection
+    await Queries(AsyncpgDriver(raw)).enqueue(
+        [entrypoint] * len(payloads),
+        [p.encode() for p in payloads],
+        priority=[0] * len(payloads),
         on_conflict="skip",
     )
 

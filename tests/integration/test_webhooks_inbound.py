@@ -273,6 +273,36 @@ async def _process_all(factory):
     return [await process_event(factory, i) for i in ids]
 
 
+async def test_a_batch_queues_one_job_per_new_handled_event(committed_client, factory):
+    client = committed_client
+    await source(client, "hubspot", "hubspot", secret=HS_SECRET)
+    url = "http://test/v1/webhooks/inbound/hubspot"
+    batch = [
+        hubspot_event(201, subscriptionType="company.deletion", objectId=1),
+        hubspot_event(202, subscriptionType="company.creation", objectId=2),
+        hubspot_event(203, subscriptionType="contact.creation", objectId=3),  # ignored
+    ]
+    body = json.dumps(batch).encode()
+    headers = hubspot_headers(HS_SECRET, body, url)
+
+    async def queued():
+        async with factory() as session:
+            payloads = await session.scalars(
+                text(
+                    "SELECT convert_from(payload, 'UTF8') FROM pgqueuer"
+                    " WHERE entrypoint = 'process_inbound_webhook'"
+                )
+            )
+            return sorted(payloads)
+
+    await ok(await client.post(url, content=body, headers=headers), 202)
+    handled = sorted(e["id"] for e in await inbox(client) if e["status"] == "received")
+    assert len(handled) == 2
+    assert await queued() == handled
+    await ok(await client.post(url, content=body, headers=headers), 200)
+    assert await queued() == handled, "duplicates are not queued again"
+
+
 async def test_processing_statuses_and_retry(committed_client, factory):
     client = committed_client
     src = await source(client, "crm", "standard")

@@ -184,12 +184,14 @@ async def receive(
             )
         ).all()
     )
-    from app.worker import PROCESS_INBOUND_WEBHOOK, enqueue
+    from app.worker import PROCESS_INBOUND_WEBHOOK, enqueue_many
 
     ids = {v: k for k, v in stored.items()}  # event_id -> inbox id
-    for event in events:
-        if event.event_id in ids and not event.ignored:
-            await enqueue(session, PROCESS_INBOUND_WEBHOOK, str(ids[event.event_id]))
+    await enqueue_many(
+        session,
+        PROCESS_INBOUND_WEBHOOK,
+        [str(ids[e.event_id]) for e in events if e.event_id in ids and not e.ignored],
+    )
     known = (
         dict(
             (
