@@ -178,6 +178,24 @@ async def test_inbox_pages_newest_first_and_a_forged_cursor_is_refused(client):
     assert problem["errors"]
 
 
+async def test_a_disabled_source_receives_nothing_and_names_are_unique(client):
+    src = await source(client, "crm", "standard")
+    assert_problem(
+        await client.post("/v1/webhook-sources", json={"name": "crm", "adapter": "hubspot"}), 409
+    )
+    event = {"type": "customer.churned", "data": {"external_ref": "crm-1"}}
+    changed = await ok(
+        await client.patch(f"/v1/webhook-sources/{src['id']}", json={"enabled": False})
+    )
+    assert changed["enabled"] is False and changed["adapter"] == "standard"
+    body, headers = standard_request(src["secret"], event)
+    assert_problem(
+        await client.post("/v1/webhooks/inbound/crm", content=body, headers=headers), 404
+    )
+    await ok(await client.patch(f"/v1/webhook-sources/{src['id']}", json={"enabled": True}))
+    await ok(await client.post("/v1/webhooks/inbound/crm", content=body, headers=headers), 202)
+
+
 async def test_hubspot_batch_is_deduplicated_per_event(client):
     await source(client, "hubspot", "hubspot", secret=HS_SECRET)
     url = "http://test/v1/webhooks/inbound/hubspot"

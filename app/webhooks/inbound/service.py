@@ -83,8 +83,12 @@ async def update_source(
 ) -> SourceOut:
     """Change how a source is handled (not its secret: rotate it)."""
     await _require(session, source_id)
-    values = {k: v for k, v in data.model_dump(exclude_unset=True).items()}
-    values = {k: v for k, v in values.items() if v is not None or k == "signature_header"}
+    # null clears signature_header (back to the default); for the other fields it is no change
+    values = {
+        k: v
+        for k, v in data.model_dump(exclude_unset=True).items()
+        if v is not None or k == "signature_header"
+    }
     if values:
         await session.execute(
             update(_S).where(_S.id == source_id).values(**values, updated_at=datetime.now(UTC))
