@@ -252,6 +252,7 @@ async def test_410_disables_the_subscription(committed_client, factory, receiver
     assert state["enabled"] is False and "410" in state["disabled_reason"]
     (d,) = await deliveries(client)
     assert d["status"] == "failed"
+    assert_problem(await client.post(f"/v1/webhook-deliveries/{d['id']}/redeliver"), 409)
     # a disabled subscription gets no new deliveries
     await assign(client, a["id"], None)
     assert len(await deliveries(client)) == 1
