@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
@@ -35,7 +36,10 @@ def encode_cursor(key: list[Any]) -> str:
 
 
 def decode_cursor(cursor: str, types: tuple[type, ...]) -> list[Any]:
-    """The sort key inside ``cursor``, checked against ``types``; a bad cursor is a 422."""
+    """The sort key inside ``cursor``, checked against ``types``; a bad cursor is a 422.
+
+    ``uuid.UUID`` and ``datetime`` positions come back parsed (a naive time is UTC), so no
+    caller parses or validates a cursor again."""
     error = InvalidInput(
         "The cursor is not valid; pass back a next_cursor unchanged.",
         errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor", "type": "cursor_invalid"}],
@@ -47,12 +51,19 @@ def decode_cursor(cursor: str, types: tuple[type, ...]) -> list[Any]:
         raise error from exc
     if not isinstance(key, list) or len(key) != len(types):
         raise error
-    for value, kind in zip(key, types, strict=True):
-        if kind is uuid.UUID:
+    for position, (value, kind) in enumerate(zip(key, types, strict=True)):
+        if kind is uuid.UUID or kind is datetime:
+            if not isinstance(value, str) or "\x00" in value:
+                raise error
             try:
-                uuid.UUID(str(value))
+                parsed: Any = (
+                    uuid.UUID(value) if kind is uuid.UUID else datetime.fromisoformat(value)
+                )
             except ValueError as exc:
                 raise error from exc
+            if isinstance(parsed, datetime) and parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            key[position] = parsed
         elif not isinstance(value, kind) or isinstance(value, bool):
             raise error
         elif isinstance(value, int) and not -(2**63) <= value < 2**63:

@@ -65,7 +65,7 @@ async def list_customers(
         filters.append(Customer.manager_id.is_not(None))
     if q:
         filters.append(Customer.name.icontains(q, autoescape=True))
-    after = uuid.UUID(decode_cursor(cursor, (uuid.UUID,))[0]) if cursor else None
+    after = decode_cursor(cursor, (uuid.UUID,))[0] if cursor else None
     rows = await repository.list_page(session, filters=filters, after=after, limit=limit + 1)
     items = [CustomerOut.model_validate(r) for r in rows[:limit]]
     next_cursor = encode_cursor([str(items[-1].id)]) if len(rows) > limit else None

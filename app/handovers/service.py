@@ -131,11 +131,8 @@ async def list_handovers(
         filters.append(Handover.reason == reason)
     after = None
     if cursor:
-        created, last_id = decode_cursor(cursor, (str, uuid.UUID))
-        try:
-            after = (datetime.fromisoformat(created), uuid.UUID(last_id))
-        except ValueError as exc:
-            raise InvalidInput("The cursor is not valid; pass back a next_cursor.") from exc
+        created, last_id = decode_cursor(cursor, (datetime, uuid.UUID))
+        after = (created, last_id)
     rows = await repository.list_page(session, filters=filters, after=after, limit=limit + 1)
     items = await _outs(session, rows[:limit])
     next_cursor = (
@@ -176,7 +173,7 @@ async def list_items(
 ) -> Page[ItemOut]:
     """The handover's customers by id, with proposal, override, briefing and outcome."""
     await _require(session, handover_id)
-    after = uuid.UUID(decode_cursor(cursor, (uuid.UUID,))[0]) if cursor else None
+    after = decode_cursor(cursor, (uuid.UUID,))[0] if cursor else None
     rows = await repository.list_items(
         session, handover_id=handover_id, statuses=status, after=after, limit=limit + 1
     )

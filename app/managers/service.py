@@ -54,7 +54,7 @@ async def list_managers(
         filters.append(Manager.level == level)
     if q:
         filters.append(Manager.name.icontains(q, autoescape=True))
-    after = uuid.UUID(decode_cursor(cursor, (uuid.UUID,))[0]) if cursor else None
+    after = decode_cursor(cursor, (uuid.UUID,))[0] if cursor else None
     rows = await repository.list_page(session, filters=filters, after=after, limit=limit + 1)
     items = [to_out(r) for r in rows[:limit]]
     next_cursor = encode_cursor([str(items[-1].id)]) if len(rows) > limit else None

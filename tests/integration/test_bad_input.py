@@ -2,6 +2,7 @@
 
 import base64
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -311,3 +312,15 @@ async def test_a_bad_request_changes_nothing(client, existing):
     assert_problem(response, 422)
     after = (await client.get(f"/v1/customers/{existing['c']}")).json()
     assert after == before
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/handovers", "/v1/api-keys", "/v1/webhook-subscriptions", "/v1/webhooks/inbound-events"],
+)
+async def test_time_keyed_lists_refuse_a_forged_cursor(client, path):
+    from app.api.pagination import encode_cursor
+
+    forged = encode_cursor(["not-a-time", str(uuid.uuid4())])
+    body = assert_problem(await client.get(path, params={"cursor": forged}), 422)
+    assert body["errors"][0]["loc"] == ["query", "cursor"]
