@@ -29,6 +29,7 @@ from app.db.models import (
 )
 from app.db.session import SessionFactory, session_scope
 from app.errors import BatonError
+from app.handovers import repository as handover_repository
 from app.webhooks import outbox
 from app.webhooks.inbound.service import result_json
 
@@ -96,12 +97,7 @@ async def _manager_deactivated(
         raise Failed("No such manager.")
     if manager["status"] == "departed":
         raise Ignored("the manager has already departed")
-    open_id = await session.scalar(
-        select(Handover.id).where(
-            Handover.from_manager_id == manager["id"],
-            Handover.state.in_(("draft", "planned", "approved", "executing")),
-        )
-    )
+    open_id = await handover_repository.open_for_manager(session, manager["id"])
     if open_id is not None:
         raise Ignored(f"the manager already has an open handover {open_id}")
     created = await handovers.create_handover(
