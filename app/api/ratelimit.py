@@ -1,9 +1,15 @@
-"""Per-API-key rate limiting with the ``limits`` library (moving window, in process memory).
+"""Per-API-key rate limiting with the ``limits`` library (sliding window counter, in process
+memory).
 
 Why in memory: a shared counter in Postgres would add a write to every request on the hot
 key row, and the database is the one shared resource Baton protects. The price is that each
 API process counts on its own, so N replicas allow up to N times the limit; set the limit
 per process accordingly.
+
+Why a sliding window counter: two counters per key whatever the limit, where a moving window
+keeps (and sorts, off the event loop) one timestamp per request of the window. It weighs the
+previous window's count by how much of it still overlaps, which is within a few percent of
+the exact moving window.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import time
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from app.errors import RateLimited
 
@@ -23,7 +29,7 @@ class KeyRateLimiter:
 
     def __init__(self, spec: str) -> None:
         self.item: RateLimitItem = parse(spec)
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
 
     async def check(self, key_id: str) -> None:
         """Count one request for ``key_id``; RateLimited when over the limit."""
