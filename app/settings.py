@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".baton"), description="Where the embedded Postgres keeps data.")
     db_pool_size: int = 10
     db_max_overflow: int = 20
+    db_read_pool_size: int = Field(
+        10, ge=1, description="Connections of the read-only pool behind the hottest GET routes."
+    )
     db_statement_timeout_ms: int = Field(30_000, description="Per-statement timeout.")
     max_page_size: int = 500
     default_page_size: int = 50

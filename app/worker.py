@@ -19,10 +19,15 @@ import asyncpg
 from pgqueuer import AsyncpgDriver, PgQueuer, Queries
 from pgqueuer.executors import DatabaseRetryEntrypointExecutor
 from pgqueuer.models import Job, Schedule
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.session import SessionFactory, create_engine, create_session_factory, session_scope
+from app.db.session import (
+    SessionFactory,
+    asyncpg_dsn,
+    create_engine,
+    create_session_factory,
+    session_scope,
+)
 from app.errors import InvalidTransition
 from app.settings import Settings
 
@@ -189,11 +194,6 @@ def build_queue(connection: asyncpg.Connection, factory: SessionFactory) -> PgQu
         await run_due_work(factory)
 
     return pgq
-
-
-def asyncpg_dsn(sqlalchemy_url: str) -> str:
-    """The plain libpq URL asyncpg accepts, from an SQLAlchemy ``postgresql+asyncpg`` URL."""
-    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(False)
 
 
 async def run_worker(url: str, settings: Settings, shutdown: asyncio.Event | None = None) -> None:

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 from fastapi import FastAPI
 
-from app.worker import asyncpg_dsn
+from app.db.session import asyncpg_dsn
 
 
 @asynccontextmanager

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.auth import CurrentKey
+from app.db.reads import Reader, SessionReader
 from app.db.session import SessionFactory
 
 
@@ -26,6 +27,15 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 DbSession = Annotated[AsyncSession, Depends(_session, scope="function")]
+
+
+async def _reader(request: Request) -> Reader:
+    """The service's read pool; the request's session factory when the app has none."""
+    reader: Reader | None = getattr(request.app.state, "reader", None)
+    return reader if reader is not None else SessionReader(request.app.state.session_factory)
+
+
+Reads = Annotated[Reader, Depends(_reader)]
 
 
 class Caller:

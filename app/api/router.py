@@ -1,7 +1,6 @@
-"""The /v1 router: every domain's routes under one version prefix."""
+"""The /v1 API: every domain's router, included under one version prefix."""
 
-from fastapi import APIRouter
-
+from app.api.routing import PrefixedRouter
 from app.assignments.router import router as assignments
 from app.audit.router import router as audit
 from app.auth.router import router as api_keys
@@ -18,18 +17,25 @@ from app.webhooks.inbound.router import sources as webhook_sources
 from app.webhooks.outbound.router import deliveries as webhook_deliveries
 from app.webhooks.outbound.router import subscriptions as webhook_subscriptions
 
-v1 = APIRouter(prefix="/v1")
-for domain in (tiers, managers, customers, assignments, rules, handovers, satisfaction):
-    v1.include_router(domain)
-for domain in (api_keys, audit):
-    v1.include_router(domain)
-for domain in (
+PREFIX = "/v1"
+
+# Included one by one under the prefix rather than through one /v1 router: FastAPI matches a
+# request by walking each level of nested routers, so one level less is a cheaper match.
+ROUTERS: tuple[PrefixedRouter, ...] = (
+    tiers,
+    managers,
+    customers,
+    assignments,
+    rules,
+    handovers,
+    satisfaction,
+    api_keys,
+    audit,
     webhook_subscriptions,
     webhook_deliveries,
     webhook_sources,
     webhooks_inbox,
     webhooks_inbound,
-):
-    v1.include_router(domain)
-for domain in (imports, exports):
-    v1.include_router(domain)
+    imports,
+    exports,
+)

@@ -14,14 +14,31 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from fastapi import Depends, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.params import Depends as DependsParam
 from fastapi.routing import APIRoute
+from starlette.routing import Match
+from starlette.types import Scope
 
 from app.api.auth import SAFE_METHODS, role_decisions
 from app.api.idempotency import IdempotentReplay, idempotency, store_response
 from app.audit import service as audit
 from app.errors import problem_responses
+
+
+class PrefixedRouter(APIRouter):
+    """An APIRouter that says "no match" at once to a path that cannot hold its prefix.
+
+    FastAPI finds a request's route by asking each included router in turn, and each walks all
+    of its routes, once to find the router and again to dispatch within it; with seventy routes
+    that walk cost a GET a tenth of its time. Every route of this router has a path containing
+    ``prefix``, so a path without it skips the walk.
+    """
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if self.prefix and self.prefix not in scope["path"]:
+            return Match.NONE, {}
+        return super().matches(scope)
 
 
 class BatonRoute(APIRoute):

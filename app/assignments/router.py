@@ -2,11 +2,9 @@
 
 import uuid
 
-from fastapi import APIRouter
-
 from app.api.auth import OPERATORS, STAFF, allow
 from app.api.deps import CurrentCaller, DbSession
-from app.api.routing import BatonRoute
+from app.api.routing import BatonRoute, PrefixedRouter
 from app.assignments import service
 from app.assignments.schemas import (
     ApplyRequest,
@@ -19,7 +17,7 @@ from app.assignments.schemas import (
 )
 from app.errors import problem_responses
 
-router = APIRouter(
+router = PrefixedRouter(
     tags=["assignments"],
     route_class=BatonRoute,
     dependencies=[allow(read=STAFF, write=OPERATORS)],

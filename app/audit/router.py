@@ -3,17 +3,17 @@
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from app.api.auth import ADMINS, allow
 from app.api.deps import DbSession
 from app.api.pagination import Page, PageQuery
-from app.api.routing import BatonRoute
+from app.api.routing import BatonRoute, PrefixedRouter
 from app.audit import service
 from app.audit.schemas import AuditEventOut
 from app.errors import problem_responses
 
-router = APIRouter(
+router = PrefixedRouter(
     prefix="/audit",
     tags=["audit"],
     route_class=BatonRoute,

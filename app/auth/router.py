@@ -3,17 +3,17 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import Query, Request, status
 
 from app.api.auth import ADMINS, allow
 from app.api.deps import CurrentCaller, DbSession
 from app.api.pagination import Page, PageQuery
-from app.api.routing import BatonRoute
+from app.api.routing import BatonRoute, PrefixedRouter
 from app.auth import service
 from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from app.errors import problem_responses
 
-router = APIRouter(
+router = PrefixedRouter(
     prefix="/api-keys",
     tags=["api-keys"],
     route_class=BatonRoute,

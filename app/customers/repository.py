@@ -5,15 +5,23 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, RowMapping, func, select, update
+import asyncpg
+from sqlalchemy import ColumnElement, RowMapping, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Customer
+from app.db.reads import Reader, compile_sql
 
 _columns = (
     *(c for c in Customer.__table__.c if c.key != "tier_code"),
     Customer.tier_code.label("tier"),
 )
+_BY_ID = compile_sql(select(*_columns).where(Customer.id == bindparam("id")))
+
+
+async def read(reader: Reader, customer_id: uuid.UUID) -> asyncpg.Record | None:
+    """One customer, outside any transaction (the GET route)."""
+    return await reader.fetchrow(_BY_ID, customer_id)
 
 
 async def get(

@@ -4,13 +4,13 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import Query, Response, status
 
 from app.api.auth import OPERATORS, OPERATORS_AND_CRM, STAFF_AND_CRM, allow
 from app.api.concurrency import IfMatch, set_etag
-from app.api.deps import CurrentCaller, DbSession
+from app.api.deps import CurrentCaller, DbSession, Reads
 from app.api.pagination import Page, PageQuery
-from app.api.routing import BatonRoute
+from app.api.routing import BatonRoute, PrefixedRouter
 from app.customers import service
 from app.customers.schemas import (
     CustomerCreate,
@@ -22,7 +22,7 @@ from app.customers.schemas import (
 )
 from app.errors import problem_responses
 
-router = APIRouter(
+router = PrefixedRouter(
     prefix="/customers",
     tags=["customers"],
     route_class=BatonRoute,
@@ -84,12 +84,10 @@ async def create_customer(
     summary="Get a customer",
     responses=problem_responses(404),
 )
-async def get_customer(
-    session: DbSession, response: Response, customer_id: uuid.UUID
-) -> CustomerOut:
+async def get_customer(reads: Reads, response: Response, customer_id: uuid.UUID) -> CustomerOut:
     """One customer; `manager_id: null` means it is in the pool. The `ETag` header is the
     customer's version, for `If-Match` on changes."""
-    customer = await service.get_customer(session, customer_id=customer_id)
+    customer = await service.read_customer(reads, customer_id=customer_id)
     set_etag(response, customer.version)
     return customer
 

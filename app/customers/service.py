@@ -24,6 +24,7 @@ from app.customers.schemas import (
     OwnerAtOut,
 )
 from app.db.models import Assignment, Customer, Tier
+from app.db.reads import Reader
 from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from app.managers import repository as managers
 from app.webhooks import outbox
@@ -35,6 +36,14 @@ async def get_customer(session: AsyncSession, *, customer_id: uuid.UUID) -> Cust
     if row is None:
         raise NotFound(f"Customer {customer_id} does not exist.")
     return CustomerOut.model_validate(row)
+
+
+async def read_customer(reader: Reader, *, customer_id: uuid.UUID) -> CustomerOut:
+    """The customer as committed, outside any transaction (the GET route), or NotFound."""
+    row = await repository.read(reader, customer_id)
+    if row is None:
+        raise NotFound(f"Customer {customer_id} does not exist.")
+    return CustomerOut.model_validate(dict(row))
 
 
 async def list_customers(

@@ -35,6 +35,11 @@ def resolve_database_url(settings: Settings) -> str:
     return start_embedded_postgres(settings.pgdata_dir)
 
 
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    """The plain libpq URL asyncpg accepts, from an SQLAlchemy ``postgresql+asyncpg`` URL."""
+    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(False)
+
+
 def create_engine(url: str, settings: Settings) -> AsyncEngine:
     """An async engine with a bounded pool and a statement timeout on every connection."""
     return create_async_engine(

@@ -3,12 +3,12 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, status
+from fastapi import Body, Query, status
 
 from app.api.auth import OPERATORS, STAFF, allow
 from app.api.deps import CurrentCaller, DbSession
 from app.api.pagination import Page, PageQuery
-from app.api.routing import BatonRoute
+from app.api.routing import BatonRoute, PrefixedRouter
 from app.errors import problem_responses
 from app.handovers import service
 from app.handovers.schemas import (
@@ -28,7 +28,7 @@ from app.handovers.schemas import (
     TaskUpdate,
 )
 
-router = APIRouter(
+router = PrefixedRouter(
     prefix="/handovers",
     tags=["handovers"],
     route_class=BatonRoute,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import StreamingResponse
 
 from app.api.auth import STAFF, allow
 from app.api.deps import CurrentCaller, DbSession
 from app.api.idempotency import streamed_body
-from app.api.routing import BatonRoute
+from app.api.routing import BatonRoute, PrefixedRouter
 from app.auth.roles import Role
 from app.errors import problem_responses
 from app.imports import service
@@ -20,13 +20,13 @@ from app.imports.schemas import ExportFormat, ImportMode, ImportReport
 # Imports stream their body in batches, so they may be far larger than other requests.
 IMPORT_MAX_BODY_BYTES = 4 * 1024**3
 
-imports = APIRouter(
+imports = PrefixedRouter(
     prefix="/imports",
     tags=["imports"],
     route_class=BatonRoute,
     dependencies=[allow(read=STAFF, write=(Role.operator, Role.integration))],
 )
-exports = APIRouter(
+exports = PrefixedRouter(
     prefix="/exports",
     tags=["imports"],
     route_class=BatonRoute,

@@ -3,20 +3,20 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import Query, Response, status
 
 from app.api.auth import OPERATORS, OPERATORS_AND_CRM, STAFF_AND_CRM, allow
 from app.api.concurrency import IfMatch, set_etag
 from app.api.deps import DbSession
 from app.api.pagination import Page, PageQuery
-from app.api.routing import BatonRoute
+from app.api.routing import BatonRoute, PrefixedRouter
 from app.customers import service as customers
 from app.customers.schemas import CustomerOut, CustomerStatus
 from app.errors import problem_responses
 from app.managers import service
 from app.managers.schemas import ManagerCreate, ManagerOut, ManagerStatus, ManagerUpdate
 
-router = APIRouter(
+router = PrefixedRouter(
     prefix="/managers",
     tags=["managers"],
     route_class=BatonRoute,

@@ -1,12 +1,13 @@
 """``/metrics``: Prometheus text format, unversioned like the health probes."""
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.auth import public
+from app.api.routing import PrefixedRouter
 from app.observability.metrics import read_database_gauges, render_metrics
 
-router = APIRouter(
+router = PrefixedRouter(
     tags=["ops"],
     dependencies=[public("scraped by Prometheus from inside the deployment's network")],
 )

@@ -1,16 +1,17 @@
 """Liveness and readiness probes (unversioned, unauthenticated)."""
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
 from app.api.auth import public
+from app.api.routing import PrefixedRouter
 from app.db.migrate import head_revision
 from app.errors import PROBLEM_CONTENT_TYPE, problem_responses
 
-router = APIRouter(
+router = PrefixedRouter(
     tags=["ops"],
     dependencies=[public("health probes are open to load balancers and orchestrators")],
 )

@@ -1,15 +1,13 @@
 """HTTP routes for the assignment engine's rule set."""
 
-from fastapi import APIRouter
-
 from app.api.auth import ADMINS, STAFF, allow
 from app.api.deps import CurrentCaller, DbSession
-from app.api.routing import BatonRoute
+from app.api.routing import BatonRoute, PrefixedRouter
 from app.errors import problem_responses
 from app.rules import service
 from app.rules.schemas import RuleSetIn, RuleSetOut
 
-router = APIRouter(
+router = PrefixedRouter(
     prefix="/rules",
     tags=["rules"],
     route_class=BatonRoute,

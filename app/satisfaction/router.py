@@ -2,17 +2,17 @@
 
 import uuid
 
-from fastapi import APIRouter, status
+from fastapi import status
 
 from app.api.auth import OPERATORS_AND_CRM, STAFF_AND_CRM, allow
 from app.api.deps import DbSession
 from app.api.pagination import Page, PageQuery
-from app.api.routing import BatonRoute
+from app.api.routing import BatonRoute, PrefixedRouter
 from app.errors import problem_responses
 from app.satisfaction import service
 from app.satisfaction.schemas import SatisfactionIn, SatisfactionOut
 
-router = APIRouter(
+router = PrefixedRouter(
     prefix="/customers",
     tags=["customers"],
     route_class=BatonRoute,

@@ -1,17 +1,17 @@
 """HTTP routes for tiers."""
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import Path, Response, status
 
 from app.api.auth import OPERATORS, STAFF_AND_CRM, allow
 from app.api.concurrency import IfMatch, set_etag
 from app.api.deps import DbSession
 from app.api.pagination import Page, PageQuery
-from app.api.routing import BatonRoute
+from app.api.routing import BatonRoute, PrefixedRouter
 from app.errors import problem_responses
 from app.tiers import service
 from app.tiers.schemas import TierCreate, TierOut, TierUpdate
 
-router = APIRouter(
+router = PrefixedRouter(
     prefix="/tiers",
     tags=["tiers"],
     route_class=BatonRoute,

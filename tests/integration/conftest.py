@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from app.db.session import session_scope
+from app.db.reads import PoolReader
+from app.db.session import asyncpg_dsn, session_scope
 from app.main import create_app
 from app.settings import Settings
 
@@ -97,12 +98,16 @@ async def client(api: Api) -> httpx.AsyncClient:
 
 @pytest.fixture
 async def committed_api(fresh_database: str) -> AsyncIterator[Api]:
-    """The app over a database of its own where requests really commit."""
+    """The app over a database of its own where requests really commit; GETs that read
+    outside a transaction use the service's read pool, as in production."""
     engine = create_async_engine(fresh_database, pool_size=10)
     factory = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-    api = Api(build_app(factory, engine), factory)
+    app = build_app(factory, engine)
+    app.state.reader = await PoolReader.connect(asyncpg_dsn(fresh_database), Settings())
+    api = Api(app, factory)
     yield api
     await api.close()
+    await app.state.reader.close()
     await engine.dispose()
 
 

@@ -38,6 +38,26 @@ async def test_create_in_pool_and_get(client):
     assert await history(client, created["id"]) == []
 
 
+async def test_a_read_after_a_change_shows_the_change(committed_client):
+    """GET by id reads on its own pool, outside the writer's transaction: every committed
+    change is visible to the next read, with the ETag of the new version."""
+    await create_tiers(committed_client)
+    manager = await create_manager(committed_client)
+    customer = await create_customer(committed_client)
+    patched = await ok(
+        await committed_client.patch(
+            f"/v1/customers/{customer['id']}", json={"manager_id": manager["id"], "region": "EU"}
+        )
+    )
+    read = await committed_client.get(f"/v1/customers/{customer['id']}")
+    body = await ok(read)
+    assert body["manager_id"] == manager["id"] and body["region"] == "EU"
+    assert body["version"] == patched["version"] > customer["version"]
+    assert read.headers["etag"] == f'"{body["version"]}"'
+    missing = await committed_client.get(f"/v1/customers/{uuid.uuid4()}")
+    assert "does not exist" in assert_problem(missing, 404)["detail"]
+
+
 async def test_create_with_unknown_tier_is_422(client):
     await create_tiers(client)
     body = assert_problem(

@@ -92,6 +92,8 @@ async def test_the_service_recovers_when_the_database_restarts_under_load(own_se
         headers = {"Authorization": f"Bearer {key}"}
         async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
             await _setup(http, managers=3, customers=20)
+            first = (await http.get("/v1/customers", params={"limit": 1})).json()["items"][0]
+            one = f"/v1/customers/{first['id']}"  # a GET on the read pool
             seen: list[int] = []
             stop = asyncio.Event()
 
@@ -101,6 +103,7 @@ async def test_the_service_recovers_when_the_database_restarts_under_load(own_se
                     n += 1
                     for response in (
                         await http.get("/v1/customers", params={"limit": 20}),
+                        await http.get(one),
                         await http.post(
                             "/v1/customers", json={"name": f"L{n}", "tier": "standard"}
                         ),
@@ -139,6 +142,7 @@ async def test_the_service_recovers_when_the_database_restarts_under_load(own_se
             # fully recovered: every request works again
             for _ in range(10):
                 assert (await http.get("/v1/customers")).status_code == 200
+                assert (await http.get(one)).status_code == 200
             created = await http.post("/v1/customers", json={"name": "after", "tier": "standard"})
             assert created.status_code == 201
     result = _check_invariants(url, tmp_path)

@@ -1,10 +1,13 @@
 """Limits: body size (413), page size caps, per-key rate limit (429 + Retry-After), and the
 database statement timeout (a clear 503, nothing changed, the service keeps answering)."""
 
+import asyncpg
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db.session import create_engine, create_session_factory
+from app.db.reads import PoolReader
+from app.db.session import asyncpg_dsn, create_engine, create_session_factory
 from app.main import create_app
 from app.settings import Settings
 from tests.integration.conftest import Api
@@ -84,3 +87,52 @@ async def test_a_statement_past_the_timeout_is_a_clear_503_and_changes_nothing(f
         await api.close()
         await engine.dispose()
         await blocker.dispose()
+
+
+async def test_a_read_past_the_timeout_is_a_clear_503(fresh_database):
+    """GET by id runs on asyncpg directly (the read pool); its errors get the same problem
+    responses as those raised through SQLAlchemy."""
+    settings = Settings(environment="test", rate_limit="", db_statement_timeout_ms=300)
+    engine = create_engine(fresh_database, settings)
+    app = _app(engine, rate_limit="", db_statement_timeout_ms=300)
+    app.state.reader = await PoolReader.connect(asyncpg_dsn(fresh_database), settings)
+    api = Api(app, create_session_factory(engine))
+    blocker = create_async_engine(fresh_database)
+    try:
+        client = await api.client("operator")
+        await create_tiers(client)
+        customer = await create_customer(client)
+        async with blocker.connect() as conn:
+            await conn.execute(text("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE"))
+            held = await client.get(f"/v1/customers/{customer['id']}")
+            body = assert_problem(held, 503)
+            assert body["code"] == "statement_timeout" and "Traceback" not in held.text
+            await conn.rollback()
+        assert (await ok(await client.get(f"/v1/customers/{customer['id']}")))["id"] == customer[
+            "id"
+        ]
+    finally:
+        await api.close()
+        await app.state.reader.close()
+        await engine.dispose()
+        await blocker.dispose()
+
+
+async def test_an_unreachable_read_pool_is_a_503_with_retry_after(api, client):
+    dead = "postgresql://nobody@127.0.0.1:9/nowhere"  # the discard port: nothing listens
+    api.app.state.reader = await PoolReader.connect(dead, Settings(environment="test"))
+    await create_tiers(client)
+    customer = await create_customer(client)
+    down = await client.get(f"/v1/customers/{customer['id']}")
+    body = assert_problem(down, 503)
+    assert "unreachable" in body["detail"] and down.headers["retry-after"] == "2"
+
+
+async def test_nothing_can_be_written_through_the_read_pool(fresh_database):
+    reader = await PoolReader.connect(asyncpg_dsn(fresh_database), Settings())
+    try:
+        with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+            await reader.fetchrow("INSERT INTO tiers (code, name, rank) VALUES ('x', 'x', 9)")
+        assert await reader.fetchrow("SELECT count(*) AS n FROM tiers") is not None
+    finally:
+        await reader.close()

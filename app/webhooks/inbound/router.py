@@ -3,13 +3,13 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from app.api.auth import ADMINS, allow, public
 from app.api.deps import DbSession
 from app.api.pagination import Page, PageQuery
-from app.api.routing import BatonRoute
+from app.api.routing import BatonRoute, PrefixedRouter
 from app.errors import problem_responses
 from app.webhooks.events import InboundType
 from app.webhooks.inbound import service
@@ -25,20 +25,20 @@ from app.webhooks.inbound.schemas import (
     SourceWithSecret,
 )
 
-sources = APIRouter(
+sources = PrefixedRouter(
     prefix="/webhook-sources",
     tags=["webhooks"],
     route_class=BatonRoute,
     dependencies=[allow(read=ADMINS, write=ADMINS)],
 )
-inbox = APIRouter(
+inbox = PrefixedRouter(
     prefix="/webhooks/inbound-events",
     tags=["webhooks"],
     route_class=BatonRoute,
     dependencies=[allow(read=ADMINS, write=ADMINS)],
 )
 # Authenticated by the request's signature, not by an API key.
-inbound = APIRouter(
+inbound = PrefixedRouter(
     prefix="/webhooks/inbound",
     tags=["webhooks"],
     dependencies=[public("CRM webhooks are authenticated by their signature")],

@@ -3,12 +3,12 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import Path, Response, status
 
 from app.api.auth import ADMINS, allow
 from app.api.deps import DbSession
 from app.api.pagination import Page, PageQuery
-from app.api.routing import BatonRoute
+from app.api.routing import BatonRoute, PrefixedRouter
 from app.errors import problem_responses
 from app.webhooks.events import OutboundType
 from app.webhooks.outbound import service
@@ -24,13 +24,13 @@ from app.webhooks.outbound.schemas import (
 )
 
 _admin_only = [allow(read=ADMINS, write=ADMINS)]
-subscriptions = APIRouter(
+subscriptions = PrefixedRouter(
     prefix="/webhook-subscriptions",
     tags=["webhooks"],
     route_class=BatonRoute,
     dependencies=_admin_only,
 )
-deliveries = APIRouter(
+deliveries = PrefixedRouter(
     prefix="/webhook-deliveries",
     tags=["webhooks"],
     route_class=BatonRoute,
