@@ -22,8 +22,10 @@ class Settings(BaseSettings):
         description="Postgres URL; when unset an embedded Postgres is started in data_dir.",
     )
     data_dir: Path = Field(Path(".baton"), description="Where the embedded Postgres keeps data.")
-    db_pool_size: int = 10
-    db_max_overflow: int = 20
+    db_pool_size: int = Field(10, ge=1, description="Connections kept by a process's pool.")
+    db_max_overflow: int = Field(
+        10, ge=0, description="Connections a process's pool may open beyond its size under load."
+    )
     db_read_pool_size: int = Field(
         10, ge=1, description="Connections of the read-only pool behind the hottest GET routes."
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,8 +15,8 @@ from app.db.reads import Reader, SessionReader
 from app.db.session import SessionFactory
 
 
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One transaction per request, committed before the response is sent."""
+@asynccontextmanager
+async def _transaction(request: Request) -> AsyncIterator[AsyncSession]:
     factory: SessionFactory = request.app.state.session_factory
     async with factory() as session:
         request.state.db_session = session  # BatonRoute stores idempotent responses and audit
@@ -26,7 +28,23 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
 
 
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request, committed before the response is sent; requests take
+    their turn for it first come first served (``app.state.db_turns``)."""
+    turns: asyncio.Semaphore = request.app.state.db_turns
+    async with turns, _transaction(request) as session:
+        yield session
+
+
+async def _long_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's transaction without taking a turn: for requests that last minutes
+    (streamed imports), which would otherwise hold back every short request behind them."""
+    async with _transaction(request) as session:
+        yield session
+
+
 DbSession = Annotated[AsyncSession, Depends(_session, scope="function")]
+LongSession = Annotated[AsyncSession, Depends(_long_session, scope="function")]
 
 
 async def _reader(request: Request) -> Reader:

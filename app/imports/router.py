@@ -8,7 +8,7 @@ from fastapi import Query, Request
 from fastapi.responses import StreamingResponse
 
 from app.api.auth import STAFF, allow
-from app.api.deps import CurrentCaller, DbSession
+from app.api.deps import CurrentCaller, LongSession
 from app.api.idempotency import streamed_body
 from app.api.routing import BatonRoute, PrefixedRouter
 from app.auth.roles import Role
@@ -81,7 +81,7 @@ Mode = Annotated[
 
 
 async def _import(
-    request: Request, session: DbSession, caller: CurrentCaller, resource: str, mode: ImportMode
+    request: Request, session: LongSession, caller: CurrentCaller, resource: str, mode: ImportMode
 ) -> ImportReport:
     fmt = format_of(request.headers.get("content-type"))
     return await service.import_rows(
@@ -103,7 +103,7 @@ async def _import(
     max_body_size=IMPORT_MAX_BODY_BYTES,
 )
 async def import_customers(
-    request: Request, session: DbSession, caller: CurrentCaller, mode: Mode = "all_or_nothing"
+    request: Request, session: LongSession, caller: CurrentCaller, mode: Mode = "all_or_nothing"
 ) -> ImportReport:
     """Create or update customers by `external_ref` from a CSV (`text/csv`, header row naming
     the columns) or NDJSON (`application/x-ndjson`) body, streamed in batches.
@@ -130,7 +130,7 @@ async def import_customers(
     max_body_size=IMPORT_MAX_BODY_BYTES,
 )
 async def import_managers(
-    request: Request, session: DbSession, caller: CurrentCaller, mode: Mode = "all_or_nothing"
+    request: Request, session: LongSession, caller: CurrentCaller, mode: Mode = "all_or_nothing"
 ) -> ImportReport:
     """Create or update managers by `external_ref` from CSV or NDJSON, validated with the rules
     of `POST /v1/managers`. In CSV, `languages` and `industries` are `;`-separated. Emails

@@ -4,6 +4,7 @@ database statement timeout (a clear 503, nothing changed, the service keeps answ
 import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.db.reads import PoolReader
@@ -136,3 +137,25 @@ async def test_nothing_can_be_written_through_the_read_pool(fresh_database):
         assert await reader.fetchrow("SELECT count(*) AS n FROM tiers") is not None
     finally:
         await reader.close()
+
+
+async def test_a_database_out_of_connections_is_a_503_with_retry_after(fresh_database, api, client):
+    """Postgres refusing a connection (too many clients) means "retry shortly", not a 500."""
+    admin = await asyncpg.connect(asyncpg_dsn(fresh_database))
+    role = "baton_no_connections"
+    try:
+        await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        await admin.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0")
+        refused = make_url(fresh_database).set(username=role, password=None)
+        api.app.state.reader = await PoolReader.connect(
+            asyncpg_dsn(refused.render_as_string(hide_password=False)), Settings()
+        )
+        await create_tiers(client)
+        customer = await create_customer(client)
+        busy = await client.get(f"/v1/customers/{customer['id']}")
+        body = assert_problem(busy, 503)
+        assert "out of connections" in body["detail"] and busy.headers["retry-after"] == "2"
+    finally:
+        await api.app.state.reader.close()
+        await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        await admin.close()
