@@ -34,6 +34,15 @@ CHECKS: dict[str, str] = {
            AND a.ended_at IS DISTINCT FROM a.started_at
            AND b.ended_at IS DISTINCT FROM b.started_at
     """,
+    "manager_loads_match_a_recount": """
+        SELECT COALESCE(l.manager_id, c.manager_id)::text
+          FROM (SELECT * FROM manager_loads WHERE customers <> 0) AS l
+          FULL JOIN (SELECT manager_id, tier_code, count(*) AS customers FROM customers
+                      WHERE status = 'active' AND manager_id IS NOT NULL
+                      GROUP BY manager_id, tier_code) AS c
+            ON c.manager_id = l.manager_id AND c.tier_code = l.tier_code
+         WHERE l.customers IS DISTINCT FROM c.customers
+    """,
     "departed_managers_own_no_active_customer": """
         SELECT c.id::text FROM customers AS c JOIN managers AS m ON m.id = c.manager_id
          WHERE m.status = 'departed' AND c.status = 'active'

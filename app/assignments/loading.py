@@ -19,10 +19,9 @@ _MANAGERS = text(
            m.accepting_new, m.region, m.languages, m.industries, m.team
       FROM managers AS m
       LEFT JOIN (
-            SELECT c.manager_id, SUM(t.weight) AS workload
-              FROM customers AS c JOIN tiers AS t ON t.code = c.tier_code
-             WHERE c.status = 'active' AND c.manager_id IS NOT NULL
-             GROUP BY c.manager_id) AS w ON w.manager_id = m.id
+            SELECT l.manager_id, SUM(l.customers * t.weight) AS workload
+              FROM manager_loads AS l JOIN tiers AS t ON t.code = l.tier_code
+             GROUP BY l.manager_id) AS w ON w.manager_id = m.id
      WHERE m.status <> 'departed' OR m.id = ANY(CAST(:include AS uuid[]))
      ORDER BY m.id
     """
@@ -81,8 +80,8 @@ async def load_managers(
 
     ``lock`` first takes the row locks of every active manager, so the workloads read stay true
     until the transaction ends: a concurrent manual assignment waits instead of overfilling.
-    Without ``workloads`` the scan over customers is skipped and workloads are 0 (a caller
-    that loads the whole book computes them itself).
+    Workloads come from ``manager_loads`` (a sum over each manager's tiers). Without
+    ``workloads`` they are 0 (a caller that loads the whole book computes them itself).
     """
     if lock:
         await session.execute(_LOCK_MANAGERS)

@@ -424,13 +424,13 @@ async def rebalance(session: AsyncSession, *, request: RebalanceRequest, actor: 
 _WORKLOAD = text(
     """
     SELECT m.id, m.name, m.team, m.region, m.status, m.level, m.capacity,
-           c.tier_code, count(c.id) AS customers, COALESCE(sum(t.weight), 0) AS workload
+           l.tier_code, COALESCE(l.customers, 0) AS customers,
+           COALESCE(l.customers * t.weight, 0) AS workload
       FROM managers AS m
-      LEFT JOIN customers AS c ON c.manager_id = m.id AND c.status = 'active'
-      LEFT JOIN tiers AS t ON t.code = c.tier_code
+      LEFT JOIN manager_loads AS l ON l.manager_id = m.id AND l.customers <> 0
+      LEFT JOIN tiers AS t ON t.code = l.tier_code
      WHERE m.status <> 'departed'
-     GROUP BY m.id, c.tier_code
-     ORDER BY m.id, c.tier_code
+     ORDER BY m.id, l.tier_code
     """
 )
 _POOL = text("SELECT count(*) FROM customers WHERE status = 'active' AND manager_id IS NULL")

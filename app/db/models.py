@@ -135,6 +135,19 @@ class Customer(Timestamped, Base):
     owner_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class ManagerLoad(Base):
+    """How many active customers of each tier a manager owns: the workload's terms, kept by
+    statement-level triggers on ``customers`` in the transaction of every change (migration
+    0008), so a workload is a sum over tiers instead of a scan of the customers table.
+    ``baton check`` compares it with a recount."""
+
+    __tablename__ = "manager_loads"
+
+    manager_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    tier_code: Mapped[str] = mapped_column(Text, primary_key=True)
+    customers: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
 class Assignment(Base):
     """One row of the append-only ownership ledger; ``ended_at IS NULL`` is the open row."""
 

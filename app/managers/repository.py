@@ -8,32 +8,18 @@ from typing import Any
 from sqlalchemy import ColumnElement, RowMapping, Select, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import Customer, Manager, Tier
-
-
-def load_subquery() -> Any:
-    """Per manager: workload (sum of tier weights) and count of active customers."""
-    return (
-        select(
-            Customer.manager_id.label("manager_id"),
-            func.sum(Tier.weight).label("workload"),
-            func.count().label("customer_count"),
-        )
-        .join(Tier, Tier.code == Customer.tier_code)
-        .where(Customer.status == "active", Customer.manager_id.is_not(None))
-        .group_by(Customer.manager_id)
-    )
+from app.db.models import Manager, ManagerLoad, Tier
 
 
 def _select_with_load() -> Select[Any]:
     load = (
         select(
-            func.coalesce(func.sum(Tier.weight), 0).label("workload"),
-            func.count().label("customer_count"),
+            func.coalesce(func.sum(ManagerLoad.customers * Tier.weight), 0).label("workload"),
+            func.coalesce(func.sum(ManagerLoad.customers), 0).label("customer_count"),
         )
-        .select_from(Customer)
-        .join(Tier, Tier.code == Customer.tier_code)
-        .where(Customer.manager_id == Manager.id, Customer.status == "active")
+        .select_from(ManagerLoad)
+        .join(Tier, Tier.code == ManagerLoad.tier_code)
+        .where(ManagerLoad.manager_id == Manager.id)
         .correlate(Manager)
         .lateral("load")
     )
@@ -50,6 +36,16 @@ async def lock(session: AsyncSession, manager_id: uuid.UUID) -> RowMapping | Non
     """Lock the manager row for the transaction (serialises capacity checks) and return it."""
     stmt = select(*Manager.__table__.c).where(Manager.id == manager_id).with_for_update()
     return (await session.execute(stmt)).mappings().first()
+
+
+async def workload(session: AsyncSession, manager_id: uuid.UUID) -> int:
+    """The sum of tier weights of the manager's active customers."""
+    stmt = (
+        select(func.coalesce(func.sum(ManagerLoad.customers * Tier.weight), 0))
+        .join(Tier, Tier.code == ManagerLoad.tier_code)
+        .where(ManagerLoad.manager_id == manager_id)
+    )
+    return int(await session.scalar(stmt) or 0)
 
 
 async def list_page(

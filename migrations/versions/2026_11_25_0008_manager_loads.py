@@ -1,0 +1,91 @@
+"""manager_loads: active customers per manager and tier, kept by triggers on customers
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-11-25 03:20:00
+
+A workload was a scan of every customer (a single-customer placement read a million rows);
+now it is a sum over a manager's tiers. Statement-level AFTER triggers with transition tables
+update the counts once per statement, whatever the number of rows it changed, in the same
+transaction as the change. Each statement's deltas are applied in (manager, tier) order so
+concurrent writers take the count rows' locks in one order. Rows that fall to zero stay.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0008"
+down_revision: str | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_FUNCTION = """
+CREATE FUNCTION manager_loads_apply() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO manager_loads AS l (manager_id, tier_code, customers)
+        SELECT manager_id, tier_code, count(*) FROM new_rows
+         WHERE status = 'active' AND manager_id IS NOT NULL
+         GROUP BY manager_id, tier_code ORDER BY manager_id, tier_code
+        ON CONFLICT (manager_id, tier_code) DO UPDATE SET customers = l.customers + EXCLUDED.customers;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO manager_loads AS l (manager_id, tier_code, customers)
+        SELECT manager_id, tier_code, -count(*) FROM old_rows
+         WHERE status = 'active' AND manager_id IS NOT NULL
+         GROUP BY manager_id, tier_code ORDER BY manager_id, tier_code
+        ON CONFLICT (manager_id, tier_code) DO UPDATE SET customers = l.customers + EXCLUDED.customers;
+    ELSE
+        INSERT INTO manager_loads AS l (manager_id, tier_code, customers)
+        SELECT manager_id, tier_code, sum(delta) FROM (
+               SELECT manager_id, tier_code, 1 AS delta FROM new_rows
+                WHERE status = 'active' AND manager_id IS NOT NULL
+               UNION ALL
+               SELECT manager_id, tier_code, -1 FROM old_rows
+                WHERE status = 'active' AND manager_id IS NOT NULL) AS changes
+         GROUP BY manager_id, tier_code HAVING sum(delta) <> 0
+         ORDER BY manager_id, tier_code
+        ON CONFLICT (manager_id, tier_code) DO UPDATE SET customers = l.customers + EXCLUDED.customers;
+    END IF;
+    RETURN NULL;
+END;
+$$
+"""
+
+_TRIGGERS = (
+    "CREATE TRIGGER customers_loads_insert AFTER INSERT ON customers "
+    "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION manager_loads_apply()",
+    "CREATE TRIGGER customers_loads_update AFTER UPDATE ON customers "
+    "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION manager_loads_apply()",
+    "CREATE TRIGGER customers_loads_delete AFTER DELETE ON customers "
+    "REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION manager_loads_apply()",
+)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "manager_loads",
+        sa.Column("manager_id", sa.UUID(), nullable=False),
+        sa.Column("tier_code", sa.Text(), nullable=False),
+        sa.Column("customers", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("manager_id", "tier_code", name=op.f("pk_manager_loads")),
+    )
+    op.execute(_FUNCTION)
+    # No customer may change between the recount and the triggers taking over.
+    op.execute("LOCK TABLE customers IN SHARE MODE")
+    for statement in _TRIGGERS:
+        op.execute(statement)
+    op.execute(
+        "INSERT INTO manager_loads (manager_id, tier_code, customers) "
+        "SELECT manager_id, tier_code, count(*) FROM customers "
+        "WHERE status = 'active' AND manager_id IS NOT NULL GROUP BY manager_id, tier_code"
+    )
+
+
+def downgrade() -> None:
+    for name in ("customers_loads_insert", "customers_loads_update", "customers_loads_delete"):
+        op.execute(f"DROP TRIGGER {name} ON customers")
+    op.execute("DROP FUNCTION manager_loads_apply()")
+    op.drop_table("manager_loads")
