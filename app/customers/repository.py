@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
 import asyncpg
-from sqlalchemy import ColumnElement, RowMapping, bindparam, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    RowMapping,
+    Text,
+    Uuid,
+    bindparam,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Customer
-from app.db.reads import Reader, compile_sql
+from app.db.reads import Reader, compile_sql, compile_statement
 
 _columns = (
     *(c for c in Customer.__table__.c if c.key != "tier_code"),
@@ -46,6 +57,45 @@ async def list_page(
     if after is not None:
         stmt = stmt.where(Customer.id > after)
     return list((await session.execute(stmt)).mappings())
+
+
+# A page's filters, each a clause on a bind parameter of the same name (``pool`` and
+# ``owned`` take none); every combination is compiled once, on first use.
+_PAGE_FILTERS: dict[str, ColumnElement[bool]] = {
+    "tier": Customer.tier_code == bindparam("tier", type_=Text),
+    "status": Customer.status == bindparam("status", type_=Text),
+    "region": Customer.region == bindparam("region", type_=Text),
+    "manager_id": Customer.manager_id == bindparam("manager_id", type_=Uuid),
+    "pool": Customer.manager_id.is_(None),
+    "owned": Customer.manager_id.is_not(None),
+    "q": Customer.name.ilike(bindparam("q", type_=Text), escape="/"),
+    "after": Customer.id > bindparam("after", type_=Uuid),
+}
+
+
+@functools.cache
+def _page_statement(names: frozenset[str]) -> tuple[str, tuple[str, ...]]:
+    stmt = (
+        select(*_columns)
+        .where(*(_PAGE_FILTERS[n] for n in sorted(names)))
+        .order_by(Customer.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+    return compile_statement(stmt)
+
+
+def contains_pattern(text: str) -> str:
+    """An ILIKE pattern (escape ``/``) matching names that contain ``text`` literally."""
+    escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return f"%{escaped}%"
+
+
+async def read_page(reader: Reader, *, filters: dict[str, Any], limit: int) -> list[asyncpg.Record]:
+    """Customers ordered by id, outside any transaction: ``filters`` maps names of
+    ``_PAGE_FILTERS`` to their values (None for ``pool``/``owned``); ``after`` is the cursor."""
+    sql, params = _page_statement(frozenset(filters))
+    values = {**filters, "limit": limit}
+    return await reader.fetch(sql, *(values[name] for name in params))
 
 
 async def external_ref_taken(

@@ -39,7 +39,7 @@ Force = Annotated[
     "", response_model=Page[CustomerOut], summary="List customers", responses=problem_responses()
 )
 async def list_customers(
-    session: DbSession,
+    reads: Reads,
     page: PageQuery,
     tier: Annotated[str | None, Query(max_length=64)] = None,
     status: CustomerStatus | None = None,
@@ -50,7 +50,7 @@ async def list_customers(
 ) -> Page[CustomerOut]:
     """Customers, filtered; `unassigned=true` lists the pool."""
     return await service.list_customers(
-        session,
+        reads,
         cursor=page.cursor,
         limit=page.limit,
         tier=tier,

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.concurrency import Precondition
@@ -23,7 +23,7 @@ from app.customers.schemas import (
     LedgerRowOut,
     OwnerAtOut,
 )
-from app.db.models import Assignment, Customer, Tier
+from app.db.models import Assignment, Tier
 from app.db.reads import Reader
 from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from app.managers import repository as managers
@@ -47,7 +47,7 @@ async def read_customer(reader: Reader, *, customer_id: uuid.UUID) -> CustomerOu
 
 
 async def list_customers(
-    session: AsyncSession,
+    reader: Reader,
     *,
     cursor: str | None,
     limit: int,
@@ -58,25 +58,17 @@ async def list_customers(
     unassigned: bool | None = None,
     q: str | None = None,
 ) -> Page[CustomerOut]:
-    """Customers by id, filtered."""
-    filters: list[ColumnElement[bool]] = []
-    if tier is not None:
-        filters.append(Customer.tier_code == tier)
-    if status is not None:
-        filters.append(Customer.status == status)
-    if region is not None:
-        filters.append(Customer.region == region)
-    if manager_id is not None:
-        filters.append(Customer.manager_id == manager_id)
-    if unassigned is True:
-        filters.append(Customer.manager_id.is_(None))
-    elif unassigned is False:
-        filters.append(Customer.manager_id.is_not(None))
+    """Customers by id, filtered (outside any transaction, like GET by id)."""
+    given = {"tier": tier, "status": status, "region": region, "manager_id": manager_id}
+    filters: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
+    if unassigned is not None:
+        filters["pool" if unassigned else "owned"] = None
     if q:
-        filters.append(Customer.name.icontains(q, autoescape=True))
-    after = decode_cursor(cursor, (uuid.UUID,))[0] if cursor else None
-    rows = await repository.list_page(session, filters=filters, after=after, limit=limit + 1)
-    items = [CustomerOut.model_validate(r) for r in rows[:limit]]
+        filters["q"] = repository.contains_pattern(q)
+    if cursor:
+        filters["after"] = decode_cursor(cursor, (uuid.UUID,))[0]
+    rows = await repository.read_page(reader, filters=filters, limit=limit + 1)
+    items = [CustomerOut.model_validate(dict(r)) for r in rows[:limit]]
     next_cursor = encode_cursor([str(items[-1].id)]) if len(rows) > limit else None
     return Page[CustomerOut](items=items, next_cursor=next_cursor)
 
@@ -118,16 +110,7 @@ async def assign_manually(
         if manager["status"] == "departed":
             raise Conflict(f"Manager {manager_id} has departed and cannot own customers.")
         tier = await _tier(session, tier_code)
-        workload = await session.scalar(
-            select(func.coalesce(func.sum(Tier.weight), 0))
-            .select_from(Customer)
-            .join(Tier, Tier.code == Customer.tier_code)
-            .where(
-                Customer.manager_id == manager_id,
-                Customer.status == "active",
-                Customer.id != customer["id"],
-            )
-        )
+        workload = await managers.workload(session, manager_id)
         violations = manual_violations(
             manager=manager, tier=tier, workload_after=int(workload or 0) + tier["weight"]
         )

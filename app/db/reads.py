@@ -47,7 +47,13 @@ def compile_sql(statement: Select[Any]) -> str:
     """A Core statement as asyncpg SQL text (``$1``, ``$2`` … in the order of its bind
     parameters), compiled once at import so the repository keeps one definition of its
     columns for both the ORM and the direct reads."""
-    return str(statement.compile(dialect=_DIALECT))
+    return compile_statement(statement)[0]
+
+
+def compile_statement(statement: Select[Any]) -> tuple[str, tuple[str, ...]]:
+    """``compile_sql`` and the names of the bind parameters in their ``$n`` order."""
+    compiled = statement.compile(dialect=_DIALECT)
+    return str(compiled), tuple(compiled.positiontup or ())
 
 
 async def _no_reset(connection: asyncpg.Connection) -> None:

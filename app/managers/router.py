@@ -7,7 +7,7 @@ from fastapi import Query, Response, status
 
 from app.api.auth import OPERATORS, OPERATORS_AND_CRM, STAFF_AND_CRM, allow
 from app.api.concurrency import IfMatch, set_etag
-from app.api.deps import DbSession
+from app.api.deps import DbSession, Reads
 from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
 from app.customers import service as customers
@@ -117,6 +117,7 @@ async def delete_manager(session: DbSession, manager_id: uuid.UUID, precondition
 )
 async def list_portfolio(
     session: DbSession,
+    reads: Reads,
     manager_id: uuid.UUID,
     page: PageQuery,
     tier: Annotated[str | None, Query(max_length=64)] = None,
@@ -125,7 +126,7 @@ async def list_portfolio(
     """The customers this manager owns."""
     await service.get_manager(session, manager_id=manager_id)
     return await customers.list_customers(
-        session,
+        reads,
         cursor=page.cursor,
         limit=page.limit,
         manager_id=manager_id,
