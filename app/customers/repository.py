@@ -27,7 +27,7 @@ _columns = (
     *(c for c in Customer.__table__.c if c.key != "tier_code"),
     Customer.tier_code.label("tier"),
 )
-_BY_ID = compile_sql(select(*_columns).where(Customer.id == bindparam("id")))
+_BY_ID = compile_sql(select(*_columns).where(Customer.id == bindparam("id")), "id")
 
 
 async def read(reader: Reader, customer_id: uuid.UUID) -> asyncpg.Record | None:

@@ -43,11 +43,15 @@ class Reader(Protocol):
         ...
 
 
-def compile_sql(statement: Select[Any]) -> str:
-    """A Core statement as asyncpg SQL text (``$1``, ``$2`` … in the order of its bind
-    parameters), compiled once at import so the repository keeps one definition of its
-    columns for both the ORM and the direct reads."""
-    return compile_statement(statement)[0]
+def compile_sql(statement: Select[Any], *params: str) -> str:
+    """A Core statement as asyncpg SQL text whose ``$1``, ``$2`` … are the bind parameters
+    named ``params``, in that order (anything else, such as a literal SQLAlchemy turned into
+    a parameter, is an error). Compiled once at import, so a repository keeps one definition
+    of its columns for both the ORM and the direct reads."""
+    sql, names = compile_statement(statement)
+    if names != params:
+        raise ValueError(f"the statement's parameters are {names}, not {params}")
+    return sql
 
 
 def compile_statement(statement: Select[Any]) -> tuple[str, tuple[str, ...]]:

@@ -5,17 +5,34 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, RowMapping, Select, func, select, true, update
+import asyncpg
+from sqlalchemy import (
+    ColumnElement,
+    RowMapping,
+    Select,
+    Uuid,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Manager, ManagerLoad, Tier
+from app.db.reads import Reader, compile_sql
 
 
 def _select_with_load() -> Select[Any]:
     load = (
         select(
-            func.coalesce(func.sum(ManagerLoad.customers * Tier.weight), 0).label("workload"),
-            func.coalesce(func.sum(ManagerLoad.customers), 0).label("customer_count"),
+            func.coalesce(func.sum(ManagerLoad.customers * Tier.weight), literal_column("0")).label(
+                "workload"
+            ),
+            func.coalesce(func.sum(ManagerLoad.customers), literal_column("0")).label(
+                "customer_count"
+            ),
         )
         .select_from(ManagerLoad)
         .join(Tier, Tier.code == ManagerLoad.tier_code)
@@ -24,6 +41,14 @@ def _select_with_load() -> Select[Any]:
         .lateral("load")
     )
     return select(*Manager.__table__.c, load.c.workload, load.c.customer_count).join(load, true())
+
+
+_BY_ID = compile_sql(_select_with_load().where(Manager.id == bindparam("id", type_=Uuid)), "id")
+
+
+async def read(reader: Reader, manager_id: uuid.UUID) -> asyncpg.Record | None:
+    """One manager with workload and customer count, outside any transaction (the GET route)."""
+    return await reader.fetchrow(_BY_ID, manager_id)
 
 
 async def get(session: AsyncSession, manager_id: uuid.UUID) -> RowMapping | None:

@@ -67,10 +67,10 @@ async def create_manager(session: DbSession, body: ManagerCreate) -> ManagerOut:
     summary="Get a manager",
     responses=problem_responses(404),
 )
-async def get_manager(session: DbSession, response: Response, manager_id: uuid.UUID) -> ManagerOut:
+async def get_manager(reads: Reads, response: Response, manager_id: uuid.UUID) -> ManagerOut:
     """One manager with current workload and utilization. The `ETag` header is the manager's
     version, for `If-Match` on changes."""
-    manager = await service.get_manager(session, manager_id=manager_id)
+    manager = await service.read_manager(reads, manager_id=manager_id)
     set_etag(response, manager.version)
     return manager
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.api.concurrency import Precondition
 from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.db.models import Assignment, Customer, Manager
+from app.db.reads import Reader
 from app.errors import Conflict, NotFound
 from app.managers import repository
 from app.managers.schemas import ManagerCreate, ManagerOut, ManagerStatus, ManagerUpdate
@@ -26,6 +27,14 @@ def to_out(row: object) -> ManagerOut:
 async def get_manager(session: AsyncSession, *, manager_id: uuid.UUID) -> ManagerOut:
     """The manager with workload, or NotFound."""
     row = await repository.get(session, manager_id)
+    if row is None:
+        raise NotFound(f"Manager {manager_id} does not exist.")
+    return to_out(row)
+
+
+async def read_manager(reader: Reader, *, manager_id: uuid.UUID) -> ManagerOut:
+    """The manager with workload as committed, outside any transaction, or NotFound."""
+    row = await repository.read(reader, manager_id)
     if row is None:
         raise NotFound(f"Manager {manager_id} does not exist.")
     return to_out(row)
