@@ -116,6 +116,7 @@ def serve(
         port=port,
         workers=workers,
         log_level=get_settings().log_level.lower(),
+        server_header=False,  # no "server: uvicorn": nothing to tell a scanner
     )
 
 

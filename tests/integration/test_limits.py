@@ -63,36 +63,10 @@ async def test_the_rate_limit_is_per_key_with_retry_after(fresh_database):
         await engine.dispose()
 
 
-async def test_a_statement_past_the_timeout_is_a_clear_503_and_changes_nothing(fresh_database):
-    settings = Settings(environment="test", rate_limit="", db_statement_timeout_ms=300)
-    engine = create_engine(fresh_database, settings)
-    app = _app(engine, rate_limit="", db_statement_timeout_ms=300)
-    api = Api(app, create_session_factory(engine))
-    blocker = create_async_engine(fresh_database)
-    try:
-        client = await api.client("operator")
-        await create_tiers(client)
-        customer = await create_customer(client)
-        async with blocker.connect() as conn:
-            await conn.execute(
-                text("SELECT 1 FROM customers WHERE id = :id FOR UPDATE"), {"id": customer["id"]}
-            )
-            held = await client.patch(f"/v1/customers/{customer['id']}", json={"region": "EU"})
-            body = assert_problem(held, 503)
-            assert body["code"] == "statement_timeout" and "Traceback" not in held.text
-            await conn.rollback()
-        after = await ok(await client.get(f"/v1/customers/{customer['id']}"))
-        assert after["region"] is None and after["version"] == customer["version"]
-        await ok(await client.patch(f"/v1/customers/{customer['id']}", json={"region": "EU"}))
-    finally:
-        await api.close()
-        await engine.dispose()
-        await blocker.dispose()
-
-
-async def test_a_read_past_the_timeout_is_a_clear_503(fresh_database):
-    """GET by id runs on asyncpg directly (the read pool); its errors get the same problem
-    responses as those raised through SQLAlchemy."""
+@pytest.fixture
+async def short_timeout(fresh_database):
+    """An app whose statements (the read pool's too) time out after 300 ms, an operator client
+    with one customer, and another engine to hold locks with."""
     settings = Settings(environment="test", rate_limit="", db_statement_timeout_ms=300)
     engine = create_engine(fresh_database, settings)
     app = _app(engine, rate_limit="", db_statement_timeout_ms=300)
@@ -102,21 +76,41 @@ async def test_a_read_past_the_timeout_is_a_clear_503(fresh_database):
     try:
         client = await api.client("operator")
         await create_tiers(client)
-        customer = await create_customer(client)
-        async with blocker.connect() as conn:
-            await conn.execute(text("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE"))
-            held = await client.get(f"/v1/customers/{customer['id']}")
-            body = assert_problem(held, 503)
-            assert body["code"] == "statement_timeout" and "Traceback" not in held.text
-            await conn.rollback()
-        assert (await ok(await client.get(f"/v1/customers/{customer['id']}")))["id"] == customer[
-            "id"
-        ]
+        yield client, await create_customer(client), blocker
     finally:
         await api.close()
         await app.state.reader.close()
         await engine.dispose()
         await blocker.dispose()
+
+
+async def test_a_statement_past_the_timeout_is_a_clear_503_and_changes_nothing(short_timeout):
+    client, customer, blocker = short_timeout
+    async with blocker.connect() as conn:
+        await conn.execute(
+            text("SELECT 1 FROM customers WHERE id = :id FOR UPDATE"), {"id": customer["id"]}
+        )
+        held = await client.patch(f"/v1/customers/{customer['id']}", json={"region": "EU"})
+        body = assert_problem(held, 503)
+        assert body["code"] == "statement_timeout" and "Traceback" not in held.text
+        await conn.rollback()
+    after = await ok(await client.get(f"/v1/customers/{customer['id']}"))
+    assert after["region"] is None and after["version"] == customer["version"]
+    await ok(await client.patch(f"/v1/customers/{customer['id']}", json={"region": "EU"}))
+
+
+async def test_a_read_past_the_timeout_is_a_clear_503(short_timeout):
+    """GET by id runs on asyncpg directly (the read pool); its errors get the same problem
+    responses as those raised through SQLAlchemy."""
+    client, customer, blocker = short_timeout
+    async with blocker.connect() as conn:
+        await conn.execute(text("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE"))
+        held = await client.get(f"/v1/customers/{customer['id']}")
+        body = assert_problem(held, 503)
+        assert body["code"] == "statement_timeout" and "Traceback" not in held.text
+        await conn.rollback()
+    read = await ok(await client.get(f"/v1/customers/{customer['id']}"))
+    assert read["id"] == customer["id"]
 
 
 async def test_an_unreachable_read_pool_is_a_503_with_retry_after(api, client):
