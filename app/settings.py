@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     webhooks_concurrency: int = Field(
         32, ge=1, le=512, description="Outbound requests one worker sends at once."
     )
+    webhooks_retention_days: int = Field(
+        30,
+        ge=1,
+        description="Days webhook logs are kept: finished outbound events with their "
+        "deliveries, processed inbound events (failed ones stay until retried).",
+    )
 
     @property
     def pgdata_dir(self) -> Path:

@@ -29,7 +29,7 @@ from app.db.session import (
     session_scope,
 )
 from app.errors import InvalidTransition
-from app.settings import Settings
+from app.settings import Settings, get_settings
 
 log = logging.getLogger("baton.worker")
 
@@ -131,6 +131,12 @@ async def _forget_expired_idempotency_keys(factory: SessionFactory, now: datetim
         return await delete_expired(session)
 
 
+async def _prune_webhook_logs(factory: SessionFactory, now: datetime) -> int:
+    from app.webhooks.retention import prune
+
+    return await prune(factory, cutoff=now - timedelta(days=get_settings().webhooks_retention_days))
+
+
 SWEEPS: list[Sweep] = [
     _execute_due_handovers,
     _return_due_covers,
@@ -138,6 +144,7 @@ SWEEPS: list[Sweep] = [
     _deliver_webhooks,
     _process_inbound_webhooks,
     _forget_expired_idempotency_keys,
+    _prune_webhook_logs,
 ]
 
 
