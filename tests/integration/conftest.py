@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import (
 from app.db.reads import PoolReader
 from app.db.session import asyncpg_dsn, session_scope
 from app.main import create_app
-from app.settings import Settings
+from app.settings import Settings, get_settings
 
 
 def build_app(session_factory: async_sessionmaker[AsyncSession], engine: AsyncEngine) -> Any:
@@ -115,3 +115,21 @@ async def committed_api(fresh_database: str) -> AsyncIterator[Api]:
 async def committed_client(committed_api: Api) -> httpx.AsyncClient:
     """An admin HTTP client over a database of its own where requests really commit."""
     return await committed_api.client("admin", name="test-admin")
+
+
+@pytest.fixture
+async def factory(fresh_database: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on the test's own database (as the worker has them), beside ``committed_api``."""
+    engine = create_async_engine(fresh_database, pool_size=5)
+    yield async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    await engine.dispose()
+
+
+@pytest.fixture
+def allow_loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Webhook subscriptions may target loopback (the test receiver) while the test runs."""
+    monkeypatch.setenv("BATON_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.db.session import create_session_factory
-from app.settings import Settings, get_settings
+from app.settings import Settings
 from app.webhooks.inbound.processing import process_event
 from app.webhooks.outbound import dispatcher
 from app.webhooks.retention import prune
@@ -19,22 +16,6 @@ from tests.integration.test_webhooks_inbound import source, standard_request
 from tests.integration.webhook_receiver import running_receiver
 
 SETTINGS = Settings(environment="test", webhooks_allow_private_targets=True)
-
-
-@pytest.fixture
-async def factory(fresh_database):
-    engine = create_async_engine(fresh_database, pool_size=5)
-    yield create_session_factory(engine)
-    await engine.dispose()
-
-
-@pytest.fixture
-def allow_loopback(monkeypatch):
-    monkeypatch.setenv("BATON_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 async def _rows(factory, sql):

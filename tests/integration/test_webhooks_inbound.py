@@ -12,13 +12,10 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 from standardwebhooks import Webhook
 
 from app.api.pagination import encode_cursor
-from app.db.session import create_session_factory
 from app.settings import Settings, get_settings
 from app.webhooks.inbound.processing import process_event
 from app.webhooks.outbound import dispatcher
@@ -269,13 +266,6 @@ async def test_generic_hmac(client):
         await client.post(url, content=no_id, headers=generic_headers(GENERIC_SECRET, no_id)), 422
     )
     assert len(await inbox(client, source="inhouse")) == 1
-
-
-@pytest.fixture
-async def factory(fresh_database):
-    engine = create_async_engine(fresh_database, pool_size=5)
-    yield create_session_factory(engine)
-    await engine.dispose()
 
 
 async def _process_all(factory):

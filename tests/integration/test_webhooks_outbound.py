@@ -6,12 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy.ext.asyncio import create_async_engine
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from app.api.pagination import encode_cursor
-from app.db.session import create_session_factory, session_scope
+from app.db.session import session_scope
 from app.settings import Settings, get_settings
 from app.webhooks.outbound import dispatcher
 from tests.integration.factories import (
@@ -25,22 +24,6 @@ from tests.integration.factories import (
 from tests.integration.webhook_receiver import closed_port_url, running_receiver
 
 SETTINGS = Settings(environment="test", webhooks_allow_private_targets=True)
-
-
-@pytest.fixture
-def allow_loopback(monkeypatch):
-    monkeypatch.setenv("BATON_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-async def factory(fresh_database):
-    engine = create_async_engine(fresh_database, pool_size=5)
-    yield create_session_factory(engine)
-    await engine.dispose()
 
 
 @pytest.fixture
