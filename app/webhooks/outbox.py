@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 correlation_id: ContextVar[str | None] = ContextVar("webhook_correlation_id", default=None)
 
 _ANNOUNCED = "webhooks_announced"
+_SUBSCRIBED = "webhooks_subscribed_types"
 
 # Events and their deliveries in one statement; ids are made first so deliveries can name
 # them, and delivery ids follow emission order (per-customer ordering relies on it).
@@ -86,7 +87,7 @@ async def emit_many(
     """
     if not events:
         return 0
-    wanted = set(await session.scalar(_SUBSCRIBED_TYPES) or ())
+    wanted = await _subscribed_types(session)
     if "*" not in wanted:
         # Nobody to tell: skip the event rows (the outbox holds what is to be delivered).
         events = [e for e in events if e[0] in wanted]
@@ -125,6 +126,18 @@ async def emit(
     return await emit_many(session, [(type, data, customer_id)], correlation_id=correlation_id)
 
 
+async def _subscribed_types(session: AsyncSession) -> frozenset[str]:
+    """The event types enabled subscriptions receive, read once per transaction (a move asks
+    whether anyone wants its events, then emits them)."""
+    transaction = session.get_transaction()
+    cached = session.info.get(_SUBSCRIBED)
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        return cached[1]
+    wanted = frozenset(await session.scalar(_SUBSCRIBED_TYPES) or ())
+    session.info[_SUBSCRIBED] = (transaction, wanted)
+    return wanted
+
+
 def _current_correlation() -> str | None:
     return correlation_id.get()
 
@@ -143,7 +156,7 @@ async def _announce(session: AsyncSession) -> None:
 async def wants_ownership_events(session: AsyncSession) -> bool:
     """Whether any enabled subscription receives ``customer.assigned``/``unassigned``, so a
     bulk move can skip reading previous owners and building events nobody gets."""
-    wanted = set(await session.scalar(_SUBSCRIBED_TYPES) or ())
+    wanted = await _subscribed_types(session)
     return bool(wanted & {"*", "customer.assigned", "customer.unassigned"})
 
 
