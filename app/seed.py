@@ -74,6 +74,8 @@ async def seed_demo(
     mean_weight = sum(weights[c] * share for c, share in tier_mix)
     base_capacity = max(8, int(customers * mean_weight / max(managers, 1) / 0.8))
 
+    now = datetime.now(UTC)
+    hired = now - timedelta(days=730)  # before any demo customer (assigned 120–720 days ago)
     staff: list[dict[str, Any]] = []
     for i in range(managers):
         region = REGIONS[i % len(REGIONS)]
@@ -89,6 +91,8 @@ async def seed_demo(
                 "languages": sorted({"zh", rng.choice(LANGUAGES)}),
                 "industries": sorted(rng.sample(INDUSTRIES, 2)),
                 "team": f"{region}-{'enterprise' if i % 3 == 0 else 'growth'}",
+                "created_at": hired,
+                "updated_at": hired,
             }
         )
     if staff:
@@ -96,7 +100,6 @@ async def seed_demo(
     load = {m["id"]: 0 for m in staff}
     by_level = {lvl: [m for m in staff if m["level"] >= lvl] for lvl in range(1, 6)}
     placed = 0
-    now = datetime.now(UTC)
     for start in range(0, customers, _BATCH):
         batch = range(start, min(start + _BATCH, customers))
         rows: dict[str, list[Any]] = {
@@ -138,15 +141,20 @@ async def seed_demo(
                         owner = m["id"]
                         break
             owners.append(owner)
+        # Demo books have history: each batch was created and assigned months ago, so the
+        # stability guard (no move within 90 days) does not freeze a fresh demo.
+        since = now - timedelta(days=rng.randint(120, 720))
         await session.execute(
             text(
                 "INSERT INTO customers (id, name, tier_code, region, language, industry, "
-                "annual_value, satisfaction) SELECT * FROM unnest(CAST(:id AS uuid[]), "
+                "annual_value, satisfaction, created_at, updated_at) "
+                "SELECT u.*, CAST(:since AS timestamptz), CAST(:since AS timestamptz) "
+                "FROM unnest(CAST(:id AS uuid[]), "
                 "CAST(:name AS text[]), CAST(:tier AS text[]), CAST(:region AS text[]), "
                 "CAST(:language AS text[]), CAST(:industry AS text[]), "
-                "CAST(:value AS numeric[]), CAST(:satisfaction AS numeric[]))"
+                "CAST(:value AS numeric[]), CAST(:satisfaction AS numeric[])) AS u"
             ),
-            rows,
+            {**rows, "since": since},
         )
         assigned = [(c, m) for c, m in zip(rows["id"], owners, strict=True) if m is not None]
         placed += await move_customers(
@@ -155,9 +163,7 @@ async def seed_demo(
             manager_ids=[m for _, m in assigned],
             reason="seed",
             actor="seed",
-            # Demo books have history: each batch was assigned months ago, so the stability
-            # guard (no move within 90 days) does not freeze a fresh demo.
-            at=now - timedelta(days=rng.randint(120, 720)),
+            at=since,
         )
         if progress:
             progress(len(batch))

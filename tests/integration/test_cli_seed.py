@@ -53,6 +53,20 @@ async def test_seed_demo_places_customers_within_capacity(fresh_database, commit
                     )
                 )
             ).one()
+            # A plausible past: nobody changed before being created, owned before existing.
+            anachronisms = (
+                await conn.execute(
+                    text(
+                        "SELECT (SELECT count(*) FROM customers WHERE updated_at < created_at)"
+                        " + (SELECT count(*) FROM managers WHERE updated_at < created_at)"
+                        " + (SELECT count(*) FROM assignments a"
+                        "    JOIN customers c ON c.id = a.customer_id"
+                        "    JOIN managers m ON m.id = a.manager_id"
+                        "    WHERE a.started_at < c.created_at OR a.started_at < m.created_at)"
+                    )
+                )
+            ).scalar()
+        assert anachronisms == 0
         async with session_scope(create_session_factory(engine)) as session:
             assert not await database_is_empty(session)
     finally:
