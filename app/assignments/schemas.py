@@ -78,6 +78,21 @@ class MetricsOut(BaseModel):
     proven_optimal: bool | None = None
 
 
+class OverTargetOut(BaseModel):
+    """A manager a rebalance could not bring under the target, and why."""
+
+    manager_id: uuid.UUID
+    utilization_after: float
+    reason: Literal["customers_held", "no_room_elsewhere"] = Field(
+        description="`customers_held`: every customer left is pinned or changed owner within "
+        "`min_days_since_move`; `no_room_elsewhere`: no manager allowed to take its movable "
+        "customers had room under the target."
+    )
+    pinned: int = Field(description="Its pinned customers.")
+    recently_moved: int = Field(description="Its customers that changed owner too recently.")
+    movable: int = Field(description="Its customers the rebalance was free to move.")
+
+
 class PlanOut(BaseModel):
     """An engine plan: a decision per customer, loads before/after and balance metrics."""
 
@@ -90,6 +105,11 @@ class PlanOut(BaseModel):
     rules_version: int
     applied: bool = False
     moved: int = Field(0, description="Customers whose owner changed when applied.")
+    over_target: list[OverTargetOut] = Field(
+        default_factory=list,
+        description="Rebalance only: managers still above `target_utilization` after the "
+        "plan, highest first, with the reason (empty when the target is met).",
+    )
 
 
 class AssignRequest(BaseModel):

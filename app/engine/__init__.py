@@ -7,7 +7,7 @@ No database, no HTTP, no clock: the service loads facts, calls `plan_assignments
 from app.engine.columns import NO_TIME, CustomerColumns
 from app.engine.facts import Customer, EngineError, FormerOwner, Manager, Tier
 from app.engine.options import PlanOptions, RebalanceOptions
-from app.engine.plan import Decision, ManagerLoad, Moves, Plan, PlanMetrics
+from app.engine.plan import Decision, ManagerLoad, Moves, OverTarget, Plan, PlanMetrics
 from app.engine.planner import plan_assignments
 from app.engine.rebalancing import rebalance
 from app.engine.rules import Condition, Preference, Rule, RuleSet
@@ -23,6 +23,7 @@ __all__ = [
     "Manager",
     "ManagerLoad",
     "Moves",
+    "OverTarget",
     "Plan",
     "PlanMetrics",
     "PlanOptions",

@@ -66,6 +66,34 @@ class ManagerLoad:
 
 
 @dataclass(frozen=True, slots=True)
+class OverTarget:
+    """A manager a rebalance left above the target utilization, and why.
+
+    `reason`: ``customers_held`` when every customer it still has is pinned or changed owner
+    within ``min_days_since_move``; ``no_room_elsewhere`` when some could move but no manager
+    allowed to take them had room under the target.
+    """
+
+    manager_id: UUID
+    utilization_after: float
+    reason: str
+    pinned: int
+    recently_moved: int
+    movable: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "manager_id": str(self.manager_id),
+            "utilization_after": self.utilization_after,
+            "reason": self.reason,
+            "pinned": self.pinned,
+            "recently_moved": self.recently_moved,
+            "movable": self.movable,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class PlanMetrics:
     """Balance after the plan, over active managers with capacity > 0.
 
@@ -180,8 +208,10 @@ class Plan:
         proven_optimal: bool | None = None,
         solver: str | None = None,
         successor: int | None = None,
+        over_target: Sequence[OverTarget] = (),
     ) -> None:
         self.strategy = strategy
+        self.over_target = list(over_target)  # rebalance only: managers it could not bring down
         self.successor = successor  # engine index of the named successor, if any
         self.explain = explain
         self.penalty = penalty
@@ -292,6 +322,7 @@ class Plan:
             "decisions": [self.decision(i).to_dict() for i in range(count)],
             "managers": [m.to_dict() for m in self.managers],
             "metrics": self.metrics.to_dict(),
+            "over_target": [o.to_dict() for o in self.over_target],
         }
 
 

@@ -21,7 +21,7 @@ from app.engine.classes import build_classes, class_eligibility
 from app.engine.columns import NO_TIME, to_epoch
 from app.engine.facts import Manager, Tier
 from app.engine.options import RebalanceOptions
-from app.engine.plan import KEEP, Outcome, Plan
+from app.engine.plan import KEEP, Outcome, OverTarget, Plan
 from app.engine.problem import Customers, Problem, prepare
 from app.engine.rules import RuleSet
 from app.engine.strategies import run_balanced
@@ -139,6 +139,11 @@ def rebalance(
     )
     outcome.set(everyone[cols.pinned], outcome.to[cols.pinned], ("pinned",))
     movable = ~cols.pinned & ~recent & known
+    held = (
+        np.bincount(owner[known & cols.pinned], minlength=len(managers)),
+        np.bincount(owner[known & recent & ~cols.pinned], minlength=len(managers)),
+        np.bincount(owner[movable], minlength=len(managers)),
+    )
     del everyone, recent
 
     load = problem.workload.astype(np.int64).copy()
@@ -197,7 +202,35 @@ def rebalance(
         load_after=load,
         explain=options.explain,
         penalty=penalty,
+        over_target=_over_target(problem, load, counted & (load > target * cap + 1e-9), held),
     )
+
+
+def _over_target(
+    problem: Problem,
+    load: np.ndarray,
+    over: np.ndarray,
+    held: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> list[OverTarget]:
+    """Managers still above the target, highest utilization first, with why (see
+    ``OverTarget``); ``held`` counts each manager's pinned, recently moved and movable
+    customers at the start."""
+    pinned, recently_moved, movable = held
+    rows = np.flatnonzero(over)
+    util = load[rows] / problem.capacity[rows]
+    found = []
+    for m, u in sorted(zip(rows.tolist(), util.tolist(), strict=True), key=lambda r: -r[1]):
+        found.append(
+            OverTarget(
+                manager_id=problem.managers[m].id,
+                utilization_after=round(u, 4),
+                reason="no_room_elsewhere" if movable[m] else "customers_held",
+                pinned=int(pinned[m]),
+                recently_moved=int(recently_moved[m]),
+                movable=int(movable[m]),
+            )
+        )
+    return found
 
 
 def _narrow_spread(

@@ -181,6 +181,9 @@ async def test_rebalance_moves_few_customers_and_respects_stability(client):
 
     fresh = await ok(await client.post("/v1/rebalance", json={"target_utilization": 0.5}))
     assert fresh["metrics"]["moved"] == 0, "customers moved today are protected for 90 days"
+    [held] = fresh["over_target"]
+    assert held["manager_id"] == senior["id"] and held["reason"] == "customers_held"
+    assert held["recently_moved"] == 8 and held["utilization_after"] == 0.8
 
     dry = await ok(
         await client.post(
@@ -189,7 +192,7 @@ async def test_rebalance_moves_few_customers_and_respects_stability(client):
     )
     assert dry["applied"] is False
     assert dry["metrics"]["moved"] == 3, "16/20 → 10/20 needs exactly three moves of weight 2"
-    assert dry["metrics"]["peak_utilization"] <= 0.5
+    assert dry["metrics"]["peak_utilization"] <= 0.5 and dry["over_target"] == []
 
     applied = await ok(
         await client.post(

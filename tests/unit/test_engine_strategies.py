@@ -282,7 +282,7 @@ def test_input_order_does_not_change_the_plan():
 def test_to_dict_shape():
     plan = plan_assignments([customer(0)], [manager(0)], TIERS, NO_RULES, options())
     data = plan.to_dict(limit=0)
-    assert set(data) == {"strategy", "decisions", "managers", "metrics"}
+    assert set(data) == {"strategy", "decisions", "managers", "metrics", "over_target"}
     assert data["decisions"] == []
     assert set(plan.to_dict()["decisions"][0]) == {
         "customer_id",
@@ -323,6 +323,7 @@ def test_rebalance_moves_few_and_respects_guards():
     assert plan.decision(3).reasons == ("unchanged",)
     assert plan.decision(3).manager_id == mid(0)
     assert plan.metrics.peak_utilization == pytest.approx(0.8)
+    assert plan.over_target == []
     spread = rebalance(
         c,
         managers,
@@ -332,6 +333,43 @@ def test_rebalance_moves_few_and_respects_guards():
     )
     assert spread.metrics.utilization_spread <= 0.2 + 1e-9
     assert spread.metrics.moved == 3
+
+
+def test_a_rebalance_that_misses_the_target_says_who_and_why():
+    held = [
+        customer(0, "strategic", manager_id=mid(0), pinned=True),
+        customer(1, "key", manager_id=mid(0), last_moved_at=NOW - timedelta(days=10)),
+        customer(2, "key", manager_id=mid(0), last_moved_at=NOW - timedelta(days=20)),
+        customer(3, "standard", manager_id=mid(2)),
+    ]
+    # Manager 1 is too junior for key customers: manager 2's standard one could go there,
+    # but it is not over the target; manager 0 cannot shed anything.
+    managers = [
+        manager(0, capacity=20, workload=16),
+        manager(1, level=2, capacity=20, workload=0),
+        manager(2, capacity=10, workload=2),
+    ]
+    options = RebalanceOptions(now=NOW, target_utilization=0.5)
+    plan = rebalance(held, managers, TIERS, NO_RULES, options)
+    assert plan.metrics.moved == 0
+    [only] = plan.over_target
+    assert (only.manager_id, only.reason) == (mid(0), "customers_held")
+    assert (only.pinned, only.recently_moved, only.movable) == (1, 2, 0)
+    assert only.utilization_after == pytest.approx(0.8)
+
+    # Movable now, but the only other manager allowed to take key customers is full (its
+    # own standard customer goes to the junior manager).
+    free = [
+        customer(1, "key", manager_id=mid(0)),
+        customer(2, "key", manager_id=mid(0)),
+        customer(3, "standard", manager_id=mid(2)),
+    ]
+    managers[0] = manager(0, capacity=10, workload=8)
+    managers[2] = manager(2, capacity=2, workload=2)
+    plan = rebalance(free, managers, TIERS, NO_RULES, options)
+    [only] = plan.over_target
+    assert (only.manager_id, only.reason, only.movable) == (mid(0), "no_room_elsewhere", 2)
+    assert plan.to_dict()["over_target"][0]["reason"] == "no_room_elsewhere"
 
 
 def test_moves_report_s16_ids_with_nil_for_the_pool():
