@@ -32,6 +32,7 @@ from app.db.session import (
     create_session_factory,
     resolve_database_url,
 )
+from app.db.turns import Turns
 from app.errors import PROBLEM_CONTENT_TYPE, BatonError, StatementTimeout
 from app.imports.router import IMPORT_MAX_BODY_BYTES
 from app.observability.logging import configure_logging, use_json
@@ -254,11 +255,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.rate_limiter = build_rate_limiter(settings.rate_limit)
-    # Requests take their turn for a transaction here, first come first served, before the
-    # pool: its queue lets a newcomer take a connection just released to a waiter, which
-    # sends the waiter to the back (under load, p99 several times the median). The pool's
+    # Requests take turns for a transaction, first come first served, before the pool; its
     # overflow stays free for short side transactions (API key lookups).
-    app.state.db_turns = asyncio.Semaphore(settings.db_pool_size)
+    app.state.db_turns = Turns(settings.db_pool_size)
     app.state.key_cache = (
         KeyCache(settings.auth_cache_seconds) if settings.auth_cache_seconds > 0 else None
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -13,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.api.auth import CurrentKey
 from app.db.reads import Reader, SessionReader
 from app.db.session import SessionFactory
+from app.db.turns import Turns
 
 
 @asynccontextmanager
@@ -31,7 +31,7 @@ async def _transaction(request: Request) -> AsyncIterator[AsyncSession]:
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request, committed before the response is sent; requests take
     their turn for it first come first served (``app.state.db_turns``)."""
-    turns: asyncio.Semaphore = request.app.state.db_turns
+    turns: Turns = request.app.state.db_turns
     async with turns, _transaction(request) as session:
         yield session
 

@@ -8,7 +8,8 @@ round trip, asyncpg's prepared-statement cache, and rows as ``asyncpg.Record``.
 - ``PoolReader`` (the service): a small asyncpg pool whose sessions are read-only
   (``default_transaction_read_only``), so nothing can write through it. Connections are not
   reset on release (nothing a single read-only statement does outlives it), which saves a
-  round trip per request.
+  round trip per request. Requests take turns for a connection first come first served
+  (``app.db.turns``).
 - ``SessionReader``: the same statements on the connection of a SQLAlchemy session, for
   applications built around an injected session factory (tests that roll back).
 
@@ -18,7 +19,6 @@ asyncpg errors raised here are translated to problem responses by the handlers i
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Protocol
 
 import asyncpg
@@ -26,6 +26,7 @@ from sqlalchemy import Select
 from sqlalchemy.dialects import postgresql
 
 from app.db.session import SessionFactory
+from app.db.turns import Turns
 from app.settings import Settings
 
 _DIALECT = postgresql.asyncpg.dialect()  # type: ignore[attr-defined]
@@ -69,10 +70,7 @@ class PoolReader:
 
     def __init__(self, pool: asyncpg.Pool, size: int) -> None:
         self.pool = pool
-        # Requests wait for a connection here, first come first served. asyncpg's pool queue
-        # lets a newcomer take a connection just released to a waiter, which sends the waiter
-        # to the back: under load some requests waited ten times the median.
-        self._turns = asyncio.Semaphore(size)
+        self.turns = Turns(size)  # requests wait here, first come first served
 
     @classmethod
     async def connect(cls, dsn: str, settings: Settings) -> PoolReader:
@@ -91,11 +89,11 @@ class PoolReader:
         return cls(pool, settings.db_read_pool_size)
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        async with self._turns, self.pool.acquire() as connection:
+        async with self.turns, self.pool.acquire() as connection:
             return await connection.fetchrow(sql, *args)
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        async with self._turns, self.pool.acquire() as connection:
+        async with self.turns, self.pool.acquire() as connection:
             return await connection.fetch(sql, *args)
 
     async def close(self) -> None:

@@ -18,6 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.db.reads import PoolReader
+from app.db.turns import Turns
 from app.observability.logging import api_key_name, bind_request, get_logger, unbind_request
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -46,6 +48,14 @@ IMPORT_ROWS = Counter(
     ["resource", "outcome"],
 )
 DB_POOL = Gauge("baton_db_pool_connections", "SQLAlchemy pool connections by state.", ["state"])
+READ_POOL = Gauge(
+    "baton_db_read_pool_connections", "Read pool (asyncpg) connections by state.", ["state"]
+)
+DB_WAITING = Gauge(
+    "baton_db_waiting_requests",
+    "Requests waiting for their turn: for a transaction, or for a read pool connection.",
+    ["queue"],
+)
 HANDOVERS = Gauge("baton_handovers", "Handovers by state.", ["state"])
 WEBHOOK_DELIVERIES = Gauge(
     "baton_webhook_deliveries", "Outbound webhook deliveries by outcome.", ["status"]
@@ -179,6 +189,18 @@ def _read_pool(engine: AsyncEngine) -> None:
         method = getattr(pool, reader, None)
         if method is not None:
             DB_POOL.labels(state).set(method())
+
+
+def read_queue_gauges(transactions: Turns | None, reader: object | None) -> None:
+    """Requests waiting for a transaction or a read connection, and the read pool's size."""
+    if transactions is not None:
+        DB_WAITING.labels("transactions").set(transactions.waiting)
+    if isinstance(reader, PoolReader):
+        DB_WAITING.labels("reads").set(reader.turns.waiting)
+        size, idle = reader.pool.get_size(), reader.pool.get_idle_size()
+        READ_POOL.labels("size").set(size)
+        READ_POOL.labels("in_use").set(size - idle)
+        READ_POOL.labels("max").set(reader.pool.get_max_size())
 
 
 async def read_database_gauges(engine: AsyncEngine, *, timeout_ms: int = 2000) -> None:

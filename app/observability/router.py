@@ -5,7 +5,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.auth import public
 from app.api.routing import PrefixedRouter
-from app.observability.metrics import read_database_gauges, render_metrics
+from app.observability.metrics import read_database_gauges, read_queue_gauges, render_metrics
 
 router = PrefixedRouter(
     tags=["ops"],
@@ -21,11 +21,14 @@ router = PrefixedRouter(
 )
 async def metrics(request: Request) -> Response:
     """Request counts and latency histograms by route template and status, engine plan
-    durations, database pool usage, handovers by state, webhook deliveries by outcome and
-    job-queue depth, in the Prometheus text format. Database-backed gauges are read at scrape
-    time with a short statement timeout; if the database is slow or down they go stale and
+    durations, database pool usage (the read pool's too, and requests waiting for either),
+    handovers by state, webhook deliveries by outcome and job-queue depth, in the Prometheus
+    text format. Database-backed gauges are read at scrape time with a short statement
+    timeout; if the database is slow or down they go stale and
     `baton_metrics_scrape_errors_total` grows, but this endpoint still answers."""
-    engine = getattr(request.app.state, "db_engine", None)
+    state = request.app.state
+    read_queue_gauges(getattr(state, "db_turns", None), getattr(state, "reader", None))
+    engine = getattr(state, "db_engine", None)
     if engine is not None:
         await read_database_gauges(engine)
     return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)

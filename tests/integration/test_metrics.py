@@ -86,8 +86,13 @@ async def test_pool_and_database_gauges(committed_client):
         ),
         201,
     )
+    await ok(await client.get(f"/v1/managers/{leaving['id']}"))  # on the read pool
     samples = await _scrape(client)
     assert _value(samples, "baton_db_pool_connections", state="size") >= 1
+    assert _value(samples, "baton_db_read_pool_connections", state="size") >= 1
+    assert _value(samples, "baton_db_read_pool_connections", state="max") == 10
+    assert ("baton_db_waiting_requests", (("queue", "transactions"),)) in samples
+    assert ("baton_db_waiting_requests", (("queue", "reads"),)) in samples
     assert ("baton_db_pool_connections", (("state", "checked_out"),)) in samples
     assert _value(samples, "baton_handovers", state="draft") == 1
     # the assignment above wrote an outbox event; deliveries exist only with subscribers
