@@ -211,7 +211,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             worker = asyncio.create_task(run_worker(url, settings, stop))
         # What exists now (modules, the app, routes, metadata) lives as long as the process;
-        # frozen, the collector stops walking it, and a full collection drops from ~150 ms,
+        # frozen, the collector stops walking it, and a full collection drops from 50–150 ms,
         # a pause every request in flight would wait out, to almost nothing.
         gc.collect()
         gc.freeze()

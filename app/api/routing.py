@@ -30,9 +30,9 @@ class PrefixedRouter(APIRouter):
     """An APIRouter that says "no match" at once to a path that cannot hold its prefix.
 
     FastAPI finds a request's route by asking each included router in turn, and each walks all
-    of its routes, once to find the router and again to dispatch within it; with seventy routes
-    that walk cost a GET a tenth of its time. Every route of this router has a path containing
-    ``prefix``, so a path without it skips the walk.
+    of its routes, once to find the router and again to dispatch within it; with 74 operations
+    that walk cost a GET of a customer about a sixth of its time. Every route of this router has
+    a path containing ``prefix``, so a path without it skips the walk.
     """
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
