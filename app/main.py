@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 from asyncpg import InterfaceError, PostgresError
-from asyncpg.exceptions import ConnectionDoesNotExistError
+from asyncpg.exceptions import ConnectionDoesNotExistError, InternalClientError
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -148,7 +148,7 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
     if (
         lost
-        or isinstance(driver, ConnectionDoesNotExistError)
+        or isinstance(driver, ConnectionDoesNotExistError | InternalClientError)
         or sqlstate.startswith(("08", "57P"))
     ):
         return await _connection_error(request, exc)  # lost or refused connection, restart
@@ -268,6 +268,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(PostgresError, _database_error)
     app.add_exception_handler(InterfaceError, _database_error)
+    app.add_exception_handler(InternalClientError, _database_error)
     app.add_exception_handler(OSError, _connection_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_middleware(TelemetryMiddleware)  # inside RequestIdMiddleware: sees the request id

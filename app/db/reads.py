@@ -88,13 +88,23 @@ class PoolReader:
         )
         return cls(pool, settings.db_read_pool_size)
 
-    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+    async def _run(self, method: str, sql: str, args: tuple[Any, ...]) -> Any:
         async with self.turns, self.pool.acquire() as connection:
-            return await connection.fetchrow(sql, *args)
+            try:
+                return await getattr(connection, method)(sql, *args)
+            except asyncpg.PostgresError:
+                raise  # the server refused the statement; the connection is fine
+            except BaseException:
+                # Lost, cancelled or interrupted mid-statement: with no reset query on release
+                # to find out, a connection in an unknown state must not serve the next read.
+                connection.terminate()
+                raise
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        return await self._run("fetchrow", sql, args)
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        async with self.turns, self.pool.acquire() as connection:
-            return await connection.fetch(sql, *args)
+        return await self._run("fetch", sql, args)
 
     async def close(self) -> None:
         """Close the pool's connections."""
