@@ -36,7 +36,8 @@ CHECKS: dict[str, str] = {
     """,
     "manager_loads_match_a_recount": """
         SELECT COALESCE(l.manager_id, c.manager_id)::text
-          FROM (SELECT * FROM manager_loads WHERE customers <> 0) AS l
+          FROM (SELECT manager_id, tier_code, sum(customers) AS customers FROM manager_loads
+                 GROUP BY manager_id, tier_code HAVING sum(customers) <> 0) AS l
           FULL JOIN (SELECT manager_id, tier_code, count(*) AS customers FROM customers
                       WHERE status = 'active' AND manager_id IS NOT NULL
                       GROUP BY manager_id, tier_code) AS c

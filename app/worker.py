@@ -131,6 +131,13 @@ async def _forget_expired_idempotency_keys(factory: SessionFactory, now: datetim
         return await delete_expired(session)
 
 
+async def _fold_manager_loads(factory: SessionFactory, now: datetime) -> int:
+    from app.managers.repository import fold_loads
+
+    async with session_scope(factory) as session:
+        return await fold_loads(session)
+
+
 async def _prune_webhook_logs(factory: SessionFactory, now: datetime) -> int:
     from app.webhooks.retention import prune
 
@@ -145,6 +152,7 @@ SWEEPS: list[Sweep] = [
     _process_inbound_webhooks,
     _forget_expired_idempotency_keys,
     _prune_webhook_logs,
+    _fold_manager_loads,
 ]
 
 

@@ -427,7 +427,9 @@ _WORKLOAD = text(
            l.tier_code, COALESCE(l.customers, 0) AS customers,
            COALESCE(l.customers * t.weight, 0) AS workload
       FROM managers AS m
-      LEFT JOIN manager_loads AS l ON l.manager_id = m.id AND l.customers <> 0
+      LEFT JOIN (SELECT manager_id, tier_code, sum(customers) AS customers
+                   FROM manager_loads GROUP BY manager_id, tier_code) AS l
+             ON l.manager_id = m.id AND l.customers <> 0
       LEFT JOIN tiers AS t ON t.code = l.tier_code
      WHERE m.status <> 'departed'
      ORDER BY m.id, l.tier_code

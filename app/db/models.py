@@ -136,15 +136,18 @@ class Customer(Timestamped, Base):
 
 
 class ManagerLoad(Base):
-    """How many active customers of each tier a manager owns: the workload's terms, kept by
-    statement-level triggers on ``customers`` in the transaction of every change (migration
-    0008), so a workload is a sum over tiers instead of a scan of the customers table.
-    ``baton check`` compares it with a recount."""
+    """Changes to how many active customers of each tier a manager owns: the workload's
+    terms. Statement-level triggers on ``customers`` append one row per (manager, tier) a
+    statement changed, in its transaction (migration 0008); the worker's sweep folds them into
+    one row per (manager, tier). A workload is a sum over the manager's rows instead of a scan
+    of the customers table. ``baton check`` compares the sums with a recount."""
 
     __tablename__ = "manager_loads"
+    __table_args__ = (Index("ix_manager_loads_manager_tier", "manager_id", "tier_code"),)
 
-    manager_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
-    tier_code: Mapped[str] = mapped_column(Text, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    manager_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    tier_code: Mapped[str] = mapped_column(Text, nullable=False)
     customers: Mapped[int] = mapped_column(Integer, nullable=False)
 
 

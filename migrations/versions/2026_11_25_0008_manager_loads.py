@@ -5,10 +5,11 @@ Revises: 0007
 Create Date: 2026-11-25 03:20:00
 
 A workload was a scan of every customer (a single-customer placement read a million rows);
-now it is a sum over a manager's tiers. Statement-level AFTER triggers with transition tables
-update the counts once per statement, whatever the number of rows it changed, in the same
-transaction as the change. Each statement's deltas are applied in (manager, tier) order so
-concurrent writers take the count rows' locks in one order. Rows that fall to zero stay.
+now it is a sum over a manager's rows here. Statement-level AFTER triggers with transition
+tables append one delta row per (manager, tier) a statement changed, in the transaction of the
+change. Appending locks nothing another writer could wait for: counters updated in place were
+row locks held to commit, and two writers taking them in different statements deadlocked. The
+worker's sweep folds the deltas into one row per (manager, tier).
 """
 
 from collections.abc import Sequence
@@ -25,28 +26,24 @@ _FUNCTION = """
 CREATE FUNCTION manager_loads_apply() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO manager_loads AS l (manager_id, tier_code, customers)
+        INSERT INTO manager_loads (manager_id, tier_code, customers)
         SELECT manager_id, tier_code, count(*) FROM new_rows
          WHERE status = 'active' AND manager_id IS NOT NULL
-         GROUP BY manager_id, tier_code ORDER BY manager_id, tier_code
-        ON CONFLICT (manager_id, tier_code) DO UPDATE SET customers = l.customers + EXCLUDED.customers;
+         GROUP BY manager_id, tier_code;
     ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO manager_loads AS l (manager_id, tier_code, customers)
+        INSERT INTO manager_loads (manager_id, tier_code, customers)
         SELECT manager_id, tier_code, -count(*) FROM old_rows
          WHERE status = 'active' AND manager_id IS NOT NULL
-         GROUP BY manager_id, tier_code ORDER BY manager_id, tier_code
-        ON CONFLICT (manager_id, tier_code) DO UPDATE SET customers = l.customers + EXCLUDED.customers;
+         GROUP BY manager_id, tier_code;
     ELSE
-        INSERT INTO manager_loads AS l (manager_id, tier_code, customers)
+        INSERT INTO manager_loads (manager_id, tier_code, customers)
         SELECT manager_id, tier_code, sum(delta) FROM (
                SELECT manager_id, tier_code, 1 AS delta FROM new_rows
                 WHERE status = 'active' AND manager_id IS NOT NULL
                UNION ALL
                SELECT manager_id, tier_code, -1 FROM old_rows
                 WHERE status = 'active' AND manager_id IS NOT NULL) AS changes
-         GROUP BY manager_id, tier_code HAVING sum(delta) <> 0
-         ORDER BY manager_id, tier_code
-        ON CONFLICT (manager_id, tier_code) DO UPDATE SET customers = l.customers + EXCLUDED.customers;
+         GROUP BY manager_id, tier_code HAVING sum(delta) <> 0;
     END IF;
     RETURN NULL;
 END;
@@ -67,11 +64,13 @@ _TRIGGERS = (
 def upgrade() -> None:
     op.create_table(
         "manager_loads",
+        sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
         sa.Column("manager_id", sa.UUID(), nullable=False),
         sa.Column("tier_code", sa.Text(), nullable=False),
         sa.Column("customers", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("manager_id", "tier_code", name=op.f("pk_manager_loads")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_manager_loads")),
     )
+    op.create_index("ix_manager_loads_manager_tier", "manager_loads", ["manager_id", "tier_code"])
     op.execute(_FUNCTION)
     # No customer may change between the recount and the triggers taking over.
     op.execute("LOCK TABLE customers IN SHARE MODE")

@@ -5,6 +5,7 @@ counts that drifted from a recount."""
 from sqlalchemy import text
 
 from app.check import find_violations
+from app.managers.repository import fold_loads
 from tests.integration.factories import create_customer, create_manager, create_tiers, ok
 
 
@@ -54,6 +55,17 @@ async def test_workloads_follow_every_kind_of_change(api, client):
 
     fresh = await create_customer(client, tier="long_tail")
     assert (await client.delete(url.format(fresh["id"]))).status_code == 204
+    assert await _recount_violations(api) == []
+
+    # Each change appended rows; the sweep folds them into one per (manager, tier) it counts.
+    before = [await _workload(client, m) for m in (first, second)]
+    async with api.factory() as session:
+        appended = await session.scalar(text("SELECT count(*) FROM manager_loads"))
+        left = await fold_loads(session)
+        pairs = await session.scalar(text("SELECT count(*) FROM manager_loads"))
+        await session.commit()
+    assert appended > pairs == left
+    assert [await _workload(client, m) for m in (first, second)] == before
     assert await _recount_violations(api) == []
 
 
