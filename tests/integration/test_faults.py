@@ -4,6 +4,7 @@ one database; afterwards every invariant holds (`baton check`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
@@ -80,7 +81,12 @@ def own_server(tmp_path: Path):
     url = start_embedded_postgres(pgdata, database="baton_faults", throwaway=True)
     upgrade(url)
     # the handle start_embedded_postgres opened (get_server returns it for the same directory)
-    return url, pgdata, embedded_postgres.get_server(pgdata).system_user
+    user = embedded_postgres.get_server(pgdata).system_user
+    yield url, pgdata, user
+    # A server the test restarted with pg_ctl is not the one the handle started: stop it here.
+    options = {"user": user} if user else {}
+    with contextlib.suppress(Exception):
+        pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=pgdata, **options)
 
 
 async def test_the_service_recovers_when_the_database_restarts_under_load(own_server, tmp_path):
