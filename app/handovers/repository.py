@@ -579,14 +579,18 @@ async def mark_items(
 
 async def mark_notifications_sent(session: AsyncSession, *, limit: int, at: datetime) -> int:
     """Flip up to ``limit`` pending notifications to sent; concurrent callers skip each
-    other's rows."""
+    other's rows. The claim is a materialized CTE: as a plain subquery Postgres may re-run it
+    and update more than ``limit`` rows."""
     result = await session.execute(
         text(
             """
+            WITH p AS MATERIALIZED (
+                SELECT handover_id, customer_id FROM handover_items
+                 WHERE notification_status = 'pending'
+                 LIMIT :limit FOR UPDATE SKIP LOCKED
+            )
             UPDATE handover_items AS hi SET notification_status = 'sent', notified_at = :at
-              FROM (SELECT handover_id, customer_id FROM handover_items
-                     WHERE notification_status = 'pending'
-                     LIMIT :limit FOR UPDATE SKIP LOCKED) AS p
+              FROM p
              WHERE hi.handover_id = p.handover_id AND hi.customer_id = p.customer_id
             """
         ),

@@ -84,7 +84,7 @@ class Outcome:
 
 _CLAIM = text(
     """
-    WITH due AS (
+    WITH due AS MATERIALIZED (
         SELECT d.id
           FROM webhook_deliveries AS d
           JOIN webhook_subscriptions AS s ON s.id = d.subscription_id
