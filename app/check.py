@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.assignments import compliance
+
 
 @dataclass(frozen=True)
 class Violation:
@@ -60,11 +62,33 @@ CHECKS: dict[str, str] = {
 }
 
 
+_OPEN_VIOLATIONS = text("SELECT customer_id FROM ownership_violations WHERE resolved_at IS NULL")
+
+
 async def find_violations(session: AsyncSession) -> list[Violation]:
-    """Every invariant that does not hold, with a count and a few offending ids."""
+    """Every invariant that does not hold, with a count and a few offending ids.
+
+    Besides the ledger's invariants: every owner that breaks a hard rule now (checked with
+    the placement guard over the whole book) has an open violation, which the change that
+    caused it reported; and every open violation still holds.
+    """
     found: list[Violation] = []
     for name, query in CHECKS.items():
         ids = list((await session.scalars(text(query))).all())
         if ids:
             found.append(Violation(invariant=name, count=len(ids), sample=ids[:10]))
+    _, breaking = await compliance.find(session, compliance.Scope.all())
+    now = {f.customer_id for f in breaking}
+    recorded = set((await session.scalars(_OPEN_VIOLATIONS)).all())
+    for name, ids in (
+        ("rule_violations_are_recorded", sorted(now - recorded)),
+        ("recorded_violations_still_hold", sorted(recorded - now)),
+    ):
+        if ids:
+            found.append(Violation(name, len(ids), [str(i) for i in ids[:10]]))
     return found
+
+
+async def count_recorded_violations(session: AsyncSession) -> int:
+    """Open violations: owners breaking hard rules that were reported and await repair."""
+    return len((await session.scalars(_OPEN_VIOLATIONS)).all())

@@ -134,22 +134,28 @@ def worker_command() -> None:
         asyncio.run(run_worker(url, get_settings()))
 
 
-async def _check(url: str) -> list[Any]:
-    from app.check import find_violations
+async def _check(url: str) -> tuple[list[Any], int]:
+    from app.check import count_recorded_violations, find_violations
     from app.db.session import create_engine, create_session_factory, session_scope
 
     engine = create_engine(url, get_settings())
     try:
         async with session_scope(create_session_factory(engine)) as session:
-            return await find_violations(session)
+            return await find_violations(session), await count_recorded_violations(session)
     finally:
         await engine.dispose()
 
 
 @cli.command()
 def check() -> None:
-    """Verify the ownership invariants; exit 1 listing every violation."""
-    violations = asyncio.run(_check(_database_url()))
+    """Verify the ownership invariants and that every rule violation was reported; exit 1
+    listing what does not hold."""
+    violations, recorded = asyncio.run(_check(_database_url()))
+    if recorded:
+        console.print(
+            f"[yellow]{recorded} reported rule violation(s) await repair[/yellow] "
+            "(GET /v1/violations; POST /v1/assignments/plan with mode=repair)."
+        )
     for v in violations:
         console.print(f"[red]{v.invariant}[/red]: {v.count} (e.g. {', '.join(v.sample[:3])})")
     if violations:

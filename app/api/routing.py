@@ -122,4 +122,5 @@ async def _record(request: Request, response: Response, route: APIRoute) -> None
         resource_id=_resource_id(request, response),
         status_code=response.status_code,
         request_id=getattr(request.state, "request_id", None),
+        details=audit.take_details(session),
     )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,6 +37,19 @@ _MANAGERS_ONLY = text(
      ORDER BY m.id
     """
 )
+
+_ONE_MANAGER = text(
+    """
+    SELECT m.id, m.level, m.capacity,
+           COALESCE((SELECT SUM(l.customers * t.weight)
+                       FROM manager_loads AS l JOIN tiers AS t ON t.code = l.tier_code
+                      WHERE l.manager_id = m.id), 0) AS workload,
+           m.status, m.accepting_new, m.region, m.languages, m.industries, m.team
+      FROM managers AS m
+     WHERE m.id = :id
+    """
+)
+_LOCK_ONE_MANAGER = text("SELECT id FROM managers WHERE id = :id FOR UPDATE")
 
 _LOCK_MANAGERS = text("SELECT id FROM managers WHERE status = 'active' ORDER BY id FOR UPDATE")
 
@@ -87,21 +101,33 @@ async def load_managers(
         await session.execute(_LOCK_MANAGERS)
     query = _MANAGERS if workloads else _MANAGERS_ONLY
     rows = (await session.execute(query, {"include": list(include)})).mappings().all()
-    return [
-        engine.Manager(
-            id=r["id"],
-            level=r["level"],
-            capacity=r["capacity"],
-            workload=int(r["workload"]),
-            status=r["status"],
-            accepting_new=r["accepting_new"],
-            region=r["region"],
-            languages=tuple(r["languages"]),
-            industries=tuple(r["industries"]),
-            team=r["team"],
-        )
-        for r in rows
-    ]
+    return [_manager(r) for r in rows]
+
+
+async def load_manager(
+    session: AsyncSession, manager_id: uuid.UUID, *, lock: bool = False
+) -> engine.Manager | None:
+    """One manager (departed or not) with its current workload; ``lock`` takes its row lock
+    first, so the workload stays true until the transaction ends."""
+    if lock:
+        await session.execute(_LOCK_ONE_MANAGER, {"id": manager_id})
+    row = (await session.execute(_ONE_MANAGER, {"id": manager_id})).mappings().first()
+    return _manager(row) if row is not None else None
+
+
+def _manager(r: Mapping[str, Any]) -> engine.Manager:
+    return engine.Manager(
+        id=r["id"],
+        level=r["level"],
+        capacity=r["capacity"],
+        workload=int(r["workload"]),
+        status=r["status"],
+        accepting_new=r["accepting_new"],
+        region=r["region"],
+        languages=tuple(r["languages"]),
+        industries=tuple(r["industries"]),
+        team=r["team"],
+    )
 
 
 async def load_customers(

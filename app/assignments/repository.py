@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -51,6 +52,14 @@ _CLOSE_ROWS_RETURNING = text(
     SELECT array_agg(customer_id), array_agg(manager_id) FROM closed
     """
 )
+# A customer that changes owner leaves its recorded violation behind; a forced move onto a
+# non-compliant owner is recorded again by the guard right after.
+_RESOLVE_MOVED = text(
+    """
+    UPDATE ownership_violations SET resolved_at = :at, resolution = 'moved'
+     WHERE customer_id = ANY(CAST(:ids AS uuid[])) AND resolved_at IS NULL
+    """
+)
 _OPEN_ROWS = text(
     """
     INSERT INTO assignments (customer_id, manager_id, started_at, reason, actor, handover_id, note)
@@ -78,7 +87,8 @@ async def move_customers(
     rows of the customers that really move), close their open ledger rows, open rows for the
     new owners; and, when someone subscribes to them, one outbound ``customer.assigned`` /
     ``customer.unassigned`` event per moved customer. Customers already with the requested
-    owner are left alone. Returns how many customers changed owner.
+    owner are left alone; moved customers' open violations are resolved. Returns how many
+    customers changed owner.
     """
     if len(customer_ids) != len(manager_ids):
         raise ValueError("customer_ids and manager_ids differ in length")
@@ -111,6 +121,7 @@ async def move_customers(
             "note": note,
         },
     )
+    await session.execute(_RESOLVE_MOVED, {"ids": moved_ids, "at": at})
     if events:
         await outbox.emit_ownership_changes(
             session,
@@ -157,3 +168,227 @@ async def owner_at(
         .limit(1)
     )
     return (await session.execute(stmt)).mappings().first()
+
+
+async def compliance_scope(
+    session: AsyncSession,
+    *,
+    customer_ids: Sequence[uuid.UUID],
+    manager_ids: Sequence[uuid.UUID],
+    tier_codes: Sequence[str],
+    everything: bool,
+) -> list[uuid.UUID]:
+    """Active owned customers in scope, and customers in scope with an open violation."""
+    params = {"cids": list(customer_ids), "mids": list(manager_ids), "tiers": list(tier_codes)}
+    owned: list[str] = []
+    open_: list[str] = []
+    if customer_ids:
+        owned.append("c.id = ANY(CAST(:cids AS uuid[]))")
+        open_.append("v.customer_id = ANY(CAST(:cids AS uuid[]))")
+    if manager_ids:
+        owned.append("c.manager_id = ANY(CAST(:mids AS uuid[]))")
+        open_.append("v.manager_id = ANY(CAST(:mids AS uuid[]))")
+    if tier_codes:
+        owned.append("c.tier_code = ANY(CAST(:tiers AS text[]))")
+        open_.append("c.tier_code = ANY(CAST(:tiers AS text[]))")
+    if everything:
+        owned, open_ = ["true"], ["true"]
+    if not owned:
+        return []
+    sql = f"""
+        SELECT c.id FROM customers AS c
+         WHERE c.status = 'active' AND c.manager_id IS NOT NULL AND ({" OR ".join(owned)})
+        UNION
+        SELECT v.customer_id FROM ownership_violations AS v
+          JOIN customers AS c ON c.id = v.customer_id
+         WHERE v.resolved_at IS NULL AND ({" OR ".join(open_)})
+    """
+    return list((await session.scalars(text(sql), params)).all())
+
+
+_RESOLVE_VIOLATIONS = text(
+    """
+    UPDATE ownership_violations AS v
+       SET resolved_at = :at,
+           resolution = CASE WHEN v.customer_id = ANY(CAST(:cids AS uuid[])) THEN 'superseded'
+                             ELSE 'compliant' END
+     WHERE v.resolved_at IS NULL AND v.customer_id = ANY(CAST(:scope AS uuid[]))
+       AND NOT EXISTS (
+            SELECT 1
+              FROM unnest(CAST(:cids AS uuid[]), CAST(:mids AS uuid[]), CAST(:rules AS text[]))
+                   AS n(customer_id, manager_id, rules)
+             WHERE n.customer_id = v.customer_id AND n.manager_id = v.manager_id
+               AND CAST(n.rules AS jsonb) = v.rules)
+    """
+)
+_INSERT_VIOLATIONS = text(
+    """
+    INSERT INTO ownership_violations (customer_id, manager_id, rules, cause, actor, detected_at)
+    SELECT n.customer_id, n.manager_id, CAST(n.rules AS jsonb), :cause, :actor, :at
+      FROM unnest(CAST(:cids AS uuid[]), CAST(:mids AS uuid[]), CAST(:rules AS text[]))
+           AS n(customer_id, manager_id, rules)
+     WHERE NOT EXISTS (SELECT 1 FROM ownership_violations AS v
+                        WHERE v.customer_id = n.customer_id AND v.resolved_at IS NULL)
+    RETURNING customer_id
+    """
+)
+
+
+async def record_violations(
+    session: AsyncSession,
+    *,
+    scope_ids: Sequence[uuid.UUID],
+    customer_ids: Sequence[uuid.UUID],
+    manager_ids: Sequence[uuid.UUID],
+    rules: Sequence[list[dict[str, str]]],
+    cause: str,
+    actor: str | None,
+    at: datetime,
+) -> set[uuid.UUID]:
+    """Make the open violations of the customers in ``scope_ids`` exactly the given ones, in
+    two set-based statements; returns the customers whose violation is new."""
+    params = {
+        "scope": list(scope_ids),
+        "cids": list(customer_ids),
+        "mids": list(manager_ids),
+        "rules": [json.dumps(r, sort_keys=True) for r in rules],
+        "at": at,
+    }
+    await session.execute(_RESOLVE_VIOLATIONS, params)
+    if not customer_ids:
+        return set()
+    inserted = await session.scalars(_INSERT_VIOLATIONS, {**params, "cause": cause, "actor": actor})
+    return set(inserted.all())
+
+
+async def list_violations(
+    session: AsyncSession,
+    *,
+    state: str,
+    manager_id: uuid.UUID | None,
+    customer_id: uuid.UUID | None,
+    rule: str | None,
+    tier: str | None,
+    team: str | None,
+    after: int | None,
+    limit: int,
+) -> Sequence[RowMapping]:
+    """Violations by id, filtered; ``state`` is open, resolved or all."""
+    where = ["true"]
+    params: dict[str, object] = {"limit": limit}
+    if state == "open":
+        where.append("v.resolved_at IS NULL")
+    elif state == "resolved":
+        where.append("v.resolved_at IS NOT NULL")
+    for name, column, value in (
+        ("manager", "v.manager_id", manager_id),
+        ("customer", "v.customer_id", customer_id),
+        ("tier", "c.tier_code", tier),
+        ("team", "m.team", team),
+    ):
+        if value is not None:
+            where.append(f"{column} = :{name}")
+            params[name] = value
+    if rule is not None:
+        where.append("v.rules @> CAST(:rule AS jsonb)")
+        params["rule"] = json.dumps([{"rule": rule}])
+    if after is not None:
+        where.append("v.id > :after")
+        params["after"] = after
+    sql = f"""
+        SELECT v.id, v.customer_id, c.name AS customer_name, c.tier_code AS tier,
+               v.manager_id, m.name AS manager_name, m.team, v.rules, v.cause, v.actor,
+               v.detected_at, v.resolved_at, v.resolution
+          FROM ownership_violations AS v
+          JOIN customers AS c ON c.id = v.customer_id
+          JOIN managers AS m ON m.id = v.manager_id
+         WHERE {" AND ".join(where)}
+         ORDER BY v.id
+         LIMIT :limit
+    """
+    return (await session.execute(text(sql), params)).mappings().all()
+
+
+async def violating_customers(
+    session: AsyncSession,
+    *,
+    customer_ids: Sequence[uuid.UUID] | None,
+    tier: str | None,
+    region: str | None,
+    manager_id: uuid.UUID | None,
+) -> list[uuid.UUID]:
+    """Active customers with an open violation, narrowed by the filters, by id."""
+    where = ["v.resolved_at IS NULL", "c.status = 'active'"]
+    params: dict[str, object] = {}
+    if customer_ids is not None:
+        where.append("c.id = ANY(CAST(:ids AS uuid[]))")
+        params["ids"] = list(customer_ids)
+    for name, column, value in (
+        ("tier", "c.tier_code", tier),
+        ("region", "c.region", region),
+        ("manager", "c.manager_id", manager_id),
+    ):
+        if value is not None:
+            where.append(f"{column} = :{name}")
+            params[name] = value
+    sql = f"""
+        SELECT c.id FROM ownership_violations AS v JOIN customers AS c ON c.id = v.customer_id
+         WHERE {" AND ".join(where)} ORDER BY c.id
+    """
+    return list((await session.scalars(text(sql), params)).all())
+
+
+_SAVE_PLAN = text(
+    """
+    WITH pruned AS (DELETE FROM placement_plans WHERE created_at < now() - interval '7 days')
+    INSERT INTO placement_plans (token, request, digests, rules_version, actor)
+    VALUES (:token, CAST(:request AS jsonb), CAST(:digests AS jsonb), :version, :actor)
+    """
+)
+
+
+async def save_plan(
+    session: AsyncSession,
+    *,
+    token: str,
+    request: dict[str, object],
+    digests: dict[str, str],
+    rules_version: int,
+    actor: str | None,
+) -> None:
+    """Keep a dry run's request and input digests under its token (7 days)."""
+    await session.execute(
+        _SAVE_PLAN,
+        {
+            "token": token,
+            "request": json.dumps(request),
+            "digests": json.dumps(digests),
+            "version": rules_version,
+            "actor": actor,
+        },
+    )
+
+
+async def get_plan(session: AsyncSession, token: str) -> RowMapping | None:
+    """The reviewed plan kept under ``token`` (younger than 7 days), locked for the apply."""
+    return (
+        (
+            await session.execute(
+                text(
+                    "SELECT token, request, digests, rules_version FROM placement_plans "
+                    "WHERE token = :token AND created_at >= now() - interval '7 days' "
+                    "FOR UPDATE"
+                ),
+                {"token": token},
+            )
+        )
+        .mappings()
+        .first()
+    )
+
+
+async def delete_plan(session: AsyncSession, token: str) -> None:
+    """A plan is applied once."""
+    await session.execute(
+        text("DELETE FROM placement_plans WHERE token = :token"), {"token": token}
+    )

@@ -1,11 +1,15 @@
 """HTTP routes for automated placement, rebalancing and workload reports."""
 
 import uuid
+from typing import Annotated, Literal
+
+from fastapi import Query
 
 from app.api.auth import OPERATORS, STAFF, allow
 from app.api.deps import CurrentCaller, DbSession
+from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
-from app.assignments import service
+from app.assignments import compliance, service
 from app.assignments.schemas import (
     ApplyRequest,
     AssignOut,
@@ -13,6 +17,7 @@ from app.assignments.schemas import (
     PlanOut,
     PlanRequest,
     RebalanceRequest,
+    ViolationOut,
     WorkloadReport,
 )
 from app.errors import problem_responses
@@ -30,11 +35,12 @@ router = PrefixedRouter(
     summary="Plan a placement (dry run)",
     responses=problem_responses(),
 )
-async def plan_placement(session: DbSession, body: PlanRequest) -> PlanOut:
-    """What the engine would do with the selected customers (the pool by default): an owner or
-    the pool for each, with score, reasons and explanation; loads before and after; balance
-    metrics. Nothing is written. Keep `plan_token` to apply exactly this plan later."""
-    return await service.plan_placement(session, request=body)
+async def plan_placement(session: DbSession, caller: CurrentCaller, body: PlanRequest) -> PlanOut:
+    """What the engine would do with the selected customers (the pool by default; with
+    `mode: repair`, only the customers whose owner breaks a hard rule): an owner or the pool
+    for each, with score, reasons and explanation; loads before and after; balance metrics.
+    No owner changes. Keep `plan_token` to apply exactly this plan after review."""
+    return await service.plan_placement(session, request=body, actor=caller.name)
 
 
 @router.post(
@@ -44,8 +50,10 @@ async def plan_placement(session: DbSession, body: PlanRequest) -> PlanOut:
     responses=problem_responses(409),
 )
 async def apply_placement(session: DbSession, caller: CurrentCaller, body: ApplyRequest) -> PlanOut:
-    """Plan and write every move in one transaction through the ledger (reason `auto`). With a
-    `plan_token` from a dry run, a plan whose inputs changed since is refused with 409."""
+    """Apply a reviewed plan: send only its `plan_token`; every move is written in one
+    transaction through the ledger (reason `auto`, or `repair`). If any input the plan read
+    changed since (customers, managers, workloads, tiers, rules), 409 `stale_plan` lists what
+    changed: plan again and review. Without a token, `review: skip` is required (audited)."""
     return await service.apply_plan(session, request=body, actor=caller.name)
 
 
@@ -88,3 +96,39 @@ async def workload_report(session: DbSession) -> WorkloadReport:
     """Workload, capacity and utilization per manager (by tier), per team and per region, the
     pool size, and balance metrics (peak, spread, standard deviation of utilization)."""
     return await service.workload_report(session)
+
+
+@router.get(
+    "/violations",
+    response_model=Page[ViolationOut],
+    summary="List ownership violations",
+    responses=problem_responses(),
+)
+async def list_violations(
+    session: DbSession,
+    page: PageQuery,
+    state: Annotated[
+        Literal["open", "resolved", "all"],
+        Query(description="`open` (default): violations that hold now."),
+    ] = "open",
+    manager_id: uuid.UUID | None = None,
+    customer_id: uuid.UUID | None = None,
+    rule: Annotated[str | None, Query(max_length=100, description="A rule id.")] = None,
+    tier: Annotated[str | None, Query(max_length=64)] = None,
+    team: Annotated[str | None, Query(max_length=200)] = None,
+) -> Page[ViolationOut]:
+    """Customers whose owner breaks a hard rule (tier minimum level, departed owner, a rule
+    of the rule set), with the rules, the change that caused it and since when. Every write
+    that makes an owner non-compliant records one here; a `repair` plan
+    (`POST /v1/assignments/plan {"mode": "repair"}`) moves exactly these customers."""
+    return await compliance.list_violations(
+        session,
+        cursor=page.cursor,
+        limit=page.limit,
+        state=state,
+        manager_id=manager_id,
+        customer_id=customer_id,
+        rule=rule,
+        tier=tier,
+        team=team,
+    )

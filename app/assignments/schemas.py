@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +32,12 @@ class PlanRequest(CustomerSelection):
         },
     )
 
+    mode: Literal["place", "repair"] = Field(
+        "place",
+        description="`place`: the selected customers (the pool by default). `repair`: only "
+        "customers whose owner breaks a hard rule (`GET /v1/violations`, narrowed by the "
+        "filters); compliant customers never move; ledger reason `repair`.",
+    )
     strategy: Strategy = "balanced"
     successor_id: uuid.UUID | None = Field(None, description="Required by `successor`.")
     exclude_manager_ids: list[uuid.UUID] = Field(default_factory=list, max_length=1000)
@@ -42,12 +49,70 @@ class PlanRequest(CustomerSelection):
 
 
 class ApplyRequest(PlanRequest):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"plan_token": "pl_3q2…"}]}
+    )
+
     plan_token: str | None = Field(
         None,
         max_length=128,
-        description="From a dry-run plan: refuse (409) if anything it was computed from changed.",
+        description="From a dry run: applies exactly that plan's selection and options (no "
+        "need to repeat them); 409 `stale_plan` naming what changed if any input it read "
+        "changed since (customers, managers, workloads, tiers, rules, rotation).",
+    )
+    review: Literal["required", "skip"] = Field(
+        "required",
+        description="Without a `plan_token` the apply is refused unless `skip` says that "
+        "nobody reviews the plan (recorded in the audit trail).",
     )
     note: str | None = Field(None, max_length=2000)
+
+
+class ViolationRule(BaseModel):
+    """A hard rule an owner breaks."""
+
+    rule: str = Field(description="The rule's id: a built-in rule or one of the rule set's.")
+    message: str
+
+
+class ViolationBrief(BaseModel):
+    """A customer whose owner a change made non-compliant."""
+
+    customer_id: uuid.UUID
+    manager_id: uuid.UUID
+    rules: list[ViolationRule]
+
+
+class ViolationsDetected(BaseModel):
+    """What a change did to the compliance of current owners (see `GET /v1/violations`)."""
+
+    violations_detected: list[ViolationBrief] = Field(
+        default_factory=list,
+        description="Customers this change left with an owner that breaks a hard rule (the "
+        "first 100); each is recorded and listed by `GET /v1/violations` until repaired.",
+    )
+    violations_detected_count: int = Field(0, description="How many in all.")
+
+
+class ViolationOut(BaseModel):
+    """A recorded violation: who owns whom against which rules, since when."""
+
+    id: int
+    customer_id: uuid.UUID
+    customer_name: str
+    tier: str
+    manager_id: uuid.UUID
+    manager_name: str
+    team: str | None
+    rules: list[ViolationRule]
+    cause: str = Field(description="The kind of change that caused it (e.g. `tier_updated`).")
+    actor: str | None
+    detected_at: datetime
+    resolved_at: datetime | None = Field(description="Null while the violation holds.")
+    resolution: str | None = Field(
+        description="`moved` (the customer changed owner), `compliant` (the facts or rules "
+        "changed back) or `superseded` (other rules are broken now; see the newer row)."
+    )
 
 
 class DecisionOut(BaseModel):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import secrets
 import statistics
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +16,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
-from app.assignments import columnar, loading
+from app.assignments import columnar, loading, repository
 from app.assignments.repository import move_customers
 from app.assignments.schemas import (
     ApplyRequest,
@@ -31,6 +33,7 @@ from app.assignments.schemas import (
     TierCount,
     WorkloadReport,
 )
+from app.audit import service as audit
 from app.db.models import Customer
 from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from app.observability.metrics import time_engine
@@ -104,7 +107,7 @@ async def _propose(
     force: bool,
     explain: str,
     lock: bool,
-) -> tuple[engine.Plan, str, int]:
+) -> tuple[engine.Plan, dict[str, str], int]:
     customers = await loading.load_customers(session, customer_ids, lock=lock)
     include = [c.manager_id for c in customers if c.manager_id is not None]
     managers = await loading.load_managers(session, include=include, lock=lock)
@@ -115,82 +118,39 @@ async def _propose(
     options = engine.PlanOptions(
         strategy=strategy,  # type: ignore[arg-type]
         now=datetime.now(UTC),
-        exclude_manager_ids=exclude_manager_ids,
+        exclude_manager_ids=frozenset(exclude_manager_ids),
         successor_id=successor_id,
         force=force,
         explain=explain,  # type: ignore[arg-type]
     )
     plan = _run_engine(customers, managers, tiers, rules.rules, options)
-    token = _plan_token(customers, managers, tiers, rules.version, options)
-    return plan, token, rules.version
+    digests = input_digests(customers, managers, tiers, rules.version, options)
+    return plan, digests, rules.version
 
 
-def _plan_token(
+def _digest(value: object) -> str:
+    return hashlib.sha256(repr(value).encode()).hexdigest()[:24]
+
+
+def input_digests(
     customers: Sequence[engine.Customer],
     managers: Sequence[engine.Manager],
     tiers: Sequence[engine.Tier],
     rules_version: int,
     options: engine.PlanOptions,
-) -> str:
-    """A digest of everything the plan was computed from (but the clock)."""
-    digest = hashlib.sha256()
-    for c in customers:
-        digest.update(
-            repr((c.id, c.tier, c.region, c.language, c.industry, c.pinned, c.manager_id)).encode()
-        )
-    for m in managers:
-        digest.update(
-            repr(
-                (
-                    m.id,
-                    m.level,
-                    m.capacity,
-                    m.workload,
-                    m.status,
-                    m.accepting_new,
-                    m.region,
-                    m.languages,
-                    m.industries,
-                    m.team,
-                )
-            ).encode()
-        )
-    digest.update(repr((tiers, rules_version)).encode())
-    digest.update(
-        repr(
-            (
-                options.strategy,
-                sorted(options.exclude_manager_ids),
-                options.successor_id,
-                options.force,
-            )
-        ).encode()
-    )
-    return digest.hexdigest()[:32]
-
-
-async def check_placement(
-    session: AsyncSession,
-    *,
-    customer_id: uuid.UUID,
-    manager_id: uuid.UUID,
-    exclude_manager_ids: frozenset[uuid.UUID] = frozenset(),
-) -> list[dict[str, str]]:
-    """The hard-rule violations of giving this customer to this manager; [] means allowed."""
-    plan = await propose(
-        session,
-        customer_ids=[customer_id],
-        strategy="successor",
-        successor_id=manager_id,
-        exclude_manager_ids=exclude_manager_ids,
-        explain="basic",
-    )
-    if not len(plan):
-        raise NotFound(f"Customer {customer_id} does not exist.")
-    decision = plan.decision(0)
-    if decision.manager_id == manager_id:
-        return []
-    return _violations(decision)
+) -> dict[str, str]:
+    """Digests of every input a plan's decisions read, by part, so a stale plan says what
+    changed. Each part is the ``repr`` of whole frozen dataclasses: every field counts,
+    including ones added later (only the clock and the explanation level are left out)."""
+    neutral = dataclasses.replace(options, now=datetime.min.replace(tzinfo=UTC), explain="none")
+    return {
+        "customers": _digest(tuple(customers)),
+        "managers": _digest(tuple(dataclasses.replace(m, workload=0) for m in managers)),
+        "workloads": _digest(tuple((m.id, m.workload) for m in managers)),
+        "tiers": _digest(tuple(tiers)),
+        "rules": str(rules_version),
+        "options": _digest(neutral),
+    }
 
 
 def _violations(decision: engine.Decision) -> list[dict[str, str]]:
@@ -202,7 +162,16 @@ def _violations(decision: engine.Decision) -> list[dict[str, str]]:
 
 
 async def select_customers(session: AsyncSession, selection: CustomerSelection) -> list[uuid.UUID]:
-    """Resolve a selection to active customer ids: explicit ids, a filter, or the pool."""
+    """Resolve a selection to active customer ids: explicit ids, a filter, or the pool; in
+    ``repair`` mode, the customers with an open violation (narrowed by the filters)."""
+    if getattr(selection, "mode", "place") == "repair":
+        return await repository.violating_customers(
+            session,
+            customer_ids=selection.customer_ids,
+            tier=selection.tier,
+            region=selection.region,
+            manager_id=selection.manager_id,
+        )
     if selection.customer_ids is not None:
         ids = list(dict.fromkeys(selection.customer_ids))
         found = set(
@@ -251,10 +220,11 @@ def _plan_out(
     )
 
 
-async def plan_placement(session: AsyncSession, *, request: PlanRequest) -> PlanOut:
-    """A dry run: what the engine would do with the selected customers."""
+async def plan_placement(session: AsyncSession, *, request: PlanRequest, actor: str) -> PlanOut:
+    """A dry run: what the engine would do with the selected customers. The plan's request
+    and input digests are kept under its token, so the reviewed plan can be applied as is."""
     ids = await select_customers(session, request)
-    plan, token, version = await _propose(
+    plan, digests, version = await _propose(
         session,
         customer_ids=ids,
         strategy=request.strategy,
@@ -263,6 +233,15 @@ async def plan_placement(session: AsyncSession, *, request: PlanRequest) -> Plan
         force=request.force,
         explain=request.explain,
         lock=False,
+    )
+    token = "pl_" + secrets.token_urlsafe(18)
+    await repository.save_plan(
+        session,
+        token=token,
+        request=PlanRequest.model_validate(request.model_dump()).model_dump(mode="json"),
+        digests=digests,
+        rules_version=version,
+        actor=actor,
     )
     return _plan_out(
         plan,
@@ -274,37 +253,86 @@ async def plan_placement(session: AsyncSession, *, request: PlanRequest) -> Plan
     )
 
 
-async def apply_plan(session: AsyncSession, *, request: ApplyRequest, actor: str) -> PlanOut:
-    """Plan and write every move in this transaction (ledger reason ``auto``).
+_REVIEWED_FIELDS = frozenset(PlanRequest.model_fields) - {"explain", "decisions_limit"}
 
-    Placements are serialised and the rows involved locked before the facts are read, so the
-    plan applied is exactly the one computed; a ``plan_token`` from a dry run that no longer
-    matches is refused with 409.
+
+def _reviewed_request(stored: Mapping[str, Any] | None, request: ApplyRequest) -> PlanRequest:
+    """The request of the reviewed plan behind ``request.plan_token``: the token carries the
+    selection and options; a field the client repeats must agree with it."""
+    if stored is None:
+        raise InvalidInput(
+            "Unknown plan token (plans are kept 7 days and applied once); plan again.",
+            errors=[{"loc": ["body", "plan_token"], "msg": "unknown plan token"}],
+        )
+    reviewed = PlanRequest.model_validate(stored["request"])
+    repeated = request.model_fields_set & _REVIEWED_FIELDS
+    differ = sorted(f for f in repeated if getattr(request, f) != getattr(reviewed, f))
+    if differ:
+        raise InvalidInput(
+            "The plan token applies the reviewed plan's own selection and options; these "
+            "fields differ from it: " + ", ".join(differ) + ". Leave them out, or plan again.",
+            errors=[{"loc": ["body", f], "msg": "differs from the reviewed plan"} for f in differ],
+        )
+    return reviewed.model_copy(
+        update={"explain": request.explain, "decisions_limit": request.decisions_limit}
+    )
+
+
+async def apply_plan(session: AsyncSession, *, request: ApplyRequest, actor: str) -> PlanOut:
+    """Write a reviewed plan's moves in this transaction (ledger reason ``auto``, or
+    ``repair`` for a repair plan).
+
+    Placements are serialised and the rows involved locked before the facts are read, so
+    what is written is exactly the plan recomputed from the same inputs; if any input the
+    reviewed plan read changed since, 409 ``stale_plan`` names the parts that changed (and
+    carries no new token: the client plans and reviews again). Without a token the client
+    must say ``review: skip``, which the audit trail records.
     """
+    stored_digests: dict[str, str] | None = None
+    if request.plan_token is not None:
+        stored = await repository.get_plan(session, request.plan_token)
+        plan_request = _reviewed_request(stored, request)
+        stored_digests = dict(stored["digests"]) if stored is not None else None
+    elif request.review == "skip":
+        plan_request = PlanRequest.model_validate(
+            request.model_dump(exclude={"plan_token", "review", "note"})
+        )
+        audit.details(session)["review"] = "skipped"
+    else:
+        raise InvalidInput(
+            "Apply a reviewed plan: send the plan_token of a dry run (POST "
+            "/v1/assignments/plan), or review: skip to apply a fresh plan nobody reviewed.",
+            errors=[{"loc": ["body", "plan_token"], "msg": "required unless review is skip"}],
+        )
     await lock_placements(session)
-    ids = await select_customers(session, request)
-    plan, token, version = await _propose(
+    ids = await select_customers(session, plan_request)
+    plan, digests, version = await _propose(
         session,
         customer_ids=ids,
-        strategy=request.strategy,
-        exclude_manager_ids=frozenset(request.exclude_manager_ids),
-        successor_id=request.successor_id,
-        force=request.force,
-        explain=request.explain,
+        strategy=plan_request.strategy,
+        exclude_manager_ids=frozenset(plan_request.exclude_manager_ids),
+        successor_id=plan_request.successor_id,
+        force=plan_request.force,
+        explain=plan_request.explain,
         lock=True,
     )
-    if request.plan_token is not None and request.plan_token != token:
-        raise StalePlan(
-            "Customers, managers, tiers or rules changed since this plan was computed; "
-            "plan again and review it.",
-            plan_token=token,
-        )
-    moved = await _write_moves(session, plan, reason="auto", actor=actor, note=request.note)
+    if stored_digests is not None:
+        changed = sorted(k for k, v in digests.items() if stored_digests.get(k) != v)
+        if changed:
+            raise StalePlan(
+                "The plan's inputs changed since it was computed ("
+                + ", ".join(changed)
+                + "); plan again and review it.",
+                changed=changed,
+            )
+        await repository.delete_plan(session, request.plan_token or "")
+    reason = "repair" if plan_request.mode == "repair" else "auto"
+    moved = await _write_moves(session, plan, reason=reason, actor=actor, note=request.note)
     return _plan_out(
         plan,
-        token=token,
+        token=request.plan_token or "",
         rules_version=version,
-        limit=request.decisions_limit,
+        limit=plan_request.decisions_limit,
         applied=True,
         moved=moved,
     )

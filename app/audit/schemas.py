@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +27,7 @@ class AuditEventOut(BaseModel):
                     "resource_id": "0b7e…",
                     "status_code": 200,
                     "request_id": "9c1d…",
+                    "details": None,
                 }
             ]
         },
@@ -43,3 +45,8 @@ class AuditEventOut(BaseModel):
     resource_id: str | None
     status_code: int
     request_id: str | None
+    details: dict[str, Any] | None = Field(
+        None,
+        description="What else the change decided, e.g. `forced`: the hard rules a forced "
+        "assignment overrode; `review: skipped`: a placement applied without a reviewed plan.",
+    )

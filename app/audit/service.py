@@ -11,6 +11,21 @@ from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.audit import repository
 from app.audit.schemas import AuditEventOut
 
+_DETAILS = "audit_details"
+
+
+def details(session: AsyncSession) -> dict[str, Any]:
+    """Details the request's audit event will carry (e.g. the hard rules a forced move
+    overrode); the route writes them with the event when it succeeds."""
+    found: dict[str, Any] = session.info.setdefault(_DETAILS, {})
+    return found
+
+
+def take_details(session: AsyncSession) -> dict[str, Any] | None:
+    """The details collected for this request's audit event, removed from the session."""
+    found: dict[str, Any] | None = session.info.pop(_DETAILS, None)
+    return found or None
+
 
 async def record(session: AsyncSession, **values: Any) -> None:
     """Append an event; called before the request's transaction commits."""

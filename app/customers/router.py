@@ -13,6 +13,7 @@ from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
 from app.customers import service
 from app.customers.schemas import (
+    CustomerChangeOut,
     CustomerCreate,
     CustomerOut,
     CustomerStatus,
@@ -31,7 +32,11 @@ router = PrefixedRouter(
 
 Force = Annotated[
     bool,
-    Query(description="Override the hard rules of a manual assignment; recorded in the ledger."),
+    Query(
+        description="Override the hard rules of a manual assignment (admin and operator keys "
+        "only; 403 otherwise); the rules overridden are recorded in the ledger and the audit "
+        "trail."
+    ),
 ]
 
 
@@ -67,15 +72,18 @@ async def list_customers(
     response_model=CustomerOut,
     status_code=status.HTTP_201_CREATED,
     summary="Create a customer",
-    responses=problem_responses(409),
+    responses=problem_responses(403, 409),
 )
 async def create_customer(
     session: DbSession, caller: CurrentCaller, body: CustomerCreate, force: Force = False
 ) -> CustomerOut:
-    """Create a customer. With `manager_id` it is assigned at once (a manual assignment,
-    checked against the tier's minimum level, the manager's status and capacity); without
-    it the customer waits in the pool."""
-    return await service.create_customer(session, data=body, force=force, actor=caller.name)
+    """Create a customer. With `manager_id` it is assigned at once: a manual assignment,
+    checked by the placement guard against every hard rule (tier minimum level, manager
+    active and accepting, capacity, the rule set's eligibility rules; 409 listing them).
+    Without it the customer waits in the pool."""
+    return await service.create_customer(
+        session, data=body, force=force, actor=caller.name, role=caller.role
+    )
 
 
 @router.get(
@@ -94,9 +102,9 @@ async def get_customer(reads: Reads, response: Response, customer_id: uuid.UUID)
 
 @router.patch(
     "/{customer_id}",
-    response_model=CustomerOut,
+    response_model=CustomerChangeOut,
     summary="Update a customer",
-    responses=problem_responses(404, 409, 412, 428),
+    responses=problem_responses(403, 404, 409, 412, 428),
 )
 async def update_customer(
     session: DbSession,
@@ -106,16 +114,20 @@ async def update_customer(
     body: CustomerUpdate,
     precondition: IfMatch,
     force: Force = False,
-) -> CustomerOut:
-    """Change a customer. Setting `manager_id` is a manual assignment written to the ledger
-    (reason `manual`); `null` sends the customer to the pool. With `If-Match` the change is
-    refused (412) if the customer changed since you read it."""
+) -> CustomerChangeOut:
+    """Change a customer. Setting `manager_id` is a manual assignment through the placement
+    guard (409 listing the hard rules it breaks) written to the ledger (reason `manual`);
+    `null` sends the customer to the pool. A change of tier or of attributes the rules read
+    that leaves the current owner non-compliant is applied, recorded as a violation and
+    listed in `violations_detected`. With `If-Match` the change is refused (412) if the
+    customer changed since you read it."""
     customer = await service.update_customer(
         session,
         customer_id=customer_id,
         data=body,
         force=force,
         actor=caller.name,
+        role=caller.role,
         precondition=precondition,
     )
     set_etag(response, customer.version)

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.schemas import PatchModel
+from app.assignments.schemas import ViolationsDetected
 
 CustomerStatus = Literal["active", "churned"]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
@@ -95,6 +96,10 @@ class CustomerOut(BaseModel):
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+class CustomerChangeOut(CustomerOut, ViolationsDetected):
+    """The customer after a change, with any owner the change made non-compliant."""
 
 
 class LedgerRowOut(BaseModel):

@@ -10,12 +10,14 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import engine
 from app.api.concurrency import Precondition
 from app.api.pagination import Page, decode_cursor, encode_cursor
+from app.assignments import compliance, guard
 from app.assignments import repository as ledger
-from app.assignments.rules import manual_violations
 from app.customers import repository
 from app.customers.schemas import (
+    CustomerChangeOut,
     CustomerCreate,
     CustomerOut,
     CustomerStatus,
@@ -25,7 +27,7 @@ from app.customers.schemas import (
 )
 from app.db.models import Assignment, Tier
 from app.db.reads import Reader
-from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
+from app.errors import Conflict, InvalidInput, NotFound
 from app.managers import repository as managers
 from app.webhooks import outbox
 
@@ -89,55 +91,41 @@ async def assign_manually(
     *,
     customer: Mapping[str, Any],
     manager_id: uuid.UUID | None,
-    tier_code: str,
     force: bool,
     actor: str,
+    role: str | None,
     note: str | None = None,
-) -> int:
+) -> list[compliance.Found]:
     """Give ``customer`` to ``manager_id`` (None = pool) through the ledger, reason ``manual``.
 
-    The manager row is locked so two concurrent assignments cannot both pass the capacity
-    check. Hard rules (tier minimum level, manager active, capacity) refuse the move with
-    409 unless ``force``; a forced move records which rules it overrode.
+    The placement guard decides (built-in hard rules and the rule set's eligibility rules),
+    locking the manager row so two concurrent assignments cannot both pass the capacity
+    check; a violation is a 409 unless ``force`` (admin and operator only). A forced move
+    records the rules it overrode in the ledger note and the audit trail, and the violation
+    it leaves is recorded and returned.
     """
+    violations: list[engine.Violation] = []
     if manager_id is not None and manager_id != customer["manager_id"]:
-        manager = await managers.lock(session, manager_id)
-        if manager is None:
-            raise InvalidInput(
-                f"Manager {manager_id} does not exist.",
-                errors=[{"loc": ["body", "manager_id"], "msg": "unknown manager"}],
-            )
-        if manager["status"] == "departed":
-            raise Conflict(f"Manager {manager_id} has departed and cannot own customers.")
-        tier = await _tier(session, tier_code)
-        workload = await managers.workload(session, manager_id)
-        violations = manual_violations(
-            manager=manager, tier=tier, workload_after=int(workload or 0) + tier["weight"]
+        violations = await guard.check_move(
+            session, customer_id=customer["id"], manager_id=manager_id, force=force, role=role
         )
-        if violations and not force:
-            raise RuleViolation(
-                "The assignment breaks hard rules: "
-                + "; ".join(v["message"] for v in violations)
-                + ". Pass force=true to override.",
-                violations=violations,
-            )
         if violations:
-            forced = "forced: " + ", ".join(v["rule"] for v in violations)
-            note = f"{forced}; {note}" if note else forced
-            if any(v["rule"] == "capacity" for v in violations):
-                await outbox.emit(
-                    session,
-                    "manager.capacity_exceeded",
-                    {
-                        "manager_id": manager_id,
-                        "capacity": manager["capacity"],
-                        "workload": int(workload or 0) + tier["weight"],
-                        "customer_id": customer["id"],
-                        "actor": actor,
-                        "reason": note,
-                    },
-                )
-    return await ledger.move_customers(
+            note = guard.forced_note(violations, note)
+        if any(v.rule == "capacity" for v in violations):
+            workload = int(await managers.workload(session, manager_id) or 0)
+            tier = await _tier(session, customer["tier"])
+            await outbox.emit(
+                session,
+                "manager.capacity_exceeded",
+                {
+                    "manager_id": manager_id,
+                    "workload": workload + tier["weight"],
+                    "customer_id": customer["id"],
+                    "actor": actor,
+                    "reason": note,
+                },
+            )
+    await ledger.move_customers(
         session,
         customer_ids=[customer["id"]],
         manager_ids=[manager_id],
@@ -146,12 +134,24 @@ async def assign_manually(
         at=datetime.now(UTC),
         note=note,
     )
+    if not violations:
+        return []
+    return await compliance.record(
+        session, compliance.Scope.customers([customer["id"]]), cause="forced", actor=actor
+    )
 
 
 async def create_customer(
-    session: AsyncSession, *, data: CustomerCreate, force: bool, actor: str
+    session: AsyncSession,
+    *,
+    data: CustomerCreate,
+    force: bool,
+    actor: str,
+    role: str | None = None,
 ) -> CustomerOut:
-    """Create a customer in the pool, then assign it manually when ``manager_id`` is given."""
+    """Create a customer in the pool, then assign it manually when ``manager_id`` is given
+    (through the placement guard)."""
+    guard.authorize_force(force, role)
     await _tier(session, data.tier)
     if data.external_ref and await repository.external_ref_taken(
         session, data.external_ref, exclude=None
@@ -163,12 +163,7 @@ async def create_customer(
         row = await repository.get(session, customer_id, lock=True)
         assert row is not None
         await assign_manually(
-            session,
-            customer=row,
-            manager_id=data.manager_id,
-            tier_code=data.tier,
-            force=force,
-            actor=actor,
+            session, customer=row, manager_id=data.manager_id, force=force, actor=actor, role=role
         )
     return await get_customer(session, customer_id=customer_id)
 
@@ -180,9 +175,13 @@ async def update_customer(
     data: CustomerUpdate,
     force: bool,
     actor: str,
+    role: str | None = None,
     precondition: Precondition | None = None,
-) -> CustomerOut:
-    """Change a customer's fields; a new ``manager_id`` is a manual assignment."""
+) -> CustomerChangeOut:
+    """Change a customer's fields; a new ``manager_id`` is a manual assignment through the
+    placement guard. A change of the facts rules read (tier, region, language …) that makes
+    the current owner non-compliant is accepted, recorded as a violation and returned."""
+    guard.authorize_force(force, role)
     row = await repository.get(session, customer_id, lock=True)
     if row is None:
         raise NotFound(f"Customer {customer_id} does not exist.")
@@ -214,16 +213,29 @@ async def update_customer(
             },
             customer_id=customer_id,
         )
+    found: list[compliance.Found] = []
     if move and new_owner != row["manager_id"]:
-        await assign_manually(
+        found = await assign_manually(
             session,
-            customer=row,
+            customer={**row, "tier": tier_code},
             manager_id=new_owner,
-            tier_code=tier_code,
             force=force,
             actor=actor,
+            role=role,
         )
-    return await get_customer(session, customer_id=customer_id)
+    elif values:
+        found = await compliance.record(
+            session,
+            compliance.Scope.customers([customer_id]),
+            cause="customer_updated",
+            actor=actor,
+        )
+    customer = await get_customer(session, customer_id=customer_id)
+    return CustomerChangeOut(
+        **customer.model_dump(),
+        violations_detected=compliance.summary(found),  # type: ignore[arg-type]
+        violations_detected_count=len(found),
+    )
 
 
 async def delete_customer(

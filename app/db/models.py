@@ -42,6 +42,7 @@ ASSIGNMENT_REASONS = (
     "webhook",
     "import",
     "seed",
+    "repair",
 )
 
 
@@ -183,6 +184,71 @@ class Assignment(Base):
     actor: Mapped[str] = mapped_column(Text, nullable=False)
     handover_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class OwnershipViolation(Base):
+    """A customer whose current owner breaks a hard rule, from when it was detected until it
+    was resolved (the customer moved, the rule or the facts changed back). At most one open
+    row per customer; written by the change that caused it, in its transaction."""
+
+    __tablename__ = "ownership_violations"
+    __table_args__ = (
+        Index(
+            "uq_ownership_violations_open_per_customer",
+            "customer_id",
+            unique=True,
+            postgresql_where=text("resolved_at IS NULL"),
+        ),
+        Index(
+            "ix_ownership_violations_manager_open",
+            "manager_id",
+            postgresql_where=text("resolved_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("customers.id", ondelete="RESTRICT"), nullable=False
+    )
+    manager_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("managers.id", ondelete="RESTRICT"), nullable=False
+    )
+    rules: Mapped[list[dict[str, str]]] = mapped_column(JSONB, nullable=False)
+    cause: Mapped[str] = mapped_column(Text, nullable=False)
+    actor: Mapped[str | None] = mapped_column(Text)
+    detected_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolution: Mapped[str | None] = mapped_column(Text)
+
+
+class PlacementPlan(Base):
+    """A reviewed dry run: what was asked and digests of every input the decision read, so
+    applying its token applies exactly that plan or says what changed."""
+
+    __tablename__ = "placement_plans"
+
+    token: Mapped[str] = mapped_column(Text, primary_key=True)
+    request: Mapped[dict[str, object]] = mapped_column(JSONB, nullable=False)
+    digests: Mapped[dict[str, str]] = mapped_column(JSONB, nullable=False)
+    rules_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    actor: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+
+
+class RotationCursor(Base):
+    """Where round robin stopped in each eligibility pool, so the turn continues across calls."""
+
+    __tablename__ = "rotation_cursors"
+
+    pool: Mapped[str] = mapped_column(Text, primary_key=True)
+    last_manager_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
 
 
 class RuleSetVersion(Base):
@@ -658,3 +724,4 @@ class AuditEvent(Base):
     resource_id: Mapped[str | None] = mapped_column(Text)
     status_code: Mapped[int] = mapped_column(SmallInteger, nullable=False)
     request_id: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, object] | None] = mapped_column(JSONB)

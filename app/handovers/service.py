@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.pagination import Page, decode_cursor, encode_cursor
+from app.assignments import compliance, guard
 from app.assignments import service as assignments
 from app.assignments.repository import move_customers
 from app.db.models import Handover
@@ -342,6 +343,10 @@ async def create_handover(
             at=now,
         )
         await repository.update_handover(session, handover_id, {"interim_applied_at": now})
+        # The interim owner is a stop-gap chosen by a person: what it breaks is recorded.
+        await compliance.record(
+            session, compliance.Scope.managers([interim["id"]]), cause="interim", actor=actor
+        )
     return await get_handover(session, handover_id=handover_id)
 
 
@@ -522,19 +527,13 @@ async def override_item(
                 violations=[{"rule": "leaving_manager", "message": "the manager is leaving"}],
             )
         await _manager(session, data.manager_id, "manager_id")
-        violations = await assignments.check_placement(
+        violations = await guard.check_move(
             session,
             customer_id=customer_id,
             manager_id=data.manager_id,
+            force=data.force,
             exclude_manager_ids=frozenset({handover["from_manager_id"]}),
         )
-        if violations and not data.force:
-            raise RuleViolation(
-                "The override breaks hard rules: "
-                + "; ".join(v["message"] for v in violations)
-                + ". Pass force=true with a reason to override.",
-                violations=violations,
-            )
         values = {
             "override_manager_id": data.manager_id,
             "override_reason": data.reason,

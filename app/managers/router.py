@@ -7,14 +7,22 @@ from fastapi import Query, Response, status
 
 from app.api.auth import OPERATORS, OPERATORS_AND_CRM, STAFF_AND_CRM, allow
 from app.api.concurrency import IfMatch, set_etag
-from app.api.deps import DbSession, Reads
+from app.api.deps import CurrentCaller, DbSession, Reads
 from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
 from app.customers import service as customers
 from app.customers.schemas import CustomerOut, CustomerStatus
 from app.errors import problem_responses
+from app.flows import ownership
+from app.flows.ownership import DepartureHandover
 from app.managers import service
-from app.managers.schemas import ManagerCreate, ManagerOut, ManagerStatus, ManagerUpdate
+from app.managers.schemas import (
+    ManagerChangeOut,
+    ManagerCreate,
+    ManagerOut,
+    ManagerStatus,
+    ManagerUpdate,
+)
 
 router = PrefixedRouter(
     prefix="/managers",
@@ -77,21 +85,43 @@ async def get_manager(reads: Reads, response: Response, manager_id: uuid.UUID) -
 
 @router.patch(
     "/{manager_id}",
-    response_model=ManagerOut,
+    response_model=ManagerChangeOut,
     summary="Update a manager",
     responses=problem_responses(404, 409, 412, 428),
 )
 async def update_manager(
     session: DbSession,
+    caller: CurrentCaller,
     response: Response,
     manager_id: uuid.UUID,
     body: ManagerUpdate,
     precondition: IfMatch,
-) -> ManagerOut:
-    """Change a manager's fields (capacity, level, skills, accepting_new …). With `If-Match`
-    the change is refused (412) if the manager changed since you read it."""
-    manager = await service.update_manager(
-        session, manager_id=manager_id, data=body, precondition=precondition
+    handover: Annotated[
+        DepartureHandover,
+        Query(
+            description="With `status: departed` while the manager owns active customers: "
+            "`refuse` (409 naming the count) or `auto` (draft and plan a departure handover "
+            "now; the manager is `departing` until it completes)."
+        ),
+    ] = "refuse",
+    interim_manager_id: Annotated[
+        uuid.UUID | None,
+        Query(description="With `handover=auto`: owns the customers at once until execution."),
+    ] = None,
+) -> ManagerChangeOut:
+    """Change a manager's fields (capacity, level, skills, accepting_new, status …). A change
+    that leaves current owners non-compliant (a lower level, another region a rule reads) is
+    applied, recorded as violations and listed in `violations_detected`. Setting `departed`
+    while the manager owns customers needs `handover=auto`. With `If-Match` the change is
+    refused (412) if the manager changed since you read it."""
+    manager = await ownership.update_manager(
+        session,
+        manager_id=manager_id,
+        data=body,
+        actor=caller.name,
+        handover=handover,
+        interim_manager_id=interim_manager_id,
+        precondition=precondition,
     )
     set_etag(response, manager.version)
     return manager

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.schemas import PatchModel
+from app.assignments.schemas import ViolationsDetected
 
 ManagerStatus = Literal["active", "on_leave", "departing", "departed"]
 Level = Annotated[int, Field(ge=1, le=5, description="1 junior … 5 principal.")]
@@ -103,3 +104,13 @@ class ManagerOut(BaseModel):
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+class ManagerChangeOut(ManagerOut, ViolationsDetected):
+    """The manager after a change: owners it made non-compliant, and the handover it started."""
+
+    handover_id: uuid.UUID | None = Field(
+        None,
+        description="With `handover=auto`: the departure handover drafted and planned for the "
+        "manager's customers (`/v1/handovers/{id}`).",
+    )

@@ -4,8 +4,9 @@ from app.api.auth import ADMINS, STAFF, allow
 from app.api.deps import CurrentCaller, DbSession
 from app.api.routing import BatonRoute, PrefixedRouter
 from app.errors import problem_responses
+from app.flows import ownership
 from app.rules import service
-from app.rules.schemas import RuleSetIn, RuleSetOut
+from app.rules.schemas import RuleSetChangeOut, RuleSetIn, RuleSetOut
 
 router = PrefixedRouter(
     prefix="/rules",
@@ -26,12 +27,17 @@ async def get_rules(session: DbSession) -> RuleSetOut:
 
 
 @router.put(
-    "", response_model=RuleSetOut, summary="Replace the rule set", responses=problem_responses()
+    "",
+    response_model=RuleSetChangeOut,
+    summary="Replace the rule set",
+    responses=problem_responses(),
 )
-async def put_rules(session: DbSession, caller: CurrentCaller, body: RuleSetIn) -> RuleSetOut:
+async def put_rules(session: DbSession, caller: CurrentCaller, body: RuleSetIn) -> RuleSetChangeOut:
     """Store a new version of the rule set; older versions are kept. An invalid rule set is a
-    422 whose `errors[].loc` points at the offending rule and field."""
-    return await service.replace_rules(
+    422 whose `errors[].loc` points at the offending rule and field. Current owners that the
+    new hard rules reject are recorded as violations and listed in `violations_detected`
+    (repair them with a `repair` plan)."""
+    return await ownership.replace_rules(
         session, payload=body.rules, actor=caller.name, note=body.note
     )
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.assignments.schemas import ViolationsDetected
 from app.engine import RuleSet
 
 RULES_EXAMPLE: dict[str, Any] = {
@@ -65,3 +66,7 @@ class RuleSetOut(BaseModel):
     created_at: datetime | None
     created_by: str
     note: str | None
+
+
+class RuleSetChangeOut(RuleSetOut, ViolationsDetected):
+    """The new rule set, with the current owners its hard rules reject."""

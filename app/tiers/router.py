@@ -4,12 +4,13 @@ from fastapi import Path, Response, status
 
 from app.api.auth import OPERATORS, STAFF_AND_CRM, allow
 from app.api.concurrency import IfMatch, set_etag
-from app.api.deps import DbSession
+from app.api.deps import CurrentCaller, DbSession
 from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
 from app.errors import problem_responses
+from app.flows import ownership
 from app.tiers import service
-from app.tiers.schemas import TierCreate, TierOut, TierUpdate
+from app.tiers.schemas import TierChangeOut, TierCreate, TierOut, TierUpdate
 
 router = PrefixedRouter(
     prefix="/tiers",
@@ -51,21 +52,26 @@ async def get_tier(session: DbSession, response: Response, code: str = CodePath)
 
 @router.patch(
     "/{code}",
-    response_model=TierOut,
+    response_model=TierChangeOut,
     summary="Update a tier",
     responses=problem_responses(404, 412, 428),
 )
 async def update_tier(
     session: DbSession,
+    caller: CurrentCaller,
     response: Response,
     body: TierUpdate,
     precondition: IfMatch,
     code: str = CodePath,
-) -> TierOut:
-    """Change a tier. A new weight changes the workload of every manager owning its customers.
+) -> TierChangeOut:
+    """Change a tier. A new weight changes the workload of every manager owning its customers;
+    a higher `min_manager_level` is applied and the owners now below it are recorded as
+    violations and listed in `violations_detected` (repair them with a `repair` plan).
     Send `If-Match` with the ETag you read to refuse the change (412) if someone else changed
     the tier since."""
-    tier = await service.update_tier(session, code=code, data=body, precondition=precondition)
+    tier = await ownership.update_tier(
+        session, code=code, data=body, actor=caller.name, precondition=precondition
+    )
     set_etag(response, tier.version)
     return tier
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.schemas import PatchModel
+from app.assignments.schemas import ViolationsDetected
 
 TierCode = Annotated[
     str,
@@ -70,3 +71,7 @@ class TierOut(BaseModel):
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+class TierChangeOut(TierOut, ViolationsDetected):
+    """The tier after a change, with the owners a higher minimum level left below it."""

@@ -15,6 +15,7 @@ OutboundType = Literal[
     "handover.rolled_back",
     "handover.item.refused",
     "manager.capacity_exceeded",
+    "violation.detected",
 ]
 OUTBOUND_TYPES: tuple[str, ...] = OutboundType.__args__  # type: ignore[attr-defined]
 

@@ -41,7 +41,7 @@ async def test_apply_places_through_the_ledger_and_balances(client):
     senior, junior = await _setup(client)
     pool = [await create_customer(client, tier="standard") for _ in range(6)]
 
-    result = await ok(await client.post("/v1/assignments/apply", json={}))
+    result = await ok(await client.post("/v1/assignments/apply", json={"review": "skip"}))
 
     assert result["applied"] is True and result["moved"] == 6
     loads = {
@@ -60,7 +60,9 @@ async def test_apply_respects_tier_minimum_and_pools_with_reason(client):
     strategic = await create_customer(client, tier="strategic")
     await ok(await client.patch(f"/v1/managers/{senior['id']}", json={"accepting_new": False}))
 
-    result = await ok(await client.post("/v1/assignments/apply", json={"explain": "full"}))
+    result = await ok(
+        await client.post("/v1/assignments/apply", json={"explain": "full", "review": "skip"})
+    )
 
     decision = next(d for d in result["decisions"] if d["customer_id"] == strategic["id"])
     assert decision["manager_id"] is None
@@ -80,6 +82,66 @@ async def test_apply_with_stale_plan_token_is_refused(client):
 
     body = assert_problem(response, 409)
     assert body["code"] == "stale_plan"
+    assert body["changed"] == ["managers"]
+    assert "plan_token" not in body, "a stale plan is planned and reviewed again"
+
+
+async def test_a_plan_token_covers_every_field_a_rule_reads(client):
+    await _setup(client)
+    rich = {
+        "id": "big_accounts_to_seniors",
+        "when": [{"field": "customer.annual_value", "op": "gte", "value": 100000}],
+        "conditions": [{"field": "manager.level", "op": "gte", "value": 5}],
+    }
+    await ok(await client.put("/v1/rules", json={"rules": {"eligibility": [rich]}}))
+    customer = await create_customer(client, tier="standard", annual_value="5000.00")
+    plan = await ok(await client.post("/v1/assignments/plan", json={}))
+    await ok(
+        await client.patch(f"/v1/customers/{customer['id']}", json={"annual_value": "900000.00"})
+    )
+    response = await client.post("/v1/assignments/apply", json={"plan_token": plan["plan_token"]})
+    assert assert_problem(response, 409)["changed"] == ["customers"]
+    now = await ok(await client.get(f"/v1/customers/{customer['id']}"))
+    assert now["manager_id"] is None, "nothing of the stale plan was applied"
+
+
+async def test_a_token_alone_applies_the_reviewed_selection(client):
+    senior, _junior = await _setup(client)
+    chosen = await create_customer(client, tier="key", region="east")
+    other = await create_customer(client, tier="key", region="west")
+    plan = await ok(await client.post("/v1/assignments/plan", json={"region": "east"}))
+    assert [d["customer_id"] for d in plan["decisions"]] == [chosen["id"]]
+    result = await ok(
+        await client.post("/v1/assignments/apply", json={"plan_token": plan["plan_token"]})
+    )
+    assert result["moved"] == 1
+    assert (await ok(await client.get(f"/v1/customers/{chosen['id']}")))["manager_id"] == senior[
+        "id"
+    ]
+    assert (await ok(await client.get(f"/v1/customers/{other['id']}")))["manager_id"] is None
+    again = await client.post("/v1/assignments/apply", json={"plan_token": plan["plan_token"]})
+    assert assert_problem(again, 422)["errors"][0]["loc"] == ["body", "plan_token"]
+    differs = await client.post(
+        "/v1/assignments/apply",
+        json={
+            "plan_token": (await ok(await client.post("/v1/assignments/plan", json={})))[
+                "plan_token"
+            ],
+            "region": "west",
+        },
+    )
+    assert assert_problem(differs, 422)["errors"][0]["loc"] == ["body", "region"]
+
+
+async def test_applying_an_unreviewed_plan_must_be_asked_for_and_is_audited(client):
+    await _setup(client)
+    customer = await create_customer(client, tier="standard")
+    refused = await client.post("/v1/assignments/apply", json={})
+    assert assert_problem(refused, 422)["errors"][0]["loc"] == ["body", "plan_token"]
+    assert (await ok(await client.get(f"/v1/customers/{customer['id']}")))["manager_id"] is None
+    await ok(await client.post("/v1/assignments/apply", json={"review": "skip"}))
+    events = await ok(await client.get("/v1/audit", params={"action": "apply_placement"}))
+    assert [e["details"] for e in events["items"]] == [{"review": "skipped"}]
 
 
 async def test_apply_with_fresh_plan_token_applies_that_plan(client):

@@ -189,7 +189,9 @@ async def test_two_api_processes_and_a_worker_keep_every_invariant(fresh_databas
                         return
 
             async def apply(client: httpx.AsyncClient) -> None:
-                r = await client.post("/v1/assignments/apply", json={"unassigned": True})
+                r = await client.post(
+                    "/v1/assignments/apply", json={"unassigned": True, "review": "skip"}
+                )
                 _assert_clean(r)
 
             async def manual_moves(client: httpx.AsyncClient) -> None:

@@ -261,8 +261,17 @@ async def test_interim_owner_holds_customers_until_execution(client):
 async def test_departed_manager_customers_go_to_the_interim_at_once(client):
     p = await portfolio(client, customers=2)
     interim = await create_manager(client, level=4, capacity=100)
-    await ok(await client.patch(f"/v1/managers/{p['leaving']['id']}", json={"status": "departed"}))
-    h = await create(client, p["leaving"]["id"], interim_manager_id=interim["id"])
+    assert_problem(
+        await client.patch(f"/v1/managers/{p['leaving']['id']}", json={"status": "departed"}), 409
+    )
+    out = await ok(
+        await client.patch(
+            f"/v1/managers/{p['leaving']['id']}",
+            params={"handover": "auto", "interim_manager_id": interim["id"]},
+            json={"status": "departed"},
+        )
+    )
+    h = await ok(await client.get(f"/v1/handovers/{out['handover_id']}"))
     assert h["interim_applied_at"] is not None
     assert {await owner(client, c["id"]) for c in p["customers"]} == {interim["id"]}
 

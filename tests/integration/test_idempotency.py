@@ -86,7 +86,7 @@ async def test_a_concurrent_duplicate_is_409_and_the_change_happens_once(
         )
     assert managers
     headers = {"Idempotency-Key": "apply-once"}
-    body = {"strategy": "balanced"}
+    body = {"strategy": "balanced", "review": "skip"}
     results = await asyncio.gather(
         *(
             committed_client.post("/v1/assignments/apply", json=body, headers=headers)

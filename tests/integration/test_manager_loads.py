@@ -42,7 +42,7 @@ async def test_workloads_follow_every_kind_of_change(api, client):
     await ok(await client.patch(url.format(key["id"]), json={"status": "active"}))
     assert await _workload(client, first) == (8, 1)
 
-    placed = await ok(await client.post("/v1/assignments/apply", json={}))
+    placed = await ok(await client.post("/v1/assignments/apply", json={"review": "skip"}))
     assert placed["moved"] == 1  # the pooled strategic customer
     owner = (await ok(await client.get(url.format(pooled["id"]))))["manager_id"]
     assert owner in (first["id"], second["id"])

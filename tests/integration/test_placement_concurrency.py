@@ -30,10 +30,12 @@ async def test_two_concurrent_applies_place_each_customer_once(committed_client,
         # Different customers each, so neither plan can simply repeat the other's moves.
         first, second = await asyncio.gather(
             client.post(
-                "/v1/assignments/apply", json={"customer_ids": [c["id"] for c in pool[:4]]}
+                "/v1/assignments/apply",
+                json={"customer_ids": [c["id"] for c in pool[:4]], "review": "skip"},
             ),
             client.post(
-                "/v1/assignments/apply", json={"customer_ids": [c["id"] for c in pool[4:]]}
+                "/v1/assignments/apply",
+                json={"customer_ids": [c["id"] for c in pool[4:]], "review": "skip"},
             ),
         )
 
@@ -54,7 +56,9 @@ async def test_manual_patch_racing_an_apply_never_overfills(committed_client, fr
     manual_customer = await create_customer(client, tier="standard")
 
     apply, patch = await asyncio.gather(
-        client.post("/v1/assignments/apply", json={"customer_ids": [pool_customer["id"]]}),
+        client.post(
+            "/v1/assignments/apply", json={"customer_ids": [pool_customer["id"]], "review": "skip"}
+        ),
         client.patch(f"/v1/customers/{manual_customer['id']}", json={"manager_id": manager["id"]}),
     )
 

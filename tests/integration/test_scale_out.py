@@ -80,8 +80,8 @@ async def test_two_api_processes_and_two_workers_share_the_work(
                     )
 
             await asyncio.gather(
-                http_a.post("/v1/assignments/apply", json={"unassigned": True}),
-                http_b.post("/v1/assignments/apply", json={"unassigned": True}),
+                http_a.post("/v1/assignments/apply", json={"unassigned": True, "review": "skip"}),
+                http_b.post("/v1/assignments/apply", json={"unassigned": True, "review": "skip"}),
                 moves(http_a, 0),
                 moves(http_b, 2),
             )

@@ -1,0 +1,181 @@
+"""Violations: current owners that a change made non-compliant, recorded and listed.
+
+A change that can make an owner ineligible (a customer's tier or attributes, a tier's minimum
+level, a manager's level, status or skills, a new rule set, an import) calls ``record`` with
+its scope in its own transaction. The owners in scope are checked with the engine's placement
+guard in ``ownership`` mode; new violations are written (one open row per customer) and
+announced as ``violation.detected`` events, violations that no longer hold are resolved. A
+customer that changes owner has its violation resolved by the ledger itself.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import engine
+from app.api.pagination import Page, decode_cursor, encode_cursor
+from app.assignments import loading
+from app.assignments import repository as ledger
+from app.assignments.schemas import ViolationOut
+from app.rules.service import current_rules
+from app.webhooks import outbox
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which owners to check: customers, the portfolios of managers, tiers, or everything."""
+
+    customer_ids: tuple[uuid.UUID, ...] = ()
+    manager_ids: tuple[uuid.UUID, ...] = ()
+    tier_codes: tuple[str, ...] = ()
+    everything: bool = False
+
+    @classmethod
+    def customers(cls, ids: Iterable[uuid.UUID]) -> Scope:
+        return cls(customer_ids=tuple(ids))
+
+    @classmethod
+    def managers(cls, ids: Iterable[uuid.UUID]) -> Scope:
+        return cls(manager_ids=tuple(ids))
+
+    @classmethod
+    def tiers(cls, codes: Iterable[str]) -> Scope:
+        return cls(tier_codes=tuple(codes))
+
+    @classmethod
+    def all(cls) -> Scope:
+        return cls(everything=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A customer whose owner breaks hard rules."""
+
+    customer_id: uuid.UUID
+    manager_id: uuid.UUID
+    rules: tuple[engine.Violation, ...]
+
+
+async def find(session: AsyncSession, scope: Scope) -> tuple[list[uuid.UUID], list[Found]]:
+    """The customers in scope (owned, active, or with an open violation) and those of them
+    whose owner breaks a hard rule now. Nothing is written."""
+    ids = await ledger.compliance_scope(
+        session,
+        customer_ids=list(scope.customer_ids),
+        manager_ids=list(scope.manager_ids),
+        tier_codes=list(scope.tier_codes),
+        everything=scope.everything,
+    )
+    if not ids:
+        return [], []
+    customers = [c for c in await loading.load_customers(session, ids) if c.manager_id]
+    owners = {c.manager_id for c in customers if c.manager_id is not None}
+    managers = {
+        m.id: m
+        for m in await loading.load_managers(session, include=list(owners), workloads=False)
+        if m.id in owners
+    }
+    tiers = {t.code: t for t in await loading.load_tiers(session)}
+    rules = (await current_rules(session)).rules
+    found: list[Found] = []
+    for c in customers:
+        assert c.manager_id is not None
+        manager = managers.get(c.manager_id)
+        if manager is None:
+            continue
+        broken = engine.placement_violations(c, manager, tiers[c.tier], rules, mode="ownership")
+        if broken:
+            found.append(Found(c.id, c.manager_id, tuple(broken)))
+    return ids, found
+
+
+async def record(
+    session: AsyncSession, scope: Scope, *, cause: str, actor: str | None
+) -> list[Found]:
+    """Check the owners in scope; write new violations, resolve the ones that no longer hold.
+
+    Returns the violations this change introduced (new, or with other rules than before),
+    which the change reports to its caller.
+    """
+    ids, found = await find(session, scope)
+    if not ids:
+        return []
+    now = datetime.now(UTC)
+    new_ids = await ledger.record_violations(
+        session,
+        scope_ids=ids,
+        customer_ids=[f.customer_id for f in found],
+        manager_ids=[f.manager_id for f in found],
+        rules=[[v.to_dict() for v in f.rules] for f in found],
+        cause=cause,
+        actor=actor,
+        at=now,
+    )
+    introduced = [f for f in found if f.customer_id in new_ids]
+    if introduced:
+        await outbox.emit_many(
+            session,
+            [
+                (
+                    "violation.detected",
+                    {
+                        "customer_id": f.customer_id,
+                        "manager_id": f.manager_id,
+                        "rules": [v.to_dict() for v in f.rules],
+                        "cause": cause,
+                        "actor": actor,
+                    },
+                    f.customer_id,
+                )
+                for f in introduced
+            ],
+            at=now,
+        )
+    return introduced
+
+
+def summary(found: Sequence[Found], *, limit: int = 100) -> list[dict[str, object]]:
+    """The first ``limit`` violations as a write response lists them."""
+    return [
+        {
+            "customer_id": f.customer_id,
+            "manager_id": f.manager_id,
+            "rules": [v.to_dict() for v in f.rules],
+        }
+        for f in found[:limit]
+    ]
+
+
+async def list_violations(
+    session: AsyncSession,
+    *,
+    cursor: str | None,
+    limit: int,
+    state: str = "open",
+    manager_id: uuid.UUID | None = None,
+    customer_id: uuid.UUID | None = None,
+    rule: str | None = None,
+    tier: str | None = None,
+    team: str | None = None,
+) -> Page[ViolationOut]:
+    """Recorded violations, oldest first, filtered."""
+    after = decode_cursor(cursor, (int,))[0] if cursor else None
+    rows = await ledger.list_violations(
+        session,
+        state=state,
+        manager_id=manager_id,
+        customer_id=customer_id,
+        rule=rule,
+        tier=tier,
+        team=team,
+        after=after,
+        limit=limit + 1,
+    )
+    items = [ViolationOut.model_validate(dict(r)) for r in rows[:limit]]
+    next_cursor = encode_cursor([items[-1].id]) if len(rows) > limit else None
+    return Page[ViolationOut](items=items, next_cursor=next_cursor)

@@ -1,0 +1,92 @@
+"""The placement guard as every write path calls it, and the record of what it overrode.
+
+``check_move`` is the one place that decides whether a customer may be given to a manager by a
+manual move, a create, an import row, a webhook or a handover override: it reads the facts,
+asks the engine's pure ``placement_violations`` (built-in hard rules and the rule set's
+eligibility rules), and refuses with 409 listing the rules, unless the caller may and does
+force it. A forced move is recorded in the ledger note and in the audit trail of the request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import engine
+from app.assignments import loading
+from app.audit import service as audit
+from app.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleViolation
+from app.rules.service import current_rules
+
+FORCE_ROLES = frozenset({"admin", "operator"})
+
+
+def authorize_force(force: bool, role: str | None) -> None:
+    """Only admin and operator keys may override hard rules (403 otherwise)."""
+    if force and role is not None and role not in FORCE_ROLES:
+        raise Forbidden(
+            f"The '{role}' role may not force an assignment past hard rules; "
+            "ask an operator or an admin.",
+            role=role,
+        )
+
+
+def forced_note(violations: Sequence[engine.Violation], note: str | None) -> str:
+    """The ledger note of a forced move: which rules it overrode, then the caller's note."""
+    forced = "forced: " + ", ".join(v.rule for v in violations)
+    return f"{forced}; {note}" if note else forced
+
+
+async def check_move(
+    session: AsyncSession,
+    *,
+    customer_id: uuid.UUID,
+    manager_id: uuid.UUID,
+    force: bool = False,
+    role: str | None = None,
+    exclude_manager_ids: frozenset[uuid.UUID] = frozenset(),
+    field: str = "manager_id",
+) -> list[engine.Violation]:
+    """Decide whether ``customer_id`` may be given to ``manager_id`` now.
+
+    Locks the manager row (customers are locked by the caller first: every writer locks
+    customers before managers). Returns [] when allowed; with ``force`` (admin/operator
+    only) returns the violations it overrides and records them for the audit trail;
+    otherwise a violation is a 409 ``rule_violation`` listing each rule.
+    """
+    authorize_force(force, role)
+    customers = await loading.load_customers(session, [customer_id])
+    if not customers:
+        raise NotFound(f"Customer {customer_id} does not exist.")
+    customer = customers[0]
+    manager = await loading.load_manager(session, manager_id, lock=True)
+    if manager is None:
+        raise InvalidInput(
+            f"Manager {manager_id} does not exist.",
+            errors=[{"loc": ["body", field], "msg": "unknown manager", "type": "not_found"}],
+        )
+    if manager.status == "departed":
+        raise Conflict(f"Manager {manager_id} has departed and cannot own customers.")
+    tiers = {t.code: t for t in await loading.load_tiers(session)}
+    rules = (await current_rules(session)).rules
+    violations = engine.placement_violations(customer, manager, tiers[customer.tier], rules)
+    if manager_id in exclude_manager_ids:
+        violations.append(engine.Violation("not_excluded", "the manager is excluded here"))
+    if violations and not force:
+        raise RuleViolation(
+            "The assignment breaks hard rules: "
+            + "; ".join(v.message for v in violations)
+            + (". Pass force=true to override (operators and admins)." if role else "."),
+            violations=[v.to_dict() for v in violations],
+        )
+    if violations:
+        audit.details(session).setdefault("forced", []).append(
+            {
+                "customer_id": str(customer_id),
+                "manager_id": str(manager_id),
+                "rules": [v.to_dict() for v in violations],
+            }
+        )
+    return violations

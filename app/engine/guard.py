@@ -1,0 +1,108 @@
+"""The placement guard: may this manager own this customer, and if not, which rules say no.
+
+One function decides for one (customer, manager) pair, for every path that gives a customer an
+owner or changes what an owner may hold (manual moves, imports, webhooks, handover overrides)
+and for the compliance check of current owners (violations, ``baton check``). It reads the
+same rule objects and the same comparison as the engine's vectorised evaluation, so a plan the
+engine makes always passes it (a property test holds them to that).
+
+Two questions, two modes:
+- ``intake``: may the customer be *given* to the manager now? Every built-in hard rule
+  (tier minimum level, manager active, accepting new customers, capacity) and the rule set's
+  eligibility rules.
+- ``ownership``: may the manager *keep* the customer? Tier minimum level, the manager has not
+  departed, and the rule set's eligibility rules. Capacity and accepting-new are about taking
+  more, not about what is held.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from app.engine.evaluation import check_condition
+from app.engine.facts import Customer, Manager, Tier
+from app.engine.rules import RuleSet
+
+Mode = Literal["intake", "ownership"]
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """A hard rule the pair breaks: the rule's id and what is wrong, in words."""
+
+    rule: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        """``{"rule", "message"}`` as problem responses and the violations list show it."""
+        return {"rule": self.rule, "message": self.message}
+
+
+def placement_violations(
+    customer: Customer,
+    manager: Manager,
+    tier: Tier,
+    rules: RuleSet,
+    *,
+    mode: Mode = "intake",
+) -> list[Violation]:
+    """The hard rules broken by ``manager`` owning ``customer`` ([] means allowed).
+
+    In ``intake`` mode ``manager.workload`` is the workload *before* the customer arrives (a
+    customer the manager already owns counts once); in ``ownership`` mode the customer is
+    assumed to be held already.
+    """
+    out: list[Violation] = []
+    if manager.level < tier.min_manager_level:
+        out.append(
+            Violation(
+                "tier_min_level",
+                f"tier '{tier.code}' needs level ≥ {tier.min_manager_level}, "
+                f"the manager is level {manager.level}",
+            )
+        )
+    if mode == "intake":
+        if manager.status != "active":
+            out.append(Violation("manager_active", f"the manager is {manager.status}"))
+        elif not manager.accepting_new and customer.manager_id != manager.id:
+            out.append(Violation("manager_accepting", "the manager is not accepting new customers"))
+        after = manager.workload + (0 if customer.manager_id == manager.id else tier.weight)
+        if after > manager.capacity:
+            out.append(
+                Violation(
+                    "capacity",
+                    f"workload would be {after} over a capacity of {manager.capacity}",
+                )
+            )
+    elif manager.status == "departed":
+        out.append(Violation("manager_active", "the owner has departed"))
+    is_current = customer.manager_id == manager.id or mode == "ownership"
+    is_former = any(f.manager_id == manager.id for f in customer.former_owners)
+    for rule in rules.eligibility:
+        applies = all(
+            check_condition(c, customer, manager, is_current=is_current, is_former=is_former)[0]
+            for c in rule.when
+        )
+        if not applies:
+            continue
+        for cond in rule.conditions:
+            holds, left, right = check_condition(
+                cond, customer, manager, is_current=is_current, is_former=is_former
+            )
+            if not holds:
+                out.append(
+                    Violation(
+                        rule.id,
+                        (rule.description + ": " if rule.description else "")
+                        + f"{cond.describe()} does not hold ({_show(left)} vs {_show(right)})",
+                    )
+                )
+                break
+    return out
+
+
+def _show(value: object) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return "none" if value is None else str(value)

@@ -1,0 +1,198 @@
+"""One placement guard on every path that gives a customer an owner; violations reported,
+listed and repaired."""
+
+from __future__ import annotations
+
+from tests.integration.factories import (
+    assert_problem,
+    create_customer,
+    create_manager,
+    create_tiers,
+    ok,
+)
+
+SAME_REGION = {
+    "eligibility": [
+        {
+            "id": "same_region",
+            "conditions": [{"field": "manager.region", "op": "eq", "value": "$customer.region"}],
+        }
+    ]
+}
+
+
+async def violations(client, **params):
+    return (await ok(await client.get("/v1/violations", params=params)))["items"]
+
+
+async def audit_details(client, action):
+    events = (await ok(await client.get("/v1/audit", params={"action": action})))["items"]
+    return [e["details"] for e in events]
+
+
+async def test_a_manual_move_is_checked_against_the_rule_sets_hard_rules(client, api):
+    await create_tiers(client)
+    east = await create_manager(client, region="east")
+    west = await create_manager(client, region="west")
+    customer = await create_customer(client, region="east")
+    await ok(await client.put("/v1/rules", json={"rules": SAME_REGION}))
+
+    body = assert_problem(
+        await client.patch(f"/v1/customers/{customer['id']}", json={"manager_id": west["id"]}),
+        409,
+    )
+    assert body["code"] == "rule_violation"
+    assert [v["rule"] for v in body["violations"]] == ["same_region"]
+    # the engine's single placement names the same rule for the same pair
+    assign = assert_problem(
+        await client.post(
+            f"/v1/customers/{customer['id']}/assign", json={"manager_id": west["id"]}
+        ),
+        409,
+    )
+    assert "same_region" in [v["rule"] for v in assign["violations"]]
+
+    moved = await ok(
+        await client.patch(f"/v1/customers/{customer['id']}", json={"manager_id": east["id"]})
+    )
+    assert moved["manager_id"] == east["id"] and moved["violations_detected"] == []
+
+
+async def test_force_is_for_operators_and_admins_and_is_recorded(client, api):
+    await create_tiers(client)
+    junior = await create_manager(client, level=1, capacity=1)
+    customer = await create_customer(client, tier="key")
+    crm = await api.client("integration")
+
+    refused = await crm.patch(
+        f"/v1/customers/{customer['id']}",
+        params={"force": "true"},
+        json={"manager_id": junior["id"]},
+    )
+    assert assert_problem(refused, 403)["code"] == "forbidden"
+    plain = await crm.patch(f"/v1/customers/{customer['id']}", json={"manager_id": junior["id"]})
+    rules = {v["rule"] for v in assert_problem(plain, 409)["violations"]}
+    assert rules == {"tier_min_level", "capacity"}
+    assert (await ok(await client.get(f"/v1/customers/{customer['id']}")))["manager_id"] is None
+
+    operator = await api.client("operator", name="ops")
+    forced = await ok(
+        await operator.patch(
+            f"/v1/customers/{customer['id']}",
+            params={"force": "true"},
+            json={"manager_id": junior["id"]},
+        )
+    )
+    assert forced["manager_id"] == junior["id"]
+    assert [v["rules"][0]["rule"] for v in forced["violations_detected"]] == ["tier_min_level"]
+    history = await ok(await client.get(f"/v1/customers/{customer['id']}/history"))
+    assert history["items"][0]["note"].startswith("forced: tier_min_level, capacity")
+    details = await audit_details(client, "update_customer")
+    forced_rules = [d for d in details if d and "forced" in d]
+    assert {r["rule"] for r in forced_rules[0]["forced"][0]["rules"]} == {
+        "tier_min_level",
+        "capacity",
+    }
+    listed = await violations(client, customer_id=customer["id"])
+    assert [v["cause"] for v in listed] == ["forced"]
+
+
+async def test_a_manager_not_accepting_new_customers_is_refused(client):
+    await create_tiers(client)
+    full = await create_manager(client, accepting_new=False)
+    customer = await create_customer(client)
+    body = assert_problem(
+        await client.patch(f"/v1/customers/{customer['id']}", json={"manager_id": full["id"]}),
+        409,
+    )
+    assert [v["rule"] for v in body["violations"]] == ["manager_accepting"]
+    created = await client.post(
+        "/v1/customers", json={"name": "New", "tier": "standard", "manager_id": full["id"]}
+    )
+    assert assert_problem(created, 409)["violations"][0]["rule"] == "manager_accepting"
+
+
+async def test_changes_that_make_owners_ineligible_are_listed_and_repaired(client):
+    await create_tiers(client)
+    mid = await create_manager(client, level=3, capacity=100)
+    senior = await create_manager(client, level=5, capacity=100)
+    kept = await create_customer(client, tier="long_tail", manager_id=mid["id"])
+    raised = await create_customer(client, tier="standard", manager_id=mid["id"])
+    by_tier = await create_customer(client, tier="key", manager_id=mid["id"])
+
+    # a customer's tier raised above its owner's level
+    out = await ok(await client.patch(f"/v1/customers/{raised['id']}", json={"tier": "strategic"}))
+    assert out["violations_detected_count"] == 1
+    assert out["violations_detected"][0]["rules"][0]["rule"] == "tier_min_level"
+    # a tier's minimum level raised
+    tier = await ok(await client.patch("/v1/tiers/key", json={"min_manager_level": 4}))
+    assert [v["customer_id"] for v in tier["violations_detected"]] == [by_tier["id"]]
+    listed = await violations(client)
+    assert {v["customer_id"] for v in listed} == {raised["id"], by_tier["id"]}
+    assert {v["cause"] for v in listed} == {"customer_updated", "tier_updated"}
+    assert all(v["manager_id"] == mid["id"] and v["detected_at"] for v in listed)
+    assert await violations(client, tier="key") == [v for v in listed if v["tier"] == "key"]
+
+    plan = await ok(await client.post("/v1/assignments/plan", json={"mode": "repair"}))
+    assert {d["customer_id"] for d in plan["decisions"]} == {raised["id"], by_tier["id"]}
+    assert {d["manager_id"] for d in plan["decisions"]} == {senior["id"]}
+    applied = await ok(
+        await client.post("/v1/assignments/apply", json={"plan_token": plan["plan_token"]})
+    )
+    assert applied["moved"] == 2
+    assert await violations(client) == []
+    resolved = await violations(client, state="resolved")
+    assert {v["resolution"] for v in resolved} == {"moved"}
+    kept_now = await ok(await client.get(f"/v1/customers/{kept['id']}"))
+    assert kept_now["manager_id"] == mid["id"], "a compliant customer never moves in a repair"
+    history = await ok(await client.get(f"/v1/customers/{raised['id']}/history"))
+    assert history["items"][0]["reason"] == "repair"
+
+
+async def test_a_lower_manager_level_and_a_new_rule_set_are_reported(client):
+    await create_tiers(client)
+    owner = await create_manager(client, level=3, region="east")
+    customer = await create_customer(client, tier="key", region="west", manager_id=owner["id"])
+    lowered = await ok(await client.patch(f"/v1/managers/{owner['id']}", json={"level": 2}))
+    assert [v["customer_id"] for v in lowered["violations_detected"]] == [customer["id"]]
+    restored = await ok(await client.patch(f"/v1/managers/{owner['id']}", json={"level": 3}))
+    assert restored["violations_detected"] == []
+    assert await violations(client) == []
+    assert [v["resolution"] for v in await violations(client, state="resolved")] == ["compliant"]
+
+    rules = await ok(await client.put("/v1/rules", json={"rules": SAME_REGION}))
+    assert [v["customer_id"] for v in rules["violations_detected"]] == [customer["id"]]
+    [listed] = await violations(client, rule="same_region")
+    assert listed["cause"] == "rules_replaced"
+
+
+async def test_departing_with_customers_needs_a_handover(client):
+    await create_tiers(client)
+    leaving = await create_manager(client)
+    interim = await create_manager(client, level=4)
+    await create_manager(client, level=4)
+    customers = [await create_customer(client, manager_id=leaving["id"]) for _ in range(3)]
+
+    body = assert_problem(
+        await client.patch(f"/v1/managers/{leaving['id']}", json={"status": "departed"}), 409
+    )
+    assert body["code"] == "manager_owns_customers" and body["customer_count"] == 3
+    assert (await ok(await client.get(f"/v1/managers/{leaving['id']}")))["status"] == "active"
+
+    out = await ok(
+        await client.patch(
+            f"/v1/managers/{leaving['id']}",
+            params={"handover": "auto", "interim_manager_id": interim["id"]},
+            json={"status": "departed", "team": "alumni"},
+        )
+    )
+    assert out["status"] == "departing" and out["team"] == "alumni"
+    handover = await ok(await client.get(f"/v1/handovers/{out['handover_id']}"))
+    assert handover["state"] == "planned" and handover["reason"] == "departure"
+    for c in customers:
+        now = await ok(await client.get(f"/v1/customers/{c['id']}"))
+        assert now["manager_id"] == interim["id"]
+
+    empty = await create_manager(client)
+    gone = await ok(await client.patch(f"/v1/managers/{empty['id']}", json={"status": "departed"}))
+    assert gone["status"] == "departed" and gone["handover_id"] is None
