@@ -170,6 +170,24 @@ async def check_managers(session: AsyncSession, stage: str) -> None:
             """
         )
     )
+    # Leaving is a handover: a manager who still owns active customers cannot be imported
+    # as departed (the same rule as PATCH without handover=auto).
+    await session.execute(
+        text(
+            f"""
+            INSERT INTO {stage}_errors (line, external_ref, field, msg, type)
+            SELECT s.line, s.external_ref, 'status',
+                   'the manager still owns ' || count(c.id)
+                   || ' active customer(s); start a departure handover first',
+                   'manager_owns_customers'
+              FROM {stage} AS s
+              JOIN managers AS m ON m.external_ref = s.external_ref
+              JOIN customers AS c ON c.manager_id = m.id AND c.status = 'active'
+             WHERE s.status = 'departed' AND m.status <> 'departed'
+             GROUP BY s.line, s.external_ref
+            """
+        )
+    )
 
 
 async def _check_duplicates(session: AsyncSession, stage: str, key: str, field: str) -> None:
@@ -258,14 +276,14 @@ async def stage_owner_moves(session: AsyncSession, stage: str) -> int:
     await session.execute(
         text(
             f"CREATE TEMP TABLE {stage}_moves (seq bigint PRIMARY KEY, customer_id uuid NOT NULL, "
-            "manager_id uuid NOT NULL) ON COMMIT DROP"
+            "manager_id uuid NOT NULL, line bigint NOT NULL, external_ref text) ON COMMIT DROP"
         )
     )
     result = await session.execute(
         text(
             f"""
-            INSERT INTO {stage}_moves (seq, customer_id, manager_id)
-            SELECT row_number() OVER (ORDER BY s.line), c.id, s.manager_id
+            INSERT INTO {stage}_moves (seq, customer_id, manager_id, line, external_ref)
+            SELECT row_number() OVER (ORDER BY s.line), c.id, s.manager_id, s.line, s.external_ref
               FROM {stage} AS s JOIN customers AS c ON c.external_ref = s.external_ref
              WHERE s.manager_id IS NOT NULL AND c.manager_id IS DISTINCT FROM s.manager_id
             """
@@ -293,6 +311,36 @@ async def owner_moves(
             return
         after = rows[-1][0]
         yield [r[1] for r in rows], [r[2] for r in rows]
+
+
+async def staged_moves(
+    session: AsyncSession, stage: str
+) -> list[tuple[int, uuid.UUID, uuid.UUID, int, str | None]]:
+    """Every staged owner move: (seq, customer id, manager id, line, external_ref)."""
+    rows = await session.execute(
+        text(
+            f"SELECT seq, customer_id, manager_id, line, external_ref FROM {stage}_moves "
+            "ORDER BY seq"
+        )
+    )
+    return [tuple(r) for r in rows.all()]  # type: ignore[misc]
+
+
+async def drop_staged_moves(session: AsyncSession, stage: str, seqs: list[int]) -> None:
+    """Leave these owner moves out (refused by the placement guard, best-effort mode)."""
+    await session.execute(
+        text(f"DELETE FROM {stage}_moves WHERE seq = ANY(CAST(:seqs AS bigint[]))"),
+        {"seqs": seqs},
+    )
+
+
+async def imported_ids(session: AsyncSession, stage: str, resource: Resource) -> list[uuid.UUID]:
+    """The ids of the records the staged rows name (after the upsert)."""
+    table = resource.name
+    rows = await session.scalars(
+        text(f"SELECT t.id FROM {stage} AS s JOIN {table} AS t ON t.external_ref = s.external_ref")
+    )
+    return list(rows.all())
 
 
 async def drop_moves(session: AsyncSession, stage: str) -> None:

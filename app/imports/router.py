@@ -11,6 +11,7 @@ from app.api.auth import STAFF, allow
 from app.api.deps import CurrentCaller, LongSession
 from app.api.idempotency import streamed_body
 from app.api.routing import BatonRoute, PrefixedRouter
+from app.assignments import guard
 from app.auth.roles import Role
 from app.errors import problem_responses
 from app.imports import service
@@ -80,9 +81,24 @@ Mode = Annotated[
 ]
 
 
+Force = Annotated[
+    bool,
+    Query(
+        description="Customers: make owner moves the hard rules refuse, recording the rules "
+        "overridden (admin and operator keys only)."
+    ),
+]
+
+
 async def _import(
-    request: Request, session: LongSession, caller: CurrentCaller, resource: str, mode: ImportMode
+    request: Request,
+    session: LongSession,
+    caller: CurrentCaller,
+    resource: str,
+    mode: ImportMode,
+    force: bool = False,
 ) -> ImportReport:
+    guard.authorize_force(force, caller.role)
     fmt = format_of(request.headers.get("content-type"))
     return await service.import_rows(
         session,
@@ -91,6 +107,7 @@ async def _import(
         fmt=fmt,
         mode=mode,
         actor=caller.name,
+        force=force,
     )
 
 
@@ -103,7 +120,11 @@ async def _import(
     max_body_size=IMPORT_MAX_BODY_BYTES,
 )
 async def import_customers(
-    request: Request, session: LongSession, caller: CurrentCaller, mode: Mode = "all_or_nothing"
+    request: Request,
+    session: LongSession,
+    caller: CurrentCaller,
+    mode: Mode = "all_or_nothing",
+    force: Force = False,
 ) -> ImportReport:
     """Create or update customers by `external_ref` from a CSV (`text/csv`, header row naming
     the columns) or NDJSON (`application/x-ndjson`) body, streamed in batches.
@@ -113,12 +134,15 @@ async def import_customers(
     a key left out of a JSON line) keeps its current value on update; an empty cell clears an
     optional field. `manager_external_ref` or `manager_id` gives the customer's owner: it is
     written to the ledger with reason `import` when it differs from the current one (never
-    sends a customer to the pool). Columns of an export (`id`, `version`, `created_at`,
+    sends a customer to the pool), after the placement guard: an owner the hard rules refuse
+    rejects the import (`all_or_nothing`) or is left out and listed (`best_effort`), unless
+    `force`. Owners that changed fields make non-compliant are listed in
+    `violations_detected`. Columns of an export (`id`, `version`, `created_at`,
     `updated_at`) are accepted and ignored, so an export can be edited and imported back.
 
     The whole import is one transaction. Errors give the line, the field and why: duplicate
     `external_ref`s in the file, unknown tier or owner, a departed owner."""
-    return await _import(request, session, caller, "customers", mode)
+    return await _import(request, session, caller, "customers", mode, force)
 
 
 @imports.post(
@@ -135,7 +159,9 @@ async def import_managers(
     """Create or update managers by `external_ref` from CSV or NDJSON, validated with the rules
     of `POST /v1/managers`. In CSV, `languages` and `industries` are `;`-separated. Emails
     must be unique (case-insensitive) across the file and the managers already stored. Absent
-    fields keep their value on update; modes and errors as for customers."""
+    fields keep their value on update; modes and errors as for customers. A manager who
+    still owns active customers cannot be imported as `departed` (a row error: leaving is a
+    handover); owners a change makes non-compliant are listed in `violations_detected`."""
     return await _import(request, session, caller, "managers", mode)
 
 

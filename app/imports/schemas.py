@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.assignments.schemas import ViolationsDetected
 from app.customers.schemas import CustomerCreate
 from app.managers.schemas import ManagerCreate
 
@@ -41,7 +42,7 @@ class RowError(BaseModel):
     type: str = Field(description="A stable error type (pydantic's, or `duplicate`, ...).")
 
 
-class ImportReport(BaseModel):
+class ImportReport(ViolationsDetected):
     """What an import did: counts by outcome and the rows it could not apply."""
 
     model_config = ConfigDict(
@@ -82,6 +83,11 @@ class ImportReport(BaseModel):
     failed: int = Field(description="Rows not applied (see `errors`).")
     owners_changed: int = Field(
         0, description="Customers whose owner was set by the import (ledger reason `import`)."
+    )
+    owners_refused: int = Field(
+        0,
+        description="`best_effort`: rows whose owner the placement guard refused (listed in "
+        "`errors` with type `rule_violation`); their other fields were applied.",
     )
     errors: list[RowError] = Field(description="Row errors in line order, at most 1000.")
     errors_truncated: bool = Field(description="More errors than listed.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import uuid
@@ -16,7 +17,10 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import engine
+from app.assignments import compliance, guard, loading
 from app.assignments.repository import move_customers
+from app.audit import service as audit
 from app.db.models import Tier
 from app.db.session import SessionFactory
 from app.errors import InvalidInput
@@ -32,6 +36,7 @@ from app.imports.schemas import (
     RowError,
 )
 from app.observability.metrics import IMPORT_ROWS
+from app.rules.service import current_rules
 
 BATCH_ROWS = 5_000
 MOVE_BATCH = 10_000
@@ -213,6 +218,7 @@ async def import_rows(
     fmt: Format,
     mode: ImportMode,
     actor: str,
+    force: bool = False,
 ) -> ImportReport:
     """Read, validate and apply an import in the session's transaction.
 
@@ -297,23 +303,85 @@ async def import_rows(
     report.created, report.updated = created, updated
     report.unchanged = tally.rows - tally.failed - created - updated
     if resource == "customers":
-        report.owners_changed = await _set_owners(session, stage, actor=actor)
+        report.owners_changed, refused = await _set_owners(
+            session, stage, actor=actor, mode=mode, force=force
+        )
+        report.owners_refused = len(refused)
+        report.errors = sorted([*report.errors, *refused], key=lambda e: e.line)[:MAX_ERRORS]
+    # What the import changed may leave current owners non-compliant: recorded and reported.
+    ids = await repository.imported_ids(session, stage, spec.resource)
+    scope = (
+        compliance.Scope.customers(ids)
+        if resource == "customers"
+        else compliance.Scope.managers(ids)
+    )
+    found = await compliance.record(session, scope, cause="import", actor=actor)
+    report.violations_detected = compliance.summary(found)  # type: ignore[assignment]
+    report.violations_detected_count = len(found)
     await repository.drop_stage(session, stage)
     for outcome in ("created", "updated", "unchanged", "failed"):
         IMPORT_ROWS.labels(resource, outcome).inc(getattr(report, outcome))
     return report
 
 
-async def _set_owners(session: AsyncSession, stage: str, *, actor: str) -> int:
+async def _set_owners(
+    session: AsyncSession, stage: str, *, actor: str, mode: ImportMode, force: bool
+) -> tuple[int, list[RowError]]:
     """Give imported customers their owner through the ledger, a batch at a time.
 
-    The owner is recorded as the source CRM has it: the hard rules of automated placement
-    (capacity, tier minimum level) are not applied, only that the manager exists and has not
-    departed; the workload report shows any manager the import leaves over capacity."""
+    Every move passes the placement guard first (the same hard rules as a manual move, with
+    workloads counted as the import fills them). A refused move rejects the whole import in
+    ``all_or_nothing`` mode; in ``best_effort`` mode it is left out and listed. With ``force``
+    (admin and operator keys) refused moves are made one by one with the rules they
+    override in the ledger note and the audit trail. Returns (moved, refused rows)."""
     if not await repository.stage_owner_moves(session, stage):
-        return 0
-    moved = 0
+        return 0, []
+    refused, forced = await _guard_owner_moves(session, stage, force=force)
+    errors = [
+        RowError(
+            line=line,
+            external_ref=ref,
+            field="manager",
+            msg="the owner breaks hard rules: " + "; ".join(v.message for v in broken),
+            type="rule_violation",
+        )
+        for _, line, ref, _, broken in refused
+    ]
+    if refused and mode == "all_or_nothing":
+        raise ImportRejected(
+            f"{len(refused)} row(s) give a customer an owner the hard rules refuse; nothing "
+            "was imported. Fix them, send mode=best_effort to import the rest, or force=true "
+            "(operators and admins) to override.",
+            errors=[
+                {"loc": ["body", e.line, "manager"], "msg": e.msg, "type": e.type, "line": e.line}
+                for e in errors[:MAX_ERRORS]
+            ],
+            rows=len(refused),
+            failed=len(refused),
+        )
     at = datetime.now(UTC)
+    moved = 0
+    if refused or forced:
+        await repository.drop_staged_moves(session, stage, [r[0] for r in (*refused, *forced)])
+    for _, _, _, (customer_id, manager_id), broken in forced:
+        moved += await move_customers(
+            session,
+            customer_ids=[customer_id],
+            manager_ids=[manager_id],
+            reason="import",
+            actor=actor,
+            at=at,
+            note=guard.forced_note(broken, None),
+        )
+    if forced:
+        audit.details(session)["forced"] = [
+            {
+                "customer_id": str(customer_id),
+                "manager_id": str(manager_id),
+                "rules": [v.to_dict() for v in broken],
+            }
+            for _, _, _, (customer_id, manager_id), broken in forced[:1000]
+        ]
     async for customer_ids, manager_ids in repository.owner_moves(session, stage, batch=MOVE_BATCH):
         moved += await move_customers(
             session,
@@ -324,7 +392,44 @@ async def _set_owners(session: AsyncSession, stage: str, *, actor: str) -> int:
             at=at,
         )
     await repository.drop_moves(session, stage)
-    return moved
+    return moved, errors
+
+
+_Checked = tuple[int, int, str | None, tuple[uuid.UUID, uuid.UUID], list[engine.Violation]]
+
+
+async def _guard_owner_moves(
+    session: AsyncSession, stage: str, *, force: bool
+) -> tuple[list[_Checked], list[_Checked]]:
+    """The staged moves the placement guard refuses, and the ones forced past it."""
+    moves = await repository.staged_moves(session, stage)
+    customers = {c.id: c for c in await loading.load_customers(session, [m[1] for m in moves])}
+    managers = {
+        m.id: m for m in await loading.load_managers(session, include=list({m[2] for m in moves}))
+    }
+    tiers = {t.code: t for t in await loading.load_tiers(session)}
+    rules = (await current_rules(session)).rules
+    workload = {mid: m.workload for mid, m in managers.items()}
+    refused: list[_Checked] = []
+    forced: list[_Checked] = []
+    for seq, customer_id, manager_id, line, ref in moves:
+        customer, manager = customers[customer_id], managers.get(manager_id)
+        if manager is None:  # a departed owner: already a row error
+            continue
+        tier = tiers[customer.tier]
+        broken = engine.placement_violations(
+            customer, dataclasses.replace(manager, workload=workload[manager_id]), tier, rules
+        )
+        checked = (seq, line, ref, (customer_id, manager_id), broken)
+        if broken and not force:
+            refused.append(checked)
+            continue
+        if broken:
+            forced.append(checked)
+        workload[manager_id] += tier.weight
+        if customer.manager_id in workload:
+            workload[customer.manager_id] -= tier.weight
+    return refused, forced
 
 
 def _csv_columns(spec: _Spec) -> frozenset[str]:

@@ -213,7 +213,7 @@ async def test_viewers_may_export_but_not_import(api):
 
 async def test_export_streams_csv_and_ndjson_that_import_back(client):
     await create_tiers(client)
-    await create_manager(client, external_ref="owner-x", level=4, capacity=100)
+    await create_manager(client, external_ref="owner-x", level=4, capacity=200)
     body = _ndjson(
         *(
             {

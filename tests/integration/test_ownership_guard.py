@@ -3,6 +3,8 @@ listed and repaired."""
 
 from __future__ import annotations
 
+import json
+
 from tests.integration.factories import (
     assert_problem,
     create_customer,
@@ -196,3 +198,93 @@ async def test_departing_with_customers_needs_a_handover(client):
     empty = await create_manager(client)
     gone = await ok(await client.patch(f"/v1/managers/{empty['id']}", json={"status": "departed"}))
     assert gone["status"] == "departed" and gone["handover_id"] is None
+
+
+def _ndjson(*rows: dict) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+async def _import(client, resource, *rows, **params):
+    return await client.post(
+        f"/v1/imports/{resource}",
+        content=_ndjson(*rows),
+        headers={"Content-Type": "application/x-ndjson"},
+        params=params,
+    )
+
+
+async def test_imports_pass_the_same_guard(client, api):
+    await create_tiers(client)
+    junior = await create_manager(client, level=1, external_ref="m-junior", capacity=50)
+    await create_manager(client, level=4, external_ref="m-senior", capacity=50)
+    rows = [
+        {
+            "external_ref": "c-ok",
+            "name": "Fine",
+            "tier": "long_tail",
+            "manager_external_ref": "m-junior",
+        },
+        {"external_ref": "c-bad", "name": "Big", "tier": "key", "manager_external_ref": "m-junior"},
+    ]
+    rejected = assert_problem(await _import(client, "customers", *rows), 422)
+    assert [e["line"] for e in rejected["errors"]] == [2]
+    assert "tier 'key' needs level" in rejected["errors"][0]["msg"]
+    assert (await ok(await client.get("/v1/customers")))["items"] == [], "nothing applied"
+
+    report = await ok(await _import(client, "customers", *rows, mode="best_effort"))
+    assert report["owners_changed"] == 1 and report["owners_refused"] == 1
+    assert [(e["line"], e["type"]) for e in report["errors"]] == [(2, "rule_violation")]
+    stored = {c["external_ref"]: c for c in (await ok(await client.get("/v1/customers")))["items"]}
+    assert stored["c-ok"]["manager_id"] == junior["id"] and stored["c-bad"]["manager_id"] is None
+
+    crm = await api.client("integration")
+    assert_problem(await _import(crm, "customers", rows[1], force="true"), 403)
+    forced = await ok(await _import(client, "customers", rows[1], force="true"))
+    assert forced["owners_changed"] == 1, forced
+    assert forced["violations_detected_count"] == 1, (forced, await violations(client, state="all"))
+    history = await ok(await client.get(f"/v1/customers/{stored['c-bad']['id']}/history"))
+    assert history["items"][0]["note"] == "forced: tier_min_level"
+
+    # a tier raised by an import is reported like a PATCH
+    raised = await ok(
+        await _import(
+            client, "customers", {"external_ref": "c-ok", "name": "Fine", "tier": "standard"}
+        )
+    )
+    assert [v["customer_id"] for v in raised["violations_detected"]] == [stored["c-ok"]["id"]]
+
+
+async def test_importing_a_departed_manager_who_owns_customers_is_refused(client):
+    await create_tiers(client)
+    owner = await create_manager(client, external_ref="m-1")
+    await create_customer(client, manager_id=owner["id"])
+    row = {
+        "external_ref": "m-1",
+        "name": owner["name"],
+        "email": owner["email"],
+        "level": 3,
+        "capacity": 20,
+        "status": "departed",
+    }
+    body = assert_problem(await _import(client, "managers", row), 422)
+    assert body["errors"][0]["type"] == "manager_owns_customers"
+    lowered = await ok(await _import(client, "managers", {**row, "status": "active", "level": 1}))
+    assert lowered["violations_detected_count"] == 1
+
+
+async def test_check_finds_no_unreported_violation_after_api_writes(client, api):
+    from app.check import find_violations
+
+    await create_tiers(client)
+    a = await create_manager(client, level=3, region="east")
+    b = await create_manager(client, level=5, region="west")
+    c1 = await create_customer(client, tier="key", region="east", manager_id=a["id"])
+    c2 = await create_customer(client, tier="standard", region="west", manager_id=b["id"])
+    await ok(await client.patch(f"/v1/customers/{c1['id']}", json={"tier": "strategic"}))
+    await ok(await client.patch(f"/v1/managers/{b['id']}", json={"level": 1}))
+    await ok(await client.put("/v1/rules", json={"rules": SAME_REGION}))
+    await ok(await client.patch(f"/v1/customers/{c2['id']}", json={"region": "east"}))
+    async with api.factory() as session:
+        assert await find_violations(session) == []
+    listed = {v["customer_id"]: {r["rule"] for r in v["rules"]} for v in await violations(client)}
+    assert listed == {c1["id"]: {"tier_min_level"}, c2["id"]: {"tier_min_level", "same_region"}}
