@@ -392,3 +392,29 @@ async def delete_plan(session: AsyncSession, token: str) -> None:
     await session.execute(
         text("DELETE FROM placement_plans WHERE token = :token"), {"token": token}
     )
+
+
+async def rotation(session: AsyncSession) -> tuple[tuple[str, uuid.UUID], ...]:
+    """Where each round-robin pool's turn stopped: (pool, last manager), by pool."""
+    rows = await session.execute(
+        text("SELECT pool, last_manager_id FROM rotation_cursors ORDER BY pool")
+    )
+    return tuple((r[0], r[1]) for r in rows.all())
+
+
+async def save_rotation(session: AsyncSession, positions: dict[str, uuid.UUID]) -> None:
+    """Record where the pools' turns stopped (placements are serialised, so no race)."""
+    if not positions:
+        return
+    await session.execute(
+        text(
+            """
+            INSERT INTO rotation_cursors (pool, last_manager_id, updated_at)
+            SELECT p, m, now() FROM unnest(CAST(:pools AS text[]), CAST(:managers AS uuid[]))
+                   AS i(p, m)
+            ON CONFLICT (pool) DO UPDATE
+               SET last_manager_id = EXCLUDED.last_manager_id, updated_at = now()
+            """
+        ),
+        {"pools": list(positions), "managers": list(positions.values())},
+    )

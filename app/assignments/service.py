@@ -122,6 +122,7 @@ async def _propose(
         successor_id=successor_id,
         force=force,
         explain=explain,  # type: ignore[arg-type]
+        rotation=await repository.rotation(session) if strategy == "round_robin" else (),
     )
     plan = _run_engine(customers, managers, tiers, rules.rules, options)
     digests = input_digests(customers, managers, tiers, rules.version, options)
@@ -342,6 +343,7 @@ async def _write_moves(
     session: AsyncSession, plan: engine.Plan, *, reason: str, actor: str, note: str | None = None
 ) -> int:
     customer_ids, manager_ids = plan.moves().as_uuids()
+    await repository.save_rotation(session, plan.rotation)
     return await move_customers(
         session,
         customer_ids=customer_ids,

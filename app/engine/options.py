@@ -30,6 +30,9 @@ class PlanOptions:
     explain: Explain = "basic"
     utilization_penalty: float = DEFAULT_UTILIZATION_PENALTY
     time_limit_s: float = 10.0
+    rotation: tuple[tuple[str, UUID], ...] = ()
+    """`round_robin`: where each eligibility pool's turn stopped (pool, last manager), so
+    the rotation continues across plans; the plan returns the new positions."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

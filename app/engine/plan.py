@@ -211,6 +211,7 @@ class Plan:
         over_target: Sequence[OverTarget] = (),
     ) -> None:
         self.strategy = strategy
+        self.rotation: dict[str, UUID] = {}  # round robin: pool -> last manager it gave to
         self.over_target = list(over_target)  # rebalance only: managers it could not bring down
         self.successor = successor  # engine index of the named successor, if any
         self.explain = explain

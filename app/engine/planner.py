@@ -61,6 +61,7 @@ def plan_assignments(
     classes = build_classes(problem, rows)
     penalty = options.utilization_penalty
     extra: dict = {}
+    rotation: dict = {}
     match options.strategy:
         case "balanced":
             run_balanced(problem, classes, outcome, load, penalty)
@@ -70,7 +71,9 @@ def plan_assignments(
             )
             extra = {"successor": problem.index_of[options.successor_id]}  # checked above
         case "round_robin":
-            run_round_robin(problem, classes, outcome, load, rows)
+            rotation = run_round_robin(
+                problem, classes, outcome, load, rows, dict(options.rotation)
+            )
         case "optimal":
             result = run_optimal(problem, classes, outcome, load, penalty, options.time_limit_s)
             extra = {
@@ -78,7 +81,7 @@ def plan_assignments(
                 "proven_optimal": result.proven_optimal,
                 "solver": result.solver,
             }
-    return Plan(
+    plan = Plan(
         strategy=options.strategy,
         problem=problem,
         outcome=outcome,
@@ -88,3 +91,5 @@ def plan_assignments(
         penalty=penalty,
         **extra,
     )
+    plan.rotation = rotation
+    return plan

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import bisect
+import hashlib
+from collections.abc import Mapping, Sequence
 from uuid import UUID
 
 import numpy as np
@@ -198,15 +200,17 @@ def _round_robin_chunk(
     class_of: list[int],
     eligible: list[list[int]],
     had_eligible: list[bool],
+    pool_of: list[str],
     weights: list[int],
     capacity: list[int],
     loads: list[int],
     chosen: np.ndarray,
     no_room: np.ndarray,
-    pointer: int,
+    pointers: dict[str, int],
+    last: dict[str, int],
     m: int,
-) -> int:
-    """Place one chunk of customers in turn; returns the pointer for the next chunk."""
+) -> None:
+    """Place one chunk of customers, each pool taking its own turn."""
     for row, c in zip(rows, class_of, strict=True):
         if c < 0:
             continue
@@ -215,7 +219,8 @@ def _round_robin_chunk(
         if not candidates:
             no_room[row] = had_eligible[c]
             continue
-        j = bisect.bisect_left(candidates, pointer)
+        pool = pool_of[c]
+        j = bisect.bisect_left(candidates, pointers.get(pool, 0))
         while candidates:
             if j >= len(candidates):
                 j = 0
@@ -228,45 +233,70 @@ def _round_robin_chunk(
             continue
         chosen[row] = mgr
         loads[mgr] += w
-        pointer = (mgr + 1) % m
-    return pointer
+        pointers[pool] = (mgr + 1) % m
+        last[pool] = mgr
+
+
+def rotation_pool(manager_ids: Sequence[UUID]) -> str:
+    """The key of an eligibility pool: the managers a class may go to (capacity aside)."""
+    digest = hashlib.sha256(b"".join(i.bytes for i in manager_ids)).hexdigest()
+    return f"rr:{digest[:24]}"
 
 
 def run_round_robin(
-    problem: Problem, classes: Classes, outcome: Outcome, load: np.ndarray, order: np.ndarray
-) -> None:
-    """In customer-id order, each customer to the next eligible manager (by id) with room."""
+    problem: Problem,
+    classes: Classes,
+    outcome: Outcome,
+    load: np.ndarray,
+    order: np.ndarray,
+    rotation: Mapping[str, UUID],
+) -> dict[str, UUID]:
+    """In customer-id order, each customer to the next eligible manager (by id) with room.
+
+    Each eligibility pool (the managers a class may go to, capacity aside) takes its own turn
+    and continues after ``rotation[pool]``, the last manager it gave a customer to in an
+    earlier plan; returns the last manager of every pool this plan used."""
     class_of = np.full(len(problem.cols), -1, np.int32)
     eligible: list[list[int]] = []
+    pool_of: list[str] = []
     prefs: list[np.ndarray] = []
+    ids = [mgr.id for mgr in problem.managers]  # sorted by id
     for c in range(len(classes)):
         class_of[classes.members(c)] = c
         ok, pref = class_eligibility(problem, classes, c)
         eligible.append(np.flatnonzero(ok).tolist())
+        pool_of.append(rotation_pool([ids[j] for j in eligible[-1]]))
         prefs.append(pref)
     had_eligible = [bool(e) for e in eligible]
     m = len(problem.managers)
+    pointers = {
+        pool: bisect.bisect_right(ids, rotation[pool]) % max(m, 1)
+        for pool in set(pool_of)
+        if pool in rotation
+    }
+    last: dict[str, int] = {}
     capacity = problem.capacity.tolist()
     loads = load.tolist()
     weights = classes.weight.tolist()
-    pointer = 0
     chosen = np.full(len(problem.cols), -1, np.int32)
     no_room = np.zeros(len(problem.cols), bool)
-    # The turn passes from class to class, so customers go one by one; in chunks, so that no
+    # The turn passes from customer to customer, so they go one by one; in chunks, so that no
     # million-entry Python list is ever built.
     for start in range(0, len(order), _CHUNK):
         rows = order[start : start + _CHUNK]
-        pointer = _round_robin_chunk(
+        _round_robin_chunk(
             rows.tolist(),
             class_of[rows].tolist(),
             eligible,
             had_eligible,
+            pool_of,
             weights,
             capacity,
             loads,
             chosen,
             no_room,
-            pointer,
+            pointers,
+            last,
             m,
         )
     load[:] = loads
@@ -283,3 +313,4 @@ def run_round_robin(
     unplaced = placeable[chosen[placeable] < 0]
     outcome.set(unplaced[no_room[unplaced]], -1, NO_CAPACITY)
     outcome.set(unplaced[~no_room[unplaced]], -1, NO_ELIGIBLE)
+    return {pool: ids[mgr] for pool, mgr in last.items()}

@@ -288,3 +288,29 @@ async def test_check_finds_no_unreported_violation_after_api_writes(client, api)
         assert await find_violations(session) == []
     listed = {v["customer_id"]: {r["rule"] for r in v["rules"]} for v in await violations(client)}
     assert listed == {c1["id"]: {"tier_min_level"}, c2["id"]: {"tier_min_level", "same_region"}}
+
+
+async def test_round_robin_continues_across_separate_calls(client):
+    await create_tiers(client)
+    managers = sorted(
+        [(await create_manager(client, capacity=100))["id"] for _ in range(3)], key=str
+    )
+    pool = [await create_customer(client) for _ in range(4)]
+    got = []
+    for c in pool:
+        out = await ok(
+            await client.post(f"/v1/customers/{c['id']}/assign", json={"strategy": "round_robin"})
+        )
+        assert out["applied"]
+        got.append(out["decision"]["manager_id"])
+    assert got == [*managers, managers[0]]
+    # a dry run shows the next turn without taking it
+    extra = await create_customer(client)
+    for _ in range(2):
+        dry = await ok(
+            await client.post(
+                f"/v1/customers/{extra['id']}/assign",
+                json={"strategy": "round_robin", "dry_run": True},
+            )
+        )
+        assert dry["decision"]["manager_id"] == managers[1]

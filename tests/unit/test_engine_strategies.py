@@ -218,8 +218,26 @@ def test_round_robin_turns_over_managers_by_id():
     managers = [manager(2), manager(0), manager(1, level=1)]
     c = [customer(i, "standard" if i != 3 else "long_tail") for i in range(6)]
     plan = plan_assignments(c, managers, TIERS, NO_RULES, options(strategy="round_robin"))
-    # manager 1 (level 1) only takes the long-tail customer; its turn is skipped otherwise
-    assert owners(plan) == [mid(0), mid(2), mid(0), mid(1), mid(2), mid(0)]
+    # manager 1 (level 1) may take only the long-tail customer, whose pool (all three
+    # managers) has its own turn, starting from the first manager
+    assert owners(plan) == [mid(0), mid(2), mid(0), mid(0), mid(2), mid(0)]
+
+
+def test_round_robin_continues_where_the_last_plan_stopped():
+    managers = [manager(0), manager(1), manager(2)]
+    seen = []
+    rotation: dict = {}
+    for i in range(4):
+        plan = plan_assignments(
+            [customer(10 + i, "standard")],
+            managers,
+            TIERS,
+            NO_RULES,
+            options(strategy="round_robin", rotation=tuple(rotation.items())),
+        )
+        seen.append(plan.decision(0).manager_id)
+        rotation.update(plan.rotation)
+    assert seen == [mid(0), mid(1), mid(2), mid(0)]
 
 
 def test_round_robin_respects_capacity():
