@@ -314,3 +314,28 @@ async def test_round_robin_continues_across_separate_calls(client):
             )
         )
         assert dry["decision"]["manager_id"] == managers[1]
+
+
+async def test_a_signed_webhook_that_makes_an_owner_ineligible_is_recorded(
+    committed_client, factory
+):
+    from tests.integration.test_webhooks_inbound import _process_all, source, standard_request
+
+    client = committed_client
+    src = await source(client, "crm", "standard")
+    await create_tiers(client)
+    owner = await create_manager(client, level=2, capacity=40)
+    customer = await create_customer(client, external_ref="crm-1", manager_id=owner["id"])
+    body, headers = standard_request(
+        src["secret"],
+        {
+            "type": "customer.tier_changed",
+            "timestamp": "2026-12-01T09:00:00Z",
+            "data": {"external_ref": "crm-1", "tier": "key"},
+        },
+    )
+    await ok(await client.post("/v1/webhooks/inbound/crm", content=body, headers=headers), 202)
+    assert await _process_all(factory) == ["processed"]
+    [listed] = await violations(client)
+    assert listed["customer_id"] == customer["id"] and listed["cause"] == "customer_updated"
+    assert listed["actor"] == "webhook:crm"
