@@ -703,3 +703,17 @@ async def lock_unavailable_managers(
         {"ids": list(manager_ids)},
     )
     return {manager_id for manager_id, status in rows.all() if status != "active"}
+
+
+async def forced_override_customers(
+    session: AsyncSession, *, handover_id: uuid.UUID
+) -> list[uuid.UUID]:
+    """Customers of the handover moved to an override forced past hard rules."""
+    rows = await session.scalars(
+        text(
+            "SELECT customer_id FROM handover_items WHERE handover_id = :handover "
+            "AND override_forced AND status = 'moved'"
+        ),
+        {"handover": handover_id},
+    )
+    return list(rows.all())

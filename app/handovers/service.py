@@ -698,6 +698,11 @@ async def execute_handover(
     skipped = await repository.skip_remaining(
         session, handover_id=handover_id, note="owner changed before execution"
     )
+    forced = await repository.forced_override_customers(session, handover_id=handover_id)
+    if forced:  # overrides forced past hard rules leave violations: recorded, not silent
+        await compliance.record(
+            session, compliance.Scope.customers(forced), cause="handover", actor=actor
+        )
     if handover["reason"] == "departure":
         await repository.set_manager_status(session, handover["from_manager_id"], "departed")
     elif handover["reason"] == "leave":
@@ -785,6 +790,9 @@ async def cancel_handover(
             at=now,
             handover_id=handover_id,
             note="handover cancelled: back from the interim owner",
+        )
+        await compliance.record(
+            session, compliance.Scope.customers(ids), cause="rollback", actor=actor
         )
     await _transition(
         session,
@@ -944,6 +952,10 @@ async def _restore(
         actor=actor,
         at=at,
         handover_id=handover["id"],
+    )
+    # The previous owner may no longer be allowed to hold them (level, rules changed since).
+    await compliance.record(
+        session, compliance.Scope.customers(back_ids), cause=reason, actor=actor
     )
     await repository.mark_items(
         session,

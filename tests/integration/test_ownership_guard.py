@@ -392,3 +392,34 @@ async def test_random_api_writes_leave_no_unreported_violation(client, api, seed
             assert r.json()["code"] == "rule_violation"
         async with api.factory() as session:
             assert await find_violations(session) == [], (op, r.json())
+
+
+async def test_a_forced_handover_override_is_recorded_when_executed(client):
+    await create_tiers(client)
+    leaving = await create_manager(client, level=4)
+    junior = await create_manager(client, level=1, capacity=50)
+    await create_manager(client, level=4, capacity=50)
+    key = await create_customer(client, tier="key", manager_id=leaving["id"])
+    h = await ok(
+        await client.post(
+            "/v1/handovers", json={"from_manager_id": leaving["id"], "reason": "departure"}
+        ),
+        201,
+    )
+    await ok(await client.post(f"/v1/handovers/{h['id']}/plan"))
+    item = f"/v1/handovers/{h['id']}/items/{key['id']}"
+    refused = assert_problem(await client.patch(item, json={"manager_id": junior["id"]}), 409)
+    assert [v["rule"] for v in refused["violations"]] == ["tier_min_level"]
+    await ok(
+        await client.patch(
+            item, json={"manager_id": junior["id"], "force": True, "reason": "knows them best"}
+        )
+    )
+    await ok(await client.post(f"/v1/handovers/{h['id']}/approve"))
+    await ok(await client.post(f"/v1/handovers/{h['id']}/execute"))
+    [listed] = await violations(client)
+    assert (listed["customer_id"], listed["manager_id"], listed["cause"]) == (
+        key["id"],
+        junior["id"],
+        "handover",
+    )
