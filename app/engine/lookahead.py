@@ -377,6 +377,8 @@ def grouped_fill(
         rank = np.empty(len(order), np.int64)
         rank[by_group] = np.arange(len(order)) - starts
         allowed = order[rank < (group_units[g] - held[g])][:deficit]
+        if not len(allowed):
+            break  # only with scores that do not compare (NaN); the caller water-fills the rest
         counts[allowed] += 1
         deficit -= len(allowed)
     return counts
