@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import statistics
 import uuid
@@ -15,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
 from app.assignments import columnar, loading
+from app.assignments.budget import engine_deadline, run_engine
 from app.assignments.repository import move_customers
 from app.assignments.schemas import (
     ApplyRequest,
@@ -33,7 +36,6 @@ from app.assignments.schemas import (
 )
 from app.db.models import Customer
 from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
-from app.observability.metrics import time_engine
 from app.rules.service import current_rules
 
 # Automated placements (apply, assign, rebalance) run one at a time: each reads workloads
@@ -51,18 +53,18 @@ async def lock_placements(session: AsyncSession) -> None:
     await session.execute(select(func.pg_advisory_xact_lock(_PLACEMENT_LOCK)))
 
 
-def _run_engine(
+async def _run_engine(
     customers: Sequence[engine.Customer],
     managers: Sequence[engine.Manager],
     tiers: Sequence[engine.Tier],
     rules: engine.RuleSet,
     options: engine.PlanOptions,
 ) -> engine.Plan:
-    try:
-        with time_engine("plan_assignments"):
-            return engine.plan_assignments(customers, managers, tiers, rules, options)
-    except engine.EngineError as exc:
-        raise InvalidInput(str(exc)) from exc
+    """The engine's plan, computed in a worker thread within the time budget."""
+    deadline = engine_deadline()
+    options = dataclasses.replace(options, deadline=deadline)
+    compute = functools.partial(engine.plan_assignments, customers, managers, tiers, rules, options)
+    return await run_engine("plan_assignments", compute, deadline=deadline)
 
 
 async def propose(
@@ -120,7 +122,7 @@ async def _propose(
         force=force,
         explain=explain,  # type: ignore[arg-type]
     )
-    plan = _run_engine(customers, managers, tiers, rules.rules, options)
+    plan = await _run_engine(customers, managers, tiers, rules.rules, options)
     token = _plan_token(customers, managers, tiers, rules.version, options)
     return plan, token, rules.version
 
@@ -394,18 +396,17 @@ async def rebalance(session: AsyncSession, *, request: RebalanceRequest, actor: 
     customers = await columnar.load_owned_customer_columns(session, tiers=tiers, managers=managers)
     managers = columnar.with_workloads(managers, customers, tiers)
     rules = await current_rules(session)
+    deadline = engine_deadline()
     options = engine.RebalanceOptions(
         now=datetime.now(UTC),
         target_utilization=request.target_utilization,
         max_spread=request.max_spread,
         min_days_since_move=request.min_days_since_move,
         explain=request.explain,  # type: ignore[arg-type]
+        deadline=deadline,
     )
-    try:
-        with time_engine("rebalance"):
-            plan = engine.rebalance(customers, managers, tiers, rules.rules, options)
-    except engine.EngineError as exc:
-        raise InvalidInput(str(exc)) from exc
+    compute = functools.partial(engine.rebalance, customers, managers, tiers, rules.rules, options)
+    plan = await run_engine("rebalance", compute, deadline=deadline)
     digest = hashlib.sha256(customers.ids.tobytes() + customers.owner.tobytes())
     digest.update(repr((managers, tiers, rules.version)).encode())
     moved = 0

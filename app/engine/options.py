@@ -30,6 +30,8 @@ class PlanOptions:
     explain: Explain = "basic"
     utilization_penalty: float = DEFAULT_UTILIZATION_PENALTY
     time_limit_s: float = 10.0
+    deadline: float | None = None
+    """A `time.monotonic()` instant past which the plan stops with `OverBudget` (None: never)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -43,3 +45,5 @@ class RebalanceOptions:
     exclude_manager_ids: frozenset[UUID] = frozenset()
     explain: Explain = "basic"
     utilization_penalty: float = DEFAULT_UTILIZATION_PENALTY
+    deadline: float | None = None
+    """A `time.monotonic()` instant past which the plan stops with `OverBudget` (None: never)."""

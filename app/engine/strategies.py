@@ -7,6 +7,7 @@ from uuid import UUID
 
 import numpy as np
 
+from app.engine.budget import checkpoint
 from app.engine.classes import Classes, class_eligibility
 from app.engine.facts import EngineError
 from app.engine.fill import water_fill
@@ -85,6 +86,7 @@ def run_balanced(
         )
         del ok
     for c in classes.order:
+        checkpoint()
         c = int(c)
         rows = classes.members(c)
         weight = int(classes.weight[c])
@@ -151,6 +153,7 @@ def run_successor(
     manager = problem.managers[s]
     cap = int(problem.capacity[s])
     for c in classes.order:
+        checkpoint()
         rows = classes.members(c)
         weight = int(classes.weight[c])
         if not problem.not_excluded[s]:
@@ -240,6 +243,7 @@ def run_round_robin(
     eligible: list[list[int]] = []
     prefs: list[np.ndarray] = []
     for c in range(len(classes)):
+        checkpoint()
         class_of[classes.members(c)] = c
         ok, pref = class_eligibility(problem, classes, c)
         eligible.append(np.flatnonzero(ok).tolist())
@@ -255,6 +259,7 @@ def run_round_robin(
     # The turn passes from class to class, so customers go one by one; in chunks, so that no
     # million-entry Python list is ever built.
     for start in range(0, len(order), _CHUNK):
+        checkpoint()
         rows = order[start : start + _CHUNK]
         pointer = _round_robin_chunk(
             rows.tolist(),
