@@ -1,4 +1,20 @@
-"""Read the database into the engine's frozen facts."""
+"""Read the database into the engine's frozen facts, and take the row locks writers need.
+
+**Lock order.** Every transaction that changes owners takes its locks in one order, so two
+writers wait for each other instead of deadlocking:
+
+1. the placement advisory lock (``assignments.service.lock_placements``: apply, assign,
+   rebalance, handover execution), when it is an automated placement;
+2. customers, in id order;
+3. managers, in id order.
+
+A manual assignment locks its customer, then the new manager; apply and assign lock the
+selected customers, then every active manager (``load_customers`` then ``load_managers`` with
+``lock``); a rebalance locks the portfolios it may move, then their managers
+(``lock_portfolios``). A deadlock or serialization failure that still happens (a customer
+joining a portfolio between the two steps, a path outside this order) is retried with the
+whole request (``app.api.retries``).
+"""
 
 from __future__ import annotations
 
@@ -38,6 +54,14 @@ _MANAGERS_ONLY = text(
 )
 
 _LOCK_MANAGERS = text("SELECT id FROM managers WHERE status = 'active' ORDER BY id FOR UPDATE")
+
+_LOCK_PORTFOLIOS = text(
+    "SELECT id FROM customers WHERE manager_id = ANY(CAST(:ids AS uuid[])) "
+    "AND status = 'active' ORDER BY id FOR UPDATE"
+)
+_LOCK_MANAGERS_BY_ID = text(
+    "SELECT id FROM managers WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
+)
 
 _CUSTOMERS = text(
     """
@@ -102,6 +126,19 @@ async def load_managers(
         )
         for r in rows
     ]
+
+
+async def lock_portfolios(
+    session: AsyncSession, manager_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Lock the active customers of these managers, then the managers (each in id order).
+
+    Returns the managers locked (those that still exist). Read the managers again afterwards:
+    what was read before the locks may have changed meanwhile.
+    """
+    ids = list(manager_ids)
+    await session.execute(_LOCK_PORTFOLIOS, {"ids": ids})
+    return set((await session.scalars(_LOCK_MANAGERS_BY_ID, {"ids": ids})).all())
 
 
 async def load_customers(

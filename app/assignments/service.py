@@ -374,25 +374,27 @@ async def rebalance(session: AsyncSession, *, request: RebalanceRequest, actor: 
     """
     if not request.dry_run:
         await lock_placements(session)
-    managers = await loading.load_managers(session, lock=not request.dry_run, workloads=False)
-    managers = [
-        m
-        for m in managers
-        if m.status == "active"
-        and (request.team is None or m.team == request.team)
-        and (request.region is None or m.region == request.region)
-    ]
+
+    def selected(managers: Sequence[engine.Manager]) -> list[engine.Manager]:
+        return [
+            m
+            for m in managers
+            if m.status == "active"
+            and (request.team is None or m.team == request.team)
+            and (request.region is None or m.region == request.region)
+        ]
+
+    managers = selected(await loading.load_managers(session, workloads=False))
     tiers = await loading.load_tiers(session)
     if not request.dry_run:
-        # Writers lock customers before managers; the placement lock keeps other placements
-        # out, and manual assignments lock the customer row first, so no deadlock.
-        await session.execute(
-            text(
-                "SELECT id FROM customers WHERE manager_id = ANY(CAST(:ids AS uuid[])) "
-                "AND status = 'active' ORDER BY id FOR UPDATE"
-            ),
-            {"ids": [m.id for m in managers]},
-        )
+        # Their customers first, then the managers (the order every writer locks in, see
+        # app.assignments.loading); the managers are read again under their locks.
+        locked = await loading.lock_portfolios(session, [m.id for m in managers])
+        managers = [
+            m
+            for m in selected(await loading.load_managers(session, workloads=False))
+            if m.id in locked
+        ]
     customers = await columnar.load_owned_customer_columns(session, tiers=tiers, managers=managers)
     managers = columnar.with_workloads(managers, customers, tiers)
     rules = await current_rules(session)
