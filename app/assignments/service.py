@@ -407,7 +407,12 @@ async def rebalance(session: AsyncSession, *, request: RebalanceRequest, actor: 
         explain=request.explain,  # type: ignore[arg-type]
         deadline=deadline,
     )
-    compute = functools.partial(engine.rebalance, customers, managers, tiers, rules.rules, options)
+
+    def compute() -> engine.Plan:
+        plan = engine.rebalance(customers, managers, tiers, rules.rules, options)
+        plan.moves().as_uuids()  # built here too: 100k moves are 200k UUID objects
+        return plan
+
     plan = await run_engine("rebalance", compute, deadline=deadline)
     digest = hashlib.sha256(customers.ids.tobytes() + customers.owner.tobytes())
     digest.update(repr((managers, tiers, rules.version)).encode())
