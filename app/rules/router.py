@@ -30,7 +30,9 @@ async def get_rules(session: DbSession) -> RuleSetOut:
 )
 async def put_rules(session: DbSession, caller: CurrentCaller, body: RuleSetIn) -> RuleSetOut:
     """Store a new version of the rule set; older versions are kept. An invalid rule set is a
-    422 whose `errors[].loc` points at the offending rule and field."""
+    422 whose `errors[].loc` points at the offending rule and field. Rule sets are bounded:
+    weights finite and within ±1 000 000, at most 200 eligibility rules and 200 preferences,
+    20 conditions per rule (`when` and `conditions` together), 1 000 values per list."""
     return await service.replace_rules(
         session, payload=body.rules, actor=caller.name, note=body.note
     )
