@@ -55,9 +55,11 @@ _MANAGERS_ONLY = text(
 
 _LOCK_MANAGERS = text("SELECT id FROM managers WHERE status = 'active' ORDER BY id FOR UPDATE")
 
+# Locks return a count, not the rows: a million locked ids decoded by the driver would hold
+# the event loop for seconds.
 _LOCK_PORTFOLIOS = text(
-    "SELECT id FROM customers WHERE manager_id = ANY(CAST(:ids AS uuid[])) "
-    "AND status = 'active' ORDER BY id FOR UPDATE"
+    "SELECT count(*) FROM (SELECT id FROM customers WHERE manager_id = ANY(CAST(:ids AS uuid[])) "
+    "AND status = 'active' ORDER BY id FOR UPDATE) AS locked"
 )
 _LOCK_MANAGERS_BY_ID = text(
     "SELECT id FROM managers WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
@@ -73,7 +75,8 @@ _CUSTOMERS = text(
     """
 )
 _CUSTOMERS_LOCKED = text(
-    "SELECT id FROM customers WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
+    "SELECT count(*) FROM (SELECT id FROM customers WHERE id = ANY(CAST(:ids AS uuid[])) "
+    "ORDER BY id FOR UPDATE) AS locked"
 )
 
 _FORMER_OWNERS = text(
