@@ -102,7 +102,7 @@ MAX_CONDITIONS = 20
 MAX_LIST_VALUES = 1_000
 """Most values in one list literal (`in`, `not_in`, `overlaps`)."""
 MAX_TEXT = 1_000
-"""Longest text literal, and longest rule description."""
+"""Longest text literal."""
 STORED: dict[str, bool] = {"stored": True}
 """Validation context of a rule set read back from storage: the size limits are not applied."""
 
@@ -274,7 +274,7 @@ class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
-    description: Annotated[str | None, Field(max_length=MAX_TEXT)] = None
+    description: str | None = None
     when: list[Condition] = Field(default_factory=list)
     conditions: Annotated[list[Condition], Field(min_length=1)]
 
@@ -318,7 +318,7 @@ class RuleSet(BaseModel):
     preferences: list[Preference] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _unique_ids(self, info: ValidationInfo) -> RuleSet:
+    def _bounded_with_unique_ids(self, info: ValidationInfo) -> RuleSet:
         seen = set(BUILTIN_RULE_IDS)
         errors: list[InitErrorDetails] = []
         for kind in ("eligibility", "preferences"):
@@ -328,8 +328,12 @@ class RuleSet(BaseModel):
                     InitErrorDetails(
                         type=PydanticCustomError(
                             "too_many_rules",
-                            "at most {limit} rules of a kind, got {count}",
-                            {"limit": MAX_RULES, "count": count},
+                            "a rule set may have at most {limit} {kind}, got {count}",
+                            {
+                                "limit": MAX_RULES,
+                                "kind": "preferences" if kind == "preferences" else "rules",
+                                "count": count,
+                            },
                         ),
                         loc=(kind,),
                         input=count,

@@ -11,7 +11,14 @@ from pydantic import ValidationError
 
 from app.engine import EngineError, RebalanceOptions, RuleSet, plan_assignments, rebalance
 from app.engine.lookahead import grouped_fill
-from app.engine.rules import MAX_CONDITIONS, MAX_LIST_VALUES, MAX_RULES, MAX_WEIGHT, STORED
+from app.engine.rules import (
+    MAX_CONDITIONS,
+    MAX_LIST_VALUES,
+    MAX_RULES,
+    MAX_TEXT,
+    MAX_WEIGHT,
+    STORED,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -80,6 +87,10 @@ def errors_of(payload: dict) -> list[tuple[tuple, str]]:
                 ]
             },
             ("eligibility", 0, "conditions", 0, "value"),
+        ),
+        (
+            {"preferences": [preference(0, 1, value="x" * (MAX_TEXT + 1))]},
+            ("preferences", 0, "conditions", 0, "value"),
         ),
     ],
 )
