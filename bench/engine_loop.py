@@ -6,6 +6,10 @@ Serves Baton (one uvicorn worker, as `baton serve --workers 1`) over a generated
 `POST /v1/rebalance` of every customer runs (read the book, plan, write the moves), and prints
 p50 / p99 / max of each. Goal: p99 under 50 ms while the plan runs.
 
+Probes are due on a fixed schedule and each latency counts from when the probe was due, not
+from when it was sent: a server that stalls for a second delays every probe due in that
+second (as it would delay every client), not only the one in flight.
+
     python -m bench.engine_loop                      # 1M customers × 10k managers, applied
     python -m bench.engine_loop --customers 200000   # a smaller book
     python -m bench.engine_loop --dry-run            # plan only, nothing written
@@ -31,17 +35,21 @@ from bench.load import _admin_key, free_port, start, stop
 
 
 def probe(port: int, until: threading.Event, interval: float) -> list[float]:
-    """Latencies (ms) of GET /healthz, one at a time, until `until` is set."""
+    """Latencies (ms) of GET /healthz due every `interval` s, counted from when each was due,
+    until `until` is set."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     latencies = []
+    due = time.perf_counter()
     while not until.is_set():
-        started = time.perf_counter()
+        wait = due - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
         connection.request("GET", "/healthz")
         response = connection.getresponse()
         response.read()
-        latencies.append((time.perf_counter() - started) * 1000)
+        latencies.append((time.perf_counter() - due) * 1000)
         assert response.status == 200, response.status
-        time.sleep(interval)
+        due += interval
     connection.close()
     return latencies
 
