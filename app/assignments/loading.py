@@ -57,12 +57,19 @@ _LOCK_MANAGERS = text("SELECT id FROM managers WHERE status = 'active' ORDER BY 
 
 # Locks return a count, not the rows: a million locked ids decoded by the driver would hold
 # the event loop for seconds.
+_ACTIVE_IN = """m.status = 'active'
+       AND (CAST(:team AS text) IS NULL OR m.team = :team)
+       AND (CAST(:region AS text) IS NULL OR m.region = :region)"""
 _LOCK_PORTFOLIOS = text(
-    "SELECT count(*) FROM (SELECT id FROM customers WHERE manager_id = ANY(CAST(:ids AS uuid[])) "
-    "AND status = 'active' ORDER BY id FOR UPDATE) AS locked"
+    f"""
+    SELECT count(*) FROM (
+        SELECT c.id FROM customers AS c JOIN managers AS m ON m.id = c.manager_id
+         WHERE c.status = 'active' AND {_ACTIVE_IN}
+         ORDER BY c.id FOR UPDATE OF c) AS locked
+    """
 )
-_LOCK_MANAGERS_BY_ID = text(
-    "SELECT id FROM managers WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
+_LOCK_ACTIVE_MANAGERS = text(
+    f"SELECT m.id FROM managers AS m WHERE {_ACTIVE_IN} ORDER BY m.id FOR UPDATE"
 )
 
 _CUSTOMERS = text(
@@ -132,16 +139,16 @@ async def load_managers(
 
 
 async def lock_portfolios(
-    session: AsyncSession, manager_ids: Sequence[uuid.UUID]
+    session: AsyncSession, *, team: str | None = None, region: str | None = None
 ) -> set[uuid.UUID]:
-    """Lock the active customers of these managers, then the managers (each in id order).
+    """Lock the active customers of the active managers (of ``team``, of ``region``), then
+    those managers, each in id order; returns the managers locked.
 
-    Returns the managers locked (those that still exist). Read the managers again afterwards:
-    what was read before the locks may have changed meanwhile.
+    A manager that turns active after this is not locked: leave it out of what is planned.
     """
-    ids = list(manager_ids)
-    await session.execute(_LOCK_PORTFOLIOS, {"ids": ids})
-    return set((await session.scalars(_LOCK_MANAGERS_BY_ID, {"ids": ids})).all())
+    where = {"team": team, "region": region}
+    await session.execute(_LOCK_PORTFOLIOS, where)
+    return set((await session.scalars(_LOCK_ACTIVE_MANAGERS, where)).all())
 
 
 async def load_customers(

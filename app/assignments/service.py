@@ -372,29 +372,22 @@ async def rebalance(session: AsyncSession, *, request: RebalanceRequest, actor: 
     Customers are read with one binary COPY into the engine's columns, so a rebalance of a
     whole book (a million customers) stays within seconds and a bounded memory.
     """
+    locked = None
     if not request.dry_run:
         await lock_placements(session)
-
-    def selected(managers: Sequence[engine.Manager]) -> list[engine.Manager]:
-        return [
-            m
-            for m in managers
-            if m.status == "active"
-            and (request.team is None or m.team == request.team)
-            and (request.region is None or m.region == request.region)
-        ]
-
-    managers = selected(await loading.load_managers(session, workloads=False))
+        # The customers first, then their managers: the order every writer locks in (see
+        # app.assignments.loading), so a manual assignment waits instead of deadlocking.
+        locked = await loading.lock_portfolios(session, team=request.team, region=request.region)
+    managers = await loading.load_managers(session, workloads=False)
+    managers = [
+        m
+        for m in managers
+        if m.status == "active"
+        and (request.team is None or m.team == request.team)
+        and (request.region is None or m.region == request.region)
+        and (locked is None or m.id in locked)
+    ]
     tiers = await loading.load_tiers(session)
-    if not request.dry_run:
-        # Their customers first, then the managers (the order every writer locks in, see
-        # app.assignments.loading); the managers are read again under their locks.
-        locked = await loading.lock_portfolios(session, [m.id for m in managers])
-        managers = [
-            m
-            for m in selected(await loading.load_managers(session, workloads=False))
-            if m.id in locked
-        ]
     customers = await columnar.load_owned_customer_columns(session, tiers=tiers, managers=managers)
     managers = columnar.with_workloads(managers, customers, tiers)
     rules = await current_rules(session)
