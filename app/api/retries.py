@@ -71,7 +71,7 @@ class TransactionRetryMiddleware:
                 scope.update(initial)
                 scope["state"] = dict(initial_state)
                 await asyncio.sleep(random.uniform(0, _BACKOFF_S * 2**attempt))
-            replay = _replay(list(body), recording_receive)
+            replay = _replay(body, recording_receive)
             if attempt == self.retries:
                 await self.app(scope, replay, send)  # the last one answers, whatever it is
             elif not await self._attempt(scope, replay, send):
@@ -85,7 +85,7 @@ class TransactionRetryMiddleware:
 
         async def guarded_send(message: Message) -> None:
             nonlocal dropped
-            if message["type"] == "http.response.start" and scope["state"].get(_MARK):
+            if message["type"] == "http.response.start" and scope.get("state", {}).get(_MARK):
                 dropped = True
             if not dropped:
                 await send(message)
@@ -93,13 +93,10 @@ class TransactionRetryMiddleware:
         await self.app(scope, receive, guarded_send)
         return dropped
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(retries={self.retries})"
-
 
 def _replay(recorded: list[Message], receive: Receive) -> Receive:
-    """``receive`` that first gives back the body messages an earlier attempt read."""
-    pending = list(recorded)
+    """``receive`` that first gives back the body messages earlier attempts read."""
+    pending = list(recorded)  # a copy: what this attempt reads anew is recorded behind it
 
     async def replaying_receive() -> Message:
         if pending:
