@@ -127,6 +127,14 @@ class StatementTimeout(BatonError):
     title = "Request took too long"
 
 
+class PlanOverBudget(BatonError):
+    """The engine ran past its time budget (``BATON_ENGINE_BUDGET_S``) and was abandoned."""
+
+    status = 503
+    code = "plan_over_budget"
+    title = "Plan took too long"
+
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 _PROBLEM_SCHEMA = {

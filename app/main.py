@@ -24,6 +24,7 @@ from app.api.auth import KeyCache
 from app.api.limits import BodySizeLimitMiddleware
 from app.api.middleware import RequestIdMiddleware
 from app.api.ratelimit import build_rate_limiter
+from app.api.retries import RETRYABLE_SQLSTATES, TransactionRetryMiddleware, mark_retryable
 from app.api.router import PREFIX, ROUTERS
 from app.db.reads import PoolReader
 from app.db.session import (
@@ -144,6 +145,16 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
             "A value in the request is out of range or contains characters that cannot be stored.",
             code="invalid_input",
             errors=[{"loc": ["request"], "msg": message, "type": "data_error"}],
+        )
+    if sqlstate in RETRYABLE_SQLSTATES:
+        # Rolled back by Postgres to break a deadlock or keep transactions serialisable: run
+        # the request again (TransactionRetryMiddleware); this answer goes out only when every
+        # attempt lost.
+        mark_retryable(request)
+        log.info("transaction_conflict", extra={"path": request.url.path, "sqlstate": sqlstate})
+        return _retry_later(
+            "The change collided with a concurrent one (deadlock or serialization failure) "
+            "several times; nothing was changed. Retry in a few seconds."
         )
     lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
     if (
@@ -271,6 +282,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(InternalClientError, _database_error)
     app.add_exception_handler(OSError, _connection_error)
     app.add_exception_handler(Exception, _unexpected_error)
+    # Innermost: a request retried after a deadlock is one request to everything outside.
+    app.add_middleware(TransactionRetryMiddleware, exclude=("/v1/imports/",))
     app.add_middleware(TelemetryMiddleware)  # inside RequestIdMiddleware: sees the request id
     app.add_middleware(
         BodySizeLimitMiddleware,

@@ -30,6 +30,12 @@ class Settings(BaseSettings):
         10, ge=1, description="Connections of the read-only pool behind the hottest GET routes."
     )
     db_statement_timeout_ms: int = Field(30_000, description="Per-statement timeout.")
+    engine_budget_s: float = Field(
+        30,
+        gt=0,
+        le=3600,
+        description="Longest a plan or rebalance may compute before it is abandoned (503).",
+    )
     max_page_size: int = 500
     default_page_size: int = 50
     log_level: str = "INFO"

@@ -21,7 +21,7 @@ from app import engine
 from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.assignments import loading
 from app.assignments import repository as ledger
-from app.assignments.schemas import ViolationOut
+from app.assignments.schemas import ViolationBrief, ViolationOut, ViolationRule
 from app.rules.service import current_rules
 from app.webhooks import outbox
 
@@ -139,14 +139,14 @@ async def record(
     return introduced
 
 
-def summary(found: Sequence[Found], *, limit: int = 100) -> list[dict[str, object]]:
+def summary(found: Sequence[Found], *, limit: int = 100) -> list[ViolationBrief]:
     """The first ``limit`` violations as a write response lists them."""
     return [
-        {
-            "customer_id": f.customer_id,
-            "manager_id": f.manager_id,
-            "rules": [v.to_dict() for v in f.rules],
-        }
+        ViolationBrief(
+            customer_id=f.customer_id,
+            manager_id=f.manager_id,
+            rules=[ViolationRule(rule=v.rule, message=v.message) for v in f.rules],
+        )
         for f in found[:limit]
     ]
 

@@ -1,4 +1,20 @@
-"""Read the database into the engine's frozen facts."""
+"""Read the database into the engine's frozen facts, and take the row locks writers need.
+
+**Lock order.** Every transaction that changes owners takes its locks in one order, so two
+writers wait for each other instead of deadlocking:
+
+1. the placement advisory lock (``assignments.service.lock_placements``: apply, assign,
+   rebalance, handover execution), when it is an automated placement;
+2. customers, in id order;
+3. managers, in id order.
+
+A manual assignment locks its customer, then the new manager; apply and assign lock the
+selected customers, then every active manager (``load_customers`` then ``load_managers`` with
+``lock``); a rebalance locks the portfolios it may move, then their managers
+(``lock_portfolios``). A deadlock or serialization failure that still happens (a customer
+joining a portfolio between the two steps, a path outside this order) is retried with the
+whole request (``app.api.retries``).
+"""
 
 from __future__ import annotations
 
@@ -53,6 +69,23 @@ _LOCK_ONE_MANAGER = text("SELECT id FROM managers WHERE id = :id FOR UPDATE")
 
 _LOCK_MANAGERS = text("SELECT id FROM managers WHERE status = 'active' ORDER BY id FOR UPDATE")
 
+# Locks return a count, not the rows: a million locked ids decoded by the driver would hold
+# the event loop for seconds.
+_ACTIVE_IN = """m.status = 'active'
+       AND (CAST(:team AS text) IS NULL OR m.team = :team)
+       AND (CAST(:region AS text) IS NULL OR m.region = :region)"""
+_LOCK_PORTFOLIOS = text(
+    f"""
+    SELECT count(*) FROM (
+        SELECT c.id FROM customers AS c JOIN managers AS m ON m.id = c.manager_id
+         WHERE c.status = 'active' AND {_ACTIVE_IN}
+         ORDER BY c.id FOR UPDATE OF c) AS locked
+    """
+)
+_LOCK_ACTIVE_MANAGERS = text(
+    f"SELECT m.id FROM managers AS m WHERE {_ACTIVE_IN} ORDER BY m.id FOR UPDATE"
+)
+
 _CUSTOMERS = text(
     """
     SELECT c.id, c.tier_code, c.region, c.language, c.industry, c.annual_value, c.satisfaction,
@@ -63,7 +96,8 @@ _CUSTOMERS = text(
     """
 )
 _CUSTOMERS_LOCKED = text(
-    "SELECT id FROM customers WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
+    "SELECT count(*) FROM (SELECT id FROM customers WHERE id = ANY(CAST(:ids AS uuid[])) "
+    "ORDER BY id FOR UPDATE) AS locked"
 )
 
 _FORMER_OWNERS = text(
@@ -128,6 +162,19 @@ def _manager(r: Mapping[str, Any]) -> engine.Manager:
         industries=tuple(r["industries"]),
         team=r["team"],
     )
+
+
+async def lock_portfolios(
+    session: AsyncSession, *, team: str | None = None, region: str | None = None
+) -> set[uuid.UUID]:
+    """Lock the active customers of the active managers (of ``team``, of ``region``), then
+    those managers, each in id order; returns the managers locked.
+
+    A manager that turns active after this is not locked: leave it out of what is planned.
+    """
+    where = {"team": team, "region": region}
+    await session.execute(_LOCK_PORTFOLIOS, where)
+    return set((await session.scalars(_LOCK_ACTIVE_MANAGERS, where)).all())
 
 
 async def load_customers(

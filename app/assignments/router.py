@@ -33,13 +33,14 @@ router = PrefixedRouter(
     "/assignments/plan",
     response_model=PlanOut,
     summary="Plan a placement (dry run)",
-    responses=problem_responses(),
+    responses=problem_responses(503),
 )
 async def plan_placement(session: DbSession, caller: CurrentCaller, body: PlanRequest) -> PlanOut:
     """What the engine would do with the selected customers (the pool by default; with
     `mode: repair`, only the customers whose owner breaks a hard rule): an owner or the pool
     for each, with score, reasons and explanation; loads before and after; balance metrics.
-    No owner changes. Keep `plan_token` to apply exactly this plan after review."""
+    No owner changes. Keep `plan_token` to apply exactly this plan after review. A plan
+    that runs past `BATON_ENGINE_BUDGET_S` is abandoned: 503 `plan_over_budget`."""
     return await service.plan_placement(session, request=body, actor=caller.name)
 
 
@@ -47,7 +48,7 @@ async def plan_placement(session: DbSession, caller: CurrentCaller, body: PlanRe
     "/assignments/apply",
     response_model=PlanOut,
     summary="Apply a placement",
-    responses=problem_responses(409),
+    responses=problem_responses(409, 503),
 )
 async def apply_placement(session: DbSession, caller: CurrentCaller, body: ApplyRequest) -> PlanOut:
     """Apply a reviewed plan: send only its `plan_token`; every move is written in one
@@ -61,7 +62,7 @@ async def apply_placement(session: DbSession, caller: CurrentCaller, body: Apply
     "/customers/{customer_id}/assign",
     response_model=AssignOut,
     summary="Place one customer",
-    responses=problem_responses(404, 409),
+    responses=problem_responses(404, 409, 503),
 )
 async def assign_customer(
     session: DbSession, caller: CurrentCaller, customer_id: uuid.UUID, body: AssignRequest
@@ -77,12 +78,13 @@ async def assign_customer(
     "/rebalance",
     response_model=PlanOut,
     summary="Rebalance workloads",
-    responses=problem_responses(),
+    responses=problem_responses(503),
 )
 async def rebalance(session: DbSession, caller: CurrentCaller, body: RebalanceRequest) -> PlanOut:
     """Bring every manager under the target utilization moving as few customers as needed.
     Pinned customers and customers moved in the last `min_days_since_move` days stay.
-    `dry_run` (the default) shows the plan without writing it."""
+    `dry_run` (the default) shows the plan without writing it. Past `BATON_ENGINE_BUDGET_S`
+    the plan is abandoned: 503 `plan_over_budget`, nothing written."""
     return await service.rebalance(session, request=body, actor=caller.name)
 
 

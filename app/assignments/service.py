@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import secrets
 import statistics
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
 from app.assignments import columnar, loading, repository
+from app.assignments.budget import engine_deadline, run_engine
 from app.assignments.repository import move_customers
 from app.assignments.schemas import (
     ApplyRequest,
@@ -36,7 +38,6 @@ from app.assignments.schemas import (
 from app.audit import service as audit
 from app.db.models import Customer
 from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
-from app.observability.metrics import time_engine
 from app.rules.service import current_rules
 
 # Automated placements (apply, assign, rebalance) run one at a time: each reads workloads
@@ -54,18 +55,18 @@ async def lock_placements(session: AsyncSession) -> None:
     await session.execute(select(func.pg_advisory_xact_lock(_PLACEMENT_LOCK)))
 
 
-def _run_engine(
+async def _run_engine(
     customers: Sequence[engine.Customer],
     managers: Sequence[engine.Manager],
     tiers: Sequence[engine.Tier],
     rules: engine.RuleSet,
     options: engine.PlanOptions,
 ) -> engine.Plan:
-    try:
-        with time_engine("plan_assignments"):
-            return engine.plan_assignments(customers, managers, tiers, rules, options)
-    except engine.EngineError as exc:
-        raise InvalidInput(str(exc)) from exc
+    """The engine's plan, computed in a worker thread within the time budget."""
+    deadline = engine_deadline()
+    options = dataclasses.replace(options, deadline=deadline)
+    compute = functools.partial(engine.plan_assignments, customers, managers, tiers, rules, options)
+    return await run_engine("plan_assignments", compute, deadline=deadline)
 
 
 async def propose(
@@ -124,7 +125,7 @@ async def _propose(
         explain=explain,  # type: ignore[arg-type]
         rotation=await repository.rotation(session) if strategy == "round_robin" else (),
     )
-    plan = _run_engine(customers, managers, tiers, rules.rules, options)
+    plan = await _run_engine(customers, managers, tiers, rules.rules, options)
     digests = input_digests(customers, managers, tiers, rules.version, options)
     return plan, digests, rules.version
 
@@ -143,7 +144,9 @@ def input_digests(
     """Digests of every input a plan's decisions read, by part, so a stale plan says what
     changed. Each part is the ``repr`` of whole frozen dataclasses: every field counts,
     including ones added later (only the clock and the explanation level are left out)."""
-    neutral = dataclasses.replace(options, now=datetime.min.replace(tzinfo=UTC), explain="none")
+    neutral = dataclasses.replace(
+        options, now=datetime.min.replace(tzinfo=UTC), explain="none", deadline=None
+    )
     return {
         "customers": _digest(tuple(customers)),
         "managers": _digest(tuple(dataclasses.replace(m, workload=0) for m in managers)),
@@ -400,42 +403,41 @@ async def rebalance(session: AsyncSession, *, request: RebalanceRequest, actor: 
     Customers are read with one binary COPY into the engine's columns, so a rebalance of a
     whole book (a million customers) stays within seconds and a bounded memory.
     """
+    locked = None
     if not request.dry_run:
         await lock_placements(session)
-    managers = await loading.load_managers(session, lock=not request.dry_run, workloads=False)
+        # The customers first, then their managers: the order every writer locks in (see
+        # app.assignments.loading), so a manual assignment waits instead of deadlocking.
+        locked = await loading.lock_portfolios(session, team=request.team, region=request.region)
+    managers = await loading.load_managers(session, workloads=False)
     managers = [
         m
         for m in managers
         if m.status == "active"
         and (request.team is None or m.team == request.team)
         and (request.region is None or m.region == request.region)
+        and (locked is None or m.id in locked)
     ]
     tiers = await loading.load_tiers(session)
-    if not request.dry_run:
-        # Writers lock customers before managers; the placement lock keeps other placements
-        # out, and manual assignments lock the customer row first, so no deadlock.
-        await session.execute(
-            text(
-                "SELECT id FROM customers WHERE manager_id = ANY(CAST(:ids AS uuid[])) "
-                "AND status = 'active' ORDER BY id FOR UPDATE"
-            ),
-            {"ids": [m.id for m in managers]},
-        )
     customers = await columnar.load_owned_customer_columns(session, tiers=tiers, managers=managers)
     managers = columnar.with_workloads(managers, customers, tiers)
     rules = await current_rules(session)
+    deadline = engine_deadline()
     options = engine.RebalanceOptions(
         now=datetime.now(UTC),
         target_utilization=request.target_utilization,
         max_spread=request.max_spread,
         min_days_since_move=request.min_days_since_move,
         explain=request.explain,  # type: ignore[arg-type]
+        deadline=deadline,
     )
-    try:
-        with time_engine("rebalance"):
-            plan = engine.rebalance(customers, managers, tiers, rules.rules, options)
-    except engine.EngineError as exc:
-        raise InvalidInput(str(exc)) from exc
+
+    def compute() -> engine.Plan:
+        plan = engine.rebalance(customers, managers, tiers, rules.rules, options)
+        plan.moves().as_uuids()  # built here too: 100k moves are 200k UUID objects
+        return plan
+
+    plan = await run_engine("rebalance", compute, deadline=deadline)
     digest = hashlib.sha256(customers.ids.tobytes() + customers.owner.tobytes())
     digest.update(repr((managers, tiers, rules.version)).encode())
     moved = 0

@@ -233,7 +233,7 @@ async def update_customer(
     customer = await get_customer(session, customer_id=customer_id)
     return CustomerChangeOut(
         **customer.model_dump(),
-        violations_detected=compliance.summary(found),  # type: ignore[arg-type]
+        violations_detected=compliance.summary(found),
         violations_detected_count=len(found),
     )
 

@@ -4,6 +4,7 @@ No database, no HTTP, no clock: the service loads facts, calls `plan_assignments
 `rebalance`, and writes the plan it gets back.
 """
 
+from app.engine.budget import OverBudget
 from app.engine.columns import NO_TIME, CustomerColumns
 from app.engine.facts import Customer, EngineError, FormerOwner, Manager, Tier
 from app.engine.guard import Violation, placement_violations
@@ -24,6 +25,7 @@ __all__ = [
     "Manager",
     "ManagerLoad",
     "Moves",
+    "OverBudget",
     "OverTarget",
     "Plan",
     "PlanMetrics",

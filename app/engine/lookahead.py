@@ -25,6 +25,8 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_flow
 
+from app.engine.budget import checkpoint
+
 _INT_LIMIT = 2**30  # maximum_flow works on int32 capacities
 _BISECTION_STEPS = 64
 _SINKHORN_STEPS = 200
@@ -221,6 +223,7 @@ def plan_reservations(
     round_j = np.zeros(len(kfirst), np.int64)
     round_b = np.zeros(b_count, np.int64)
     while active_j.any() and rounds <= len(kfirst):
+        checkpoint()
         rounds += 1
         in_b = active_b[bucket]
         t = _level_for(
@@ -228,6 +231,7 @@ def plan_reservations(
         )
         cut_j, cut_b = active_j.copy(), active_b.copy()
         for _ in range(4 * len(kfirst) + 8):
+            checkpoint()
             room_b = np.bincount(
                 bucket, weights=_room_at(t, m_load, m_cap, m_hard), minlength=b_count
             )
@@ -377,6 +381,8 @@ def grouped_fill(
         rank = np.empty(len(order), np.int64)
         rank[by_group] = np.arange(len(order)) - starts
         allowed = order[rank < (group_units[g] - held[g])][:deficit]
+        if not len(allowed):
+            break  # only with scores that do not compare (NaN); the caller water-fills the rest
         counts[allowed] += 1
         deficit -= len(allowed)
     return counts

@@ -33,6 +33,8 @@ class PlanOptions:
     rotation: tuple[tuple[str, UUID], ...] = ()
     """`round_robin`: where each eligibility pool's turn stopped (pool, last manager), so
     the rotation continues across plans; the plan returns the new positions."""
+    deadline: float | None = None
+    """A `time.monotonic()` instant past which the plan stops with `OverBudget` (None: never)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -46,3 +48,5 @@ class RebalanceOptions:
     exclude_manager_ids: frozenset[UUID] = frozenset()
     explain: Explain = "basic"
     utilization_penalty: float = DEFAULT_UTILIZATION_PENALTY
+    deadline: float | None = None
+    """A `time.monotonic()` instant past which the plan stops with `OverBudget` (None: never)."""

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from app.engine.budget import budget, remaining
 from app.engine.classes import build_classes
 from app.engine.facts import Manager, Tier
 from app.engine.optimal import run_optimal
@@ -47,8 +48,20 @@ def plan_assignments(
 
     Customers currently owned by one of the given managers are up for placement: their weight
     is taken off that manager first (which stays a candidate unless excluded or not active).
-    Pinned customers stay put. Accepts `Customer`s or `CustomerColumns`.
+    Pinned customers stay put. Accepts `Customer`s or `CustomerColumns`. Past
+    `options.deadline` it stops with `OverBudget`.
     """
+    with budget(options.deadline):
+        return _plan(customers, managers, tiers, rules, options)
+
+
+def _plan(
+    customers: Customers,
+    managers: Sequence[Manager],
+    tiers: Sequence[Tier],
+    rules: RuleSet,
+    options: PlanOptions,
+) -> Plan:
     problem = prepare(customers, managers, tiers, rules, options.exclude_manager_ids)
     n = len(problem.cols)
     pinned = problem.cols.pinned
@@ -75,7 +88,8 @@ def plan_assignments(
                 problem, classes, outcome, load, rows, dict(options.rotation)
             )
         case "optimal":
-            result = run_optimal(problem, classes, outcome, load, penalty, options.time_limit_s)
+            time_limit = remaining(options.time_limit_s)
+            result = run_optimal(problem, classes, outcome, load, penalty, time_limit)
             extra = {
                 "lower_bound": result.lower_bound,
                 "proven_optimal": result.proven_optimal,

@@ -18,6 +18,12 @@ from app.engine.rules import RuleSet
 
 Customers = Sequence[Customer] | CustomerColumns
 
+SCORE_LIMIT = 1e15
+"""Largest total of preference weights the engine adds up: far beyond what a rule set may hold
+(`rules.MAX_RULES` × `rules.MAX_WEIGHT`), and still exact in float64 arithmetic. Beyond it,
+scores lose the utilization term, and two weights near the float maximum add up to infinity,
+on which the fill loops cannot compare scores."""
+
 
 @dataclass(eq=False)
 class Problem:
@@ -74,6 +80,12 @@ def prepare(
     exclude: Collection[UUID] = frozenset(),
 ) -> Problem:
     """Check the input and build the Problem."""
+    total = sum((abs(p.weight) for p in rules.preferences), 0.0)  # inf on overflow
+    if not total <= SCORE_LIMIT:  # also NaN
+        raise EngineError(
+            f"the preference weights add up to {total:g} points, more than the engine can score "
+            f"({SCORE_LIMIT:g}); store a rule set with smaller weights"
+        )
     cols = customers if isinstance(customers, CustomerColumns) else None
     if cols is None:
         cols = CustomerColumns.from_customers(list(customers))

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from app.engine.budget import budget, checkpoint
 from app.engine.classes import build_classes, class_eligibility
 from app.engine.columns import NO_TIME, to_epoch
 from app.engine.facts import Manager, Tier
@@ -121,7 +122,19 @@ def rebalance(
     options: RebalanceOptions,
 ) -> Plan:
     """Bring every manager to at most `target_utilization` (and spread to `max_spread`, best
-    effort) with as few moves as possible. Input: all active customers with their owners."""
+    effort) with as few moves as possible. Input: all active customers with their owners.
+    Past `options.deadline` it stops with `OverBudget`."""
+    with budget(options.deadline):
+        return _rebalance(customers, managers, tiers, rules, options)
+
+
+def _rebalance(
+    customers: Customers,
+    managers: Sequence[Manager],
+    tiers: Sequence[Tier],
+    rules: RuleSet,
+    options: RebalanceOptions,
+) -> Plan:
     problem = prepare(customers, managers, tiers, rules, options.exclude_manager_ids)
     cols = problem.cols
     n = len(cols)
@@ -156,6 +169,7 @@ def rebalance(
     order = problem.customer_ids_sorted()
     unchanged = outcome.code(("unchanged",))
     for _ in range(_ROUNDS):
+        checkpoint()
         over = counted & (load > target * cap + 1e-9)
         if not over.any():
             break
@@ -277,6 +291,7 @@ def _narrow_spread(
 
     stuck: set[int] = set()
     for _ in range(len(movable_rows)):
+        checkpoint()
         util = np.where(counted, load / capf, np.nan)
         if np.nanmax(util) - np.nanmin(util) <= max_spread + 1e-12:
             break

@@ -5,6 +5,13 @@ reference `"$customer.<attr>"` / `"$manager.<attr>"`. A missing value (None, NaN
 a condition, except through `exists`. The virtual manager fields `is_current_owner`,
 `is_former_owner` (both about the customer being placed) and `utilization` (workload / capacity
 as given, before the plan) are available too.
+
+A rule set is bounded, so no plan it drives can overflow or run away: each preference weight is
+a finite number of points within ±`MAX_WEIGHT`; at most `MAX_RULES` eligibility rules and
+`MAX_RULES` preferences; at most `MAX_CONDITIONS` conditions per rule (`when` and `conditions`
+together); at most `MAX_LIST_VALUES` values in a list literal, and literal texts of at most
+`MAX_TEXT` characters. Stored rule sets are read back with `STORED` as validation context: one
+written before a limit existed still loads (the engine refuses weights it cannot add up).
 """
 
 from __future__ import annotations
@@ -15,7 +22,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from app.engine.facts import Customer, Manager
@@ -78,6 +93,19 @@ _OPS_BY_TYPE: dict[str, frozenset[str]] = {
     "list": frozenset({"contains", "overlaps", "exists"}),
 }
 
+MAX_WEIGHT = 1_000_000
+"""Largest preference weight, in points (either sign): a point is worth 2 pp of utilization."""
+MAX_RULES = 200
+"""Most eligibility rules, and most preferences, in one rule set."""
+MAX_CONDITIONS = 20
+"""Most conditions in one rule, `when` and `conditions` together."""
+MAX_LIST_VALUES = 1_000
+"""Most values in one list literal (`in`, `not_in`, `overlaps`)."""
+MAX_TEXT = 1_000
+"""Longest text literal."""
+STORED: dict[str, bool] = {"stored": True}
+"""Validation context of a rule set read back from storage: the size limits are not applied."""
+
 Literal_ = str | int | float | bool
 JsonValue = Literal_ | list[Literal_] | None
 
@@ -116,7 +144,7 @@ class Condition(BaseModel):
 
     @field_validator("op")
     @classmethod
-    def _check_op(cls, value: str, info: Any) -> str:
+    def _check_op(cls, value: str, info: ValidationInfo) -> str:
         ftype = field_type(info.data.get("field", ""))
         if ftype is not None and value not in _OPS_BY_TYPE[ftype]:
             allowed = ", ".join(sorted(_OPS_BY_TYPE[ftype]))
@@ -128,11 +156,13 @@ class Condition(BaseModel):
 
     @field_validator("value")
     @classmethod
-    def _check_value(cls, value: JsonValue, info: Any) -> JsonValue:
+    def _check_value(cls, value: JsonValue, info: ValidationInfo) -> JsonValue:
         ftype = field_type(info.data.get("field", ""))
         op = info.data.get("op")
         if ftype is None or op is None:
             return value
+        if _limits_apply(info):
+            _check_size(value)
         if op == "exists":
             if not isinstance(value, bool):
                 raise ValueError("`exists` takes true or false")
@@ -176,6 +206,19 @@ class Condition(BaseModel):
         """`manager.level gte 4` / `manager.languages contains $customer.language`."""
         value = self.value if self.reference else repr(self.value)
         return f"{self.field} {self.op} {value}"
+
+
+def _limits_apply(info: ValidationInfo) -> bool:
+    """Size limits hold for new rule sets, not for stored ones (see `STORED`)."""
+    return not (isinstance(info.context, dict) and info.context.get("stored"))
+
+
+def _check_size(value: JsonValue) -> None:
+    if isinstance(value, list) and len(value) > MAX_LIST_VALUES:
+        raise ValueError(f"a list may hold at most {MAX_LIST_VALUES} values, got {len(value)}")
+    texts = value if isinstance(value, list) else [value]
+    if any(isinstance(v, str) and len(v) > MAX_TEXT for v in texts):
+        raise ValueError(f"a text value may be at most {MAX_TEXT} characters long")
 
 
 def _check_reference(ftype: str, op: str, rtype: str) -> None:
@@ -235,6 +278,16 @@ class Rule(BaseModel):
     when: list[Condition] = Field(default_factory=list)
     conditions: Annotated[list[Condition], Field(min_length=1)]
 
+    @model_validator(mode="after")
+    def _bounded(self, info: ValidationInfo) -> Rule:
+        size = len(self.when) + len(self.conditions)
+        if size > MAX_CONDITIONS and _limits_apply(info):
+            raise ValueError(
+                f"a rule may have at most {MAX_CONDITIONS} conditions (`when` and `conditions` "
+                f"together), {self.id!r} has {size}"
+            )
+        return self
+
     def reads(self) -> set[str]:
         """Field paths this rule reads."""
         return set().union(*(c.reads() for c in (*self.when, *self.conditions)))
@@ -247,9 +300,11 @@ class Preference(Rule):
 
     @field_validator("weight")
     @classmethod
-    def _finite(cls, value: float) -> float:
+    def _finite(cls, value: float, info: ValidationInfo) -> float:
         if not math.isfinite(value):
             raise ValueError("weight must be a finite number")
+        if abs(value) > MAX_WEIGHT and _limits_apply(info):
+            raise ValueError(f"weight must be between -{MAX_WEIGHT} and {MAX_WEIGHT} points")
         return value
 
 
@@ -263,9 +318,27 @@ class RuleSet(BaseModel):
     preferences: list[Preference] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> RuleSet:
+    def _bounded_with_unique_ids(self, info: ValidationInfo) -> RuleSet:
         seen = set(BUILTIN_RULE_IDS)
         errors: list[InitErrorDetails] = []
+        for kind in ("eligibility", "preferences"):
+            count = len(getattr(self, kind))
+            if count > MAX_RULES and _limits_apply(info):
+                errors.append(
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "too_many_rules",
+                            "a rule set may have at most {limit} {kind}, got {count}",
+                            {
+                                "limit": MAX_RULES,
+                                "kind": "preferences" if kind == "preferences" else "rules",
+                                "count": count,
+                            },
+                        ),
+                        loc=(kind,),
+                        input=count,
+                    )
+                )
         for kind in ("eligibility", "preferences"):
             for i, rule in enumerate(getattr(self, kind)):
                 if rule.id in seen:
@@ -274,7 +347,7 @@ class RuleSet(BaseModel):
                         InitErrorDetails(
                             type=PydanticCustomError(
                                 "duplicate_rule_id",
-                                "{id!r} is already used by a {what}; rule ids must be unique",
+                                "'{id}' is already used by a {what}; rule ids must be unique",
                                 {"id": rule.id, "what": what},
                             ),
                             loc=(kind, i, "id"),

@@ -9,6 +9,7 @@ from uuid import UUID
 
 import numpy as np
 
+from app.engine.budget import checkpoint
 from app.engine.classes import Classes, class_eligibility
 from app.engine.facts import EngineError
 from app.engine.fill import water_fill
@@ -87,6 +88,7 @@ def run_balanced(
         )
         del ok
     for c in classes.order:
+        checkpoint()
         c = int(c)
         rows = classes.members(c)
         weight = int(classes.weight[c])
@@ -153,6 +155,7 @@ def run_successor(
     manager = problem.managers[s]
     cap = int(problem.capacity[s])
     for c in classes.order:
+        checkpoint()
         rows = classes.members(c)
         weight = int(classes.weight[c])
         if not problem.not_excluded[s]:
@@ -262,6 +265,7 @@ def run_round_robin(
     prefs: list[np.ndarray] = []
     ids = [mgr.id for mgr in problem.managers]  # sorted by id
     for c in range(len(classes)):
+        checkpoint()
         class_of[classes.members(c)] = c
         ok, pref = class_eligibility(problem, classes, c)
         eligible.append(np.flatnonzero(ok).tolist())
@@ -283,6 +287,7 @@ def run_round_robin(
     # The turn passes from customer to customer, so they go one by one; in chunks, so that no
     # million-entry Python list is ever built.
     for start in range(0, len(order), _CHUNK):
+        checkpoint()
         rows = order[start : start + _CHUNK]
         _round_robin_chunk(
             rows.tolist(),

@@ -316,7 +316,7 @@ async def import_rows(
         else compliance.Scope.managers(ids)
     )
     found = await compliance.record(session, scope, cause="import", actor=actor)
-    report.violations_detected = compliance.summary(found)  # type: ignore[assignment]
+    report.violations_detected = compliance.summary(found)
     report.violations_detected_count = len(found)
     await repository.drop_stage(session, stage)
     for outcome in ("created", "updated", "unchanged", "failed"):

@@ -36,7 +36,9 @@ async def put_rules(session: DbSession, caller: CurrentCaller, body: RuleSetIn) 
     """Store a new version of the rule set; older versions are kept. An invalid rule set is a
     422 whose `errors[].loc` points at the offending rule and field. Current owners that the
     new hard rules reject are recorded as violations and listed in `violations_detected`
-    (repair them with a `repair` plan)."""
+    (repair them with a `repair` plan). Rule sets are bounded: weights finite and within
+    ±1 000 000, at most 200 eligibility rules and 200 preferences, 20 conditions per rule
+    (`when` and `conditions` together), 1 000 values per list."""
     return await ownership.replace_rules(
         session, payload=body.rules, actor=caller.name, note=body.note
     )

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import RuleSetVersion
 from app.engine import RuleSet
+from app.engine.rules import STORED
 from app.errors import InvalidInput
 from app.rules.schemas import RuleSetOut
 
@@ -21,7 +22,7 @@ def _out(row: RuleSetVersion | None) -> RuleSetOut:
         )
     return RuleSetOut(
         version=row.version,
-        rules=RuleSet.model_validate(row.rules),
+        rules=RuleSet.model_validate(row.rules, context=STORED),
         created_at=row.created_at,
         created_by=row.created_by,
         note=row.note,
