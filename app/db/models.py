@@ -223,6 +223,7 @@ HANDOVER_ITEM_STATUSES = (
     "restored",
     "returned",
 )
+NOTIFICATION_STATUSES = ("pending", "sent", "not_sent")
 HANDOVER_TASKS = (
     "customer_list_exported",
     "projects_reviewed",
@@ -305,7 +306,7 @@ class HandoverItem(Base):
     __table_args__ = (
         CheckConstraint(_in("status", HANDOVER_ITEM_STATUSES), name="status_valid"),
         CheckConstraint(
-            "notification_status IS NULL OR notification_status IN ('pending', 'sent')",
+            "notification_status IS NULL OR notification_status IN ('pending', 'sent', 'not_sent')",
             name="notification_status_valid",
         ),
         Index("ix_handover_items_customer", "customer_id"),
@@ -340,9 +341,35 @@ class HandoverItem(Base):
     briefing_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     notification_status: Mapped[str | None] = mapped_column(Text)
     notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # the outbound event carrying the notification; why it was not sent
+    notification_event_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    notification_error: Mapped[str | None] = mapped_column(Text)
     refused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     refused_manager_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     outcome_note: Mapped[str | None] = mapped_column(Text)
+
+
+class HandoverOwnerNotification(Base):
+    """The briefing sent to one new owner of a handover's customers, and whether it arrived."""
+
+    __tablename__ = "handover_owner_notifications"
+    __table_args__ = (
+        CheckConstraint(_in("status", NOTIFICATION_STATUSES), name="status_valid"),
+        Index(
+            "ix_handover_owner_notifications_pending",
+            "handover_id",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    handover_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("handovers.id", ondelete="CASCADE"), primary_key=True
+    )
+    manager_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    event_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class HandoverTask(Base):
@@ -401,7 +428,7 @@ class SatisfactionScore(Base):
     )
 
 
-WEBHOOK_ADAPTERS = ("standard", "hubspot", "generic-hmac")
+WEBHOOK_ADAPTERS = ("standard", "hubspot", "generic-hmac", "zoho")
 INBOX_STATUSES = ("received", "processed", "failed", "ignored")
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
@@ -432,6 +459,9 @@ class WebhookSource(Base):
     default_strategy: Mapped[str] = mapped_column(Text, nullable=False, server_default="balanced")
     auto_approve: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
     tier_change_action: Mapped[str] = mapped_column(Text, nullable=False, server_default="propose")
+    # which CRM field holds tier, status, owner, ... (null: the adapter's defaults)
+    mapping: Mapped[dict[str, object] | None] = mapped_column(JSONB)
+    channel_id: Mapped[str | None] = mapped_column(Text)  # Zoho: the notification channel
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
