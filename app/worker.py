@@ -3,8 +3,8 @@
 pgqueuer talks asyncpg natively, so a job is enqueued on the request's own connection, inside
 the same transaction as the change that needs it: the job exists exactly when the change
 committed. Baton's own tables stay the source of truth (an approved handover with a due
-``effective_at``, a pending notification, an outbox row); a sweep every minute finds due work
-that no job announced, so nothing is lost if a job is.
+``effective_at``, an outbox row, a notification awaiting its delivery); a sweep every minute
+finds due work that no job announced, so nothing is lost if a job is.
 """
 
 from __future__ import annotations
@@ -105,11 +105,11 @@ async def _return_due_covers(factory: SessionFactory, now: datetime) -> int:
     return len(due)
 
 
-async def _send_notifications(factory: SessionFactory, now: datetime) -> int:
-    from app.handovers import service as handovers
+async def _settle_notifications(factory: SessionFactory, now: datetime) -> int:
+    from app.handovers import notifications
 
     async with session_scope(factory) as session:
-        return await handovers.mark_notifications_sent(session, limit=1000)
+        return await notifications.settle(session, at=now)
 
 
 async def _deliver_webhooks(factory: SessionFactory, now: datetime) -> int:
@@ -147,8 +147,8 @@ async def _prune_webhook_logs(factory: SessionFactory, now: datetime) -> int:
 SWEEPS: list[Sweep] = [
     _execute_due_handovers,
     _return_due_covers,
-    _send_notifications,
     _deliver_webhooks,
+    _settle_notifications,
     _process_inbound_webhooks,
     _forget_expired_idempotency_keys,
     _prune_webhook_logs,

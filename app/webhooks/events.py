@@ -14,6 +14,8 @@ OutboundType = Literal[
     "handover.cancelled",
     "handover.rolled_back",
     "handover.item.refused",
+    "handover.customer_notification",
+    "handover.owner_briefing",
     "manager.capacity_exceeded",
 ]
 OUTBOUND_TYPES: tuple[str, ...] = OutboundType.__args__  # type: ignore[attr-defined]

@@ -28,8 +28,7 @@ _SUBSCRIBED = "webhooks_subscribed_types"
 
 # Events and their deliveries in one statement; ids are made first so deliveries can name
 # them, and delivery ids follow emission order (per-customer ordering relies on it).
-_EMIT = text(
-    """
+_EMIT_CTE = """
     WITH e AS MATERIALIZED (
         SELECT gen_random_uuid() AS id, u.type, u.customer_id, CAST(u.data AS jsonb) AS data,
                u.ord
@@ -51,9 +50,17 @@ _EMIT = text(
           JOIN webhook_subscriptions AS s
             ON s.enabled AND (e.type = ANY (s.event_types) OR '*' = ANY (s.event_types))
          ORDER BY e.ord, s.id
-        RETURNING 1
+        RETURNING event_id
     )
-    SELECT count(*) FROM deliveries
+"""
+_EMIT = text(_EMIT_CTE + "SELECT count(*) FROM deliveries")
+# the same, answering which events (by position) got at least one delivery, and their ids
+_EMIT_TRACKED = text(
+    _EMIT_CTE
+    + """
+    SELECT e.ord, e.id, count(d.event_id) AS deliveries
+      FROM e LEFT JOIN deliveries AS d ON d.event_id = e.id
+     GROUP BY e.ord, e.id
     """
 )
 
@@ -93,25 +100,54 @@ async def emit_many(
         events = [e for e in events if e[0] in wanted]
         if not events:
             return 0
-    at = at or datetime.now(UTC)
-    corr = correlation_id or _current_correlation()
-    created = await session.scalar(
-        _EMIT,
-        {
-            "types": [t for t, _, _ in events],
-            "customers": [c for _, _, c in events],
-            "datas": [
-                json.dumps({**d, "correlation_id": corr}, default=_json_default)
-                for _, d, _ in events
-            ],
-            "correlation_id": corr,
-            "timestamp": _json_default(at),
-            "at": at,
-        },
-    )
+    created = await session.scalar(_EMIT, _emit_params(events, correlation_id, at))
     if created:
         await _announce(session)
     return int(created or 0)
+
+
+def _emit_params(
+    events: Sequence[tuple[str, Mapping[str, Any], uuid.UUID | None]],
+    correlation_id: str | None,
+    at: datetime | None,
+) -> dict[str, Any]:
+    at = at or datetime.now(UTC)
+    corr = correlation_id or _current_correlation()
+    return {
+        "types": [t for t, _, _ in events],
+        "customers": [c for _, _, c in events],
+        "datas": [
+            json.dumps({**d, "correlation_id": corr}, default=_json_default) for _, d, _ in events
+        ],
+        "correlation_id": corr,
+        "timestamp": _json_default(at),
+        "at": at,
+    }
+
+
+async def emit_tracked(
+    session: AsyncSession,
+    events: Sequence[tuple[str, Mapping[str, Any], uuid.UUID | None]],
+    *,
+    at: datetime | None = None,
+) -> list[uuid.UUID | None]:
+    """Like ``emit_many``, for events whose delivery the caller follows (notifications):
+    per event, in order, its id when at least one subscription will receive it, else None."""
+    if not events:
+        return []
+    wanted = await _subscribed_types(session)
+    positions = [i for i, e in enumerate(events) if "*" in wanted or e[0] in wanted]
+    ids: list[uuid.UUID | None] = [None] * len(events)
+    if not positions:
+        return ids
+    chosen = [events[i] for i in positions]
+    rows = await session.execute(_EMIT_TRACKED, _emit_params(chosen, None, at))
+    for ord_, event_id, deliveries in rows:
+        if deliveries:
+            ids[positions[ord_ - 1]] = event_id
+    if any(i is not None for i in ids):
+        await _announce(session)
+    return ids
 
 
 async def emit(

@@ -43,6 +43,12 @@ def upgrade() -> None:
         "handover_items",
         "notification_status IS NULL OR notification_status IN ('pending', 'sent', 'not_sent')",
     )
+    # the flag these rows waited for never stood for a delivery: say so rather than send late
+    op.execute(
+        "UPDATE handover_items SET notification_status = 'not_sent',"
+        " notification_error = 'executed before notifications were delivered'"
+        " WHERE notification_status = 'pending'"
+    )
     op.create_table(
         "handover_owner_notifications",
         sa.Column("handover_id", sa.UUID(), nullable=False),

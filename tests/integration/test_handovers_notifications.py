@@ -1,0 +1,152 @@
+"""Handover notifications from the wire: executing a handover with `notify_customers` sends
+each moved customer a signed `handover.customer_notification` and each new owner a signed
+`handover.owner_briefing`; the worker marks the items sent only after a delivery succeeded
+and ticks the checklist; an undeliverable notification is `not_sent` with the reason."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from app.worker import run_due_work
+from tests.integration.factories import create_customer, ok
+from tests.integration.test_handovers import act, create, items, portfolio
+from tests.integration.webhook_receiver import running_receiver
+
+NOTIFICATION_TYPES = ["handover.customer_notification", "handover.owner_briefing"]
+BRIEFING = {
+    "key_contacts": [{"name": "Wang Fang", "role": "CFO"}],
+    "contract_status": "renewal due 2027-03",
+    "notes": "Quarterly review in January.",
+}
+
+
+async def subscribe(client, url: str, types: list[str]) -> dict:
+    return await ok(
+        await client.post("/v1/webhook-subscriptions", json={"url": url, "event_types": types}),
+        201,
+    )
+
+
+def checklist(handover: dict) -> dict[str, dict]:
+    return {t["task"]: t for t in handover["checklist"]["tasks"]}
+
+
+def instant(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+async def test_notifications_are_delivered_signed_then_items_sent_and_checklist_ticked(
+    committed_client, factory, allow_loopback
+):
+    client = committed_client
+    with running_receiver() as receiver:
+        p = await portfolio(client, customers=3)
+        strategic = await create_customer(client, tier="strategic", manager_id=p["leaving"]["id"])
+        sub = await subscribe(client, receiver.url, NOTIFICATION_TYPES)
+        h = await create(client, p["leaving"]["id"])
+        await act(client, h["id"], "plan")
+        await ok(
+            await client.put(
+                f"/v1/handovers/{h['id']}/items/{strategic['id']}/briefing", json=BRIEFING
+            )
+        )
+        await act(client, h["id"], "approve")
+        await act(client, h["id"], "execute")
+        executed = await items(client, h["id"])
+        assert {i["notification_status"] for i in executed.values()} == {"pending"}
+        assert receiver.received == [], "nothing is sent inside the request"
+
+        await run_due_work(factory)
+
+        managers = {
+            m["id"]: m
+            for m in (await ok(await client.get("/v1/managers", params={"limit": 50})))["items"]
+        }
+        leaving = p["leaving"]
+        notices = receiver.of_type("handover.customer_notification")
+        assert len(notices) == 4
+        for r in notices:
+            data = r.verify(sub["secret"])["data"]
+            item = executed[data["customer"]["id"]]
+            new_owner = managers[item["final_manager_id"]]
+            assert data["handover_id"] == h["id"]
+            assert data["new_owner"] == {
+                "id": new_owner["id"],
+                "name": new_owner["name"],
+                "email": new_owner["email"],
+            }
+            assert data["previous_owner"]["id"] == leaving["id"]
+            assert data["previous_owner"]["email"] == leaving["email"]
+            assert instant(data["effective_at"]) == instant(item["moved_at"])
+            deadline = instant(data["refusal"]["deadline"])
+            assert deadline - instant(item["moved_at"]) == timedelta(hours=24)
+            assert data["refusal"]["path"].endswith(f"/items/{item['customer_id']}/refuse")
+            assert new_owner["email"] in data["refusal"]["instructions"]
+
+        briefings = receiver.of_type("handover.owner_briefing")
+        owners = {i["final_manager_id"] for i in executed.values()}
+        assert len(briefings) == len(owners)
+        taken = {}
+        for r in briefings:
+            data = r.verify(sub["secret"])["data"]
+            assert data["owner"]["id"] in owners
+            for c in data["customers"]:
+                assert executed[c["id"]]["final_manager_id"] == data["owner"]["id"]
+                taken[c["id"]] = c
+        assert set(taken) == set(executed), "every customer taken over is in one briefing"
+        assert taken[strategic["id"]]["briefing"]["contract_status"] == "renewal due 2027-03"
+        assert taken[strategic["id"]]["previous_owner"]["id"] == leaving["id"]
+
+        sent = await items(client, h["id"])
+        assert {i["notification_status"] for i in sent.values()} == {"sent"}
+        assert all(i["notified_at"] and i["notification_error"] is None for i in sent.values())
+        tasks = checklist(await ok(await client.get(f"/v1/handovers/{h['id']}")))
+        assert tasks["customers_notified"]["done"] and tasks["team_informed"]["done"]
+        assert tasks["customers_notified"]["done_by"] == "notifications"
+        assert not tasks["successors_trained"]["done"]
+
+
+async def test_undelivered_notifications_are_not_sent_and_tick_nothing(
+    committed_client, factory, allow_loopback
+):
+    client = committed_client
+    with running_receiver() as receiver:
+        receiver.default = (410, {})  # the customers' channel is gone: no retry
+        p = await portfolio(client, customers=2)
+        await subscribe(client, receiver.url, ["handover.customer_notification"])
+        h = await create(client, p["leaving"]["id"])
+        await act(client, h["id"], "plan")
+        await act(client, h["id"], "approve")
+        await act(client, h["id"], "execute")
+        await run_due_work(factory)
+
+        assert len(receiver.of_type("handover.customer_notification")) == 2
+        assert receiver.of_type("handover.owner_briefing") == []
+        moved = await items(client, h["id"])
+        assert {(i["notification_status"], i["notification_error"]) for i in moved.values()} == {
+            ("not_sent", "delivery failed")
+        }
+        assert all(i["notified_at"] is None for i in moved.values())
+        tasks = checklist(await ok(await client.get(f"/v1/handovers/{h['id']}")))
+        assert not tasks["customers_notified"]["done"]
+        assert not tasks["team_informed"]["done"], "no owner briefing subscriber"
+
+
+async def test_a_delivery_still_retrying_keeps_the_notification_pending(
+    committed_client, factory, allow_loopback
+):
+    client = committed_client
+    with running_receiver() as receiver:
+        receiver.default = (503, {})
+        p = await portfolio(client, customers=1)
+        await subscribe(client, receiver.url, NOTIFICATION_TYPES)
+        h = await create(client, p["leaving"]["id"])
+        await act(client, h["id"], "plan")
+        await act(client, h["id"], "approve")
+        await act(client, h["id"], "execute")
+        await run_due_work(factory)
+        assert len(receiver.received) == 2
+        (item,) = (await items(client, h["id"])).values()
+        assert item["notification_status"] == "pending" and item["notified_at"] is None
+        tasks = checklist(await ok(await client.get(f"/v1/handovers/{h['id']}")))
+        assert not tasks["customers_notified"]["done"]
