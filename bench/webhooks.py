@@ -5,7 +5,9 @@
 One transaction emits ``--events`` ``customer.assigned`` events (as a bulk move would) to one
 subscription; one dispatcher (``drain``: claim a batch, sign each with Standard Webhooks,
 POST concurrently, record the attempts set-based) then delivers them to a receiver running
-in another process (uvicorn, answers 200). Prints emit time and delivered events/s.
+in another process (uvicorn, answers 200). The floor, measured in the same run against the
+same receiver: a bare aiohttp client posting the same number of bodies of the same size with
+the same concurrency, no database, no signing. Prints both, and Baton's share of the floor.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 import time
 import uuid
 
+import aiohttp
 import httpx
 from sqlalchemy import text
 
@@ -54,6 +57,22 @@ async def _wait_up(url: str) -> None:
             except httpx.TransportError:
                 await asyncio.sleep(0.1)
     raise RuntimeError("receiver did not start")
+
+
+async def aiohttp_floor(url: str, requests: int, *, body: bytes, concurrency: int) -> float:
+    """Requests/s of a plain aiohttp client: the most one process can post to ``url``."""
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as client:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with gate, client.post(url, data=body) as response:
+                await response.read()
+                assert response.status == 200
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(requests)))
+        return requests / (time.perf_counter() - started)
 
 
 async def main(events: int) -> None:
@@ -103,19 +122,37 @@ async def main(events: int) -> None:
                 ],
             )
         emitted = time.perf_counter() - started
+        async with session_scope(factory) as session:
+            body = await session.scalar(text("SELECT payload::text FROM webhook_events LIMIT 1"))
+
+        async def floor_now() -> float:
+            return await aiohttp_floor(
+                url, events, body=body.encode(), concurrency=settings.webhooks_concurrency
+            )
+
+        # the floor before and after Baton's run, so neither gets the warmer receiver
+        floors = [await floor_now()]
         started = time.perf_counter()
         sent = await dispatcher.drain(factory, settings=settings)
         elapsed = time.perf_counter() - started
+        floors.append(await floor_now())
         async with session_scope(factory) as session:
             delivered = await session.scalar(
                 text("SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'")
             )
         await engine.dispose()
+        floor = sum(floors) / len(floors)
+        rate = delivered / elapsed
         print(f"events                {events:>10,}")
         print(f"emit (one statement)  {emitted * 1000:>10.1f} ms")
         print(f"drained               {sent:>10,}  ({delivered:,} delivered)")
         print(f"drain time            {elapsed * 1000:>10.1f} ms")
-        print(f"events/s (1 worker)   {delivered / elapsed:>10,.0f}")
+        print(f"events/s (1 worker)   {rate:>10,.0f}")
+        print(
+            f"aiohttp floor (req/s) {floor:>10,.0f}  (before {floors[0]:,.0f}, after "
+            f"{floors[1]:,.0f}; concurrency {settings.webhooks_concurrency})"
+        )
+        print(f"ratio                 {rate / floor:>10.2f}x")
     finally:
         receiver.terminate()
         await asyncio.wait_for(receiver.wait(), timeout=10)

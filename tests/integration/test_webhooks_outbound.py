@@ -343,3 +343,45 @@ async def test_manual_redelivery_sends_again(committed_client, factory, receiver
         receiver.received[1].body.decode(), receiver.received[1].headers
     )
     assert_problem(await client.post("/v1/webhook-deliveries/999999/redeliver"), 404)
+
+
+async def test_small_pipelined_batches_keep_each_customers_order(
+    committed_client, factory, receiver, allow_loopback
+):
+    client = committed_client
+    await subscribe(client, receiver.url, ["customer.assigned"])
+    await create_tiers(client)
+    managers = [await create_manager(client, capacity=100) for _ in range(3)]
+    customers = [await create_customer(client) for _ in range(3)]
+    expected = {c["id"]: [] for c in customers}
+    for round_ in range(4):
+        for c in customers:
+            target = managers[(round_ + customers.index(c)) % 3]["id"]
+            await assign(client, c["id"], target)
+            expected[c["id"]].append(target)
+
+    # batches of 2 claimed while the previous one is sent and recorded
+    assert await dispatcher.drain(factory, settings=SETTINGS, limit=2) == 12
+    got = {c["id"]: [] for c in customers}
+    for r in receiver.received:
+        got[r.json["data"]["customer_id"]].append(r.json["data"]["manager_id"])
+    assert got == expected
+    assert {d["status"] for d in await deliveries(client, limit=50)} == {"delivered"}
+
+
+async def test_the_target_check_applies_at_delivery(
+    committed_client, factory, receiver, allow_loopback
+):
+    client = committed_client
+    await subscribe(client, receiver.url, ["customer.assigned"])  # allowed when saved
+    await create_tiers(client)
+    await assign(
+        client, (await create_customer(client))["id"], (await create_manager(client))["id"]
+    )
+
+    strict = Settings(environment="test", webhooks_allow_private_targets=False)
+    assert await dispatcher.drain(factory, settings=strict) == 1
+    assert receiver.received == [], "nothing is sent to a loopback address"
+    (log,) = await deliveries(client)
+    assert log["status"] == "pending" and log["last_status_code"] is None
+    assert "private or loopback" in log["last_error"]
