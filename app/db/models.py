@@ -509,7 +509,10 @@ class WebhookSubscription(Base):
     """A subscriber: where Baton's events go, which types, and the secret that signs them."""
 
     __tablename__ = "webhook_subscriptions"
-    __table_args__ = (Index("ix_webhook_subscriptions_created", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_webhook_subscriptions_created", "created_at", "id"),
+        CheckConstraint("batch_size BETWEEN 1 AND 10000", name="batch_size_valid"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
@@ -522,6 +525,8 @@ class WebhookSubscription(Base):
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")
     disabled_reason: Mapped[str | None] = mapped_column(Text)
+    # changes per ownership.changed.batch delivery
+    batch_size: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1000")
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )

@@ -8,6 +8,7 @@ OutboundType = Literal[
     "customer.assigned",
     "customer.unassigned",
     "customer.tier_changed",
+    "ownership.changed.batch",
     "handover.planned",
     "handover.approved",
     "handover.completed",

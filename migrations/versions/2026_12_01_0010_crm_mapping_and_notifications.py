@@ -1,4 +1,5 @@
-"""CRM field mappings and Zoho sources; handover notifications tied to their deliveries
+"""CRM field mappings and Zoho sources; handover notifications tied to their deliveries;
+batched ownership events
 
 Revision ID: 0010
 Revises: 0008
@@ -8,7 +9,8 @@ A source may say which CRM field holds tier, status, owner and satisfaction (``m
 null = the adapter's defaults) and, for Zoho, which notification channel it listens to.
 A handover item's notification names the outbound event that carries it, so it is ``sent``
 only once a delivery of that event succeeded (``not_sent`` with the reason otherwise); the
-new owners' briefings are tracked the same way, one row per owner.
+new owners' briefings are tracked the same way, one row per owner. A subscription to
+``ownership.changed.batch`` receives up to ``batch_size`` changes per delivery.
 """
 
 from collections.abc import Sequence
@@ -33,6 +35,15 @@ def upgrade() -> None:
         "adapter IN ('standard', 'hubspot', 'generic-hmac', 'zoho')",
     )
 
+    op.add_column(
+        "webhook_subscriptions",
+        sa.Column("batch_size", sa.Integer(), server_default="1000", nullable=False),
+    )
+    op.create_check_constraint(
+        op.f("ck_webhook_subscriptions_batch_size_valid"),
+        "webhook_subscriptions",
+        "batch_size BETWEEN 1 AND 10000",
+    )
     op.add_column("handover_items", sa.Column("notification_event_id", sa.UUID()))
     op.add_column("handover_items", sa.Column("notification_error", sa.Text()))
     op.drop_constraint(
@@ -98,6 +109,10 @@ def downgrade() -> None:
         "notification_status IS NULL OR notification_status IN ('pending', 'sent')",
     )
     op.drop_column("handover_items", "notification_error")
+    op.drop_constraint(
+        op.f("ck_webhook_subscriptions_batch_size_valid"), "webhook_subscriptions", type_="check"
+    )
+    op.drop_column("webhook_subscriptions", "batch_size")
     op.drop_column("handover_items", "notification_event_id")
     op.execute("DELETE FROM webhook_sources WHERE adapter = 'zoho'")
     op.drop_constraint(op.f("ck_webhook_sources_adapter_valid"), "webhook_sources", type_="check")

@@ -385,3 +385,41 @@ async def test_the_target_check_applies_at_delivery(
     (log,) = await deliveries(client)
     assert log["status"] == "pending" and log["last_status_code"] is None
     assert "private or loopback" in log["last_error"]
+
+
+async def test_a_bulk_move_reaches_a_batch_subscriber_in_batches(
+    committed_client, factory, receiver, allow_loopback
+):
+    from tests.integration.test_handovers import act, create, items, portfolio
+
+    client = committed_client
+    p = await portfolio(client, customers=5)
+    batched = await ok(
+        await client.post(
+            "/v1/webhook-subscriptions",
+            json={"url": receiver.url, "event_types": ["ownership.changed.batch"], "batch_size": 2},
+        ),
+        201,
+    )
+    assert batched["batch_size"] == 2
+    with running_receiver() as everything:
+        await subscribe(client, everything.url, ["*"])
+        h = await create(client, p["leaving"]["id"])
+        await act(client, h["id"], "plan")
+        await act(client, h["id"], "approve")
+        await act(client, h["id"], "execute")
+        await dispatcher.drain(factory, settings=SETTINGS)
+        assert "ownership.changed.batch" not in {r.json["type"] for r in everything.received}
+        assert len(everything.of_type("customer.assigned")) == 5
+
+    batches = [r.verify(batched["secret"])["data"] for r in receiver.received]
+    assert {r.json["type"] for r in receiver.received} == {"ownership.changed.batch"}
+    assert sorted(b["sequence"] for b in batches) == [1, 2, 3]
+    assert {(b["batches"], b["total"], b["handover_id"]) for b in batches} == {(3, 5, h["id"])}
+    assert sorted(b["count"] for b in batches) == [1, 2, 2]
+    moved = await items(client, h["id"])
+    changes = [c for b in batches for c in b["changes"]]
+    assert sorted(c["customer_id"] for c in changes) == sorted(moved)
+    for c in changes:
+        assert c["old_manager_id"] == p["leaving"]["id"]
+        assert c["manager_id"] == moved[c["customer_id"]]["final_manager_id"]
