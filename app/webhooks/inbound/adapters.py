@@ -354,9 +354,9 @@ def parse(
         for record in _zoho_records(payload):
             raw = _compact(record)
             # Zoho sends no event id: the channel, the server time and the record make one
-            event_id = ":".join(
-                str(record[k]) for k in ("channel_id", "server_time", "operation", "id")
-            )
+            # (without a server time, the record's content stands in for it)
+            stamp = record["server_time"] or hashlib.sha256(raw).hexdigest()[:16]
+            event_id = f"{record['channel_id']}:{stamp}:{record['operation']}:{record['id']}"
             kind, data, ignored = _translate_zoho(mapping or ZOHO_MAPPING, record)
             events.append(Parsed(event_id[:200], kind, data, raw, ignored=ignored))
         if not events:
