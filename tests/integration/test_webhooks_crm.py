@@ -434,6 +434,16 @@ async def test_zoho_notifications_change_customers_through_the_mapping(committed
         "no mapped field changed",
     ]
 
+    # an owner the placement rules refuse (level 1 for a key customer): the event fails,
+    # the customer keeps its owner
+    await create_manager(client, level=1, capacity=50, external_ref="zoho-user-5003")
+    body, headers = zoho_post("update", ["9001"], {"9001": {"Owner": {"id": "5003"}}})
+    await ok(await client.post(url, content=body, headers=headers), 202)
+    assert await process_all(factory) == ["failed"]
+    (refused,) = [e for e in (await inbox(client, "zoho")).values() if e["status"] == "failed"]
+    assert refused["error"].startswith(("rule_violation", "placement"))
+    assert (await customer_by_ref(client, "zoho-9001"))["manager_id"] == other["id"]
+
     body, headers = zoho_post("delete", ["9001"])
     await ok(await client.post(url, content=body, headers=headers), 202)
     assert await process_all(factory) == ["processed"]
