@@ -108,8 +108,13 @@ async def _return_due_covers(factory: SessionFactory, now: datetime) -> int:
 async def _settle_notifications(factory: SessionFactory, now: datetime) -> int:
     from app.handovers import notifications
 
-    async with session_scope(factory) as session:
-        return await notifications.settle(session, at=now)
+    total = 0
+    while True:  # one transaction per batch: a 100 000-customer handover is 20 of them
+        async with session_scope(factory) as session:
+            settled = await notifications.settle(session, at=now)
+        total += settled
+        if settled < notifications.SETTLE_BATCH:
+            return total
 
 
 async def _deliver_webhooks(factory: SessionFactory, now: datetime) -> int:

@@ -133,7 +133,11 @@ async def notify_moved(
     )
 
 
-async def settle(session: AsyncSession, *, at: datetime, limit: int = 1000) -> int:
-    """Mark notifications sent (or not sent) from their deliveries and tick the checklist
-    tasks they complete; returns how many were settled. Run by the worker's sweep."""
+SETTLE_BATCH = 5000
+
+
+async def settle(session: AsyncSession, *, at: datetime, limit: int = SETTLE_BATCH) -> int:
+    """Mark up to ``limit`` notifications (and as many briefings) sent or not sent from their
+    deliveries and tick the checklist tasks they complete; returns the larger count, so a
+    caller settles again while it equals ``limit``. Run by the worker's sweep."""
     return await repository.settle_notifications(session, limit=limit, at=at, actor=SETTLED_BY)

@@ -658,16 +658,20 @@ async def set_owner_notifications(
 
 
 # Pending notifications whose event's deliveries are settled: sent once one succeeded; not
-# sent once none is pending and none succeeded. Claimed as a materialized CTE (a re-run LIMIT
-# subquery may claim more rows than asked), rows locked by another worker skipped.
+# sent once none is pending and none succeeded. Only settled ones are claimed, so ones still
+# retrying never crowd the others out of the LIMIT. Claimed as a materialized CTE (a re-run
+# LIMIT subquery may claim more rows than asked), rows locked by another worker skipped.
 _SETTLE = """
     WITH p AS MATERIALIZED (
-        SELECT {keys}, {event} AS event_id FROM {table}
-         WHERE {status} = 'pending' AND {event} IS NOT NULL
-         LIMIT :limit FOR UPDATE SKIP LOCKED
+        SELECT {keys}, {event} AS event_id FROM {table} AS n
+         WHERE n.{status} = 'pending' AND n.{event} IS NOT NULL
+           AND (EXISTS (SELECT 1 FROM webhook_deliveries AS d
+                         WHERE d.event_id = n.{event} AND d.status = 'delivered')
+                OR NOT EXISTS (SELECT 1 FROM webhook_deliveries AS d
+                                WHERE d.event_id = n.{event} AND d.status = 'pending'))
+         LIMIT :limit FOR UPDATE OF n SKIP LOCKED
     ), o AS (
-        SELECT {p_keys}, min(d.delivered_at) FILTER (WHERE d.status = 'delivered') AS sent_at,
-               count(*) FILTER (WHERE d.status = 'pending') AS waiting
+        SELECT {p_keys}, min(d.delivered_at) FILTER (WHERE d.status = 'delivered') AS sent_at
           FROM p LEFT JOIN webhook_deliveries AS d ON d.event_id = p.event_id
          GROUP BY {p_keys}
     )
@@ -676,12 +680,12 @@ _SETTLE = """
            {error} = CASE WHEN o.sent_at IS NULL THEN 'delivery failed' END,
            notified_at = o.sent_at
       FROM o
-     WHERE {join} AND (o.sent_at IS NOT NULL OR o.waiting = 0)
+     WHERE {join}
     RETURNING t.handover_id
 """
 _SETTLE_ITEMS = text(
     _SETTLE.format(
-        keys="handover_id, customer_id",
+        keys="n.handover_id, n.customer_id",
         p_keys="p.handover_id, p.customer_id",
         event="notification_event_id",
         table="handover_items",
@@ -692,7 +696,7 @@ _SETTLE_ITEMS = text(
 )
 _SETTLE_OWNERS = text(
     _SETTLE.format(
-        keys="handover_id, manager_id",
+        keys="n.handover_id, n.manager_id",
         p_keys="p.handover_id, p.manager_id",
         event="event_id",
         table="handover_owner_notifications",
@@ -723,9 +727,9 @@ _TICK_TEAM = text(
 async def settle_notifications(
     session: AsyncSession, *, limit: int, at: datetime, actor: str
 ) -> int:
-    """Settle up to ``limit`` pending customer notifications and as many owner briefings
-    from their deliveries, then tick the checklist tasks they complete; returns how many
-    were settled."""
+    """Settle up to ``limit`` customer notifications and as many owner briefings whose
+    deliveries are settled, then tick the checklist tasks they complete; returns the larger
+    of the two counts (``limit``: there may be more)."""
     items = [r[0] for r in await session.execute(_SETTLE_ITEMS, {"limit": limit})]
     owners = [r[0] for r in await session.execute(_SETTLE_OWNERS, {"limit": limit})]
     params = {"at": at, "actor": actor}
@@ -733,7 +737,7 @@ async def settle_notifications(
         await session.execute(_TICK_CUSTOMERS, {**params, "ids": sorted(set(items))})
     if owners:
         await session.execute(_TICK_TEAM, {**params, "ids": sorted(set(owners))})
-    return len(items) + len(owners)
+    return max(len(items), len(owners))
 
 
 async def due_handovers(session: AsyncSession, *, now: datetime) -> list[uuid.UUID]:

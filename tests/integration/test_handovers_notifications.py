@@ -150,3 +150,37 @@ async def test_a_delivery_still_retrying_keeps_the_notification_pending(
         assert item["notification_status"] == "pending" and item["notified_at"] is None
         tasks = checklist(await ok(await client.get(f"/v1/handovers/{h['id']}")))
         assert not tasks["customers_notified"]["done"]
+
+
+async def test_notifications_still_retrying_do_not_hold_back_settled_ones(
+    committed_client, factory, allow_loopback
+):
+    from datetime import UTC
+
+    from app.handovers import notifications
+    from app.settings import get_settings
+    from app.webhooks.outbound import dispatcher
+    from tests.integration.factories import create_manager, create_tiers
+
+    client = committed_client
+    with running_receiver() as receiver:
+        await create_tiers(client)
+        await create_manager(client, level=4, capacity=100)
+        handovers = []
+        for _ in range(2):
+            leaving = await create_manager(client, level=4, capacity=100)
+            await create_customer(client, tier="standard", manager_id=leaving["id"])
+            handovers.append(await create(client, leaving["id"]))
+        await subscribe(client, receiver.url, ["handover.customer_notification"])
+        receiver.answers = [(503, {})]  # the first handover's notification will be retried
+        for h in handovers:
+            await act(client, h["id"], "plan")
+            await act(client, h["id"], "approve")
+            await act(client, h["id"], "execute")
+            await dispatcher.drain(factory, settings=get_settings())
+
+        async with factory() as session, session.begin():
+            assert await notifications.settle(session, at=datetime.now(UTC), limit=1) == 1
+        first, second = [list((await items(client, h["id"])).values()) for h in handovers]
+        assert [i["notification_status"] for i in first] == ["pending"], "still retrying"
+        assert [i["notification_status"] for i in second] == ["sent"]
