@@ -105,6 +105,22 @@ async def _return_due_covers(factory: SessionFactory, now: datetime) -> int:
     return len(due)
 
 
+async def _send_notification_emails(factory: SessionFactory, now: datetime) -> int:
+    from app.handovers import emails
+
+    settings = get_settings()
+    if settings.smtp_url is None:
+        return 0
+    smtp = emails.Smtp.from_url(settings.smtp_url.get_secret_value(), sender=settings.smtp_from)
+    total = 0
+    while True:
+        async with session_scope(factory) as session:
+            sent = await emails.send_due(session, smtp=smtp, now=now)
+        total += sent
+        if sent < emails.BATCH:
+            return total
+
+
 async def _settle_notifications(factory: SessionFactory, now: datetime) -> int:
     from app.handovers import notifications
 
@@ -153,6 +169,7 @@ SWEEPS: list[Sweep] = [
     _execute_due_handovers,
     _return_due_covers,
     _deliver_webhooks,
+    _send_notification_emails,
     _settle_notifications,
     _process_inbound_webhooks,
     _forget_expired_idempotency_keys,

@@ -372,6 +372,40 @@ class HandoverOwnerNotification(Base):
     notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class HandoverEmail(Base):
+    """A handover notification also sent by e-mail (when SMTP is configured), and its fate."""
+
+    __tablename__ = "handover_emails"
+    __table_args__ = (
+        CheckConstraint(
+            _in("kind", ("customer_notification", "owner_briefing")), name="kind_valid"
+        ),
+        CheckConstraint(_in("status", ("pending", "sent", "failed")), name="status_valid"),
+        Index(
+            "ix_handover_emails_due", "next_attempt_at", postgresql_where=text("status = 'pending'")
+        ),
+        Index("ix_handover_emails_handover", "handover_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    handover_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("handovers.id", ondelete="CASCADE"), nullable=False
+    )
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    customer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    manager_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    recipients: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
+    subject: Mapped[str] = mapped_column(Text, nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class HandoverTask(Base):
     """One checklist task of a handover (seed 000 §3–4), with who did it and when."""
 

@@ -3,9 +3,10 @@ it reached them.
 
 A handover executed with ``notify_customers`` emits, in its own transaction, one
 ``handover.customer_notification`` per moved customer and one ``handover.owner_briefing`` per
-new owner to the outbound webhooks. An item's notification is ``sent`` only once a delivery of
-its event succeeded, ``not_sent`` with the reason when nobody subscribes or every delivery
-failed; the worker settles them from the delivery log and ticks ``customers_notified`` and
+new owner to the outbound webhooks. With ``BATON_SMTP_URL`` the same notifications are also
+e-mailed (``emails``). An item's notification is ``sent`` only once a delivery of its event
+or its mail succeeded, ``not_sent`` with the reason when it had nowhere to go or every
+attempt failed; the worker settles them from the delivery log and ticks ``customers_notified`` and
 ``team_informed`` when all of a handover's notifications arrived.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.handovers import repository
+from app.handovers import emails, repository
 from app.settings import get_settings
 from app.webhooks import outbox
 
@@ -104,7 +105,8 @@ async def notify_moved(
     )
     if not rows:
         return
-    deadline = at + timedelta(hours=get_settings().handover_refusal_window_hours)
+    settings = get_settings()
+    deadline = at + timedelta(hours=settings.handover_refusal_window_hours)
     event_ids = await outbox.emit_tracked(
         session,
         [
@@ -113,23 +115,43 @@ async def notify_moved(
         ],
         at=at,
     )
-    await repository.set_item_notifications(
-        session,
-        handover_id=handover_id,
-        customer_ids=[r["customer_id"] for r in rows],
-        event_ids=event_ids,
-    )
     by_owner = [list(g) for _, g in groupby(rows, key=lambda r: r["owner_id"])]
     briefing_ids = await outbox.emit_tracked(
         session,
         [(OWNER_BRIEFING, _owner_briefing(handover_id, g, deadline), None) for g in by_owner],
         at=at,
     )
+    mailed_customers: set[uuid.UUID] = set()
+    mailed_owners: set[uuid.UUID] = set()
+    unreachable = "no subscriber"
+    if settings.smtp_url is not None:
+        unreachable = "no subscriber and no e-mail address"
+        mails = [
+            m
+            for m in (
+                *(emails.customer_mail(r, deadline=deadline) for r in rows),
+                *(emails.owner_mail(g, deadline=deadline) for g in by_owner),
+            )
+            if m is not None
+        ]
+        await emails.queue(session, handover_id=handover_id, mails=mails, at=at)
+        mailed_customers = {m.customer_id for m in mails if m.customer_id is not None}
+        mailed_owners = {m.manager_id for m in mails if m.manager_id is not None}
+    await repository.set_item_notifications(
+        session,
+        handover_id=handover_id,
+        customer_ids=[r["customer_id"] for r in rows],
+        event_ids=event_ids,
+        mailed=[r["customer_id"] in mailed_customers for r in rows],
+        unreachable=unreachable,
+    )
     await repository.set_owner_notifications(
         session,
         handover_id=handover_id,
         manager_ids=[g[0]["owner_id"] for g in by_owner],
         event_ids=briefing_ids,
+        mailed=[g[0]["owner_id"] in mailed_owners for g in by_owner],
+        unreachable=unreachable,
     )
 
 

@@ -608,25 +608,34 @@ async def set_item_notifications(
     handover_id: uuid.UUID,
     customer_ids: Sequence[uuid.UUID],
     event_ids: Sequence[uuid.UUID | None],
+    mailed: Sequence[bool],
+    unreachable: str,
 ) -> None:
-    """Tie each item's notification to its outbound event: pending until a delivery of it
-    succeeds, or not sent at once when nobody subscribes to notifications."""
+    """Tie each item's notification to its outbound event (and mail): pending until one of
+    them gets through, or not sent at once (``unreachable``) when it has nowhere to go."""
     await session.execute(
         text(
             """
             UPDATE handover_items AS hi
                SET notification_event_id = m.event_id,
-                   notification_status = CASE WHEN m.event_id IS NULL THEN 'not_sent'
-                                              ELSE 'pending' END,
-                   notification_error = CASE WHEN m.event_id IS NULL
-                                             THEN 'no subscriber' END,
+                   notification_status = CASE WHEN m.event_id IS NULL AND NOT m.mailed
+                                              THEN 'not_sent' ELSE 'pending' END,
+                   notification_error = CASE WHEN m.event_id IS NULL AND NOT m.mailed
+                                             THEN CAST(:unreachable AS text) END,
                    notified_at = NULL
-              FROM unnest(CAST(:ids AS uuid[]), CAST(:events AS uuid[]))
-                   AS m(customer_id, event_id)
+              FROM unnest(CAST(:ids AS uuid[]), CAST(:events AS uuid[]),
+                          CAST(:mailed AS boolean[]))
+                   AS m(customer_id, event_id, mailed)
              WHERE hi.handover_id = :handover AND hi.customer_id = m.customer_id
             """
         ),
-        {"handover": handover_id, "ids": list(customer_ids), "events": list(event_ids)},
+        {
+            "handover": handover_id,
+            "ids": list(customer_ids),
+            "events": list(event_ids),
+            "mailed": list(mailed),
+            "unreachable": unreachable,
+        },
     )
 
 
@@ -636,6 +645,8 @@ async def set_owner_notifications(
     handover_id: uuid.UUID,
     manager_ids: Sequence[uuid.UUID],
     event_ids: Sequence[uuid.UUID | None],
+    mailed: Sequence[bool],
+    unreachable: str,
 ) -> None:
     """Track the briefing sent to each new owner (the latest one, if a refusal sent another)."""
     await session.execute(
@@ -644,65 +655,83 @@ async def set_owner_notifications(
             INSERT INTO handover_owner_notifications
                    (handover_id, manager_id, event_id, status, error)
             SELECT :handover, m.manager_id, m.event_id,
-                   CASE WHEN m.event_id IS NULL THEN 'not_sent' ELSE 'pending' END,
-                   CASE WHEN m.event_id IS NULL THEN 'no subscriber' END
-              FROM unnest(CAST(:managers AS uuid[]), CAST(:events AS uuid[]))
-                   AS m(manager_id, event_id)
+                   CASE WHEN m.event_id IS NULL AND NOT m.mailed THEN 'not_sent'
+                        ELSE 'pending' END,
+                   CASE WHEN m.event_id IS NULL AND NOT m.mailed
+                        THEN CAST(:unreachable AS text) END
+              FROM unnest(CAST(:managers AS uuid[]), CAST(:events AS uuid[]),
+                          CAST(:mailed AS boolean[]))
+                   AS m(manager_id, event_id, mailed)
             ON CONFLICT (handover_id, manager_id) DO UPDATE
                SET event_id = EXCLUDED.event_id, status = EXCLUDED.status,
                    error = EXCLUDED.error, notified_at = NULL
             """
         ),
-        {"handover": handover_id, "managers": list(manager_ids), "events": list(event_ids)},
+        {
+            "handover": handover_id,
+            "managers": list(manager_ids),
+            "events": list(event_ids),
+            "mailed": list(mailed),
+            "unreachable": unreachable,
+        },
     )
 
 
-# Pending notifications whose event's deliveries are settled: sent once one succeeded; not
-# sent once none is pending and none succeeded. Only settled ones are claimed, so ones still
-# retrying never crowd the others out of the LIMIT. Claimed as a materialized CTE (a re-run
-# LIMIT subquery may claim more rows than asked), rows locked by another worker skipped.
+# Pending notifications whose channels are settled: sent once a delivery of the event or the
+# mail got through; not sent once neither has an attempt pending. Only settled ones are
+# claimed, so ones still retrying never crowd the others out of the LIMIT. Claimed as a
+# materialized CTE (a re-run LIMIT subquery may claim more rows than asked), rows locked by
+# another worker skipped.
 _SETTLE = """
     WITH p AS MATERIALIZED (
-        SELECT {keys}, {event} AS event_id FROM {table} AS n
-         WHERE n.{status} = 'pending' AND n.{event} IS NOT NULL
+        SELECT n.handover_id, n.{key}, n.{event} AS event_id FROM {table} AS n
+         WHERE n.{status} = 'pending'
            AND (EXISTS (SELECT 1 FROM webhook_deliveries AS d
                          WHERE d.event_id = n.{event} AND d.status = 'delivered')
-                OR NOT EXISTS (SELECT 1 FROM webhook_deliveries AS d
-                                WHERE d.event_id = n.{event} AND d.status = 'pending'))
+                OR EXISTS (SELECT 1 FROM handover_emails AS m
+                            WHERE m.handover_id = n.handover_id AND m.{key} = n.{key}
+                              AND m.kind = '{kind}' AND m.status = 'sent')
+                OR (NOT EXISTS (SELECT 1 FROM webhook_deliveries AS d
+                                 WHERE d.event_id = n.{event} AND d.status = 'pending')
+                    AND NOT EXISTS (SELECT 1 FROM handover_emails AS m
+                                     WHERE m.handover_id = n.handover_id AND m.{key} = n.{key}
+                                       AND m.kind = '{kind}' AND m.status = 'pending')))
          LIMIT :limit FOR UPDATE OF n SKIP LOCKED
     ), o AS (
-        SELECT {p_keys}, min(d.delivered_at) FILTER (WHERE d.status = 'delivered') AS sent_at
-          FROM p LEFT JOIN webhook_deliveries AS d ON d.event_id = p.event_id
-         GROUP BY {p_keys}
+        SELECT p.handover_id, p.{key},
+               least((SELECT min(d.delivered_at) FROM webhook_deliveries AS d
+                       WHERE d.event_id = p.event_id AND d.status = 'delivered'),
+                     (SELECT min(m.sent_at) FROM handover_emails AS m
+                       WHERE m.handover_id = p.handover_id AND m.{key} = p.{key}
+                         AND m.kind = '{kind}' AND m.status = 'sent')) AS sent_at
+          FROM p
     )
     UPDATE {table} AS t
        SET {status} = CASE WHEN o.sent_at IS NOT NULL THEN 'sent' ELSE 'not_sent' END,
            {error} = CASE WHEN o.sent_at IS NULL THEN 'delivery failed' END,
            notified_at = o.sent_at
       FROM o
-     WHERE {join}
+     WHERE t.handover_id = o.handover_id AND t.{key} = o.{key}
     RETURNING t.handover_id
 """
 _SETTLE_ITEMS = text(
     _SETTLE.format(
-        keys="n.handover_id, n.customer_id",
-        p_keys="p.handover_id, p.customer_id",
+        key="customer_id",
+        kind="customer_notification",
         event="notification_event_id",
         table="handover_items",
         status="notification_status",
         error="notification_error",
-        join="t.handover_id = o.handover_id AND t.customer_id = o.customer_id",
     )
 )
 _SETTLE_OWNERS = text(
     _SETTLE.format(
-        keys="n.handover_id, n.manager_id",
-        p_keys="p.handover_id, p.manager_id",
+        key="manager_id",
+        kind="owner_briefing",
         event="event_id",
         table="handover_owner_notifications",
         status="status",
         error="error",
-        join="t.handover_id = o.handover_id AND t.manager_id = o.manager_id",
     )
 )
 # A task ticks itself once every notification it stands for was delivered.

@@ -9,7 +9,8 @@ A source may say which CRM field holds tier, status, owner and satisfaction (``m
 null = the adapter's defaults) and, for Zoho, which notification channel it listens to.
 A handover item's notification names the outbound event that carries it, so it is ``sent``
 only once a delivery of that event succeeded (``not_sent`` with the reason otherwise); the
-new owners' briefings are tracked the same way, one row per owner. A subscription to
+new owners' briefings are tracked the same way, one row per owner; with SMTP configured the
+same notifications are also e-mailed (``handover_emails``). A subscription to
 ``ownership.changed.batch`` receives up to ``batch_size`` changes per delivery.
 """
 
@@ -89,9 +90,56 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=sa.text("status = 'pending'"),
     )
+    op.create_table(
+        "handover_emails",
+        sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
+        sa.Column("handover_id", sa.UUID(), nullable=False),
+        sa.Column("kind", sa.Text(), nullable=False),
+        sa.Column("customer_id", sa.UUID(), nullable=True),
+        sa.Column("manager_id", sa.UUID(), nullable=True),
+        sa.Column("recipients", sa.ARRAY(sa.Text()), nullable=False),
+        sa.Column("subject", sa.Text(), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("status", sa.Text(), server_default="pending", nullable=False),
+        sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
+        sa.Column(
+            "next_attempt_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint(
+            "kind IN ('customer_notification', 'owner_briefing')",
+            name=op.f("ck_handover_emails_kind_valid"),
+        ),
+        sa.CheckConstraint(
+            "status IN ('pending', 'sent', 'failed')",
+            name=op.f("ck_handover_emails_status_valid"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["handover_id"],
+            ["handovers.id"],
+            name=op.f("fk_handover_emails_handover_id_handovers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_handover_emails")),
+    )
+    op.create_index(
+        "ix_handover_emails_due",
+        "handover_emails",
+        ["next_attempt_at"],
+        unique=False,
+        postgresql_where=sa.text("status = 'pending'"),
+    )
+    op.create_index("ix_handover_emails_handover", "handover_emails", ["handover_id"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_handover_emails_handover", table_name="handover_emails")
+    op.drop_index("ix_handover_emails_due", table_name="handover_emails")
+    op.drop_table("handover_emails")
     op.drop_index(
         "ix_handover_owner_notifications_pending", table_name="handover_owner_notifications"
     )
