@@ -367,7 +367,11 @@ BATCH = 500
 async def _claim_batch(
     factory: SessionFactory, *, settings: Settings, now: datetime | None, limit: int
 ) -> list[Claimed]:
-    lease = timedelta(seconds=settings.webhooks_delivery_timeout_s)
+    # Held until recorded: through the slowest send of this batch (every request timing out,
+    # webhooks_concurrency at a time) and of the batch it waits behind, so no other worker
+    # re-sends a delivery this one is still sending.
+    rounds = -(-limit // settings.webhooks_concurrency)
+    lease = timedelta(seconds=settings.webhooks_delivery_timeout_s * rounds * 2)
     async with session_scope(factory) as session:
         return await claim(session, now=now or datetime.now(UTC), limit=limit, lease=lease)
 
