@@ -284,6 +284,10 @@ async def test_hubspot_property_names_come_from_the_source_mapping(committed_cli
     assert (await ok(await client.get(f"/v1/customers/{b['id']}")))["status"] == "churned"
     assert (await inbox(client, "hubspot"))["23"]["status"] == "ignored"
 
+    reset = await ok(await client.patch(f"/v1/webhook-sources/{src['id']}", json={"mapping": None}))
+    assert reset["mapping"]["fields"]["baton_tier"] == "tier", "back to the HubSpot defaults"
+    assert reset["mapping"]["external_ref_prefix"] == "hs-company-"
+
 
 # -- generic HMAC ------------------------------------------------------------------------------
 def generic_post(event: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
