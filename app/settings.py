@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     webhooks_concurrency: int = Field(
         32, ge=1, le=512, description="Outbound requests one worker sends at once."
     )
+    smtp_url: SecretStr | None = Field(
+        None,
+        description="Also e-mail handover notifications: `smtp://user:password@host:587` "
+        "(STARTTLS when offered) or `smtps://…:465`; unset: webhooks only.",
+    )
+    smtp_from: str = Field("Baton <baton@localhost>", description="The From of those e-mails.")
     webhooks_retention_days: int = Field(
         30,
         ge=1,

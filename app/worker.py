@@ -3,8 +3,8 @@
 pgqueuer talks asyncpg natively, so a job is enqueued on the request's own connection, inside
 the same transaction as the change that needs it: the job exists exactly when the change
 committed. Baton's own tables stay the source of truth (an approved handover with a due
-``effective_at``, a pending notification, an outbox row); a sweep every minute finds due work
-that no job announced, so nothing is lost if a job is.
+``effective_at``, an outbox row, a notification awaiting its delivery); a sweep every minute
+finds due work that no job announced, so nothing is lost if a job is.
 """
 
 from __future__ import annotations
@@ -105,11 +105,32 @@ async def _return_due_covers(factory: SessionFactory, now: datetime) -> int:
     return len(due)
 
 
-async def _send_notifications(factory: SessionFactory, now: datetime) -> int:
-    from app.handovers import service as handovers
+async def _send_notification_emails(factory: SessionFactory, now: datetime) -> int:
+    from app.handovers import emails
 
-    async with session_scope(factory) as session:
-        return await handovers.mark_notifications_sent(session, limit=1000)
+    settings = get_settings()
+    if settings.smtp_url is None:
+        return 0
+    smtp = emails.Smtp.from_url(settings.smtp_url.get_secret_value(), sender=settings.smtp_from)
+    total = 0
+    while True:
+        async with session_scope(factory) as session:
+            sent = await emails.send_due(session, smtp=smtp, now=now)
+        total += sent
+        if sent < emails.BATCH:
+            return total
+
+
+async def _settle_notifications(factory: SessionFactory, now: datetime) -> int:
+    from app.handovers import notifications
+
+    total = 0
+    while True:  # one transaction per batch: a 100 000-customer handover is 20 of them
+        async with session_scope(factory) as session:
+            settled = await notifications.settle(session, at=now)
+        total += settled
+        if settled < notifications.SETTLE_BATCH:
+            return total
 
 
 async def _deliver_webhooks(factory: SessionFactory, now: datetime) -> int:
@@ -147,8 +168,9 @@ async def _prune_webhook_logs(factory: SessionFactory, now: datetime) -> int:
 SWEEPS: list[Sweep] = [
     _execute_due_handovers,
     _return_due_covers,
-    _send_notifications,
     _deliver_webhooks,
+    _send_notification_emails,
+    _settle_notifications,
     _process_inbound_webhooks,
     _forget_expired_idempotency_keys,
     _prune_webhook_logs,

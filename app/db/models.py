@@ -289,6 +289,7 @@ HANDOVER_ITEM_STATUSES = (
     "restored",
     "returned",
 )
+NOTIFICATION_STATUSES = ("pending", "sent", "not_sent")
 HANDOVER_TASKS = (
     "customer_list_exported",
     "projects_reviewed",
@@ -371,7 +372,7 @@ class HandoverItem(Base):
     __table_args__ = (
         CheckConstraint(_in("status", HANDOVER_ITEM_STATUSES), name="status_valid"),
         CheckConstraint(
-            "notification_status IS NULL OR notification_status IN ('pending', 'sent')",
+            "notification_status IS NULL OR notification_status IN ('pending', 'sent', 'not_sent')",
             name="notification_status_valid",
         ),
         Index("ix_handover_items_customer", "customer_id"),
@@ -406,9 +407,69 @@ class HandoverItem(Base):
     briefing_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     notification_status: Mapped[str | None] = mapped_column(Text)
     notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # the outbound event carrying the notification; why it was not sent
+    notification_event_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    notification_error: Mapped[str | None] = mapped_column(Text)
     refused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     refused_manager_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     outcome_note: Mapped[str | None] = mapped_column(Text)
+
+
+class HandoverOwnerNotification(Base):
+    """The briefing sent to one new owner of a handover's customers, and whether it arrived."""
+
+    __tablename__ = "handover_owner_notifications"
+    __table_args__ = (
+        CheckConstraint(_in("status", NOTIFICATION_STATUSES), name="status_valid"),
+        Index(
+            "ix_handover_owner_notifications_pending",
+            "handover_id",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    handover_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("handovers.id", ondelete="CASCADE"), primary_key=True
+    )
+    manager_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    event_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class HandoverEmail(Base):
+    """A handover notification also sent by e-mail (when SMTP is configured), and its fate."""
+
+    __tablename__ = "handover_emails"
+    __table_args__ = (
+        CheckConstraint(
+            _in("kind", ("customer_notification", "owner_briefing")), name="kind_valid"
+        ),
+        CheckConstraint(_in("status", ("pending", "sent", "failed")), name="status_valid"),
+        Index(
+            "ix_handover_emails_due", "next_attempt_at", postgresql_where=text("status = 'pending'")
+        ),
+        Index("ix_handover_emails_handover", "handover_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    handover_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("handovers.id", ondelete="CASCADE"), nullable=False
+    )
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    customer_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    manager_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    recipients: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
+    subject: Mapped[str] = mapped_column(Text, nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class HandoverTask(Base):
@@ -467,7 +528,7 @@ class SatisfactionScore(Base):
     )
 
 
-WEBHOOK_ADAPTERS = ("standard", "hubspot", "generic-hmac")
+WEBHOOK_ADAPTERS = ("standard", "hubspot", "generic-hmac", "zoho")
 INBOX_STATUSES = ("received", "processed", "failed", "ignored")
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
@@ -498,6 +559,9 @@ class WebhookSource(Base):
     default_strategy: Mapped[str] = mapped_column(Text, nullable=False, server_default="balanced")
     auto_approve: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
     tier_change_action: Mapped[str] = mapped_column(Text, nullable=False, server_default="propose")
+    # which CRM field holds tier, status, owner, ... (null: the adapter's defaults)
+    mapping: Mapped[dict[str, object] | None] = mapped_column(JSONB)
+    channel_id: Mapped[str | None] = mapped_column(Text)  # Zoho: the notification channel
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
@@ -545,7 +609,10 @@ class WebhookSubscription(Base):
     """A subscriber: where Baton's events go, which types, and the secret that signs them."""
 
     __tablename__ = "webhook_subscriptions"
-    __table_args__ = (Index("ix_webhook_subscriptions_created", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_webhook_subscriptions_created", "created_at", "id"),
+        CheckConstraint("batch_size BETWEEN 1 AND 10000", name="batch_size_valid"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
@@ -558,6 +625,8 @@ class WebhookSubscription(Base):
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")
     disabled_reason: Mapped[str | None] = mapped_column(Text)
+    # changes per ownership.changed.batch delivery
+    batch_size: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1000")
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )

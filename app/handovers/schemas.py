@@ -102,7 +102,11 @@ class HandoverCreate(BaseModel):
         None,
         description="`leave` only: temporary cover; the customers return to their owner then.",
     )
-    notify_customers: bool = Field(True, description="Record a notification per moved customer.")
+    notify_customers: bool = Field(
+        True,
+        description="At execution, send each moved customer a `handover.customer_notification` "
+        "and each new owner a `handover.owner_briefing` (outbound webhooks).",
+    )
     scope: HandoverScope | None = Field(None, description="Null = all the manager's customers.")
     force_transfer_limit: bool = Field(
         False, description="Allow customers already transferred too often in the window."
@@ -320,8 +324,12 @@ class ItemOut(BaseModel):
     explanation: dict[str, Any] | None
     briefing: Briefing | None
     moved_at: datetime | None
-    notification_status: Literal["pending", "sent"] | None
-    notified_at: datetime | None
+    notification_status: Literal["pending", "sent", "not_sent"] | None = Field(
+        description="pending until a delivery of the customer's notification succeeds (sent); "
+        "not_sent with `notification_error` when nobody subscribes or every delivery failed."
+    )
+    notification_error: str | None
+    notified_at: datetime | None = Field(description="When the notification was delivered.")
     refused_at: datetime | None
     refused_manager_id: uuid.UUID | None
     outcome_note: str | None = Field(description="Why a rollback or cover return skipped it.")

@@ -2,7 +2,7 @@
 return cover, and evaluate. Services flush, never commit; every move goes through the ledger.
 
 Worker-facing entry points: ``due_handover_ids`` + ``execute_handover``,
-``due_cover_returns`` + ``return_cover``, and ``mark_notifications_sent``.
+``due_cover_returns`` + ``return_cover``, and ``notifications.settle``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from app.assignments import service as assignments
 from app.assignments.repository import move_customers
 from app.db.models import Handover
 from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
-from app.handovers import repository
+from app.handovers import notifications, repository
 from app.handovers.schemas import (
     ActionIn,
     AuditEntry,
@@ -695,6 +695,13 @@ async def execute_handover(
         at=now,
         notify=handover["notify_customers"],
     )
+    if handover["notify_customers"]:
+        await notifications.notify_moved(
+            session,
+            handover_id=handover_id,
+            customer_ids=[c for c, t in zip(ids, targets, strict=True) if t is not None],
+            at=now,
+        )
     skipped = await repository.skip_remaining(
         session, handover_id=handover_id, note="owner changed before execution"
     )
@@ -752,14 +759,6 @@ async def due_handover_ids(session: AsyncSession, *, now: datetime) -> list[uuid
     """Approved handovers whose ``effective_at`` has come: the worker executes each one in
     its own transaction with ``execute_handover``."""
     return await repository.due_handovers(session, now=now)
-
-
-async def mark_notifications_sent(session: AsyncSession, *, limit: int = 500) -> int:
-    """Mark up to ``limit`` pending customer notifications as sent; returns how many.
-
-    The worker calls it after delivering them (the delivery itself belongs to the outbound
-    webhooks); rows locked by a concurrent worker are skipped."""
-    return await repository.mark_notifications_sent(session, limit=limit, at=_now())
 
 
 # -- cancel --------------------------------------------------------------------------------------
@@ -875,12 +874,16 @@ async def refuse_item(
             "final_manager_id": target,
             "moved_at": now,
             "reasons": list(decision.reasons) if target is None else [],
-            "notification_status": (
-                "pending" if handover["notify_customers"] and target is not None else None
-            ),
+            "notification_status": None,
+            "notification_event_id": None,
+            "notification_error": None,
             "notified_at": None,
         },
     )
+    if handover["notify_customers"] and target is not None:
+        await notifications.notify_moved(
+            session, handover_id=handover_id, customer_ids=[customer_id], at=now
+        )
     await outbox.emit(
         session,
         "handover.item.refused",

@@ -28,8 +28,7 @@ _SUBSCRIBED = "webhooks_subscribed_types"
 
 # Events and their deliveries in one statement; ids are made first so deliveries can name
 # them, and delivery ids follow emission order (per-customer ordering relies on it).
-_EMIT = text(
-    """
+_EMIT_CTE = """
     WITH e AS MATERIALIZED (
         SELECT gen_random_uuid() AS id, u.type, u.customer_id, CAST(u.data AS jsonb) AS data,
                u.ord
@@ -51,9 +50,17 @@ _EMIT = text(
           JOIN webhook_subscriptions AS s
             ON s.enabled AND (e.type = ANY (s.event_types) OR '*' = ANY (s.event_types))
          ORDER BY e.ord, s.id
-        RETURNING 1
+        RETURNING event_id
     )
-    SELECT count(*) FROM deliveries
+"""
+_EMIT = text(_EMIT_CTE + "SELECT count(*) FROM deliveries")
+# the same, answering which events (by position) got at least one delivery, and their ids
+_EMIT_TRACKED = text(
+    _EMIT_CTE
+    + """
+    SELECT e.ord, e.id, count(d.event_id) AS deliveries
+      FROM e LEFT JOIN deliveries AS d ON d.event_id = e.id
+     GROUP BY e.ord, e.id
     """
 )
 
@@ -93,25 +100,54 @@ async def emit_many(
         events = [e for e in events if e[0] in wanted]
         if not events:
             return 0
-    at = at or datetime.now(UTC)
-    corr = correlation_id or _current_correlation()
-    created = await session.scalar(
-        _EMIT,
-        {
-            "types": [t for t, _, _ in events],
-            "customers": [c for _, _, c in events],
-            "datas": [
-                json.dumps({**d, "correlation_id": corr}, default=_json_default)
-                for _, d, _ in events
-            ],
-            "correlation_id": corr,
-            "timestamp": _json_default(at),
-            "at": at,
-        },
-    )
+    created = await session.scalar(_EMIT, _emit_params(events, correlation_id, at))
     if created:
         await _announce(session)
     return int(created or 0)
+
+
+def _emit_params(
+    events: Sequence[tuple[str, Mapping[str, Any], uuid.UUID | None]],
+    correlation_id: str | None,
+    at: datetime | None,
+) -> dict[str, Any]:
+    at = at or datetime.now(UTC)
+    corr = correlation_id or _current_correlation()
+    return {
+        "types": [t for t, _, _ in events],
+        "customers": [c for _, _, c in events],
+        "datas": [
+            json.dumps({**d, "correlation_id": corr}, default=_json_default) for _, d, _ in events
+        ],
+        "correlation_id": corr,
+        "timestamp": _json_default(at),
+        "at": at,
+    }
+
+
+async def emit_tracked(
+    session: AsyncSession,
+    events: Sequence[tuple[str, Mapping[str, Any], uuid.UUID | None]],
+    *,
+    at: datetime | None = None,
+) -> list[uuid.UUID | None]:
+    """Like ``emit_many``, for events whose delivery the caller follows (notifications):
+    per event, in order, its id when at least one subscription will receive it, else None."""
+    if not events:
+        return []
+    wanted = await _subscribed_types(session)
+    positions = [i for i, e in enumerate(events) if "*" in wanted or e[0] in wanted]
+    ids: list[uuid.UUID | None] = [None] * len(events)
+    if not positions:
+        return ids
+    chosen = [events[i] for i in positions]
+    rows = await session.execute(_EMIT_TRACKED, _emit_params(chosen, None, at))
+    for ord_, event_id, deliveries in rows:
+        if deliveries:
+            ids[positions[ord_ - 1]] = event_id
+    if any(i is not None for i in ids):
+        await _announce(session)
+    return ids
 
 
 async def emit(
@@ -153,11 +189,110 @@ async def _announce(session: AsyncSession) -> None:
     session.info[_ANNOUNCED] = transaction
 
 
+BATCH_TYPE = "ownership.changed.batch"
+
+
 async def wants_ownership_events(session: AsyncSession) -> bool:
-    """Whether any enabled subscription receives ``customer.assigned``/``unassigned``, so a
-    bulk move can skip reading previous owners and building events nobody gets."""
+    """Whether any enabled subscription receives ``customer.assigned``/``unassigned`` or
+    their batches, so a bulk move can skip reading previous owners and building events
+    nobody gets."""
     wanted = await _subscribed_types(session)
-    return bool(wanted & {"*", "customer.assigned", "customer.unassigned"})
+    return bool(wanted & {"*", "customer.assigned", "customer.unassigned", BATCH_TYPE})
+
+
+_BATCH_SUBSCRIBERS = text(
+    """
+    SELECT batch_size, array_agg(id ORDER BY id) FROM webhook_subscriptions
+     WHERE enabled AND CAST(:type AS text) = ANY (event_types)
+     GROUP BY batch_size
+    """
+)
+# Batches go to the subscriptions named (those sharing a batch size), unordered: each says
+# which of how many it is.
+_EMIT_BATCHES = text(
+    """
+    WITH e AS MATERIALIZED (
+        SELECT gen_random_uuid() AS id, CAST(u.data AS jsonb) AS data, u.ord
+          FROM unnest(CAST(:datas AS text[])) WITH ORDINALITY AS u(data, ord)
+    ), events AS (
+        INSERT INTO webhook_events (id, type, customer_id, correlation_id, payload, created_at)
+        SELECT e.id, CAST(:type AS text), NULL, CAST(:correlation_id AS text),
+               jsonb_build_object(
+                   'type', CAST(:type AS text), 'timestamp', CAST(:timestamp AS text),
+                   'data', e.data),
+               :at
+          FROM e
+         ORDER BY e.ord
+    ), deliveries AS (
+        INSERT INTO webhook_deliveries
+               (event_id, subscription_id, ordering_key, next_attempt_at, created_at)
+        SELECT e.id, s.id, NULL, :at, :at
+          FROM e, unnest(CAST(:subscriptions AS uuid[])) AS s(id)
+         ORDER BY e.ord, s.id
+        RETURNING 1
+    )
+    SELECT count(*) FROM deliveries
+    """
+)
+
+
+def _str(value: Any) -> Any:
+    return None if value is None else str(value)
+
+
+async def _emit_batches(
+    session: AsyncSession,
+    moves: Sequence[Sequence[Any]],
+    common: Mapping[str, Any],
+    *,
+    at: datetime,
+) -> int:
+    """``ownership.changed.batch`` events: the moves in chunks of each subscriber's
+    ``batch_size``, so a bulk move of 100 000 customers is a hundred deliveries, not 100 000.
+    Only subscriptions that name the type get them (``*`` does not imply it)."""
+    groups = (await session.execute(_BATCH_SUBSCRIBERS, {"type": BATCH_TYPE})).all()
+    if not groups:
+        return 0
+    corr = _current_correlation()
+    changes = [
+        {"customer_id": str(c), "old_manager_id": _str(old), "manager_id": _str(new)}
+        for c, old, new in moves
+    ]
+    created = 0
+    for size, subscriptions in groups:
+        chunks = [changes[i : i + size] for i in range(0, len(changes), size)]
+        datas = [
+            json.dumps(
+                {
+                    **common,
+                    "changes": chunk,
+                    "count": len(chunk),
+                    "sequence": n,
+                    "batches": len(chunks),
+                    "total": len(changes),
+                    "correlation_id": corr,
+                },
+                default=_json_default,
+            )
+            for n, chunk in enumerate(chunks, start=1)
+        ]
+        created += int(
+            await session.scalar(
+                _EMIT_BATCHES,
+                {
+                    "type": BATCH_TYPE,
+                    "datas": datas,
+                    "subscriptions": list(subscriptions),
+                    "correlation_id": corr,
+                    "timestamp": _json_default(at),
+                    "at": at,
+                },
+            )
+            or 0
+        )
+    if created:
+        await _announce(session)
+    return created
 
 
 async def emit_ownership_changes(
@@ -171,14 +306,18 @@ async def emit_ownership_changes(
     note: str | None = None,
 ) -> int:
     """One ``customer.assigned`` (or ``customer.unassigned`` when going to the pool) per
-    ``(customer_id, old_manager_id, manager_id)`` moved, in one statement."""
+    ``(customer_id, old_manager_id, manager_id)`` moved, in one statement; and the same
+    changes in ``ownership.changed.batch`` events for the subscriptions that want batches."""
     common = {
         "reason": reason,
         "actor": actor,
         "handover_id": handover_id,
         "note": note,
     }
-    return await emit_many(
+    batched = 0
+    if BATCH_TYPE in await _subscribed_types(session):
+        batched = await _emit_batches(session, moves, common, at=at)
+    return batched + await emit_many(
         session,
         [
             (

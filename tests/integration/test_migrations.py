@@ -82,3 +82,70 @@ async def test_models_match_the_migrated_schema(template_url, engine):
     await engine.dispose()  # leave the template free of sessions for clones
     drift = await _model_drift(template_url)
     assert drift == [], f"models and migrations differ; add a migration: {drift}"
+
+
+async def test_upgrade_from_0008_keeps_a_populated_database(empty_database):
+    """From the last release's head: ledger rows survive the new reason constraint; sources
+    keep their settings (no mapping: the adapter's defaults); a notification that was only
+    ever a flag is reported as not sent rather than sent late."""
+    await anyio.to_thread.run_sync(migrate.upgrade, empty_database, "0008")
+    manager, customer, handover = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    engine = create_async_engine(empty_database)
+    try:
+        async with engine.begin() as conn:
+            for statement, params in [
+                (
+                    "INSERT INTO tiers (code, name, rank, weight, min_manager_level)"
+                    " VALUES ('t', 'T', 1, 1, 1)",
+                    {},
+                ),
+                (
+                    "INSERT INTO managers (id, name, email, level, capacity)"
+                    " VALUES (:m, 'M', 'm@example.com', 3, 10)",
+                    {"m": manager},
+                ),
+                (
+                    "INSERT INTO customers (id, name, tier_code, manager_id)"
+                    " VALUES (:c, 'C', 't', :m)",
+                    {"c": customer, "m": manager},
+                ),
+                (
+                    "INSERT INTO assignments (customer_id, manager_id, started_at, reason, actor)"
+                    " VALUES (:c, :m, now(), 'manual', 'x')",
+                    {"c": customer, "m": manager},
+                ),
+                (
+                    "INSERT INTO handovers (id, from_manager_id, reason, strategy, state,"
+                    " prior_manager_status, created_by)"
+                    " VALUES (:h, :m, 'departure', 'balanced', 'completed', 'active', 'x')",
+                    {"h": handover, "m": manager},
+                ),
+                (
+                    "INSERT INTO handover_items (handover_id, customer_id, status,"
+                    " notification_status) VALUES (:h, :c, 'moved', 'pending')",
+                    {"h": handover, "c": customer},
+                ),
+                (
+                    "INSERT INTO webhook_sources (name, adapter, secret)"
+                    " VALUES ('hs', 'hubspot', 'a-secret-of-sixteen+')",
+                    {},
+                ),
+            ]:
+                await conn.execute(text(statement), params)
+        await anyio.to_thread.run_sync(migrate.upgrade, empty_database)
+        async with engine.connect() as conn:
+            item = (
+                await conn.execute(
+                    text("SELECT notification_status, notification_error FROM handover_items")
+                )
+            ).one()
+            source = (
+                await conn.execute(text("SELECT adapter, mapping FROM webhook_sources"))
+            ).one()
+            ledger = (await conn.execute(text("SELECT reason, manager_id FROM assignments"))).one()
+            violations = await conn.scalar(text("SELECT count(*) FROM ownership_violations"))
+        assert item.notification_status == "not_sent" and item.notification_error
+        assert tuple(source) == ("hubspot", None)
+        assert tuple(ledger) == ("manual", manager) and violations == 0
+    finally:
+        await engine.dispose()

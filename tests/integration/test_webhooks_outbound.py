@@ -343,3 +343,83 @@ async def test_manual_redelivery_sends_again(committed_client, factory, receiver
         receiver.received[1].body.decode(), receiver.received[1].headers
     )
     assert_problem(await client.post("/v1/webhook-deliveries/999999/redeliver"), 404)
+
+
+async def test_small_pipelined_batches_keep_each_customers_order(
+    committed_client, factory, receiver, allow_loopback
+):
+    client = committed_client
+    await subscribe(client, receiver.url, ["customer.assigned"])
+    await create_tiers(client)
+    managers = [await create_manager(client, capacity=100) for _ in range(3)]
+    customers = [await create_customer(client) for _ in range(3)]
+    expected = {c["id"]: [] for c in customers}
+    for round_ in range(4):
+        for c in customers:
+            target = managers[(round_ + customers.index(c)) % 3]["id"]
+            await assign(client, c["id"], target)
+            expected[c["id"]].append(target)
+
+    # batches of 2 claimed while the previous one is sent and recorded
+    assert await dispatcher.drain(factory, settings=SETTINGS, limit=2) == 12
+    got = {c["id"]: [] for c in customers}
+    for r in receiver.received:
+        got[r.json["data"]["customer_id"]].append(r.json["data"]["manager_id"])
+    assert got == expected
+    assert {d["status"] for d in await deliveries(client, limit=50)} == {"delivered"}
+
+
+async def test_the_target_check_applies_at_delivery(
+    committed_client, factory, receiver, allow_loopback
+):
+    client = committed_client
+    await subscribe(client, receiver.url, ["customer.assigned"])  # allowed when saved
+    await create_tiers(client)
+    await assign(
+        client, (await create_customer(client))["id"], (await create_manager(client))["id"]
+    )
+
+    strict = Settings(environment="test", webhooks_allow_private_targets=False)
+    assert await dispatcher.drain(factory, settings=strict) == 1
+    assert receiver.received == [], "nothing is sent to a loopback address"
+    (log,) = await deliveries(client)
+    assert log["status"] == "pending" and log["last_status_code"] is None
+    assert "private or loopback" in log["last_error"]
+
+
+async def test_a_bulk_move_reaches_a_batch_subscriber_in_batches(
+    committed_client, factory, receiver, allow_loopback
+):
+    from tests.integration.test_handovers import act, create, items, portfolio
+
+    client = committed_client
+    p = await portfolio(client, customers=5)
+    batched = await ok(
+        await client.post(
+            "/v1/webhook-subscriptions",
+            json={"url": receiver.url, "event_types": ["ownership.changed.batch"], "batch_size": 2},
+        ),
+        201,
+    )
+    assert batched["batch_size"] == 2
+    with running_receiver() as everything:
+        await subscribe(client, everything.url, ["*"])
+        h = await create(client, p["leaving"]["id"])
+        await act(client, h["id"], "plan")
+        await act(client, h["id"], "approve")
+        await act(client, h["id"], "execute")
+        await dispatcher.drain(factory, settings=SETTINGS)
+        assert "ownership.changed.batch" not in {r.json["type"] for r in everything.received}
+        assert len(everything.of_type("customer.assigned")) == 5
+
+    batches = [r.verify(batched["secret"])["data"] for r in receiver.received]
+    assert {r.json["type"] for r in receiver.received} == {"ownership.changed.batch"}
+    assert sorted(b["sequence"] for b in batches) == [1, 2, 3]
+    assert {(b["batches"], b["total"], b["handover_id"]) for b in batches} == {(3, 5, h["id"])}
+    assert sorted(b["count"] for b in batches) == [1, 2, 2]
+    moved = await items(client, h["id"])
+    changes = [c for b in batches for c in b["changes"]]
+    assert sorted(c["customer_id"] for c in changes) == sorted(moved)
+    for c in changes:
+        assert c["old_manager_id"] == p["leaving"]["id"]
+        assert c["manager_id"] == moved[c["customer_id"]]["final_manager_id"]

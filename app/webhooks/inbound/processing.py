@@ -31,6 +31,7 @@ from app.db.session import SessionFactory, session_scope
 from app.errors import BatonError
 from app.handovers import repository as handover_repository
 from app.webhooks import outbox
+from app.webhooks.inbound import adapters
 from app.webhooks.inbound.service import result_json
 
 log = logging.getLogger("baton.webhooks")
@@ -133,7 +134,14 @@ async def _customer_upserted(
     from app.customers.schemas import CustomerCreate, CustomerUpdate
 
     found = await _find(session, Customer, data)
-    fields = {k: v for k, v in _fields(data).items() if k != "manager_id"}
+    fields = {k: v for k, v in _fields(data).items() if k not in ("manager_id", "owner_ref")}
+    if data.get("owner_ref"):
+        # the CRM names the owner: a manual assignment through the customers service, which
+        # refuses a manager the placement rules do not allow
+        owner = await _find(session, Manager, {"external_ref": data["owner_ref"]})
+        if owner is None:
+            raise Failed(f"No manager has external_ref {data['owner_ref']!r}.")
+        fields["manager_id"] = owner["id"]
     if found is None:
         if "name" not in fields or "tier" not in fields:
             raise Ignored("an unknown customer needs `name` and `tier` to be created")
@@ -291,8 +299,8 @@ HANDLERS: dict[str, Handler] = {
 
 _LOCK = text(
     """
-    SELECT e.id, e.type, e.status, e.body, s.name, s.default_strategy, s.auto_approve,
-           s.tier_change_action
+    SELECT e.id, e.type, e.status, e.body, s.name, s.adapter, s.mapping, s.default_strategy,
+           s.auto_approve, s.tier_change_action
       FROM webhook_inbound_events AS e JOIN webhook_sources AS s ON s.id = e.source_id
      WHERE e.id = :id
        FOR UPDATE OF e SKIP LOCKED
@@ -302,22 +310,22 @@ _LOCK = text(
 
 async def process_event(factory: SessionFactory, inbox_id: uuid.UUID) -> str | None:
     """Handle one stored event; returns its final status (None if busy or already done)."""
-    import json
-
     async with session_scope(factory) as session:
         row = (await session.execute(_LOCK, {"id": inbox_id})).mappings().first()
         if row is None or row["status"] != "received":
             return None
         token = outbox.correlation_id.set(f"inbound:{inbox_id}")
         status, error, result = "processed", None, None
+        kind = row["type"]
         try:
-            payload = json.loads(row["body"])
-            data = payload.get("data", payload) if isinstance(payload, dict) else {}
-            if not isinstance(data, dict):
-                raise Failed("`data` must be an object.")
-            handler = HANDLERS.get(row["type"] or "")
+            # read through the source's current mapping: a retry sees a corrected one
+            mapping = adapters.mapping_for(row["adapter"], row["mapping"])
+            kind, data, ignored = adapters.translate(row["adapter"], mapping, bytes(row["body"]))
+            if ignored:
+                raise Ignored(ignored)
+            handler = HANDLERS.get(kind or "")
             if handler is None:
-                raise Ignored(f"event type {row['type']!r} is not handled")
+                raise Ignored(f"event type {kind!r} is not handled")
             async with session.begin_nested():
                 result = result_json(await handler(session, row, data, f"webhook:{row['name']}"))
         except Ignored as exc:
@@ -338,6 +346,7 @@ async def process_event(factory: SessionFactory, inbox_id: uuid.UUID) -> str | N
             update(InboundEvent)
             .where(InboundEvent.id == inbox_id)
             .values(
+                type=kind,
                 status=status,
                 error=error[:2000] if error else None,
                 result=result,

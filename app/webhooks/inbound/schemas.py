@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Adapter = Literal["standard", "hubspot", "generic-hmac"]
+Adapter = Literal["standard", "hubspot", "generic-hmac", "zoho"]
 SourceName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", examples=["hubspot"])]
 Secret = Annotated[str, Field(min_length=16, max_length=500)]
 InboundStatus = Literal["received", "processed", "failed", "ignored"]
@@ -22,6 +22,62 @@ _EXAMPLE: dict[str, Any] = {
     "auto_approve": False,
     "tier_change_action": "propose",
 }
+
+
+BatonField = Literal[
+    "name",
+    "tier",
+    "status",
+    "owner",
+    "satisfaction",
+    "region",
+    "language",
+    "industry",
+    "annual_value",
+]
+
+
+class SourceMapping(BaseModel):
+    """How a CRM's records read as Baton customers (HubSpot and Zoho sources)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "fields": {
+                        "Account_Name": "name",
+                        "Account_Tier": "tier",
+                        "Account_Status": "status",
+                        "Owner": "owner",
+                        "CSAT": "satisfaction",
+                    },
+                    "churned_values": ["Churned", "Closed"],
+                    "external_ref_prefix": "zoho-",
+                    "owner_ref_prefix": "zoho-user-",
+                    "modules": ["Accounts"],
+                }
+            ]
+        },
+    )
+
+    fields: dict[Annotated[str, Field(min_length=1, max_length=100)], BatonField] = Field(
+        description="CRM field (property API name) → the Baton field it holds. `status` is "
+        "compared with `churned_values`; `owner` holds the owner's id (or an object with "
+        "`id`), matched to a manager's `external_ref` after `owner_ref_prefix`."
+    )
+    churned_values: list[str] = Field(
+        ["churned"], description="Values of the `status` field that mean churned."
+    )
+    external_ref_prefix: Annotated[str, Field(max_length=64)] = Field(
+        "", description="Prepended to the CRM record id to make the customer's `external_ref`."
+    )
+    owner_ref_prefix: Annotated[str, Field(max_length=64)] = Field(
+        "", description="Prepended to the owner id to make the manager's `external_ref`."
+    )
+    modules: list[str] = Field(
+        ["Accounts"], description="Zoho: the modules whose records are customers."
+    )
 
 
 class SourceCreate(BaseModel):
@@ -41,6 +97,12 @@ class SourceCreate(BaseModel):
     tier_change_action: Literal["propose", "apply"] = Field(
         "propose", description="When a tier change makes the owner ineligible."
     )
+    mapping: SourceMapping | None = Field(
+        None, description="hubspot, zoho: which CRM field holds what; omitted: the defaults."
+    )
+    channel_id: Annotated[str, Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")] | None = Field(
+        None, description="zoho: the `channel_id` registered with `actions/watch`."
+    )
 
 
 class SourceUpdate(BaseModel):
@@ -51,6 +113,8 @@ class SourceUpdate(BaseModel):
     default_strategy: Strategy | None = None
     auto_approve: bool | None = None
     tier_change_action: Literal["propose", "apply"] | None = None
+    mapping: SourceMapping | None = None
+    channel_id: Annotated[str, Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")] | None = None
 
 
 class SourceRotation(BaseModel):
@@ -70,6 +134,8 @@ class SourceOut(BaseModel):
                     "id": "5e0c2b1a-3f4d-4c6e-9a8b-7d6c5b4a3f2e",
                     "signature_header": None,
                     "enabled": True,
+                    "mapping": None,
+                    "channel_id": None,
                     "previous_secret_expires_at": None,
                     "created_at": "2026-11-25T09:00:00Z",
                     "updated_at": "2026-11-25T09:00:00Z",
@@ -86,6 +152,10 @@ class SourceOut(BaseModel):
     default_strategy: Strategy
     auto_approve: bool
     tier_change_action: Literal["propose", "apply"]
+    mapping: SourceMapping | None = Field(
+        description="Which CRM field holds what (hubspot, zoho; null: not used)."
+    )
+    channel_id: str | None
     previous_secret_expires_at: datetime | None
     created_at: datetime
     updated_at: datetime

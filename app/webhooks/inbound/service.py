@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.db.models import InboundEvent, WebhookSource
-from app.errors import BatonError, Conflict, NotFound
+from app.errors import BatonError, Conflict, InvalidInput, NotFound
 from app.webhooks.inbound import adapters
 from app.webhooks.inbound.schemas import (
     InboundEventOut,
@@ -29,6 +29,7 @@ from app.webhooks.inbound.schemas import (
 from app.webhooks.keys import active_secrets, new_secret, rotation
 
 MAX_BODY_BYTES = 1_000_000
+ZOHO_TOKEN_MAX = 50  # what Zoho's actions/watch accepts as `token`
 _S = WebhookSource
 _I = InboundEvent
 # headers kept with the raw body (signature headers included: they prove what was verified)
@@ -43,6 +44,17 @@ class PayloadTooLarge(BatonError):
     status = 413
     code = "payload_too_large"
     title = "Payload too large"
+
+
+def _source_out(row: Mapping[str, Any], model: type[SourceOut] = SourceOut) -> Any:
+    """A source as shown: its mapping is the stored one or its adapter's default."""
+    mapping = adapters.mapping_for(row["adapter"], row["mapping"])
+    return model.model_validate({**row, "mapping": mapping})
+
+
+def _check_zoho_secret(adapter: str, secret: str | None) -> None:
+    if adapter == "zoho" and secret is not None and len(secret) > ZOHO_TOKEN_MAX:
+        raise InvalidInput(f"A Zoho token is at most {ZOHO_TOKEN_MAX} characters.", field="secret")
 
 
 async def _require(session: AsyncSession, source_id: uuid.UUID) -> RowMapping:
@@ -61,21 +73,23 @@ async def create_source(session: AsyncSession, *, data: SourceCreate) -> SourceW
     taken = await session.scalar(select(_S.id).where(_S.name == data.name))
     if taken is not None:
         raise Conflict(f"A webhook source named {data.name!r} exists.", field="name")
-    values = data.model_dump()
+    _check_zoho_secret(data.adapter, data.secret)
+    values = data.model_dump(exclude={"mapping"})
+    values["mapping"] = data.mapping.model_dump() if data.mapping else None
     values["secret"] = data.secret or new_secret()
     row = (await session.execute(insert(_S).values(**values).returning(*_S.__table__.c))).mappings()
-    return SourceWithSecret.model_validate({**row.one()})
+    return _source_out(row.one(), SourceWithSecret)
 
 
 async def list_sources(session: AsyncSession) -> list[SourceOut]:
     """Every source, by name (a handful per installation)."""
     rows = (await session.execute(select(*_S.__table__.c).order_by(_S.name))).mappings()
-    return [SourceOut.model_validate({**r}) for r in rows]
+    return [_source_out(r) for r in rows]
 
 
 async def get_source(session: AsyncSession, *, source_id: uuid.UUID) -> SourceOut:
     """One source, without its secret."""
-    return SourceOut.model_validate({**await _require(session, source_id)})
+    return _source_out(await _require(session, source_id))
 
 
 async def update_source(
@@ -83,11 +97,12 @@ async def update_source(
 ) -> SourceOut:
     """Change how a source is handled (not its secret: rotate it)."""
     await _require(session, source_id)
-    # null clears signature_header (back to the default); for the other fields it is no change
+    # null clears signature_header, mapping (back to the defaults) and channel_id; for the
+    # other fields it is no change
     values = {
         k: v
         for k, v in data.model_dump(exclude_unset=True).items()
-        if v is not None or k == "signature_header"
+        if v is not None or k in ("signature_header", "mapping", "channel_id")
     }
     if values:
         await session.execute(
@@ -101,6 +116,7 @@ async def rotate_source_secret(
 ) -> SourceWithSecret:
     """Replace the secret; the old one is still accepted during the grace period."""
     current = await _require(session, source_id)
+    _check_zoho_secret(current["adapter"], data.secret)
     values = rotation(
         current["secret"], secret=data.secret, grace_hours=data.grace_hours, now=datetime.now(UTC)
     )
@@ -109,7 +125,7 @@ async def rotate_source_secret(
             update(_S).where(_S.id == source_id).values(**values).returning(*_S.__table__.c)
         )
     ).mappings()
-    return SourceWithSecret.model_validate({**row.one()})
+    return _source_out(row.one(), SourceWithSecret)
 
 
 async def delete_source(session: AsyncSession, *, source_id: uuid.UUID) -> None:
@@ -167,9 +183,15 @@ async def receive(
         method=method,
         url=url,
         signature_header=source["signature_header"],
+        channel_id=source["channel_id"],
         now=now,
     )
-    events = adapters.parse(source["adapter"], lowered, body)
+    events = adapters.parse(
+        source["adapter"],
+        lowered,
+        body,
+        mapping=adapters.mapping_for(source["adapter"], source["mapping"]),
+    )
     stored = dict(
         (
             await session.execute(

@@ -39,6 +39,13 @@ class SubscriptionCreate(BaseModel):
     )
     description: Description | None = None
     enabled: bool = True
+    batch_size: int = Field(
+        1000,
+        ge=1,
+        le=10_000,
+        description="Changes per `ownership.changed.batch` delivery (that type is never "
+        "implied by `*`: name it).",
+    )
 
 
 class SubscriptionUpdate(BaseModel):
@@ -48,6 +55,7 @@ class SubscriptionUpdate(BaseModel):
     event_types: list[EventTypeFilter] | None = Field(None, min_length=1, max_length=20)
     description: Description | None = None
     enabled: bool | None = Field(None, description="Re-enabling clears `disabled_reason`.")
+    batch_size: int | None = Field(None, ge=1, le=10_000)
 
 
 class SecretRotation(BaseModel):
@@ -67,6 +75,7 @@ class SubscriptionOut(BaseModel):
                     **_EXAMPLE,
                     "id": "0b8f3c2e-8f5a-4c1d-9c6e-2f1a7d3e4b5c",
                     "enabled": True,
+                    "batch_size": 1000,
                     "disabled_reason": None,
                     "previous_secret_expires_at": None,
                     "created_at": "2026-11-25T09:00:00Z",
@@ -81,6 +90,7 @@ class SubscriptionOut(BaseModel):
     event_types: list[str]
     description: str | None
     enabled: bool
+    batch_size: int = Field(description="Changes per `ownership.changed.batch` delivery.")
     disabled_reason: str | None = Field(description="Why Baton disabled it (e.g. 410 Gone).")
     previous_secret_expires_at: datetime | None = Field(
         description="Until when the secret before the last rotation still signs."

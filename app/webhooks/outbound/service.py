@@ -61,6 +61,7 @@ async def create_subscription(
                     event_types=_types(list(data.event_types)),
                     description=data.description,
                     enabled=data.enabled,
+                    batch_size=data.batch_size,
                     secret=secret,
                 )
                 .returning(*_S.__table__.c)
@@ -101,7 +102,7 @@ async def update_subscription(
     """Change URL, event types, description or the enabled flag."""
     await _require(session, subscription_id)
     values: dict[str, Any] = data.model_dump(exclude_unset=True)
-    for field in ("url", "event_types", "enabled"):
+    for field in ("url", "event_types", "enabled", "batch_size"):
         if field in values and values[field] is None:
             values.pop(field)
     if "url" in values:
