@@ -342,6 +342,29 @@ async def test_a_signed_webhook_that_makes_an_owner_ineligible_is_recorded(
     [listed] = await violations(client)
     assert listed["customer_id"] == customer["id"] and listed["cause"] == "customer_updated"
     assert listed["actor"] == "webhook:crm"
+    [event] = (await ok(await client.get("/v1/webhooks/inbound-events")))["items"]
+    assert event["result"]["owner_eligible"] is False
+    assert event["result"]["violated_rules"] == ["tier_min_level"]
+    assert event["result"]["applied"] is False
+
+    # a source that applies tier changes re-places the customer through the engine
+    await ok(
+        await client.patch(f"/v1/webhook-sources/{src['id']}", json={"tier_change_action": "apply"})
+    )
+    senior = await create_manager(client, level=4, capacity=40)
+    body, headers = standard_request(
+        src["secret"],
+        {
+            "type": "customer.tier_changed",
+            "timestamp": "2026-12-01T09:05:00Z",
+            "data": {"external_ref": "crm-1", "tier": "key"},
+        },
+    )
+    await ok(await client.post("/v1/webhooks/inbound/crm", content=body, headers=headers), 202)
+    assert await _process_all(factory) == ["processed"]
+    now = await ok(await client.get(f"/v1/customers/{customer['id']}"))
+    assert now["manager_id"] == senior["id"]
+    assert await violations(client) == []
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -19,13 +19,13 @@ from pydantic import ValidationError
 from sqlalchemy import RowMapping, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.assignments import compliance
 from app.db.models import (
     Customer,
     Handover,
     HandoverItem,
     InboundEvent,
     Manager,
-    Tier,
 )
 from app.db.session import SessionFactory, session_scope
 from app.errors import BatonError
@@ -190,12 +190,14 @@ async def _customer_tier_changed(
     result: dict[str, Any] = {"customer_id": found["id"], "tier": data["tier"]}
     if found["manager_id"] is None:
         return result
-    level = await session.scalar(select(Manager.level).where(Manager.id == found["manager_id"]))
-    minimum = await session.scalar(select(Tier.min_manager_level).where(Tier.code == data["tier"]))
-    if level is None or minimum is None or level >= minimum:
+    # The placement guard decides (every hard rule, the rule set's too); the update above
+    # recorded any violation.
+    _, breaking = await compliance.find(session, compliance.Scope.customers([found["id"]]))
+    if not breaking:
         result["owner_eligible"] = True
         return result
     result["owner_eligible"] = False
+    result["violated_rules"] = [v.rule for v in breaking[0].rules]
     apply = source["tier_change_action"] == "apply"
     placed = await assignments.assign_customer(
         session, customer_id=found["id"], request=AssignRequest(dry_run=not apply), actor=actor
