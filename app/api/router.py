@@ -8,6 +8,7 @@ from app.customers.router import router as customers
 from app.handovers.router import router as handovers
 from app.imports.router import exports, imports
 from app.managers.router import router as managers
+from app.reports.router import router as reports
 from app.rules.router import router as rules
 from app.satisfaction.router import router as satisfaction
 from app.tiers.router import router as tiers
@@ -29,6 +30,7 @@ ROUTERS: tuple[PrefixedRouter, ...] = (
     rules,
     handovers,
     satisfaction,
+    reports,
     api_keys,
     audit,
     webhook_subscriptions,
