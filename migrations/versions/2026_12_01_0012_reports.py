@@ -26,7 +26,7 @@ CREATE FUNCTION customers_date_churn() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.status = 'churned' THEN
         IF TG_OP = 'INSERT' OR OLD.status IS DISTINCT FROM 'churned' THEN
-            NEW.churned_at := COALESCE(NEW.churned_at, now());
+            NEW.churned_at := COALESCE(NEW.churned_at, statement_timestamp());
         END IF;
     ELSE
         NEW.churned_at := NULL;

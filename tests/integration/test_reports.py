@@ -346,3 +346,111 @@ async def test_reports_are_read_only_for_viewers(api, history):
     await ok(await viewer.get("/v1/reports/kpis", params={"from": FROM, "to": TO}))
     integration = await api.client("integration")
     assert_problem(await integration.get("/v1/reports/kpis"), 403)
+
+
+async def test_handover_outcome_against_a_matched_control_group(api, client):
+    await create_tiers(client)
+    leaving = await create_manager(client, level=4, capacity=100, region="east")
+    successor = await create_manager(client, level=4, capacity=100)
+    other = await create_manager(client, level=5, capacity=100)
+
+    async def customer(tier: str, region: str, owner=None, **fields: Any) -> str:
+        owner_id = owner["id"] if owner else None
+        made = await create_customer(
+            client, tier=tier, region=region, manager_id=owner_id, **fields
+        )
+        return made["id"]
+
+    m1 = await customer("standard", "east", leaving)
+    m2 = await customer("standard", "east", leaving, satisfaction="7")
+    await customer("key", "west", leaving)
+    k1 = await customer("standard", "east", other)  # matched on tier and region
+    await customer("standard", "west", other)  # the east stratum has its own region
+    await customer("key", "east", other)  # no key customer in the west: tier only
+    k4 = await customer("standard", "east", other)  # moved during the window: out
+    k5 = await customer("standard", "east", other)  # churned before the handover: out
+    await customer("standard", "east")  # in the pool: out
+    await customer("strategic", "east", other)  # a tier nobody moved: out
+    k8 = await customer("standard", "east", other)  # churns during the window: counted
+    await _sql(
+        api,
+        "UPDATE customers SET status = 'churned', churned_at = '2026-01-01' WHERE id = :c",
+        c=k5,
+    )
+    for who, score in ((m1, "8"), (k1, "9")):
+        await ok(
+            await client.post(
+                f"/v1/customers/{who}/satisfaction",
+                json={"score": score, "recorded_at": "2026-01-01T00:00:00Z"},
+            ),
+            201,
+        )
+
+    handover = await ok(
+        await client.post(
+            "/v1/handovers",
+            json={
+                "from_manager_id": leaving["id"],
+                "reason": "departure",
+                "strategy": "successor",
+                "successor_id": successor["id"],
+            },
+        ),
+        201,
+    )
+    url = f"/v1/handovers/{handover['id']}"
+    for action in ("plan", "approve", "execute"):
+        await ok(await client.post(f"{url}/{action}"))
+
+    await ok(await client.patch(f"/v1/customers/{k4}", json={"manager_id": successor["id"]}))
+    for who in (m2, k8):
+        await ok(await client.patch(f"/v1/customers/{who}", json={"status": "churned"}))
+    for who, score in ((m1, "6"), (k1, "9.5")):
+        await ok(await client.post(f"/v1/customers/{who}/satisfaction", json={"score": score}), 201)
+    for entry in ({"score": "8", "note": "smooth"}, {"score": "6"}):
+        await ok(await client.post(f"{url}/feedback", json=entry), 201)
+    assert_problem(await client.post(f"{url}/feedback", json={}), 422)
+    assert_problem(await client.post(f"/v1/handovers/{uuid.uuid4()}/feedback", json={}), 404)
+
+    outcome = await ok(await client.get(f"{url}/outcome"))
+    assert outcome["moved"] == {
+        "customers": 3,
+        "retained": 2,
+        "churned": 1,
+        "retention_rate": 0.6667,
+        "satisfaction_before": 7.5,  # m1's 8 and m2's own field 7
+        "satisfaction_latest": 6.0,
+        "satisfaction_change": -2.0,
+    }
+    assert outcome["control"] == {
+        "customers": 3,  # k1, k3, k8
+        "retained": 2,
+        "churned": 1,
+        "retention_rate": 0.6667,
+        "satisfaction_before": 9.0,
+        "satisfaction_latest": 9.5,
+        "satisfaction_change": 0.5,
+    }
+    assert outcome["matching"] == [
+        {
+            "tier": "key",
+            "region": "west",
+            "moved": 1,
+            "matched_on": "tier",
+            "control": 1,
+            "control_retention_rate": 1.0,
+        },
+        {
+            "tier": "standard",
+            "region": "east",
+            "moved": 2,
+            "matched_on": "tier_region",
+            "control": 2,
+            "control_retention_rate": 0.5,
+        },
+    ]
+    assert outcome["control_retention_rate_matched"] == 0.6667  # (2 × 0.5 + 1 × 1.0) / 3
+    assert outcome["refusals"] == 0 and outcome["window_days"] == 90
+    assert [f["note"] for f in outcome["feedback"]] == ["smooth", None]
+    assert outcome["feedback"][0]["actor"] == "test-admin"
+    assert outcome["feedback_score"] == 7.0
