@@ -9,6 +9,7 @@ from app.handovers.router import router as handovers
 from app.imports.router import exports, imports
 from app.managers.router import router as managers
 from app.reports.router import router as reports
+from app.revenue.router import router as revenue
 from app.rules.router import router as rules
 from app.satisfaction.router import router as satisfaction
 from app.tiers.router import router as tiers
@@ -30,6 +31,7 @@ ROUTERS: tuple[PrefixedRouter, ...] = (
     rules,
     handovers,
     satisfaction,
+    revenue,
     reports,
     api_keys,
     audit,

@@ -145,6 +145,27 @@ async def _history(api, client) -> dict[str, Any]:
             ),
             201,
         )
+    revenue = [
+        ("c1", "300", "EUR", "2025-12-01"),  # before the period
+        ("c1", "1000", "EUR", "2026-02-01"),
+        ("c2", "500", "EUR", "2026-01-10"),  # Alice's
+        ("c2", "700", "EUR", "2026-03-01"),  # Bob's
+        ("c6", "200", "USD", "2026-02-20"),
+    ]
+    for n, (name, amount, currency, at) in enumerate(revenue):
+        await ok(
+            await client.post(
+                f"/v1/customers/{cs[name]['id']}/revenue",
+                json={
+                    "amount": amount,
+                    "currency": currency,
+                    "occurred_at": f"{at}T12:00:00Z",
+                    "source": "billing",
+                    "external_id": f"inv-{n}",
+                },
+            ),
+            201,
+        )
     return {"a": a, "b": b, "c": c, "customers": cs, "handover": str(handover)}
 
 
@@ -193,6 +214,7 @@ async def test_kpis_per_manager(client, history):
         "customers_out": 1,
     }
     assert alice["refusals_received"] == 0
+    assert alice["revenue"] == {"EUR": "1500.00"}
     assert alice["received"] == {"customers": 2, "weight": 9, "jain_index": 0.9549}
     assert (alice["team"], alice["region"], alice["level"], alice["status"]) == (
         "north",
@@ -224,6 +246,7 @@ async def test_kpis_per_manager(client, history):
         "customers_out": 0,
     }
     assert bob["refusals_received"] == 1
+    assert bob["revenue"] == {"EUR": "700.00", "USD": "200.00"}
     assert bob["received"] == {"customers": 3, "weight": 14, "jain_index": 0.9549}
 
     carol = rows[c["id"]]  # her only customer churned before the period
@@ -254,6 +277,7 @@ async def test_kpis_per_team_and_region(client, history):
     assert north["satisfaction"]["average"] == 7.5
     assert north["satisfaction"]["change"] == 0.8333
     assert north["received"] == {"customers": 5, "weight": 23, "jain_index": 0.9549}
+    assert north["revenue"] == {"EUR": "2200.00", "USD": "200.00"}
     regions = {r["key"]: r for r in (await _kpis(client, group_by="region"))["items"]}
     assert regions["east"]["book_end"]["customers"] == 6
     assert regions["west"]["book_end"]["customers"] == 0
@@ -454,3 +478,20 @@ async def test_handover_outcome_against_a_matched_control_group(api, client):
     assert [f["note"] for f in outcome["feedback"]] == ["smooth", None]
     assert outcome["feedback"][0]["actor"] == "test-admin"
     assert outcome["feedback_score"] == 7.0
+
+
+async def test_revenue_events_are_idempotent_and_never_in_the_future(client):
+    await create_tiers(client)
+    customer = await create_customer(client)
+    url = f"/v1/customers/{customer['id']}/revenue"
+    body = {"amount": "99.50", "currency": "EUR", "source": "hubspot", "external_id": "deal-1"}
+    first = await ok(await client.post(url, json=body), 201)
+    again = await ok(await client.post(url, json=body), 200)
+    assert again["id"] == first["id"] and again["amount"] == "99.50"
+    assert_problem(await client.post(url, json={**body, "amount": "100"}), 409)
+    future = {"amount": "1", "currency": "EUR", "occurred_at": "2099-01-01T00:00:00Z"}
+    assert_problem(await client.post(url, json=future), 422)
+    assert_problem(await client.post(url, json={"amount": "1", "currency": "euro"}), 422)
+    assert_problem(await client.post(f"/v1/customers/{uuid.uuid4()}/revenue", json={**body}), 404)
+    listed = await ok(await client.get(url))
+    assert [e["external_id"] for e in listed["items"]] == ["deal-1"]
