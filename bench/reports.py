@@ -43,10 +43,12 @@ HISTORY = [
     INSERT INTO assignments (customer_id, manager_id, started_at, ended_at, reason, actor)
     SELECT c.id, m.id,
            now() - make_interval(days => (:rows - j) * (720 / :rows))
-                 + make_interval(hours => (hashtext(c.id::text) & 1023)),
+                 + make_interval(hours => (hashtext(c.id::text) & 2147483647)
+                                          % (24 * (720 / :rows))),
            CASE WHEN j < :rows - 1
                 THEN now() - make_interval(days => (:rows - j - 1) * (720 / :rows))
-                           + make_interval(hours => (hashtext(c.id::text) & 1023)) END,
+                           + make_interval(hours => (hashtext(c.id::text) & 2147483647)
+                                                    % (24 * (720 / :rows))) END,
            (ARRAY['auto', 'manual', 'rebalance', 'handover'])
                [1 + ((hashtext(c.id::text) & 1023) + j) % 4],
            'bench'
@@ -61,7 +63,8 @@ HISTORY = [
     """,
     """
     UPDATE customers AS c SET status = 'churned',
-           churned_at = now() - make_interval(days => (hashtext(c.id::text || 'c') & 255) % 60)
+           churned_at = c.owner_since + (now() - c.owner_since)
+                        * ((hashtext(c.id::text || 'c') & 1023) / 1024.0)
      WHERE (hashtext(c.id::text || 'churn') & 2147483647) % 100 < 3
     """,
     """

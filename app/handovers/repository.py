@@ -736,6 +736,20 @@ async def outcome_strata(
     return list((await session.execute(text(_OUTCOME_STRATA), params)).mappings())
 
 
+async def received_counts(session: AsyncSession, handover_id: uuid.UUID) -> dict[uuid.UUID, int]:
+    """How many customers each new owner got from the handover."""
+    rows = await session.execute(
+        select(HandoverItem.final_manager_id, func.count())
+        .where(
+            HandoverItem.handover_id == handover_id,
+            HandoverItem.moved_at.is_not(None),
+            HandoverItem.final_manager_id.is_not(None),
+        )
+        .group_by(HandoverItem.final_manager_id)
+    )
+    return {manager_id: int(n) for manager_id, n in rows.all()}
+
+
 async def add_feedback(
     session: AsyncSession,
     *,

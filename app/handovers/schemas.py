@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from app.reports.schemas import KpiRow
+
 HandoverReason = Literal["departure", "leave", "role_change", "performance", "rebalance"]
 HandoverStrategy = Literal["balanced", "optimal", "successor", "round_robin"]
 HandoverState = Literal[
@@ -384,6 +386,16 @@ class FeedbackOut(BaseModel):
     created_at: datetime
 
 
+class NewOwnerKpis(BaseModel):
+    """A new owner's KPIs over the observation window next to the same length before it."""
+
+    manager_id: uuid.UUID
+    name: str | None
+    customers_received: int = Field(description="Customers this handover gave them.")
+    window: KpiRow
+    previous: KpiRow
+
+
 class OutcomeOut(BaseModel):
     """How the moved customers fared over an observation window after execution, against a
     control group matched on tier and region (seed 000 §6)."""
@@ -406,5 +418,8 @@ class OutcomeOut(BaseModel):
     matching: list[StratumMatch]
     refusals: int
     hours_to_complete: float | None
+    new_owners: list[NewOwnerKpis] = Field(
+        description="Empty until the window has some length (just executed, or not yet)."
+    )
     feedback: list[FeedbackOut]
     feedback_score: float | None = Field(description="Mean of the feedback scores given.")

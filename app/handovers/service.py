@@ -39,6 +39,7 @@ from app.handovers.schemas import (
     ItemOut,
     ItemOverride,
     ItemStatus,
+    NewOwnerKpis,
     OutcomeOut,
     OverrideOut,
     RestoreOut,
@@ -49,6 +50,7 @@ from app.handovers.schemas import (
 )
 from app.handovers.states import allowed_actions, next_state
 from app.managers import repository as managers_repository
+from app.reports import service as reports
 from app.settings import get_settings
 from app.tiers import repository as tiers_repository
 from app.webhooks import outbox
@@ -1136,6 +1138,7 @@ async def handover_outcome(
     ]
     scores = [float(f.score) for f in feedback if f.score is not None]
     return OutcomeOut(
+        new_owners=await _new_owners(session, handover_id=handover_id, pivot=pivot, until=until),
         handover_id=handover_id,
         state=handover["state"],
         period_start=pivot,
@@ -1154,6 +1157,31 @@ async def handover_outcome(
         feedback=feedback,
         feedback_score=round(sum(scores) / len(scores), 4) if scores else None,
     )
+
+
+async def _new_owners(
+    session: AsyncSession, *, handover_id: uuid.UUID, pivot: datetime, until: datetime
+) -> list[NewOwnerKpis]:
+    """The new owners' KPIs over ``(pivot, until]`` and over as long before the pivot."""
+    if until <= pivot:
+        return []
+    received = await repository.received_counts(session, handover_id)
+    ids = sorted(received)
+    window = await reports.kpis_of_managers(session, manager_ids=ids, from_=pivot, to=until)
+    previous = await reports.kpis_of_managers(
+        session, manager_ids=ids, from_=pivot - (until - pivot), to=pivot
+    )
+    return [
+        NewOwnerKpis(
+            manager_id=manager_id,
+            name=window[manager_id].name,
+            customers_received=received[manager_id],
+            window=window[manager_id],
+            previous=previous[manager_id],
+        )
+        for manager_id in ids
+        if manager_id in window and manager_id in previous
+    ]
 
 
 async def add_feedback(

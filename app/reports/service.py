@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -121,6 +121,7 @@ async def manager_kpis(
     level: int | None = None,
     status: str | None = None,
     manager_id: uuid.UUID | None = None,
+    manager_ids: Sequence[uuid.UUID] | None = None,
     sort: str = "key",
     descending: bool = False,
     cursor: str | None = None,
@@ -146,6 +147,7 @@ async def manager_kpis(
         offset=offset,
         limit=None if limit is None else limit + 1,
         manager_id=manager_id,
+        manager_ids=tuple(manager_ids) if manager_ids is not None else None,
         team=team,
         region=region,
         level=level,
@@ -280,6 +282,16 @@ async def one_manager_kpis(
     await _require_manager(session, manager_id)
     page = await manager_kpis(session, from_=from_, to=to, manager_id=manager_id, limit=1)
     return page.items[0]
+
+
+async def kpis_of_managers(
+    session: AsyncSession, *, manager_ids: Sequence[uuid.UUID], from_: datetime, to: datetime
+) -> dict[uuid.UUID, KpiRow]:
+    """Each of these managers' KPIs over the same period, by manager id."""
+    if not manager_ids:
+        return {}
+    page = await manager_kpis(session, from_=from_, to=to, manager_ids=manager_ids, limit=None)
+    return {row.manager_id: row for row in page.items if row.manager_id is not None}
 
 
 async def manager_portfolio_at(

@@ -475,6 +475,15 @@ async def test_handover_outcome_against_a_matched_control_group(api, client):
     ]
     assert outcome["control_retention_rate_matched"] == 0.6667  # (2 × 0.5 + 1 × 1.0) / 3
     assert outcome["refusals"] == 0 and outcome["window_days"] == 90
+    # The successor's window (they start it with the three customers) next to the same
+    # length before, when the handover brought them.
+    (new_owner,) = outcome["new_owners"]
+    assert new_owner["manager_id"] == successor["id"] and new_owner["customers_received"] == 3
+    window, previous = new_owner["window"], new_owner["previous"]
+    assert window["book_start"]["customers"] == 3 and window["book_end"]["customers"] == 3
+    assert window["gained_by_reason"] == {"manual": 1} and window["churned"]["customers"] == 1
+    assert previous["gained_by_reason"] == {"handover": 3}
+    assert previous["book_start"]["customers"] == 0
     assert [f["note"] for f in outcome["feedback"]] == ["smooth", None]
     assert outcome["feedback"][0]["actor"] == "test-admin"
     assert outcome["feedback_score"] == 7.0
