@@ -119,10 +119,9 @@ def _rows(join: str = "") -> str:
 
 
 _NEXT_ROW = """
-    LEFT JOIN LATERAL (
-        SELECT b.reason, b.handover_id FROM assignments AS b
-         WHERE b.customer_id = a.customer_id AND b.started_at = a.ended_at AND b.id <> a.id
-         ORDER BY b.id LIMIT 1) AS nx ON true
+    LEFT JOIN assignments AS nx
+      ON nx.customer_id = a.customer_id AND nx.started_at = a.ended_at AND nx.id <> a.id
+     AND nx.started_at > $1 AND nx.started_at <= $2
 """
 _SCORES_THEN = """
     JOIN satisfaction_scores AS sc
@@ -135,6 +134,14 @@ _REVENUE_THEN = """
      AND ev.occurred_at >= a.started_at AND (a.ended_at IS NULL OR ev.occurred_at < a.ended_at)
 """
 _ROWS = _rows()
+# The rows with whether each was the customer's at the start (s) and at the end (e).
+_FLAGGED = f"""
+    SELECT a.*,
+           (a.started_at <= $1 AND (c.churned_at IS NULL OR c.churned_at > $1)) AS s,
+           ((a.ended_at IS NULL OR a.ended_at > $2)
+             AND (c.churned_at IS NULL OR c.churned_at > $2)) AS e
+      {_ROWS}
+"""
 BASELINE = [
     # the book at start and end, retention, churn, gained and received weight, handovers in
     f"""
@@ -144,12 +151,7 @@ BASELINE = [
            count(*) FILTER (WHERE e), sum(t.weight) FILTER (WHERE e),
            sum(c.annual_value) FILTER (WHERE e),
            count(*) FILTER (WHERE s AND (c.churned_at IS NULL OR c.churned_at > $2)),
-           count(*) FILTER (WHERE s AND (e OR EXISTS (
-               SELECT 1 FROM assignments AS b
-                WHERE b.customer_id = a.customer_id AND b.manager_id = a.manager_id
-                  AND b.started_at > a.started_at AND b.started_at <= $2
-                  AND (b.ended_at IS NULL OR b.ended_at > $2)
-                  AND (c.churned_at IS NULL OR c.churned_at > $2)))),
+           count(*) FILTER (WHERE s AND e),
            count(*) FILTER (WHERE c.churned_at > $1 AND c.churned_at <= $2
                               AND c.churned_at >= a.started_at
                               AND (a.ended_at IS NULL OR a.ended_at > c.churned_at)),
@@ -160,14 +162,19 @@ BASELINE = [
            sum(t.weight) FILTER (WHERE a.started_at > $1),
            count(*) FILTER (WHERE a.started_at > $1 AND a.handover_id IS NOT NULL),
            count(DISTINCT a.handover_id) FILTER (WHERE a.started_at > $1)
-      FROM (SELECT a.*,
-                   (a.started_at <= $1 AND (c.churned_at IS NULL OR c.churned_at > $1)) AS s,
-                   ((a.ended_at IS NULL OR a.ended_at > $2)
-                     AND (c.churned_at IS NULL OR c.churned_at > $2)) AS e
-              {_ROWS}) AS a
+      FROM ({_FLAGGED}) AS a
       JOIN customers AS c ON c.id = a.customer_id
       JOIN tiers AS t ON t.code = c.tier_code
      GROUP BY a.manager_id
+    """,
+    # customers of the starting book who left and came back to the same manager
+    f"""
+    WITH f AS ({_FLAGGED})
+    SELECT x.manager_id, count(*) FROM f AS x
+     WHERE x.e AND x.started_at > $1
+       AND EXISTS (SELECT 1 FROM f AS y WHERE y.s AND NOT y.e AND y.manager_id = x.manager_id
+                      AND y.customer_id = x.customer_id)
+     GROUP BY 1
     """,
     # gained by reason
     f"""
@@ -176,10 +183,12 @@ BASELINE = [
     """,
     # lost by the reason of the row that followed, handovers out
     f"""
-    SELECT a.manager_id, COALESCE(nx.reason, 'unassigned'), count(*),
-           count(DISTINCT nx.handover_id)
-      {_rows(_NEXT_ROW)}
-       AND a.ended_at <= $2
+    SELECT manager_id, reason, count(*), count(DISTINCT handover_id)
+      FROM (SELECT DISTINCT ON (a.id) a.manager_id, COALESCE(nx.reason, 'unassigned') AS reason,
+                   nx.handover_id
+              {_rows(_NEXT_ROW)}
+               AND a.ended_at <= $2
+             ORDER BY a.id, nx.id) AS x
      GROUP BY 1, 2
     """,
     # satisfaction recorded in the period, attributed to the owner then
@@ -190,20 +199,19 @@ BASELINE = [
     """,
     # the book's latest score at the start and at the end
     f"""
-    SELECT a.manager_id, avg(b.score), avg(f.score)
-      FROM (SELECT a.*,
-                   (a.started_at <= $1 AND (c.churned_at IS NULL OR c.churned_at > $1)) AS s,
-                   ((a.ended_at IS NULL OR a.ended_at > $2)
-                     AND (c.churned_at IS NULL OR c.churned_at > $2)) AS e
-              {_ROWS}) AS a
-      LEFT JOIN LATERAL (SELECT sc.score FROM satisfaction_scores AS sc
-                          WHERE a.s AND sc.customer_id = a.customer_id AND sc.recorded_at <= $1
-                          ORDER BY sc.recorded_at DESC, sc.id DESC LIMIT 1) AS b ON true
-      LEFT JOIN LATERAL (SELECT sc.score FROM satisfaction_scores AS sc
-                          WHERE a.e AND sc.customer_id = a.customer_id AND sc.recorded_at <= $2
-                          ORDER BY sc.recorded_at DESC, sc.id DESC LIMIT 1) AS f ON true
-     WHERE a.s OR a.e
-     GROUP BY a.manager_id
+    WITH f AS ({_FLAGGED}),
+    latest AS (
+        SELECT sc.customer_id,
+               (array_agg(sc.score ORDER BY sc.recorded_at DESC, sc.id DESC)
+                  FILTER (WHERE sc.recorded_at <= $1))[1] AS at_start,
+               (array_agg(sc.score ORDER BY sc.recorded_at DESC, sc.id DESC))[1] AS at_end
+          FROM satisfaction_scores AS sc
+         WHERE sc.recorded_at <= $2 AND sc.customer_id IN (SELECT customer_id FROM f)
+         GROUP BY sc.customer_id)
+    SELECT f.manager_id, avg(l.at_start) FILTER (WHERE f.s), avg(l.at_end) FILTER (WHERE f.e)
+      FROM f JOIN latest AS l ON l.customer_id = f.customer_id
+     WHERE f.s OR f.e
+     GROUP BY f.manager_id
     """,
     # revenue in the period by currency, attributed to the owner then
     f"""

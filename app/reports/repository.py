@@ -79,14 +79,7 @@ book AS (
            COALESCE(sum(weight) FILTER (WHERE e), 0) AS end_workload,
            COALESCE(sum(value) FILTER (WHERE e), 0) AS end_value,
            count(*) FILTER (WHERE s AND (churned_at IS NULL OR churned_at > :to_)) AS still_active,
-           count(*) FILTER (
-               WHERE s AND (e OR EXISTS (
-                   SELECT 1 FROM assignments AS b
-                    WHERE b.customer_id = r.customer_id AND b.manager_id = r.manager_id
-                      AND b.started_at > r.started_at AND b.started_at <= :to_
-                      AND (b.ended_at IS NULL OR b.ended_at > :to_)
-                      AND (r.churned_at IS NULL OR r.churned_at > :to_)))
-           ) AS still_with_manager,
+           count(*) FILTER (WHERE s AND e) AS kept,
            count(*) FILTER (WHERE churned_here) AS churned,
            COALESCE(sum(value) FILTER (WHERE churned_here), 0) AS churned_value,
            count(*) FILTER (WHERE gained) AS gained,
@@ -95,16 +88,28 @@ book AS (
            count(DISTINCT handover_id) FILTER (WHERE gained) AS handovers_in
       FROM r
      GROUP BY r.manager_id),
+-- Customers owned at the start who left during the period and came back to the same manager
+-- before its end (their start row ended, a later row is open at the end).
+returned AS (
+    SELECT x.manager_id, count(*) AS returned
+      FROM r AS x
+     WHERE x.e AND x.gained
+       AND EXISTS (SELECT 1 FROM r AS y
+                    WHERE y.s AND NOT y.e AND y.manager_id = x.manager_id
+                      AND y.customer_id = x.customer_id)
+     GROUP BY x.manager_id),
 -- Each row that ended in the period, and the row that followed it at that instant (none:
--- the customer went to the pool): why the manager lost the customer.
+-- the customer went to the pool): why the manager lost the customer. The follower started in
+-- the period too, so the join reads only rows of the period.
 lost_rows AS (
-    SELECT r.manager_id, COALESCE(nx.reason, 'unassigned') AS reason, nx.handover_id
+    SELECT DISTINCT ON (r.id) r.manager_id, COALESCE(nx.reason, 'unassigned') AS reason,
+           nx.handover_id
       FROM r
-      LEFT JOIN LATERAL (
-          SELECT b.reason, b.handover_id FROM assignments AS b
-           WHERE b.customer_id = r.customer_id AND b.started_at = r.ended_at AND b.id <> r.id
-           ORDER BY b.id LIMIT 1) AS nx ON true
-     WHERE r.ended_at <= :to_),
+      LEFT JOIN assignments AS nx
+        ON nx.customer_id = r.customer_id AND nx.started_at = r.ended_at AND nx.id <> r.id
+       AND nx.started_at > :from_ AND nx.started_at <= :to_
+     WHERE r.ended_at <= :to_
+     ORDER BY r.id, nx.id),
 lost AS (
     SELECT manager_id, count(*) AS lost,
            count(*) FILTER (WHERE handover_id IS NOT NULL) AS customers_handed_out,
@@ -119,20 +124,24 @@ sat AS (
        AND sc.recorded_at >= r.started_at
        AND (r.ended_at IS NULL OR sc.recorded_at < r.ended_at)
      GROUP BY r.manager_id),
--- The latest score at or before the start (end) of each customer in the book then.
+-- The latest score at or before the start (end) of each customer in the book then, read in
+-- one pass over the scores of those customers.
+latest AS (
+    SELECT sc.customer_id,
+           (array_agg(sc.score ORDER BY sc.recorded_at DESC, sc.id DESC)
+              FILTER (WHERE sc.recorded_at <= :from_))[1] AS at_start,
+           (array_agg(sc.score ORDER BY sc.recorded_at DESC, sc.id DESC))[1] AS at_end
+      FROM satisfaction_scores AS sc
+     WHERE sc.recorded_at <= :to_
+       AND sc.customer_id IN (SELECT customer_id FROM r WHERE s OR e)
+     GROUP BY sc.customer_id),
 sat_book AS (
     SELECT r.manager_id,
-           sum(b.score) AS start_sum, count(b.score) AS start_n,
-           sum(f.score) AS end_sum, count(f.score) AS end_n
-      FROM r
-      LEFT JOIN LATERAL (
-          SELECT sc.score FROM satisfaction_scores AS sc
-           WHERE r.s AND sc.customer_id = r.customer_id AND sc.recorded_at <= :from_
-           ORDER BY sc.recorded_at DESC, sc.id DESC LIMIT 1) AS b ON true
-      LEFT JOIN LATERAL (
-          SELECT sc.score FROM satisfaction_scores AS sc
-           WHERE r.e AND sc.customer_id = r.customer_id AND sc.recorded_at <= :to_
-           ORDER BY sc.recorded_at DESC, sc.id DESC LIMIT 1) AS f ON true
+           sum(l.at_start) FILTER (WHERE r.s) AS start_sum,
+           count(l.at_start) FILTER (WHERE r.s) AS start_n,
+           sum(l.at_end) FILTER (WHERE r.e) AS end_sum,
+           count(l.at_end) FILTER (WHERE r.e) AS end_n
+      FROM r JOIN latest AS l ON l.customer_id = r.customer_id
      WHERE r.s OR r.e
      GROUP BY r.manager_id),
 refusals AS (
@@ -149,7 +158,7 @@ pm AS (
            COALESCE(bk.end_workload, 0) AS end_workload,
            COALESCE(bk.end_value, 0) AS end_value,
            COALESCE(bk.still_active, 0) AS still_active,
-           COALESCE(bk.still_with_manager, 0) AS still_with_manager,
+           COALESCE(bk.kept, 0) + COALESCE(rt.returned, 0) AS still_with_manager,
            COALESCE(bk.churned, 0) AS churned,
            COALESCE(bk.churned_value, 0) AS churned_value,
            COALESCE(bk.gained, 0) AS gained,
@@ -165,6 +174,7 @@ pm AS (
            COALESCE(rf.refusals, 0) AS refusals
       FROM m
       LEFT JOIN book AS bk ON bk.manager_id = m.id
+      LEFT JOIN returned AS rt ON rt.manager_id = m.id
       LEFT JOIN lost AS l ON l.manager_id = m.id
       LEFT JOIN sat AS sa ON sa.manager_id = m.id
       LEFT JOIN sat_book AS sb ON sb.manager_id = m.id
