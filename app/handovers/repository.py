@@ -723,6 +723,8 @@ async def outcome_groups(
     """Retention, churn and satisfaction of the moved customers (``moved``) and of their
     matched control group (``control``) over the window ``(pivot, until]``."""
     params = {"handover": handover_id, "pivot": pivot, "until": until}
+    # Planned for this handover's size and window, never a generic plan (see reports).
+    await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
     rows = (await session.execute(text(_OUTCOME_GROUPS), params)).mappings()
     return {row["grp"]: row for row in rows}
 

@@ -272,6 +272,14 @@ SELECT g.*, COALESCE(br.gained_by_reason, '{{}}') AS gained_by_reason,
 """
 
 
+async def plan_for_these_values(session: AsyncSession) -> None:
+    """Plan the transaction's next statements for their parameter values, never a generic
+    plan: with optional filters (``:x IS NULL OR …``) and a period, the best plan for one
+    manager (index scans) and for the whole company (hash joins) differ, and a prepared
+    statement reused across calls would otherwise settle on one of them."""
+    await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
 @dataclass(frozen=True)
 class KpiQuery:
     """What a KPI report covers: the period, the grouping, the managers, the page."""
@@ -312,8 +320,7 @@ async def kpis(session: AsyncSession, query: KpiQuery) -> list[RowMapping]:
         "limit": query.limit,
         "offset": query.offset,
     }
-    # The statement's best plan depends on the period and the filters: never a generic plan.
-    await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    await plan_for_these_values(session)
     return list((await session.execute(text(sql), params)).mappings())
 
 
@@ -347,6 +354,7 @@ async def portfolio_at(
     limit: int,
 ) -> list[RowMapping]:
     """The ledger rows open at ``at`` for one manager or a team's managers, by customer id."""
+    await plan_for_these_values(session)
     params = {
         "at": at,
         "manager_id": manager_id,
@@ -385,6 +393,7 @@ async def customers_at(
 ) -> list[RowMapping]:
     """The customers ``manager_id`` owned at ``at`` (``status`` as it was then), as they are
     now, by id."""
+    await plan_for_these_values(session)
     params = {
         "manager_id": manager_id,
         "at": at,
