@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import RowMapping, select
+from sqlalchemy import RowMapping, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import RevenueEvent
+from app.db.models import Customer, RevenueEvent
 
 
 async def insert_event(session: AsyncSession, values: dict[str, Any]) -> RowMapping | None:
@@ -44,3 +44,43 @@ async def list_page(
     if after is not None:
         stmt = stmt.where(RevenueEvent.id < after)
     return list((await session.execute(stmt)).mappings())
+
+
+async def customer_ids(session: AsyncSession, external_refs: list[str]) -> dict[str, uuid.UUID]:
+    """Customers' ids by their CRM id, for those that exist."""
+    rows = await session.execute(
+        select(Customer.external_ref, Customer.id).where(Customer.external_ref.in_(external_refs))
+    )
+    return {ref: customer_id for ref, customer_id in rows.all()}
+
+
+_INSERT_MANY = text(
+    """
+    INSERT INTO revenue_events (customer_id, amount, currency, occurred_at, source,
+                                external_id, note)
+    SELECT * FROM unnest(CAST(:customer_ids AS uuid[]), CAST(:amounts AS numeric[]),
+                         CAST(:currencies AS text[]), CAST(:occurred AS timestamptz[]),
+                         CAST(:sources AS text[]), CAST(:external_ids AS text[]),
+                         CAST(:notes AS text[]))
+    ON CONFLICT (source, external_id) DO NOTHING
+    RETURNING id
+    """
+)
+
+
+async def insert_many(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+    """Add events in one statement; those already recorded under their (source, external_id)
+    are skipped. Returns how many were added."""
+    if not rows:
+        return 0
+    columns = {
+        "customer_ids": "customer_id",
+        "amounts": "amount",
+        "currencies": "currency",
+        "occurred": "occurred_at",
+        "sources": "source",
+        "external_ids": "external_id",
+        "notes": "note",
+    }
+    params = {name: [r[key] for r in rows] for name, key in columns.items()}
+    return len((await session.execute(_INSERT_MANY, params)).all())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -66,3 +66,35 @@ class RevenueOut(BaseModel):
     external_id: str | None
     note: str | None
     created_at: datetime
+
+
+class RevenueImportRow(RevenueIn):
+    """A row of a revenue import: the fields of ``POST /v1/customers/{id}/revenue``, the
+    customer by its CRM id, and the date required."""
+
+    customer_external_ref: Annotated[str, Field(min_length=1, max_length=200)]
+    occurred_at: AwareDatetime  # type: ignore[assignment]
+
+
+class RevenueImportError(BaseModel):
+    """Why one row of the file was not recorded."""
+
+    line: int = Field(description="Line of the file (1 = the first line, the CSV header).")
+    customer_external_ref: str | None
+    field: str | None
+    msg: str
+
+
+class RevenueImportReport(BaseModel):
+    """What a revenue import recorded."""
+
+    format: Literal["csv", "ndjson"]
+    mode: Literal["all_or_nothing", "best_effort"]
+    rows: int
+    created: int
+    duplicates: int = Field(
+        description="Rows whose (source, external_id) was already recorded: left as they were."
+    )
+    failed: int
+    errors: list[RevenueImportError]
+    errors_truncated: bool

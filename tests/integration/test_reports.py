@@ -504,3 +504,45 @@ async def test_revenue_events_are_idempotent_and_never_in_the_future(client):
     assert_problem(await client.post(f"/v1/customers/{uuid.uuid4()}/revenue", json={**body}), 404)
     listed = await ok(await client.get(url))
     assert [e["external_id"] for e in listed["items"]] == ["deal-1"]
+
+
+async def test_revenue_import(client):
+    await create_tiers(client)
+    customer = await create_customer(client, external_ref="crm-1")
+    url = "/v1/imports/revenue"
+    csv_body = (
+        "customer_external_ref,amount,currency,occurred_at,source,external_id\n"
+        "crm-1,100.00,EUR,2026-10-01T00:00:00Z,billing,inv-1\n"
+        "crm-404,5.00,EUR,2026-10-01T00:00:00Z,billing,inv-2\n"
+        "crm-1,7.00,EUR,2099-01-01T00:00:00Z,billing,inv-3\n"
+        "crm-1,abc,EUR,2026-10-01T00:00:00Z,billing,inv-4\n"
+    )
+    headers = {"content-type": "text/csv"}
+    rejected = assert_problem(await client.post(url, content=csv_body, headers=headers), 422)
+    assert [e["line"] for e in rejected["errors"]] == [3, 4, 5]
+    events = f"/v1/customers/{customer['id']}/revenue"
+    assert (await ok(await client.get(events)))["items"] == []
+
+    params = {"mode": "best_effort"}
+    report = await ok(await client.post(url, content=csv_body, headers=headers, params=params))
+    assert (report["rows"], report["created"], report["duplicates"], report["failed"]) == (
+        4,
+        1,
+        0,
+        3,
+    )
+    assert [(e["line"], e["field"]) for e in report["errors"]] == [
+        (3, "customer_external_ref"),
+        (4, "occurred_at"),
+        (5, "amount"),
+    ]
+    ndjson = (
+        '{"customer_external_ref": "crm-1", "amount": "100.00", "currency": "EUR", '
+        '"occurred_at": "2026-10-01T00:00:00Z", "source": "billing", "external_id": "inv-1"}\n'
+    )
+    again = await ok(
+        await client.post(url, content=ndjson, headers={"content-type": "application/x-ndjson"})
+    )
+    assert (again["created"], again["duplicates"], again["failed"]) == (0, 1, 0)
+    assert [e["amount"] for e in (await ok(await client.get(events)))["items"]] == ["100.00"]
+    assert_problem(await client.post(url, content="x", headers={"content-type": "text/plain"}), 415)
