@@ -8,6 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
+from app.check import find_violations
 from app.cli import cli
 from app.db.session import create_session_factory, session_scope
 from app.seed import database_is_empty, seed_demo
@@ -70,6 +71,7 @@ async def test_seed_demo_places_customers_within_capacity(fresh_database, commit
         assert anachronisms == 0
         async with session_scope(create_session_factory(engine)) as session:
             assert not await database_is_empty(session)
+            assert await find_violations(session) == [], "the demo's past breaks an invariant"
     finally:
         await engine.dispose()
     assert mismatched == 0, "a customer's owner and its open ledger row disagree"
