@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Query, Response
 
 from app.api.auth import OPERATORS, STAFF, allow
-from app.api.deps import DbSession
+from app.api.deps import DbSession, LongSession
 from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
 from app.errors import problem_responses
@@ -43,7 +43,7 @@ _KPI_CONTENT: dict[int | str, dict[str, Any]] = {
     responses={**_KPI_CONTENT, **problem_responses()},
 )
 async def list_kpis(
-    session: DbSession,
+    session: LongSession,  # seconds for a whole company: never hold back short requests
     page: PageQuery,
     from_: FromQuery = None,
     to: ToQuery = None,
@@ -52,7 +52,9 @@ async def list_kpis(
     region: Annotated[str | None, Query(max_length=200)] = None,
     level: Annotated[int | None, Query(ge=1, le=5)] = None,
     status: ManagerStatus | None = None,
-    sort: KpiSort = "key",
+    sort: Annotated[
+        KpiSort, Query(description="Rows without a value (no rate, no score) come last.")
+    ] = "name",
     order: Literal["asc", "desc"] = "asc",
     fmt: Annotated[
         Literal["json", "csv"],

@@ -122,7 +122,7 @@ async def manager_kpis(
     status: str | None = None,
     manager_id: uuid.UUID | None = None,
     manager_ids: Sequence[uuid.UUID] | None = None,
-    sort: str = "key",
+    sort: str = "name",
     descending: bool = False,
     cursor: str | None = None,
     limit: int | None = 50,
