@@ -289,6 +289,8 @@ async def test_kpis_filter_sort_page_and_csv(client, history):
     assert [r["manager_id"] for r in north["items"]] == [b["id"], a["id"]]
     assert [r["name"] for r in (await _kpis(client, region="west"))["items"]] == ["Carol"]
     assert (await _kpis(client, level=1))["items"] == []
+    assert (await _kpis(client, status="departed"))["items"] == []
+    assert len((await _kpis(client, status="active"))["items"]) == 3
 
     first = await _kpis(client, sort="name", limit=2)
     assert [r["name"] for r in first["items"]] == ["Alice", "Bob"]
