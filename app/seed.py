@@ -48,9 +48,11 @@ async def seed_demo(
     managers: int,
     seed: int = 7,
     progress: Callable[[int], None] | None = None,
+    history: bool = True,
 ) -> dict[str, int]:
     """Insert demo tiers, managers and customers; about 90 % of customers get an owner whose
-    level and capacity fit, the rest wait in the pool. Set-based inserts in batches."""
+    level and capacity fit, the rest wait in the pool. Set-based inserts in batches. With
+    ``history`` the book also gets a past (``seed_history``), so reports show something."""
     rng = random.Random(seed)
     for code, name, rank, weight, level, description in DEMO_TIERS:
         await session.execute(
@@ -167,9 +169,116 @@ async def seed_demo(
         )
         if progress:
             progress(len(batch))
+    if history:
+        await seed_history(session, seed=seed, now=now)
     return {
         "tiers": len(DEMO_TIERS),
         "managers": managers,
         "customers": customers,
         "assigned": placed,
     }
+
+
+# A year of history, each step one set-based statement. Swapping the owners of two customers
+# of the same tier keeps every workload and eligibility as it was.
+_PAST_SWAPS = """
+CREATE TEMP TABLE seed_moves ON COMMIT DROP AS
+WITH owned AS (
+    SELECT id, manager_id, tier_code,
+           row_number() OVER (PARTITION BY tier_code ORDER BY md5(id::text || :seed)) AS n
+      FROM customers WHERE manager_id IS NOT NULL AND status = 'active'),
+pairs AS (
+    SELECT a.id AS first, b.id AS second, a.manager_id AS first_owner,
+           b.manager_id AS second_owner,
+           CAST(:now AS timestamptz)
+             - make_interval(days => 10 + (hashtext(a.id::text || :seed) & 2147483647) % 100)
+             AS at,
+           CASE WHEN a.n % 4 = 1 THEN 'manual' ELSE 'rebalance' END AS reason
+      FROM owned AS a JOIN owned AS b ON b.tier_code = a.tier_code AND b.n = a.n + 1
+     WHERE a.n % 12 = 1 AND a.manager_id <> b.manager_id)
+SELECT first AS customer_id, second_owner AS manager_id, at, reason FROM pairs
+UNION ALL
+SELECT second, first_owner, at, reason FROM pairs
+"""
+_CLOSE_SWAPPED = """
+UPDATE assignments AS a SET ended_at = m.at
+  FROM seed_moves AS m WHERE a.customer_id = m.customer_id AND a.ended_at IS NULL
+"""
+_OPEN_SWAPPED = """
+INSERT INTO assignments (customer_id, manager_id, started_at, reason, actor)
+SELECT customer_id, manager_id, at, reason, 'seed' FROM seed_moves
+"""
+_OWN_SWAPPED = """
+UPDATE customers AS c SET manager_id = m.manager_id, owner_since = m.at, updated_at = m.at
+  FROM seed_moves AS m WHERE c.id = m.customer_id
+"""
+_PAST_CHURN = """
+UPDATE customers AS c
+   SET status = 'churned',
+       churned_at = c.owner_since + (CAST(:now AS timestamptz) - c.owner_since)
+                    * (((hashtext(c.id::text || :seed || 'churn') & 2147483647) % 1000) / 1000.0),
+       updated_at = CAST(:now AS timestamptz)
+ WHERE c.manager_id IS NOT NULL AND c.status = 'active'
+   AND (hashtext(c.id::text || :seed || 'churned?') & 2147483647) % 100 < 4
+"""
+# Quarterly surveys over the last year drifting around each customer's score; churned
+# customers answer none after they left.
+_SATISFACTION_SERIES = """
+INSERT INTO satisfaction_scores (customer_id, score, recorded_at, source)
+SELECT c.id,
+       round(least(10, greatest(0, c.satisfaction - 1.2 + k * 0.3
+             + ((hashtext(c.id::text || k || :seed) & 2147483647) % 100) / 100.0)), 1),
+       s.at, 'survey'
+  FROM customers AS c
+ CROSS JOIN generate_series(0, 3) AS k
+ CROSS JOIN LATERAL (
+     SELECT CAST(:now AS timestamptz)
+            - make_interval(days => 365 - k * 90
+                                    - ((hashtext(c.id::text || k) & 2147483647) % 60)) AS at
+ ) AS s
+ WHERE c.satisfaction IS NOT NULL AND s.at >= c.created_at
+   AND (c.churned_at IS NULL OR s.at < c.churned_at)
+"""
+_CURRENT_SATISFACTION = """
+UPDATE customers AS c SET satisfaction = l.score
+  FROM (SELECT DISTINCT ON (customer_id) customer_id, score FROM satisfaction_scores
+         ORDER BY customer_id, recorded_at DESC, id DESC) AS l
+ WHERE l.customer_id = c.id
+"""
+# Quarterly invoices of about a quarter of the annual value, in the customer's currency.
+_REVENUE = """
+INSERT INTO revenue_events (customer_id, amount, currency, occurred_at, source, external_id)
+SELECT c.id,
+       round(c.annual_value / 4
+             * (0.8 + ((hashtext(c.id::text || k || 'r') & 2147483647) % 40) / 100.0), 2),
+       CASE WHEN c.language = 'zh' THEN 'CNY' ELSE 'USD' END,
+       s.at, 'billing', 'seed-' || c.id || '-' || k
+  FROM customers AS c
+ CROSS JOIN generate_series(0, 3) AS k
+ CROSS JOIN LATERAL (
+     SELECT CAST(:now AS timestamptz)
+            - make_interval(days => 350 - k * 90
+                                    - ((hashtext(c.id::text || k) & 2147483647) % 20)) AS at
+ ) AS s
+ WHERE c.annual_value IS NOT NULL AND s.at >= c.created_at
+   AND (c.churned_at IS NULL OR s.at < c.churned_at)
+"""
+
+
+async def seed_history(session: AsyncSession, *, seed: int, now: datetime) -> None:
+    """Give the demo book a past: some owners swapped 10–110 days ago (manual and rebalance
+    moves in the ledger), about 4 % of owned customers churned since they were assigned,
+    quarterly satisfaction surveys and quarterly revenue over the last year."""
+    params = {"seed": str(seed), "now": now}
+    for statement in (
+        _PAST_SWAPS,
+        _CLOSE_SWAPPED,
+        _OPEN_SWAPPED,
+        _OWN_SWAPPED,
+        "DROP TABLE seed_moves",
+        _PAST_CHURN,
+        _SATISFACTION_SERIES,
+        _CURRENT_SATISFACTION,
+        _REVENUE,
+    ):
+        await session.execute(text(statement), params)

@@ -8,6 +8,9 @@ from app.customers.router import router as customers
 from app.handovers.router import router as handovers
 from app.imports.router import exports, imports
 from app.managers.router import router as managers
+from app.reports.router import router as reports
+from app.revenue.router import imports as revenue_imports
+from app.revenue.router import router as revenue
 from app.rules.router import router as rules
 from app.satisfaction.router import router as satisfaction
 from app.tiers.router import router as tiers
@@ -29,6 +32,8 @@ ROUTERS: tuple[PrefixedRouter, ...] = (
     rules,
     handovers,
     satisfaction,
+    revenue,
+    reports,
     api_keys,
     audit,
     webhook_subscriptions,
@@ -37,5 +42,6 @@ ROUTERS: tuple[PrefixedRouter, ...] = (
     webhooks_inbox,
     webhooks_inbound,
     imports,
+    revenue_imports,
     exports,
 )

@@ -21,6 +21,7 @@ from app.assignments.schemas import (
     WorkloadReport,
 )
 from app.errors import problem_responses
+from app.managers.schemas import ManagerStatus
 
 router = PrefixedRouter(
     tags=["assignments"],
@@ -94,10 +95,19 @@ async def rebalance(session: DbSession, caller: CurrentCaller, body: RebalanceRe
     summary="Workload report",
     responses=problem_responses(),
 )
-async def workload_report(session: DbSession) -> WorkloadReport:
+async def workload_report(
+    session: DbSession,
+    team: Annotated[str | None, Query(max_length=200)] = None,
+    region: Annotated[str | None, Query(max_length=200)] = None,
+    level: Annotated[int | None, Query(ge=1, le=5)] = None,
+    status: ManagerStatus | None = None,
+) -> WorkloadReport:
     """Workload, capacity and utilization per manager (by tier), per team and per region, the
-    pool size, and balance metrics (peak, spread, standard deviation of utilization)."""
-    return await service.workload_report(session)
+    pool size, and balance metrics (peak, spread, standard deviation of utilization). The
+    filters choose the managers the report covers (departed managers are never listed)."""
+    return await service.workload_report(
+        session, team=team, region=region, level=level, status=status
+    )
 
 
 @router.get(

@@ -464,6 +464,10 @@ _WORKLOAD = text(
              ON l.manager_id = m.id AND l.customers <> 0
       LEFT JOIN tiers AS t ON t.code = l.tier_code
      WHERE m.status <> 'departed'
+       AND (CAST(:team AS text) IS NULL OR m.team = :team)
+       AND (CAST(:region AS text) IS NULL OR m.region = :region)
+       AND (CAST(:level AS int) IS NULL OR m.level = :level)
+       AND (CAST(:status AS text) IS NULL OR m.status = :status)
      ORDER BY m.id, l.tier_code
     """
 )
@@ -474,10 +478,19 @@ def _ratio(workload: int, capacity: int) -> float | None:
     return round(workload / capacity, 4) if capacity else None
 
 
-async def workload_report(session: AsyncSession) -> WorkloadReport:
-    """Per manager workload by tier; totals per team and region; balance over active managers."""
+async def workload_report(
+    session: AsyncSession,
+    *,
+    team: str | None = None,
+    region: str | None = None,
+    level: int | None = None,
+    status: str | None = None,
+) -> WorkloadReport:
+    """Per manager workload by tier; totals per team and region; balance over active managers.
+    The filters select the managers (and so the totals and metrics); the pool is company-wide."""
     per_manager: dict[uuid.UUID, ManagerWorkload] = {}
-    for r in (await session.execute(_WORKLOAD)).mappings():
+    filters = {"team": team, "region": region, "level": level, "status": status}
+    for r in (await session.execute(_WORKLOAD, filters)).mappings():
         m = per_manager.get(r["id"])
         if m is None:
             m = per_manager[r["id"]] = ManagerWorkload(

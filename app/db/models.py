@@ -134,6 +134,8 @@ class Customer(Timestamped, Base):
     # When the current owner got the customer (the open ledger row's start), kept beside the
     # owner so the engine's stability guard needs no ledger join at a million customers.
     owner_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the customer became ``churned``; a row trigger keeps it (migration 0012).
+    churned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ManagerLoad(Base):
@@ -166,6 +168,7 @@ class Assignment(Base):
             postgresql_where=text("ended_at IS NULL"),
         ),
         Index("ix_assignments_customer_started", "customer_id", "started_at"),
+        Index("ix_assignments_manager_started", "manager_id", "started_at"),
         Index(
             "ix_assignments_manager_open", "manager_id", postgresql_where=text("ended_at IS NULL")
         ),
@@ -377,6 +380,12 @@ class HandoverItem(Base):
         ),
         Index("ix_handover_items_customer", "customer_id"),
         Index(
+            "ix_handover_items_refused_manager",
+            "refused_manager_id",
+            "refused_at",
+            postgresql_where=text("refused_at IS NOT NULL"),
+        ),
+        Index(
             "ix_handover_items_notification_pending",
             "handover_id",
             postgresql_where=text("notification_status = 'pending'"),
@@ -523,6 +532,54 @@ class SatisfactionScore(Base):
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     source: Mapped[str] = mapped_column(Text, nullable=False, server_default="api")
     note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+
+
+class RevenueEvent(Base):
+    """Money a customer brought (a deal won, an invoice paid), attributed through the ledger to
+    whoever owned the customer when it happened. ``(source, external_id)`` makes recording
+    idempotent."""
+
+    __tablename__ = "revenue_events"
+    __table_args__ = (
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_code"),
+        Index("ix_revenue_events_customer_at", "customer_id", "occurred_at"),
+        Index("uq_revenue_events_source_external_id", "source", "external_id", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("customers.id", ondelete="CASCADE"), nullable=False
+    )
+    amount: Mapped[Decimal] = mapped_column(Numeric(18, 2), nullable=False)
+    currency: Mapped[str] = mapped_column(Text, nullable=False)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    source: Mapped[str] = mapped_column(Text, nullable=False, server_default="api")
+    external_id: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+
+
+class HandoverFeedback(Base):
+    """A team member's word on how a handover went (seed 000 §6): a score, a note, who, when."""
+
+    __tablename__ = "handover_feedback"
+    __table_args__ = (
+        CheckConstraint("score BETWEEN 0 AND 10", name="score_range"),
+        Index("ix_handover_feedback_handover", "handover_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    handover_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("handovers.id", ondelete="CASCADE"), nullable=False
+    )
+    score: Mapped[Decimal | None] = mapped_column(Numeric(4, 2))
+    note: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )

@@ -15,6 +15,8 @@ from app.handovers.schemas import (
     ActionIn,
     Briefing,
     ChecklistTask,
+    FeedbackIn,
+    FeedbackOut,
     HandoverCreate,
     HandoverOut,
     HandoverReason,
@@ -301,7 +303,32 @@ async def update_task(
     summary="Evaluate a handover",
     responses=problem_responses(404),
 )
-async def get_outcome(session: DbSession, handover_id: uuid.UUID) -> OutcomeOut:
-    """Moved customers against all others over the same period: retention, churn,
-    satisfaction before vs latest, refusals, and time from creation to completion."""
-    return await service.handover_outcome(session, handover_id=handover_id)
+async def get_outcome(
+    session: DbSession,
+    handover_id: uuid.UUID,
+    window_days: Annotated[
+        int, Query(ge=1, le=730, description="Observation window after execution.")
+    ] = 90,
+) -> OutcomeOut:
+    """Moved customers over the window after execution against a control group matched on
+    tier and region (active and owned at execution, not moved during the window): retention
+    and churn inside the window, satisfaction before vs latest, how each stratum was matched,
+    refusals, time from creation to completion, and the team's feedback."""
+    return await service.handover_outcome(session, handover_id=handover_id, window_days=window_days)
+
+
+@router.post(
+    "/{handover_id}/feedback",
+    response_model=FeedbackOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Give feedback on a handover",
+    responses=problem_responses(404),
+)
+async def add_feedback(
+    session: DbSession, caller: CurrentCaller, handover_id: uuid.UUID, body: FeedbackIn
+) -> FeedbackOut:
+    """Record how the handover went for the team (seed 000 §6): a 0–10 score, a note, or
+    both, with who and when. Listed in the outcome."""
+    return await service.add_feedback(
+        session, handover_id=handover_id, data=body, actor=caller.name
+    )

@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from app.reports.schemas import KpiRow
+
 HandoverReason = Literal["departure", "leave", "role_change", "performance", "rebalance"]
 HandoverStrategy = Literal["balanced", "optimal", "successor", "round_robin"]
 HandoverState = Literal[
@@ -350,22 +352,82 @@ class RestoreOut(BaseModel):
 
 class GroupOutcome(BaseModel):
     customers: int
-    retained: int = Field(description="Still active.")
-    churned: int
+    retained: int = Field(description="Not churned by the end of the window.")
+    churned: int = Field(description="Churned inside the window.")
     retention_rate: float | None
-    satisfaction_before: float | None = Field(description="Mean of the last score before.")
-    satisfaction_latest: float | None = Field(description="Mean of the latest score.")
+    satisfaction_before: float | None = Field(
+        description="Mean of the latest score at or before execution (the customer's field "
+        "when it has no score at all)."
+    )
+    satisfaction_latest: float | None = Field(description="Mean of the latest score in the window.")
     satisfaction_change: float | None = Field(description="Mean change, customers with both.")
 
 
+class StratumMatch(BaseModel):
+    """How the moved customers of one tier and region were matched."""
+
+    tier: str
+    region: str | None
+    moved: int
+    matched_on: Literal["tier_region", "tier", "none"]
+    control: int = Field(description="Control customers for this stratum.")
+    control_retention_rate: float | None
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    score: Annotated[Decimal, Field(ge=0, le=10, max_digits=4, decimal_places=2)] | None = Field(
+        None, description="0–10."
+    )
+    note: Annotated[str, Field(min_length=1, max_length=4000)] | None = None
+
+
+class FeedbackOut(BaseModel):
+    """One team member's word on how a handover went."""
+
+    id: int
+    handover_id: uuid.UUID
+    score: Decimal | None
+    note: str | None
+    actor: str
+    created_at: datetime
+
+
+class NewOwnerKpis(BaseModel):
+    """A new owner's KPIs over the observation window next to the same length before it."""
+
+    manager_id: uuid.UUID
+    name: str | None
+    customers_received: int = Field(description="Customers this handover gave them.")
+    window: KpiRow
+    previous: KpiRow
+
+
 class OutcomeOut(BaseModel):
-    """How moved customers fared against the rest over the same period (seed 000 §6)."""
+    """How the moved customers fared over an observation window after execution, against a
+    control group matched on tier and region (seed 000 §6)."""
 
     handover_id: uuid.UUID
     state: HandoverState
-    period_start: datetime
-    period_end: datetime
+    period_start: datetime = Field(description="Execution (the pivot); creation if not executed.")
+    period_end: datetime = Field(description="End of the window: `window_days` later, or now.")
+    window_days: int
     moved: GroupOutcome
-    others: GroupOutcome
+    control: GroupOutcome = Field(
+        description="Customers active and owned at execution, not in this handover, not moved "
+        "during the window, of the moved customers' tiers and regions (tier alone where the "
+        "region has none)."
+    )
+    control_retention_rate_matched: float | None = Field(
+        description="The control's retention weighted by the moved customers' strata, the "
+        "rate to compare with `moved.retention_rate`."
+    )
+    matching: list[StratumMatch]
     refusals: int
     hours_to_complete: float | None
+    new_owners: list[NewOwnerKpis] = Field(
+        description="Empty until the window has some length (just executed, or not yet)."
+    )
+    feedback: list[FeedbackOut]
+    feedback_score: float | None = Field(description="Mean of the feedback scores given.")

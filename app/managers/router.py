@@ -1,6 +1,7 @@
 """HTTP routes for managers and their portfolios."""
 
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Query, Response, status
@@ -23,6 +24,7 @@ from app.managers.schemas import (
     ManagerStatus,
     ManagerUpdate,
 )
+from app.reports import service as reports
 
 router = PrefixedRouter(
     prefix="/managers",
@@ -152,8 +154,25 @@ async def list_portfolio(
     page: PageQuery,
     tier: Annotated[str | None, Query(max_length=64)] = None,
     status: CustomerStatus | None = None,
+    at: Annotated[
+        datetime | None,
+        Query(
+            description="The portfolio at this instant, from the ledger (customers as they "
+            "are now; `status` as it was then)."
+        ),
+    ] = None,
 ) -> Page[CustomerOut]:
-    """The customers this manager owns."""
+    """The customers this manager owns, or owned at `at`."""
+    if at is not None:
+        return await reports.manager_portfolio_at(
+            session,
+            manager_id=manager_id,
+            at=at,
+            status=status,
+            tier=tier,
+            cursor=page.cursor,
+            limit=page.limit,
+        )
     await service.get_manager(session, manager_id=manager_id)
     return await customers.list_customers(
         reads,

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.customers import repository as customers_repository
-from app.errors import NotFound
+from app.errors import InvalidInput, NotFound
 from app.satisfaction import repository
 from app.satisfaction.schemas import SatisfactionOut
+
+# Clocks of CRMs and survey tools drift a little; anything later than this is a data error.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def refuse_future(at: datetime, *, field: str, now: datetime | None = None) -> None:
+    """InvalidInput (422) when ``at`` is later than now (give or take ``CLOCK_SKEW``): a
+    measurement or a payment that has not happened yet would count as the latest fact."""
+    if at > (now or datetime.now(UTC)) + CLOCK_SKEW:
+        raise InvalidInput(
+            f"{field} is in the future.",
+            errors=[{"loc": ["body", field], "msg": "must not be in the future"}],
+        )
 
 
 async def _require_customer(
@@ -34,9 +47,11 @@ async def record_satisfaction(
     note: str | None = None,
 ) -> SatisfactionOut:
     """Store one measurement (also called for CRM webhooks). A late-arriving older
-    measurement is kept in the series but does not replace the customer's current score."""
-    await _require_customer(session, customer_id, lock=True)
+    measurement is kept in the series but does not replace the customer's current score; one
+    dated in the future is refused (422)."""
     at = recorded_at or datetime.now(UTC)
+    refuse_future(at, field="recorded_at")
+    await _require_customer(session, customer_id, lock=True)
     row = await repository.insert_score(
         session,
         {

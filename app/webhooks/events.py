@@ -29,6 +29,7 @@ InboundType = Literal[
     "customer.tier_changed",
     "customer.churned",
     "customer.satisfaction_recorded",
+    "customer.revenue_recorded",
     "customer.transfer_refused",
 ]
 INBOUND_TYPES: tuple[str, ...] = InboundType.__args__  # type: ignore[attr-defined]

@@ -1,12 +1,14 @@
 """The ``baton`` command and the demo data."""
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
+from app.check import find_violations
 from app.cli import cli
 from app.db.session import create_session_factory, session_scope
 from app.seed import database_is_empty, seed_demo
@@ -69,6 +71,7 @@ async def test_seed_demo_places_customers_within_capacity(fresh_database, commit
         assert anachronisms == 0
         async with session_scope(create_session_factory(engine)) as session:
             assert not await database_is_empty(session)
+            assert await find_violations(session) == [], "the demo's past breaks an invariant"
     finally:
         await engine.dispose()
     assert mismatched == 0, "a customer's owner and its open ledger row disagree"
@@ -78,12 +81,29 @@ async def test_seed_demo_places_customers_within_capacity(fresh_database, commit
     client: httpx.AsyncClient = committed_client
     tiers = (await ok(await client.get("/v1/tiers")))["items"]
     assert [t["code"] for t in tiers] == ["strategic", "key", "standard", "long_tail"]
+    # The demo book has a past every report can show.
+    kpis = await ok(
+        await client.get(
+            "/v1/reports/kpis",
+            params={
+                "group_by": "team",
+                "from": (datetime.now(UTC) - timedelta(days=365)).isoformat(),
+            },
+        )
+    )
+    assert sum(r["gained"] for r in kpis["items"]) > 0
+    assert sum(r["churned"]["customers"] for r in kpis["items"]) > 0
+    assert all(r["satisfaction"]["scores"] for r in kpis["items"])
+    assert all(r["revenue"] for r in kpis["items"])
     managers = [m for page in await collect_pages(client, "/v1/managers", limit=500) for m in page]
     assert len(managers) == 8
     assert all(m["workload"] <= m["capacity"] for m in managers), "someone is over capacity"
-    assert sum(m["customer_count"] for m in managers) == owned
     customers = await collect_pages(client, "/v1/customers", limit=500)
     assert sum(len(p) for p in customers) == 300
+    # churned customers keep their last owner but count in nobody's workload
+    churned = [c for p in customers for c in p if c["status"] == "churned"]
+    assert churned and all(c["manager_id"] for c in churned)
+    assert sum(m["customer_count"] for m in managers) == owned - len(churned)
     level = {t["code"]: t["min_manager_level"] for t in tiers}
     by_id = {m["id"]: m for m in managers}
     for page in customers:

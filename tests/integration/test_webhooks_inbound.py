@@ -362,6 +362,33 @@ async def test_processing_statuses_and_retry(committed_client, factory):
     assert_problem(await client.post(f"/v1/webhooks/inbound-events/{done['id']}/retry"), 409)
 
 
+async def test_a_deal_won_in_the_crm_is_a_revenue_event(committed_client, factory):
+    client = committed_client
+    src = await source(client, "crm", "standard")
+    await create_tiers(client)
+    customer = await create_customer(client, external_ref="crm-42")
+    url = "/v1/webhooks/inbound/crm"
+    deal = {
+        "type": "customer.revenue_recorded",
+        "timestamp": "2026-11-25T09:00:00Z",
+        "data": {
+            "external_ref": "crm-42",
+            "amount": "4200.00",
+            "currency": "EUR",
+            "occurred_at": "2026-11-20T10:00:00Z",
+            "external_id": "deal-42",
+        },
+    }
+    for _ in range(2):  # two deliveries of the same deal under different message ids
+        body, headers = standard_request(src["secret"], deal)
+        await ok(await client.post(url, content=body, headers=headers), 202)
+    assert await _process_all(factory) == ["processed", "processed"]
+    events = await ok(await client.get(f"/v1/customers/{customer['id']}/revenue"))
+    assert [(e["amount"], e["currency"], e["source"]) for e in events["items"]] == [
+        ("4200.00", "EUR", "crm")
+    ]
+
+
 async def test_manager_deactivated_end_to_end_to_signed_deliveries(
     committed_client, factory, monkeypatch
 ):

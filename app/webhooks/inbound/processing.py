@@ -258,6 +258,38 @@ async def _satisfaction_recorded(
     return {"customer_id": found["id"], "satisfaction_id": out.id}
 
 
+async def _revenue_recorded(
+    session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    """A deal won or an invoice paid in the CRM: ``amount``, ``currency``, ``occurred_at``
+    and the CRM's ``external_id`` (a repeat of it is not recorded twice)."""
+    from app.revenue.schemas import RevenueIn
+    from app.revenue.service import record_revenue
+
+    found = await _find(session, Customer, data)
+    if found is None:
+        raise Failed("No such customer.")
+    fact = RevenueIn(
+        amount=data.get("amount"),  # type: ignore[arg-type]
+        currency=data.get("currency"),  # type: ignore[arg-type]
+        occurred_at=data.get("occurred_at"),
+        source=source["name"][:64],
+        external_id=data.get("external_id"),
+        note=data.get("note"),
+    )
+    out, created = await record_revenue(
+        session,
+        customer_id=found["id"],
+        amount=fact.amount,
+        currency=fact.currency,
+        occurred_at=fact.occurred_at,
+        source=fact.source,
+        external_id=fact.external_id,
+        note=fact.note,
+    )
+    return {"customer_id": found["id"], "revenue_id": out.id, "created": created}
+
+
 async def _transfer_refused(
     session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
@@ -296,6 +328,7 @@ HANDLERS: dict[str, Handler] = {
     "customer.tier_changed": _customer_tier_changed,
     "customer.churned": _customer_churned,
     "customer.satisfaction_recorded": _satisfaction_recorded,
+    "customer.revenue_recorded": _revenue_recorded,
     "customer.transfer_refused": _transfer_refused,
 }
 

@@ -1,0 +1,1 @@
+"""Revenue facts: money customers brought, attributed to their owner through the ledger."""
