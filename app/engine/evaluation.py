@@ -18,6 +18,9 @@ from app.engine.columns import CustomerColumns
 from app.engine.facts import Customer, Manager
 from app.engine.rules import RELATION_FIELDS, Condition, Preference, Rule, RuleSet, compare
 
+EVERY_MANAGER = -2
+"""`current` value: every manager is taken as the customer's current owner (ownership checks)."""
+
 
 def manager_value(manager: Manager, attr: str) -> Any:
     """A plain manager attribute, or the `utilization` virtual field."""
@@ -168,7 +171,9 @@ class Evaluator:
                 index.append(int(self._cdomain(attr)[0][row]))
             elif attr == "is_current_owner":
                 rel = np.zeros(len(self.managers), np.int32)
-                if current >= 0:
+                if current == EVERY_MANAGER:
+                    rel[:] = 1
+                elif current >= 0:
                     rel[current] = 1
                 index.append(rel)
             elif attr == "is_former_owner":
@@ -195,6 +200,14 @@ class Evaluator:
         applies = self._all(rule.when, row, current, former)
         holds = self._all(rule.conditions, row, current, former)
         return applies, holds
+
+    def eligible(self, row: int, current: int, former: Sequence[int]) -> np.ndarray:
+        """Passes every rule-set eligibility rule, over managers."""
+        ok = np.ones(len(self.managers), bool)
+        for rule in self.rules.eligibility:
+            applies, holds = self.rule_outcome(rule, row, current, former)
+            ok &= ~applies | holds
+        return ok
 
     def row(self, row: int, current: int, former: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(passes every rule-set eligibility rule, preference score) over managers."""

@@ -17,11 +17,16 @@ Two questions, two modes:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from app.engine.evaluation import check_condition
+import numpy as np
+
+from app.engine.classes import build_classes
+from app.engine.evaluation import EVERY_MANAGER, check_condition
 from app.engine.facts import Customer, Manager, Tier
+from app.engine.problem import Customers, prepare
 from app.engine.rules import RuleSet
 
 Mode = Literal["intake", "ownership"]
@@ -106,3 +111,38 @@ def _show(value: object) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(map(str, value)) + "]"
     return "none" if value is None else str(value)
+
+
+def owners_violating(
+    customers: Customers,
+    managers: Sequence[Manager],
+    tiers: Sequence[Tier],
+    rules: RuleSet,
+) -> np.ndarray:
+    """Per customer row: does its owner break a hard rule in ``ownership`` mode?
+
+    The vectorised form of ``placement_violations(..., mode="ownership") != []`` for a whole
+    book: the rule set is evaluated once per customer class (customers the rules cannot tell
+    apart) over all managers, then read at each row's owner. Rows whose owner is not among
+    ``managers`` (or who have none) are False. Former owners count as far as the customers
+    carry them.
+    """
+    problem = prepare(customers, managers, tiers, rules)
+    owner = problem.owner
+    rows = problem.customer_ids_sorted()
+    rows = rows[owner[rows] >= 0]
+    out = np.zeros(len(problem.cols), bool)
+    if not len(rows):
+        return out
+    departed = np.array([m.status == "departed" for m in problem.managers], bool)
+    out[rows] = departed[owner[rows]] | (problem.level[owner[rows]] < problem.min_level[rows])
+    if not rules.eligibility:
+        return out
+    classes = build_classes(problem, rows, ignore_current=True)
+    for c in range(len(classes)):
+        members = classes.members(c)
+        _, former = problem.relations(int(classes.rep[c]))
+        # ownership mode: the manager is the current owner of what it holds
+        ok = problem.evaluator.eligible(int(classes.rep[c]), EVERY_MANAGER, former)
+        out[members] |= ~ok[owner[members]]
+    return out
