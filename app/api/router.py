@@ -10,6 +10,7 @@ from app.imports.router import exports, imports
 from app.managers.router import router as managers
 from app.rules.router import router as rules
 from app.satisfaction.router import router as satisfaction
+from app.scenarios.router import router as scenarios
 from app.tiers.router import router as tiers
 from app.webhooks.inbound.router import inbound as webhooks_inbound
 from app.webhooks.inbound.router import inbox as webhooks_inbox
@@ -28,6 +29,7 @@ ROUTERS: tuple[PrefixedRouter, ...] = (
     assignments,
     rules,
     handovers,
+    scenarios,
     satisfaction,
     api_keys,
     audit,

@@ -16,6 +16,7 @@ from sqlalchemy import (
     bindparam,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -133,3 +134,49 @@ async def delete(session: AsyncSession, customer_id: uuid.UUID) -> None:
     if obj is not None:
         await session.delete(obj)
         await session.flush()
+
+
+_UPDATE_MANY = text(
+    """
+    WITH old AS MATERIALIZED (
+        SELECT c.id, c.tier_code, c.manager_id
+          FROM customers AS c
+         WHERE c.id = ANY(CAST(:ids AS uuid[]))
+         ORDER BY c.id
+           FOR UPDATE
+    ), changed AS (
+        UPDATE customers AS c
+           SET tier_code = CASE WHEN :set_tier THEN CAST(:tier AS text) ELSE c.tier_code END,
+               region = CASE WHEN :set_region THEN CAST(:region AS text) ELSE c.region END,
+               pinned = CASE WHEN :set_pinned THEN CAST(:pinned AS bool) ELSE c.pinned END,
+               version = c.version + 1, updated_at = now()
+          FROM old
+         WHERE c.id = old.id
+        RETURNING c.id, old.tier_code AS old_tier, c.tier_code AS tier, c.manager_id
+    )
+    SELECT array_agg(id), array_agg(old_tier), array_agg(tier), array_agg(manager_id)
+      FROM changed
+    """
+)
+
+
+async def update_many(
+    session: AsyncSession, ids: list[uuid.UUID], values: dict[str, Any]
+) -> list[tuple[uuid.UUID, str, str, uuid.UUID | None]]:
+    """Set the same ``tier`` / ``region`` / ``pinned`` on many customers in one statement;
+    returns (id, old tier, tier, owner) per changed customer."""
+    row = (
+        await session.execute(
+            _UPDATE_MANY,
+            {
+                "ids": ids,
+                "set_tier": "tier" in values,
+                "tier": values.get("tier"),
+                "set_region": "region" in values,
+                "region": values.get("region"),
+                "set_pinned": "pinned" in values,
+                "pinned": values.get("pinned"),
+            },
+        )
+    ).one()
+    return list(zip(row[0] or [], row[1] or [], row[2] or [], row[3] or [], strict=True))

@@ -201,14 +201,6 @@ class Evaluator:
         holds = self._all(rule.conditions, row, current, former)
         return applies, holds
 
-    def eligible(self, row: int, current: int, former: Sequence[int]) -> np.ndarray:
-        """Passes every rule-set eligibility rule, over managers."""
-        ok = np.ones(len(self.managers), bool)
-        for rule in self.rules.eligibility:
-            applies, holds = self.rule_outcome(rule, row, current, former)
-            ok &= ~applies | holds
-        return ok
-
     def row(self, row: int, current: int, former: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(passes every rule-set eligibility rule, preference score) over managers."""
         ok = np.ones(len(self.managers), bool)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -113,36 +113,54 @@ def _show(value: object) -> str:
     return "none" if value is None else str(value)
 
 
+class BrokenRules(NamedTuple):
+    """Per customer row, the first hard rule its owner breaks: a code into ``rules``, or -1."""
+
+    first: np.ndarray
+    rules: tuple[str, ...]
+
+    @property
+    def violating(self) -> np.ndarray:
+        """Rows whose owner breaks a hard rule."""
+        return self.first >= 0
+
+
 def owners_violating(
     customers: Customers,
     managers: Sequence[Manager],
     tiers: Sequence[Tier],
     rules: RuleSet,
-) -> np.ndarray:
-    """Per customer row: does its owner break a hard rule in ``ownership`` mode?
+) -> BrokenRules:
+    """Which owners break a hard rule in ``ownership`` mode, for a whole book at once.
 
-    The vectorised form of ``placement_violations(..., mode="ownership") != []`` for a whole
-    book: the rule set is evaluated once per customer class (customers the rules cannot tell
-    apart) over all managers, then read at each row's owner. Rows whose owner is not among
-    ``managers`` (or who have none) are False. Former owners count as far as the customers
-    carry them.
+    The vectorised form of ``placement_violations(..., mode="ownership")`` (first rule in
+    the same order): the rule set is evaluated once per customer class (customers the rules
+    cannot tell apart) over all managers, then read at each row's owner. Rows whose owner is
+    not among ``managers`` (or who have none) break nothing. Former owners count as far as
+    the customers carry them.
     """
+    names = ("tier_min_level", "manager_active", *(r.id for r in rules.eligibility))
     problem = prepare(customers, managers, tiers, rules)
     owner = problem.owner
     rows = problem.customer_ids_sorted()
     rows = rows[owner[rows] >= 0]
-    out = np.zeros(len(problem.cols), bool)
+    first = np.full(len(problem.cols), -1, np.int16)
     if not len(rows):
-        return out
+        return BrokenRules(first, names)
     departed = np.array([m.status == "departed" for m in problem.managers], bool)
-    out[rows] = departed[owner[rows]] | (problem.level[owner[rows]] < problem.min_level[rows])
+    held_by = owner[rows]
+    first[rows[departed[held_by]]] = 1
+    first[rows[problem.level[held_by] < problem.min_level[rows]]] = 0
     if not rules.eligibility:
-        return out
+        return BrokenRules(first, names)
     classes = build_classes(problem, rows, ignore_current=True)
     for c in range(len(classes)):
         members = classes.members(c)
-        _, former = problem.relations(int(classes.rep[c]))
-        # ownership mode: the manager is the current owner of what it holds
-        ok = problem.evaluator.eligible(int(classes.rep[c]), EVERY_MANAGER, former)
-        out[members] |= ~ok[owner[members]]
-    return out
+        rep = int(classes.rep[c])
+        _, former = problem.relations(rep)
+        for code, rule in enumerate(rules.eligibility, start=2):
+            # ownership mode: every manager is taken as the owner of what it holds
+            applies, holds = problem.evaluator.rule_outcome(rule, rep, EVERY_MANAGER, former)
+            broken = members[(applies & ~holds)[owner[members]] & (first[members] < 0)]
+            first[broken] = code
+    return BrokenRules(first, names)

@@ -16,6 +16,7 @@ OutboundType = Literal[
     "handover.item.refused",
     "manager.capacity_exceeded",
     "violation.detected",
+    "scenario.activated",
 ]
 OUTBOUND_TYPES: tuple[str, ...] = OutboundType.__args__  # type: ignore[attr-defined]
 

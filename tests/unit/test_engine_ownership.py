@@ -63,9 +63,15 @@ def books(draw):
 def test_owners_violating_agrees_with_the_guard_in_ownership_mode(book):
     customers, managers, rules = book
     by_id = {m.id: m for m in managers}
-    found = owners_violating(customers, managers, TIERS, rules)
+    broken = owners_violating(customers, managers, TIERS, rules)
+    found = broken.violating
     for i, c in enumerate(customers):
         expected = c.manager_id is not None and bool(
             placement_violations(c, by_id[c.manager_id], TIER[c.tier], rules, mode="ownership")
         )
         assert bool(found[i]) == expected, (c, by_id.get(c.manager_id))
+        if expected:
+            rule = placement_violations(
+                c, by_id[c.manager_id], TIER[c.tier], rules, mode="ownership"
+            )[0].rule
+            assert broken.rules[broken.first[i]] == rule
