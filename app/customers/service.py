@@ -297,7 +297,7 @@ async def update_customers(
         return 0
     if "tier" in values:
         await _tier(session, values["tier"])
-    changed = await repository.update_many(session, customer_ids, values)
+    count, changed = await repository.update_many(session, customer_ids, values)
     events = [
         (
             "customer.tier_changed",
@@ -315,4 +315,4 @@ async def update_customers(
     ]
     if events:
         await outbox.emit_many(session, events)
-    return len(changed)
+    return count

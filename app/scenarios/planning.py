@@ -70,7 +70,10 @@ def sort_by_id(columns: engine.CustomerColumns) -> engine.CustomerColumns:
     if len(columns) < 2:
         return columns
     halves = columns.ids.view(">u8").reshape(-1, 2)
-    order = np.lexsort((halves[:, 1], halves[:, 0]))
+    order = np.argsort(halves[:, 0], kind="stable")
+    high = halves[order, 0]
+    if (high[1:] == high[:-1]).any():  # two ids share their first 8 bytes: sort on both
+        order = np.lexsort((halves[:, 1], halves[:, 0]))
     return columns.take(order)
 
 
@@ -252,6 +255,30 @@ def _ratio(workload: int, capacity: int) -> float | None:
     return round(workload / capacity, 4) if capacity else None
 
 
+class _Reasons:
+    """Interned reason names and one code per customer row (-1: none)."""
+
+    def __init__(self, n: int, names: Sequence[str] = ()) -> None:
+        self.names: list[str] = list(names)
+        self.code = np.full(n, -1, np.int32)
+
+    def set(self, rows: np.ndarray, name: str) -> None:
+        if name not in self.names:
+            self.names.append(name)
+        self.code[rows] = self.names.index(name)
+
+    def count(self, rows: np.ndarray) -> dict[str, int]:
+        codes = self.code[rows]
+        counts = np.bincount(codes[codes >= 0], minlength=len(self.names))
+        return {self.names[c]: int(k) for c, k in sorted(enumerate(counts.tolist())) if k} | (
+            {"no_eligible_manager": int((codes < 0).sum())} if (codes < 0).any() else {}
+        )
+
+    def name(self, row: int) -> str:
+        code = int(self.code[row])
+        return self.names[code] if code >= 0 else "no_eligible_manager"
+
+
 def redivide(
     book: Book,
     changed: Changed,
@@ -271,32 +298,32 @@ def redivide(
     explain = options.get("explain", "basic")
     limit = options.get("decisions_limit", 50)
     max_moves = options.get("max_moves")
+    n = len(cols)
     broken = engine.owners_violating(cols, managers, tiers, rules)
     violating = broken.violating
     rank = {t.code: t.rank for t in tiers}
     tier_rank = np.array([rank[code] for code in cols.tier_codes], np.int64)
     owner = cols.owner.astype(np.int64)
     new_owner = owner.copy()
-    reason_of: dict[int, str] = {}
-    left_reason: dict[int, str] = {}
+    moved_for = _Reasons(n, broken.rules)  # why a customer moves
+    moved_for.code[:] = broken.first
+    left_for = _Reasons(n)  # why a violator stays
     decisions: list[dict[str, Any]] = []
 
+    left_for.set(np.flatnonzero(violating & cols.pinned), "pinned")
     candidates = np.flatnonzero(violating & ~cols.pinned)
-    for row in np.flatnonzero(violating & cols.pinned).tolist():
-        left_reason[row] = "pinned"
     # most important first, then by id (rows are in id order)
     candidates = candidates[np.argsort(tier_rank[cols.tier[candidates]], kind="stable")]
     if max_moves is not None and len(candidates) > max_moves:
-        for row in candidates[max_moves:].tolist():
-            left_reason[row] = "max_moves"
+        left_for.set(candidates[max_moves:], "max_moves")
         candidates = candidates[:max_moves]
     candidates = np.sort(candidates)
     position = {m.id: i for i, m in enumerate(managers)}
-    departed = np.array([m.status == "departed" for m in managers], bool)
+    departed = np.array([m.status == "departed" for m in managers] + [False], bool)
+    fixed = np.zeros(n, bool)
     if len(candidates):
-        subset = cols.take(candidates)
         plan = engine.plan_assignments(
-            subset,
+            cols.take(candidates),
             managers,
             tiers,
             rules,
@@ -304,25 +331,26 @@ def redivide(
         )
         mine = np.array([position[m.id] for m in plan.problem.managers] + [-1], np.int64)
         to = plan.outcome.to.astype(np.int64)
-        placed = to >= 0
-        target = np.where(placed, mine[np.where(placed, to, -1)], -1)
-        for i, row in enumerate(candidates.tolist()):
-            if target[i] >= 0:
-                new_owner[row] = target[i]
-                reason_of[row] = broken.rules[int(broken.first[row])]
-            elif departed[owner[row]]:
-                new_owner[row] = -1
-                reason_of[row] = "to_pool"
-            else:
-                reasons = plan.outcome.reasons[int(plan.outcome.reason[i])]
-                left_reason[row] = reasons[0] if reasons else "no_eligible_manager"
-            if len(decisions) < limit and new_owner[row] != owner[row]:
-                decisions.append(plan.decision(i).to_dict())
+        target = mine[np.where(to >= 0, to, -1)]
+        placed = target >= 0
+        pooled = ~placed & departed[owner[candidates]]
+        new_owner[candidates[placed]] = target[placed]
+        new_owner[candidates[pooled]] = -1
+        moved_for.set(candidates[pooled], "to_pool")
+        fixed[candidates[placed | pooled]] = True
+        stay = np.flatnonzero(~placed & ~pooled)
+        for code in np.unique(plan.outcome.reason[stay]).tolist():
+            reasons = plan.outcome.reasons[code]
+            left_for.set(
+                candidates[stay[plan.outcome.reason[stay] == code]],
+                reasons[0] if reasons else "no_eligible_manager",
+            )
+        for i in np.flatnonzero(placed | pooled)[:limit].tolist():
+            decisions.append(plan.decision(i).to_dict())
 
+    rebalanced = np.zeros(n, bool)
     if not options.get("fix_only", True):
-        budget = None if max_moves is None else max(0, max_moves - len(reason_of))
-        fixed = np.zeros(len(cols), bool)
-        fixed[list(reason_of)] = True
+        budget = None if max_moves is None else max(0, max_moves - int(fixed.sum()))
         last_moved = np.where(fixed, int(now.timestamp()), cols.last_moved_at)
         current = dataclasses.replace(
             cols, owner=new_owner.astype(np.int32), last_moved_at=last_moved
@@ -340,31 +368,31 @@ def redivide(
             ),
         )
         mine = np.array([position[m.id] for m in plan.problem.managers] + [-1], np.int64)
-        to = plan.outcome.to.astype(np.int64)
-        moved = np.flatnonzero((to >= 0) & (mine[np.where(to >= 0, to, -1)] != new_owner))
+        raw = plan.outcome.to.astype(np.int64)
+        to = np.where(raw >= 0, mine[np.maximum(raw, 0)], -1)  # KEEP and the pool: no move
+        moved = np.flatnonzero((to >= 0) & (to != new_owner))
         if budget is not None:
             moved = moved[:budget]
-        for row in moved.tolist():
-            new_owner[row] = mine[to[row]]
-            reason_of[row] = "rebalance_over_target"
-            left_reason.pop(row, None)
-            if len(decisions) < limit:
-                decisions.append(plan.decision(row).to_dict())
+        new_owner[moved] = to[moved]
+        moved_for.set(moved, "rebalance_over_target")
+        rebalanced[moved] = True
+        room = max(0, limit - len(decisions))
+        decisions.extend(plan.decision(row).to_dict() for row in moved[:room].tolist())
 
-    final = dataclasses.replace(cols, owner=new_owner.astype(np.int32))
-    after = engine.owners_violating(final, managers, tiers, rules)
-    left_rows = np.flatnonzero(after.violating)
+    # Every engine placement passes the guard (a property test holds it to that), so the
+    # violators left are exactly those that kept their owner.
+    left_rows = np.flatnonzero(violating & (new_owner == owner))
     moved_rows = np.flatnonzero(new_owner != owner)
+    final = dataclasses.replace(cols, owner=new_owner.astype(np.int32))
     manager_s16 = np.concatenate([uuids_to_s16([m.id for m in managers]), np.zeros(1, "S16")])
     report = _report(
         book,
         changed,
         final,
-        after,
         left_rows,
-        left_reason,
+        left_for,
         moved_rows,
-        reason_of,
+        moved_for,
         violations_found=int(violating.sum()),
         decisions=decisions,
     )
@@ -381,11 +409,10 @@ def _report(
     book: Book,
     changed: Changed,
     final: engine.CustomerColumns,
-    after: engine.BrokenRules,
     left_rows: np.ndarray,
-    left_reason: dict[int, str],
+    left_for: _Reasons,
     moved_rows: np.ndarray,
-    reason_of: dict[int, str],
+    moved_for: _Reasons,
     *,
     violations_found: int,
     decisions: list[dict[str, Any]],
@@ -409,7 +436,7 @@ def _report(
                 "customer_id": str(customer.id),
                 "manager_id": str(owner.id),
                 "rules": [v.to_dict() for v in rules],
-                "reason": left_reason.get(row, "no_eligible_manager"),
+                "reason": left_for.name(row),
             }
         )
     listed = []
@@ -471,7 +498,6 @@ def _report(
         for team, t in sorted(teams.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))
     ]
     total = len(final)
-    left_reasons = Counter(left_reason.get(r, "no_eligible_manager") for r in left_rows.tolist())
     return {
         "customers_total": total,
         "customers_changed": changed.customers_changed,
@@ -479,10 +505,10 @@ def _report(
         "managers_added": changed.managers_added,
         "violations_found": violations_found,
         "moves": len(moved_rows),
-        "moves_by_reason": dict(sorted(Counter(reason_of[r] for r in moved_rows.tolist()).items())),
+        "moves_by_reason": dict(sorted(moved_for.count(moved_rows).items())),
         "continuity": round(1 - len(moved_rows) / total, 6) if total else 1.0,
         "violations_left": len(left_rows),
-        "violations_left_by_reason": dict(sorted(left_reasons.items())),
+        "violations_left_by_reason": dict(sorted(left_for.count(left_rows).items())),
         "violations_left_sample": sample,
         "before": _balance(live, load_before),
         "after": _balance(managers, load_after),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -128,20 +127,18 @@ async def select_customers(session: AsyncSession, selection: dict[str, Any]) -> 
     return list((await session.scalars(text(sql), params)).all())
 
 
-async def lock_customers(
-    session: AsyncSession, ids: list[uuid.UUID]
-) -> dict[uuid.UUID, uuid.UUID | None]:
-    """Lock the customers' rows (in id order, as every writer does); their current owners."""
+async def lock_customers(session: AsyncSession, ids: list[uuid.UUID]) -> int:
+    """Lock the customers' rows (in id order, as every writer does); how many exist."""
     if not ids:
-        return {}
-    rows = await session.execute(
+        return 0
+    locked = await session.scalar(
         text(
-            "SELECT id, manager_id FROM customers WHERE id = ANY(CAST(:ids AS uuid[])) "
-            "ORDER BY id FOR UPDATE"
+            "SELECT count(*) FROM (SELECT id FROM customers WHERE id = ANY(CAST(:ids AS uuid[])) "
+            "ORDER BY id FOR UPDATE) AS locked"
         ),
         {"ids": ids},
     )
-    return {r[0]: r[1] for r in rows.all()}
+    return int(locked or 0)
 
 
 async def open_violation_customers(session: AsyncSession) -> list[uuid.UUID]:
@@ -150,8 +147,3 @@ async def open_violation_customers(session: AsyncSession) -> list[uuid.UUID]:
         text("SELECT customer_id FROM ownership_violations WHERE resolved_at IS NULL")
     )
     return list(rows.all())
-
-
-def dumps(value: Any) -> str:
-    """JSON for a jsonb parameter."""
-    return json.dumps(value, default=str)

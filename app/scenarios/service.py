@@ -172,8 +172,8 @@ async def list_scenarios(
     states = [state] if state is not None else ["draft", "activated"]
     after = None
     if cursor:
-        at, scenario_id = decode_cursor(cursor, (str, uuid.UUID))
-        after = (datetime.fromisoformat(at), scenario_id)
+        at, scenario_id = decode_cursor(cursor, (datetime, uuid.UUID))
+        after = (at, scenario_id)
     rows = await repository.list_page(session, states=states, after=after, limit=limit + 1)
     items = [_out(r) for r in rows[:limit]]
     next_cursor = None

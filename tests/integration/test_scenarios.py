@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tests.integration.factories import (
     assert_problem,
+    collect_pages,
     create_customer,
     create_manager,
     create_tiers,
@@ -65,6 +66,7 @@ async def test_a_region_split_moves_only_the_customers_whose_rule_changed(client
             "customers": [
                 {"filter": {"region": "east"}, "set": {"region": "east-2"}},
                 {"customer_ids": [a1["id"], a2["id"], b1["id"]], "set": {"region": "east-1"}},
+                {"customer_ids": [a2["id"]], "set": {"tier": "key", "pinned": True}},
             ],
         },
     )
@@ -96,6 +98,8 @@ async def test_a_region_split_moves_only_the_customers_whose_rule_changed(client
     history = await ok(await client.get(f"/v1/customers/{a3['id']}/history"))
     assert history["items"][0]["reason"] == "redivision"
     assert (await ok(await client.get(f"/v1/customers/{b1['id']}")))["region"] == "east-1"
+    retiered = await ok(await client.get(f"/v1/customers/{a2['id']}"))
+    assert (retiered["tier"], retiered["pinned"], retiered["region"]) == ("key", True, "east-1")
     assert (await ok(await client.get(f"/v1/managers/{b['id']}")))["region"] == "east-2"
     assert (await ok(await client.get("/v1/violations")))["items"] == []
     events = await ok(await client.get("/v1/audit", params={"action": "activate_scenario"}))
@@ -264,3 +268,11 @@ async def test_a_draft_naming_unknown_things_is_refused_and_viewers_only_read(cl
     unpreviewed = await scenario(client, {})
     refused = await client.post(f"/v1/scenarios/{unpreviewed['id']}/activate")
     assert assert_problem(refused, 409)["code"] == "not_previewed"
+
+
+async def test_scenarios_list_page_by_page(client):
+    await create_tiers(client)
+    made = [await scenario(client, {}, name=f"s{i}") for i in range(5)]
+    pages = await collect_pages(client, "/v1/scenarios", limit=2)
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert {s["id"] for p in pages for s in p} == {s["id"] for s in made}
