@@ -18,6 +18,7 @@ from app.assignments.service import lock_placements
 from app.audit import service as audit
 from app.customers import service as customers
 from app.errors import Conflict, InvalidInput, InvalidTransition, NotFound
+from app.managers import repository as manager_rows
 from app.managers import service as managers
 from app.observability.metrics import time_engine
 from app.rules import service as rules
@@ -86,7 +87,8 @@ def _draft(row: RowMapping, action: str) -> None:
 
 async def _checked_changes(session: AsyncSession, changes: ScenarioChanges) -> dict[str, Any]:
     """The changes as stored (new managers get their ids), after checking that every
-    manager, tier and rule they name exists or parses (422 naming the field otherwise)."""
+    manager, tier and rule they name exists or parses and that new managers' emails are
+    free (422 naming the field otherwise; activation checks again)."""
     errors: list[dict[str, Any]] = []
     if changes.rules is not None:
         validate_rules(changes.rules)
@@ -114,6 +116,18 @@ async def _checked_changes(session: AsyncSession, changes: ScenarioChanges) -> d
                 {
                     "loc": ["body", "changes", "customers", i, "filter", "manager_id"],
                     "msg": "unknown manager",
+                }
+            )
+    emails = [m.email.lower() for m in changes.new_managers]
+    for i, m in enumerate(changes.new_managers):
+        taken = await manager_rows.find_conflict(
+            session, email=m.email, external_ref=m.external_ref, exclude=None
+        )
+        if taken is not None or emails.count(m.email.lower()) > 1:
+            errors.append(
+                {
+                    "loc": ["body", "changes", "new_managers", i, taken or "email"],
+                    "msg": f"another manager already has this {taken or 'email'}",
                 }
             )
     if errors:

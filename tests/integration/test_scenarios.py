@@ -249,6 +249,7 @@ async def test_two_scenarios_compared_side_by_side(client):
 
 async def test_a_draft_naming_unknown_things_is_refused_and_viewers_only_read(client, api):
     await create_tiers(client)
+    taken = await create_manager(client)
     bad = await client.post(
         "/v1/scenarios",
         json={
@@ -256,11 +257,14 @@ async def test_a_draft_naming_unknown_things_is_refused_and_viewers_only_read(cl
             "changes": {
                 "managers": [{"manager_id": "00000000-0000-0000-0000-000000000001", "level": 2}],
                 "tiers": [{"code": "nope", "weight": 2}],
+                "new_managers": [
+                    {"name": "Dup", "email": taken["email"], "level": 3, "capacity": 10}
+                ],
             },
         },
     )
     body = assert_problem(bad, 422)
-    assert len(body["errors"]) == 2
+    assert len(body["errors"]) == 3
     viewer = await api.client("viewer")
     assert (await viewer.get("/v1/scenarios")).status_code == 200
     denied = await viewer.post("/v1/scenarios", json={"name": "x"})
