@@ -52,7 +52,7 @@ async def east_department(client):
     return a, b, owned
 
 
-async def test_a_region_split_moves_only_the_customers_whose_rule_changed(client):
+async def test_a_region_split_moves_only_the_customers_whose_rule_changed(client, allow_loopback):
     a, b, owned = await east_department(client)
     a1, a2, a3 = owned[a["id"]]
     b1, b2, b3 = owned[b["id"]]
@@ -85,8 +85,24 @@ async def test_a_region_split_moves_only_the_customers_whose_rule_changed(client
     assert (await ok(await client.get(f"/v1/customers/{a3['id']}")))["region"] == "east"
     assert await owner_of(client, a3) == a["id"]
 
+    await ok(
+        await client.post(
+            "/v1/webhook-subscriptions",
+            json={
+                "url": "http://127.0.0.1:9/baton",
+                "event_types": ["scenario.activated", "customer.assigned"],
+            },
+        ),
+        201,
+    )
     activated = await ok(await client.post(f"/v1/scenarios/{split['id']}/activate"))
     assert activated["state"] == "activated"
+    sent = await ok(await client.get("/v1/webhook-deliveries", params={"limit": 50}))
+    assert sorted(d["event_type"] for d in sent["items"]) == [
+        "customer.assigned",
+        "customer.assigned",
+        "scenario.activated",
+    ]
     assert activated["activation"]["moves"] == 2
     assert activated["activation"]["violations_recorded"] == 0
     assert await owner_of(client, a3) == b["id"] and await owner_of(client, b1) == a["id"]
