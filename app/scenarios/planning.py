@@ -62,7 +62,6 @@ class Redivision:
     customer_ids: np.ndarray  # S16
     manager_ids: np.ndarray  # S16, zero bytes for the pool
     violators: np.ndarray  # S16: customers whose owner breaks a rule after the moves
-    reads_former_owners: bool
 
 
 def sort_by_id(columns: engine.CustomerColumns) -> engine.CustomerColumns:
@@ -401,7 +400,6 @@ def redivide(
         customer_ids=cols.ids[moved_rows],
         manager_ids=manager_s16[new_owner[moved_rows]],
         violators=cols.ids[left_rows],
-        reads_former_owners="manager.is_former_owner" in rules.reads(),
     )
 
 

@@ -35,6 +35,5 @@ def test_stored_moves_round_trip():
         customer_ids=uuids_to_s16(customers),
         manager_ids=np.array([o.bytes if o else bytes(16) for o in owners], "S16"),
         violators=uuids_to_s16(left),
-        reads_former_owners=False,
     )
     assert planning.unpack_moves(planning.pack_moves(result)) == (customers, owners, left)
