@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
+from app.check import find_violations
+from app.customers import service as customers
+from app.customers.schemas import CustomerUpdate
 from tests.integration.factories import (
     assert_problem,
     collect_pages,
@@ -296,3 +302,33 @@ async def test_scenarios_list_page_by_page(client):
     pages = await collect_pages(client, "/v1/scenarios", limit=2)
     assert [len(p) for p in pages] == [2, 2, 1]
     assert {s["id"] for p in pages for s in p} == {s["id"] for s in made}
+
+
+async def test_an_activation_waiting_on_a_manual_move_in_flight_refuses_once_it_commits(
+    committed_client, factory, fresh_database
+):
+    client = committed_client
+    a, b, owned = await east_department(client)
+    racer_customer = owned[a["id"]][0]
+    move_a = await scenario(client, {"managers": [{"manager_id": a["id"], "region": "west"}]})
+    assert (await preview(client, move_a["id"]))["moves"] == 3
+
+    async with factory() as racer:  # a manual move, locks held, not committed yet
+        await customers.update_customer(
+            racer,
+            customer_id=uuid.UUID(racer_customer["id"]),
+            data=CustomerUpdate(manager_id=uuid.UUID(b["id"])),
+            force=False,
+            actor="racer",
+        )
+        activation = asyncio.create_task(client.post(f"/v1/scenarios/{move_a['id']}/activate"))
+        await asyncio.sleep(0.5)
+        assert not activation.done(), "the activation waits for the customer's row lock"
+        await racer.commit()
+    stale = await activation
+    assert assert_problem(stale, 409)["code"] == "stale_scenario"
+    assert await owner_of(client, racer_customer) == b["id"]
+    assert await owner_of(client, owned[a["id"]][1]) == a["id"]
+    assert (await ok(await client.get(f"/v1/managers/{a['id']}")))["region"] == "east"
+    async with factory() as session:
+        assert await find_violations(session) == []
