@@ -332,3 +332,26 @@ async def test_an_activation_waiting_on_a_manual_move_in_flight_refuses_once_it_
     assert (await ok(await client.get(f"/v1/managers/{a['id']}")))["region"] == "east"
     async with factory() as session:
         assert await find_violations(session) == []
+
+
+async def test_a_departure_in_a_scenario_moves_the_portfolio_and_pools_what_nobody_can_take(
+    client,
+):
+    await create_tiers(client)
+    leaving = await create_manager(client, capacity=20)
+    other = await create_manager(client, capacity=2)  # room for one standard customer
+    first = await create_customer(client, manager_id=leaving["id"])
+    second = await create_customer(client, manager_id=leaving["id"])
+    departure = await scenario(
+        client, {"managers": [{"manager_id": leaving["id"], "status": "departed"}]}
+    )
+    result = await preview(client, departure["id"])
+    assert result["violations_found"] == 2
+    assert result["moves_by_reason"] == {"manager_active": 1, "to_pool": 1}
+    assert result["violations_left"] == 0
+
+    await ok(await client.post(f"/v1/scenarios/{departure['id']}/activate"))
+    owners = {await owner_of(client, first), await owner_of(client, second)}
+    assert owners == {other["id"], None}
+    assert (await ok(await client.get(f"/v1/managers/{leaving['id']}")))["status"] == "departed"
+    assert (await ok(await client.get("/v1/violations")))["items"] == []
