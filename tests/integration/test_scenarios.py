@@ -77,6 +77,11 @@ async def test_a_region_split_moves_only_the_customers_whose_rule_changed(client
         },
     )
     assert split["state"] == "draft" and split["preview"] is None
+    capped = await preview(client, split["id"], max_moves=1)
+    assert capped["moves"] == 1 and capped["violations_left"] == 1
+    assert capped["violations_left_by_reason"] == {"max_moves": 1}
+    [left] = capped["violations_left_sample"]
+    assert left["reason"] == "max_moves" and left["rules"][0]["rule"] == "same_region"
     result = await preview(client, split["id"], explain="full")
     assert result["customers_total"] == 6 and result["customers_changed"] == 6
     assert result["violations_found"] == 2
