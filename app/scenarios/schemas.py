@@ -234,7 +234,10 @@ class PreviewOut(BaseModel):
     computed_at: datetime
     options: PreviewOptions
     customers_total: int = Field(description="Owned active customers in the book.")
-    customers_changed: int = Field(description="Customers whose tier, region or pin changes.")
+    customers_changed: int = Field(
+        description="Owned customers whose tier, region or pin changes (pool customers a "
+        "change selects are updated at activation too)."
+    )
     managers_changed: int
     managers_added: int
     violations_found: int = Field(description="Owners breaking a hard rule under the scenario.")
