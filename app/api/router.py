@@ -13,6 +13,7 @@ from app.revenue.router import imports as revenue_imports
 from app.revenue.router import router as revenue
 from app.rules.router import router as rules
 from app.satisfaction.router import router as satisfaction
+from app.scenarios.router import router as scenarios
 from app.tiers.router import router as tiers
 from app.webhooks.inbound.router import inbound as webhooks_inbound
 from app.webhooks.inbound.router import inbox as webhooks_inbox
@@ -31,6 +32,7 @@ ROUTERS: tuple[PrefixedRouter, ...] = (
     assignments,
     rules,
     handovers,
+    scenarios,
     satisfaction,
     revenue,
     reports,

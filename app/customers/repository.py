@@ -16,6 +16,7 @@ from sqlalchemy import (
     bindparam,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -133,3 +134,58 @@ async def delete(session: AsyncSession, customer_id: uuid.UUID) -> None:
     if obj is not None:
         await session.delete(obj)
         await session.flush()
+
+
+_SET_MANY = """
+    tier_code = CASE WHEN :set_tier THEN CAST(:tier AS text) ELSE c.tier_code END,
+    region = CASE WHEN :set_region THEN CAST(:region AS text) ELSE c.region END,
+    pinned = CASE WHEN :set_pinned THEN CAST(:pinned AS bool) ELSE c.pinned END,
+    version = c.version + 1, updated_at = now()
+"""
+# A new tier is announced with the old one: read it first (the caller holds the row locks).
+_UPDATE_MANY_TIERS = text(
+    f"""
+    WITH old AS MATERIALIZED (
+        SELECT c.id, c.tier_code FROM customers AS c WHERE c.id = ANY(CAST(:ids AS uuid[]))
+    ), changed AS (
+        UPDATE customers AS c SET {_SET_MANY}
+          FROM old
+         WHERE c.id = old.id
+        RETURNING c.id, old.tier_code AS old_tier, c.tier_code AS tier, c.manager_id
+    )
+    SELECT array_agg(id), array_agg(old_tier), array_agg(tier), array_agg(manager_id)
+      FROM changed
+    """
+)
+_UPDATE_MANY = text(
+    f"""
+    WITH changed AS (
+        UPDATE customers AS c SET {_SET_MANY}
+         WHERE c.id = ANY(CAST(:ids AS uuid[]))
+        RETURNING 1
+    )
+    SELECT count(*) FROM changed
+    """
+)
+
+
+async def update_many(
+    session: AsyncSession, ids: list[uuid.UUID], values: dict[str, Any]
+) -> tuple[int, list[tuple[uuid.UUID, str, str, uuid.UUID | None]]]:
+    """Set the same ``tier`` / ``region`` / ``pinned`` on many customers in one statement;
+    returns how many changed and, when the tier is set, (id, old tier, tier, owner) per
+    customer."""
+    params = {
+        "ids": ids,
+        "set_tier": "tier" in values,
+        "tier": values.get("tier"),
+        "set_region": "region" in values,
+        "region": values.get("region"),
+        "set_pinned": "pinned" in values,
+        "pinned": values.get("pinned"),
+    }
+    if "tier" not in values:
+        return int((await session.execute(_UPDATE_MANY, params)).scalar_one()), []
+    row = (await session.execute(_UPDATE_MANY_TIERS, params)).one()
+    changed = list(zip(row[0] or [], row[1] or [], row[2] or [], row[3] or [], strict=True))
+    return len(changed), changed

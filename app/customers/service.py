@@ -285,3 +285,34 @@ async def get_owner_at(
         manager_id=row["manager_id"] if row else None,
         assignment=LedgerRowOut.model_validate(row) if row else None,
     )
+
+
+async def update_customers(
+    session: AsyncSession, *, customer_ids: list[uuid.UUID], values: dict[str, Any], actor: str
+) -> int:
+    """Set the same tier, region or pin on many customers (a re-division), set-based, with a
+    ``customer.tier_changed`` event per customer whose tier changes. The caller records the
+    violations the change leaves. Returns how many customers changed."""
+    if not customer_ids:
+        return 0
+    if "tier" in values:
+        await _tier(session, values["tier"])
+    count, changed = await repository.update_many(session, customer_ids, values)
+    events = [
+        (
+            "customer.tier_changed",
+            {
+                "customer_id": customer_id,
+                "old_tier": old,
+                "tier": tier,
+                "manager_id": owner,
+                "actor": actor,
+            },
+            customer_id,
+        )
+        for customer_id, old, tier, owner in changed
+        if old != tier
+    ]
+    if events:
+        await outbox.emit_many(session, events)
+    return count

@@ -43,6 +43,7 @@ ASSIGNMENT_REASONS = (
     "import",
     "seed",
     "repair",
+    "redivision",
 )
 
 
@@ -851,3 +852,37 @@ class AuditEvent(Base):
     status_code: Mapped[int] = mapped_column(SmallInteger, nullable=False)
     request_id: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, object] | None] = mapped_column(JSONB)
+
+
+SCENARIO_STATES = ("draft", "activated", "archived")
+
+
+class Scenario(Timestamped, Base):
+    """A draft re-division (rule set, manager, tier and customer changes) that changes nothing
+    live until activated; its latest preview is kept with digests of the inputs it read and
+    the moves it planned, so activation applies exactly that preview or refuses."""
+
+    __tablename__ = "scenarios"
+    __table_args__ = (
+        CheckConstraint(_in("state", SCENARIO_STATES), name="state_valid"),
+        Index("ix_scenarios_state", "state", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(Text, nullable=False, server_default="draft")
+    changes: Mapped[dict[str, object]] = mapped_column(JSONB, nullable=False)
+    created_by: Mapped[str] = mapped_column(Text, nullable=False)
+    preview: Mapped[dict[str, object] | None] = mapped_column(JSONB)
+    preview_options: Mapped[dict[str, object] | None] = mapped_column(JSONB)
+    preview_digests: Mapped[dict[str, str] | None] = mapped_column(JSONB)
+    # The planned moves: 16-byte customer ids, then 16-byte new owner ids (zeros = the pool).
+    preview_moves: Mapped[bytes | None] = mapped_column(LargeBinary)
+    previewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    previewed_by: Mapped[str | None] = mapped_column(Text)
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    activated_by: Mapped[str | None] = mapped_column(Text)
+    activation: Mapped[dict[str, object] | None] = mapped_column(JSONB)

@@ -7,7 +7,7 @@ No database, no HTTP, no clock: the service loads facts, calls `plan_assignments
 from app.engine.budget import OverBudget
 from app.engine.columns import NO_TIME, CustomerColumns
 from app.engine.facts import Customer, EngineError, FormerOwner, Manager, Tier
-from app.engine.guard import Violation, placement_violations
+from app.engine.guard import BrokenRules, Violation, owners_violating, placement_violations
 from app.engine.options import PlanOptions, RebalanceOptions
 from app.engine.plan import Decision, ManagerLoad, Moves, OverTarget, Plan, PlanMetrics
 from app.engine.planner import plan_assignments
@@ -16,6 +16,7 @@ from app.engine.rules import Condition, Preference, Rule, RuleSet
 
 __all__ = [
     "NO_TIME",
+    "BrokenRules",
     "Condition",
     "Customer",
     "CustomerColumns",
@@ -36,6 +37,7 @@ __all__ = [
     "RuleSet",
     "Tier",
     "Violation",
+    "owners_violating",
     "placement_violations",
     "plan_assignments",
     "rebalance",

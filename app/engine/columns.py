@@ -167,6 +167,31 @@ class CustomerColumns:
             former_owners={i: c.former_owners for i, c in enumerate(customers) if c.former_owners},
         )
 
+    def take(self, rows: np.ndarray) -> CustomerColumns:
+        """The given rows, in that order, as new columns (categories kept)."""
+        rows = np.asarray(rows, np.int64)
+        position = {int(r): i for i, r in enumerate(rows)} if self.former_owners else {}
+        return CustomerColumns(
+            ids=self.ids[rows],
+            tier=self.tier[rows],
+            tier_codes=self.tier_codes,
+            region=self.region[rows],
+            regions=self.regions,
+            language=self.language[rows],
+            languages=self.languages,
+            industry=self.industry[rows],
+            industries=self.industries,
+            annual_value=self.annual_value[rows],
+            satisfaction=self.satisfaction[rows],
+            pinned=self.pinned[rows],
+            owner=self.owner[rows],
+            owner_ids=self.owner_ids,
+            last_moved_at=self.last_moved_at[rows],
+            former_owners={
+                position[r]: owners for r, owners in self.former_owners.items() if r in position
+            },
+        )
+
     def customer_id(self, i: int) -> UUID:
         """The id of row `i`."""
         return uuid_at(self.ids, i)

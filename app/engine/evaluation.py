@@ -18,6 +18,9 @@ from app.engine.columns import CustomerColumns
 from app.engine.facts import Customer, Manager
 from app.engine.rules import RELATION_FIELDS, Condition, Preference, Rule, RuleSet, compare
 
+EVERY_MANAGER = -2
+"""`current` value: every manager is taken as the customer's current owner (ownership checks)."""
+
 
 def manager_value(manager: Manager, attr: str) -> Any:
     """A plain manager attribute, or the `utilization` virtual field."""
@@ -168,7 +171,9 @@ class Evaluator:
                 index.append(int(self._cdomain(attr)[0][row]))
             elif attr == "is_current_owner":
                 rel = np.zeros(len(self.managers), np.int32)
-                if current >= 0:
+                if current == EVERY_MANAGER:
+                    rel[:] = 1
+                elif current >= 0:
                     rel[current] = 1
                 index.append(rel)
             elif attr == "is_former_owner":

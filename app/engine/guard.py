@@ -17,11 +17,16 @@ Two questions, two modes:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
-from app.engine.evaluation import check_condition
+import numpy as np
+
+from app.engine.classes import build_classes
+from app.engine.evaluation import EVERY_MANAGER, check_condition
 from app.engine.facts import Customer, Manager, Tier
+from app.engine.problem import Customers, prepare
 from app.engine.rules import RuleSet
 
 Mode = Literal["intake", "ownership"]
@@ -106,3 +111,56 @@ def _show(value: object) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(map(str, value)) + "]"
     return "none" if value is None else str(value)
+
+
+class BrokenRules(NamedTuple):
+    """Per customer row, the first hard rule its owner breaks: a code into ``rules``, or -1."""
+
+    first: np.ndarray
+    rules: tuple[str, ...]
+
+    @property
+    def violating(self) -> np.ndarray:
+        """Rows whose owner breaks a hard rule."""
+        return self.first >= 0
+
+
+def owners_violating(
+    customers: Customers,
+    managers: Sequence[Manager],
+    tiers: Sequence[Tier],
+    rules: RuleSet,
+) -> BrokenRules:
+    """Which owners break a hard rule in ``ownership`` mode, for a whole book at once.
+
+    The vectorised form of ``placement_violations(..., mode="ownership")`` (first rule in
+    the same order): the rule set is evaluated once per customer class (customers the rules
+    cannot tell apart) over all managers, then read at each row's owner. Rows whose owner is
+    not among ``managers`` (or who have none) break nothing. Former owners count as far as
+    the customers carry them.
+    """
+    names = ("tier_min_level", "manager_active", *(r.id for r in rules.eligibility))
+    problem = prepare(customers, managers, tiers, rules)
+    owner = problem.owner
+    rows = problem.customer_ids_sorted()
+    rows = rows[owner[rows] >= 0]
+    first = np.full(len(problem.cols), -1, np.int16)
+    if not len(rows):
+        return BrokenRules(first, names)
+    departed = np.array([m.status == "departed" for m in problem.managers], bool)
+    held_by = owner[rows]
+    first[rows[departed[held_by]]] = 1
+    first[rows[problem.level[held_by] < problem.min_level[rows]]] = 0
+    if not rules.eligibility:
+        return BrokenRules(first, names)
+    classes = build_classes(problem, rows, ignore_current=True)
+    for c in range(len(classes)):
+        members = classes.members(c)
+        rep = int(classes.rep[c])
+        _, former = problem.relations(rep)
+        for code, rule in enumerate(rules.eligibility, start=2):
+            # ownership mode: every manager is taken as the owner of what it holds
+            applies, holds = problem.evaluator.rule_outcome(rule, rep, EVERY_MANAGER, former)
+            broken = members[(applies & ~holds)[owner[members]] & (first[members] < 0)]
+            first[broken] = code
+    return BrokenRules(first, names)

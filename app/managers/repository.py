@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -156,3 +157,66 @@ async def delete(session: AsyncSession, manager_id: uuid.UUID) -> None:
     if obj is not None:
         await session.delete(obj)
         await session.flush()
+
+
+# One statement for many managers: per field, a flag saying whether it changes and the value.
+# Skill lists travel as JSON text (a 2-d array cannot hold lists of different lengths).
+_UPDATE_MANY = text(
+    """
+    UPDATE managers AS m
+       SET team = CASE WHEN u.set_team THEN u.team ELSE m.team END,
+           region = CASE WHEN u.set_region THEN u.region ELSE m.region END,
+           level = COALESCE(u.level, m.level),
+           capacity = COALESCE(u.capacity, m.capacity),
+           status = COALESCE(u.status, m.status),
+           accepting_new = COALESCE(u.accepting_new, m.accepting_new),
+           languages = CASE WHEN u.languages IS NULL THEN m.languages ELSE
+                       ARRAY(SELECT jsonb_array_elements_text(CAST(u.languages AS jsonb))) END,
+           industries = CASE WHEN u.industries IS NULL THEN m.industries ELSE
+                        ARRAY(SELECT jsonb_array_elements_text(CAST(u.industries AS jsonb))) END,
+           version = m.version + 1, updated_at = now()
+      FROM unnest(CAST(:ids AS uuid[]), CAST(:set_team AS bool[]), CAST(:team AS text[]),
+                  CAST(:set_region AS bool[]), CAST(:region AS text[]),
+                  CAST(:level AS int2[]), CAST(:capacity AS int4[]), CAST(:status AS text[]),
+                  CAST(:accepting_new AS bool[]), CAST(:languages AS text[]),
+                  CAST(:industries AS text[]))
+           AS u(id, set_team, team, set_region, region, level, capacity, status, accepting_new,
+                languages, industries)
+     WHERE m.id = u.id
+    RETURNING m.id
+    """
+)
+
+
+async def update_many(
+    session: AsyncSession, changes: list[tuple[uuid.UUID, dict[str, Any]]]
+) -> int:
+    """Change fields of many managers in one statement (each its own fields); returns how
+    many rows changed. Fields: team, region, level, capacity, status, accepting_new,
+    languages, industries."""
+    if not changes:
+        return 0
+
+    def column(name: str) -> list[Any]:
+        return [values.get(name) for _, values in changes]
+
+    def listed(name: str) -> list[str | None]:
+        return [json.dumps(v) if v is not None else None for v in column(name)]
+
+    result = await session.execute(
+        _UPDATE_MANY,
+        {
+            "ids": [manager_id for manager_id, _ in changes],
+            "set_team": ["team" in values for _, values in changes],
+            "team": column("team"),
+            "set_region": ["region" in values for _, values in changes],
+            "region": column("region"),
+            "level": column("level"),
+            "capacity": column("capacity"),
+            "status": column("status"),
+            "accepting_new": column("accepting_new"),
+            "languages": listed("languages"),
+            "industries": listed("industries"),
+        },
+    )
+    return len(result.all())

@@ -139,3 +139,22 @@ async def delete_manager(
             "set status to 'departed' instead."
         )
     await repository.delete(session, manager_id)
+
+
+MANY_FIELDS = frozenset(
+    {"team", "region", "level", "capacity", "status", "accepting_new", "languages", "industries"}
+)
+
+
+async def update_managers(
+    session: AsyncSession, *, changes: list[tuple[uuid.UUID, dict[str, object]]]
+) -> int:
+    """Change many managers at once (a re-division), set-based; each change names only the
+    fields it sets (among ``MANY_FIELDS``). Every manager must exist."""
+    unknown = {f for _, values in changes for f in values} - MANY_FIELDS
+    if unknown:
+        raise ValueError(f"not changeable in bulk: {', '.join(sorted(unknown))}")
+    changed = await repository.update_many(session, changes)
+    if changed != len({manager_id for manager_id, _ in changes}):
+        raise NotFound("Some of the managers to change do not exist.")
+    return changed

@@ -19,6 +19,7 @@ OutboundType = Literal[
     "handover.owner_briefing",
     "manager.capacity_exceeded",
     "violation.detected",
+    "scenario.activated",
 ]
 OUTBOUND_TYPES: tuple[str, ...] = OutboundType.__args__  # type: ignore[attr-defined]
 
