@@ -19,8 +19,8 @@ from app.customers import service as customers_service
 from app.db.session import create_session_factory, session_scope
 from tests.integration.factories import create_customer, create_manager, create_tiers, ok
 
-RACE_SECONDS = 15
-RACE_ROUNDS = 60
+RACE_SECONDS = 20
+RACE_ROUNDS = 150
 
 
 async def _violations(url):
