@@ -6,9 +6,9 @@ Serves Baton (one uvicorn worker, as `baton serve --workers 1`) over a generated
 `POST /v1/rebalance` of every customer runs (read the book, plan, write the moves), and prints
 p50 / p99 / max of each. Goal: p99 under 50 ms while the plan runs.
 
-Probes are due on a fixed schedule and each latency counts from when the probe was due, not
-from when it was sent: a server that stalls for a second delays every probe due in that
-second (as it would delay every client), not only the one in flight.
+Probes go out on a fixed schedule, each on a new connection, whether or not earlier ones were
+answered: a server that stalls for a second delays every probe due in that second (as it
+would every client), not only the one in flight.
 
     python -m bench.engine_loop                      # 1M customers × 10k managers, applied
     python -m bench.engine_loop --customers 200000   # a smaller book
@@ -34,23 +34,27 @@ from bench._db import scratch_database
 from bench.load import _admin_key, free_port, start, stop
 
 
-def probe(port: int, until: threading.Event, interval: float) -> list[float]:
-    """Latencies (ms) of GET /healthz due every `interval` s, counted from when each was due,
-    until `until` is set."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    latencies = []
-    due = time.perf_counter()
+async def probe(port: int, until: threading.Event, interval: float) -> list[float]:
+    """Latencies (ms) of GET /healthz sent every `interval` s until `until` is set, each on a
+    new connection (as a load balancer probes) whether or not earlier ones were answered."""
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+
+    async def one(due: float) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        response = await reader.read()
+        latencies.append((loop.time() - due) * 1000)
+        writer.close()
+        assert response.startswith(b"HTTP/1.1 200"), response[:100]
+
+    probes = []
+    due = loop.time()
     while not until.is_set():
-        wait = due - time.perf_counter()
-        if wait > 0:
-            time.sleep(wait)
-        connection.request("GET", "/healthz")
-        response = connection.getresponse()
-        response.read()
-        latencies.append((time.perf_counter() - due) * 1000)
-        assert response.status == 200, response.status
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        probes.append(asyncio.create_task(one(due)))
         due += interval
-    connection.close()
+    await asyncio.gather(*probes)
     return latencies
 
 
@@ -65,7 +69,7 @@ def summary(latencies: list[float]) -> str:
 def probe_for(port: int, seconds: float, interval: float) -> list[float]:
     until = threading.Event()
     threading.Timer(seconds, until.set).start()
-    return probe(port, until, interval)
+    return asyncio.run(probe(port, until, interval))
 
 
 def rebalance(port: int, key: str, body: dict, out: dict) -> None:
@@ -97,7 +101,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--managers", type=int, default=0, help="default: customers / 100")
     parser.add_argument("--dry-run", action="store_true", help="plan only, write nothing")
-    parser.add_argument("--interval", type=float, default=0.005, help="seconds between probes")
+    parser.add_argument("--interval", type=float, default=0.01, help="seconds between probes")
     parser.add_argument("--baseline", type=float, default=10.0, help="seconds probed alone")
     args = parser.parse_args()
     managers = args.managers or max(10, args.customers // 100)
@@ -128,7 +132,7 @@ def main() -> None:
         worker.start()
         watcher = threading.Thread(target=lambda: (worker.join(), done.set()))
         watcher.start()
-        during = probe(port, done, args.interval)
+        during = asyncio.run(probe(port, done, args.interval))
         watcher.join()
     finally:
         stop(server)

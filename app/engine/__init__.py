@@ -1,7 +1,8 @@
 """Baton's assignment engine: a pure function from facts and rules to a plan.
 
 No database, no HTTP, no clock: the service loads facts, calls `plan_assignments` or
-`rebalance`, and writes the plan it gets back.
+`rebalance`, and writes the plan it gets back. (A plan's time budget reads the monotonic clock
+to decide whether to go on, never what to decide: see `budget`.)
 """
 
 from app.engine.budget import OverBudget

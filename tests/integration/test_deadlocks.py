@@ -19,8 +19,8 @@ from app.customers import service as customers_service
 from app.db.session import create_session_factory, session_scope
 from tests.integration.factories import create_customer, create_manager, create_tiers, ok
 
-RACE_SECONDS = 15
-RACE_ROUNDS = 60
+RACE_SECONDS = 20
+RACE_ROUNDS = 150
 
 
 async def _violations(url):
@@ -38,15 +38,14 @@ async def test_manual_moves_racing_rebalance_applies_never_surface_a_503(
     client = committed_client
     await create_tiers(client)
     home = await create_manager(client, level=3, capacity=100)
-    others = [await create_manager(client, level=3, capacity=100) for _ in range(3)]
+    for _ in range(3):
+        await create_manager(client, level=3, capacity=100)
     customers = [
         await create_customer(client, tier="standard", manager_id=home["id"]) for _ in range(40)
     ]
-    targets = [home["id"], *[m["id"] for m in others]]
     rng = random.Random(11)
     rebalance = {"dry_run": False, "target_utilization": 0.3, "min_days_since_move": 0}
-    statuses: dict[str, list[int]] = {"rebalance": [], "patch": []}
-    moved = 0
+    rounds = moved = 0
     deadline = time.monotonic() + RACE_SECONDS
     for _ in range(RACE_ROUNDS):
         if time.monotonic() > deadline:
@@ -57,16 +56,15 @@ async def test_manual_moves_racing_rebalance_applies_never_surface_a_503(
         responses = await asyncio.gather(
             client.post("/v1/rebalance", json=rebalance),
             *[
-                client.patch(f"/v1/customers/{c['id']}", json={"manager_id": rng.choice(targets)})
+                client.patch(f"/v1/customers/{c['id']}", json={"manager_id": home["id"]})
                 for c in picked
             ],
         )
-        statuses["rebalance"].append(responses[0].status_code)
-        statuses["patch"] += [r.status_code for r in responses[1:]]
+        rounds += 1
         for r in responses:
             assert r.status_code == 200, r.text
         moved += responses[0].json()["moved"]
-    assert len(statuses["rebalance"]) >= 5, statuses
+    assert rounds >= 5
     assert moved > 0, "the rebalances really moved customers"
     assert await _violations(fresh_database) == []
     # Every customer has exactly the owner its ledger says.
