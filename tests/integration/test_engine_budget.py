@@ -40,7 +40,7 @@ async def test_plans_over_budget_are_503_and_change_nothing(client, budget):
 
     for path, body in [
         ("/v1/assignments/plan", {}),
-        ("/v1/assignments/apply", {}),
+        ("/v1/assignments/apply", {"review": "skip"}),
         ("/v1/rebalance", {"dry_run": False, "target_utilization": 0.5}),
         (f"/v1/customers/{pool[0]['id']}/assign", {}),
     ]:
@@ -55,7 +55,7 @@ async def test_plans_over_budget_are_503_and_change_nothing(client, budget):
         assert (await ok(await client.get(f"/v1/customers/{c['id']}")))["manager_id"] == busy["id"]
 
     budget(30)
-    applied = await ok(await client.post("/v1/assignments/apply", json={}))
+    applied = await ok(await client.post("/v1/assignments/apply", json={"review": "skip"}))
     assert applied["moved"] == 3
 
 
