@@ -274,7 +274,7 @@ class RuleSet(BaseModel):
                         InitErrorDetails(
                             type=PydanticCustomError(
                                 "duplicate_rule_id",
-                                "{id!r} is already used by a {what}; rule ids must be unique",
+                                "'{id}' is already used by a {what}; rule ids must be unique",
                                 {"id": rule.id, "what": what},
                             ),
                             loc=(kind, i, "id"),

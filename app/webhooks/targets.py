@@ -15,6 +15,27 @@ class TargetNotAllowed(InvalidInput):
     title = "Webhook target not allowed"
 
 
+def well_formed_url(url: str) -> str:
+    """``url`` if it parses as an http(s) URL with a host and a valid port; ValueError (a 422
+    in a request body) otherwise. ``urlsplit`` raises on a broken IPv6 literal, ``.port`` on a
+    port out of range; both would otherwise surface later as a 500."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL ({exc})") from None
+    if port == 0:
+        raise ValueError("port 0 is not a port one can connect to")
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValueError("must be an http(s) URL with a host")
+    if "[" in parts.netloc or "]" in parts.netloc:
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            raise ValueError("the bracketed host is not an IPv6 address") from None
+    return url
+
+
 def _public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
@@ -27,9 +48,11 @@ async def check_target(url: str, *, allow_private: bool) -> None:
     (loopback, private, link-local such as cloud metadata) unless ``allow_private``.
 
     Checked when a subscription is saved and again before each delivery (DNS may change)."""
+    try:
+        well_formed_url(url)
+    except ValueError as exc:
+        raise TargetNotAllowed(f"The URL is not usable: {exc}.", field="url") from None
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise TargetNotAllowed("The URL must be http(s) with a host.", field="url")
     if parts.username or parts.password:
         raise TargetNotAllowed("The URL must not carry credentials.", field="url")
     if allow_private:

@@ -273,6 +273,62 @@ CASES = [
         {"params": {"at": "0001-01-01T00:00:00+14:00"}},
         422,
     ),
+    # a number is not an instant (pydantic alone would read it as seconds since 1970)
+    ("at-number", "GET", "/v1/customers/{c}/owner", {"params": {"at": "0.5"}}, 422),
+    ("at-integer", "GET", "/v1/customers/{c}/owner", {"params": {"at": "1700000000"}}, 422),
+    ("audit-until-number", "GET", "/v1/audit", {"params": {"until": "0.5"}}, 422),
+    ("audit-since-number", "GET", "/v1/audit", {"params": {"since": "1e3"}}, 422),
+    # booleans are true or false
+    ("query-bool-yes", "GET", "/v1/customers", {"params": {"unassigned": "yes"}}, 422),
+    ("query-bool-1", "GET", "/v1/api-keys", {"params": {"include_revoked": "1"}}, 422),
+    (
+        "auto-approve-0",
+        "POST",
+        "/v1/webhook-sources",
+        {"json": {"name": "crm", "adapter": "standard", "auto_approve": 0}},
+        422,
+    ),
+    ("pinned-1", "PATCH", "/v1/customers/{c}", {"json": {"pinned": 1}}, 422),
+    ("accepting-new-string", "PATCH", "/v1/managers/{m}", {"json": {"accepting_new": "true"}}, 422),
+    # webhook targets that do not parse
+    *[
+        (
+            f"subscription-url-{name}",
+            "POST",
+            "/v1/webhook-subscriptions",
+            {"json": {"url": url, "event_types": ["*"]}},
+            422,
+        )
+        for name, url in [
+            ("ipv6-unclosed", "http://[::1"),
+            ("bracket", "http://]P"),
+            ("port-out-of-range", "http://a:99999/"),
+            ("port-zero", "http://example.com:0/"),
+            ("bracket-not-ipv6", "http://[example.com]/"),
+        ]
+    ],
+    # handovers
+    (
+        "leave-until-past",
+        "POST",
+        "/v1/handovers",
+        {"json": {"from_manager_id": "{m}", "reason": "leave", "until": "2020-01-01T00:00:00Z"}},
+        422,
+    ),
+    (
+        "effective-at-number",
+        "POST",
+        "/v1/handovers",
+        {"json": {"from_manager_id": "{m}", "reason": "departure", "effective_at": 0.5}},
+        422,
+    ),
+    (
+        "briefing-contact-email",
+        "PUT",
+        f"/v1/handovers/{uuid.uuid4()}/items/{{c}}/briefing",
+        {"json": {"key_contacts": [{"name": "Wang Fang", "email": "not an e-mail"}]}},
+        422,
+    ),
 ]
 
 
@@ -289,10 +345,42 @@ async def existing(client):
     [pytest.param(*case[1:], id=case[0]) for case in CASES],
 )
 async def test_bad_input_is_a_clear_4xx_problem(client, existing, method, path, kwargs, status):
+    if "json" in kwargs:
+        kwargs = {**kwargs, "json": _fill(kwargs["json"], existing)}
     response = await client.request(method, path.format(**existing), **kwargs)
     body = assert_problem(response, status)
     if status == 422:
         assert all("loc" in e and "msg" in e for e in body["errors"])
+
+
+def _fill(value: Any, existing: dict[str, str]) -> Any:
+    if isinstance(value, str) and value in ("{m}", "{c}"):
+        return existing[value[1]]
+    if isinstance(value, dict):
+        return {k: _fill(v, existing) for k, v in value.items()}
+    return value
+
+
+async def test_a_malformed_url_in_a_subscription_update_is_422(client, allow_loopback):
+    created = await client.post(
+        "/v1/webhook-subscriptions", json={"url": "http://127.0.0.1:9/hook", "event_types": ["*"]}
+    )
+    assert created.status_code == 201, created.text
+    path = f"/v1/webhook-subscriptions/{created.json()['id']}"
+    for url in ("http://[::1", "http://]P", "http://a:99999/"):
+        body = assert_problem(await client.patch(path, json={"url": url}), 422)
+        assert body["errors"][0]["loc"] == ["body", "url"]
+    assert (await client.get(path)).json()["url"] == "http://127.0.0.1:9/hook"
+
+
+async def test_a_duplicate_rule_id_is_named_in_the_error(client):
+    rule = {"id": "same", "conditions": [{"field": "manager.level", "op": "gte", "value": 1}]}
+    response = await client.put(
+        "/v1/rules", json={"rules": {"eligibility": [rule, rule], "preferences": []}}
+    )
+    body = assert_problem(response, 422)
+    assert "'same' is already used by a rule" in json.dumps(body)
+    assert "{id" not in json.dumps(body)
 
 
 async def test_field_errors_name_the_field(client):
