@@ -125,8 +125,11 @@ def worker_command() -> None:
     """Run a standalone background worker (scheduled handovers, cover returns, deliveries).
 
     Without DATABASE_URL it attaches to the same embedded Postgres as `baton serve`."""
+    from app.observability.logging import configure_logging, use_json
     from app.worker import run_worker
 
+    settings = get_settings()
+    configure_logging(level=settings.log_level, json=use_json(settings))
     url = _database_url()
     _migrate(url)
     console.print("Baton worker started; Ctrl+C stops it.")

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -207,9 +208,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         worker: asyncio.Task[None] | None = None
         stop = asyncio.Event()
         if settings.run_worker:
-            from app.worker import run_worker
+            from app.worker import WorkerHealth, run_worker
 
-            worker = asyncio.create_task(run_worker(url, settings, stop))
+            app.state.worker_health = WorkerHealth()
+            app.state.worker_started_at = time.time()
+            worker = asyncio.create_task(run_worker(url, settings, stop, app.state.worker_health))
         # What exists now (modules, the app, routes, metadata) lives as long as the process;
         # frozen, the collector stops walking it, and a full collection drops from 50–150 ms,
         # a pause every request in flight would wait out, to almost nothing.

@@ -26,7 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks import Webhook
 
-from app.db.session import SessionFactory, session_scope
+from app.db.session import SessionFactory, is_disconnect, session_scope
 from app.settings import Settings, get_settings
 from app.webhooks.keys import active_secrets
 from app.webhooks.targets import TargetNotAllowed, check_target
@@ -342,9 +342,38 @@ async def deliver_batch(
             return await send(client, c, allow_private=settings.webhooks_allow_private_targets)
 
     outcomes = await asyncio.gather(*(one(c) for c in claimed))
-    async with session_scope(factory) as session:
-        await record(session, outcomes, now=now or datetime.now(UTC))
+    # Shielded: a job cancelled now (its queue connection dropped) still records what it sent.
+    recording = asyncio.create_task(_record_until_lease_ends(factory, outcomes, now=now))
+    _RECORDING.add(recording)
+    recording.add_done_callback(_RECORDING.discard)
+    await asyncio.shield(recording)
     return len(claimed)
+
+
+_RECORDING: set[asyncio.Task[None]] = set()  # strong references to shielded record tasks
+
+
+async def _record_until_lease_ends(
+    factory: SessionFactory, outcomes: Sequence[Outcome], *, now: datetime | None
+) -> None:
+    """Record the attempts, retrying while the database is away (a restart, a network cut).
+
+    A delivery sent but not recorded is sent again when its lease ends; retrying the record
+    for most of the lease (which has ``_LEASE_MARGIN`` left after the send) keeps a short
+    outage from delivering anything twice."""
+    deadline = time.monotonic() + _LEASE_MARGIN.total_seconds() - 5
+    delay = 0.2
+    while True:
+        try:
+            async with session_scope(factory) as session:
+                await record(session, outcomes, now=now or datetime.now(UTC))
+            return
+        except Exception as exc:
+            if not is_disconnect(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("webhook_attempts_not_recorded_yet", extra={"retry_in_s": delay})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 async def drain(
