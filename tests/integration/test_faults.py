@@ -206,6 +206,7 @@ async def test_the_worker_resumes_its_queue_after_the_database_restarts(
     if not in_process:
         log = (tmp_path / "worker.log").read_text()
         assert "worker_disconnected" in log, log[-3000:]
+        assert worker.returncode == 0, "SIGTERM stopped the worker cleanly"
 
 
 async def _ready(http: httpx.AsyncClient) -> bool:
