@@ -2,10 +2,13 @@
 
 import base64
 import json
+import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from standardwebhooks import Webhook
 
 from tests.integration.factories import (
     assert_problem,
@@ -35,7 +38,14 @@ CASES = [
     ("json-array-body", "POST", "/v1/tiers", raw("[]"), 422),
     ("json-string-body", "POST", "/v1/customers", raw('"customer"'), 422),
     ("empty-body", "POST", "/v1/managers", raw(""), 422),
-    ("not-json-content", "POST", "/v1/customers", {"content": "name=x"}, 422),
+    ("no-content-type", "POST", "/v1/customers", {"content": "name=x"}, 415),
+    (
+        "form-content-type",
+        "POST",
+        "/v1/customers",
+        {"content": "name=x", "headers": {"content-type": "application/x-www-form-urlencoded"}},
+        415,
+    ),
     ("rank-not-int", "POST", "/v1/tiers", {"json": {**TIER, "rank": "first"}}, 422),
     ("rank-fraction", "POST", "/v1/tiers", {"json": {**TIER, "rank": 1.5}}, 422),
     ("rank-zero", "POST", "/v1/tiers", {"json": {**TIER, "rank": 0}}, 422),
@@ -412,3 +422,60 @@ async def test_time_keyed_lists_refuse_a_forged_cursor(client, path):
     forged = encode_cursor(["not-a-time", str(uuid.uuid4())])
     body = assert_problem(await client.get(path, params={"cursor": forged}), 422)
     assert body["errors"][0]["loc"] == ["query", "cursor"]
+
+
+def _api_routes(app):
+    from fastapi.routing import APIRoute, iter_route_contexts
+
+    return [
+        (c.path, c.original_route)
+        for c in iter_route_contexts(app.routes)
+        if isinstance(c.original_route, APIRoute)
+    ]
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", str(uuid.uuid4()), path)
+
+
+async def test_405_names_every_method_of_the_path(client, api):
+    by_path: dict[str, set[str]] = {}
+    for path, route in _api_routes(api.app):
+        by_path.setdefault(path, set()).update(route.methods)
+    assert by_path["/v1/tiers"] == {"GET", "POST"}
+    checked = 0
+    for path, methods in by_path.items():
+        missing = next(m for m in ("PUT", "PATCH", "DELETE", "POST", "GET") if m not in methods)
+        response = await client.request(missing, _concrete(path), json={})
+        assert_problem(response, 405)
+        assert set(response.headers["allow"].split(", ")) == methods, (path, missing)
+        checked += 1
+    assert checked > 40
+    response = await client.put("/v1/tiers", json={})
+    assert response.headers["allow"] == "GET, POST"
+
+
+async def test_415_for_a_body_that_is_not_json_on_every_body_taking_route(client, api):
+    routes = [(p, r) for p, r in _api_routes(api.app) if r.body_field is not None]
+    assert len(routes) > 20
+    for path, route in routes:
+        for method in route.methods:
+            response = await client.request(
+                method,
+                _concrete(path),
+                content="<customer/>",
+                headers={"content-type": "application/xml"},
+            )
+            body = assert_problem(response, 415)
+            assert body["code"] == "unsupported_media_type", (method, path)
+    # inbound webhooks read their raw body themselves, and refuse non-JSON once it is signed
+    source = await client.post("/v1/webhook-sources", json={"name": "crm", "adapter": "standard"})
+    body, at = "type=customer.created", datetime.now(UTC)
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": Webhook(source.json()["secret"]).sign("msg_1", at, body),
+        "content-type": "application/x-www-form-urlencoded",
+    }
+    response = await client.post("/v1/webhooks/inbound/crm", content=body, headers=headers)
+    assert_problem(response, 415)

@@ -127,7 +127,7 @@ async def delete_source(session: DbSession, source_id: uuid.UUID) -> Response:
     summary="Receive a CRM webhook",
     responses={
         200: {"description": "Every event was a duplicate: acknowledged, not processed again"},
-        **problem_responses(401, 404, 413),
+        **problem_responses(401, 404, 413, 415),
     },
 )
 async def receive(session: DbSession, source: SourceName, request: Request) -> JSONResponse:
@@ -135,7 +135,8 @@ async def receive(session: DbSession, source: SourceName, request: Request) -> J
     is parsed (Standard Webhooks, HubSpot v3 or `sha256=` HMAC, per the source's adapter);
     each event is stored with its raw body and headers (once per source and event id) and
     processed asynchronously. 202 when something new was stored, 200 when every event was a
-    duplicate; 401 for a bad, stale or missing signature; 404 for an unknown source."""
+    duplicate; 401 for a bad, stale or missing signature; 404 for an unknown source; 415 for
+    a body that is not JSON."""
     receipt, new = await service.receive(
         session,
         source_name=source,
