@@ -182,7 +182,7 @@ _DESCRIPTIONS = {
     415: "The body's Content-Type is not supported (JSON is)",
     422: "Invalid input",
     428: "If-Match is required",
-    429: "Too many requests for this API key (see Retry-After)",
+    429: "Too many requests, or too many failed authentications (see Retry-After)",
     503: "Service unavailable",
 }
 

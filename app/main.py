@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from app.api.auth import KeyCache
+from app.api.auth_failures import FailedAuthMiddleware, build_failed_auth_limiter
 from app.api.limits import BodySizeLimitMiddleware
 from app.api.middleware import RequestIdMiddleware
 from app.api.ratelimit import build_rate_limiter
@@ -275,6 +276,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.rate_limiter = build_rate_limiter(settings.rate_limit)
+    app.state.auth_failures = build_failed_auth_limiter(settings.auth_failure_limit)
     # Requests take turns for a transaction, first come first served, before the pool; its
     # overflow stays free for short side transactions (API key lookups).
     app.state.db_turns = Turns(settings.db_pool_size)
@@ -298,6 +300,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         overrides=(("/v1/imports/", IMPORT_MAX_BODY_BYTES),),
     )
     app.add_middleware(RequestIdMiddleware)
+    # Outermost: a flood of bad keys is refused before any other work (and any log line).
+    app.add_middleware(
+        FailedAuthMiddleware, prefix=f"{PREFIX}/", exempt=(f"{PREFIX}/webhooks/inbound/",)
+    )
     app.include_router(ops_router)
     app.include_router(metrics_router)
     for router in ROUTERS:

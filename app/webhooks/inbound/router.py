@@ -7,12 +7,14 @@ from fastapi import Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from app.api.auth import ADMINS, allow, public
+from app.api.auth_failures import FailedAuthLimiter
 from app.api.deps import DbSession
 from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
 from app.errors import problem_responses
 from app.webhooks.events import InboundType
 from app.webhooks.inbound import service
+from app.webhooks.inbound.adapters import SignatureInvalid
 from app.webhooks.inbound.schemas import (
     InboundEventOut,
     InboundStatus,
@@ -127,7 +129,7 @@ async def delete_source(session: DbSession, source_id: uuid.UUID) -> Response:
     summary="Receive a CRM webhook",
     responses={
         200: {"description": "Every event was a duplicate: acknowledged, not processed again"},
-        **problem_responses(401, 404, 413, 415),
+        **problem_responses(401, 404, 413, 415, 429),
     },
 )
 async def receive(session: DbSession, source: SourceName, request: Request) -> JSONResponse:
@@ -136,15 +138,23 @@ async def receive(session: DbSession, source: SourceName, request: Request) -> J
     each event is stored with its raw body and headers (once per source and event id) and
     processed asynchronously. 202 when something new was stored, 200 when every event was a
     duplicate; 401 for a bad, stale or missing signature; 404 for an unknown source; 415 for
-    a body that is not JSON."""
-    receipt, new = await service.receive(
-        session,
-        source_name=source,
-        method=request.method,
-        url=str(request.url),
-        headers=request.headers,
-        body=await request.body(),
-    )
+    a body that is not JSON; 429 once a source has had too many bad signatures in a minute."""
+    failures: FailedAuthLimiter | None = getattr(request.app.state, "auth_failures", None)
+    if failures is not None:
+        failures.check(f"webhook:{source}", what="signatures for this source")
+    try:
+        receipt, new = await service.receive(
+            session,
+            source_name=source,
+            method=request.method,
+            url=str(request.url),
+            headers=request.headers,
+            body=await request.body(),
+        )
+    except SignatureInvalid:
+        if failures is not None:
+            failures.failed(f"webhook:{source}")
+        raise
     return JSONResponse(receipt.model_dump(mode="json"), status_code=202 if new else 200)
 
 
