@@ -29,7 +29,7 @@ from standardwebhooks import Webhook
 from app.db.session import SessionFactory, is_disconnect, session_scope
 from app.settings import Settings, get_settings
 from app.webhooks.keys import active_secrets
-from app.webhooks.targets import TargetNotAllowed, check_target
+from app.webhooks.targets import TargetNotAllowed, check_target, checked_transport
 
 log = logging.getLogger("baton.webhooks")
 
@@ -217,6 +217,8 @@ async def send(client: httpx.AsyncClient, claimed: Claimed, *, allow_private: bo
     error: str | None = None
     retry_after: timedelta | None = None
     try:
+        # Checked here, and again by the client when it connects (``checked_transport``: it
+        # connects to the address it checked, so DNS rebinding cannot slip in between).
         await check_target(claimed.url, allow_private=allow_private)
         response = await client.post(
             claimed.url, content=claimed.body.encode(), headers=sign(claimed, at=at)
@@ -312,12 +314,16 @@ async def record(session: AsyncSession, outcomes: Sequence[Outcome], *, now: dat
 
 
 def build_client(settings: Settings) -> httpx.AsyncClient:
-    """The delivery client: bounded timeout, redirects never followed, no env proxies."""
+    """The delivery client: bounded timeout, redirects never followed, no env proxies, and
+    every connection made to an address the SSRF guard checked (``checked_transport``)."""
     return httpx.AsyncClient(
         timeout=httpx.Timeout(settings.webhooks_delivery_timeout_s),
         follow_redirects=False,
         trust_env=False,
-        limits=httpx.Limits(max_connections=settings.webhooks_concurrency),
+        transport=checked_transport(
+            allow_private=settings.webhooks_allow_private_targets,
+            limits=httpx.Limits(max_connections=settings.webhooks_concurrency),
+        ),
     )
 
 
