@@ -29,6 +29,7 @@ def baton_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, str]
         "DATABASE_URL": database_url,
         "BATON_RUN_WORKER": "false",
         "BATON_RATE_LIMIT": "",
+        "BATON_AUTH_FAILURE_LIMIT": "",  # fuzzers send bad keys on purpose (ignored_auth)
         "BATON_LOG_LEVEL": "WARNING",
         "BATON_DATA_DIR": str(data_dir),
         **extra,
