@@ -4,11 +4,15 @@ webhook signatures.
 A caller that keeps presenting bad keys (or a sender that keeps signing badly) is refused
 with 429 and ``Retry-After`` before any key lookup or signature check. For API keys the
 refusal happens in a pure ASGI middleware in front of everything else (no routing, no
-dependency resolution, no log line per request: a counter instead), so a flood of bad keys
-costs a dictionary lookup per request and authenticated traffic keeps most of its latency
-(``bench/auth_flood.py`` measures it). A key this process has verified before (within a day)
-is still let through from a blocked address, on to the normal check, so one bad client behind
-a shared NAT does not lock out the good ones; a flood cannot forge such a key.
+dependency resolution, no log line per request: a counter instead), and is held back for
+half a second first (a tarpit: a client that waits for each answer, as HTTP/1.1 clients do,
+then sends two requests a second per connection instead of thousands; a sleeping request costs
+the server almost nothing, and at most ``_MAX_HELD`` are held at once, beyond which the 429
+goes out at once). So a flood of bad keys costs a dictionary lookup per request and
+authenticated traffic keeps its latency (``bench/auth_flood.py`` measures it). A key this
+process has verified before (within a day) is still let through from a blocked address, on to
+the normal check, so one bad client behind a shared NAT does not lock out the good ones; a
+flood cannot forge such a key.
 
 Counted with the ``limits`` library (a fixed window in process memory, like the per-key rate
 limit, and for the same reason: no write to the shared database on the hot path); the
@@ -17,6 +21,7 @@ blocked keys and their window ends are kept in a dict, so the refusal itself is 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -41,6 +46,8 @@ AUTH_REFUSED = Counter(
 )
 _MAX_BLOCKED = 100_000
 _MAX_TRUSTED = 10_000
+_TARPIT_S = 0.5
+_MAX_HELD = 1_000
 _TRUST_SECONDS = 24 * 3600
 
 
@@ -122,6 +129,7 @@ class FailedAuthMiddleware:
         self.app = app
         self.prefix = prefix
         self.exempt = exempt
+        self.held = 0  # refusals waiting out the tarpit now
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(self.prefix):
@@ -131,6 +139,12 @@ class FailedAuthMiddleware:
                 retry_after = failures.retry_after(client_key(scope))
                 if retry_after is not None and not failures.trusted(_presented_key(scope)):
                     AUTH_REFUSED.labels("ip").inc()
+                    if self.held < _MAX_HELD:
+                        self.held += 1
+                        try:
+                            await asyncio.sleep(_TARPIT_S)
+                        finally:
+                            self.held -= 1
                     await _refuse(send, retry_after)
                     return
         await self.app(scope, receive, send)
