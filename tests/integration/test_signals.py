@@ -56,11 +56,29 @@ async def test_a_stop_signal_stops_server_worker_and_embedded_postgres(tmp_path:
                 pid_file = tmp_path / "data" / "pgdata" / "postmaster.pid"
                 postgres_pid = int(pid_file.read_text().split()[0])
                 assert _alive(postgres_pid)
-                # A request in flight when the signal arrives still gets its answer.
-                in_flight = asyncio.create_task(http.get("/readyz"))
-                await asyncio.sleep(0)
+                # A request in flight when the signal arrives (its body half sent) still gets
+                # its answer once the body is complete.
+                gate = asyncio.Event()
+
+                async def slow_body():
+                    yield b'{"code": "gold", '
+                    await gate.wait()
+                    yield b'"name": "Gold"}'
+
+                in_flight = asyncio.create_task(
+                    http.post(
+                        "/v1/tiers",
+                        content=slow_body(),
+                        headers={"content-type": "application/json"},
+                    )
+                )
+                await asyncio.sleep(0.5)
                 server.send_signal(sig)
-                assert (await in_flight).status_code in (200, 503)
+                await asyncio.sleep(1)
+                assert server.poll() is None, "the server waits for the request in flight"
+                gate.set()
+                answered = await in_flight
+                assert answered.status_code == 401, answered.text  # no key: refused, not cut
             code = await asyncio.to_thread(server.wait, 60)
         finally:
             if server.poll() is None:
