@@ -200,8 +200,14 @@ def _retry_later(detail: str) -> JSONResponse:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled_error", extra={"path": request.url.path})
-    return _problem(500, "Internal server error", "An unexpected error occurred.")
+    # Starlette runs this handler outside every middleware, after the request's log context
+    # ended: the request id comes from the scope, so the line and the answer still carry it.
+    request_id = request.scope.get("state", {}).get("request_id")
+    log.exception("unhandled_error", extra={"path": request.url.path, "request_id": request_id})
+    response = _problem(500, "Internal server error", "An unexpected error occurred.")
+    if request_id:
+        response.headers["X-Request-ID"] = request_id
+    return response
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -188,3 +188,4 @@ async def test_no_secret_reaches_the_logs_when_requests_fail(
     if environment == "production":
         lines = [x for x in _json_lines(err) if x["event"] == "unhandled_error"]
         assert len(lines) == 2 and lines[0]["exception"].count('File "') <= 8
+        assert all(len(x["request_id"]) == 32 for x in lines), "500s carry their request id"
