@@ -9,6 +9,7 @@ name once authentication has identified the caller.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -77,9 +78,27 @@ _TRACEBACK_FRAMES = 8
 _TRACEBACK_CHARS = 6000
 
 
+# Every pattern above contains one of these (lower-cased); text without any is left as it is
+# after a few substring tests, which keeps a request's log line cheap (the regex alone would
+# add ~5 µs per field).
+_TRIGGERS = (
+    "bt_", "whsec_", "v1,", "sha256=", "bearer", "authoriz", "key", "secret", "signature",
+    "passw", "token", "://",
+)  # fmt: skip
+
+
 def redact(text: str) -> str:
     """``text`` with every secret-shaped part replaced by ``[redacted]``."""
-    return _SECRET_TEXT.sub(_keep_label, text)
+    low = text.lower()
+    for trigger in _TRIGGERS:
+        if trigger in low:
+            return _SECRET_TEXT.sub(_keep_label, text)
+    return text
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_secret_field(name: str) -> bool:
+    return _SECRET_FIELD.match(name) is not None
 
 
 def _keep_label(match: re.Match[str]) -> str:
@@ -94,7 +113,7 @@ def _scrub(value: Any) -> Any:
         return value
     if isinstance(value, dict):
         return {
-            k: REDACTED if isinstance(k, str) and _SECRET_FIELD.match(k) else _scrub(v)
+            k: REDACTED if isinstance(k, str) and _is_secret_field(k) else _scrub(v)
             for k, v in value.items()
         }
     if isinstance(value, list | tuple | set | frozenset):
@@ -105,7 +124,7 @@ def _scrub(value: Any) -> Any:
 def _redact_secrets(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     """Mask credential fields and secret-shaped text in every value of the line."""
     return {
-        k: REDACTED if _SECRET_FIELD.match(k) and v is not None else _scrub(v)
+        k: REDACTED if _is_secret_field(k) and v is not None else _scrub(v)
         for k, v in event.items()
     }
 
