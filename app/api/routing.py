@@ -65,7 +65,6 @@ class BatonRoute(APIRoute):
             extra |= {409, 422}
         if method_set - SAFE_METHODS:
             extra |= {400, 413}  # a body that is not JSON/UTF-8; a body over the size limit
-        if method_set - SAFE_METHODS:
             # Right after the role decision: a wrong Content-Type is refused before any work
             # (an Idempotency-Key is not reserved for a request that cannot be read).
             after = max((i + 1 for i, d in enumerate(deps) if role_decisions([d])), default=0)

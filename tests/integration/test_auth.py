@@ -240,3 +240,6 @@ async def test_a_webhook_source_that_keeps_failing_its_signature_gets_429(api):
         # the other source still takes its correctly signed events
         r = await http.post("/v1/webhooks/inbound/crm-b", content=body, headers=signed(secret))
         assert r.status_code in (200, 202), r.text
+    async with _client(app, "192.0.2.99") as crm:  # and the same source from another sender
+        r = await crm.post("/v1/webhooks/inbound/crm-a", content=body, headers=signed(secret))
+        assert_problem(r, 401)

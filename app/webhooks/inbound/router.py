@@ -7,7 +7,7 @@ from fastapi import Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from app.api.auth import ADMINS, allow, public
-from app.api.auth_failures import FailedAuthLimiter
+from app.api.auth_failures import FailedAuthLimiter, client_key
 from app.api.deps import DbSession
 from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
@@ -134,14 +134,17 @@ async def delete_source(session: DbSession, source_id: uuid.UUID) -> Response:
 )
 async def receive(session: DbSession, source: SourceName, request: Request) -> JSONResponse:
     """The endpoint a CRM posts to. The signature is verified on the raw body **before** it
-    is parsed (Standard Webhooks, HubSpot v3 or `sha256=` HMAC, per the source's adapter);
-    each event is stored with its raw body and headers (once per source and event id) and
-    processed asynchronously. 202 when something new was stored, 200 when every event was a
-    duplicate; 401 for a bad, stale or missing signature; 404 for an unknown source; 415 for
-    a body that is not JSON; 429 once a source has had too many bad signatures in a minute."""
+        is parsed (Standard Webhooks, HubSpot v3 or `sha256=` HMAC, per the source's adapter);
+        each event is stored with its raw body and headers (once per source and event id) and
+        processed asynchronously. 202 when something new was stored, 200 when every event was a
+        duplicate; 401 for a bad, stale or missing signature; 404 for an unknown source; 415 for
+        a body that is not JSON; 429 once a sender has sent too many bad signatures to the source
+    in a minute."""
     failures: FailedAuthLimiter | None = getattr(request.app.state, "auth_failures", None)
+    # Counted per source and sender address: a bad sender cannot lock out the CRM itself.
+    sender = f"webhook:{source}:{client_key(request.scope)}"
     if failures is not None:
-        failures.check(f"webhook:{source}", what="signatures for this source")
+        failures.check(sender, what="signatures for this source from this address")
     try:
         receipt, new = await service.receive(
             session,
@@ -153,7 +156,7 @@ async def receive(session: DbSession, source: SourceName, request: Request) -> J
         )
     except SignatureInvalid:
         if failures is not None:
-            failures.failed(f"webhook:{source}")
+            failures.failed(sender)
         raise
     return JSONResponse(receipt.model_dump(mode="json"), status_code=202 if new else 200)
 
