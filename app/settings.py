@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     auth_failure_limit: str = Field(
         "30/minute",
         description="Failed authentications allowed per client address (bad API keys) and per "
-        "webhook source (bad signatures) and process before 429; empty disables the limit.",
+        "webhook source and sender (bad signatures), per process, before 429; empty disables it.",
     )
     max_body_bytes: int = Field(1_048_576, ge=0, description="Largest request body accepted.")
     require_if_match: bool = Field(
