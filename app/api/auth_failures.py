@@ -1,5 +1,5 @@
-"""Failed-authentication limiting: per client address for API keys, per source for inbound
-webhook signatures.
+"""Failed-authentication limiting: per client address for API keys, per source and sender
+address for inbound webhook signatures.
 
 A caller that keeps presenting bad keys (or a sender that keeps signing badly) is refused
 with 429 and ``Retry-After`` before any key lookup or signature check. For API keys the
@@ -52,8 +52,8 @@ _TRUST_SECONDS = 24 * 3600
 
 
 class FailedAuthLimiter:
-    """Counts failures per key (``ip:…``, ``webhook:…``); a key past the limit is blocked
-    until its window ends."""
+    """Counts failures per key (``ip:…``, ``webhook:<source>:ip:…``); a key past the limit is
+    blocked until its window ends."""
 
     def __init__(self, spec: str) -> None:
         self.item: RateLimitItem = parse(spec)
