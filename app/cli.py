@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
+import signal
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -17,6 +18,24 @@ from app.settings import get_settings
 
 cli = typer.Typer(help="Baton: who manages this customer, and why.", no_args_is_help=True)
 console = Console(stderr=True)
+
+# How long in-flight requests get to finish after SIGTERM/SIGINT before they are cut.
+GRACEFUL_SHUTDOWN_S = 20
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def _stop_signals_exit_cleanly() -> None:
+    """Make SIGTERM and SIGINT end the process with a normal exit (status 0), so atexit
+    handlers run and the embedded Postgres this process started is stopped.
+
+    uvicorn handles both signals while it serves (graceful shutdown), then restores the
+    previous handlers and raises the signal again; with the default SIGTERM action the
+    process would die there (status 143) and skip every cleanup."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_cleanly)
 
 
 def _database_url() -> str:
@@ -95,6 +114,7 @@ def serve(
     """Migrate, then serve the API with uvicorn (and, unless --no-worker, the worker)."""
     import uvicorn
 
+    _stop_signals_exit_cleanly()
     os.environ["BATON_RUN_WORKER"] = "true" if worker else "false"
     url = _database_url()
     _migrate(url)
@@ -117,6 +137,7 @@ def serve(
         workers=workers,
         log_level=get_settings().log_level.lower(),
         server_header=False,  # no "server: uvicorn": nothing to tell a scanner
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 
 
@@ -125,13 +146,26 @@ def worker_command() -> None:
     """Run a standalone background worker (scheduled handovers, cover returns, deliveries).
 
     Without DATABASE_URL it attaches to the same embedded Postgres as `baton serve`."""
-    from app.worker import run_worker
+    from app.observability.logging import configure_logging, use_json
 
+    _stop_signals_exit_cleanly()
+    settings = get_settings()
+    configure_logging(level=settings.log_level, json=use_json(settings))
     url = _database_url()
     _migrate(url)
-    console.print("Baton worker started; Ctrl+C stops it.")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_worker(url, get_settings()))
+    console.print("Baton worker started; Ctrl+C or SIGTERM stops it.")
+    asyncio.run(_work_until_signalled(url))
+
+
+async def _work_until_signalled(url: str) -> None:
+    """Run the worker until SIGTERM or SIGINT, then let its jobs finish (bounded)."""
+    from app.worker import run_worker
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run_worker(url, get_settings(), stop)
 
 
 async def _check(url: str) -> tuple[list[Any], int]:

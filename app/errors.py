@@ -119,6 +119,34 @@ class IdempotencyKeyReused(InvalidInput):
     title = "Idempotency-Key reused"
 
 
+class UnsupportedMediaType(BatonError):
+    """The request body's Content-Type is not one the route reads."""
+
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    """``application/json`` or any ``application/*+json``, parameters aside."""
+    media = (content_type or "").partition(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def require_json_body(headers: Any, *, has_body: bool | None = None) -> None:
+    """UnsupportedMediaType unless a request that carries a body says it is JSON (``has_body``
+    is read from the headers unless given)."""
+    if has_body is None:
+        has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+    if has_body and not is_json_media_type(headers.get("content-type")):
+        raise UnsupportedMediaType(
+            "Send the body as JSON with `Content-Type: application/json`"
+            + (f", not {headers['content-type'][:100]!r}." if "content-type" in headers else ".")
+        )
+
+
 class StatementTimeout(BatonError):
     """A database statement ran past the statement timeout and was cancelled."""
 
@@ -159,9 +187,10 @@ _DESCRIPTIONS = {
     409: "Conflict with the current state",
     412: "The resource changed since it was read (If-Match)",
     413: "The request body is too large",
+    415: "The body's Content-Type is not supported (JSON is)",
     422: "Invalid input",
     428: "If-Match is required",
-    429: "Too many requests for this API key (see Retry-After)",
+    429: "Too many requests, or too many failed authentications (see Retry-After)",
     503: "Service unavailable",
 }
 

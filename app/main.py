@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,8 +20,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.api.auth import KeyCache
+from app.api.auth_failures import FailedAuthMiddleware, build_failed_auth_limiter
 from app.api.limits import BodySizeLimitMiddleware
 from app.api.middleware import RequestIdMiddleware
 from app.api.ratelimit import build_rate_limiter
@@ -105,7 +108,23 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
     for key, value in (exc.headers or {}).items():
         response.headers[key] = value
+    if exc.status_code == 405:
+        response.headers["Allow"] = ", ".join(_allowed_methods(request))
     return response
+
+
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app serves at this path. Starlette's 405 names only
+    the methods of the first route whose path matched, so ``PUT /v1/tiers`` said ``GET``."""
+    allowed = []
+    for method in _METHOD_ORDER:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
@@ -192,8 +211,14 @@ def _retry_later(detail: str) -> JSONResponse:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled_error", extra={"path": request.url.path})
-    return _problem(500, "Internal server error", "An unexpected error occurred.")
+    # Starlette runs this handler outside every middleware, after the request's log context
+    # ended: the request id comes from the scope, so the line and the answer still carry it.
+    request_id = request.scope.get("state", {}).get("request_id")
+    log.exception("unhandled_error", extra={"path": request.url.path, "request_id": request_id})
+    response = _problem(500, "Internal server error", "An unexpected error occurred.")
+    if request_id:
+        response.headers["X-Request-ID"] = request_id
+    return response
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -218,9 +243,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         worker: asyncio.Task[None] | None = None
         stop = asyncio.Event()
         if settings.run_worker:
-            from app.worker import run_worker
+            from app.worker import WorkerHealth, run_worker
 
-            worker = asyncio.create_task(run_worker(url, settings, stop))
+            app.state.worker_health = WorkerHealth()
+            app.state.worker_started_at = time.time()
+            worker = asyncio.create_task(run_worker(url, settings, stop, app.state.worker_health))
         # What exists now (modules, the app, routes, metadata) lives as long as the process;
         # frozen, the collector stops walking it, and a full collection drops from 50–150 ms,
         # a pause every request in flight would wait out, to almost nothing.
@@ -266,6 +293,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.rate_limiter = build_rate_limiter(settings.rate_limit)
+    app.state.auth_failures = build_failed_auth_limiter(settings.auth_failure_limit)
     # Requests take turns for a transaction, first come first served, before the pool; its
     # overflow stays free for short side transactions (API key lookups).
     app.state.db_turns = Turns(settings.db_pool_size)
@@ -291,6 +319,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         overrides=(("/v1/imports/", IMPORT_MAX_BODY_BYTES),),
     )
     app.add_middleware(RequestIdMiddleware)
+    # Outermost: a flood of bad keys is refused before any other work (and any log line).
+    app.add_middleware(
+        FailedAuthMiddleware, prefix=f"{PREFIX}/", exempt=(f"{PREFIX}/webhooks/inbound/",)
+    )
     app.include_router(ops_router)
     app.include_router(metrics_router)
     for router in ROUTERS:

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
         description="Requests allowed per API key and process, in `limits` notation "
         "(`100/second`, `1200/minute`); empty disables rate limiting.",
     )
+    auth_failure_limit: str = Field(
+        "30/minute",
+        description="Failed authentications allowed per client address (bad API keys) and per "
+        "webhook source and sender (bad signatures), per process, before 429; empty disables it.",
+    )
     max_body_bytes: int = Field(1_048_576, ge=0, description="Largest request body accepted.")
     require_if_match: bool = Field(
         False, description="PATCH/DELETE of tiers, managers, customers must send If-Match (428)."

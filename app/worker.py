@@ -5,21 +5,31 @@ the same transaction as the change that needs it: the job exists exactly when th
 committed. Baton's own tables stay the source of truth (an approved handover with a due
 ``effective_at``, an outbox row, a notification awaiting its delivery); a sweep every minute
 finds due work that no job announced, so nothing is lost if a job is.
+
+The worker outlives its database: when the queue's connection is lost (a restart, a network
+cut) or the database stops answering its heartbeat probe, it drops the connection, waits with
+jittered exponential backoff, reconnects, and runs the sweeps at once so nothing due waits for
+the next minute. Jobs it had picked are picked again once their heartbeat is stale.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from pgqueuer import AsyncpgDriver, PgQueuer, Queries
 from pgqueuer.executors import DatabaseRetryEntrypointExecutor
 from pgqueuer.models import Job, Schedule
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db.session import (
     SessionFactory,
@@ -29,6 +39,7 @@ from app.db.session import (
     session_scope,
 )
 from app.errors import InvalidTransition
+from app.observability.metrics import WORKER_HEARTBEAT, WORKER_RECONNECTS
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("baton.worker")
@@ -233,24 +244,165 @@ def build_queue(connection: asyncpg.Connection, factory: SessionFactory) -> PgQu
     return pgq
 
 
-async def run_worker(url: str, settings: Settings, shutdown: asyncio.Event | None = None) -> None:
-    """Process jobs and sweeps until ``shutdown`` is set (or the task is cancelled)."""
+HEARTBEAT_INTERVAL_S = 5.0
+_PROBE_TIMEOUT_S = 5.0
+_CONNECT_TIMEOUT_S = 10.0
+_STOP_TIMEOUT_S = 15.0
+
+
+@dataclass
+class WorkerHealth:
+    """What the API process knows of its in-process worker: when it last proved that it is
+    connected and its loop runs (``/readyz``, ``/metrics``)."""
+
+    last_beat: float | None = None  # unix time
+    stopped: bool = False
+
+    def beat(self) -> None:
+        """Record a heartbeat now."""
+        self.last_beat = time.time()
+        WORKER_HEARTBEAT.set(self.last_beat)
+
+    def problem(self, *, stale_after: float, started_at: float) -> str | None:
+        """Why the worker is not healthy, or None. Before its first beat it has ``stale_after``
+        seconds from ``started_at`` to connect."""
+        if self.stopped:
+            return "the worker has stopped"
+        since = self.last_beat if self.last_beat is not None else started_at
+        age = time.time() - since
+        if age > stale_after:
+            return f"the worker has not beaten for {age:.0f} s"
+        return None
+
+
+class Backoff:
+    """Exponential backoff with full jitter between reconnection attempts.
+
+    Hand-written: the worker's loop also waits on its shutdown event and resets the delay after
+    a healthy connection, which a retry decorator (tenacity) does not model; this is six lines.
+    """
+
+    def __init__(self, first: float = 0.5, cap: float = 30.0) -> None:
+        self.first, self.cap, self.failures = first, cap, 0
+
+    def next_delay(self) -> float:
+        """The next wait, growing with each failure since the last ``reset``."""
+        self.failures += 1
+        return random.uniform(0, min(self.cap, self.first * 2 ** (self.failures - 1)))
+
+    def reset(self) -> None:
+        """Connected and healthy again: the next failure waits the shortest time."""
+        self.failures = 0
+
+
+class QueueConnectionLost(ConnectionError):
+    """The queue's database connection closed or the heartbeat probe failed."""
+
+
+async def _probe(engine: AsyncEngine) -> None:
+    async with asyncio.timeout(_PROBE_TIMEOUT_S), engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+async def _beat(
+    engine: AsyncEngine, connection: asyncpg.Connection, health: WorkerHealth, backoff: Backoff
+) -> None:
+    """Prove every few seconds that the database answers and the queue connection is open;
+    raise QueueConnectionLost when either is not so."""
+    healthy = 0
+    while True:
+        try:
+            await _probe(engine)
+        except Exception as exc:
+            raise QueueConnectionLost(f"heartbeat probe failed: {type(exc).__name__}") from exc
+        if connection.is_closed():
+            raise QueueConnectionLost("the queue connection closed")
+        health.beat()
+        healthy += 1
+        if healthy == 2:  # up for a whole interval: a flapping server still backs off
+            backoff.reset()
+        await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+
+
+async def _serve_queue(
+    url: str,
+    factory: SessionFactory,
+    engine: AsyncEngine,
+    settings: Settings,
+    shutdown: asyncio.Event,
+    health: WorkerHealth,
+    backoff: Backoff,
+) -> None:
+    """Connect, run the queue and a sweep until ``shutdown`` or until the connection is lost
+    (then raise)."""
+    connection = await asyncio.wait_for(asyncpg.connect(asyncpg_dsn(url)), _CONNECT_TIMEOUT_S)
+    lost = asyncio.Event()
+    connection.add_termination_listener(lambda _: lost.set())
+    pgq = build_queue(connection, factory)
+    runner = asyncio.create_task(
+        pgq.run(
+            dequeue_timeout=timedelta(seconds=5),
+            heartbeat_timeout=timedelta(seconds=settings.worker_heartbeat_timeout_s),
+        )
+    )
+    beats = asyncio.create_task(_beat(engine, connection, health, backoff))
+    catch_up = asyncio.create_task(run_due_work(factory))  # what fell due while away
+    waits = [asyncio.create_task(shutdown.wait()), asyncio.create_task(lost.wait())]
+    try:
+        await asyncio.wait({runner, beats, *waits}, return_when=asyncio.FIRST_COMPLETED)
+        pgq.shutdown.set()
+        beats.cancel()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(catch_up), _STOP_TIMEOUT_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.wait({runner}), _STOP_TIMEOUT_S)
+        if beats.done() and not beats.cancelled() and beats.exception() is not None:
+            raise beats.exception()  # type: ignore[misc]
+        if lost.is_set() and not shutdown.is_set():
+            raise QueueConnectionLost("the queue connection closed")
+        if runner.done() and not runner.cancelled() and runner.exception() is not None:
+            raise runner.exception()  # type: ignore[misc]
+        if not shutdown.is_set():
+            raise QueueConnectionLost("the queue stopped")
+    finally:
+        for task in (runner, beats, catch_up, *waits):
+            task.cancel()
+        await asyncio.gather(runner, beats, catch_up, *waits, return_exceptions=True)
+        if lost.is_set():
+            connection.terminate()
+        else:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), 5)
+            if not connection.is_closed():
+                connection.terminate()
+
+
+async def run_worker(
+    url: str,
+    settings: Settings,
+    shutdown: asyncio.Event | None = None,
+    health: WorkerHealth | None = None,
+) -> None:
+    """Process jobs and sweeps until ``shutdown`` is set (or the task is cancelled),
+    reconnecting with backoff whenever the database goes away."""
+    shutdown = shutdown or asyncio.Event()
+    health = health or WorkerHealth()
     engine = create_engine(url, settings)
     factory = create_session_factory(engine)
-    connection = await asyncpg.connect(asyncpg_dsn(url))
+    backoff = Backoff()
     try:
-        pgq = build_queue(connection, factory)
-        runner = asyncio.create_task(
-            pgq.run(
-                dequeue_timeout=timedelta(seconds=5),
-                heartbeat_timeout=timedelta(seconds=settings.worker_heartbeat_timeout_s),
-            )
-        )
-        stopper = asyncio.create_task((shutdown or asyncio.Event()).wait())
-        await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        pgq.shutdown.set()
-        stopper.cancel()
-        await asyncio.wait_for(asyncio.shield(runner), timeout=15)
+        while not shutdown.is_set():
+            try:
+                await _serve_queue(url, factory, engine, settings, shutdown, health, backoff)
+            except Exception as exc:  # whatever broke, the worker must come back
+                delay = backoff.next_delay()
+                WORKER_RECONNECTS.inc()
+                log.warning(
+                    "worker_disconnected",
+                    extra={"error": f"{type(exc).__name__}: {exc}"[:300], "retry_in_s": delay},
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(shutdown.wait(), delay)
     finally:
-        await connection.close()
+        health.stopped = True
         await engine.dispose()

@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from fastapi.params import Depends as DependsParam
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from app.api.auth_failures import FailedAuthLimiter, client_key
 from app.auth import service
 from app.auth.roles import Role
 from app.auth.service import AuthenticatedKey
@@ -57,17 +58,25 @@ async def authenticate(
         raise _unauthorized(
             "Send an API key as `Authorization: Bearer <key>` or in the `X-API-Key` header."
         )
-    if len(presented) > 512:
-        raise _unauthorized("The API key is not valid.")
     cache: KeyCache | None = getattr(request.app.state, "key_cache", None)
     key = cache.get(presented) if cache is not None else None
     if key is None:
-        factory: SessionFactory = request.app.state.session_factory
+        failures: FailedAuthLimiter | None = getattr(request.app.state, "auth_failures", None)
+        address = client_key(request.scope)
+        if failures is not None and not failures.trusted(presented):
+            failures.check(address, what="authentications from this address")
         try:
+            if len(presented) > 512:
+                raise Unauthorized("The API key is not valid.")
+            factory: SessionFactory = request.app.state.session_factory
             async with session_scope(factory) as session:
                 key = await service.authenticate(session, presented=presented)
         except Unauthorized as exc:
+            if failures is not None:
+                failures.failed(address)
             raise _unauthorized(exc.detail) from None
+        if failures is not None:
+            failures.trust(presented)
         if cache is not None:
             cache.put(presented, key)
     limiter = getattr(request.app.state, "rate_limiter", None)

@@ -23,7 +23,7 @@ from starlette.types import Scope
 from app.api.auth import SAFE_METHODS, role_decisions
 from app.api.idempotency import IdempotentReplay, idempotency, store_response
 from app.audit import service as audit
-from app.errors import problem_responses
+from app.errors import problem_responses, require_json_body
 
 
 class PrefixedRouter(APIRouter):
@@ -65,10 +65,21 @@ class BatonRoute(APIRoute):
             extra |= {409, 422}
         if method_set - SAFE_METHODS:
             extra |= {400, 413}  # a body that is not JSON/UTF-8; a body over the size limit
+            # Right after the role decision: a wrong Content-Type is refused before any work
+            # (an Idempotency-Key is not reserved for a request that cannot be read).
+            after = max((i + 1 for i, d in enumerate(deps) if role_decisions([d])), default=0)
+            deps.insert(after, Depends(self._require_json_body))
         merged = {**problem_responses(*extra, validation=False), **(responses or {})}
         super().__init__(
             path, endpoint, methods=methods, dependencies=deps, responses=merged, **kwargs
         )
+        if self.body_field is not None and 415 not in self.responses:
+            self.responses[415] = problem_responses(415, validation=False)[415]
+
+    async def _require_json_body(self, request: Request) -> None:
+        """415 for a body that is not JSON on a route that reads a JSON body."""
+        if self.body_field is not None:
+            require_json_body(request.headers)
 
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         original = super().get_route_handler()

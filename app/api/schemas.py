@@ -2,9 +2,44 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Self
+import re
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BaseModel, model_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, model_validator
+
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _not_a_number(value: Any) -> Any:
+    """Refuse a number where an instant is expected: pydantic would read ``0.5`` as seconds
+    since 1970, which no client means."""
+    if (isinstance(value, int | float) and not isinstance(value, bool)) or (
+        isinstance(value, str) and _NUMBER.fullmatch(value)
+    ):
+        raise ValueError("expected an ISO 8601 date-time such as 2026-03-01T09:00:00Z")
+    return value
+
+
+def _true_or_false(value: Any) -> Any:
+    """Only ``true`` or ``false`` (any case) for a boolean query parameter, not ``1``/``yes``."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ValueError("expected true or false")
+
+
+Instant = Annotated[datetime, BeforeValidator(_not_a_number)]
+"""A date-time given as ISO 8601 text (query parameters, bodies); never a bare number."""
+AwareInstant = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
+"""An ISO 8601 date-time with its offset."""
+QueryBool = Annotated[bool, BeforeValidator(_true_or_false)]
+"""A boolean query parameter: ``true`` or ``false``."""
+Email = Annotated[
+    str,
+    Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", examples=["li.na@example.com"]),
+]
 
 
 class PatchModel(BaseModel):

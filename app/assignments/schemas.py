@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 Strategy = Literal["balanced", "optimal", "successor", "round_robin"]
 Explain = Literal["none", "basic", "full"]
@@ -21,7 +21,9 @@ class CustomerSelection(BaseModel):
     tier: str | None = Field(None, max_length=64)
     region: str | None = Field(None, max_length=200)
     manager_id: uuid.UUID | None = Field(None, description="Customers this manager owns now.")
-    unassigned: bool | None = Field(None, description="Only the pool (default when no filter).")
+    unassigned: StrictBool | None = Field(
+        None, description="Only the pool (default when no filter)."
+    )
 
 
 class PlanRequest(CustomerSelection):
@@ -41,7 +43,7 @@ class PlanRequest(CustomerSelection):
     strategy: Strategy = "balanced"
     successor_id: uuid.UUID | None = Field(None, description="Required by `successor`.")
     exclude_manager_ids: list[uuid.UUID] = Field(default_factory=list, max_length=1000)
-    force: bool = Field(False, description="`successor` only: override capacity (recorded).")
+    force: StrictBool = Field(False, description="`successor` only: override capacity (recorded).")
     explain: Explain = "basic"
     decisions_limit: int = Field(
         1000, ge=0, le=100_000, description="How many decisions to return (metrics cover all)."
@@ -186,9 +188,11 @@ class AssignRequest(BaseModel):
         None, description="Place with this manager (checked against every hard rule)."
     )
     strategy: Strategy = "balanced"
-    dry_run: bool = False
+    dry_run: StrictBool = False
     explain: Explain = "basic"
-    force: bool = Field(False, description="With manager_id: override capacity only (recorded).")
+    force: StrictBool = Field(
+        False, description="With manager_id: override capacity only (recorded)."
+    )
 
 
 class AssignOut(BaseModel):
@@ -203,7 +207,7 @@ class RebalanceRequest(BaseModel):
         json_schema_extra={"examples": [{"dry_run": True, "target_utilization": 0.9}]},
     )
 
-    dry_run: bool = True
+    dry_run: StrictBool = True
     target_utilization: float = Field(1.0, gt=0, le=10)
     max_spread: float | None = Field(None, ge=0, le=10)
     min_days_since_move: int = Field(90, ge=0, le=3650)

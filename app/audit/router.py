@@ -1,6 +1,5 @@
 """HTTP routes for the audit trail (admin only)."""
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import Query
@@ -9,6 +8,7 @@ from app.api.auth import ADMINS, allow
 from app.api.deps import DbSession
 from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
+from app.api.schemas import Instant
 from app.audit import service
 from app.audit.schemas import AuditEventOut
 from app.errors import problem_responses
@@ -38,8 +38,8 @@ async def list_audit_events(
     action: Annotated[
         str | None, Query(max_length=100, description="Operation, e.g. `update_customer`.")
     ] = None,
-    since: Annotated[datetime | None, Query(description="Events at or after.")] = None,
-    until: Annotated[datetime | None, Query(description="Events before.")] = None,
+    since: Annotated[Instant | None, Query(description="Events at or after.")] = None,
+    until: Annotated[Instant | None, Query(description="Events before.")] = None,
 ) -> Page[AuditEventOut]:
     """Every successful change made through the API, newest first: who (the API key's name
     and role), what (operation, method, path), to which resource, and the request id."""

@@ -9,6 +9,7 @@ from app.api.auth import ADMINS, allow
 from app.api.deps import CurrentCaller, DbSession
 from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
+from app.api.schemas import QueryBool
 from app.auth import service
 from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from app.errors import problem_responses
@@ -27,7 +28,7 @@ router = PrefixedRouter(
 async def list_api_keys(
     session: DbSession,
     page: PageQuery,
-    include_revoked: Annotated[bool, Query(description="Also list revoked keys.")] = False,
+    include_revoked: Annotated[QueryBool, Query(description="Also list revoked keys.")] = False,
 ) -> Page[ApiKeyOut]:
     """API keys, newest first. Secrets are never shown again after creation."""
     return await service.list_keys(

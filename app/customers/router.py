@@ -1,7 +1,6 @@
 """HTTP routes for customers, their history and owner lookups."""
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import Query, Response, status
@@ -11,6 +10,7 @@ from app.api.concurrency import IfMatch, set_etag
 from app.api.deps import CurrentCaller, DbSession, Reads
 from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
+from app.api.schemas import Instant, QueryBool
 from app.customers import service
 from app.customers.schemas import (
     CustomerChangeOut,
@@ -31,7 +31,7 @@ router = PrefixedRouter(
 )
 
 Force = Annotated[
-    bool,
+    QueryBool,
     Query(
         description="Override the hard rules of a manual assignment (admin and operator keys "
         "only; 403 otherwise); the rules overridden are recorded in the ledger and the audit "
@@ -50,7 +50,7 @@ async def list_customers(
     status: CustomerStatus | None = None,
     region: Annotated[str | None, Query(max_length=200)] = None,
     manager_id: uuid.UUID | None = None,
-    unassigned: Annotated[bool | None, Query(description="true: only the pool.")] = None,
+    unassigned: Annotated[QueryBool | None, Query(description="true: only the pool.")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text in the name.")] = None,
 ) -> Page[CustomerOut]:
     """Customers, filtered; `unassigned=true` lists the pool."""
@@ -172,7 +172,7 @@ async def get_history(
 async def get_owner(
     session: DbSession,
     customer_id: uuid.UUID,
-    at: Annotated[datetime | None, Query(description="ISO 8601 instant; default now.")] = None,
+    at: Annotated[Instant | None, Query(description="ISO 8601 instant; default now.")] = None,
 ) -> OwnerAtOut:
     """Who owned this customer at `at`, answered from the ledger (no retention cap)."""
     return await service.get_owner_at(session, customer_id=customer_id, at=at)

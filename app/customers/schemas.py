@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from app.api.schemas import PatchModel
 from app.assignments.schemas import ViolationsDetected
@@ -52,7 +52,7 @@ class CustomerCreate(BaseModel):
     manager_id: uuid.UUID | None = Field(
         None, description="Owner; setting it is a manual assignment. Null = the pool."
     )
-    pinned: bool = Field(False, description="Never moved automatically.")
+    pinned: StrictBool = Field(False, description="Never moved automatically.")
 
 
 class CustomerUpdate(PatchModel):
@@ -75,7 +75,7 @@ class CustomerUpdate(PatchModel):
     manager_id: uuid.UUID | None = Field(
         None, description="New owner (manual assignment); null sends the customer to the pool."
     )
-    pinned: bool | None = None
+    pinned: StrictBool | None = None
 
 
 class CustomerOut(BaseModel):

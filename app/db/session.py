@@ -47,6 +47,7 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
+        hide_parameters=True,  # an error's text never carries the values (keys, secrets)
         connect_args={
             "server_settings": {
                 "statement_timeout": str(settings.db_statement_timeout_ms),
@@ -54,6 +55,30 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
             }
         },
     )
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database went away (restart, network), not a bad statement."""
+    from asyncpg import InterfaceError, PostgresConnectionError
+    from asyncpg.exceptions import ConnectionDoesNotExistError, InternalClientError
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = getattr(exc.orig, "__cause__", None) or exc.orig or exc
+    if isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | ConnectionDoesNotExistError
+        | InternalClientError
+        | InterfaceError
+        | PostgresConnectionError,
+    ):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(("08", "57P"))
 
 
 def create_session_factory(engine: AsyncEngine) -> SessionFactory:

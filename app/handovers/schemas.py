@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
+from app.api.schemas import AwareInstant, Email
 from app.reports.schemas import KpiRow
 
 HandoverReason = Literal["departure", "leave", "role_change", "performance", "rebalance"]
@@ -92,25 +93,25 @@ class HandoverCreate(BaseModel):
     interim_manager_id: uuid.UUID | None = Field(
         None, description="Owns the customers from now until execution when interim applies."
     )
-    interim_now: bool = Field(
+    interim_now: StrictBool = Field(
         False,
         description="Put the customers under the interim manager at once even though the "
         "manager has not departed (a departed manager's customers always go at once).",
     )
-    effective_at: AwareDatetime | None = Field(
+    effective_at: AwareInstant | None = Field(
         None, description="When an approved handover is executed by the worker; null = on demand."
     )
-    until: AwareDatetime | None = Field(
+    until: AwareInstant | None = Field(
         None,
         description="`leave` only: temporary cover; the customers return to their owner then.",
     )
-    notify_customers: bool = Field(
+    notify_customers: StrictBool = Field(
         True,
         description="At execution, send each moved customer a `handover.customer_notification` "
         "and each new owner a `handover.owner_briefing` (outbound webhooks).",
     )
     scope: HandoverScope | None = Field(None, description="Null = all the manager's customers.")
-    force_transfer_limit: bool = Field(
+    force_transfer_limit: StrictBool = Field(
         False, description="Allow customers already transferred too often in the window."
     )
     note: Note | None = None
@@ -128,6 +129,8 @@ class HandoverCreate(BaseModel):
                 raise ValueError("until is only for a leave handover (temporary cover)")
             if self.effective_at is not None and self.until <= self.effective_at:
                 raise ValueError("until must be after effective_at")
+            if self.until <= datetime.now(UTC):
+                raise ValueError("until must be in the future")
         return self
 
 
@@ -140,7 +143,7 @@ class ActionIn(BaseModel):
     )
 
     note: Note | None = None
-    force: bool = Field(
+    force: StrictBool = Field(
         False,
         description="approve: accept customers over the transfer limit; execute: run now even "
         "if effective_at is in the future.",
@@ -161,7 +164,7 @@ class ItemOverride(BaseModel):
         description="The owner to give this customer; null removes the override."
     )
     reason: Note | None = Field(None, description="Why; required with force.")
-    force: bool = Field(False, description="Override hard rules (recorded).")
+    force: StrictBool = Field(False, description="Override hard rules (recorded).")
 
     @model_validator(mode="after")
     def _reason_when_forced(self) -> ItemOverride:
@@ -176,7 +179,7 @@ class Contact(BaseModel):
     name: ShortText
     role: ShortText | None = None
     phone: Annotated[str, Field(min_length=1, max_length=50)] | None = None
-    email: Annotated[str, Field(min_length=3, max_length=320)] | None = None
+    email: Email | None = None
 
 
 class OpenProject(BaseModel):
@@ -228,7 +231,7 @@ class TaskUpdate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"done": True, "note": "Sent to CRM."}]}
     )
 
-    done: bool = True
+    done: StrictBool = True
     note: Note | None = None
 
 

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from app.errors import BatonError, InvalidInput
+from app.errors import InvalidInput, UnsupportedMediaType
 
 Format = Literal["csv", "ndjson"]
 
@@ -32,14 +32,6 @@ _NDJSON_TYPES = frozenset(
     }
 )
 MEDIA_TYPES: dict[Format, str] = {"csv": "text/csv", "ndjson": "application/x-ndjson"}
-
-
-class UnsupportedMediaType(BatonError):
-    """The body is neither CSV nor NDJSON (or not UTF-8)."""
-
-    status = 415
-    code = "unsupported_media_type"
-    title = "Unsupported media type"
 
 
 def format_of(content_type: str | None) -> Format:

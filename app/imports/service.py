@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -166,9 +166,29 @@ def _from_csv(spec: _Spec, fields: dict[str, Any]) -> dict[str, Any]:
             continue
         if key in spec.lists:
             data[key] = [v.strip() for v in value.split(_LIST_SEPARATOR) if v.strip()]
+        elif _is_boolean(spec.model, key):
+            data[key] = _cell_as_bool(value)
         else:
             data[key] = value
     return data
+
+
+_LAX_BOOL: TypeAdapter[bool] = TypeAdapter(bool)
+
+
+def _is_boolean(model: type[BaseModel], key: str) -> bool:
+    field = model.model_fields.get(key)
+    return field is not None and bool in (field.annotation, *get_args(field.annotation))
+
+
+def _cell_as_bool(value: str) -> bool | str:
+    """A CSV cell for a boolean field (``true``, ``false``, ``yes``, ``0``...) as a bool: CSV
+    has only text, and the API's booleans take only JSON true/false. Anything else is left as
+    text for validation to refuse."""
+    try:
+        return _LAX_BOOL.validate_python(value)
+    except ValidationError:
+        return value
 
 
 def _validate(

@@ -6,18 +6,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from app.api.schemas import PatchModel
+from app.api.schemas import Email, PatchModel
 from app.assignments.schemas import ViolationsDetected
 
 ManagerStatus = Literal["active", "on_leave", "departing", "departed"]
 Level = Annotated[int, Field(ge=1, le=5, description="1 junior … 5 principal.")]
 Capacity = Annotated[int, Field(ge=0, le=1_000_000, description="Workload units.")]
-Email = Annotated[
-    str,
-    Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", examples=["li.na@example.com"]),
-]
 Tag = Annotated[str, Field(min_length=1, max_length=64)]
 Ref = Annotated[str, Field(min_length=1, max_length=200, description="Id in the source CRM.")]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
@@ -44,7 +40,7 @@ class ManagerCreate(BaseModel):
     level: Level
     capacity: Capacity
     status: ManagerStatus = "active"
-    accepting_new: bool = True
+    accepting_new: StrictBool = True
     region: ShortText | None = None
     languages: list[Tag] = Field(default_factory=list, max_length=50)
     industries: list[Tag] = Field(default_factory=list, max_length=100)
@@ -74,7 +70,7 @@ class ManagerUpdate(PatchModel):
     level: Level | None = None
     capacity: Capacity | None = None
     status: ManagerStatus | None = None
-    accepting_new: bool | None = None
+    accepting_new: StrictBool | None = None
     region: ShortText | None = None
     languages: list[Tag] | None = Field(None, max_length=50)
     industries: list[Tag] | None = Field(None, max_length=100)

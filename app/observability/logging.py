@@ -9,8 +9,11 @@ name once authentication has identified the caller.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import sys
+import traceback
 from contextvars import ContextVar, Token
 from typing import Any, TextIO
 
@@ -49,6 +52,103 @@ def _add_request_context(_: WrappedLogger, __: str, event: EventDict) -> EventDi
         name = api_key_name(state)
         if name is not None:
             event.setdefault("api_key", name)
+    return event
+
+
+REDACTED = "[redacted]"
+
+# Fields whose whole value is a credential. ``api_key`` is not one: it holds the key's *name*.
+_SECRET_FIELD = re.compile(
+    r"(?i)^(authorization|x[-_]api[-_]key|headers|cookie|set[-_]cookie|dsn|database_url"
+    r"|.*(secret|signature|password|passwd|token|bootstrap).*)$"
+)
+# Secrets by their shape, wherever they appear in a string.
+_SECRET_TEXT = re.compile(
+    r"(?P<api_key>\bbt_[0-9a-f]{12}_)[A-Za-z0-9_-]+"  # Baton API keys (the prefix is public)
+    r"|(?P<whsec>\bwhsec_)[A-Za-z0-9+/=_-]+"  # Standard Webhooks secrets
+    r"|(?P<v1>\bv1,)[A-Za-z0-9+/=]{16,}"  # Standard Webhooks signatures
+    r"|(?P<hmac>\bsha256=)[0-9A-Za-z+/=]{16,}"  # generic HMAC signatures
+    r"|(?P<bearer>(?i:\bbearer)\s+)[^\s'\",;]+"  # Authorization: Bearer …
+    r"|(?P<named>(?i:\b(?:authorization|x-api-key|api[-_]?key|secret|signature|password"
+    r"|passwd|token)\b)['\"]?\s*[:=]\s*['\"]?)(?!\[redacted)"
+    r"(?:(?i:bearer|basic)\s+)?[^\s'\",;}]+"  # name: value, name=value
+    r"|(?P<userinfo>://[^:/@\s]+:)[^@\s/]+(?=@)"  # a password in a URL
+)
+_TRACEBACK_FRAMES = 8
+_TRACEBACK_CHARS = 6000
+
+
+# Every pattern above contains one of these (lower-cased); text without any is left as it is
+# after a few substring tests, which keeps a request's log line cheap (the regex alone would
+# add ~5 µs per field).
+_TRIGGERS = (
+    "bt_", "whsec_", "v1,", "sha256=", "bearer", "authoriz", "key", "secret", "signature",
+    "passw", "token", "://",
+)  # fmt: skip
+
+
+def redact(text: str) -> str:
+    """``text`` with every secret-shaped part replaced by ``[redacted]``."""
+    low = text.lower()
+    for trigger in _TRIGGERS:
+        if trigger in low:
+            return _SECRET_TEXT.sub(_keep_label, text)
+    return text
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_secret_field(name: str) -> bool:
+    return _SECRET_FIELD.match(name) is not None
+
+
+def _keep_label(match: re.Match[str]) -> str:
+    label = next(v for v in match.groupdict().values() if v is not None)
+    return label + REDACTED
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if isinstance(k, str) and _is_secret_field(k) else _scrub(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrub(v) for v in value]
+    return redact(str(value))
+
+
+def _redact_secrets(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """Mask credential fields and secret-shaped text in every value of the line."""
+    return {
+        k: REDACTED if _is_secret_field(k) and v is not None else _scrub(v)
+        for k, v in event.items()
+    }
+
+
+def _format_exception(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """Render ``exc_info`` as a short plain traceback in ``exception`` (no locals).
+
+    Hand-written because structlog's renderers either show locals (rich) or print every frame
+    of every chained exception; this keeps the last frames, which say where it failed."""
+    exc_info = event.pop("exc_info", None)
+    if not exc_info:
+        return event
+    if isinstance(exc_info, BaseException):
+        exc: BaseException | None = exc_info
+    elif isinstance(exc_info, tuple):
+        exc = exc_info[1]
+    else:
+        exc = sys.exc_info()[1]
+    if exc is None:
+        return event
+    text = "".join(traceback.format_exception(exc, limit=-_TRACEBACK_FRAMES)).rstrip()
+    if len(text) > _TRACEBACK_CHARS:
+        text = "…" + text[-_TRACEBACK_CHARS:]
+    event["exception"] = text
     return event
 
 
@@ -93,13 +193,17 @@ def configure_logging(
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if json
-        else structlog.dev.ConsoleRenderer(colors=(stream or sys.stderr).isatty())
+        else structlog.dev.ConsoleRenderer(
+            colors=(stream or sys.stderr).isatty(),
+            exception_formatter=structlog.dev.plain_traceback,  # never rich's show_locals
+        )
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*_SHARED, structlog.stdlib.ExtraAdder()],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info if json else _identity,
+            _format_exception,
+            _redact_secrets,
             renderer,
         ],
     )
@@ -137,10 +241,6 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     @stream.setter
     def stream(self, value: TextIO) -> None:
         pass
-
-
-def _identity(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
-    return event
 
 
 def get_logger(name: str = "baton") -> Any:

@@ -66,6 +66,14 @@ WEBHOOK_INBOX = Gauge(
 QUEUE_DEPTH = Gauge(
     "baton_job_queue_depth", "Jobs in the queue by entrypoint and status.", ["entrypoint", "status"]
 )
+WORKER_HEARTBEAT = Gauge(
+    "baton_worker_last_heartbeat_seconds",
+    "Unix time of the in-process worker's last heartbeat (0 before the first).",
+)
+WORKER_RECONNECTS = Counter(
+    "baton_worker_reconnects",
+    "Times the worker lost its database connection (or could not open one) and retried.",
+)
 SCRAPE_ERRORS = Counter(
     "baton_metrics_scrape_errors",
     "Database gauges that could not be read at scrape time (missing table, timeout).",

@@ -40,7 +40,9 @@ async def healthz() -> Health:
     responses=problem_responses(503, validation=False),
 )
 async def readyz(request: Request) -> Health | JSONResponse:
-    """The database answers and is migrated to the revision this code expects; 503 otherwise."""
+    """The database answers and is migrated to the revision this code expects, and the
+    worker running in this process (if any) is alive and beat within the heartbeat timeout;
+    503 otherwise."""
     try:
         async with request.app.state.db_engine.connect() as conn:
             current = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
@@ -51,4 +53,15 @@ async def readyz(request: Request) -> Health | JSONResponse:
     expected = head_revision()
     if current != expected:
         return _unavailable(f"database at {current}, expected {expected}")
+    health = getattr(request.app.state, "worker_health", None)
+    if health is not None:  # this process runs the worker: it must be alive and beating
+        from app.worker import HEARTBEAT_INTERVAL_S
+
+        settings = request.app.state.settings
+        problem = health.problem(
+            stale_after=max(settings.worker_heartbeat_timeout_s, 3 * HEARTBEAT_INTERVAL_S),
+            started_at=request.app.state.worker_started_at,
+        )
+        if problem is not None:
+            return _unavailable(f"worker not healthy: {problem}")
     return Health(status="ok")

@@ -2,10 +2,15 @@
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
 from sqlalchemy import text
+from standardwebhooks import Webhook
 
 from app.auth.bootstrap import ensure_bootstrap_key
 from app.auth.keys import generate_key
+from app.main import create_app
+from app.settings import Settings
+from tests.integration.conftest import create_api_key
 from tests.integration.factories import assert_problem, create_customer, create_tiers, ok
 
 
@@ -168,3 +173,73 @@ async def test_with_the_key_cache_a_revocation_through_the_api_applies_at_once(a
     await ok(await client.delete(f"/v1/api-keys/{created['id']}"))
 
     assert_problem(await viewer.get("/v1/tiers"), 401)
+
+
+def _app(api, **settings):
+    app = create_app(Settings(environment="test", rate_limit="", **settings))
+    app.state.session_factory = api.factory
+    app.state.db_engine = api.app.state.db_engine
+    return app
+
+
+def _client(app, address: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(address, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+async def test_an_address_that_keeps_failing_authentication_gets_429(api):
+    app = _app(api, auth_failure_limit="5/minute")
+    good = await create_api_key(api.factory, "viewer")
+    fresh = await create_api_key(api.factory, "viewer")
+    async with _client(app, "203.0.113.7") as flood, _client(app, "198.51.100.2") as other:
+        ok_before = await flood.get("/v1/tiers", headers={"X-API-Key": good})
+        assert ok_before.status_code == 200  # verified by this process
+        for _ in range(5):
+            bad = await flood.get("/v1/tiers", headers={"X-API-Key": generate_key()})
+            assert_problem(bad, 401)
+        refused = await flood.get("/v1/tiers", headers={"X-API-Key": generate_key()})
+        body = assert_problem(refused, 429)
+        assert "failed authentications" in body["detail"]
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        # A key verified before the flood still works from that address; an unverified one
+        # waits like the rest; other addresses are not affected.
+        assert (await flood.get("/v1/tiers", headers={"X-API-Key": good})).status_code == 200
+        assert_problem(await flood.get("/v1/tiers", headers={"X-API-Key": fresh}), 429)
+        assert_problem(await other.get("/v1/tiers", headers={"X-API-Key": generate_key()}), 401)
+        assert (await other.get("/v1/tiers", headers={"X-API-Key": fresh})).status_code == 200
+
+
+async def test_a_webhook_source_that_keeps_failing_its_signature_gets_429(api):
+    app = _app(api, auth_failure_limit="3/minute")
+    admin = await create_api_key(api.factory, "admin")
+    async with _client(app, "192.0.2.1") as http:
+        headers = {"X-API-Key": admin}
+        for name in ("crm-a", "crm-b"):
+            r = await http.post(
+                "/v1/webhook-sources", json={"name": name, "adapter": "standard"}, headers=headers
+            )
+            assert r.status_code == 201, r.text
+        secret = r.json()["secret"]  # crm-b's
+        body = '{"type": "customer.churned", "data": {}}'
+
+        def signed(with_secret: str) -> dict[str, str]:
+            at = datetime.now(UTC)
+            return {
+                "webhook-id": "msg_1",
+                "webhook-timestamp": str(int(at.timestamp())),
+                "webhook-signature": Webhook(with_secret).sign("msg_1", at, body),
+                "content-type": "application/json",
+            }
+
+        for _ in range(3):
+            r = await http.post("/v1/webhooks/inbound/crm-a", content=body, headers=signed(secret))
+            assert_problem(r, 401)
+        r = await http.post("/v1/webhooks/inbound/crm-a", content=body, headers=signed(secret))
+        assert_problem(r, 429)
+        assert int(r.headers["retry-after"]) >= 1
+        # the other source still takes its correctly signed events
+        r = await http.post("/v1/webhooks/inbound/crm-b", content=body, headers=signed(secret))
+        assert r.status_code in (200, 202), r.text
+    async with _client(app, "192.0.2.99") as crm:  # and the same source from another sender
+        r = await crm.post("/v1/webhooks/inbound/crm-a", content=body, headers=signed(secret))
+        assert_problem(r, 401)

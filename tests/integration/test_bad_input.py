@@ -2,10 +2,13 @@
 
 import base64
 import json
+import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from standardwebhooks import Webhook
 
 from tests.integration.factories import (
     assert_problem,
@@ -35,7 +38,14 @@ CASES = [
     ("json-array-body", "POST", "/v1/tiers", raw("[]"), 422),
     ("json-string-body", "POST", "/v1/customers", raw('"customer"'), 422),
     ("empty-body", "POST", "/v1/managers", raw(""), 422),
-    ("not-json-content", "POST", "/v1/customers", {"content": "name=x"}, 422),
+    ("no-content-type", "POST", "/v1/customers", {"content": "name=x"}, 415),
+    (
+        "form-content-type",
+        "POST",
+        "/v1/customers",
+        {"content": "name=x", "headers": {"content-type": "application/x-www-form-urlencoded"}},
+        415,
+    ),
     ("rank-not-int", "POST", "/v1/tiers", {"json": {**TIER, "rank": "first"}}, 422),
     ("rank-fraction", "POST", "/v1/tiers", {"json": {**TIER, "rank": 1.5}}, 422),
     ("rank-zero", "POST", "/v1/tiers", {"json": {**TIER, "rank": 0}}, 422),
@@ -273,6 +283,62 @@ CASES = [
         {"params": {"at": "0001-01-01T00:00:00+14:00"}},
         422,
     ),
+    # a number is not an instant (pydantic alone would read it as seconds since 1970)
+    ("at-number", "GET", "/v1/customers/{c}/owner", {"params": {"at": "0.5"}}, 422),
+    ("at-integer", "GET", "/v1/customers/{c}/owner", {"params": {"at": "1700000000"}}, 422),
+    ("audit-until-number", "GET", "/v1/audit", {"params": {"until": "0.5"}}, 422),
+    ("audit-since-number", "GET", "/v1/audit", {"params": {"since": "1e3"}}, 422),
+    # booleans are true or false
+    ("query-bool-yes", "GET", "/v1/customers", {"params": {"unassigned": "yes"}}, 422),
+    ("query-bool-1", "GET", "/v1/api-keys", {"params": {"include_revoked": "1"}}, 422),
+    (
+        "auto-approve-0",
+        "POST",
+        "/v1/webhook-sources",
+        {"json": {"name": "crm", "adapter": "standard", "auto_approve": 0}},
+        422,
+    ),
+    ("pinned-1", "PATCH", "/v1/customers/{c}", {"json": {"pinned": 1}}, 422),
+    ("accepting-new-string", "PATCH", "/v1/managers/{m}", {"json": {"accepting_new": "true"}}, 422),
+    # webhook targets that do not parse
+    *[
+        (
+            f"subscription-url-{name}",
+            "POST",
+            "/v1/webhook-subscriptions",
+            {"json": {"url": url, "event_types": ["*"]}},
+            422,
+        )
+        for name, url in [
+            ("ipv6-unclosed", "http://[::1"),
+            ("bracket", "http://]P"),
+            ("port-out-of-range", "http://a:99999/"),
+            ("port-zero", "http://example.com:0/"),
+            ("bracket-not-ipv6", "http://[example.com]/"),
+        ]
+    ],
+    # handovers
+    (
+        "leave-until-past",
+        "POST",
+        "/v1/handovers",
+        {"json": {"from_manager_id": "{m}", "reason": "leave", "until": "2020-01-01T00:00:00Z"}},
+        422,
+    ),
+    (
+        "effective-at-number",
+        "POST",
+        "/v1/handovers",
+        {"json": {"from_manager_id": "{m}", "reason": "departure", "effective_at": 0.5}},
+        422,
+    ),
+    (
+        "briefing-contact-email",
+        "PUT",
+        f"/v1/handovers/{uuid.uuid4()}/items/{{c}}/briefing",
+        {"json": {"key_contacts": [{"name": "Wang Fang", "email": "not an e-mail"}]}},
+        422,
+    ),
 ]
 
 
@@ -289,10 +355,42 @@ async def existing(client):
     [pytest.param(*case[1:], id=case[0]) for case in CASES],
 )
 async def test_bad_input_is_a_clear_4xx_problem(client, existing, method, path, kwargs, status):
+    if "json" in kwargs:
+        kwargs = {**kwargs, "json": _fill(kwargs["json"], existing)}
     response = await client.request(method, path.format(**existing), **kwargs)
     body = assert_problem(response, status)
     if status == 422:
         assert all("loc" in e and "msg" in e for e in body["errors"])
+
+
+def _fill(value: Any, existing: dict[str, str]) -> Any:
+    if isinstance(value, str) and value in ("{m}", "{c}"):
+        return existing[value[1]]
+    if isinstance(value, dict):
+        return {k: _fill(v, existing) for k, v in value.items()}
+    return value
+
+
+async def test_a_malformed_url_in_a_subscription_update_is_422(client, allow_loopback):
+    created = await client.post(
+        "/v1/webhook-subscriptions", json={"url": "http://127.0.0.1:9/hook", "event_types": ["*"]}
+    )
+    assert created.status_code == 201, created.text
+    path = f"/v1/webhook-subscriptions/{created.json()['id']}"
+    for url in ("http://[::1", "http://]P", "http://a:99999/"):
+        body = assert_problem(await client.patch(path, json={"url": url}), 422)
+        assert body["errors"][0]["loc"] == ["body", "url"]
+    assert (await client.get(path)).json()["url"] == "http://127.0.0.1:9/hook"
+
+
+async def test_a_duplicate_rule_id_is_named_in_the_error(client):
+    rule = {"id": "same", "conditions": [{"field": "manager.level", "op": "gte", "value": 1}]}
+    response = await client.put(
+        "/v1/rules", json={"rules": {"eligibility": [rule, rule], "preferences": []}}
+    )
+    body = assert_problem(response, 422)
+    assert "'same' is already used by a rule" in json.dumps(body)
+    assert "{id" not in json.dumps(body)
 
 
 async def test_field_errors_name_the_field(client):
@@ -324,3 +422,67 @@ async def test_time_keyed_lists_refuse_a_forged_cursor(client, path):
     forged = encode_cursor(["not-a-time", str(uuid.uuid4())])
     body = assert_problem(await client.get(path, params={"cursor": forged}), 422)
     assert body["errors"][0]["loc"] == ["query", "cursor"]
+
+
+def _api_routes(app):
+    from fastapi.routing import APIRoute, iter_route_contexts
+
+    return [
+        (c.path, c.original_route)
+        for c in iter_route_contexts(app.routes)
+        if isinstance(c.original_route, APIRoute)
+    ]
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", str(uuid.uuid4()), path)
+
+
+async def test_405_names_every_method_of_the_path(client, api):
+    from starlette.routing import compile_path
+
+    by_path: dict[str, set[str]] = {}
+    for path, route in _api_routes(api.app):
+        by_path.setdefault(path, set()).update(route.methods)
+    assert by_path["/v1/tiers"] == {"GET", "POST"}
+    checked = 0
+    for path, own in by_path.items():
+        concrete = _concrete(path)
+        # a literal path (/v1/scenarios/compare) may also match a templated one (/{id})
+        methods = set(own).union(
+            *(r.methods for p, r in _api_routes(api.app) if compile_path(p)[0].match(concrete))
+        )
+        missing = next(m for m in ("PUT", "PATCH", "DELETE", "POST", "GET") if m not in methods)
+        response = await client.request(missing, concrete, json={})
+        assert_problem(response, 405)
+        assert set(response.headers["allow"].split(", ")) == methods, (path, missing)
+        checked += 1
+    assert checked > 40
+    response = await client.put("/v1/tiers", json={})
+    assert response.headers["allow"] == "GET, POST"
+
+
+async def test_415_for_a_body_that_is_not_json_on_every_body_taking_route(client, api):
+    routes = [(p, r) for p, r in _api_routes(api.app) if r.body_field is not None]
+    assert len(routes) > 20
+    for path, route in routes:
+        for method in route.methods:
+            response = await client.request(
+                method,
+                _concrete(path),
+                content="<customer/>",
+                headers={"content-type": "application/xml"},
+            )
+            body = assert_problem(response, 415)
+            assert body["code"] == "unsupported_media_type", (method, path)
+    # inbound webhooks read their raw body themselves, and refuse non-JSON once it is signed
+    source = await client.post("/v1/webhook-sources", json={"name": "crm", "adapter": "standard"})
+    body, at = "type=customer.created", datetime.now(UTC)
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": Webhook(source.json()["secret"]).sign("msg_1", at, body),
+        "content-type": "application/x-www-form-urlencoded",
+    }
+    response = await client.post("/v1/webhooks/inbound/crm", content=body, headers=headers)
+    assert_problem(response, 415)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -25,6 +26,7 @@ from app.db.embedded import start_embedded_postgres
 from app.db.migrate import upgrade
 from app.db.session import create_session_factory, session_scope
 from tests.integration.live import ROOT, api_server, baton_env, worker_process
+from tests.integration.webhook_receiver import running_receiver
 
 TIERS = [
     {"code": "key", "name": "Key", "rank": 1, "weight": 4, "min_manager_level": 3},
@@ -87,6 +89,130 @@ def own_server(tmp_path: Path):
     options = {"user": user} if user else {}
     with contextlib.suppress(Exception):
         pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=pgdata, **options)
+
+
+def _stop_postgres(pgdata: Path, user: str | None) -> None:
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, **({"user": user} if user else {}))
+
+
+def _start_postgres(url: str, pgdata: Path, user: str | None) -> None:
+    socket_dir = make_url(url).query["host"]
+    pg_ctl(
+        [
+            *("-w", "-o", '-h ""', "-o", f"-k {socket_dir}"),
+            *("-l", str(pgdata / "restart.log"), "start"),
+        ],
+        pgdata=pgdata,
+        **({"user": user} if user else {}),
+    )
+
+
+async def _until(check, within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.3)
+
+
+def _heartbeat(metrics: str) -> float:
+    line = next(x for x in metrics.splitlines() if x.startswith("baton_worker_last_heartbeat"))
+    return float(line.split()[-1])
+
+
+@pytest.mark.parametrize("where", ["standalone", "in_process"])
+async def test_the_worker_resumes_its_queue_after_the_database_restarts(
+    own_server, tmp_path, monkeypatch, where
+):
+    url, pgdata, user = own_server
+    monkeypatch.setenv("BATON_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true")
+    key = generate_key()
+    in_process = where == "in_process"
+    with (
+        running_receiver() as receiver,
+        api_server(
+            url,
+            key,
+            tmp_path,
+            tracebacks_from=("pgqueuer",),  # its job-log flushes fail while the database is down
+            BATON_RUN_WORKER=str(in_process).lower(),
+        ) as base,
+        contextlib.nullcontext() if in_process else worker_process(url, tmp_path) as worker,
+    ):
+        headers = {"Authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
+            subscription = await http.post(
+                "/v1/webhook-subscriptions",
+                json={"url": receiver.url, "event_types": ["customer.assigned", "*"]},
+            )
+            assert subscription.status_code == 201, subscription.text
+            managers = await _setup(http, managers=3, customers=6)
+
+            async def nothing_pending() -> bool:
+                r = await http.get("/v1/webhook-deliveries", params={"status": "pending"})
+                return r.status_code == 200 and r.json()["items"] == []
+
+            async def delivered() -> int:
+                r = await http.get(
+                    "/v1/webhook-deliveries", params={"status": "delivered", "limit": 500}
+                )
+                return len(r.json()["items"])
+
+            await _until(nothing_pending)
+            assert await delivered() > 0
+            # Work queued before the restart and due after it.
+            handover = await http.post(
+                "/v1/handovers",
+                json={
+                    "from_manager_id": managers[0]["id"],
+                    "reason": "departure",
+                    "effective_at": (datetime.now(UTC) + timedelta(seconds=6)).isoformat(),
+                },
+            )
+            assert handover.status_code == 201, handover.text
+            hid = handover.json()["id"]
+            for action in ("plan", "approve"):
+                assert (await http.post(f"/v1/handovers/{hid}/{action}")).status_code == 200
+
+            await anyio.to_thread.run_sync(_stop_postgres, pgdata, user)
+            await asyncio.sleep(3)
+            restarted_at = time.time()
+            await anyio.to_thread.run_sync(_start_postgres, url, pgdata, user)
+            await _until(lambda: _ready(http))
+
+            # Work queued after the restart.
+            for customer in (await http.get("/v1/customers", params={"limit": 4})).json()["items"]:
+                target = next(m for m in managers[1:] if m["id"] != customer["manager_id"])
+                r = await http.patch(
+                    f"/v1/customers/{customer['id']}", json={"manager_id": target["id"]}
+                )
+                assert r.status_code == 200, r.text
+
+            async def handover_done() -> bool:
+                r = await http.get(f"/v1/handovers/{hid}")
+                return r.status_code == 200 and r.json()["state"] == "completed"
+
+            await _until(handover_done)
+            await _until(nothing_pending)
+            total = await delivered()
+            if in_process:
+                metrics = (await http.get("/metrics")).text
+                assert _heartbeat(metrics) > restarted_at, "the worker beats again"
+                assert (await http.get("/readyz")).status_code == 200
+            else:
+                assert worker.poll() is None, "the standalone worker is still running"
+    ids = [r.headers["webhook-id"] for r in receiver.received]
+    assert len(ids) == len(set(ids)) == total, "every event delivered, none twice"
+    assert receiver.of_type("handover.completed"), "the scheduled handover ran"
+    if not in_process:
+        log = (tmp_path / "worker.log").read_text()
+        assert "worker_disconnected" in log, log[-3000:]
+        assert worker.returncode == 0, "SIGTERM stopped the worker cleanly"
+
+
+async def _ready(http: httpx.AsyncClient) -> bool:
+    with contextlib.suppress(httpx.TransportError):
+        return (await http.get("/readyz")).status_code == 200
+    return False
 
 
 async def test_the_service_recovers_when_the_database_restarts_under_load(own_server, tmp_path):

@@ -4,13 +4,21 @@ key name; readable lines in development."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import httpx
 import pytest
+from fastapi import Request
+from pydantic import SecretStr
+from sqlalchemy import text
+from standardwebhooks import Webhook
 
+from app.auth.bootstrap import ensure_bootstrap_key
+from app.auth.keys import generate_key
 from app.main import create_app
 from app.observability.logging import configure_logging
 from app.settings import Settings
+from app.webhooks.keys import new_secret
 from tests.integration.conftest import create_api_key
 
 
@@ -86,3 +94,98 @@ async def test_development_logs_are_readable_lines(api, capsys):
     assert not _json_lines(err)
     line = next(x for x in err.splitlines() if "http_request" in x)
     assert "request_id=dev-req-1" in line and "api_key=dev-key" in line and "status=200" in line
+
+
+def _app_with_failing_routes(api, environment: str):
+    """The app, plus two routes that fail the way a bug would: an exception whose message and
+    locals hold the caller's key, and a failing SQL statement whose parameter is the key."""
+    app = create_app(Settings(environment=environment, rate_limit=""))
+    app.state.session_factory = api.factory
+    app.state.db_engine = api.app.state.db_engine
+
+    async def boom(request: Request) -> None:
+        headers = dict(request.headers)  # a local a traceback renderer might show
+        local_marker = "LOCAL-VARIABLE-SHOWN"
+        raise RuntimeError(f"failed for {headers.get('authorization')} ({len(local_marker)})")
+
+    async def broken_sql(request: Request) -> None:
+        async with api.factory() as session:
+            await session.execute(
+                text("SELECT * FROM no_such_table WHERE x = :k"),
+                {"k": request.headers.get("x-api-key")},
+            )
+
+    app.add_api_route("/boom", boom, methods=["GET"])
+    app.add_api_route("/broken-sql", broken_sql, methods=["GET"])
+    return app
+
+
+@pytest.mark.parametrize("environment", ["production", "development"])
+async def test_no_secret_reaches_the_logs_when_requests_fail(
+    api, capsys, allow_loopback, environment
+):
+    admin_key = await create_api_key(api.factory, "admin", "log-admin")
+    bootstrap_key = generate_key()
+    await ensure_bootstrap_key(api.factory, SecretStr(bootstrap_key))
+    bad_key = generate_key()
+    app = _app_with_failing_routes(api, environment)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        admin = {"Authorization": f"Bearer {admin_key}"}
+        sub = await http.post(
+            "/v1/webhook-subscriptions",
+            json={"url": "http://127.0.0.1:9/hook", "event_types": ["*"]},
+            headers=admin,
+        )
+        assert sub.status_code == 201, sub.text
+        source = await http.post(
+            "/v1/webhook-sources", json={"name": "crm-logs", "adapter": "standard"}, headers=admin
+        )
+        assert source.status_code == 201, source.text
+        source_secret = source.json()["secret"]
+        body = b'{"type": "customer.created", "data": {}}'
+        at = datetime.now(UTC)
+        signature = Webhook(source_secret).sign("msg_1", at, body.decode())
+        secrets = [admin_key, bootstrap_key, bad_key, source_secret, sub.json()["secret"]]
+        secrets.append(signature.split(",", 1)[1])
+        wrong = Webhook(new_secret()).sign("msg_1", at, body.decode())
+        secrets.append(wrong.split(",", 1)[1])
+
+        statuses = [
+            (await http.get("/boom", headers=admin)).status_code,
+            (
+                await http.get("/boom", headers={"Authorization": f"Bearer {bootstrap_key}"})
+            ).status_code,
+            (await http.get("/broken-sql", headers={"X-API-Key": admin_key})).status_code,
+            (await http.get("/v1/tiers", headers={"X-API-Key": bad_key})).status_code,
+            (
+                await http.get("/v1/tiers", headers={"Authorization": f"Bearer {bad_key}"})
+            ).status_code,
+        ]
+        inbound = await http.post(
+            "/v1/webhooks/inbound/crm-logs",
+            content=body,
+            headers={
+                "webhook-id": "msg_1",
+                "webhook-timestamp": str(int(at.timestamp())),
+                "webhook-signature": wrong,
+                "content-type": "application/json",
+            },
+        )
+    assert statuses == [500, 500, 503, 401, 401]
+    assert inbound.status_code == 401, inbound.text
+
+    err = capsys.readouterr().err
+    for secret in secrets:
+        assert secret not in err, f"a secret reached the {environment} log"
+    for secret in (admin_key, bootstrap_key, bad_key):
+        assert secret.rsplit("_", 1)[1] not in err  # not even the secret half of a key
+    # The failures were logged, with short tracebacks and no local variables.
+    assert "unhandled_error" in err and "database_error" in err
+    assert "RuntimeError: failed for Bearer [redacted]" in err
+    assert "no_such_table" in err
+    assert "LOCAL-VARIABLE-SHOWN" not in err
+    if environment == "production":
+        lines = [x for x in _json_lines(err) if x["event"] == "unhandled_error"]
+        assert len(lines) == 2 and lines[0]["exception"].count('File "') <= 8
+        assert all(len(x["request_id"]) == 32 for x in lines), "500s carry their request id"

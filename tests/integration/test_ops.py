@@ -1,5 +1,7 @@
 """Health probes and the request id."""
 
+import time
+
 import httpx
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
@@ -60,3 +62,24 @@ async def test_docs_are_served(client):
     assert (await client.get("/docs")).status_code == 200
     spec = (await client.get("/openapi.json")).json()
     assert spec["info"]["title"] == "Baton"
+
+
+async def test_readyz_reports_a_stalled_or_dead_in_process_worker(api):
+    from app.worker import WorkerHealth
+
+    http = api.anonymous()
+    health = WorkerHealth()
+    api.app.state.worker_health = health
+    api.app.state.worker_started_at = time.time() - 120  # started two minutes ago
+    body = assert_problem(await http.get("/readyz"), 503)
+    assert "worker not healthy: the worker has not beaten" in body["detail"]
+
+    health.beat()
+    assert (await http.get("/readyz")).status_code == 200
+    metrics = (await http.get("/metrics")).text
+    beat = next(x for x in metrics.splitlines() if x.startswith("baton_worker_last_heartbeat"))
+    assert abs(float(beat.split()[-1]) - time.time()) < 60
+
+    health.stopped = True  # the worker's task ended
+    body = assert_problem(await http.get("/readyz"), 503)
+    assert "the worker has stopped" in body["detail"]

@@ -384,7 +384,7 @@ async def test_the_target_check_applies_at_delivery(
     assert receiver.received == [], "nothing is sent to a loopback address"
     (log,) = await deliveries(client)
     assert log["status"] == "pending" and log["last_status_code"] is None
-    assert "private or loopback" in log["last_error"]
+    assert "not public" in log["last_error"]
 
 
 async def test_a_bulk_move_reaches_a_batch_subscriber_in_batches(
@@ -423,3 +423,93 @@ async def test_a_bulk_move_reaches_a_batch_subscriber_in_batches(
     for c in changes:
         assert c["old_manager_id"] == p["leaving"]["id"]
         assert c["manager_id"] == moved[c["customer_id"]]["final_manager_id"]
+
+
+NOT_GLOBAL_UNICAST = [
+    "http://[::127.0.0.1]/x",  # IPv4-compatible
+    "http://[::ffff:127.0.0.1]/x",  # IPv4-mapped
+    "http://[::ffff:a9fe:a9fe]/x",  # IPv4-mapped metadata, hex spelling
+    "http://[::ffff:0:7f00:1]/x",  # IPv4-translated
+    "http://[64:ff9b::a9fe:a9fe]/x",  # NAT64 to 169.254.169.254
+    "http://[2002:7f00:1::]/x",  # 6to4 around 127.0.0.1
+    "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/x",  # Teredo
+    "http://[fec0::1]/x",  # site-local
+    "http://[fd00::1]/x",  # unique-local
+    "http://[fe80::1]/x",  # link-local
+    "http://[ff02::1]/x",  # multicast
+    "http://[::]/x",
+    "http://2130706433/x",  # 127.0.0.1 in decimal
+    "http://0x7f.1/x",  # and in hex, short
+    "http://0177.0.0.1/x",  # and in octal
+    "http://0.0.0.0/x",
+    "http://100.64.0.1/x",  # shared address space
+    "http://192.168.0.1/x",
+    "http://224.0.0.1/x",
+]
+
+
+@pytest.mark.parametrize("url", NOT_GLOBAL_UNICAST)
+async def test_every_form_of_a_non_public_address_is_refused(client, url):
+    response = await client.post(
+        "/v1/webhook-subscriptions", json={"url": url, "event_types": ["*"]}
+    )
+    assert assert_problem(response, 422)["code"] == "webhook_target_not_allowed", url
+
+
+async def test_a_public_6to4_address_is_accepted(client):
+    response = await client.post(
+        "/v1/webhook-subscriptions",
+        json={"url": "http://[2002:808:808::1]/x", "event_types": ["*"]},  # 6to4 of 8.8.8.8
+    )
+    assert response.status_code == 201, response.text
+
+
+async def test_each_delivery_connects_only_to_the_address_it_checked(
+    committed_client, factory, receiver, monkeypatch
+):
+    """DNS rebinding: the host resolves to a public address when the subscription is saved and
+    to loopback when the delivery connects; the delivery is refused and nothing is sent."""
+    from app.webhooks import targets
+
+    port = int(receiver.url.rsplit(":", 1)[1].split("/")[0])
+    answers = {"rebind.example.com": ["93.184.216.34"]}
+
+    async def fake_dns(host: str, port: int) -> list[str]:
+        return answers[host]
+
+    monkeypatch.setattr(targets, "resolve", fake_dns)
+    client = committed_client
+    await subscribe(client, f"http://rebind.example.com:{port}/hooks", ["customer.assigned"])
+    await create_tiers(client)
+    manager = await create_manager(client)
+    await create_customer(client, manager_id=manager["id"])
+
+    answers["rebind.example.com"] = ["127.0.0.1"]  # the attacker's DNS changes its answer
+    strict = Settings(environment="test", webhooks_allow_private_targets=False)
+    assert await dispatcher.drain(factory, settings=strict) == 1
+    assert receiver.received == []
+    (failed,) = await deliveries(client)
+    assert failed["status"] == "pending" and "not public" in failed["last_error"]
+
+    # The client itself refuses to connect there, whatever checked the URL before.
+    claimed = (await _claim_all(factory))[0]
+    async with dispatcher.build_client(strict) as http:
+        refused = await dispatcher.send(http, claimed, allow_private=True)
+    assert not refused.ok and "not public" in refused.error
+    assert receiver.received == []
+
+    # The client connects to the address it resolved and checked, not to a second lookup:
+    # "rebind.example.com" resolves nowhere in real DNS, yet the delivery arrives.
+    async with dispatcher.build_client(SETTINGS) as http:
+        sent = await dispatcher.send(http, claimed, allow_private=True)
+    assert sent.ok, sent.error
+    assert len(receiver.received) == 1
+
+
+async def _claim_all(factory):
+    from datetime import UTC, datetime
+
+    async with factory() as session, session.begin():
+        return await dispatcher.claim(
+            session, now=datetime.now(UTC) + timedelta(days=2), limit=10, lease=timedelta(0)
+        )

@@ -7,12 +7,14 @@ from fastapi import Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from app.api.auth import ADMINS, allow, public
+from app.api.auth_failures import FailedAuthLimiter, client_key
 from app.api.deps import DbSession
 from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
 from app.errors import problem_responses
 from app.webhooks.events import InboundType
 from app.webhooks.inbound import service
+from app.webhooks.inbound.adapters import SignatureInvalid
 from app.webhooks.inbound.schemas import (
     InboundEventOut,
     InboundStatus,
@@ -127,23 +129,35 @@ async def delete_source(session: DbSession, source_id: uuid.UUID) -> Response:
     summary="Receive a CRM webhook",
     responses={
         200: {"description": "Every event was a duplicate: acknowledged, not processed again"},
-        **problem_responses(401, 404, 413),
+        **problem_responses(401, 404, 413, 415, 429),
     },
 )
 async def receive(session: DbSession, source: SourceName, request: Request) -> JSONResponse:
     """The endpoint a CRM posts to. The signature is verified on the raw body **before** it
-    is parsed (Standard Webhooks, HubSpot v3 or `sha256=` HMAC, per the source's adapter);
-    each event is stored with its raw body and headers (once per source and event id) and
-    processed asynchronously. 202 when something new was stored, 200 when every event was a
-    duplicate; 401 for a bad, stale or missing signature; 404 for an unknown source."""
-    receipt, new = await service.receive(
-        session,
-        source_name=source,
-        method=request.method,
-        url=str(request.url),
-        headers=request.headers,
-        body=await request.body(),
-    )
+        is parsed (Standard Webhooks, HubSpot v3 or `sha256=` HMAC, per the source's adapter);
+        each event is stored with its raw body and headers (once per source and event id) and
+        processed asynchronously. 202 when something new was stored, 200 when every event was a
+        duplicate; 401 for a bad, stale or missing signature; 404 for an unknown source; 415 for
+        a body that is not JSON; 429 once a sender has sent too many bad signatures to the source
+    in a minute."""
+    failures: FailedAuthLimiter | None = getattr(request.app.state, "auth_failures", None)
+    # Counted per source and sender address: a bad sender cannot lock out the CRM itself.
+    sender = f"webhook:{source}:{client_key(request.scope)}"
+    if failures is not None:
+        failures.check(sender, what="signatures for this source from this address")
+    try:
+        receipt, new = await service.receive(
+            session,
+            source_name=source,
+            method=request.method,
+            url=str(request.url),
+            headers=request.headers,
+            body=await request.body(),
+        )
+    except SignatureInvalid:
+        if failures is not None:
+            failures.failed(sender)
+        raise
     return JSONResponse(receipt.model_dump(mode="json"), status_code=202 if new else 200)
 
 

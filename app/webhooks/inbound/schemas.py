@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 Adapter = Literal["standard", "hubspot", "generic-hmac", "zoho"]
 SourceName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", examples=["hubspot"])]
@@ -91,9 +91,9 @@ class SourceCreate(BaseModel):
     signature_header: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$")] | None = Field(
         None, description="generic-hmac: the header carrying `sha256=<hex>` (X-Signature-256)."
     )
-    enabled: bool = True
+    enabled: StrictBool = True
     default_strategy: Strategy = Field("balanced", description="For handovers it drafts.")
-    auto_approve: bool = Field(False, description="Approve the handovers it plans.")
+    auto_approve: StrictBool = Field(False, description="Approve the handovers it plans.")
     tier_change_action: Literal["propose", "apply"] = Field(
         "propose", description="When a tier change makes the owner ineligible."
     )
@@ -109,9 +109,9 @@ class SourceUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"enabled": False}]})
 
     signature_header: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$")] | None = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     default_strategy: Strategy | None = None
-    auto_approve: bool | None = None
+    auto_approve: StrictBool | None = None
     tier_change_action: Literal["propose", "apply"] | None = None
     mapping: SourceMapping | None = None
     channel_id: Annotated[str, Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")] | None = None

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.db.models import InboundEvent, WebhookSource
-from app.errors import BatonError, Conflict, InvalidInput, NotFound
+from app.errors import BatonError, Conflict, InvalidInput, NotFound, require_json_body
 from app.webhooks.inbound import adapters
 from app.webhooks.inbound.schemas import (
     InboundEventOut,
@@ -186,6 +186,8 @@ async def receive(
         channel_id=source["channel_id"],
         now=now,
     )
+    # After the signature check: a caller that cannot sign learns only 401.
+    require_json_body(lowered, has_body=bool(body))
     events = adapters.parse(
         source["adapter"],
         lowered,

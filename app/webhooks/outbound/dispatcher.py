@@ -28,10 +28,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks import Webhook
 
-from app.db.session import SessionFactory, session_scope
+from app.db.session import SessionFactory, is_disconnect, session_scope
 from app.settings import Settings, get_settings
 from app.webhooks.keys import active_secrets
-from app.webhooks.targets import TargetNotAllowed, check_target
+from app.webhooks.targets import CheckedResolver, TargetNotAllowed, check_target
 
 log = logging.getLogger("baton.webhooks")
 
@@ -232,6 +232,9 @@ async def send(
     error: str | None = None
     retry_after: timedelta | None = None
     try:
+        # Checked here (cached per batch), and again by the client's resolver when it
+        # connects (``targets.CheckedResolver``: it connects only to the addresses it
+        # checked, so DNS rebinding cannot slip in between).
         await _check(claimed.url, allow_private=allow_private, checked=checked)
         async with client.post(
             claimed.url,
@@ -355,7 +358,10 @@ def build_client(settings: Settings) -> aiohttp.ClientSession:
     where httpx's connection pool tops out at 240–380 (measured; httpx stays for tests)."""
     return aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=settings.webhooks_delivery_timeout_s),
-        connector=aiohttp.TCPConnector(limit=settings.webhooks_concurrency),
+        connector=aiohttp.TCPConnector(
+            limit=settings.webhooks_concurrency,
+            resolver=CheckedResolver(allow_private=settings.webhooks_allow_private_targets),
+        ),
         trust_env=False,
         skip_auto_headers=("User-Agent",),
     )
@@ -401,8 +407,11 @@ async def _send_batch(
 async def _record_batch(
     factory: SessionFactory, outcomes: Sequence[Outcome], *, now: datetime | None
 ) -> None:
-    async with session_scope(factory) as session:
-        await record(session, outcomes, now=now or datetime.now(UTC))
+    # Shielded: a job cancelled now (its queue connection dropped) still records what it sent.
+    recording = asyncio.create_task(_record_until_lease_ends(factory, outcomes, now=now))
+    _RECORDING.add(recording)
+    recording.add_done_callback(_RECORDING.discard)
+    await asyncio.shield(recording)
 
 
 async def deliver_batch(
@@ -419,6 +428,32 @@ async def deliver_batch(
         outcomes = await _send_batch(client, claimed, settings=settings)
         await _record_batch(factory, outcomes, now=now)
     return len(claimed)
+
+
+_RECORDING: set[asyncio.Task[None]] = set()  # strong references to shielded record tasks
+
+
+async def _record_until_lease_ends(
+    factory: SessionFactory, outcomes: Sequence[Outcome], *, now: datetime | None
+) -> None:
+    """Record the attempts, retrying while the database is away (a restart, a network cut).
+
+    A delivery sent but not recorded is sent again when its lease ends; retrying the record
+    for most of the lease (which has ``_LEASE_MARGIN`` left after the send) keeps a short
+    outage from delivering anything twice."""
+    deadline = time.monotonic() + _LEASE_MARGIN.total_seconds() - 5
+    delay = 0.2
+    while True:
+        try:
+            async with session_scope(factory) as session:
+                await record(session, outcomes, now=now or datetime.now(UTC))
+            return
+        except Exception as exc:
+            if not is_disconnect(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("webhook_attempts_not_recorded_yet", extra={"retry_in_s": delay})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 async def drain(

@@ -6,13 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from app.webhooks.events import OutboundType
+from app.webhooks.targets import well_formed_url
 
 EventTypeFilter = OutboundType | Literal["*"]
 Url = Annotated[
     str,
+    AfterValidator(well_formed_url),
     Field(
         min_length=8,
         max_length=2000,
@@ -38,7 +40,7 @@ class SubscriptionCreate(BaseModel):
         min_length=1, max_length=20, description="Event types to receive; `*` means all."
     )
     description: Description | None = None
-    enabled: bool = True
+    enabled: StrictBool = True
     batch_size: int = Field(
         1000,
         ge=1,
@@ -54,7 +56,7 @@ class SubscriptionUpdate(BaseModel):
     url: Url | None = None
     event_types: list[EventTypeFilter] | None = Field(None, min_length=1, max_length=20)
     description: Description | None = None
-    enabled: bool | None = Field(None, description="Re-enabling clears `disabled_reason`.")
+    enabled: StrictBool | None = Field(None, description="Re-enabling clears `disabled_reason`.")
     batch_size: int | None = Field(None, ge=1, le=10_000)
 
 
