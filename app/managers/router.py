@@ -1,7 +1,6 @@
 """HTTP routes for managers and their portfolios."""
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import Query, Response, status
@@ -11,6 +10,7 @@ from app.api.concurrency import IfMatch, set_etag
 from app.api.deps import CurrentCaller, DbSession, Reads
 from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
+from app.api.schemas import Instant
 from app.customers import service as customers
 from app.customers.schemas import CustomerOut, CustomerStatus
 from app.errors import problem_responses
@@ -155,7 +155,7 @@ async def list_portfolio(
     tier: Annotated[str | None, Query(max_length=64)] = None,
     status: CustomerStatus | None = None,
     at: Annotated[
-        datetime | None,
+        Instant | None,
         Query(
             description="The portfolio at this instant, from the ledger (customers as they "
             "are now; `status` as it was then)."

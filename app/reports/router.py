@@ -1,7 +1,6 @@
 """HTTP routes for KPIs over a period and portfolios at a date."""
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Query, Response
@@ -10,6 +9,7 @@ from app.api.auth import OPERATORS, STAFF, allow
 from app.api.deps import DbSession, LongSession
 from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
+from app.api.schemas import Instant
 from app.errors import problem_responses
 from app.managers.schemas import ManagerStatus
 from app.reports import service
@@ -22,11 +22,11 @@ router = PrefixedRouter(
 )
 
 FromQuery = Annotated[
-    datetime | None,
+    Instant | None,
     Query(alias="from", description="Start of the period (exclusive); default `to` − 30 days."),
 ]
 ToQuery = Annotated[
-    datetime | None, Query(alias="to", description="End of the period (inclusive); default now.")
+    Instant | None, Query(alias="to", description="End of the period (inclusive); default now.")
 ]
 _KPI_CONTENT: dict[int | str, dict[str, Any]] = {
     200: {
@@ -117,7 +117,7 @@ async def get_manager_kpis(
 async def list_portfolio_at(
     session: DbSession,
     page: PageQuery,
-    at: Annotated[datetime | None, Query(description="The instant; default now.")] = None,
+    at: Annotated[Instant | None, Query(description="The instant; default now.")] = None,
     team: Annotated[str | None, Query(max_length=200)] = None,
     manager_id: uuid.UUID | None = None,
     active: Annotated[

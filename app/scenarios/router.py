@@ -105,7 +105,7 @@ async def compare_scenarios(
 
 
 @router.get(
-    "/{scenario_id}",
+    "/{scenario_id:uuid}",
     response_model=ScenarioOut,
     summary="Get a scenario",
     responses=problem_responses(404),
@@ -116,7 +116,7 @@ async def get_scenario(session: DbSession, scenario_id: uuid.UUID) -> ScenarioOu
 
 
 @router.patch(
-    "/{scenario_id}",
+    "/{scenario_id:uuid}",
     response_model=ScenarioOut,
     summary="Change a draft",
     responses=problem_responses(404, 409),
@@ -130,7 +130,7 @@ async def update_scenario(
 
 
 @router.post(
-    "/{scenario_id}/archive",
+    "/{scenario_id:uuid}/archive",
     response_model=ScenarioOut,
     summary="Archive a draft",
     responses=problem_responses(404, 409, validation=False),
@@ -141,7 +141,7 @@ async def archive_scenario(session: DbSession, scenario_id: uuid.UUID) -> Scenar
 
 
 @router.post(
-    "/{scenario_id}/preview",
+    "/{scenario_id:uuid}/preview",
     response_model=PreviewOut,
     summary="Preview a scenario",
     responses=problem_responses(404, 409),
@@ -165,7 +165,7 @@ async def preview_scenario(
 
 
 @router.get(
-    "/{scenario_id}/preview",
+    "/{scenario_id:uuid}/preview",
     response_model=PreviewOut,
     summary="Get a scenario's preview",
     responses=problem_responses(404, 409),
@@ -176,7 +176,7 @@ async def get_preview(session: DbSession, scenario_id: uuid.UUID) -> PreviewOut:
 
 
 @router.post(
-    "/{scenario_id}/activate",
+    "/{scenario_id:uuid}/activate",
     response_model=ScenarioOut,
     summary="Activate a scenario",
     responses=problem_responses(404, 409),

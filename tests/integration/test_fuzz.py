@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,4 +123,6 @@ def test_schemathesis_finds_nothing(live_server, role):
     elapsed = time.monotonic() - started
     if os.environ.get("BATON_FUZZ_LOG"):
         Path(f"{os.environ['BATON_FUZZ_LOG']}.{role}").write_text(result.stdout)
+    if result.returncode:
+        (Path(tempfile.gettempdir()) / f"schemathesis-{role}.log").write_text(result.stdout)
     assert result.returncode == 0, f"after {elapsed:.0f} s:\n{result.stdout[-20000:]}"
