@@ -9,6 +9,8 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
+from importlib.metadata import version
 from typing import Any
 
 import anyio
@@ -26,6 +28,7 @@ from app.api.auth import KeyCache
 from app.api.auth_failures import FailedAuthMiddleware, build_failed_auth_limiter
 from app.api.limits import BodySizeLimitMiddleware
 from app.api.middleware import RequestIdMiddleware
+from app.api.openapi import build_openapi, operation_id
 from app.api.ratelimit import build_rate_limiter
 from app.api.retries import RETRYABLE_SQLSTATES, TransactionRetryMiddleware, mark_retryable
 from app.api.router import PREFIX, ROUTERS
@@ -265,7 +268,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="Baton",
-        version="1.0.0",
+        version=version("baton"),
+        generate_unique_id_function=operation_id,
+        separate_input_output_schemas=False,
         summary="Customer-portfolio reassignment: who manages this customer, and why.",
         description=DESCRIPTION,
         lifespan=lifespan,
@@ -291,6 +296,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "ops", "description": "Health probes and Prometheus metrics."},
         ],
     )
+    app.openapi = partial(build_openapi, app)  # type: ignore[method-assign]
     app.state.settings = settings
     app.state.rate_limiter = build_rate_limiter(settings.rate_limit)
     app.state.auth_failures = build_failed_auth_limiter(settings.auth_failure_limit)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.params import Depends as DependsParam
@@ -89,11 +90,25 @@ class BatonRoute(APIRoute):
                 response = await original(request)
             except IdempotentReplay as replay:
                 return replay.response
+            if response.status_code == 201 and "location" not in response.headers:
+                _set_location(request, response)
             if request.method not in SAFE_METHODS and response.status_code < 400:
                 await _record(request, response, self)
             return response
 
         return handler
+
+
+def _set_location(request: Request, response: Response) -> None:
+    """``Location`` of a created resource: the request's path and the body's ``id`` (or
+    ``code``), so every 201 names what it created without each route spelling it."""
+    try:
+        body = json.loads(bytes(response.body))
+    except ValueError:
+        return
+    found = body.get("id", body.get("code")) if isinstance(body, dict) else None
+    if found is not None:
+        response.headers["Location"] = f"{request.url.path.rstrip('/')}/{quote(str(found))}"
 
 
 def _resource_id(request: Request, response: Response) -> str | None:

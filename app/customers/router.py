@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import Query, Response, status
 
 from app.api.auth import OPERATORS, OPERATORS_AND_CRM, STAFF_AND_CRM, allow
-from app.api.concurrency import IfMatch, set_etag
+from app.api.concurrency import ETAG_RESPONSE, IfMatch, set_etag
 from app.api.deps import CurrentCaller, DbSession, Reads
 from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
@@ -90,7 +90,7 @@ async def create_customer(
     "/{customer_id}",
     response_model=CustomerOut,
     summary="Get a customer",
-    responses=problem_responses(404),
+    responses=problem_responses(404) | ETAG_RESPONSE,
 )
 async def get_customer(reads: Reads, response: Response, customer_id: uuid.UUID) -> CustomerOut:
     """One customer; `manager_id: null` means it is in the pool. The `ETag` header is the
@@ -104,7 +104,7 @@ async def get_customer(reads: Reads, response: Response, customer_id: uuid.UUID)
     "/{customer_id}",
     response_model=CustomerChangeOut,
     summary="Update a customer",
-    responses=problem_responses(403, 404, 409, 412, 428),
+    responses=problem_responses(403, 404, 409, 412, 428) | ETAG_RESPONSE,
 )
 async def update_customer(
     session: DbSession,

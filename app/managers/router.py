@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import Query, Response, status
 
 from app.api.auth import OPERATORS, OPERATORS_AND_CRM, STAFF_AND_CRM, allow
-from app.api.concurrency import IfMatch, set_etag
+from app.api.concurrency import ETAG_RESPONSE, IfMatch, set_etag
 from app.api.deps import CurrentCaller, DbSession, Reads
 from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
@@ -75,7 +75,7 @@ async def create_manager(session: DbSession, body: ManagerCreate) -> ManagerOut:
     "/{manager_id}",
     response_model=ManagerOut,
     summary="Get a manager",
-    responses=problem_responses(404),
+    responses=problem_responses(404) | ETAG_RESPONSE,
 )
 async def get_manager(reads: Reads, response: Response, manager_id: uuid.UUID) -> ManagerOut:
     """One manager with current workload and utilization. The `ETag` header is the manager's
@@ -89,7 +89,7 @@ async def get_manager(reads: Reads, response: Response, manager_id: uuid.UUID) -
     "/{manager_id}",
     response_model=ManagerChangeOut,
     summary="Update a manager",
-    responses=problem_responses(404, 409, 412, 428),
+    responses=problem_responses(404, 409, 412, 428) | ETAG_RESPONSE,
 )
 async def update_manager(
     session: DbSession,

@@ -79,7 +79,23 @@ class ManagerUpdate(PatchModel):
 
 class ManagerOut(BaseModel):
     model_config = ConfigDict(
-        from_attributes=True, json_schema_extra={"examples": [{**_EXAMPLE, "workload": 96}]}
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3f2b9a60-0c1e-4d7a-9b0e-5d9b7c1e2a44",
+                    **_EXAMPLE,
+                    "status": "active",
+                    "accepting_new": True,
+                    "workload": 96,
+                    "utilization": 0.8,
+                    "customer_count": 31,
+                    "version": 2,
+                    "created_at": "2026-01-12T08:00:00Z",
+                    "updated_at": "2026-11-20T14:02:11Z",
+                }
+            ]
+        },
     )
 
     id: uuid.UUID
