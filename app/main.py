@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -266,7 +267,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.reader.close()
             await engine.dispose()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc with their assets served by Baton (no CDN): /docs works offline.
+    app = FastAPIOffline(
         title="Baton",
         version=version("baton"),
         generate_unique_id_function=operation_id,

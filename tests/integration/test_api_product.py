@@ -1,5 +1,9 @@
 """The API as clients meet it: created resources say where they are."""
 
+import re
+
+import pytest
+
 from tests.integration.factories import STANDARD_TIERS, ok
 
 
@@ -13,3 +17,21 @@ async def test_every_created_resource_has_a_location_that_reads_it(client):
     assert created.status_code == 201
     assert created.headers["Location"] == f"/v1/customers/{created.json()['id']}"
     assert (await client.get(created.headers["Location"])).json()["name"] == "Located Ltd"
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_the_docs_load_every_asset_from_baton_itself(api, page):
+    client = api.anonymous()
+    response = await client.get(page)
+    assert response.status_code == 200
+    html = response.text
+    assert "://" not in html.replace("http://www.w3.org", ""), "an external host in the page"
+    assets = re.findall(r'<script[^>]*\ssrc="([^"]+)"', html) + re.findall(
+        r'<link[^>]*\shref="([^"]+)"', html
+    )
+    assert any(a.endswith(".js") for a in assets), assets
+    for url in assets:
+        assert url.startswith("/"), url
+        asset = await client.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.content) > 1000, url
