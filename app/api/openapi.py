@@ -3,6 +3,7 @@
 - ``operationId`` is the endpoint function's name in camelCase (``list_customers`` →
   ``listCustomers``), set for every route in one place (``operation_id``);
 - every error response references one ``Problem`` component (``app.errors.Problem``);
+- an optional action body is an optional object, not "an object or null";
 - the response headers Baton sends are documented once under ``components.headers`` and
   referenced where they are sent: ``X-Request-ID`` on every response, ``Location`` on every
   201, ``Retry-After`` on 429 and 503, ``Idempotent-Replayed`` on the successes of a POST
@@ -84,6 +85,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         for method, operation in item.items():
             if method in _METHODS:
                 _document_headers(method, operation)
+                _drop_null_from_optional_body(operation)
     app.openapi_schema = spec
     return spec
 
@@ -105,6 +107,20 @@ def _admits_null(schema: dict[str, Any]) -> bool:
     return schema.get("type") == "null" or any(
         option.get("type") == "null" for option in schema.get("anyOf", [])
     )
+
+
+def _drop_null_from_optional_body(operation: dict[str, Any]) -> None:
+    """An optional body (``X | None = None``) is rendered as ``anyOf: [X, null]``, which
+    generators turn into an argument that must be passed and may be ``None``; stated as
+    plain ``X`` in a body that is not required, the argument can simply be left out."""
+    body = operation.get("requestBody")
+    if body is None or body.get("required"):
+        return
+    for media in body.get("content", {}).values():
+        options = media.get("schema", {}).get("anyOf", [])
+        rest = [option for option in options if option != {"type": "null"}]
+        if len(options) == 2 and len(rest) == 1:
+            media["schema"] = rest[0]
 
 
 def _document_headers(method: str, operation: dict[str, Any]) -> None:
