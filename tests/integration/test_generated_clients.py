@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +152,62 @@ async def test_the_generated_python_client_drives_a_placement_and_a_handover(api
                 customer_id=customer.id, client=client
             )
             assert now.manager_id in {m.id for m in others}
+
+
+TS_STORY = Path(__file__).resolve().parent / "ts" / "story.ts"
+TS_PACKAGES = ("openapi-typescript@7", "openapi-fetch@0.17", "typescript@5")
+
+
+def _run(command: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_the_generated_typescript_types_check_a_story_with_openapi_fetch(tmp_path):
+    """openapi-typescript types from the committed spec, and a story written against them
+    with openapi-fetch that ``tsc --strict`` accepts."""
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is not installed")
+    (tmp_path / "package.json").write_text('{"name": "baton-ts-story", "private": true}')
+    installed = _run(
+        [npm, "install", "--no-audit", "--no-fund", "--silent", *TS_PACKAGES], tmp_path, 300
+    )
+    if installed.returncode != 0:
+        if any(s in installed.stderr for s in ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED")):
+            pytest.skip(f"npm cannot reach its registry: {installed.stderr.strip()[:300]}")
+        pytest.fail(installed.stderr)
+    bin_dir = tmp_path / "node_modules" / ".bin"
+    # Fields with a default are optional in a request: the generator must not make them required.
+    generated = _run(
+        [
+            str(bin_dir / "openapi-typescript"),
+            str(SPEC),
+            "--output=baton.d.ts",
+            "--default-non-nullable=false",
+        ],
+        tmp_path,
+        120,
+    )
+    assert generated.returncode == 0, generated.stderr
+    assert "warn" not in (generated.stdout + generated.stderr).lower(), generated.stderr
+    shutil.copy(TS_STORY, tmp_path / "story.ts")
+    checked = _run(
+        [
+            str(bin_dir / "tsc"),
+            "--noEmit",
+            "--strict",
+            "--target",
+            "es2022",
+            "--module",
+            "nodenext",
+            "--moduleResolution",
+            "nodenext",
+            "--skipLibCheck",
+            "story.ts",
+        ],
+        tmp_path,
+        180,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
