@@ -34,6 +34,12 @@ class BatonError(Exception):
         body.update(self.extra)
         if self.status == 422 and "errors" not in body:
             body["errors"] = [{"loc": [], "msg": self.detail, "type": self.code}]
+        if isinstance(body.get("errors"), list):
+            # Every error names its type (the documented shape); the error's code by default.
+            body["errors"] = [
+                {**e, "type": e.get("type", self.code)} if isinstance(e, dict) else e
+                for e in body["errors"]
+            ]
         return body
 
 

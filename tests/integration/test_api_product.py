@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from tests.integration.factories import STANDARD_TIERS, ok
+from tests.integration.factories import STANDARD_TIERS, assert_problem, ok
 
 
 async def test_every_created_resource_has_a_location_that_reads_it(client):
@@ -35,3 +35,28 @@ async def test_the_docs_load_every_asset_from_baton_itself(api, page):
         asset = await client.get(url)
         assert asset.status_code == 200, url
         assert len(asset.content) > 1000, url
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/customers?sort=name",
+        "/v1/customers?industry=retail",
+        "/v1/tiers?limit=5&colour=red",
+        "/v1/reports/workload?teams=east",
+        "/v1/handovers?stat=planned",
+    ],
+)
+async def test_an_unknown_query_parameter_is_refused_not_ignored(client, path):
+    response = await client.get(path)
+    body = assert_problem(response, 422)
+    unknown = path.rsplit("&", 1)[-1].rsplit("?", 1)[-1].split("=")[0]
+    assert body["errors"] == [
+        {"loc": ["query", unknown], "msg": "unknown parameter", "type": "extra_forbidden"}
+    ]
+    assert unknown in body["detail"]
+
+
+async def test_declared_query_parameters_still_work(client):
+    await ok(await client.get("/v1/tiers?limit=5"))
+    await ok(await client.get("/v1/customers?unassigned=true&limit=2&q=x"))
