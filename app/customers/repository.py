@@ -29,11 +29,19 @@ _columns = (
     Customer.tier_code.label("tier"),
 )
 _BY_ID = compile_sql(select(*_columns).where(Customer.id == bindparam("id")), "id")
+_BY_REF = compile_sql(
+    select(*_columns).where(Customer.external_ref == bindparam("ref", type_=Text)), "ref"
+)
 
 
 async def read(reader: Reader, customer_id: uuid.UUID) -> asyncpg.Record | None:
     """One customer, outside any transaction (the GET route)."""
     return await reader.fetchrow(_BY_ID, customer_id)
+
+
+async def read_by_ref(reader: Reader, external_ref: str) -> asyncpg.Record | None:
+    """The customer with this CRM id, outside any transaction."""
+    return await reader.fetchrow(_BY_REF, external_ref)
 
 
 async def get(

@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import Query, Response, status
+from fastapi import Path, Query, Response, status
 
 from app.api.auth import OPERATORS, OPERATORS_AND_CRM, STAFF_AND_CRM, allow
 from app.api.concurrency import ETAG_RESPONSE, IfMatch, set_etag
@@ -84,6 +84,22 @@ async def create_customer(
     return await service.create_customer(
         session, data=body, force=force, actor=caller.name, role=caller.role
     )
+
+
+@router.get(
+    "/by-ref/{external_ref:path}",
+    response_model=CustomerOut,
+    summary="Get a customer by its CRM id",
+    responses=problem_responses(404) | ETAG_RESPONSE,
+)
+async def get_customer_by_ref(
+    reads: Reads, response: Response, external_ref: Annotated[str, Path(max_length=200)]
+) -> CustomerOut:
+    """The customer whose `external_ref` (its id in the CRM) is this. The `ETag` header is
+    the customer's version, for `If-Match` on changes."""
+    customer = await service.read_customer_by_ref(reads, external_ref=external_ref)
+    set_etag(response, customer.version)
+    return customer
 
 
 @router.get(

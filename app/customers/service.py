@@ -48,6 +48,14 @@ async def read_customer(reader: Reader, *, customer_id: uuid.UUID) -> CustomerOu
     return CustomerOut.model_validate(dict(row))
 
 
+async def read_customer_by_ref(reader: Reader, *, external_ref: str) -> CustomerOut:
+    """The customer with this CRM id (``external_ref``), or NotFound."""
+    row = await repository.read_by_ref(reader, external_ref)
+    if row is None:
+        raise NotFound(f"No customer has external_ref {external_ref!r}.")
+    return CustomerOut.model_validate(dict(row))
+
+
 async def list_customers(
     reader: Reader,
     *,

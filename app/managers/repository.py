@@ -11,6 +11,7 @@ from sqlalchemy import (
     ColumnElement,
     RowMapping,
     Select,
+    Text,
     Uuid,
     bindparam,
     func,
@@ -46,6 +47,16 @@ def _select_with_load() -> Select[Any]:
 
 
 _BY_ID = compile_sql(_select_with_load().where(Manager.id == bindparam("id", type_=Uuid)), "id")
+
+
+_BY_REF = compile_sql(
+    _select_with_load().where(Manager.external_ref == bindparam("ref", type_=Text)), "ref"
+)
+
+
+async def read_by_ref(reader: Reader, external_ref: str) -> asyncpg.Record | None:
+    """The manager with this CRM id, with workload, outside any transaction."""
+    return await reader.fetchrow(_BY_REF, external_ref)
 
 
 async def read(reader: Reader, manager_id: uuid.UUID) -> asyncpg.Record | None:

@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import Query, Response, status
+from fastapi import Path, Query, Response, status
 
 from app.api.auth import OPERATORS, OPERATORS_AND_CRM, STAFF_AND_CRM, allow
 from app.api.concurrency import ETAG_RESPONSE, IfMatch, set_etag
@@ -69,6 +69,22 @@ async def list_managers(
 async def create_manager(session: DbSession, body: ManagerCreate) -> ManagerOut:
     """Create an account manager. Email and external_ref are unique."""
     return await service.create_manager(session, data=body)
+
+
+@router.get(
+    "/by-ref/{external_ref:path}",
+    response_model=ManagerOut,
+    summary="Get a manager by its CRM id",
+    responses=problem_responses(404) | ETAG_RESPONSE,
+)
+async def get_manager_by_ref(
+    reads: Reads, response: Response, external_ref: Annotated[str, Path(max_length=200)]
+) -> ManagerOut:
+    """The manager whose `external_ref` (its id in the CRM) is this, with workload and
+    utilization. The `ETag` header is the manager's version, for `If-Match` on changes."""
+    manager = await service.read_manager_by_ref(reads, external_ref=external_ref)
+    set_etag(response, manager.version)
+    return manager
 
 
 @router.get(

@@ -40,6 +40,14 @@ async def read_manager(reader: Reader, *, manager_id: uuid.UUID) -> ManagerOut:
     return to_out(row)
 
 
+async def read_manager_by_ref(reader: Reader, *, external_ref: str) -> ManagerOut:
+    """The manager with this CRM id (``external_ref``), or NotFound."""
+    row = await repository.read_by_ref(reader, external_ref)
+    if row is None:
+        raise NotFound(f"No manager has external_ref {external_ref!r}.")
+    return to_out(row)
+
+
 async def list_managers(
     session: AsyncSession,
     *,

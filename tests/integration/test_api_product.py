@@ -60,3 +60,34 @@ async def test_an_unknown_query_parameter_is_refused_not_ignored(client, path):
 async def test_declared_query_parameters_still_work(client):
     await ok(await client.get("/v1/tiers?limit=5"))
     await ok(await client.get("/v1/customers?unassigned=true&limit=2&q=x"))
+
+
+async def test_customers_and_managers_are_found_by_their_crm_id(client):
+    await ok(await client.post("/v1/tiers", json=STANDARD_TIERS[2]), 201)
+    manager = await ok(
+        await client.post(
+            "/v1/managers",
+            json={
+                "name": "Li Na",
+                "email": "li.na@example.com",
+                "level": 3,
+                "capacity": 10,
+                "external_ref": "hs-owner/4411",
+            },
+        ),
+        201,
+    )
+    customer = await ok(
+        await client.post(
+            "/v1/customers",
+            json={"name": "Ref Ltd", "tier": "standard", "external_ref": "history"},
+        ),
+        201,
+    )
+    found = await client.get("/v1/customers/by-ref/history")
+    assert found.status_code == 200 and found.json() == customer
+    assert found.headers["ETag"] == f'"{customer["version"]}"'
+    by_ref = await ok(await client.get("/v1/managers/by-ref/hs-owner%2F4411"))
+    assert by_ref["id"] == manager["id"]
+    assert_problem(await client.get("/v1/customers/by-ref/nobody"), 404)
+    assert_problem(await client.get("/v1/managers/by-ref/nobody"), 404)
