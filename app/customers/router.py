@@ -16,6 +16,7 @@ from app.customers.schemas import (
     CustomerChangeOut,
     CustomerCreate,
     CustomerOut,
+    CustomerSort,
     CustomerStatus,
     CustomerUpdate,
     LedgerRowOut,
@@ -52,8 +53,13 @@ async def list_customers(
     manager_id: uuid.UUID | None = None,
     unassigned: Annotated[QueryBool | None, Query(description="true: only the pool.")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text in the name.")] = None,
+    sort: Annotated[
+        CustomerSort | None,
+        Query(description="Order (`-`: descending; `tier` by rank); default: by id."),
+    ] = None,
 ) -> Page[CustomerOut]:
-    """Customers, filtered; `unassigned=true` lists the pool."""
+    """Customers, filtered; `unassigned=true` lists the pool. With `sort`, pages follow that
+    order (ties by id) and a `next_cursor` only continues the same sort."""
     return await service.list_customers(
         reads,
         cursor=page.cursor,
@@ -64,6 +70,7 @@ async def list_customers(
         manager_id=manager_id,
         unassigned=unassigned,
         q=q,
+        sort=sort,
     )
 
 

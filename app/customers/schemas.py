@@ -35,6 +35,10 @@ _EXAMPLE = {
     "annual_value": "480000.00",
     "satisfaction": "8.5",
 }
+CustomerSort = Literal[
+    "name", "-name", "tier", "-tier", "annual_value", "-annual_value", "updated_at", "-updated_at"
+]
+"""The orders of the customer list (``-``: descending); ``tier`` is the tier's rank."""
 
 
 class CustomerCreate(BaseModel):

@@ -40,7 +40,7 @@ async def test_the_docs_load_every_asset_from_baton_itself(api, page):
 @pytest.mark.parametrize(
     "path",
     [
-        "/v1/customers?sort=name",
+        "/v1/customers?order=name",
         "/v1/customers?industry=retail",
         "/v1/tiers?limit=5&colour=red",
         "/v1/reports/workload?teams=east",
@@ -91,3 +91,40 @@ async def test_customers_and_managers_are_found_by_their_crm_id(client):
     assert by_ref["id"] == manager["id"]
     assert_problem(await client.get("/v1/customers/by-ref/nobody"), 404)
     assert_problem(await client.get("/v1/managers/by-ref/nobody"), 404)
+
+
+@pytest.mark.parametrize("sort", ["name", "-name", "tier", "-annual_value", "updated_at"])
+async def test_sorted_customer_pages_follow_the_order_across_cursors(client, sort):
+    for tier in STANDARD_TIERS:
+        await ok(await client.post("/v1/tiers", json=tier), 201)
+    values = [None, "10.00", "10.00", "250.50", "9.99", None, "0.00"]
+    created = []
+    for n, value in enumerate(values):
+        body = {"name": f"{'CBA'[n % 3]} Sort {n % 2}", "tier": STANDARD_TIERS[n % 4]["code"]}
+        if value is not None:
+            body["annual_value"] = value
+        created.append(await ok(await client.post("/v1/customers", json=body), 201))
+    rank = {t["code"]: t["rank"] for t in STANDARD_TIERS}
+    key = sort.removeprefix("-")
+
+    def sort_key(c):
+        if key == "annual_value":
+            return float(c["annual_value"]) if c["annual_value"] is not None else -1.0
+        return rank[c["tier"]] if key == "tier" else c[key]
+
+    expected = sorted(created, key=lambda c: (sort_key(c), c["id"]), reverse=sort[0] == "-")
+    seen, cursor = [], None
+    while True:
+        url = f"/v1/customers?sort={sort}&limit=2" + (f"&cursor={cursor}" if cursor else "")
+        page = await ok(await client.get(url))
+        seen += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [c["id"] for c in seen] == [c["id"] for c in expected]
+    first = await ok(await client.get(f"/v1/customers?sort={sort}&limit=2"))
+    other = "name" if key != "name" else "updated_at"
+    assert_problem(
+        await client.get(f"/v1/customers?sort={other}&cursor={first['next_cursor']}"), 422
+    )
+    assert_problem(await client.get("/v1/customers?sort=colour"), 422)
