@@ -19,6 +19,7 @@ from asyncpg.exceptions import ConnectionDoesNotExistError, InternalClientError
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -331,6 +332,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         FailedAuthMiddleware, prefix=f"{PREFIX}/", exempt=(f"{PREFIX}/webhooks/inbound/",)
     )
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        # Outside everything: a browser's preflight is answered here, and refusals (429, 413)
+        # carry the headers a page needs to read them.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "X-API-Key",
+                "Content-Type",
+                "If-Match",
+                "Idempotency-Key",
+                "X-Request-ID",
+            ],
+            expose_headers=[
+                "ETag",
+                "Location",
+                "Retry-After",
+                "X-Request-ID",
+                "Idempotent-Replayed",
+            ],
+            max_age=600,
+        )
     app.include_router(ops_router)
     app.include_router(metrics_router)
     for router in ROUTERS:

@@ -2,8 +2,10 @@
 
 import re
 
+import httpx
 import pytest
 
+from tests.integration.conftest import create_api_key
 from tests.integration.factories import STANDARD_TIERS, assert_problem, ok
 
 
@@ -128,3 +130,65 @@ async def test_sorted_customer_pages_follow_the_order_across_cursors(client, sor
         await client.get(f"/v1/customers?sort={other}&cursor={first['next_cursor']}"), 422
     )
     assert_problem(await client.get("/v1/customers?sort=colour"), 422)
+
+
+def _cors_app(api, origins: str):
+    from app.main import create_app
+    from app.settings import Settings
+
+    app = create_app(Settings(environment="test", rate_limit="", cors_origins=origins))
+    app.state.session_factory = api.app.state.session_factory
+    app.state.db_engine = api.app.state.db_engine
+    return app
+
+
+async def test_cors_allows_the_configured_origins_and_exposes_the_headers(api):
+    key = await create_api_key(api.factory, "admin", "browser")
+    app = _cors_app(api, "https://console.example.com, https://crm.example.com")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as browser:
+        preflight = await browser.options(
+            "/v1/tiers",
+            headers={
+                "Origin": "https://console.example.com",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://console.example.com"
+        allowed = preflight.headers["access-control-allow-headers"].lower()
+        assert {"authorization", "content-type", "idempotency-key"} <= {
+            h.strip() for h in allowed.split(",")
+        }
+        created = await browser.post(
+            "/v1/tiers",
+            json=STANDARD_TIERS[0],
+            headers={"Origin": "https://crm.example.com", "Authorization": f"Bearer {key}"},
+        )
+        assert created.status_code == 201
+        assert created.headers["access-control-allow-origin"] == "https://crm.example.com"
+        exposed = {h.strip() for h in created.headers["access-control-expose-headers"].split(",")}
+        assert {"ETag", "Location", "Retry-After", "X-Request-ID"} <= exposed
+        stranger = await browser.options(
+            "/v1/tiers",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+        )
+        assert "access-control-allow-origin" not in stranger.headers
+
+
+async def test_without_the_cors_setting_no_origin_is_allowed(api):
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=_cors_app(api, "")), base_url="http://test"
+    ) as browser:
+        preflight = await browser.options(
+            "/v1/tiers",
+            headers={
+                "Origin": "https://console.example.com",
+                "Access-Control-Request-Method": "GET",
+            },
+        )
+        assert "access-control-allow-origin" not in preflight.headers
+        response = await browser.get("/healthz", headers={"Origin": "https://console.example.com"})
+        assert "access-control-allow-origin" not in response.headers
