@@ -21,6 +21,7 @@ from app.managers.schemas import (
     ManagerChangeOut,
     ManagerCreate,
     ManagerOut,
+    ManagerSort,
     ManagerStatus,
     ManagerUpdate,
 )
@@ -45,8 +46,13 @@ async def list_managers(
     team: Annotated[str | None, Query(max_length=200)] = None,
     level: Annotated[int | None, Query(ge=1, le=5)] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text in the name.")] = None,
+    sort: Annotated[
+        ManagerSort | None,
+        Query(description="Order (`-`: descending; no capacity sorts as -1); default: by id."),
+    ] = None,
 ) -> Page[ManagerOut]:
-    """Managers with their workload, utilization and customer count."""
+    """Managers with their workload, utilization and customer count. With `sort`, pages
+    follow that order (ties by id) and a `next_cursor` only continues the same sort."""
     return await service.list_managers(
         session,
         cursor=page.cursor,
@@ -56,6 +62,7 @@ async def list_managers(
         team=team,
         level=level,
         q=q,
+        sort=sort,
     )
 
 

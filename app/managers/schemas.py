@@ -12,6 +12,8 @@ from app.api.schemas import Email, PatchModel
 from app.assignments.schemas import ViolationsDetected
 
 ManagerStatus = Literal["active", "on_leave", "departing", "departed"]
+ManagerSort = Literal["name", "-name", "utilization", "-utilization"]
+"""The orders of the manager list (``-``: descending)."""
 Level = Annotated[int, Field(ge=1, le=5, description="1 junior … 5 principal.")]
 Capacity = Annotated[int, Field(ge=0, le=1_000_000, description="Workload units.")]
 Tag = Annotated[str, Field(min_length=1, max_length=64)]

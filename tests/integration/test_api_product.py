@@ -192,3 +192,54 @@ async def test_without_the_cors_setting_no_origin_is_allowed(api):
         assert "access-control-allow-origin" not in preflight.headers
         response = await browser.get("/healthz", headers={"Origin": "https://console.example.com"})
         assert "access-control-allow-origin" not in response.headers
+
+
+@pytest.mark.parametrize("sort", ["name", "-name", "utilization", "-utilization"])
+async def test_sorted_manager_pages_follow_the_order_across_cursors(client, sort):
+    await ok(await client.post("/v1/tiers", json=STANDARD_TIERS[2]), 201)  # weight 2
+    loads = [(10, 2), (10, 0), (4, 1), (0, 0), (20, 4), (5, 1), (3, 0)]  # capacity, customers
+    managers = []
+    for n, (capacity, customers) in enumerate(loads):
+        manager = await ok(
+            await client.post(
+                "/v1/managers",
+                json={
+                    "name": f"{'BAC'[n % 3]} Sorted",
+                    "email": f"sorted{n}@example.com",
+                    "level": 3,
+                    "capacity": capacity,
+                },
+            ),
+            201,
+        )
+        for _ in range(customers):
+            await ok(
+                await client.post(
+                    "/v1/customers",
+                    json={"name": "Owned", "tier": "standard", "manager_id": manager["id"]},
+                ),
+                201,
+            )
+        managers.append(await ok(await client.get(f"/v1/managers/{manager['id']}")))
+    key = sort.removeprefix("-")
+
+    def sort_key(m):
+        if key == "name":
+            return m["name"]
+        return m["workload"] / m["capacity"] if m["capacity"] else -1.0
+
+    expected = sorted(managers, key=lambda m: (sort_key(m), m["id"]), reverse=sort[0] == "-")
+    seen, cursor = [], None
+    while True:
+        url = f"/v1/managers?sort={sort}&limit=2" + (f"&cursor={cursor}" if cursor else "")
+        page = await ok(await client.get(url))
+        seen += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [m["id"] for m in seen] == [m["id"] for m in expected]
+    first = await ok(await client.get(f"/v1/managers?sort={sort}&limit=2"))
+    other = "name" if key != "name" else "utilization"
+    assert_problem(
+        await client.get(f"/v1/managers?sort={other}&cursor={first['next_cursor']}"), 422
+    )
