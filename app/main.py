@@ -21,7 +21,6 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -47,6 +46,7 @@ from app.imports.router import IMPORT_MAX_BODY_BYTES
 from app.observability.logging import configure_logging, use_json
 from app.observability.metrics import TelemetryMiddleware
 from app.observability.router import router as metrics_router
+from app.ops.docs import install_docs
 from app.ops.router import router as ops_router
 from app.settings import Settings, get_settings
 
@@ -268,9 +268,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.reader.close()
             await engine.dispose()
 
-    # Swagger UI and ReDoc with their assets served by Baton (no CDN): /docs works offline.
-    app = FastAPIOffline(
+    app = FastAPI(
         title="Baton",
+        # Swagger UI and ReDoc come from app.ops.docs, whose assets Baton serves itself.
+        docs_url=None,
+        redoc_url=None,
         version=version("baton"),
         generate_unique_id_function=operation_id,
         separate_input_output_schemas=False,
@@ -358,6 +360,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     app.include_router(ops_router)
+    install_docs(app)
     app.include_router(metrics_router)
     for router in ROUTERS:
         app.include_router(router, prefix=PREFIX)

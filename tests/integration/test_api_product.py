@@ -243,3 +243,15 @@ async def test_sorted_manager_pages_follow_the_order_across_cursors(client, sort
     assert_problem(
         await client.get(f"/v1/managers?sort={other}&cursor={first['next_cursor']}"), 422
     )
+
+
+async def test_a_replayed_creation_names_the_same_location(client):
+    await ok(await client.post("/v1/tiers", json=STANDARD_TIERS[2]), 201)
+    headers = {"Idempotency-Key": "create-located-customer"}
+    body = {"name": "Replayed Ltd", "tier": "standard"}
+    first = await client.post("/v1/customers", json=body, headers=headers)
+    again = await client.post("/v1/customers", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Location"] == first.headers["Location"]
+    assert first.headers["Location"] == f"/v1/customers/{first.json()['id']}"
