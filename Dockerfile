@@ -15,10 +15,17 @@ WORKDIR /srv/baton
 RUN groupadd --system --gid 10001 baton \
     && useradd --system --uid 10001 --gid baton --home-dir /srv/baton --shell /usr/sbin/nologin baton
 
-COPY pyproject.toml README.md alembic.ini ./
+# Dependencies first, exactly as uv.lock pins them (hash-checked): a change of code alone
+# reuses this layer instead of reinstalling everything.
+COPY pyproject.toml uv.lock README.md ./
+RUN pip install uv==0.13.9 \
+    && uv export --frozen --no-emit-project --no-header -o /tmp/requirements.txt \
+    && pip install --require-hashes -r /tmp/requirements.txt \
+    && pip uninstall -y uv && rm /tmp/requirements.txt
+COPY alembic.ini ./
 COPY app ./app
 COPY migrations ./migrations
-RUN pip install . && rm -rf build *.egg-info
+RUN pip install --no-deps . && rm -rf build *.egg-info
 
 USER baton
 

@@ -6,15 +6,22 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint format openapi bench clean
+.PHONY: install lock run test lint format openapi bench clean
 
-$(STAMP): pyproject.toml
+UV_VERSION ?= 0.13.9
+
+# uv is bootstrapped with pip into the virtualenv, then installs exactly what uv.lock pins
+# (--inexact keeps uv itself, which the lock does not list).
+$(STAMP): pyproject.toml uv.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet uv==$(UV_VERSION)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --extra dev --inexact --quiet
 	touch $(STAMP)
 
 install: $(STAMP)
+
+lock: install  ## re-resolve uv.lock after a change of dependencies in pyproject.toml
+	$(BIN)/uv lock
 
 run: install  ## start embedded Postgres, migrate, seed demo data if empty, serve
 	$(BIN)/baton serve --demo --host $(HOST) --port $(PORT)
@@ -29,7 +36,8 @@ lint: install
 	$(BIN)/ruff format .
 
 openapi: install  ## regenerate the committed spec from the app
-	$(BIN)/baton openapi > openapi/openapi.json
+	$(BIN)/baton openapi > openapi/openapi.json.tmp
+	mv openapi/openapi.json.tmp openapi/openapi.json
 
 bench: install
 	$(BIN)/python bench/engine.py --quick

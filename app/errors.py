@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from pydantic import BaseModel, ConfigDict, Field
+
 
 class BatonError(Exception):
     """Base of every error the service raises on purpose; rendered as problem+json."""
@@ -32,6 +34,12 @@ class BatonError(Exception):
         body.update(self.extra)
         if self.status == 422 and "errors" not in body:
             body["errors"] = [{"loc": [], "msg": self.detail, "type": self.code}]
+        if isinstance(body.get("errors"), list):
+            # Every error names its type (the documented shape); the error's code by default.
+            body["errors"] = [
+                {**e, "type": e.get("type", self.code)} if isinstance(e, dict) else e
+                for e in body["errors"]
+            ]
         return body
 
 
@@ -165,19 +173,59 @@ class PlanOverBudget(BatonError):
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
-_PROBLEM_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "code": {"type": "string"},
-        "instance": {"type": "string"},
-        "errors": {"type": "array", "items": {"type": "object"}},
-    },
-    "required": ["type", "title", "status"],
-}
+PROBLEM_SCHEMA_NAME = "Problem"
+
+
+class ProblemError(BaseModel):
+    """One invalid value: where it is, what is wrong, and a machine-readable type."""
+
+    loc: list[str | int] = Field(description="Where: `body`, `query`, … then field names.")
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457 problem details) with Baton's extension fields.
+
+    ``code`` is stable and machine-readable; the other extensions appear where they apply."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "https://baton.dev/problems/not_found",
+                    "title": "Not found",
+                    "status": 404,
+                    "detail": "Customer 1b0c6a8e-5f0e-4d53-9d1e-3f4b3f0f3a11 not found.",
+                    "code": "not_found",
+                    "instance": "/v1/customers/1b0c6a8e-5f0e-4d53-9d1e-3f4b3f0f3a11",
+                }
+            ]
+        },
+    )
+
+    type: str = Field(description="A URI naming the kind of problem.")
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = Field(default=None, description="The path of the request.")
+    code: str | None = Field(default=None, description="Baton's stable error code.")
+    errors: list[ProblemError] | None = Field(
+        default=None, description="Every invalid value (on every 422)."
+    )
+    violations: list[dict[str, Any]] | None = Field(
+        default=None, description="The hard rules a placement would break (409)."
+    )
+    changed: list[str] | None = Field(
+        default=None, description="The inputs that changed since a plan was made (409)."
+    )
+    customer_count: int | None = Field(
+        default=None, description="How many customers the refused change concerned."
+    )
+
+
+_PROBLEM_REF = {"$ref": f"#/components/schemas/{PROBLEM_SCHEMA_NAME}"}
 
 _DESCRIPTIONS = {
     400: "Bad request (e.g. a body that is not valid JSON)",
@@ -202,7 +250,7 @@ def problem_responses(*statuses: int, validation: bool = True) -> dict[int | str
     return {
         status: {
             "description": _DESCRIPTIONS.get(status, "Error"),
-            "content": {PROBLEM_CONTENT_TYPE: {"schema": _PROBLEM_SCHEMA}},
+            "content": {PROBLEM_CONTENT_TYPE: {"schema": _PROBLEM_REF}},
         }
         for status in sorted({*statuses, *((422,) if validation else ())})
     }

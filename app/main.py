@@ -9,6 +9,8 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
+from importlib.metadata import version
 from typing import Any
 
 import anyio
@@ -17,6 +19,7 @@ from asyncpg.exceptions import ConnectionDoesNotExistError, InternalClientError
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -26,6 +29,7 @@ from app.api.auth import KeyCache
 from app.api.auth_failures import FailedAuthMiddleware, build_failed_auth_limiter
 from app.api.limits import BodySizeLimitMiddleware
 from app.api.middleware import RequestIdMiddleware
+from app.api.openapi import build_openapi, operation_id
 from app.api.ratelimit import build_rate_limiter
 from app.api.retries import RETRYABLE_SQLSTATES, TransactionRetryMiddleware, mark_retryable
 from app.api.router import PREFIX, ROUTERS
@@ -42,6 +46,7 @@ from app.imports.router import IMPORT_MAX_BODY_BYTES
 from app.observability.logging import configure_logging, use_json
 from app.observability.metrics import TelemetryMiddleware
 from app.observability.router import router as metrics_router
+from app.ops.docs import install_docs
 from app.ops.router import router as ops_router
 from app.settings import Settings, get_settings
 
@@ -265,7 +270,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="Baton",
-        version="1.0.0",
+        # Swagger UI and ReDoc come from app.ops.docs, whose assets Baton serves itself.
+        docs_url=None,
+        redoc_url=None,
+        version=version("baton"),
+        generate_unique_id_function=operation_id,
+        separate_input_output_schemas=False,
         summary="Customer-portfolio reassignment: who manages this customer, and why.",
         description=DESCRIPTION,
         lifespan=lifespan,
@@ -291,6 +301,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "ops", "description": "Health probes and Prometheus metrics."},
         ],
     )
+    app.openapi = partial(build_openapi, app)  # type: ignore[method-assign]
     app.state.settings = settings
     app.state.rate_limiter = build_rate_limiter(settings.rate_limit)
     app.state.auth_failures = build_failed_auth_limiter(settings.auth_failure_limit)
@@ -323,7 +334,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         FailedAuthMiddleware, prefix=f"{PREFIX}/", exempt=(f"{PREFIX}/webhooks/inbound/",)
     )
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        # Outside everything: a browser's preflight is answered here, and refusals (429, 413)
+        # carry the headers a page needs to read them.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "X-API-Key",
+                "Content-Type",
+                "If-Match",
+                "Idempotency-Key",
+                "X-Request-ID",
+            ],
+            expose_headers=[
+                "ETag",
+                "Location",
+                "Retry-After",
+                "X-Request-ID",
+                "Idempotent-Replayed",
+            ],
+            max_age=600,
+        )
     app.include_router(ops_router)
+    install_docs(app)
     app.include_router(metrics_router)
     for router in ROUTERS:
         app.include_router(router, prefix=PREFIX)

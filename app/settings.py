@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         "webhook source and sender (bad signatures), per process, before 429; empty disables it.",
     )
     max_body_bytes: int = Field(1_048_576, ge=0, description="Largest request body accepted.")
+    cors_origins: str = Field(
+        "",
+        description="Origins whose browser pages may call the API (CORS), comma-separated "
+        "(`https://console.example.com,https://crm.example.com`); empty: no cross-origin access.",
+    )
     require_if_match: bool = Field(
         False, description="PATCH/DELETE of tiers, managers, customers must send If-Match (428)."
     )

@@ -6,11 +6,16 @@ client that read version 3 and sends ``If-Match: "3"`` gets 412 if anyone change
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Response
 
 from app.errors import PreconditionRequired, StaleVersion
+
+ETAG_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "OK", "headers": {"ETag": {"$ref": "#/components/headers/ETag"}}}
+}
+"""The ``responses`` entry of a route that sets ``ETag`` (merged into its 200)."""
 
 
 def etag(version: int) -> str:

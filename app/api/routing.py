@@ -4,6 +4,7 @@ It does, for every route, what would otherwise be repeated in each one:
 - documents the errors the platform adds (401/403/429 for routes that need a key; 409/422
   for Idempotency-Key on POST; 400/413 for bodies) so the OpenAPI spec stays honest;
 - adds the ``Idempotency-Key`` dependency to every POST;
+- refuses (422) a query parameter the route does not declare;
 - after the endpoint succeeded and before the request's transaction commits, stores the
   idempotent response and appends the audit event, so both commit with the change itself.
 """
@@ -13,8 +14,10 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.params import Depends as DependsParam
 from fastapi.routing import APIRoute
 from starlette.routing import Match
@@ -23,7 +26,7 @@ from starlette.types import Scope
 from app.api.auth import SAFE_METHODS, role_decisions
 from app.api.idempotency import IdempotentReplay, idempotency, store_response
 from app.audit import service as audit
-from app.errors import problem_responses, require_json_body
+from app.errors import InvalidInput, problem_responses, require_json_body
 
 
 class PrefixedRouter(APIRouter):
@@ -57,7 +60,7 @@ class BatonRoute(APIRoute):
         method_set = {m.upper() for m in (methods or ["GET"])}
         deps = list(dependencies or [])
         decisions = role_decisions(deps)
-        extra: set[int] = set()
+        extra: set[int] = {422}  # an unknown query parameter, on every route
         if any(d.allowed_roles(m) is not None for d in decisions for m in method_set):
             extra |= {401, 403, 429}
         if "POST" in method_set:
@@ -69,12 +72,38 @@ class BatonRoute(APIRoute):
             # (an Idempotency-Key is not reserved for a request that cannot be read).
             after = max((i + 1 for i, d in enumerate(deps) if role_decisions([d])), default=0)
             deps.insert(after, Depends(self._require_json_body))
+        # First of all but the role decision: a misspelt or unsupported filter is refused
+        # rather than ignored, so a list is never taken as filtered or sorted when it is not.
+        after = max((i + 1 for i, d in enumerate(deps) if role_decisions([d])), default=0)
+        deps.insert(after, Depends(self._refuse_unknown_query))
         merged = {**problem_responses(*extra, validation=False), **(responses or {})}
         super().__init__(
             path, endpoint, methods=methods, dependencies=deps, responses=merged, **kwargs
         )
+        self._query_names = _query_names(self.dependant)
         if self.body_field is not None and 415 not in self.responses:
             self.responses[415] = problem_responses(415, validation=False)[415]
+
+    async def _refuse_unknown_query(self, request: Request) -> None:
+        """422 for a query parameter the route does not declare."""
+        unknown = sorted(set(request.query_params) - self._query_names)
+        if unknown:
+            raise InvalidInput(
+                f"Unknown query parameter {', '.join(repr(u[:100]) for u in unknown[:10])}; "
+                + (
+                    f"this operation takes {', '.join(sorted(self._query_names))}."
+                    if self._query_names
+                    else "this operation takes none."
+                ),
+                errors=[
+                    {
+                        "loc": ["query", name[:100]],
+                        "msg": "unknown parameter",
+                        "type": "extra_forbidden",
+                    }
+                    for name in unknown[:10]
+                ],
+            )
 
     async def _require_json_body(self, request: Request) -> None:
         """415 for a body that is not JSON on a route that reads a JSON body."""
@@ -89,11 +118,33 @@ class BatonRoute(APIRoute):
                 response = await original(request)
             except IdempotentReplay as replay:
                 return replay.response
+            if response.status_code == 201 and "location" not in response.headers:
+                _set_location(request, response)
             if request.method not in SAFE_METHODS and response.status_code < 400:
                 await _record(request, response, self)
             return response
 
         return handler
+
+
+def _query_names(dependant: Dependant) -> frozenset[str]:
+    """The query parameters a route declares, its dependencies' included."""
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return frozenset(names)
+
+
+def _set_location(request: Request, response: Response) -> None:
+    """``Location`` of a created resource: the request's path and the body's ``id`` (or
+    ``code``), so every 201 names what it created without each route spelling it."""
+    try:
+        body = json.loads(bytes(response.body))
+    except ValueError:
+        return
+    found = body.get("id", body.get("code")) if isinstance(body, dict) else None
+    if found is not None:
+        response.headers["Location"] = f"{request.url.path.rstrip('/')}/{quote(str(found))}"
 
 
 def _resource_id(request: Request, response: Response) -> str | None:

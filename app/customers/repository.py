@@ -9,19 +9,23 @@ from typing import Any
 import asyncpg
 from sqlalchemy import (
     ColumnElement,
+    DateTime,
     Integer,
+    Numeric,
     RowMapping,
     Text,
     Uuid,
     bindparam,
     func,
+    literal_column,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import Customer
+from app.db.models import Customer, Tier
 from app.db.reads import Reader, compile_sql, compile_statement
 
 _columns = (
@@ -29,11 +33,19 @@ _columns = (
     Customer.tier_code.label("tier"),
 )
 _BY_ID = compile_sql(select(*_columns).where(Customer.id == bindparam("id")), "id")
+_BY_REF = compile_sql(
+    select(*_columns).where(Customer.external_ref == bindparam("ref", type_=Text)), "ref"
+)
 
 
 async def read(reader: Reader, customer_id: uuid.UUID) -> asyncpg.Record | None:
     """One customer, outside any transaction (the GET route)."""
     return await reader.fetchrow(_BY_ID, customer_id)
+
+
+async def read_by_ref(reader: Reader, external_ref: str) -> asyncpg.Record | None:
+    """The customer with this CRM id, outside any transaction."""
+    return await reader.fetchrow(_BY_REF, external_ref)
 
 
 async def get(
@@ -74,13 +86,42 @@ _PAGE_FILTERS: dict[str, ColumnElement[bool]] = {
 }
 
 
+# The orders a page can be sorted in: each a non-null expression (so a keyset comparison
+# never meets NULL), with the id as tie-breaker. An unknown annual value sorts as -1, first.
+SORT_KEYS: dict[str, ColumnElement[Any]] = {
+    "name": Customer.name,
+    "tier": select(Tier.rank).where(Tier.code == Customer.tier_code).scalar_subquery(),
+    "annual_value": func.coalesce(Customer.annual_value, literal_column("-1")),
+    "updated_at": Customer.updated_at,
+}
+_SORT_TYPES: dict[str, Any] = {
+    "name": Text,
+    "tier": Integer,
+    "annual_value": Numeric,
+    "updated_at": DateTime(timezone=True),
+}
+
+
 @functools.cache
-def _page_statement(names: frozenset[str]) -> tuple[str, tuple[str, ...]]:
-    stmt = (
-        select(*_columns)
-        .where(*(_PAGE_FILTERS[n] for n in sorted(names)))
-        .order_by(Customer.id)
-        .limit(bindparam("limit", type_=Integer))
+def _page_statement(
+    names: frozenset[str], sort: str | None = None, descending: bool = False
+) -> tuple[str, tuple[str, ...]]:
+    if sort is None:
+        stmt = select(*_columns).order_by(Customer.id)
+    else:
+        key = SORT_KEYS[sort]
+        stmt = select(*_columns, key.label("sort_key")).order_by(
+            *((key.desc(), Customer.id.desc()) if descending else (key, Customer.id))
+        )
+        if "after" in names:
+            row = tuple_(key, Customer.id)
+            bound = tuple_(
+                bindparam("after_key", type_=_SORT_TYPES[sort]), bindparam("after", type_=Uuid)
+            )
+            stmt = stmt.where(row < bound if descending else row > bound)
+            names = names - {"after"}
+    stmt = stmt.where(*(_PAGE_FILTERS[n] for n in sorted(names))).limit(
+        bindparam("limit", type_=Integer)
     )
     return compile_statement(stmt)
 
@@ -91,10 +132,20 @@ def contains_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-async def read_page(reader: Reader, *, filters: dict[str, Any], limit: int) -> list[asyncpg.Record]:
-    """Customers ordered by id, outside any transaction: ``filters`` maps names of
-    ``_PAGE_FILTERS`` to their values (None for ``pool``/``owned``); ``after`` is the cursor."""
-    sql, params = _page_statement(frozenset(filters))
+async def read_page(
+    reader: Reader,
+    *,
+    filters: dict[str, Any],
+    limit: int,
+    sort: str | None = None,
+    descending: bool = False,
+) -> list[asyncpg.Record]:
+    """Customers ordered by id, or by ``sort`` (a key of ``SORT_KEYS``; each row then carries
+    its ``sort_key``) then id, outside any transaction: ``filters`` maps names of
+    ``_PAGE_FILTERS`` to their values (None for ``pool``/``owned``); ``after`` is the cursor's
+    id, and ``after_key`` its sort key when sorted."""
+    names = frozenset(filters) - {"after_key"}
+    sql, params = _page_statement(names, sort, descending)
     values = {**filters, "limit": limit}
     return await reader.fetch(sql, *(values[name] for name in params))
 

@@ -3,10 +3,10 @@
 import uuid
 from typing import Annotated
 
-from fastapi import Query, Response, status
+from fastapi import Path, Query, Response, status
 
 from app.api.auth import OPERATORS, OPERATORS_AND_CRM, STAFF_AND_CRM, allow
-from app.api.concurrency import IfMatch, set_etag
+from app.api.concurrency import ETAG_RESPONSE, IfMatch, set_etag
 from app.api.deps import CurrentCaller, DbSession, Reads
 from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
@@ -16,6 +16,7 @@ from app.customers.schemas import (
     CustomerChangeOut,
     CustomerCreate,
     CustomerOut,
+    CustomerSort,
     CustomerStatus,
     CustomerUpdate,
     LedgerRowOut,
@@ -52,8 +53,13 @@ async def list_customers(
     manager_id: uuid.UUID | None = None,
     unassigned: Annotated[QueryBool | None, Query(description="true: only the pool.")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text in the name.")] = None,
+    sort: Annotated[
+        CustomerSort | None,
+        Query(description="Order (`-`: descending; `tier` by rank); default: by id."),
+    ] = None,
 ) -> Page[CustomerOut]:
-    """Customers, filtered; `unassigned=true` lists the pool."""
+    """Customers, filtered; `unassigned=true` lists the pool. With `sort`, pages follow that
+    order (ties by id) and a `next_cursor` only continues the same sort."""
     return await service.list_customers(
         reads,
         cursor=page.cursor,
@@ -64,6 +70,7 @@ async def list_customers(
         manager_id=manager_id,
         unassigned=unassigned,
         q=q,
+        sort=sort,
     )
 
 
@@ -87,10 +94,26 @@ async def create_customer(
 
 
 @router.get(
+    "/by-ref/{external_ref:path}",
+    response_model=CustomerOut,
+    summary="Get a customer by its CRM id",
+    responses=problem_responses(404) | ETAG_RESPONSE,
+)
+async def get_customer_by_ref(
+    reads: Reads, response: Response, external_ref: Annotated[str, Path(max_length=200)]
+) -> CustomerOut:
+    """The customer whose `external_ref` (its id in the CRM) is this. The `ETag` header is
+    the customer's version, for `If-Match` on changes."""
+    customer = await service.read_customer_by_ref(reads, external_ref=external_ref)
+    set_etag(response, customer.version)
+    return customer
+
+
+@router.get(
     "/{customer_id}",
     response_model=CustomerOut,
     summary="Get a customer",
-    responses=problem_responses(404),
+    responses=problem_responses(404) | ETAG_RESPONSE,
 )
 async def get_customer(reads: Reads, response: Response, customer_id: uuid.UUID) -> CustomerOut:
     """One customer; `manager_id: null` means it is in the pool. The `ETag` header is the
@@ -104,7 +127,7 @@ async def get_customer(reads: Reads, response: Response, customer_id: uuid.UUID)
     "/{customer_id}",
     response_model=CustomerChangeOut,
     summary="Update a customer",
-    responses=problem_responses(403, 404, 409, 412, 428),
+    responses=problem_responses(403, 404, 409, 412, 428) | ETAG_RESPONSE,
 )
 async def update_customer(
     session: DbSession,

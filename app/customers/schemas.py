@@ -35,6 +35,10 @@ _EXAMPLE = {
     "annual_value": "480000.00",
     "satisfaction": "8.5",
 }
+CustomerSort = Literal[
+    "name", "-name", "tier", "-tier", "annual_value", "-annual_value", "updated_at", "-updated_at"
+]
+"""The orders of the customer list (``-``: descending); ``tier`` is the tier's rank."""
 
 
 class CustomerCreate(BaseModel):
@@ -78,8 +82,20 @@ class CustomerUpdate(PatchModel):
     pinned: StrictBool | None = None
 
 
+_OUT_EXAMPLE = {
+    "id": "9b6f1c2e-7a43-4d0e-8f51-2c3d4e5f6a7b",
+    **_EXAMPLE,
+    "status": "active",
+    "manager_id": "3f2b9a60-0c1e-4d7a-9b0e-5d9b7c1e2a44",
+    "pinned": False,
+    "version": 3,
+    "created_at": "2026-03-02T09:15:00Z",
+    "updated_at": "2026-11-20T14:02:11Z",
+}
+
+
 class CustomerOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_EXAMPLE]})
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_OUT_EXAMPLE]})
 
     id: uuid.UUID
     external_ref: str | None

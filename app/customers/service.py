@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import exists, select
@@ -20,6 +21,7 @@ from app.customers.schemas import (
     CustomerChangeOut,
     CustomerCreate,
     CustomerOut,
+    CustomerSort,
     CustomerStatus,
     CustomerUpdate,
     LedgerRowOut,
@@ -48,6 +50,14 @@ async def read_customer(reader: Reader, *, customer_id: uuid.UUID) -> CustomerOu
     return CustomerOut.model_validate(dict(row))
 
 
+async def read_customer_by_ref(reader: Reader, *, external_ref: str) -> CustomerOut:
+    """The customer with this CRM id (``external_ref``), or NotFound."""
+    row = await repository.read_by_ref(reader, external_ref)
+    if row is None:
+        raise NotFound(f"No customer has external_ref {external_ref!r}.")
+    return CustomerOut.model_validate(dict(row))
+
+
 async def list_customers(
     reader: Reader,
     *,
@@ -59,20 +69,71 @@ async def list_customers(
     manager_id: uuid.UUID | None = None,
     unassigned: bool | None = None,
     q: str | None = None,
+    sort: CustomerSort | None = None,
 ) -> Page[CustomerOut]:
-    """Customers by id, filtered (outside any transaction, like GET by id)."""
+    """Customers by id or by ``sort`` (``-`` first: descending), filtered (outside any
+    transaction, like GET by id)."""
     given = {"tier": tier, "status": status, "region": region, "manager_id": manager_id}
     filters: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
     if unassigned is not None:
         filters["pool" if unassigned else "owned"] = None
     if q:
         filters["q"] = repository.contains_pattern(q)
-    if cursor:
+    key = sort.removeprefix("-") if sort else None
+    descending = bool(sort and sort.startswith("-"))
+    if cursor and key is None:
         filters["after"] = decode_cursor(cursor, (uuid.UUID,))[0]
-    rows = await repository.read_page(reader, filters=filters, limit=limit + 1)
+    elif cursor and key is not None:
+        # The cursor carries the sort it was made for: a page of another order is refused.
+        made_for, after_key, filters["after"] = decode_cursor(
+            cursor, (str, _CURSOR_TYPES[key], uuid.UUID)
+        )
+        if made_for != sort:
+            raise InvalidInput(
+                f"The cursor belongs to sort={made_for!r}, not {sort!r}; start again.",
+                errors=[{"loc": ["query", "cursor"], "msg": "cursor of another sort"}],
+            )
+        filters["after_key"] = _decimal_key(after_key) if key == "annual_value" else after_key
+    rows = await repository.read_page(
+        reader, filters=filters, limit=limit + 1, sort=key, descending=descending
+    )
     items = [CustomerOut.model_validate(dict(r)) for r in rows[:limit]]
-    next_cursor = encode_cursor([str(items[-1].id)]) if len(rows) > limit else None
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor(
+            [str(last["id"])]
+            if key is None
+            else [sort, _cursor_key(last["sort_key"]), str(last["id"])]
+        )
     return Page[CustomerOut](items=items, next_cursor=next_cursor)
+
+
+# What a sorted page's cursor holds for each sort key (a decimal travels as a string).
+_CURSOR_TYPES: dict[str, type] = {
+    "name": str,
+    "tier": int,
+    "annual_value": str,
+    "updated_at": datetime,
+}
+
+
+def _decimal_key(value: str) -> Decimal:
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        raise InvalidInput(
+            "The cursor is not valid; pass back a next_cursor unchanged.",
+            errors=[
+                {"loc": ["query", "cursor"], "msg": "invalid cursor", "type": "cursor_invalid"}
+            ],
+        ) from None
+
+
+def _cursor_key(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value) if isinstance(value, Decimal) else value
 
 
 async def _tier(session: AsyncSession, code: str) -> Mapping[str, Any]:

@@ -272,8 +272,49 @@ class HandoverOut(BaseModel):
                     "from_manager_id": _M1,
                     "reason": "departure",
                     "strategy": "balanced",
+                    "successor_id": None,
+                    "interim_manager_id": None,
+                    "interim_applied_at": None,
                     "state": "planned",
+                    "allowed_actions": ["plan", "approve", "cancel"],
+                    "effective_at": None,
+                    "until": None,
+                    "notify_customers": True,
+                    "force_transfer_limit": False,
+                    "scope": None,
+                    "note": "Li Na leaves on 31 December.",
                     "counts": {"total": 42, "proposed": 40, "unplaced": 2, "briefed": 12},
+                    "checklist": {
+                        "tasks": [
+                            {
+                                "task": "customer_list_exported",
+                                "done": True,
+                                "done_by": "sales-ops",
+                                "done_at": "2026-11-25T09:05:00Z",
+                                "note": "Exported from the CRM.",
+                            }
+                        ],
+                        "done": 1,
+                        "total": 1,
+                        "progress": 1.0,
+                    },
+                    "plan_metrics": {"peak_utilization": 0.91},
+                    "audit": [
+                        {
+                            "action": "plan",
+                            "from_state": "draft",
+                            "to_state": "planned",
+                            "actor": "sales-ops",
+                            "at": "2026-11-25T09:01:00Z",
+                            "detail": {"strategy": "balanced"},
+                        }
+                    ],
+                    "created_by": "sales-ops",
+                    "completed_at": None,
+                    "cover_returned_at": None,
+                    "created_at": "2026-11-25T09:00:00Z",
+                    "updated_at": "2026-11-25T09:01:00Z",
+                    "version": 2,
                 }
             ]
         }

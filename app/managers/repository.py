@@ -9,15 +9,21 @@ from typing import Any
 import asyncpg
 from sqlalchemy import (
     ColumnElement,
+    Float,
     RowMapping,
     Select,
+    Text,
     Uuid,
     bindparam,
+    case,
+    cast,
     func,
+    literal,
     literal_column,
     select,
     text,
     true,
+    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,6 +52,16 @@ def _select_with_load() -> Select[Any]:
 
 
 _BY_ID = compile_sql(_select_with_load().where(Manager.id == bindparam("id", type_=Uuid)), "id")
+
+
+_BY_REF = compile_sql(
+    _select_with_load().where(Manager.external_ref == bindparam("ref", type_=Text)), "ref"
+)
+
+
+async def read_by_ref(reader: Reader, external_ref: str) -> asyncpg.Record | None:
+    """The manager with this CRM id, with workload, outside any transaction."""
+    return await reader.fetchrow(_BY_REF, external_ref)
 
 
 async def read(reader: Reader, manager_id: uuid.UUID) -> asyncpg.Record | None:
@@ -98,17 +114,44 @@ async def fold_loads(session: AsyncSession) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+def _sort_key(stmt: Select[Any], sort: str) -> ColumnElement[Any]:
+    """A non-null sort expression (keyset comparisons never meet NULL): the name, or the
+    utilization with managers of no capacity (utilization null) first, as -1."""
+    if sort == "name":
+        return Manager.name
+    workload = stmt.selected_columns["workload"]
+    return case(
+        (Manager.capacity > 0, cast(workload, Float) / Manager.capacity),
+        else_=literal_column("-1.0"),
+    )
+
+
 async def list_page(
     session: AsyncSession,
     *,
     filters: list[ColumnElement[bool]],
     after: uuid.UUID | None,
     limit: int,
+    sort: str | None = None,
+    descending: bool = False,
+    after_key: Any = None,
 ) -> list[RowMapping]:
-    """Managers ordered by id after the given one, with their loads."""
-    stmt = _select_with_load().where(*filters).order_by(Manager.id).limit(limit)
+    """Managers ordered by id after the given one, with their loads; or by ``sort`` (``name``,
+    ``utilization``; each row then carries its ``sort_key``) then id, after ``(after_key,
+    after)``."""
+    stmt = _select_with_load().where(*filters).limit(limit)
+    if sort is None:
+        stmt = stmt.order_by(Manager.id)
+        if after is not None:
+            stmt = stmt.where(Manager.id > after)
+        return list((await session.execute(stmt)).mappings())
+    key = _sort_key(stmt, sort)
+    stmt = stmt.add_columns(key.label("sort_key")).order_by(
+        *((key.desc(), Manager.id.desc()) if descending else (key, Manager.id))
+    )
     if after is not None:
-        stmt = stmt.where(Manager.id > after)
+        row, bound = tuple_(key, Manager.id), tuple_(literal(after_key), literal(after))
+        stmt = stmt.where(row < bound if descending else row > bound)
     return list((await session.execute(stmt)).mappings())
 
 

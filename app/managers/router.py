@@ -3,10 +3,10 @@
 import uuid
 from typing import Annotated
 
-from fastapi import Query, Response, status
+from fastapi import Path, Query, Response, status
 
 from app.api.auth import OPERATORS, OPERATORS_AND_CRM, STAFF_AND_CRM, allow
-from app.api.concurrency import IfMatch, set_etag
+from app.api.concurrency import ETAG_RESPONSE, IfMatch, set_etag
 from app.api.deps import CurrentCaller, DbSession, Reads
 from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
@@ -21,6 +21,7 @@ from app.managers.schemas import (
     ManagerChangeOut,
     ManagerCreate,
     ManagerOut,
+    ManagerSort,
     ManagerStatus,
     ManagerUpdate,
 )
@@ -45,8 +46,13 @@ async def list_managers(
     team: Annotated[str | None, Query(max_length=200)] = None,
     level: Annotated[int | None, Query(ge=1, le=5)] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text in the name.")] = None,
+    sort: Annotated[
+        ManagerSort | None,
+        Query(description="Order (`-`: descending; no capacity sorts as -1); default: by id."),
+    ] = None,
 ) -> Page[ManagerOut]:
-    """Managers with their workload, utilization and customer count."""
+    """Managers with their workload, utilization and customer count. With `sort`, pages
+    follow that order (ties by id) and a `next_cursor` only continues the same sort."""
     return await service.list_managers(
         session,
         cursor=page.cursor,
@@ -56,6 +62,7 @@ async def list_managers(
         team=team,
         level=level,
         q=q,
+        sort=sort,
     )
 
 
@@ -72,10 +79,26 @@ async def create_manager(session: DbSession, body: ManagerCreate) -> ManagerOut:
 
 
 @router.get(
+    "/by-ref/{external_ref:path}",
+    response_model=ManagerOut,
+    summary="Get a manager by its CRM id",
+    responses=problem_responses(404) | ETAG_RESPONSE,
+)
+async def get_manager_by_ref(
+    reads: Reads, response: Response, external_ref: Annotated[str, Path(max_length=200)]
+) -> ManagerOut:
+    """The manager whose `external_ref` (its id in the CRM) is this, with workload and
+    utilization. The `ETag` header is the manager's version, for `If-Match` on changes."""
+    manager = await service.read_manager_by_ref(reads, external_ref=external_ref)
+    set_etag(response, manager.version)
+    return manager
+
+
+@router.get(
     "/{manager_id}",
     response_model=ManagerOut,
     summary="Get a manager",
-    responses=problem_responses(404),
+    responses=problem_responses(404) | ETAG_RESPONSE,
 )
 async def get_manager(reads: Reads, response: Response, manager_id: uuid.UUID) -> ManagerOut:
     """One manager with current workload and utilization. The `ETag` header is the manager's
@@ -89,7 +112,7 @@ async def get_manager(reads: Reads, response: Response, manager_id: uuid.UUID) -
     "/{manager_id}",
     response_model=ManagerChangeOut,
     summary="Update a manager",
-    responses=problem_responses(404, 409, 412, 428),
+    responses=problem_responses(404, 409, 412, 428) | ETAG_RESPONSE,
 )
 async def update_manager(
     session: DbSession,

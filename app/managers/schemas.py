@@ -12,6 +12,8 @@ from app.api.schemas import Email, PatchModel
 from app.assignments.schemas import ViolationsDetected
 
 ManagerStatus = Literal["active", "on_leave", "departing", "departed"]
+ManagerSort = Literal["name", "-name", "utilization", "-utilization"]
+"""The orders of the manager list (``-``: descending)."""
 Level = Annotated[int, Field(ge=1, le=5, description="1 junior … 5 principal.")]
 Capacity = Annotated[int, Field(ge=0, le=1_000_000, description="Workload units.")]
 Tag = Annotated[str, Field(min_length=1, max_length=64)]
@@ -79,7 +81,23 @@ class ManagerUpdate(PatchModel):
 
 class ManagerOut(BaseModel):
     model_config = ConfigDict(
-        from_attributes=True, json_schema_extra={"examples": [{**_EXAMPLE, "workload": 96}]}
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3f2b9a60-0c1e-4d7a-9b0e-5d9b7c1e2a44",
+                    **_EXAMPLE,
+                    "status": "active",
+                    "accepting_new": True,
+                    "workload": 96,
+                    "utilization": 0.8,
+                    "customer_count": 31,
+                    "version": 2,
+                    "created_at": "2026-01-12T08:00:00Z",
+                    "updated_at": "2026-11-20T14:02:11Z",
+                }
+            ]
+        },
     )
 
     id: uuid.UUID

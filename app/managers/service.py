@@ -11,9 +11,15 @@ from app.api.concurrency import Precondition
 from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.db.models import Assignment, Customer, Manager
 from app.db.reads import Reader
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, InvalidInput, NotFound
 from app.managers import repository
-from app.managers.schemas import ManagerCreate, ManagerOut, ManagerStatus, ManagerUpdate
+from app.managers.schemas import (
+    ManagerCreate,
+    ManagerOut,
+    ManagerSort,
+    ManagerStatus,
+    ManagerUpdate,
+)
 
 
 def to_out(row: object) -> ManagerOut:
@@ -40,6 +46,14 @@ async def read_manager(reader: Reader, *, manager_id: uuid.UUID) -> ManagerOut:
     return to_out(row)
 
 
+async def read_manager_by_ref(reader: Reader, *, external_ref: str) -> ManagerOut:
+    """The manager with this CRM id (``external_ref``), or NotFound."""
+    row = await repository.read_by_ref(reader, external_ref)
+    if row is None:
+        raise NotFound(f"No manager has external_ref {external_ref!r}.")
+    return to_out(row)
+
+
 async def list_managers(
     session: AsyncSession,
     *,
@@ -50,8 +64,9 @@ async def list_managers(
     team: str | None = None,
     level: int | None = None,
     q: str | None = None,
+    sort: ManagerSort | None = None,
 ) -> Page[ManagerOut]:
-    """Managers by id, filtered."""
+    """Managers by id or by ``sort`` (``-`` first: descending), filtered."""
     filters: list[ColumnElement[bool]] = []
     if status is not None:
         filters.append(Manager.status == status)
@@ -63,10 +78,36 @@ async def list_managers(
         filters.append(Manager.level == level)
     if q:
         filters.append(Manager.name.icontains(q, autoescape=True))
-    after = decode_cursor(cursor, (uuid.UUID,))[0] if cursor else None
-    rows = await repository.list_page(session, filters=filters, after=after, limit=limit + 1)
+    key = sort.removeprefix("-") if sort else None
+    descending = bool(sort and sort.startswith("-"))
+    after, after_key = None, None
+    if cursor and key is None:
+        after = decode_cursor(cursor, (uuid.UUID,))[0]
+    elif cursor and key is not None:
+        made_for, after_key, after = decode_cursor(
+            cursor, (str, str if key == "name" else float, uuid.UUID)
+        )
+        if made_for != sort:
+            raise InvalidInput(
+                f"The cursor belongs to sort={made_for!r}, not {sort!r}; start again.",
+                errors=[{"loc": ["query", "cursor"], "msg": "cursor of another sort"}],
+            )
+    rows = await repository.list_page(
+        session,
+        filters=filters,
+        after=after,
+        limit=limit + 1,
+        sort=key,
+        descending=descending,
+        after_key=after_key,
+    )
     items = [to_out(r) for r in rows[:limit]]
-    next_cursor = encode_cursor([str(items[-1].id)]) if len(rows) > limit else None
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor(
+            [str(last["id"])] if key is None else [sort, last["sort_key"], str(last["id"])]
+        )
     return Page[ManagerOut](items=items, next_cursor=next_cursor)
 
 

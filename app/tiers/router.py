@@ -3,7 +3,7 @@
 from fastapi import Path, Response, status
 
 from app.api.auth import OPERATORS, STAFF_AND_CRM, allow
-from app.api.concurrency import IfMatch, set_etag
+from app.api.concurrency import ETAG_RESPONSE, IfMatch, set_etag
 from app.api.deps import CurrentCaller, DbSession
 from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
@@ -41,7 +41,10 @@ async def create_tier(session: DbSession, body: TierCreate) -> TierOut:
 
 
 @router.get(
-    "/{code}", response_model=TierOut, summary="Get a tier", responses=problem_responses(404)
+    "/{code}",
+    response_model=TierOut,
+    summary="Get a tier",
+    responses=problem_responses(404) | ETAG_RESPONSE,
 )
 async def get_tier(session: DbSession, response: Response, code: str = CodePath) -> TierOut:
     """One tier by its code. The `ETag` header is its version, for `If-Match` on changes."""
@@ -54,7 +57,7 @@ async def get_tier(session: DbSession, response: Response, code: str = CodePath)
     "/{code}",
     response_model=TierChangeOut,
     summary="Update a tier",
-    responses=problem_responses(404, 412, 428),
+    responses=problem_responses(404, 412, 428) | ETAG_RESPONSE,
 )
 async def update_tier(
     session: DbSession,

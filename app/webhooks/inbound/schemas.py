@@ -124,24 +124,23 @@ class SourceRotation(BaseModel):
     grace_hours: int | None = Field(None, ge=0, le=720, description="Old secret still accepted.")
 
 
+_OUT_EXAMPLE: dict[str, Any] = {
+    **{k: v for k, v in _EXAMPLE.items() if k != "secret"},
+    "id": "5e0c2b1a-3f4d-4c6e-9a8b-7d6c5b4a3f2e",
+    "signature_header": None,
+    "enabled": True,
+    "mapping": None,
+    "channel_id": None,
+    "previous_secret_expires_at": None,
+    "created_at": "2026-11-25T09:00:00Z",
+    "updated_at": "2026-11-25T09:00:00Z",
+}
+
+
 class SourceOut(BaseModel):
     model_config = ConfigDict(
         from_attributes=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    **{k: v for k, v in _EXAMPLE.items() if k != "secret"},
-                    "id": "5e0c2b1a-3f4d-4c6e-9a8b-7d6c5b4a3f2e",
-                    "signature_header": None,
-                    "enabled": True,
-                    "mapping": None,
-                    "channel_id": None,
-                    "previous_secret_expires_at": None,
-                    "created_at": "2026-11-25T09:00:00Z",
-                    "updated_at": "2026-11-25T09:00:00Z",
-                }
-            ]
-        },
+        json_schema_extra={"examples": [_OUT_EXAMPLE]},
     )
 
     id: uuid.UUID
@@ -163,6 +162,10 @@ class SourceOut(BaseModel):
 
 class SourceWithSecret(SourceOut):
     """Returned once, at creation or rotation: the only time the secret is shown."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{**_OUT_EXAMPLE, "secret": "hs-app-secret-0f3c9a"}]}
+    )
 
     secret: str
 

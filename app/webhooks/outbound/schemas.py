@@ -68,23 +68,22 @@ class SecretRotation(BaseModel):
     )
 
 
+_OUT_EXAMPLE: dict[str, Any] = {
+    **_EXAMPLE,
+    "id": "0b8f3c2e-8f5a-4c1d-9c6e-2f1a7d3e4b5c",
+    "enabled": True,
+    "batch_size": 1000,
+    "disabled_reason": None,
+    "previous_secret_expires_at": None,
+    "created_at": "2026-11-25T09:00:00Z",
+    "updated_at": "2026-11-25T09:00:00Z",
+}
+
+
 class SubscriptionOut(BaseModel):
     model_config = ConfigDict(
         from_attributes=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    **_EXAMPLE,
-                    "id": "0b8f3c2e-8f5a-4c1d-9c6e-2f1a7d3e4b5c",
-                    "enabled": True,
-                    "batch_size": 1000,
-                    "disabled_reason": None,
-                    "previous_secret_expires_at": None,
-                    "created_at": "2026-11-25T09:00:00Z",
-                    "updated_at": "2026-11-25T09:00:00Z",
-                }
-            ]
-        },
+        json_schema_extra={"examples": [_OUT_EXAMPLE]},
     )
 
     id: uuid.UUID
@@ -103,6 +102,10 @@ class SubscriptionOut(BaseModel):
 
 class SubscriptionWithSecret(SubscriptionOut):
     """Returned once, at creation or rotation: the only time the secret is shown."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{**_OUT_EXAMPLE, "secret": "whsec_MfKQ9r8GKYqrTwjU"}]}
+    )
 
     secret: str = Field(description="`whsec_…`; verify deliveries with it. Shown only now.")
 
