@@ -1,5 +1,6 @@
 """The /v1 API: every domain's router, included under one version prefix."""
 
+from app.absences.router import router as absences
 from app.api.routing import PrefixedRouter
 from app.assignments.router import router as assignments
 from app.audit.router import router as audit
@@ -28,6 +29,7 @@ PREFIX = "/v1"
 ROUTERS: tuple[PrefixedRouter, ...] = (
     tiers,
     managers,
+    absences,
     customers,
     assignments,
     rules,

@@ -28,12 +28,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
 
+# Whether the manager is on an absence at the transaction's clock (``now()``): the engine and
+# the guard read it as a plain fact.
+_ABSENT = """EXISTS (SELECT 1 FROM manager_absences AS a
+                     WHERE a.manager_id = m.id AND a.cancelled_at IS NULL
+                       AND a.starts_at <= now() AND a.ends_at > now()) AS absent"""
+
 _TIERS = text("SELECT code, rank, weight, min_manager_level FROM tiers ORDER BY rank, code")
 
 _MANAGERS = text(
-    """
+    f"""
     SELECT m.id, m.level, m.capacity, COALESCE(w.workload, 0) AS workload, m.status,
-           m.accepting_new, m.region, m.languages, m.industries, m.team
+           m.accepting_new, m.region, m.languages, m.industries, m.team, {_ABSENT}
       FROM managers AS m
       LEFT JOIN (
             SELECT l.manager_id, SUM(l.customers * t.weight) AS workload
@@ -45,9 +51,9 @@ _MANAGERS = text(
 )
 
 _MANAGERS_ONLY = text(
-    """
+    f"""
     SELECT m.id, m.level, m.capacity, 0 AS workload, m.status, m.accepting_new, m.region,
-           m.languages, m.industries, m.team
+           m.languages, m.industries, m.team, {_ABSENT}
       FROM managers AS m
      WHERE m.status <> 'departed' OR m.id = ANY(CAST(:include AS uuid[]))
      ORDER BY m.id
@@ -55,12 +61,12 @@ _MANAGERS_ONLY = text(
 )
 
 _ONE_MANAGER = text(
-    """
+    f"""
     SELECT m.id, m.level, m.capacity,
            COALESCE((SELECT SUM(l.customers * t.weight)
                        FROM manager_loads AS l JOIN tiers AS t ON t.code = l.tier_code
                       WHERE l.manager_id = m.id), 0) AS workload,
-           m.status, m.accepting_new, m.region, m.languages, m.industries, m.team
+           m.status, m.accepting_new, m.region, m.languages, m.industries, m.team, {_ABSENT}
       FROM managers AS m
      WHERE m.id = :id
     """
@@ -161,6 +167,7 @@ def _manager(r: Mapping[str, Any]) -> engine.Manager:
         languages=tuple(r["languages"]),
         industries=tuple(r["industries"]),
         team=r["team"],
+        absent=r["absent"],
     )
 
 

@@ -103,6 +103,42 @@ class Manager(Timestamped, Base):
     team: Mapped[str | None] = mapped_column(Text)
 
 
+ABSENCE_KINDS = ("leave", "sick", "out_of_office", "training", "other")
+ABSENCE_COVERS = ("none", "interim")
+
+
+class ManagerAbsence(Timestamped, Base):
+    """A period a manager takes no new customers; cancelled absences are kept for the record."""
+
+    __tablename__ = "manager_absences"
+    __table_args__ = (
+        CheckConstraint("ends_at > starts_at", name="period_valid"),
+        CheckConstraint(_in("kind", ABSENCE_KINDS), name="kind_valid"),
+        CheckConstraint(_in("cover", ABSENCE_COVERS), name="cover_valid"),
+        CheckConstraint(
+            "(cover = 'interim') = (interim_manager_id IS NOT NULL)", name="interim_named"
+        ),
+        Index("ix_manager_absences_manager", "manager_id", "starts_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    manager_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("managers.id", ondelete="CASCADE"), nullable=False
+    )
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    cover: Mapped[str] = mapped_column(Text, nullable=False, server_default="none")
+    interim_manager_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("managers.id", ondelete="RESTRICT")
+    )
+    note: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(Text, nullable=False)
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Customer(Timestamped, Base):
     __tablename__ = "customers"
     __table_args__ = (

@@ -33,7 +33,11 @@ class Tier:
 
 @dataclass(frozen=True, slots=True)
 class Manager:
-    """An account manager; `workload` includes every customer they currently own."""
+    """An account manager; `workload` includes every customer they currently own.
+
+    `absent`: on an absence at the moment the service plans for (it reads the calendar and
+    the clock; the engine never does), so the manager takes no new customers.
+    """
 
     id: UUID
     level: int
@@ -45,6 +49,7 @@ class Manager:
     languages: tuple[str, ...] = ()
     industries: tuple[str, ...] = ()
     team: str | None = None
+    absent: bool = False
 
     def __post_init__(self) -> None:
         if self.status not in MANAGER_STATUSES:

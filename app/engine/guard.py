@@ -8,7 +8,8 @@ engine makes always passes it (a property test holds them to that).
 
 Two questions, two modes:
 - ``intake``: may the customer be *given* to the manager now? Every built-in hard rule
-  (tier minimum level, manager active, accepting new customers, capacity) and the rule set's
+  (tier minimum level, manager active, accepting new customers, not absent, capacity) and the
+  rule set's
   eligibility rules.
 - ``ownership``: may the manager *keep* the customer? Tier minimum level, the manager has not
   departed, and the rule set's eligibility rules. Capacity and accepting-new are about taking
@@ -72,6 +73,8 @@ def placement_violations(
             out.append(Violation("manager_active", f"the manager is {manager.status}"))
         elif not manager.accepting_new and customer.manager_id != manager.id:
             out.append(Violation("manager_accepting", "the manager is not accepting new customers"))
+        if manager.absent and customer.manager_id != manager.id:
+            out.append(Violation("absent", "the manager is absent"))
         after = manager.workload + (0 if customer.manager_id == manager.id else tier.weight)
         if after > manager.capacity:
             out.append(

@@ -44,13 +44,17 @@ class Problem:
     workload: np.ndarray  # per manager as given, int64
     active: np.ndarray
     accepting: np.ndarray
+    available: np.ndarray  # not on an absence now
     not_excluded: np.ndarray
     index_of: dict[UUID, int]
 
     @property
     def receivable(self) -> np.ndarray:
-        """Managers that may receive customers at all (status, flag, exclusion, capacity > 0)."""
-        return self.active & self.accepting & self.not_excluded & (self.capacity > 0)
+        """Managers that may receive customers at all (status, flag, absence, exclusion,
+        capacity > 0)."""
+        return (
+            self.active & self.accepting & self.available & self.not_excluded & (self.capacity > 0)
+        )
 
     def former(self, row: int) -> tuple[int, ...]:
         """Engine indices of the row's former owners that are among the managers."""
@@ -134,6 +138,7 @@ def prepare(
         workload=np.array([m.workload for m in engine_managers], np.int64),
         active=np.array([m.status == "active" for m in engine_managers], bool),
         accepting=np.array([m.accepting_new for m in engine_managers], bool),
+        available=np.array([not m.absent for m in engine_managers], bool),
         not_excluded=np.array([m.id not in exclude for m in engine_managers], bool),
         index_of=index_of,
     )

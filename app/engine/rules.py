@@ -77,6 +77,7 @@ BUILTIN_RULE_IDS = (
     "tier_min_level",
     "manager_active",
     "manager_accepting",
+    "absent",
     "capacity",
     "not_excluded",
     "pinned",

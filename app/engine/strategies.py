@@ -170,6 +170,8 @@ def run_successor(
             violations.append("manager_active")
         if not manager.accepting_new:
             violations.append("manager_accepting")
+        if manager.absent:
+            violations.append("absent")
         for rule in problem.rules.eligibility:
             applies, holds = problem.evaluator.rule_outcome(rule, rep, current, former)
             if applies[s] and not holds[s]:

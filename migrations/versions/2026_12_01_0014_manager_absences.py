@@ -1,0 +1,82 @@
+"""Manager absences: periods a manager takes no new customers
+
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-12-01 18:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "0014"
+down_revision: str | None = "0013"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "manager_absences",
+        sa.Column(
+            "id",
+            postgresql.UUID(as_uuid=True),
+            server_default=sa.text("gen_random_uuid()"),
+            nullable=False,
+        ),
+        sa.Column("manager_id", postgresql.UUID(as_uuid=True), nullable=False),
+        sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("ends_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("kind", sa.Text(), nullable=False),
+        sa.Column("cover", sa.Text(), server_default="none", nullable=False),
+        sa.Column("interim_manager_id", postgresql.UUID(as_uuid=True), nullable=True),
+        sa.Column("note", sa.Text(), nullable=True),
+        sa.Column("created_by", sa.Text(), nullable=False),
+        sa.Column("cancelled_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column(
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column("version", sa.Integer(), server_default=sa.text("1"), nullable=False),
+        sa.CheckConstraint("ends_at > starts_at", name=op.f("ck_manager_absences_period_valid")),
+        sa.CheckConstraint(
+            "kind IN ('leave', 'sick', 'out_of_office', 'training', 'other')",
+            name=op.f("ck_manager_absences_kind_valid"),
+        ),
+        sa.CheckConstraint(
+            "cover IN ('none', 'interim')", name=op.f("ck_manager_absences_cover_valid")
+        ),
+        sa.CheckConstraint(
+            "(cover = 'interim') = (interim_manager_id IS NOT NULL)",
+            name=op.f("ck_manager_absences_interim_named"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["manager_id"],
+            ["managers.id"],
+            name=op.f("fk_manager_absences_manager_id_managers"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["interim_manager_id"],
+            ["managers.id"],
+            name=op.f("fk_manager_absences_interim_manager_id_managers"),
+            ondelete="RESTRICT",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_manager_absences")),
+    )
+    op.create_index("ix_manager_absences_manager", "manager_absences", ["manager_id", "starts_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_manager_absences_manager", table_name="manager_absences")
+    op.drop_table("manager_absences")
