@@ -83,6 +83,8 @@ class Manager(Timestamped, Base):
     __table_args__ = (
         CheckConstraint("level BETWEEN 1 AND 5", name="level_range"),
         CheckConstraint("capacity >= 0", name="capacity_non_negative"),
+        CheckConstraint("max_new_per_day >= 0", name="max_new_per_day_non_negative"),
+        CheckConstraint("max_new_per_week >= 0", name="max_new_per_week_non_negative"),
         CheckConstraint(_in("status", MANAGER_STATUSES), name="status_valid"),
         Index("uq_managers_email_lower", func.lower(text("email")), unique=True),
     )
@@ -101,7 +103,15 @@ class Manager(Timestamped, Base):
     languages: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default="{}")
     industries: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default="{}")
     team: Mapped[str | None] = mapped_column(Text)
+    # intake caps: new customers received in the last 24 hours / 7 days (ledger reasons in
+    # INTAKE_REASONS); null means no cap
+    max_new_per_day: Mapped[int | None] = mapped_column(Integer)
+    max_new_per_week: Mapped[int | None] = mapped_column(Integer)
 
+
+INTAKE_REASONS = ("auto", "manual", "import", "webhook")
+"""Ledger reasons that count as a manager *receiving* a new customer for the intake caps;
+handovers, covers, rebalances, repairs and re-divisions do not."""
 
 ABSENCE_KINDS = ("leave", "sick", "out_of_office", "training", "other")
 ABSENCE_COVERS = ("none", "interim")

@@ -102,6 +102,13 @@ def _builtin_checks(plan: Plan, i: int, m: int, *, after_move: bool) -> list[dic
             "detail": "absent" if manager.absent else "available",
         },
         {
+            "id": "intake_cap",
+            "passed": manager.intake_room is None or manager.intake_room > 0,
+            "detail": "no intake cap"
+            if manager.intake_room is None
+            else f"{max(manager.intake_room, 0)} more new customer(s) allowed now",
+        },
+        {
             "id": "capacity",
             "passed": capacity_ok or forced,
             "detail": f"workload {base} + {weight} {'<=' if capacity_ok else '>'} capacity {cap}"
@@ -198,6 +205,7 @@ def _eliminations(plan: Plan, i: int) -> tuple[dict[str, np.ndarray], np.ndarray
         "manager_active": ~p.active,
         "manager_accepting": ~p.accepting,
         "absent": ~p.available,
+        "intake_cap": ~(p.intake_room > 0),
         "not_excluded": ~p.not_excluded,
     }
     for rule in p.rules.eligibility:

@@ -78,6 +78,7 @@ BUILTIN_RULE_IDS = (
     "manager_active",
     "manager_accepting",
     "absent",
+    "intake_cap",
     "capacity",
     "not_excluded",
     "pinned",

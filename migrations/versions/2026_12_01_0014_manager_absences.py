@@ -1,4 +1,4 @@
-"""Manager absences: periods a manager takes no new customers
+"""Manager absences (periods a manager takes no new customers) and intake caps
 
 Revision ID: 0014
 Revises: 0013
@@ -18,6 +18,14 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.add_column("managers", sa.Column("max_new_per_day", sa.Integer(), nullable=True))
+    op.add_column("managers", sa.Column("max_new_per_week", sa.Integer(), nullable=True))
+    op.create_check_constraint(
+        op.f("ck_managers_max_new_per_day_non_negative"), "managers", "max_new_per_day >= 0"
+    )
+    op.create_check_constraint(
+        op.f("ck_managers_max_new_per_week_non_negative"), "managers", "max_new_per_week >= 0"
+    )
     op.create_table(
         "manager_absences",
         sa.Column(
@@ -80,3 +88,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_manager_absences_manager", table_name="manager_absences")
     op.drop_table("manager_absences")
+    op.drop_constraint(op.f("ck_managers_max_new_per_week_non_negative"), "managers", type_="check")
+    op.drop_constraint(op.f("ck_managers_max_new_per_day_non_negative"), "managers", type_="check")
+    op.drop_column("managers", "max_new_per_week")
+    op.drop_column("managers", "max_new_per_day")
