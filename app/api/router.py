@@ -1,6 +1,7 @@
 """The /v1 API: every domain's router, included under one version prefix."""
 
 from app.absences.router import router as absences
+from app.activities.router import router as activities
 from app.api.routing import PrefixedRouter
 from app.assignments.router import router as assignments
 from app.audit.router import router as audit
@@ -31,6 +32,7 @@ ROUTERS: tuple[PrefixedRouter, ...] = (
     managers,
     absences,
     customers,
+    activities,
     assignments,
     rules,
     handovers,

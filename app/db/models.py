@@ -183,6 +183,41 @@ class Customer(Timestamped, Base):
     owner_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # When the customer became ``churned``; a row trigger keeps it (migration 0012).
     churned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The latest follow-up activity's instant (``customer_activities``), for the pool's
+    # reclaim rules.
+    last_activity_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+ACTIVITY_KINDS = ("call", "email", "meeting", "visit", "message", "note", "other")
+
+
+class CustomerActivity(Base):
+    """A follow-up with a customer (a call, a meeting…); ``external_id`` makes a re-sent one a
+    no-op."""
+
+    __tablename__ = "customer_activities"
+    __table_args__ = (
+        CheckConstraint(_in("kind", ACTIVITY_KINDS), name="kind_valid"),
+        Index("ix_customer_activities_customer_at", "customer_id", "at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    customer_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("customers.id", ondelete="CASCADE"), nullable=False
+    )
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    by_manager_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("managers.id", ondelete="SET NULL")
+    )
+    external_id: Mapped[str | None] = mapped_column(Text, unique=True)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
 
 
 class ManagerLoad(Base):

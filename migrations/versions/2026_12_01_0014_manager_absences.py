@@ -1,4 +1,4 @@
-"""Manager absences (periods a manager takes no new customers) and intake caps
+"""Manager absences (periods a manager takes no new customers), intake caps, activities
 
 Revision ID: 0014
 Revises: 0013
@@ -84,8 +84,58 @@ def upgrade() -> None:
     )
     op.create_index("ix_manager_absences_manager", "manager_absences", ["manager_id", "starts_at"])
 
+    op.add_column(
+        "customers", sa.Column("last_activity_at", sa.DateTime(timezone=True), nullable=True)
+    )
+    op.create_table(
+        "customer_activities",
+        sa.Column(
+            "id",
+            postgresql.UUID(as_uuid=True),
+            server_default=sa.text("gen_random_uuid()"),
+            nullable=False,
+        ),
+        sa.Column("customer_id", postgresql.UUID(as_uuid=True), nullable=False),
+        sa.Column("kind", sa.Text(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("by_manager_id", postgresql.UUID(as_uuid=True), nullable=True),
+        sa.Column("external_id", sa.Text(), nullable=True),
+        sa.Column("note", sa.Text(), nullable=True),
+        sa.Column("created_by", sa.Text(), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.CheckConstraint(
+            "kind IN ('call', 'email', 'meeting', 'visit', 'message', 'note', 'other')",
+            name=op.f("ck_customer_activities_kind_valid"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["customer_id"],
+            ["customers.id"],
+            name=op.f("fk_customer_activities_customer_id_customers"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["by_manager_id"],
+            ["managers.id"],
+            name=op.f("fk_customer_activities_by_manager_id_managers"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_customer_activities")),
+        sa.UniqueConstraint("external_id", name=op.f("uq_customer_activities_external_id")),
+    )
+    op.create_index(
+        "ix_customer_activities_customer_at", "customer_activities", ["customer_id", "at"]
+    )
+
 
 def downgrade() -> None:
+    op.drop_index("ix_customer_activities_customer_at", table_name="customer_activities")
+    op.drop_table("customer_activities")
+    op.drop_column("customers", "last_activity_at")
     op.drop_index("ix_manager_absences_manager", table_name="manager_absences")
     op.drop_table("manager_absences")
     op.drop_constraint(op.f("ck_managers_max_new_per_week_non_negative"), "managers", type_="check")
