@@ -10,6 +10,8 @@ from app.customers.router import router as customers
 from app.handovers.router import router as handovers
 from app.imports.router import exports, imports
 from app.managers.router import router as managers
+from app.pool.router import claims as pool_claims
+from app.pool.router import router as pool
 from app.reports.router import router as reports
 from app.revenue.router import imports as revenue_imports
 from app.revenue.router import router as revenue
@@ -33,6 +35,8 @@ ROUTERS: tuple[PrefixedRouter, ...] = (
     absences,
     customers,
     activities,
+    pool,
+    pool_claims,
     assignments,
     rules,
     handovers,

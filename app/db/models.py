@@ -44,6 +44,8 @@ ASSIGNMENT_REASONS = (
     "seed",
     "repair",
     "redivision",
+    "claim",
+    "reclaimed_inactive",
 )
 
 
@@ -109,7 +111,7 @@ class Manager(Timestamped, Base):
     max_new_per_week: Mapped[int | None] = mapped_column(Integer)
 
 
-INTAKE_REASONS = ("auto", "manual", "import", "webhook")
+INTAKE_REASONS = ("auto", "manual", "import", "webhook", "claim")
 """Ledger reasons that count as a manager *receiving* a new customer for the intake caps;
 handovers, covers, rebalances, repairs and re-divisions do not."""
 
@@ -186,6 +188,8 @@ class Customer(Timestamped, Base):
     # The latest follow-up activity's instant (``customer_activities``), for the pool's
     # reclaim rules.
     last_activity_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the owner was last warned that the customer is due to return to the pool.
+    reclaim_warned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 ACTIVITY_KINDS = ("call", "email", "meeting", "visit", "message", "note", "other")
@@ -243,6 +247,10 @@ class Assignment(Base):
     __table_args__ = (
         CheckConstraint("ended_at IS NULL OR ended_at >= started_at", name="period_ordered"),
         CheckConstraint(_in("reason", ASSIGNMENT_REASONS), name="reason_valid"),
+        CheckConstraint(
+            "end_reason IS NULL OR " + _in("end_reason", ASSIGNMENT_REASONS),
+            name="end_reason_valid",
+        ),
         Index(
             "uq_assignments_open_per_customer",
             "customer_id",
@@ -269,6 +277,36 @@ class Assignment(Base):
     actor: Mapped[str] = mapped_column(Text, nullable=False)
     handover_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     note: Mapped[str | None] = mapped_column(Text)
+    # Why the period ended when the customer went to the pool rather than to another owner
+    # (which opens a row with its own reason): ``reclaimed_inactive``.
+    end_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ReclaimPolicy(Timestamped, Base):
+    """The public pool's rules for one tier: an owned customer without follow-up for
+    ``inactive_days`` returns to the pool, after a warning ``warning_days`` before; the former
+    owner may not claim it back for ``cooldown_days``; a manager claims at most
+    ``daily_claim_cap`` customers in 24 hours (null: no cap)."""
+
+    __tablename__ = "reclaim_policies"
+    __table_args__ = (
+        CheckConstraint("inactive_days > 0", name="inactive_days_positive"),
+        CheckConstraint(
+            "warning_days >= 0 AND warning_days < inactive_days", name="warning_days_range"
+        ),
+        CheckConstraint("cooldown_days >= 0", name="cooldown_days_non_negative"),
+        CheckConstraint("daily_claim_cap >= 0", name="daily_claim_cap_non_negative"),
+    )
+
+    tier_code: Mapped[str] = mapped_column(
+        Text,
+        ForeignKey("tiers.code", onupdate="CASCADE", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    inactive_days: Mapped[int] = mapped_column(Integer, nullable=False)
+    warning_days: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    cooldown_days: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    daily_claim_cap: Mapped[int | None] = mapped_column(Integer)
 
 
 class OwnershipViolation(Base):

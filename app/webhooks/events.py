@@ -8,6 +8,7 @@ OutboundType = Literal[
     "customer.assigned",
     "customer.unassigned",
     "customer.tier_changed",
+    "customer.reclaim_warning",
     "ownership.changed.batch",
     "handover.planned",
     "handover.approved",

@@ -1,4 +1,5 @@
-"""Manager absences (periods a manager takes no new customers), intake caps, activities
+"""Availability, intake caps and the pool: manager absences, intake caps, follow-up
+activities, reclaim policies; ledger reasons claim and reclaimed_inactive
 
 Revision ID: 0014
 Revises: 0013
@@ -15,6 +16,12 @@ revision: str = "0014"
 down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+_OLD_REASONS = (
+    "'manual', 'auto', 'rebalance', 'handover', 'interim', 'cover', 'cover_return', "
+    "'refusal', 'rollback', 'webhook', 'import', 'seed', 'repair', 'redivision'"
+)
+_REASONS = f"{_OLD_REASONS}, 'claim', 'reclaimed_inactive'"
 
 
 def upgrade() -> None:
@@ -131,8 +138,72 @@ def upgrade() -> None:
         "ix_customer_activities_customer_at", "customer_activities", ["customer_id", "at"]
     )
 
+    op.add_column(
+        "customers", sa.Column("reclaim_warned_at", sa.DateTime(timezone=True), nullable=True)
+    )
+    op.add_column("assignments", sa.Column("end_reason", sa.Text(), nullable=True))
+    op.drop_constraint(op.f("ck_assignments_reason_valid"), "assignments", type_="check")
+    op.create_check_constraint(
+        op.f("ck_assignments_reason_valid"), "assignments", f"reason IN ({_REASONS})"
+    )
+    op.create_check_constraint(
+        op.f("ck_assignments_end_reason_valid"),
+        "assignments",
+        f"end_reason IS NULL OR end_reason IN ({_REASONS})",
+    )
+    op.create_table(
+        "reclaim_policies",
+        sa.Column("tier_code", sa.Text(), nullable=False),
+        sa.Column("inactive_days", sa.Integer(), nullable=False),
+        sa.Column("warning_days", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("cooldown_days", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("daily_claim_cap", sa.Integer(), nullable=True),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column(
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column("version", sa.Integer(), server_default=sa.text("1"), nullable=False),
+        sa.CheckConstraint(
+            "inactive_days > 0", name=op.f("ck_reclaim_policies_inactive_days_positive")
+        ),
+        sa.CheckConstraint(
+            "warning_days >= 0 AND warning_days < inactive_days",
+            name=op.f("ck_reclaim_policies_warning_days_range"),
+        ),
+        sa.CheckConstraint(
+            "cooldown_days >= 0", name=op.f("ck_reclaim_policies_cooldown_days_non_negative")
+        ),
+        sa.CheckConstraint(
+            "daily_claim_cap >= 0", name=op.f("ck_reclaim_policies_daily_claim_cap_non_negative")
+        ),
+        sa.ForeignKeyConstraint(
+            ["tier_code"],
+            ["tiers.code"],
+            name=op.f("fk_reclaim_policies_tier_code_tiers"),
+            onupdate="CASCADE",
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("tier_code", name=op.f("pk_reclaim_policies")),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("reclaim_policies")
+    op.drop_constraint(op.f("ck_assignments_end_reason_valid"), "assignments", type_="check")
+    op.drop_constraint(op.f("ck_assignments_reason_valid"), "assignments", type_="check")
+    op.create_check_constraint(
+        op.f("ck_assignments_reason_valid"), "assignments", f"reason IN ({_OLD_REASONS})"
+    )
+    op.drop_column("assignments", "end_reason")
+    op.drop_column("customers", "reclaim_warned_at")
     op.drop_index("ix_customer_activities_customer_at", table_name="customer_activities")
     op.drop_table("customer_activities")
     op.drop_column("customers", "last_activity_at")
