@@ -7,7 +7,7 @@ transaction that is rolled back, so every round starts from the same state. The 
 the least SQL that returns known customers to the pool with a valid ledger:
 ``UPDATE customers … FROM unnest`` + close their open ledger rows with the end reason. The
 sweep is ``app.pool.service.sweep_reclaims`` as the worker runs it: the warning pass, finding
-and locking the due customers in the whole book, ``move_customers`` and the end reasons.
+and locking the due customers in the whole book, ``move_customers`` (with the end reason).
 Target (issue #17): at most 1.5× the baseline.
 """
 

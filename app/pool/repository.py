@@ -75,14 +75,6 @@ _DUE_IDS = text(
     """
 )
 
-_MARK_RECLAIMED = text(
-    """
-    UPDATE assignments AS a SET end_reason = 'reclaimed_inactive'
-     WHERE a.customer_id = ANY(CAST(:ids AS uuid[])) AND a.ended_at = :now
-       AND a.end_reason IS NULL
-    """
-)
-
 _LAST_RECLAIM = text(
     """
     SELECT max(a.ended_at) FROM assignments AS a
@@ -114,11 +106,6 @@ async def lock_due(session: AsyncSession, *, now: datetime) -> list[uuid.UUID]:
     """Lock and return the customers due to return to the pool at ``now`` (one statement);
     rows another transaction holds are left for the next sweep."""
     return list((await session.execute(_DUE_IDS, {"now": now})).scalar_one())
-
-
-async def mark_reclaimed(session: AsyncSession, *, ids: list[uuid.UUID], now: datetime) -> None:
-    """Give the ledger periods the reclaim closed their end reason, one statement."""
-    await session.execute(_MARK_RECLAIMED, {"ids": ids, "now": now})
 
 
 async def last_reclaim(

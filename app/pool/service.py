@@ -123,8 +123,8 @@ class SweepResult:
 async def sweep_reclaims(session: AsyncSession, *, now: datetime) -> SweepResult:
     """Warn the owners of customers entering their warning period, then return every due
     customer to the pool: one statement selects and locks them, ``move_customers`` moves
-    them (ledger and ``customer.unassigned`` events with reason ``reclaimed_inactive``), one
-    statement records the reason on the closed ledger periods."""
+    them (their ledger periods closed with end reason ``reclaimed_inactive``, and
+    ``customer.unassigned`` events with that reason)."""
     warned = await repository.warn_due(session, now=now)
     await outbox.emit_many(
         session,
@@ -151,8 +151,8 @@ async def sweep_reclaims(session: AsyncSession, *, now: datetime) -> SweepResult
             reason="reclaimed_inactive",
             actor=RECLAIM_ACTOR,
             at=now,
+            end_reason="reclaimed_inactive",
         )
-        await repository.mark_reclaimed(session, ids=due, now=now)
     return SweepResult(warned=len(warned), reclaimed=len(due))
 
 
