@@ -16,6 +16,7 @@ from app.api.auth import OPERATORS_AND_CRM, STAFF_AND_CRM, allow
 from app.api.deps import CurrentCaller, DbSession
 from app.api.routing import BatonRoute, PrefixedRouter
 from app.errors import problem_responses
+from app.flows import availability
 
 router = PrefixedRouter(
     prefix="/managers",
@@ -41,7 +42,7 @@ async def create_absence(
     giving them a customer (rule `absent`); what they hold stays. 409 `absence_overlap` when
     another absence covers part of the period.
     """
-    return await service.create_absence(
+    return await availability.create_absence(
         session, manager_id=manager_id, data=body, actor=caller.name
     )
 
@@ -67,12 +68,17 @@ async def list_absences(
     responses=problem_responses(404, 409),
 )
 async def update_absence(
-    session: DbSession, manager_id: uuid.UUID, absence_id: uuid.UUID, body: AbsenceUpdate
+    session: DbSession,
+    caller: CurrentCaller,
+    manager_id: uuid.UUID,
+    absence_id: uuid.UUID,
+    body: AbsenceUpdate,
 ) -> AbsenceOut:
-    """Change `ends_at` (end early, extend), a scheduled start, the cover or the note.
-    An ended or cancelled absence no longer changes (409 `invalid_transition`)."""
-    return await service.update_absence(
-        session, manager_id=manager_id, absence_id=absence_id, data=body
+    """Change `ends_at` (end early, extend), a scheduled start or the note; an `auto` cover
+    follows (ended early: its customers return at once). An ended or cancelled absence no
+    longer changes (409 `invalid_transition`)."""
+    return await availability.update_absence(
+        session, manager_id=manager_id, absence_id=absence_id, data=body, actor=caller.name
     )
 
 
@@ -82,6 +88,11 @@ async def update_absence(
     summary="Cancel an absence",
     responses=problem_responses(404, 409),
 )
-async def cancel_absence(session: DbSession, manager_id: uuid.UUID, absence_id: uuid.UUID) -> None:
-    """Cancel a scheduled or current absence; it stays listed as cancelled."""
-    await service.cancel_absence(session, manager_id=manager_id, absence_id=absence_id)
+async def cancel_absence(
+    session: DbSession, caller: CurrentCaller, manager_id: uuid.UUID, absence_id: uuid.UUID
+) -> None:
+    """Cancel a scheduled or current absence; it stays listed as cancelled (an `auto` cover
+    is cancelled, or its customers return)."""
+    await availability.cancel_absence(
+        session, manager_id=manager_id, absence_id=absence_id, actor=caller.name
+    )

@@ -16,23 +16,24 @@ AbsenceState = Literal["scheduled", "current", "ended", "cancelled"]
 _COVER = Field(
     default="none",
     max_length=60,
-    description="`none`, or `interim:<manager id>`: the manager named to cover (recorded and "
-    "shown; it moves no customer).",
-    examples=["none", "interim:0b7c6f1e-8d1a-4c3b-9f59-3f1e2a4b5c6d"],
+    description="`none`; `interim:<manager id>`: the manager named to cover (recorded and "
+    "shown; it moves no customer); `auto`: a leave handover planned and approved now, executed "
+    "at the start, its customers returned at the end (it follows the absence's changes).",
+    examples=["none", "auto", "interim:0b7c6f1e-8d1a-4c3b-9f59-3f1e2a4b5c6d"],
 )
 
 
 def parse_cover(value: str) -> tuple[str, uuid.UUID | None]:
     """``none`` → ("none", None); ``interim:<uuid>`` → ("interim", the id); else ValueError."""
-    if value == "none":
-        return "none", None
+    if value in ("none", "auto"):
+        return value, None
     kind, _, rest = value.partition(":")
     if kind == "interim" and rest:
         try:
             return "interim", uuid.UUID(rest)
         except ValueError:
             pass
-    raise ValueError("cover is `none` or `interim:<manager id>`")
+    raise ValueError("cover is `none`, `auto` or `interim:<manager id>`")
 
 
 class _Cover(BaseModel):
@@ -74,10 +75,11 @@ class AbsenceCreate(_Cover):
         return self
 
 
-class AbsenceUpdate(_Cover, PatchModel):
-    """End early or extend (`ends_at`), move the start, change the cover or the note."""
+class AbsenceUpdate(PatchModel):
+    """End early or extend (`ends_at`), move a scheduled start, change the note; an `auto`
+    cover follows."""
 
-    NOT_NULL = ("starts_at", "ends_at", "cover")
+    NOT_NULL = ("starts_at", "ends_at")
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"ends_at": "2026-12-28T00:00:00Z"}]},
@@ -85,7 +87,6 @@ class AbsenceUpdate(_Cover, PatchModel):
 
     starts_at: AwareInstant | None = None
     ends_at: AwareInstant | None = None
-    cover: str | None = Field(default=None, max_length=60)
     note: str | None = Field(default=None, max_length=1000)
 
 
@@ -99,6 +100,9 @@ class AbsenceOut(BaseModel):
     kind: AbsenceKind
     cover: str
     interim_manager_id: uuid.UUID | None
+    cover_handover_id: uuid.UUID | None = Field(
+        description="Cover `auto`: the leave handover (`/v1/handovers/{id}`)."
+    )
     note: str | None
     state: AbsenceState
     created_by: str

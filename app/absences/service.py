@@ -42,9 +42,7 @@ def state_of(absence: ManagerAbsence, now: datetime) -> AbsenceState:
 
 def to_out(absence: ManagerAbsence, now: datetime) -> AbsenceOut:
     """The public view at ``now``."""
-    cover = (
-        "none" if absence.interim_manager_id is None else f"interim:{absence.interim_manager_id}"
-    )
+    cover = f"interim:{absence.interim_manager_id}" if absence.cover == "interim" else absence.cover
     return AbsenceOut(
         id=absence.id,
         manager_id=absence.manager_id,
@@ -53,6 +51,7 @@ def to_out(absence: ManagerAbsence, now: datetime) -> AbsenceOut:
         kind=absence.kind,  # type: ignore[arg-type]
         cover=cover,
         interim_manager_id=absence.interim_manager_id,
+        cover_handover_id=absence.cover_handover_id,
         note=absence.note,
         state=state_of(absence, now),
         created_by=absence.created_by,
@@ -177,7 +176,7 @@ async def update_absence(
     absence_id: uuid.UUID,
     data: AbsenceUpdate,
 ) -> AbsenceOut:
-    """End early or extend (``ends_at``), move a scheduled start, change cover or note.
+    """End early or extend (``ends_at``), move a scheduled start, change the note.
 
     An ``ends_at`` at or before now ends the absence now-ish: the manager is available again
     from that instant. A current absence keeps its start (it has begun).
@@ -193,10 +192,6 @@ async def update_absence(
     if ends_at <= starts_at:
         raise InvalidInput("ends_at must be after starts_at.")
     await _check_overlap(session, manager_id, starts_at, ends_at, besides=absence.id)
-    if "cover" in sent and data.cover is not None:
-        absence.cover, absence.interim_manager_id = await _check_cover(
-            session, manager_id, data.cover
-        )
     if "note" in sent:
         absence.note = data.note
     absence.starts_at, absence.ends_at = starts_at, ends_at
@@ -218,3 +213,29 @@ async def cancel_absence(
     absence.updated_at = now
     absence.version += 1
     await session.flush()
+
+
+async def set_cover_handover(
+    session: AsyncSession, *, absence_id: uuid.UUID, handover_id: uuid.UUID
+) -> AbsenceOut:
+    """Link the leave handover that covers an ``auto`` absence."""
+    absence = await session.get(ManagerAbsence, absence_id)
+    if absence is None:
+        raise NotFound(f"Absence {absence_id} does not exist.")
+    absence.cover_handover_id = handover_id
+    await session.flush()
+    return to_out(absence, await _now(session))
+
+
+async def get_absence(
+    session: AsyncSession, *, manager_id: uuid.UUID, absence_id: uuid.UUID
+) -> AbsenceOut:
+    """One absence of the manager, or NotFound."""
+    absence = await session.scalar(
+        select(ManagerAbsence).where(
+            ManagerAbsence.id == absence_id, ManagerAbsence.manager_id == manager_id
+        )
+    )
+    if absence is None:
+        raise NotFound(f"Absence {absence_id} of manager {manager_id} does not exist.")
+    return to_out(absence, await _now(session))

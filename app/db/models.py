@@ -116,7 +116,7 @@ INTAKE_REASONS = ("auto", "manual", "import", "webhook", "claim")
 handovers, covers, rebalances, repairs and re-divisions do not."""
 
 ABSENCE_KINDS = ("leave", "sick", "out_of_office", "training", "other")
-ABSENCE_COVERS = ("none", "interim")
+ABSENCE_COVERS = ("none", "interim", "auto")
 
 
 class ManagerAbsence(Timestamped, Base):
@@ -145,6 +145,11 @@ class ManagerAbsence(Timestamped, Base):
     cover: Mapped[str] = mapped_column(Text, nullable=False, server_default="none")
     interim_manager_id: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("managers.id", ondelete="RESTRICT")
+    )
+    # cover ``auto``: the leave handover that covers the absence (executed at the start,
+    # customers returned at the end)
+    cover_handover_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("handovers.id", ondelete="SET NULL")
     )
     note: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(Text, nullable=False)

@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.Text(), nullable=False),
         sa.Column("cover", sa.Text(), server_default="none", nullable=False),
         sa.Column("interim_manager_id", postgresql.UUID(as_uuid=True), nullable=True),
+        sa.Column("cover_handover_id", postgresql.UUID(as_uuid=True), nullable=True),
         sa.Column("note", sa.Text(), nullable=True),
         sa.Column("created_by", sa.Text(), nullable=False),
         sa.Column("cancelled_at", sa.DateTime(timezone=True), nullable=True),
@@ -69,7 +70,7 @@ def upgrade() -> None:
             name=op.f("ck_manager_absences_kind_valid"),
         ),
         sa.CheckConstraint(
-            "cover IN ('none', 'interim')", name=op.f("ck_manager_absences_cover_valid")
+            "cover IN ('none', 'interim', 'auto')", name=op.f("ck_manager_absences_cover_valid")
         ),
         sa.CheckConstraint(
             "(cover = 'interim') = (interim_manager_id IS NOT NULL)",
@@ -86,6 +87,12 @@ def upgrade() -> None:
             ["managers.id"],
             name=op.f("fk_manager_absences_interim_manager_id_managers"),
             ondelete="RESTRICT",
+        ),
+        sa.ForeignKeyConstraint(
+            ["cover_handover_id"],
+            ["handovers.id"],
+            name=op.f("fk_manager_absences_cover_handover_id_handovers"),
+            ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_manager_absences")),
     )

@@ -149,7 +149,7 @@ async def test_cover_names_an_active_interim_manager(client, api):
     assert absence["cover"] == f"interim:{interim['id']}"
     assert absence["interim_manager_id"] == interim["id"]
 
-    for cover in ("auto", "interim:nobody", f"interim:{manager['id']}"):
+    for cover in ("someone", "interim:nobody", f"interim:{manager['id']}"):
         other = await create_manager(client)
         bad = await client.post(
             f"/v1/managers/{other['id'] if 'nobody' in cover else manager['id']}/absences",
@@ -183,3 +183,67 @@ async def test_absence_input_is_checked(client, api):
         404,
     )
     assert_problem(await client.get(f"/v1/managers/{missing}/absences"), 404)
+
+
+async def test_auto_cover_moves_the_customers_at_the_start_and_back_when_ended_early(client, api):
+    from app.db.session import session_scope
+    from app.handovers import service as handovers
+
+    await create_tiers(client)
+    away = await create_manager(client)
+    colleague = await create_manager(client)
+    held = [await create_customer(client, manager_id=away["id"]) for _ in range(2)]
+    absence = await absent_now(client, away, cover="auto")
+    assert absence["cover"] == "auto" and absence["cover_handover_id"]
+    handover = await ok(await client.get(f"/v1/handovers/{absence['cover_handover_id']}"))
+    assert handover["reason"] == "leave" and handover["state"] == "approved"
+
+    # the worker executes it: the absence has started
+    async with session_scope(api.factory) as session:
+        done = await handovers.execute_handover(
+            session, handover_id=handover["id"], actor="scheduler"
+        )
+    assert done.state == "completed"
+    for customer in held:
+        now_with = await ok(await client.get(f"/v1/customers/{customer['id']}"))
+        assert now_with["manager_id"] == colleague["id"]
+
+    # extended: the cover follows
+    extended = await ok(
+        await client.patch(
+            f"/v1/managers/{away['id']}/absences/{absence['id']}",
+            json={"ends_at": iso(NOW + timedelta(days=9))},
+        )
+    )
+    handover = await ok(await client.get(f"/v1/handovers/{absence['cover_handover_id']}"))
+    assert handover["until"][:16] == extended["ends_at"][:16]
+
+    # returned early: the customers come back at once
+    await ok(
+        await client.patch(
+            f"/v1/managers/{away['id']}/absences/{absence['id']}",
+            json={"ends_at": iso(datetime.now(UTC))},
+        )
+    )
+    for customer in held:
+        back = await ok(await client.get(f"/v1/customers/{customer['id']}"))
+        assert back["manager_id"] == away["id"]
+    handover = await ok(await client.get(f"/v1/handovers/{absence['cover_handover_id']}"))
+    assert handover["cover_returned_at"] is not None
+
+
+async def test_cancelling_a_scheduled_auto_cover_absence_cancels_its_handover(client, api):
+    await create_tiers(client)
+    away = await create_manager(client)
+    await create_manager(client)
+    await create_customer(client, manager_id=away["id"])
+    later = await absent_now(
+        client,
+        away,
+        starts_at=iso(NOW + timedelta(days=3)),
+        ends_at=iso(NOW + timedelta(days=5)),
+        cover="auto",
+    )
+    await ok(await client.delete(f"/v1/managers/{away['id']}/absences/{later['id']}"), 204)
+    handover = await ok(await client.get(f"/v1/handovers/{later['cover_handover_id']}"))
+    assert handover["state"] == "cancelled"
