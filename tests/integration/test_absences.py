@@ -247,3 +247,11 @@ async def test_cancelling_a_scheduled_auto_cover_absence_cancels_its_handover(cl
     await ok(await client.delete(f"/v1/managers/{away['id']}/absences/{later['id']}"), 204)
     handover = await ok(await client.get(f"/v1/handovers/{later['cover_handover_id']}"))
     assert handover["state"] == "cancelled"
+
+
+async def test_auto_cover_of_a_manager_without_customers_is_an_empty_handover(client, api):
+    await create_tiers(client)
+    idle = await create_manager(client)
+    absence = await absent_now(client, idle, cover="auto")
+    handover = await ok(await client.get(f"/v1/handovers/{absence['cover_handover_id']}"))
+    assert handover["state"] == "approved"
