@@ -195,6 +195,8 @@ class Customer(Timestamped, Base):
     last_activity_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # When the owner was last warned that the customer is due to return to the pool.
     reclaim_warned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the current owner's missed first touch was escalated.
+    first_touch_missed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 ACTIVITY_KINDS = ("call", "email", "meeting", "visit", "message", "note", "other")
@@ -301,6 +303,7 @@ class ReclaimPolicy(Timestamped, Base):
         ),
         CheckConstraint("cooldown_days >= 0", name="cooldown_days_non_negative"),
         CheckConstraint("daily_claim_cap >= 0", name="daily_claim_cap_non_negative"),
+        CheckConstraint("first_touch_hours > 0", name="first_touch_hours_positive"),
     )
 
     tier_code: Mapped[str] = mapped_column(
@@ -312,6 +315,9 @@ class ReclaimPolicy(Timestamped, Base):
     warning_days: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     cooldown_days: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     daily_claim_cap: Mapped[int | None] = mapped_column(Integer)
+    # first-touch SLA: a customer given an owner (placed, claimed, handed over) with no
+    # follow-up within this many hours is escalated (null: no SLA)
+    first_touch_hours: Mapped[int | None] = mapped_column(Integer)
 
 
 class OwnershipViolation(Base):

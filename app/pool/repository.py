@@ -56,6 +56,21 @@ _WARN = text(
     """
 )
 
+# Owned customers whose owner got them first_touch_hours ago with no follow-up since,
+# escalated once per owner period.
+_FIRST_TOUCH_MISSED = text(
+    """
+    UPDATE customers AS c SET first_touch_missed_at = CAST(:now AS timestamptz)
+      FROM reclaim_policies AS p
+     WHERE p.tier_code = c.tier_code AND p.first_touch_hours IS NOT NULL
+       AND c.manager_id IS NOT NULL AND c.status = 'active'
+       AND c.owner_since <= CAST(:now AS timestamptz) - make_interval(hours => p.first_touch_hours)
+       AND (c.last_activity_at IS NULL OR c.last_activity_at < c.owner_since)
+       AND (c.first_touch_missed_at IS NULL OR c.first_touch_missed_at < c.owner_since)
+    RETURNING c.id, c.manager_id, c.owner_since
+    """
+)
+
 _PREVIEW = text(
     f"""
     SELECT c.id AS customer_id, c.manager_id, c.tier_code AS tier,
@@ -95,6 +110,12 @@ async def warn_due(session: AsyncSession, *, now: datetime) -> list[Any]:
     """Mark the customers entering their warning period as warned; returns (customer id,
     owner, reclaim_at) for each, one statement."""
     return list((await session.execute(_WARN, {"now": now})).all())
+
+
+async def escalate_first_touch(session: AsyncSession, *, now: datetime) -> list[Any]:
+    """Mark the customers whose first touch is overdue at ``now`` as escalated; returns
+    (customer id, owner, owner since) for each, one statement."""
+    return list((await session.execute(_FIRST_TOUCH_MISSED, {"now": now})).all())
 
 
 async def preview(session: AsyncSession, *, now: datetime, limit: int) -> list[Any]:

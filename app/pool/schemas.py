@@ -33,6 +33,13 @@ class ReclaimPolicyIn(BaseModel):
     daily_claim_cap: int | None = Field(
         None, ge=0, le=100_000, description="Claims per manager in 24 hours; null: no cap."
     )
+    first_touch_hours: int | None = Field(
+        None,
+        ge=1,
+        le=87_600,
+        description="First-touch SLA: a customer given an owner with no follow-up within this "
+        "many hours is escalated (`customer.first_touch_missed`); null: no SLA.",
+    )
 
     @model_validator(mode="after")
     def _warning_within_period(self) -> Self:

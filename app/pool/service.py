@@ -118,10 +118,12 @@ class SweepResult:
 
     warned: int
     reclaimed: int
+    first_touch_missed: int = 0
 
 
 async def sweep_reclaims(session: AsyncSession, *, now: datetime) -> SweepResult:
-    """Warn the owners of customers entering their warning period, then return every due
+    """Warn the owners of customers entering their warning period, escalate first touches
+    overdue under the tier's SLA (``customer.first_touch_missed``), then return every due
     customer to the pool: one statement selects and locks them, ``move_customers`` moves
     them (their ledger periods closed with end reason ``reclaimed_inactive``, and
     ``customer.unassigned`` events with that reason)."""
@@ -142,6 +144,23 @@ async def sweep_reclaims(session: AsyncSession, *, now: datetime) -> SweepResult
         ],
         at=now,
     )
+    missed = await repository.escalate_first_touch(session, now=now)
+    await outbox.emit_many(
+        session,
+        [
+            (
+                "customer.first_touch_missed",
+                {
+                    "customer_id": str(customer_id),
+                    "manager_id": str(manager_id),
+                    "owner_since": owner_since.isoformat(),
+                },
+                customer_id,
+            )
+            for customer_id, manager_id, owner_since in missed
+        ],
+        at=now,
+    )
     due = await repository.lock_due(session, now=now)
     if due:
         await move_customers(
@@ -153,7 +172,7 @@ async def sweep_reclaims(session: AsyncSession, *, now: datetime) -> SweepResult
             at=now,
             end_reason="reclaimed_inactive",
         )
-    return SweepResult(warned=len(warned), reclaimed=len(due))
+    return SweepResult(warned=len(warned), reclaimed=len(due), first_touch_missed=len(missed))
 
 
 async def claim(

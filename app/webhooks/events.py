@@ -9,6 +9,7 @@ OutboundType = Literal[
     "customer.unassigned",
     "customer.tier_changed",
     "customer.reclaim_warning",
+    "customer.first_touch_missed",
     "ownership.changed.batch",
     "handover.planned",
     "handover.approved",

@@ -148,6 +148,9 @@ def upgrade() -> None:
     op.add_column(
         "customers", sa.Column("reclaim_warned_at", sa.DateTime(timezone=True), nullable=True)
     )
+    op.add_column(
+        "customers", sa.Column("first_touch_missed_at", sa.DateTime(timezone=True), nullable=True)
+    )
     op.add_column("assignments", sa.Column("end_reason", sa.Text(), nullable=True))
     op.drop_constraint(op.f("ck_assignments_reason_valid"), "assignments", type_="check")
     op.create_check_constraint(
@@ -165,6 +168,7 @@ def upgrade() -> None:
         sa.Column("warning_days", sa.Integer(), server_default="0", nullable=False),
         sa.Column("cooldown_days", sa.Integer(), server_default="0", nullable=False),
         sa.Column("daily_claim_cap", sa.Integer(), nullable=True),
+        sa.Column("first_touch_hours", sa.Integer(), nullable=True),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
@@ -191,6 +195,9 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "daily_claim_cap >= 0", name=op.f("ck_reclaim_policies_daily_claim_cap_non_negative")
         ),
+        sa.CheckConstraint(
+            "first_touch_hours > 0", name=op.f("ck_reclaim_policies_first_touch_hours_positive")
+        ),
         sa.ForeignKeyConstraint(
             ["tier_code"],
             ["tiers.code"],
@@ -210,6 +217,7 @@ def downgrade() -> None:
         op.f("ck_assignments_reason_valid"), "assignments", f"reason IN ({_OLD_REASONS})"
     )
     op.drop_column("assignments", "end_reason")
+    op.drop_column("customers", "first_touch_missed_at")
     op.drop_column("customers", "reclaim_warned_at")
     op.drop_index("ix_customer_activities_customer_at", table_name="customer_activities")
     op.drop_table("customer_activities")

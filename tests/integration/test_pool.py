@@ -164,3 +164,35 @@ async def test_policies_are_listed_replaced_and_removed(client, api):
     assert_problem(await client.put("/v1/pool/policies/nope", json={"inactive_days": 5}), 404)
     await ok(await client.delete("/v1/pool/policies/key"), 204)
     assert_problem(await client.get("/v1/pool/policies/key"), 404)
+
+
+async def test_a_first_touch_missed_is_escalated_once_per_owner(client, api, allow_loopback):
+    await create_tiers(client)
+    await ok(
+        await client.post(
+            "/v1/webhook-subscriptions",
+            json={"url": "http://127.0.0.1:9/hook", "event_types": ["customer.first_touch_missed"]},
+        ),
+        201,
+    )
+    await ok(
+        await client.put(
+            "/v1/pool/policies/standard", json={"inactive_days": 30, "first_touch_hours": 24}
+        )
+    )
+    owner = await create_manager(client)
+    untouched = await create_customer(client, manager_id=owner["id"])
+    touched = await create_customer(client, manager_id=owner["id"])
+    now = datetime.now(UTC)
+    await ok(
+        await client.post(
+            f"/v1/customers/{touched['id']}/activities",
+            json={"kind": "call", "at": (now + timedelta(hours=2)).isoformat()},
+        ),
+        201,
+    )
+    assert (await sweep(api, now + timedelta(hours=23))).first_touch_missed == 0
+    assert (await sweep(api, now + timedelta(hours=25))).first_touch_missed == 1
+    assert (await sweep(api, now + timedelta(hours=26))).first_touch_missed == 0
+    [missed] = await events(api, "customer.first_touch_missed")
+    assert missed["customer_id"] == untouched["id"] and missed["manager_id"] == owner["id"]
