@@ -15,6 +15,8 @@ from app.customers.schemas import CustomerOut
 from app.errors import problem_responses
 from app.pool import service
 from app.pool.schemas import (
+    BatchClaimIn,
+    BatchClaimOut,
     ClaimIn,
     ReclaimPolicyIn,
     ReclaimPolicyList,
@@ -27,6 +29,13 @@ router = PrefixedRouter(
     tags=["pool"],
     route_class=BatonRoute,
     dependencies=[allow(read=STAFF_AND_CRM, write=OPERATORS, delete=OPERATORS)],
+)
+# claims are for the CRM integration too, unlike the policies
+batch_claims = PrefixedRouter(
+    prefix="/pool",
+    tags=["pool"],
+    route_class=BatonRoute,
+    dependencies=[allow(read=STAFF_AND_CRM, write=OPERATORS_AND_CRM)],
 )
 claims = PrefixedRouter(
     prefix="/customers",
@@ -97,6 +106,27 @@ async def preview_reclaims(
     """Dry run of the reclaim sweep: the customers it would return to the pool at `at`
     (already warned long enough, no follow-up for the tier's days). Nothing changes."""
     return await service.preview_reclaim(session, now=at or datetime.now(UTC), limit=limit)
+
+
+@batch_claims.post(
+    "/claims",
+    response_model=BatchClaimOut,
+    summary="Claim several customers from the pool",
+    responses=problem_responses(),
+)
+async def claim_customers(
+    session: DbSession, caller: CurrentCaller, body: BatchClaimIn
+) -> BatchClaimOut:
+    """Claim up to 100 pool customers for one manager, each checked like a single claim
+    (placement guard, daily claim cap, cooldown); the result says, per customer, whether it
+    was claimed or the code that refused it."""
+    return await service.claim_many(
+        session,
+        customer_ids=body.customer_ids,
+        manager_id=body.manager_id,
+        actor=caller.name,
+        now=datetime.now(UTC),
+    )
 
 
 @claims.post(

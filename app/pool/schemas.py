@@ -87,3 +87,31 @@ class ClaimIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     manager_id: uuid.UUID
+
+
+class BatchClaimIn(BaseModel):
+    """Customers one manager claims from the pool, each decided on its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    manager_id: uuid.UUID
+    customer_ids: list[uuid.UUID] = Field(min_length=1, max_length=100)
+
+
+class ClaimResult(BaseModel):
+    """One customer of a batch claim: claimed, or the code that refused it."""
+
+    customer_id: uuid.UUID
+    claimed: bool
+    code: str | None = Field(
+        None,
+        description="When refused: `not_found`, `not_in_pool`, `claim_cooldown`, "
+        "`claim_cap_reached`, `rule_violation`…",
+    )
+    detail: str | None = None
+
+
+class BatchClaimOut(BaseModel):
+    """Per customer, in the order given."""
+
+    results: list[ClaimResult]

@@ -21,9 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.assignments import guard
 from app.assignments.repository import move_customers
 from app.db.models import Customer, ReclaimPolicy, Tier
-from app.errors import Conflict, NotFound
+from app.errors import BatonError, Conflict, NotFound
 from app.pool import repository
 from app.pool.schemas import (
+    BatchClaimOut,
+    ClaimResult,
     ReclaimCandidate,
     ReclaimPolicyIn,
     ReclaimPolicyList,
@@ -229,3 +231,35 @@ async def claim(
         actor=actor,
         at=now,
     )
+
+
+async def claim_many(
+    session: AsyncSession,
+    *,
+    customer_ids: list[uuid.UUID],
+    manager_id: uuid.UUID,
+    actor: str,
+    now: datetime,
+) -> BatchClaimOut:
+    """Claim several pool customers for one manager, in the order given, each with the
+    checks of ``claim`` in a savepoint of its own: a refused one is reported, the others go
+    on (the daily cap counts the ones claimed before it)."""
+    results: list[ClaimResult] = []
+    for customer_id in dict.fromkeys(customer_ids):
+        try:
+            async with session.begin_nested():
+                await claim(
+                    session, customer_id=customer_id, manager_id=manager_id, actor=actor, now=now
+                )
+        except BatonError as refused:
+            results.append(
+                ClaimResult(
+                    customer_id=customer_id,
+                    claimed=False,
+                    code=refused.code,
+                    detail=refused.detail,
+                )
+            )
+        else:
+            results.append(ClaimResult(customer_id=customer_id, claimed=True))
+    return BatchClaimOut(results=results)

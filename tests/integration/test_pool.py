@@ -196,3 +196,36 @@ async def test_a_first_touch_missed_is_escalated_once_per_owner(client, api, all
     assert (await sweep(api, now + timedelta(hours=26))).first_touch_missed == 0
     [missed] = await events(api, "customer.first_touch_missed")
     assert missed["customer_id"] == untouched["id"] and missed["manager_id"] == owner["id"]
+
+
+async def test_a_batch_claim_decides_each_customer_and_counts_the_cap(client, api):
+    await create_tiers(client)
+    await ok(
+        await client.put(
+            "/v1/pool/policies/standard", json={"inactive_days": 30, "daily_claim_cap": 2}
+        )
+    )
+    taker = await create_manager(client)
+    other = await create_manager(client)
+    first, second, third = [await create_customer(client) for _ in range(3)]
+    owned = await create_customer(client, manager_id=other["id"])
+    crm = await api.client("integration")
+    out = await ok(
+        await crm.post(
+            "/v1/pool/claims",
+            json={
+                "manager_id": taker["id"],
+                "customer_ids": [first["id"], owned["id"], second["id"], third["id"]],
+            },
+        )
+    )
+    assert [(r["claimed"], r["code"]) for r in out["results"]] == [
+        (True, None),
+        (False, "not_in_pool"),
+        (True, None),
+        (False, "claim_cap_reached"),
+    ]
+    assert (await ok(await client.get(f"/v1/customers/{second['id']}")))["manager_id"] == taker[
+        "id"
+    ]
+    assert (await ok(await client.get(f"/v1/customers/{third['id']}")))["manager_id"] is None
