@@ -34,6 +34,8 @@ InboundType = Literal[
     "customer.satisfaction_recorded",
     "customer.revenue_recorded",
     "customer.transfer_refused",
+    "customer.activity_recorded",
+    "manager.absence_set",
 ]
 INBOUND_TYPES: tuple[str, ...] = InboundType.__args__  # type: ignore[attr-defined]
 

@@ -255,3 +255,29 @@ async def test_auto_cover_of_a_manager_without_customers_is_an_empty_handover(cl
     absence = await absent_now(client, idle, cover="auto")
     handover = await ok(await client.get(f"/v1/handovers/{absence['cover_handover_id']}"))
     assert handover["state"] == "approved"
+
+
+async def test_a_crm_out_of_office_arrives_as_a_signed_webhook(committed_client, factory):
+    from tests.integration.test_webhooks_inbound import _process_all, source, standard_request
+
+    client = committed_client
+    src = await source(client, "crm", "standard")
+    await create_tiers(client)
+    manager = await create_manager(client, external_ref="crm-m1")
+    body, headers = standard_request(
+        src["secret"],
+        {
+            "type": "manager.absence_set",
+            "timestamp": "2026-12-01T09:00:00Z",
+            "data": {
+                "external_ref": "crm-m1",
+                "starts_at": iso(NOW - timedelta(hours=1)),
+                "ends_at": iso(NOW + timedelta(days=2)),
+            },
+        },
+    )
+    await ok(await client.post("/v1/webhooks/inbound/crm", content=body, headers=headers), 202)
+    assert await _process_all(factory) == ["processed"]
+    [absence] = (await ok(await client.get(f"/v1/managers/{manager['id']}/absences")))["items"]
+    assert absence["kind"] == "out_of_office" and absence["state"] == "current"
+    assert absence["created_by"] == "webhook:crm"
