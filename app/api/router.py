@@ -10,7 +10,6 @@ from app.customers.router import router as customers
 from app.handovers.router import router as handovers
 from app.imports.router import exports, imports
 from app.managers.router import router as managers
-from app.pool.router import batch_claims as pool_batch_claims
 from app.pool.router import claims as pool_claims
 from app.pool.router import router as pool
 from app.reports.router import router as reports
@@ -38,7 +37,6 @@ ROUTERS: tuple[PrefixedRouter, ...] = (
     activities,
     pool,
     pool_claims,
-    pool_batch_claims,
     assignments,
     rules,
     handovers,

@@ -30,13 +30,6 @@ router = PrefixedRouter(
     route_class=BatonRoute,
     dependencies=[allow(read=STAFF_AND_CRM, write=OPERATORS, delete=OPERATORS)],
 )
-# claims are for the CRM integration too, unlike the policies
-batch_claims = PrefixedRouter(
-    prefix="/pool",
-    tags=["pool"],
-    route_class=BatonRoute,
-    dependencies=[allow(read=STAFF_AND_CRM, write=OPERATORS_AND_CRM)],
-)
 claims = PrefixedRouter(
     prefix="/customers",
     tags=["pool"],
@@ -108,7 +101,7 @@ async def preview_reclaims(
     return await service.preview_reclaim(session, now=at or datetime.now(UTC), limit=limit)
 
 
-@batch_claims.post(
+@router.post(
     "/claims",
     response_model=BatchClaimOut,
     summary="Claim several customers from the pool",
@@ -117,7 +110,8 @@ async def preview_reclaims(
 async def claim_customers(
     session: DbSession, caller: CurrentCaller, body: BatchClaimIn
 ) -> BatchClaimOut:
-    """Claim up to 100 pool customers for one manager, each checked like a single claim
+    """Claim up to 100 pool customers for one manager (operators; a CRM claims one at a
+    time through `/v1/customers/{id}/claim`), each checked like a single claim
     (placement guard, daily claim cap, cooldown); the result says, per customer, whether it
     was claimed or the code that refused it."""
     return await service.claim_many(

@@ -210,8 +210,12 @@ async def test_a_batch_claim_decides_each_customer_and_counts_the_cap(client, ap
     first, second, third = [await create_customer(client) for _ in range(3)]
     owned = await create_customer(client, manager_id=other["id"])
     crm = await api.client("integration")
+    denied = await crm.post(
+        "/v1/pool/claims", json={"manager_id": taker["id"], "customer_ids": [first["id"]]}
+    )
+    assert_problem(denied, 403)
     out = await ok(
-        await crm.post(
+        await client.post(
             "/v1/pool/claims",
             json={
                 "manager_id": taker["id"],
