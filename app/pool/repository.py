@@ -98,12 +98,35 @@ _LAST_RECLAIM = text(
     """
 )
 
+_WAITING = text(
+    """
+    SELECT c.id AS customer_id, c.tier_code AS tier,
+           COALESCE(l.ended_at, c.created_at) AS waiting_since,
+           CASE WHEN l.ended_at IS NULL THEN 'never_placed'
+                WHEN l.end_reason = 'reclaimed_inactive' THEN 'reclaimed_inactive'
+                ELSE 'unassigned' END AS reason
+      FROM customers AS c
+      LEFT JOIN LATERAL (
+            SELECT a.ended_at, a.end_reason FROM assignments AS a
+             WHERE a.customer_id = c.id ORDER BY a.id DESC LIMIT 1) AS l ON true
+     WHERE c.manager_id IS NULL AND c.status = 'active'
+       AND (CAST(:after AS uuid) IS NULL OR c.id > CAST(:after AS uuid))
+     ORDER BY c.id
+     LIMIT :limit
+    """
+)
+
 _CLAIMS_SINCE = text(
     """
     SELECT count(*) FROM assignments
      WHERE manager_id = :manager_id AND reason = 'claim' AND started_at > :since
     """
 )
+
+
+async def waiting(session: AsyncSession, *, after: uuid.UUID | None, limit: int) -> list[Any]:
+    """Pool customers by id after ``after``: since when and why each waits."""
+    return list((await session.execute(_WAITING, {"after": after, "limit": limit})).mappings())
 
 
 async def warn_due(session: AsyncSession, *, now: datetime) -> list[Any]:

@@ -8,6 +8,7 @@ from fastapi import Query, status
 
 from app.api.auth import OPERATORS, OPERATORS_AND_CRM, STAFF_AND_CRM, allow
 from app.api.deps import CurrentCaller, DbSession
+from app.api.pagination import Page, PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
 from app.api.schemas import AwareInstant
 from app.customers import service as customers
@@ -18,6 +19,7 @@ from app.pool.schemas import (
     BatchClaimIn,
     BatchClaimOut,
     ClaimIn,
+    PoolCustomer,
     ReclaimPolicyIn,
     ReclaimPolicyList,
     ReclaimPolicyOut,
@@ -36,6 +38,18 @@ claims = PrefixedRouter(
     route_class=BatonRoute,
     dependencies=[allow(read=STAFF_AND_CRM, write=OPERATORS_AND_CRM)],
 )
+
+
+@router.get(
+    "/customers",
+    response_model=Page[PoolCustomer],
+    summary="The pool and why each customer waits",
+    responses=problem_responses(),
+)
+async def list_pool(session: DbSession, page: PageQuery) -> Page[PoolCustomer]:
+    """Customers without an owner, by id: since when each waits and why (never placed,
+    reclaimed for inactivity, or taken off its owner otherwise)."""
+    return await service.list_waiting(session, cursor=page.cursor, limit=page.limit)
 
 
 @router.get(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -115,3 +115,15 @@ class BatchClaimOut(BaseModel):
     """Per customer, in the order given."""
 
     results: list[ClaimResult]
+
+
+class PoolCustomer(BaseModel):
+    """A customer waiting in the pool, since when and why."""
+
+    customer_id: uuid.UUID
+    tier: str
+    waiting_since: datetime = Field(description="When the last owner's period ended, or creation.")
+    reason: Literal["never_placed", "reclaimed_inactive", "unassigned"] = Field(
+        description="`never_placed`: never had an owner; `reclaimed_inactive`: returned by the "
+        "reclaim sweep; `unassigned`: otherwise taken off its owner (manual, handover, repair…)."
+    )

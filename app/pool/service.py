@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.assignments import guard
 from app.assignments.repository import move_customers
 from app.db.models import Customer, ReclaimPolicy, Tier
@@ -26,6 +27,7 @@ from app.pool import repository
 from app.pool.schemas import (
     BatchClaimOut,
     ClaimResult,
+    PoolCustomer,
     ReclaimCandidate,
     ReclaimPolicyIn,
     ReclaimPolicyList,
@@ -102,6 +104,17 @@ async def delete_policy(session: AsyncSession, *, tier: str) -> None:
         raise NotFound(f"Tier {tier!r} has no reclaim policy.")
     await session.delete(row)
     await session.flush()
+
+
+async def list_waiting(
+    session: AsyncSession, *, cursor: str | None, limit: int
+) -> Page[PoolCustomer]:
+    """The pool by customer id, with why each customer waits."""
+    after = decode_cursor(cursor, (uuid.UUID,))[0] if cursor else None
+    rows = await repository.waiting(session, after=after, limit=limit + 1)
+    items = [PoolCustomer.model_validate(dict(r)) for r in rows[:limit]]
+    next_cursor = encode_cursor([items[-1].customer_id]) if len(rows) > limit else None
+    return Page[PoolCustomer](items=items, next_cursor=next_cursor)
 
 
 async def preview_reclaim(session: AsyncSession, *, now: datetime, limit: int) -> ReclaimPreview:

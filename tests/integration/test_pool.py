@@ -86,6 +86,12 @@ async def test_warning_then_reclaim_then_claim_with_cap_and_cooldown(client, api
         )
     assert end == "reclaimed_inactive"
 
+    # the pool says why it waits
+    waiting = await ok(await client.get("/v1/pool/customers"))
+    assert [(w["customer_id"], w["reason"]) for w in waiting["items"]] == [
+        (quiet["id"], "reclaimed_inactive")
+    ]
+
     # the former owner is in cooldown
     cooldown = await client.post(
         f"/v1/customers/{quiet['id']}/claim", json={"manager_id": owner["id"]}
@@ -233,3 +239,5 @@ async def test_a_batch_claim_decides_each_customer_and_counts_the_cap(client, ap
         "id"
     ]
     assert (await ok(await client.get(f"/v1/customers/{third['id']}")))["manager_id"] is None
+    waiting = await ok(await client.get("/v1/pool/customers"))
+    assert [w["reason"] for w in waiting["items"]] == ["never_placed"]
