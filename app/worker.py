@@ -116,6 +116,14 @@ async def _return_due_covers(factory: SessionFactory, now: datetime) -> int:
     return len(due)
 
 
+async def _reclaim_inactive_customers(factory: SessionFactory, now: datetime) -> int:
+    from app.pool import service as pool
+
+    async with session_scope(factory) as session:
+        done = await pool.sweep_reclaims(session, now=now)
+    return done.reclaimed
+
+
 async def _send_notification_emails(factory: SessionFactory, now: datetime) -> int:
     from app.handovers import emails
 
@@ -179,6 +187,7 @@ async def _prune_webhook_logs(factory: SessionFactory, now: datetime) -> int:
 SWEEPS: list[Sweep] = [
     _execute_due_handovers,
     _return_due_covers,
+    _reclaim_inactive_customers,
     _deliver_webhooks,
     _send_notification_emails,
     _settle_notifications,

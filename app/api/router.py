@@ -1,5 +1,7 @@
 """The /v1 API: every domain's router, included under one version prefix."""
 
+from app.absences.router import router as absences
+from app.activities.router import router as activities
 from app.api.routing import PrefixedRouter
 from app.assignments.router import router as assignments
 from app.audit.router import router as audit
@@ -8,6 +10,8 @@ from app.customers.router import router as customers
 from app.handovers.router import router as handovers
 from app.imports.router import exports, imports
 from app.managers.router import router as managers
+from app.pool.router import claims as pool_claims
+from app.pool.router import router as pool
 from app.reports.router import router as reports
 from app.revenue.router import imports as revenue_imports
 from app.revenue.router import router as revenue
@@ -28,7 +32,11 @@ PREFIX = "/v1"
 ROUTERS: tuple[PrefixedRouter, ...] = (
     tiers,
     managers,
+    absences,
     customers,
+    activities,
+    pool,
+    pool_claims,
     assignments,
     rules,
     handovers,

@@ -27,13 +27,33 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
+from app.db.models import INTAKE_REASONS
+
+# Whether the manager is on an absence at the transaction's clock (``now()``): the engine and
+# the guard read it as a plain fact.
+_ABSENT = """EXISTS (SELECT 1 FROM manager_absences AS a
+                     WHERE a.manager_id = m.id AND a.cancelled_at IS NULL
+                       AND a.starts_at <= now() AND a.ends_at > now()) AS absent"""
+
+# New customers the manager may still receive under their intake caps, counted from the
+# ledger over the last 24 hours and 7 days (NULL: no cap).
+_INTAKE_REASONS = ", ".join(f"'{r}'" for r in INTAKE_REASONS)
+_INTAKE_ROOM = f"""CASE WHEN m.max_new_per_day IS NULL AND m.max_new_per_week IS NULL THEN NULL
+        ELSE (SELECT LEAST(m.max_new_per_day - count(*) FILTER (
+                               WHERE a.started_at > now() - interval '1 day'),
+                           m.max_new_per_week - count(*))
+                FROM assignments AS a
+               WHERE a.manager_id = m.id AND a.started_at > now() - interval '7 days'
+                 AND a.reason IN ({_INTAKE_REASONS}))
+        END AS intake_room"""
 
 _TIERS = text("SELECT code, rank, weight, min_manager_level FROM tiers ORDER BY rank, code")
 
 _MANAGERS = text(
-    """
+    f"""
     SELECT m.id, m.level, m.capacity, COALESCE(w.workload, 0) AS workload, m.status,
-           m.accepting_new, m.region, m.languages, m.industries, m.team
+           m.accepting_new, m.region, m.languages, m.industries, m.team, {_ABSENT},
+           {_INTAKE_ROOM}
       FROM managers AS m
       LEFT JOIN (
             SELECT l.manager_id, SUM(l.customers * t.weight) AS workload
@@ -45,9 +65,10 @@ _MANAGERS = text(
 )
 
 _MANAGERS_ONLY = text(
-    """
+    f"""
     SELECT m.id, m.level, m.capacity, 0 AS workload, m.status, m.accepting_new, m.region,
-           m.languages, m.industries, m.team
+           m.languages, m.industries, m.team, {_ABSENT},
+           {_INTAKE_ROOM}
       FROM managers AS m
      WHERE m.status <> 'departed' OR m.id = ANY(CAST(:include AS uuid[]))
      ORDER BY m.id
@@ -55,12 +76,13 @@ _MANAGERS_ONLY = text(
 )
 
 _ONE_MANAGER = text(
-    """
+    f"""
     SELECT m.id, m.level, m.capacity,
            COALESCE((SELECT SUM(l.customers * t.weight)
                        FROM manager_loads AS l JOIN tiers AS t ON t.code = l.tier_code
                       WHERE l.manager_id = m.id), 0) AS workload,
-           m.status, m.accepting_new, m.region, m.languages, m.industries, m.team
+           m.status, m.accepting_new, m.region, m.languages, m.industries, m.team, {_ABSENT},
+           {_INTAKE_ROOM}
       FROM managers AS m
      WHERE m.id = :id
     """
@@ -161,6 +183,8 @@ def _manager(r: Mapping[str, Any]) -> engine.Manager:
         languages=tuple(r["languages"]),
         industries=tuple(r["industries"]),
         team=r["team"],
+        absent=r["absent"],
+        intake_room=r["intake_room"],
     )
 
 

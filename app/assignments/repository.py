@@ -34,7 +34,7 @@ _UPDATE_CUSTOMERS = text(
 _CLOSE_ROWS = text(
     """
     UPDATE assignments AS a
-       SET ended_at = :at
+       SET ended_at = :at, end_reason = CAST(:end_reason AS text)
       FROM unnest(CAST(:ids AS uuid[])) AS i(id)
      WHERE a.customer_id = i.id AND a.ended_at IS NULL
     """
@@ -44,7 +44,7 @@ _CLOSE_ROWS_RETURNING = text(
     """
     WITH closed AS (
         UPDATE assignments AS a
-           SET ended_at = :at
+           SET ended_at = :at, end_reason = CAST(:end_reason AS text)
           FROM unnest(CAST(:ids AS uuid[])) AS i(id)
          WHERE a.customer_id = i.id AND a.ended_at IS NULL
         RETURNING a.customer_id, a.manager_id
@@ -80,8 +80,12 @@ async def move_customers(
     at: datetime,
     handover_id: uuid.UUID | None = None,
     note: str | None = None,
+    end_reason: str | None = None,
 ) -> int:
     """Set each customer's owner (None = pool) and write the ledger, set-based.
+
+    ``end_reason`` is recorded on the ledger periods the move closes (a move to the pool
+    opens no period to carry its reason: ``reclaimed_inactive``).
 
     Three statements whatever the number of customers: update the owners (which locks the
     rows of the customers that really move), close their open ledger rows, open rows for the
@@ -105,10 +109,14 @@ async def move_customers(
     events = await outbox.wants_ownership_events(session)
     previous: dict[uuid.UUID, uuid.UUID] = {}
     if events:
-        closed = (await session.execute(_CLOSE_ROWS_RETURNING, {"ids": moved_ids, "at": at})).one()
+        closed = (
+            await session.execute(
+                _CLOSE_ROWS_RETURNING, {"ids": moved_ids, "at": at, "end_reason": end_reason}
+            )
+        ).one()
         previous = dict(zip(closed[0] or [], closed[1] or [], strict=True))
     else:
-        await session.execute(_CLOSE_ROWS, {"ids": moved_ids, "at": at})
+        await session.execute(_CLOSE_ROWS, {"ids": moved_ids, "at": at, "end_reason": end_reason})
     await session.execute(
         _OPEN_ROWS,
         {

@@ -109,6 +109,9 @@ class CustomerOut(BaseModel):
     satisfaction: Decimal | None
     manager_id: uuid.UUID | None
     pinned: bool
+    last_activity_at: datetime | None = Field(
+        None, description="The latest follow-up activity (`/v1/customers/{id}/activities`)."
+    )
     version: int
     created_at: datetime
     updated_at: datetime

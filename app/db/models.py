@@ -44,6 +44,8 @@ ASSIGNMENT_REASONS = (
     "seed",
     "repair",
     "redivision",
+    "claim",
+    "reclaimed_inactive",
 )
 
 
@@ -83,6 +85,8 @@ class Manager(Timestamped, Base):
     __table_args__ = (
         CheckConstraint("level BETWEEN 1 AND 5", name="level_range"),
         CheckConstraint("capacity >= 0", name="capacity_non_negative"),
+        CheckConstraint("max_new_per_day >= 0", name="max_new_per_day_non_negative"),
+        CheckConstraint("max_new_per_week >= 0", name="max_new_per_week_non_negative"),
         CheckConstraint(_in("status", MANAGER_STATUSES), name="status_valid"),
         Index("uq_managers_email_lower", func.lower(text("email")), unique=True),
     )
@@ -101,6 +105,55 @@ class Manager(Timestamped, Base):
     languages: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default="{}")
     industries: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default="{}")
     team: Mapped[str | None] = mapped_column(Text)
+    # intake caps: new customers received in the last 24 hours / 7 days (ledger reasons in
+    # INTAKE_REASONS); null means no cap
+    max_new_per_day: Mapped[int | None] = mapped_column(Integer)
+    max_new_per_week: Mapped[int | None] = mapped_column(Integer)
+
+
+INTAKE_REASONS = ("auto", "manual", "import", "webhook", "claim")
+"""Ledger reasons that count as a manager *receiving* a new customer for the intake caps;
+handovers, covers, rebalances, repairs and re-divisions do not."""
+
+ABSENCE_KINDS = ("leave", "sick", "out_of_office", "training", "other")
+ABSENCE_COVERS = ("none", "interim", "auto")
+
+
+class ManagerAbsence(Timestamped, Base):
+    """A period a manager takes no new customers; cancelled absences are kept for the record."""
+
+    __tablename__ = "manager_absences"
+    __table_args__ = (
+        CheckConstraint("ends_at > starts_at", name="period_valid"),
+        CheckConstraint(_in("kind", ABSENCE_KINDS), name="kind_valid"),
+        CheckConstraint(_in("cover", ABSENCE_COVERS), name="cover_valid"),
+        CheckConstraint(
+            "(cover = 'interim') = (interim_manager_id IS NOT NULL)", name="interim_named"
+        ),
+        Index("ix_manager_absences_manager", "manager_id", "starts_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    manager_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("managers.id", ondelete="CASCADE"), nullable=False
+    )
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    cover: Mapped[str] = mapped_column(Text, nullable=False, server_default="none")
+    interim_manager_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("managers.id", ondelete="RESTRICT")
+    )
+    # cover ``auto``: the leave handover that covers the absence (executed at the start,
+    # customers returned at the end)
+    cover_handover_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("handovers.id", ondelete="SET NULL")
+    )
+    note: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(Text, nullable=False)
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Customer(Timestamped, Base):
@@ -137,6 +190,45 @@ class Customer(Timestamped, Base):
     owner_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # When the customer became ``churned``; a row trigger keeps it (migration 0012).
     churned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The latest follow-up activity's instant (``customer_activities``), for the pool's
+    # reclaim rules.
+    last_activity_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the owner was last warned that the customer is due to return to the pool.
+    reclaim_warned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the current owner's missed first touch was escalated.
+    first_touch_missed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+ACTIVITY_KINDS = ("call", "email", "meeting", "visit", "message", "note", "other")
+
+
+class CustomerActivity(Base):
+    """A follow-up with a customer (a call, a meeting…); ``external_id`` makes a re-sent one a
+    no-op."""
+
+    __tablename__ = "customer_activities"
+    __table_args__ = (
+        CheckConstraint(_in("kind", ACTIVITY_KINDS), name="kind_valid"),
+        Index("ix_customer_activities_customer_at", "customer_id", "at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    customer_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("customers.id", ondelete="CASCADE"), nullable=False
+    )
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    by_manager_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("managers.id", ondelete="SET NULL")
+    )
+    external_id: Mapped[str | None] = mapped_column(Text, unique=True)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
 
 
 class ManagerLoad(Base):
@@ -162,6 +254,10 @@ class Assignment(Base):
     __table_args__ = (
         CheckConstraint("ended_at IS NULL OR ended_at >= started_at", name="period_ordered"),
         CheckConstraint(_in("reason", ASSIGNMENT_REASONS), name="reason_valid"),
+        CheckConstraint(
+            "end_reason IS NULL OR " + _in("end_reason", ASSIGNMENT_REASONS),
+            name="end_reason_valid",
+        ),
         Index(
             "uq_assignments_open_per_customer",
             "customer_id",
@@ -188,6 +284,40 @@ class Assignment(Base):
     actor: Mapped[str] = mapped_column(Text, nullable=False)
     handover_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     note: Mapped[str | None] = mapped_column(Text)
+    # Why the period ended when the customer went to the pool rather than to another owner
+    # (which opens a row with its own reason): ``reclaimed_inactive``.
+    end_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ReclaimPolicy(Timestamped, Base):
+    """The public pool's rules for one tier: an owned customer without follow-up for
+    ``inactive_days`` returns to the pool, after a warning ``warning_days`` before; the former
+    owner may not claim it back for ``cooldown_days``; a manager claims at most
+    ``daily_claim_cap`` customers in 24 hours (null: no cap)."""
+
+    __tablename__ = "reclaim_policies"
+    __table_args__ = (
+        CheckConstraint("inactive_days > 0", name="inactive_days_positive"),
+        CheckConstraint(
+            "warning_days >= 0 AND warning_days < inactive_days", name="warning_days_range"
+        ),
+        CheckConstraint("cooldown_days >= 0", name="cooldown_days_non_negative"),
+        CheckConstraint("daily_claim_cap >= 0", name="daily_claim_cap_non_negative"),
+        CheckConstraint("first_touch_hours > 0", name="first_touch_hours_positive"),
+    )
+
+    tier_code: Mapped[str] = mapped_column(
+        Text,
+        ForeignKey("tiers.code", onupdate="CASCADE", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    inactive_days: Mapped[int] = mapped_column(Integer, nullable=False)
+    warning_days: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    cooldown_days: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    daily_claim_cap: Mapped[int | None] = mapped_column(Integer)
+    # first-touch SLA: a customer given an owner (placed, claimed, handed over) with no
+    # follow-up within this many hours is escalated (null: no SLA)
+    first_touch_hours: Mapped[int | None] = mapped_column(Integer)
 
 
 class OwnershipViolation(Base):

@@ -97,6 +97,18 @@ def _builtin_checks(plan: Plan, i: int, m: int, *, after_move: bool) -> list[dic
             "detail": "accepting new customers" if manager.accepting_new else "not accepting",
         },
         {
+            "id": "absent",
+            "passed": not manager.absent,
+            "detail": "absent" if manager.absent else "available",
+        },
+        {
+            "id": "intake_cap",
+            "passed": manager.intake_room is None or manager.intake_room > 0,
+            "detail": "no intake cap"
+            if manager.intake_room is None
+            else f"{max(manager.intake_room, 0)} more new customer(s) allowed now",
+        },
+        {
             "id": "capacity",
             "passed": capacity_ok or forced,
             "detail": f"workload {base} + {weight} {'<=' if capacity_ok else '>'} capacity {cap}"
@@ -192,6 +204,8 @@ def _eliminations(plan: Plan, i: int) -> tuple[dict[str, np.ndarray], np.ndarray
         "tier_min_level": p.level < p.min_level[i],
         "manager_active": ~p.active,
         "manager_accepting": ~p.accepting,
+        "absent": ~p.available,
+        "intake_cap": ~(p.intake_room > 0),
         "not_excluded": ~p.not_excluded,
     }
     for rule in p.rules.eligibility:

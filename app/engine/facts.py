@@ -33,7 +33,13 @@ class Tier:
 
 @dataclass(frozen=True, slots=True)
 class Manager:
-    """An account manager; `workload` includes every customer they currently own."""
+    """An account manager; `workload` includes every customer they currently own.
+
+    `absent`: on an absence at the moment the service plans for (it reads the calendar and
+    the clock; the engine never does), so the manager takes no new customers.
+    `intake_room`: how many more new customers the manager may receive under their intake
+    caps (the service counts it from the ledger); None: no cap.
+    """
 
     id: UUID
     level: int
@@ -45,6 +51,8 @@ class Manager:
     languages: tuple[str, ...] = ()
     industries: tuple[str, ...] = ()
     team: str | None = None
+    absent: bool = False
+    intake_room: int | None = None
 
     def __post_init__(self) -> None:
         if self.status not in MANAGER_STATUSES:

@@ -8,7 +8,8 @@ engine makes always passes it (a property test holds them to that).
 
 Two questions, two modes:
 - ``intake``: may the customer be *given* to the manager now? Every built-in hard rule
-  (tier minimum level, manager active, accepting new customers, capacity) and the rule set's
+  (tier minimum level, manager active, accepting new customers, not absent, intake cap,
+  capacity) and the rule set's
   eligibility rules.
 - ``ownership``: may the manager *keep* the customer? Tier minimum level, the manager has not
   departed, and the rule set's eligibility rules. Capacity and accepting-new are about taking
@@ -72,6 +73,20 @@ def placement_violations(
             out.append(Violation("manager_active", f"the manager is {manager.status}"))
         elif not manager.accepting_new and customer.manager_id != manager.id:
             out.append(Violation("manager_accepting", "the manager is not accepting new customers"))
+        if manager.absent and customer.manager_id != manager.id:
+            out.append(Violation("absent", "the manager is absent"))
+        if (
+            manager.intake_room is not None
+            and manager.intake_room <= 0
+            and customer.manager_id != manager.id
+        ):
+            out.append(
+                Violation(
+                    "intake_cap",
+                    "the manager has received as many new customers as "
+                    "their intake caps allow for now",
+                )
+            )
         after = manager.workload + (0 if customer.manager_id == manager.id else tier.weight)
         if after > manager.capacity:
             out.append(

@@ -11,8 +11,8 @@ from app.engine.classes import build_classes
 from app.engine.facts import Manager, Tier
 from app.engine.optimal import run_optimal
 from app.engine.options import PlanOptions
-from app.engine.plan import KEEP, Outcome, Plan
-from app.engine.problem import Customers, Problem, prepare
+from app.engine.plan import KEEP, POOL, Outcome, Plan
+from app.engine.problem import NO_CAP, Customers, Problem, prepare
 from app.engine.rules import RuleSet
 from app.engine.strategies import run_balanced, run_round_robin, run_successor
 
@@ -35,6 +35,31 @@ def settle_pinned(problem: Problem, outcome: Outcome, pinned: np.ndarray) -> Non
     had_owner = problem.cols.owner[unknown] >= 0
     outcome.set(unknown[had_owner], KEEP, ("pinned",))
     outcome.set(unknown[~had_owner], -1, ("pinned",))
+
+
+def hold_to_intake_caps(
+    problem: Problem, outcome: Outcome, load: np.ndarray, rows: np.ndarray
+) -> None:
+    """A plan gives a capped manager at most its intake room of *new* customers: the ones
+    beyond it (the last in ``rows`` order) go back to the pool with reason ``intake_cap``.
+
+    Strategies already skip managers with no room; this bounds a plan that places several
+    customers on a manager with some room left.
+    """
+    capped = problem.intake_room < NO_CAP
+    if not capped.any() or not len(rows):
+        return
+    to = outcome.to[rows]
+    new = (to >= 0) & (to != problem.owner[rows])
+    new[new] &= capped[to[new]]
+    placed, dest = rows[new], to[new]
+    order = np.argsort(dest, kind="stable")
+    placed, dest = placed[order], dest[order]
+    nth = np.arange(len(dest)) - np.searchsorted(dest, dest, side="left")
+    over = nth >= problem.intake_room[dest]
+    if over.any():
+        np.subtract.at(load, dest[over], problem.weight[placed[over]])
+        outcome.set(placed[over], POOL, ("intake_cap",))
 
 
 def plan_assignments(
@@ -95,6 +120,7 @@ def _plan(
                 "proven_optimal": result.proven_optimal,
                 "solver": result.solver,
             }
+    hold_to_intake_caps(problem, outcome, load, rows)
     plan = Plan(
         strategy=options.strategy,
         problem=problem,

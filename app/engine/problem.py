@@ -18,6 +18,9 @@ from app.engine.rules import RuleSet
 
 Customers = Sequence[Customer] | CustomerColumns
 
+NO_CAP = np.iinfo(np.int64).max
+"""The intake room of a manager without intake caps."""
+
 SCORE_LIMIT = 1e15
 """Largest total of preference weights the engine adds up: far beyond what a rule set may hold
 (`rules.MAX_RULES` × `rules.MAX_WEIGHT`), and still exact in float64 arithmetic. Beyond it,
@@ -44,13 +47,23 @@ class Problem:
     workload: np.ndarray  # per manager as given, int64
     active: np.ndarray
     accepting: np.ndarray
+    available: np.ndarray  # not on an absence now
+    intake_room: np.ndarray  # per manager, int64: new customers still allowed (NO_CAP: no cap)
     not_excluded: np.ndarray
     index_of: dict[UUID, int]
 
     @property
     def receivable(self) -> np.ndarray:
-        """Managers that may receive customers at all (status, flag, exclusion, capacity > 0)."""
-        return self.active & self.accepting & self.not_excluded & (self.capacity > 0)
+        """Managers that may receive customers at all (status, flag, absence, intake cap,
+        exclusion, capacity > 0)."""
+        return (
+            self.active
+            & self.accepting
+            & self.available
+            & (self.intake_room > 0)
+            & self.not_excluded
+            & (self.capacity > 0)
+        )
 
     def former(self, row: int) -> tuple[int, ...]:
         """Engine indices of the row's former owners that are among the managers."""
@@ -134,6 +147,11 @@ def prepare(
         workload=np.array([m.workload for m in engine_managers], np.int64),
         active=np.array([m.status == "active" for m in engine_managers], bool),
         accepting=np.array([m.accepting_new for m in engine_managers], bool),
+        available=np.array([not m.absent for m in engine_managers], bool),
+        intake_room=np.array(
+            [NO_CAP if m.intake_room is None else m.intake_room for m in engine_managers],
+            np.int64,
+        ),
         not_excluded=np.array([m.id not in exclude for m in engine_managers], bool),
         index_of=index_of,
     )

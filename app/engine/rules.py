@@ -77,6 +77,8 @@ BUILTIN_RULE_IDS = (
     "tier_min_level",
     "manager_active",
     "manager_accepting",
+    "absent",
+    "intake_cap",
     "capacity",
     "not_excluded",
     "pinned",

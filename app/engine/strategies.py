@@ -170,6 +170,10 @@ def run_successor(
             violations.append("manager_active")
         if not manager.accepting_new:
             violations.append("manager_accepting")
+        if manager.absent:
+            violations.append("absent")
+        if not problem.intake_room[s] > 0:
+            violations.append("intake_cap")
         for rule in problem.rules.eligibility:
             applies, holds = problem.evaluator.rule_outcome(rule, rep, current, former)
             if applies[s] and not holds[s]:

@@ -20,7 +20,7 @@ from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.assignments import compliance, guard
 from app.assignments import service as assignments
 from app.assignments.repository import move_customers
-from app.db.models import Handover
+from app.db.models import HANDOVER_OPEN_STATES, Handover
 from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from app.handovers import notifications, repository
 from app.handovers.schemas import (
@@ -1213,3 +1213,20 @@ async def add_feedback(
         session, handover_id=handover_id, score=data.score, note=data.note, actor=actor
     )
     return FeedbackOut.model_validate(row)
+
+
+async def reschedule_leave(
+    session: AsyncSession,
+    *,
+    handover_id: uuid.UUID,
+    effective_at: datetime | None,
+    until: datetime,
+) -> HandoverOut:
+    """Move a leave handover's start (while not executed) and its end (while the cover has
+    not returned): the absence it covers was moved, ended early or extended."""
+    handover = await _require(session, handover_id, lock=True)
+    values: dict[str, object] = {"until": until}
+    if handover["state"] in HANDOVER_OPEN_STATES and effective_at is not None:
+        values["effective_at"] = effective_at
+    await repository.update_handover(session, handover_id, values)
+    return await get_handover(session, handover_id=handover_id)

@@ -47,6 +47,20 @@ class ManagerCreate(BaseModel):
     languages: list[Tag] = Field(default_factory=list, max_length=50)
     industries: list[Tag] = Field(default_factory=list, max_length=100)
     team: ShortText | None = None
+    max_new_per_day: int | None = Field(
+        None,
+        ge=0,
+        le=1_000_000,
+        description="Intake cap: at most this many new customers (placements, manual moves, "
+        "imports, webhooks; not handovers) in any 24 hours; null for no cap.",
+    )
+    max_new_per_week: int | None = Field(
+        None,
+        ge=0,
+        le=1_000_000,
+        description="Intake cap: at most this many new customers (placements, manual moves, "
+        "imports, webhooks; not handovers) in any 7 days; null for no cap.",
+    )
 
 
 class ManagerUpdate(PatchModel):
@@ -77,6 +91,8 @@ class ManagerUpdate(PatchModel):
     languages: list[Tag] | None = Field(None, max_length=50)
     industries: list[Tag] | None = Field(None, max_length=100)
     team: ShortText | None = None
+    max_new_per_day: int | None = Field(None, ge=0, le=1_000_000)
+    max_new_per_week: int | None = Field(None, ge=0, le=1_000_000)
 
 
 class ManagerOut(BaseModel):
@@ -112,6 +128,8 @@ class ManagerOut(BaseModel):
     languages: list[str]
     industries: list[str]
     team: str | None
+    max_new_per_day: int | None = Field(description="Intake cap per 24 hours; null: none.")
+    max_new_per_week: int | None = Field(description="Intake cap per 7 days; null: none.")
     workload: int = Field(description="Sum of tier weights of the manager's active customers.")
     utilization: float | None = Field(description="workload / capacity; null when capacity is 0.")
     customer_count: int = Field(description="Active customers owned.")

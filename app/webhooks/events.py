@@ -8,6 +8,8 @@ OutboundType = Literal[
     "customer.assigned",
     "customer.unassigned",
     "customer.tier_changed",
+    "customer.reclaim_warning",
+    "customer.first_touch_missed",
     "ownership.changed.batch",
     "handover.planned",
     "handover.approved",
@@ -32,6 +34,8 @@ InboundType = Literal[
     "customer.satisfaction_recorded",
     "customer.revenue_recorded",
     "customer.transfer_refused",
+    "customer.activity_recorded",
+    "manager.absence_set",
 ]
 INBOUND_TYPES: tuple[str, ...] = InboundType.__args__  # type: ignore[attr-defined]
 

@@ -51,6 +51,8 @@ def instances(draw, max_managers=6, max_customers=30, owned=False, roomy=False):
                 capacity=draw(st.integers(15, 60) if roomy else st.integers(0, 40)),
                 status="active" if roomy else draw(st.sampled_from(["active"] * 5 + ["on_leave"])),
                 accepting_new=roomy or owned or draw(st.booleans()),
+                absent=not roomy and not owned and draw(st.integers(0, 5)) == 0,
+                intake_room=None if roomy else draw(st.sampled_from([None] * 4 + [0, 1, 2])),
                 region=draw(st.sampled_from(["EU", "US", None])),
                 languages=tuple(
                     sorted(
@@ -98,13 +100,19 @@ def hard_rules_hold(plan, customers, managers, rules=RULES):
             assert d.manager_id == c.manager_id
             continue
         if d.manager_id is None:
-            assert d.reasons[0] in {"no_eligible_manager", "no_capacity"}
+            assert d.reasons[0] in {"no_eligible_manager", "no_capacity", "intake_cap"}
             continue
         m = by_id[d.manager_id]
         assert m.level >= MIN_LEVEL[c.tier]
-        assert m.status == "active" and m.accepting_new
+        assert m.status == "active" and m.accepting_new and not m.absent
         if c.tier in ("strategic", "key"):
             assert c.language in m.languages
+    for m in managers:
+        received = sum(
+            d.manager_id == m.id and c.manager_id != m.id
+            for c, d in zip(customers, plan.decisions, strict=True)
+        )
+        assert m.intake_room is None or received <= max(m.intake_room, 0)
     for load in plan.managers:
         m = by_id[load.manager_id]
         if load.workload_after > load.workload_before:
@@ -136,6 +144,7 @@ def exact_peak(customers, managers) -> float | None:
             ok = (
                 m.status == "active"
                 and m.accepting_new
+                and not m.absent
                 and m.capacity > 0
                 and m.level >= MIN_LEVEL[c.tier]
                 and (c.tier not in ("strategic", "key") or c.language in m.languages)
@@ -328,3 +337,28 @@ def test_the_placement_guard_accepts_every_placement_the_engine_makes(instance, 
             assert verdicts[d.manager_id] == [], (d, verdicts[d.manager_id])
         else:
             assert all(verdicts.values()), (d.reasons, verdicts)
+
+
+def test_an_absent_manager_is_refused_new_customers_but_keeps_what_they_hold():
+    away = Manager(id=mid(0), level=5, capacity=50, workload=0, absent=True)
+    tier = next(t for t in TIERS if t.code == "standard")
+    new = Customer(id=cid(0), tier="standard", language="en")
+    held = Customer(id=cid(1), tier="standard", language="en", manager_id=away.id)
+    assert [v.rule for v in placement_violations(new, away, tier, RULES)] == ["absent"]
+    assert placement_violations(held, away, tier, RULES) == []
+    plan = plan_assignments([new], [away], TIERS, RULES, options(strategy="balanced"))
+    assert plan.decisions[0].manager_id is None
+
+
+def test_a_plan_gives_a_capped_manager_no_more_new_customers_than_its_intake_room():
+    capped = Manager(id=mid(0), level=5, capacity=500, workload=0, intake_room=1)
+    new = [Customer(id=cid(i), tier="standard", language="en") for i in range(3)]
+    plan = plan_assignments(new, [capped], TIERS, RULES, options(strategy="balanced"))
+    assert [d.manager_id for d in plan.decisions].count(capped.id) == 1
+    assert sorted(d.reasons[0] for d in plan.decisions if d.manager_id is None) == [
+        "intake_cap",
+        "intake_cap",
+    ]
+    tier = next(t for t in TIERS if t.code == "standard")
+    full = Manager(id=mid(1), level=5, capacity=500, workload=0, intake_room=0)
+    assert [v.rule for v in placement_violations(new[0], full, tier, RULES)] == ["intake_cap"]

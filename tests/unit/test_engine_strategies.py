@@ -147,6 +147,8 @@ def test_explanation_basic_and_full():
         "tier_min_level",
         "manager_active",
         "manager_accepting",
+        "absent",
+        "intake_cap",
         "capacity",
         "not_excluded",
         "speaks_language",

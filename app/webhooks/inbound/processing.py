@@ -321,6 +321,53 @@ async def _transfer_refused(
     return {"handover_id": handover_id, "customer_id": found["id"], "status": item.status}
 
 
+async def _activity_recorded(
+    session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    from app.activities.schemas import ActivityCreate
+    from app.activities.service import record_activity
+
+    found = await _find(session, Customer, data)
+    if found is None:
+        raise Failed("No such customer.")
+    by = None
+    if data.get("by_external_ref"):
+        by = await session.scalar(
+            select(Manager.id).where(Manager.external_ref == str(data["by_external_ref"]))
+        )
+        if by is None:
+            raise Failed("No manager with `by_external_ref`.")
+    activity = ActivityCreate(
+        kind=data.get("kind", "other"),
+        at=data.get("at"),
+        by=by,
+        external_id=data.get("external_id"),
+        note=data.get("note"),
+    )
+    out, new = await record_activity(session, customer_id=found["id"], data=activity, actor=actor)
+    return {"customer_id": found["id"], "activity_id": out.id, "new": new}
+
+
+async def _absence_set(
+    session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    from app.absences.schemas import AbsenceCreate
+    from app.flows.availability import create_absence
+
+    found = await _find(session, Manager, data)
+    if found is None:
+        raise Failed("No such manager.")
+    absence = AbsenceCreate(
+        starts_at=data.get("starts_at"),
+        ends_at=data.get("ends_at"),
+        kind=data.get("kind", "out_of_office"),
+        cover=data.get("cover", "none"),
+        note=data.get("note"),
+    )
+    out = await create_absence(session, manager_id=found["id"], data=absence, actor=actor)
+    return {"manager_id": found["id"], "absence_id": out.id}
+
+
 HANDLERS: dict[str, Handler] = {
     "manager.upserted": _manager_upserted,
     "manager.deactivated": _manager_deactivated,
@@ -330,6 +377,8 @@ HANDLERS: dict[str, Handler] = {
     "customer.satisfaction_recorded": _satisfaction_recorded,
     "customer.revenue_recorded": _revenue_recorded,
     "customer.transfer_refused": _transfer_refused,
+    "customer.activity_recorded": _activity_recorded,
+    "manager.absence_set": _absence_set,
 }
 
 _LOCK = text(

@@ -1,0 +1,166 @@
+"""SQL for the public pool: who is due a warning or a reclaim, claims counted from the ledger."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import HANDOVER_OPEN_STATES
+
+_OPEN_HANDOVER_STATES = ", ".join(f"'{s}'" for s in HANDOVER_OPEN_STATES)
+
+# The instant a customer's inactivity counts from: the latest follow-up, or when the owner
+# got it (a fresh owner is not reclaimed for the previous owner's silence).
+_QUIET_SINCE = "COALESCE(GREATEST(c.last_activity_at, c.owner_since), c.created_at)"
+
+# Owned, active, not pinned, not in an open handover, under a tier with a policy.
+_RECLAIMABLE = f"""
+      FROM customers AS c
+      JOIN reclaim_policies AS p ON p.tier_code = c.tier_code
+     WHERE c.manager_id IS NOT NULL AND c.status = 'active' AND NOT c.pinned
+       AND NOT EXISTS (
+             SELECT 1 FROM handover_items AS hi JOIN handovers AS h ON h.id = hi.handover_id
+              WHERE hi.customer_id = c.id AND h.state IN ({_OPEN_HANDOVER_STATES}))
+"""
+
+# Due now: quiet for inactive_days, and warned at least warning_days ago (after the last
+# follow-up) when the policy warns.
+_DUE = f"""
+       AND {_QUIET_SINCE} <= CAST(:now AS timestamptz) - make_interval(days => p.inactive_days)
+       AND (p.warning_days = 0
+            OR (c.reclaim_warned_at > {_QUIET_SINCE}
+                AND c.reclaim_warned_at
+                    <= CAST(:now AS timestamptz) - make_interval(days => p.warning_days)))
+"""
+
+_WARN = text(
+    f"""
+    UPDATE customers AS c SET reclaim_warned_at = CAST(:now AS timestamptz)
+      FROM (SELECT c.id, c.manager_id,
+                   GREATEST({_QUIET_SINCE} + make_interval(days => p.inactive_days),
+                            CAST(:now AS timestamptz) + make_interval(days => p.warning_days))
+                     AS reclaim_at
+              {_RECLAIMABLE}
+               AND p.warning_days > 0
+               AND {_QUIET_SINCE} <= CAST(:now AS timestamptz)
+                                     - make_interval(days => p.inactive_days - p.warning_days)
+               AND (c.reclaim_warned_at IS NULL OR c.reclaim_warned_at <= {_QUIET_SINCE})
+             ORDER BY c.id
+               FOR UPDATE OF c SKIP LOCKED) AS w
+     WHERE c.id = w.id
+    RETURNING c.id, w.manager_id, w.reclaim_at
+    """
+)
+
+# Owned customers whose owner got them first_touch_hours ago with no follow-up since,
+# escalated once per owner period.
+_FIRST_TOUCH_MISSED = text(
+    """
+    UPDATE customers AS c SET first_touch_missed_at = CAST(:now AS timestamptz)
+      FROM reclaim_policies AS p
+     WHERE p.tier_code = c.tier_code AND p.first_touch_hours IS NOT NULL
+       AND c.manager_id IS NOT NULL AND c.status = 'active'
+       AND c.owner_since <= CAST(:now AS timestamptz) - make_interval(hours => p.first_touch_hours)
+       AND (c.last_activity_at IS NULL OR c.last_activity_at < c.owner_since)
+       AND (c.first_touch_missed_at IS NULL OR c.first_touch_missed_at < c.owner_since)
+    RETURNING c.id, c.manager_id, c.owner_since
+    """
+)
+
+_PREVIEW = text(
+    f"""
+    SELECT c.id AS customer_id, c.manager_id, c.tier_code AS tier,
+           {_QUIET_SINCE} AS quiet_since
+      {_RECLAIMABLE}
+      {_DUE}
+     ORDER BY c.id
+     LIMIT :limit
+    """
+)
+
+_DUE_IDS = text(
+    f"""
+    WITH due AS MATERIALIZED (
+        SELECT c.id {_RECLAIMABLE} {_DUE} ORDER BY c.id FOR UPDATE OF c SKIP LOCKED)
+    SELECT coalesce(array_agg(id), '{{}}') FROM due
+    """
+)
+
+_LAST_RECLAIM = text(
+    """
+    SELECT max(a.ended_at) FROM assignments AS a
+     WHERE a.customer_id = :customer_id AND a.manager_id = :manager_id
+       AND a.end_reason = 'reclaimed_inactive'
+    """
+)
+
+_WAITING = text(
+    """
+    SELECT c.id AS customer_id, c.tier_code AS tier,
+           COALESCE(l.ended_at, c.created_at) AS waiting_since,
+           CASE WHEN l.ended_at IS NULL THEN 'never_placed'
+                WHEN l.end_reason = 'reclaimed_inactive' THEN 'reclaimed_inactive'
+                ELSE 'unassigned' END AS reason
+      FROM customers AS c
+      LEFT JOIN LATERAL (
+            SELECT a.ended_at, a.end_reason FROM assignments AS a
+             WHERE a.customer_id = c.id ORDER BY a.id DESC LIMIT 1) AS l ON true
+     WHERE c.manager_id IS NULL AND c.status = 'active'
+       AND (CAST(:after AS uuid) IS NULL OR c.id > CAST(:after AS uuid))
+     ORDER BY c.id
+     LIMIT :limit
+    """
+)
+
+_CLAIMS_SINCE = text(
+    """
+    SELECT count(*) FROM assignments
+     WHERE manager_id = :manager_id AND reason = 'claim' AND started_at > :since
+    """
+)
+
+
+async def waiting(session: AsyncSession, *, after: uuid.UUID | None, limit: int) -> list[Any]:
+    """Pool customers by id after ``after``: since when and why each waits."""
+    return list((await session.execute(_WAITING, {"after": after, "limit": limit})).mappings())
+
+
+async def warn_due(session: AsyncSession, *, now: datetime) -> list[Any]:
+    """Mark the customers entering their warning period as warned; returns (customer id,
+    owner, reclaim_at) for each, one statement."""
+    return list((await session.execute(_WARN, {"now": now})).all())
+
+
+async def escalate_first_touch(session: AsyncSession, *, now: datetime) -> list[Any]:
+    """Mark the customers whose first touch is overdue at ``now`` as escalated; returns
+    (customer id, owner, owner since) for each, one statement."""
+    return list((await session.execute(_FIRST_TOUCH_MISSED, {"now": now})).all())
+
+
+async def preview(session: AsyncSession, *, now: datetime, limit: int) -> list[Any]:
+    """The customers a sweep at ``now`` would reclaim (up to ``limit``)."""
+    return list((await session.execute(_PREVIEW, {"now": now, "limit": limit})).mappings())
+
+
+async def lock_due(session: AsyncSession, *, now: datetime) -> list[uuid.UUID]:
+    """Lock and return the customers due to return to the pool at ``now`` (one statement);
+    rows another transaction holds are left for the next sweep."""
+    return list((await session.execute(_DUE_IDS, {"now": now})).scalar_one())
+
+
+async def last_reclaim(
+    session: AsyncSession, *, customer_id: uuid.UUID, manager_id: uuid.UUID
+) -> datetime | None:
+    """When the customer was last reclaimed from the manager, if ever."""
+    return await session.scalar(
+        _LAST_RECLAIM, {"customer_id": customer_id, "manager_id": manager_id}
+    )
+
+
+async def claims_since(session: AsyncSession, *, manager_id: uuid.UUID, since: datetime) -> int:
+    """How many customers the manager claimed after ``since``."""
+    return int(await session.scalar(_CLAIMS_SINCE, {"manager_id": manager_id, "since": since}))

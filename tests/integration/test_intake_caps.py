@@ -1,0 +1,72 @@
+"""Intake caps: a manager receives at most so many new customers a day and a week, counted from
+the ledger; the engine passes over a capped manager and the guard refuses a manual move."""
+
+from __future__ import annotations
+
+from tests.integration.factories import (
+    assert_problem,
+    create_customer,
+    create_manager,
+    create_tiers,
+    ok,
+)
+
+
+async def test_a_capped_manager_is_skipped_and_refused_until_the_cap_allows(client, api):
+    await create_tiers(client)
+    capped = await create_manager(client, max_new_per_day=1, capacity=100)
+    assert capped["max_new_per_day"] == 1 and capped["max_new_per_week"] is None
+    first, second, third = [await create_customer(client) for _ in range(3)]
+
+    await ok(await client.patch(f"/v1/customers/{first['id']}", json={"manager_id": capped["id"]}))
+    refused = assert_problem(
+        await client.patch(f"/v1/customers/{second['id']}", json={"manager_id": capped["id"]}),
+        409,
+    )
+    assert [v["rule"] for v in refused["violations"]] == ["intake_cap"]
+
+    # the engine falls back on whoever has room, with the reason shown for the capped one
+    fallback = await create_manager(client, capacity=5)
+    placed = await ok(await client.post(f"/v1/customers/{second['id']}/assign", json={}))
+    assert placed["decision"]["manager_id"] == fallback["id"]
+
+    # raising the cap lets one more in; a batch plan gives the capped manager no more than that
+    await ok(await client.patch(f"/v1/managers/{capped['id']}", json={"max_new_per_day": 2}))
+    await ok(await client.patch(f"/v1/managers/{fallback['id']}", json={"capacity": 100}))
+    fourth = await create_customer(client)
+    plan = await ok(
+        await client.post(
+            "/v1/assignments/plan",
+            json={"strategy": "balanced", "customer_ids": [third["id"], fourth["id"]]},
+        )
+    )
+    to_capped = [d for d in plan["decisions"] if d["manager_id"] == capped["id"]]
+    assert len(to_capped) <= 1
+
+
+async def test_a_week_cap_counts_the_last_seven_days_and_a_zero_cap_closes_intake(client, api):
+    await create_tiers(client)
+    closed = await create_manager(client, max_new_per_week=0)
+    customer = await create_customer(client)
+    body = assert_problem(
+        await client.patch(f"/v1/customers/{customer['id']}", json={"manager_id": closed["id"]}),
+        409,
+    )
+    assert [v["rule"] for v in body["violations"]] == ["intake_cap"]
+    pooled = await ok(
+        await client.post(f"/v1/customers/{customer['id']}/assign", json={"dry_run": True})
+    )
+    assert pooled["decision"]["manager_id"] is None
+    assert_problem(
+        await client.post(
+            "/v1/managers",
+            json={
+                "name": "N",
+                "email": "neg@example.com",
+                "level": 3,
+                "capacity": 5,
+                "max_new_per_day": -1,
+            },
+        ),
+        422,
+    )
