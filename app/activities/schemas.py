@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.api.schemas import AwareInstant
 
@@ -37,11 +37,21 @@ class ActivityOut(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_row(cls, data: Any) -> Any:
+        """A stored row names the column `by_manager_id`; the resource calls it `by` (renamed
+        here rather than by an alias, which would leak into the published schema)."""
+        if isinstance(data, dict) or not hasattr(data, "by_manager_id"):
+            return data
+        values = {name: getattr(data, name) for name in cls.model_fields if hasattr(data, name)}
+        return {**values, "by": data.by_manager_id}
+
     id: uuid.UUID
     customer_id: uuid.UUID
     kind: ActivityKind
     at: datetime
-    by: uuid.UUID | None = Field(validation_alias="by_manager_id")
+    by: uuid.UUID | None
     external_id: str | None
     note: str | None
     created_by: str

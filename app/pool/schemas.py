@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -51,9 +51,36 @@ class ReclaimPolicyIn(BaseModel):
 class ReclaimPolicyOut(ReclaimPolicyIn):
     """A tier's pool rules."""
 
-    model_config = ConfigDict(from_attributes=True, extra="ignore")
+    model_config = ConfigDict(
+        from_attributes=True,
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "tier": "standard",
+                    "inactive_days": 30,
+                    "warning_days": 3,
+                    "cooldown_days": 14,
+                    "daily_claim_cap": 5,
+                    "first_touch_hours": None,
+                    "version": 1,
+                    "updated_at": "2026-12-01T09:00:00Z",
+                }
+            ]
+        },
+    )
 
-    tier: str = Field(validation_alias="tier_code")
+    @model_validator(mode="before")
+    @classmethod
+    def _from_row(cls, data: Any) -> Any:
+        """A stored row names the column `tier_code`; the resource calls it `tier` (renamed
+        here rather than by an alias, which would leak into the published schema)."""
+        if isinstance(data, dict) or not hasattr(data, "tier_code"):
+            return data
+        values = {name: getattr(data, name) for name in cls.model_fields if hasattr(data, name)}
+        return {**values, "tier": data.tier_code}
+
+    tier: str
     version: int
     updated_at: datetime
 
