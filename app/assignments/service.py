@@ -17,7 +17,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
-from app.assignments import columnar, loading, repository
+from app.assignments import columnar, guard, loading, repository
 from app.assignments.budget import engine_deadline, run_engine
 from app.assignments.repository import move_customers
 from app.assignments.schemas import (
@@ -386,6 +386,9 @@ async def assign_customer(
     )
     decision = plan.decision(0)
     if request.manager_id is not None and decision.manager_id != request.manager_id:
+        if not request.force:
+            # The placement guard names the rules, as for a manual move of the same pair.
+            await guard.check_move(session, customer_id=customer_id, manager_id=request.manager_id)
         violations = _violations(decision)
         raise RuleViolation(
             "The manager cannot take this customer: " + "; ".join(v["message"] for v in violations),
