@@ -8,7 +8,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.api.schemas import AwareInstant, PatchModel
+from app.core.schemas import AwareInstant, PatchModel
 
 AbsenceKind = Literal["leave", "sick", "out_of_office", "training", "other"]
 AbsenceState = Literal["scheduled", "current", "ended", "cancelled"]

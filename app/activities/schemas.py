@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.api.schemas import AwareInstant
+from app.core.schemas import AwareInstant
 
 ActivityKind = Literal["call", "email", "meeting", "visit", "message", "note", "other"]
 

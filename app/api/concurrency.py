@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Response
 
-from app.errors import PreconditionRequired, StaleVersion
+from app.core.concurrency import Precondition
+from app.errors import PreconditionRequired
 
 ETAG_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"description": "OK", "headers": {"ETag": {"$ref": "#/components/headers/ETag"}}}
@@ -26,22 +27,6 @@ def etag(version: int) -> str:
 def set_etag(response: Response, version: int) -> None:
     """Expose the version as the response's ETag."""
     response.headers["ETag"] = etag(version)
-
-
-class Precondition:
-    """What ``If-Match`` asked for: any of ``versions`` (None = ``*``, any version)."""
-
-    def __init__(self, versions: frozenset[int] | None) -> None:
-        self.versions = versions
-
-    def check(self, current: int, resource: str) -> None:
-        """StaleVersion (412) when ``current`` is not one the client expected."""
-        if self.versions is not None and current not in self.versions:
-            raise StaleVersion(
-                f"{resource} is at version {current}, not the one in If-Match; "
-                "read it again and retry.",
-                current_version=current,
-            )
 
 
 def _parse(value: str) -> frozenset[int] | None:

@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
-from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.assignments import loading
 from app.assignments import repository as ledger
 from app.assignments.schemas import ViolationBrief, ViolationOut, ViolationRule
+from app.core.pagination import Page, decode_cursor, encode_cursor
 from app.rules.service import current_rules
 from app.webhooks import outbox
 

@@ -7,7 +7,7 @@ from fastapi import Query
 
 from app.api.auth import OPERATORS, STAFF, allow
 from app.api.deps import CurrentCaller, DbSession
-from app.api.pagination import Page, PageQuery
+from app.api.pagination import PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
 from app.assignments import compliance, service
 from app.assignments.schemas import (
@@ -20,6 +20,7 @@ from app.assignments.schemas import (
     ViolationOut,
     WorkloadReport,
 )
+from app.core.pagination import Page
 from app.errors import problem_responses
 from app.managers.schemas import ManagerStatus
 

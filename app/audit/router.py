@@ -6,11 +6,12 @@ from fastapi import Query
 
 from app.api.auth import ADMINS, allow
 from app.api.deps import DbSession
-from app.api.pagination import Page, PageQuery
+from app.api.pagination import PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
-from app.api.schemas import Instant
 from app.audit import service
 from app.audit.schemas import AuditEventOut
+from app.core.pagination import Page
+from app.core.schemas import Instant
 from app.errors import problem_responses
 
 router = PrefixedRouter(

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.audit import repository
 from app.audit.schemas import AuditEventOut
+from app.core.pagination import Page, decode_cursor, encode_cursor
 
 _DETAILS = "audit_details"
 

@@ -7,11 +7,12 @@ from fastapi import Query, Request, status
 
 from app.api.auth import ADMINS, allow
 from app.api.deps import CurrentCaller, DbSession
-from app.api.pagination import Page, PageQuery
+from app.api.pagination import PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
-from app.api.schemas import QueryBool
 from app.auth import service
 from app.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
+from app.core.pagination import Page
+from app.core.schemas import QueryBool
 from app.errors import problem_responses
 
 router = PrefixedRouter(

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.auth import repository
 from app.auth.keys import digest_matches, generate_key, parse_key
 from app.auth.roles import Role
 from app.auth.schemas import ApiKeyCreated, ApiKeyOut
+from app.core.pagination import Page, decode_cursor, encode_cursor
 from app.errors import Conflict, InvalidInput, NotFound, Unauthorized
 
 

@@ -8,9 +8,10 @@ from fastapi import Path, Query, Response, status
 from app.api.auth import OPERATORS, OPERATORS_AND_CRM, STAFF_AND_CRM, allow
 from app.api.concurrency import ETAG_RESPONSE, IfMatch, set_etag
 from app.api.deps import CurrentCaller, DbSession, Reads
-from app.api.pagination import Page, PageQuery
+from app.api.pagination import PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
-from app.api.schemas import Instant, QueryBool
+from app.core.pagination import Page
+from app.core.schemas import Instant, QueryBool
 from app.customers import service
 from app.customers.schemas import (
     CustomerChangeOut,

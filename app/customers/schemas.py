@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from app.api.schemas import PatchModel
 from app.assignments.schemas import ViolationsDetected
+from app.core.schemas import PatchModel
 
 CustomerStatus = Literal["active", "churned"]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]

@@ -12,10 +12,10 @@ from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
-from app.api.concurrency import Precondition
-from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.assignments import compliance, guard
 from app.assignments import repository as ledger
+from app.core.concurrency import Precondition
+from app.core.pagination import Page, decode_cursor, encode_cursor
 from app.customers import repository
 from app.customers.schemas import (
     CustomerChangeOut,

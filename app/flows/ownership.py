@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.concurrency import Precondition
 from app.assignments import compliance
+from app.core.concurrency import Precondition
 from app.errors import Conflict
 from app.handovers import service as handovers
 from app.handovers.schemas import HandoverCreate

@@ -7,8 +7,9 @@ from fastapi import Body, Query, status
 
 from app.api.auth import OPERATORS, STAFF, allow
 from app.api.deps import CurrentCaller, DbSession
-from app.api.pagination import Page, PageQuery
+from app.api.pagination import PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
+from app.core.pagination import Page
 from app.errors import problem_responses
 from app.handovers import service
 from app.handovers.schemas import (

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
-from app.api.schemas import AwareInstant, Email
+from app.core.schemas import AwareInstant, Email
 from app.reports.schemas import KpiRow
 
 HandoverReason = Literal["departure", "leave", "role_change", "performance", "rebalance"]

@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.assignments import compliance, guard
 from app.assignments import service as assignments
 from app.assignments.repository import move_customers
+from app.core.pagination import Page, decode_cursor, encode_cursor
 from app.db.models import HANDOVER_OPEN_STATES, Handover
 from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from app.handovers import notifications, repository

@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from app.api.schemas import Email, PatchModel
 from app.assignments.schemas import ViolationsDetected
+from app.core.schemas import Email, PatchModel
 
 ManagerStatus = Literal["active", "on_leave", "departing", "departed"]
 ManagerSort = Literal["name", "-name", "utilization", "-utilization"]

@@ -7,8 +7,8 @@ import uuid
 from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.concurrency import Precondition
-from app.api.pagination import Page, decode_cursor, encode_cursor
+from app.core.concurrency import Precondition
+from app.core.pagination import Page, decode_cursor, encode_cursor
 from app.db.models import Assignment, Customer, Manager
 from app.db.reads import Reader
 from app.errors import Conflict, InvalidInput, NotFound

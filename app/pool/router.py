@@ -8,9 +8,10 @@ from fastapi import Query, status
 
 from app.api.auth import OPERATORS, OPERATORS_AND_CRM, STAFF_AND_CRM, allow
 from app.api.deps import CurrentCaller, DbSession
-from app.api.pagination import Page, PageQuery
+from app.api.pagination import PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
-from app.api.schemas import AwareInstant
+from app.core.pagination import Page
+from app.core.schemas import AwareInstant
 from app.customers import service as customers
 from app.customers.schemas import CustomerOut
 from app.errors import problem_responses

@@ -18,9 +18,9 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.assignments import guard
 from app.assignments.repository import move_customers
+from app.core.pagination import Page, decode_cursor, encode_cursor
 from app.db.models import Customer, ReclaimPolicy, Tier
 from app.errors import BatonError, Conflict, NotFound
 from app.pool import repository

@@ -7,9 +7,10 @@ from fastapi import Query, Response
 
 from app.api.auth import OPERATORS, STAFF, allow
 from app.api.deps import DbSession, LongSession
-from app.api.pagination import Page, PageQuery
+from app.api.pagination import PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
-from app.api.schemas import Instant
+from app.core.pagination import Page
+from app.core.schemas import Instant
 from app.errors import problem_responses
 from app.managers.schemas import ManagerStatus
 from app.reports import service

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.pagination import Page, decode_cursor, encode_cursor
+from app.core.pagination import Page, decode_cursor, encode_cursor
 from app.customers.schemas import CustomerOut, CustomerStatus
 from app.errors import InvalidInput, NotFound
 from app.managers import repository as managers

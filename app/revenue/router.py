@@ -8,8 +8,9 @@ from fastapi import Query, Request, Response, status
 from app.api.auth import OPERATORS_AND_CRM, STAFF, STAFF_AND_CRM, allow
 from app.api.deps import DbSession, LongSession
 from app.api.idempotency import streamed_body
-from app.api.pagination import Page, PageQuery
+from app.api.pagination import PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
+from app.core.pagination import Page
 from app.errors import problem_responses
 from app.imports.parsing import format_of
 from app.revenue import service

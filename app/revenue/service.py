@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.pagination import Page, decode_cursor, encode_cursor
+from app.core.pagination import Page, decode_cursor, encode_cursor
 from app.customers import repository as customers_repository
 from app.errors import Conflict, InvalidInput, NotFound
 from app.imports.parsing import Format, read_csv, read_ndjson

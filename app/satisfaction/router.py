@@ -6,8 +6,9 @@ from fastapi import status
 
 from app.api.auth import OPERATORS_AND_CRM, STAFF_AND_CRM, allow
 from app.api.deps import DbSession
-from app.api.pagination import Page, PageQuery
+from app.api.pagination import PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
+from app.core.pagination import Page
 from app.errors import problem_responses
 from app.satisfaction import service
 from app.satisfaction.schemas import SatisfactionIn, SatisfactionOut

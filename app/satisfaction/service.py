@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.pagination import Page, decode_cursor, encode_cursor
+from app.core.pagination import Page, decode_cursor, encode_cursor
 from app.customers import repository as customers_repository
 from app.errors import InvalidInput, NotFound
 from app.satisfaction import repository

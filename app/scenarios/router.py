@@ -8,8 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.auth import OPERATORS, STAFF, allow
 from app.api.deps import CurrentCaller, DbSession
-from app.api.pagination import Page, PageQuery
+from app.api.pagination import PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
+from app.core.pagination import Page
 from app.errors import InvalidInput, problem_responses
 from app.scenarios import service
 from app.scenarios.schemas import (

@@ -8,8 +8,8 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.api.schemas import PatchModel
 from app.assignments.schemas import DecisionOut
+from app.core.schemas import PatchModel
 from app.managers.schemas import Capacity, Level, ManagerCreate, ManagerStatus, ShortText, Tag
 from app.tiers.schemas import TierCode, Weight
 

@@ -11,11 +11,11 @@ from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
-from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.assignments import columnar, compliance, loading
 from app.assignments.repository import move_customers
 from app.assignments.service import lock_placements
 from app.audit import service as audit
+from app.core.pagination import Page, decode_cursor, encode_cursor
 from app.customers import service as customers
 from app.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from app.managers import repository as manager_rows

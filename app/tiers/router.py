@@ -5,8 +5,9 @@ from fastapi import Path, Response, status
 from app.api.auth import OPERATORS, STAFF_AND_CRM, allow
 from app.api.concurrency import ETAG_RESPONSE, IfMatch, set_etag
 from app.api.deps import CurrentCaller, DbSession
-from app.api.pagination import Page, PageQuery
+from app.api.pagination import PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
+from app.core.pagination import Page
 from app.errors import problem_responses
 from app.flows import ownership
 from app.tiers import service

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.schemas import PatchModel
 from app.assignments.schemas import ViolationsDetected
+from app.core.schemas import PatchModel
 
 TierCode = Annotated[
     str,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.concurrency import Precondition
-from app.api.pagination import Page, decode_cursor, encode_cursor
+from app.core.concurrency import Precondition
+from app.core.pagination import Page, decode_cursor, encode_cursor
 from app.errors import Conflict, NotFound
 from app.tiers import repository
 from app.tiers.schemas import TierCreate, TierOut, TierUpdate

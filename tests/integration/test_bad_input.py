@@ -417,7 +417,7 @@ async def test_a_bad_request_changes_nothing(client, existing):
     ["/v1/handovers", "/v1/api-keys", "/v1/webhook-subscriptions", "/v1/webhooks/inbound-events"],
 )
 async def test_time_keyed_lists_refuse_a_forged_cursor(client, path):
-    from app.api.pagination import encode_cursor
+    from app.core.pagination import encode_cursor
 
     forged = encode_cursor(["not-a-time", str(uuid.uuid4())])
     body = assert_problem(await client.get(path, params={"cursor": forged}), 422)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from standardwebhooks import Webhook
 
-from app.api.pagination import encode_cursor
+from app.core.pagination import encode_cursor
 from app.settings import Settings, get_settings
 from app.webhooks.inbound.processing import process_event
 from app.webhooks.outbound import dispatcher

@@ -9,7 +9,7 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from app.api.pagination import encode_cursor
+from app.core.pagination import encode_cursor
 from app.db.session import session_scope
 from app.settings import Settings, get_settings
 from app.webhooks.outbound import dispatcher

@@ -9,8 +9,9 @@ from fastapi.responses import JSONResponse
 from app.api.auth import ADMINS, allow, public
 from app.api.auth_failures import FailedAuthLimiter, client_key
 from app.api.deps import DbSession
-from app.api.pagination import Page, PageQuery
+from app.api.pagination import PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
+from app.core.pagination import Page
 from app.errors import problem_responses
 from app.webhooks.events import InboundType
 from app.webhooks.inbound import service

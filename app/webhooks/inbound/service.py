@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import RowMapping, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.pagination import Page, decode_cursor, encode_cursor
+from app.core.pagination import Page, decode_cursor, encode_cursor
 from app.db.models import InboundEvent, WebhookSource
 from app.errors import BatonError, Conflict, InvalidInput, NotFound, require_json_body
 from app.webhooks.inbound import adapters

@@ -7,8 +7,9 @@ from fastapi import Path, Response, status
 
 from app.api.auth import ADMINS, allow
 from app.api.deps import DbSession
-from app.api.pagination import Page, PageQuery
+from app.api.pagination import PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
+from app.core.pagination import Page
 from app.errors import problem_responses
 from app.webhooks.events import OutboundType
 from app.webhooks.outbound import service

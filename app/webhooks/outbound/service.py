@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import RowMapping, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.pagination import Page, decode_cursor, encode_cursor
+from app.core.pagination import Page, decode_cursor, encode_cursor
 from app.db.models import OutboundEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from app.errors import Conflict, NotFound
 from app.settings import get_settings
