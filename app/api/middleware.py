@@ -7,7 +7,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.webhooks.outbox import correlation_id
+from app.events.outbox import correlation_id
 
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 

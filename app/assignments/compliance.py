@@ -22,8 +22,8 @@ from app.assignments import loading
 from app.assignments import repository as ledger
 from app.assignments.schemas import ViolationBrief, ViolationOut, ViolationRule
 from app.core.pagination import Page, decode_cursor, encode_cursor
+from app.events import outbox
 from app.rules.service import current_rules
-from app.webhooks import outbox
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from sqlalchemy import RowMapping, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Assignment
-from app.webhooks import outbox
+from app.events import outbox
 
 # The customer rows are updated first: that takes their row locks, so a concurrent move of
 # the same customer waits and then reconciles the ledger against the committed owner. The

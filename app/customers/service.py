@@ -30,8 +30,8 @@ from app.customers.schemas import (
 from app.db.models import Assignment, Tier
 from app.db.reads import Reader
 from app.errors import Conflict, InvalidInput, NotFound
+from app.events import outbox
 from app.managers import repository as managers
-from app.webhooks import outbox
 
 
 async def get_customer(session: AsyncSession, *, customer_id: uuid.UUID) -> CustomerOut:

@@ -20,9 +20,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.events import outbox
 from app.handovers import emails, repository
 from app.settings import get_settings
-from app.webhooks import outbox
 
 CUSTOMER_NOTIFICATION = "handover.customer_notification"
 OWNER_BRIEFING = "handover.owner_briefing"

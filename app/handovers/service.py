@@ -22,6 +22,8 @@ from app.assignments.repository import move_customers
 from app.core.pagination import Page, decode_cursor, encode_cursor
 from app.db.models import HANDOVER_OPEN_STATES, Handover
 from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
+from app.events import outbox
+from app.events.names import HANDOVER_STATE_EVENTS
 from app.handovers import notifications, repository
 from app.handovers.schemas import (
     ActionIn,
@@ -49,13 +51,11 @@ from app.handovers.schemas import (
     Unrestored,
 )
 from app.handovers.states import allowed_actions, next_state
+from app.jobs.queue import EXECUTE_HANDOVER, enqueue
 from app.managers import repository as managers_repository
 from app.reports import service as reports
 from app.settings import get_settings
 from app.tiers import repository as tiers_repository
-from app.webhooks import outbox
-from app.webhooks.events import HANDOVER_STATE_EVENTS
-from app.worker import EXECUTE_HANDOVER, enqueue
 
 
 class BriefingsMissing(Conflict):

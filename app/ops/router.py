@@ -10,6 +10,7 @@ from app.api.auth import public
 from app.api.routing import PrefixedRouter
 from app.db.migrate import head_revision
 from app.errors import PROBLEM_CONTENT_TYPE, problem_responses
+from app.worker import HEARTBEAT_INTERVAL_S
 
 router = PrefixedRouter(
     tags=["ops"],
@@ -55,8 +56,6 @@ async def readyz(request: Request) -> Health | JSONResponse:
         return _unavailable(f"database at {current}, expected {expected}")
     health = getattr(request.app.state, "worker_health", None)
     if health is not None:  # this process runs the worker: it must be alive and beating
-        from app.worker import HEARTBEAT_INTERVAL_S
-
         settings = request.app.state.settings
         problem = health.problem(
             stale_after=max(settings.worker_heartbeat_timeout_s, 3 * HEARTBEAT_INTERVAL_S),

@@ -23,6 +23,7 @@ from app.assignments.repository import move_customers
 from app.core.pagination import Page, decode_cursor, encode_cursor
 from app.db.models import Customer, ReclaimPolicy, Tier
 from app.errors import BatonError, Conflict, NotFound
+from app.events import outbox
 from app.pool import repository
 from app.pool.schemas import (
     BatchClaimOut,
@@ -34,7 +35,6 @@ from app.pool.schemas import (
     ReclaimPolicyOut,
     ReclaimPreview,
 )
-from app.webhooks import outbox
 
 RECLAIM_ACTOR = "scheduler"
 

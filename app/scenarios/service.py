@@ -18,6 +18,7 @@ from app.audit import service as audit
 from app.core.pagination import Page, decode_cursor, encode_cursor
 from app.customers import service as customers
 from app.errors import Conflict, InvalidInput, InvalidTransition, NotFound
+from app.events import outbox
 from app.managers import repository as manager_rows
 from app.managers import service as managers
 from app.observability.metrics import time_engine
@@ -40,7 +41,6 @@ from app.scenarios.schemas import (
 )
 from app.tiers import service as tiers
 from app.tiers.schemas import TierUpdate
-from app.webhooks import outbox
 
 
 class StaleScenario(Conflict):

@@ -22,7 +22,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from app.errors import InvalidInput, Unauthorized
-from app.webhooks.events import INBOUND_TYPES
+from app.events.names import INBOUND_TYPES
 from app.webhooks.inbound.schemas import SourceMapping
 
 TOLERANCE = timedelta(minutes=5)

@@ -29,8 +29,8 @@ from app.db.models import (
 )
 from app.db.session import SessionFactory, session_scope
 from app.errors import BatonError
+from app.events import outbox
 from app.handovers import repository as handover_repository
-from app.webhooks import outbox
 from app.webhooks.inbound import adapters
 from app.webhooks.inbound.service import result_json
 

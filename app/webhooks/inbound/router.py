@@ -13,7 +13,7 @@ from app.api.pagination import PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
 from app.core.pagination import Page
 from app.errors import problem_responses
-from app.webhooks.events import InboundType
+from app.events.names import InboundType
 from app.webhooks.inbound import service
 from app.webhooks.inbound.adapters import SignatureInvalid
 from app.webhooks.inbound.schemas import (

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.pagination import Page, decode_cursor, encode_cursor
 from app.db.models import InboundEvent, WebhookSource
 from app.errors import BatonError, Conflict, InvalidInput, NotFound, require_json_body
+from app.jobs.queue import PROCESS_INBOUND_WEBHOOK, enqueue, enqueue_many
 from app.webhooks.inbound import adapters
 from app.webhooks.inbound.schemas import (
     InboundEventOut,
@@ -212,8 +213,6 @@ async def receive(
             )
         ).all()
     )
-    from app.worker import PROCESS_INBOUND_WEBHOOK, enqueue_many
-
     ids = {v: k for k, v in stored.items()}  # event_id -> inbox id
     await enqueue_many(
         session,
@@ -312,8 +311,6 @@ async def retry_event(session: AsyncSession, *, event_id: uuid.UUID) -> InboundE
             event_status=current.status,
         )
     await session.execute(update(_I).where(_I.id == event_id).values(status="received", error=None))
-    from app.worker import PROCESS_INBOUND_WEBHOOK, enqueue
-
     await enqueue(session, PROCESS_INBOUND_WEBHOOK, str(event_id))
     return await get_event(session, event_id=event_id)
 

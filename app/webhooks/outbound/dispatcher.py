@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks import Webhook
 
 from app.db.session import SessionFactory, is_disconnect, session_scope
+from app.jobs.queue import DELIVER_WEBHOOKS, enqueue
 from app.settings import Settings, get_settings
 from app.webhooks.keys import active_secrets
 from app.webhooks.targets import CheckedResolver, TargetNotAllowed, check_target
@@ -519,8 +520,6 @@ async def next_retry(session: AsyncSession, *, now: datetime) -> datetime | None
 async def drain_and_reschedule(factory: SessionFactory) -> int:
     """The job: drain, then announce the next retry due within a minute (the minute sweep
     picks up later ones), so a 5-second retry is not left for the sweep."""
-    from app.worker import DELIVER_WEBHOOKS, enqueue
-
     done = await drain(factory)
     now = datetime.now(UTC)
     async with session_scope(factory) as session:

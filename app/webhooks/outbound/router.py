@@ -11,7 +11,7 @@ from app.api.pagination import PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
 from app.core.pagination import Page
 from app.errors import problem_responses
-from app.webhooks.events import OutboundType
+from app.events.names import OutboundType
 from app.webhooks.outbound import service
 from app.webhooks.outbound.schemas import (
     DeliveryDetail,

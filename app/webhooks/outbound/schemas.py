@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
-from app.webhooks.events import OutboundType
+from app.events.names import OutboundType
 from app.webhooks.targets import well_formed_url
 
 EventTypeFilter = OutboundType | Literal["*"]

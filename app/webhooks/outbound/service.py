@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.pagination import Page, decode_cursor, encode_cursor
 from app.db.models import OutboundEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from app.errors import Conflict, NotFound
+from app.jobs.queue import DELIVER_WEBHOOKS, enqueue
 from app.settings import get_settings
 from app.webhooks.keys import new_secret, rotation
 from app.webhooks.outbound.schemas import (
@@ -239,8 +240,6 @@ async def redeliver(session: AsyncSession, *, delivery_id: int) -> DeliveryOut:
         .where(_D.id == delivery_id)
         .values(status="pending", next_attempt_at=datetime.now(UTC), delivered_at=None)
     )
-    from app.worker import DELIVER_WEBHOOKS, enqueue
-
     await enqueue(session, DELIVER_WEBHOOKS, "")
     detail = await get_delivery(session, delivery_id=delivery_id)
     return DeliveryOut.model_validate(detail.model_dump(exclude={"payload", "attempt_log"}))

@@ -19,6 +19,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.jobs.queue import DELIVER_WEBHOOKS, enqueue
+
 # The request id (set by the request middleware) or the inbound event being processed: lets a
 # subscriber tie every event of one operation together.
 correlation_id: ContextVar[str | None] = ContextVar("webhook_correlation_id", default=None)
@@ -183,8 +185,6 @@ async def _announce(session: AsyncSession) -> None:
     transaction = session.get_transaction()
     if transaction is None or session.info.get(_ANNOUNCED) is transaction:
         return
-    from app.worker import DELIVER_WEBHOOKS, enqueue
-
     await enqueue(session, DELIVER_WEBHOOKS, "")
     session.info[_ANNOUNCED] = transaction
 
