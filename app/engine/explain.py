@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from app.engine.evaluation import check_condition
 from app.engine.facts import Customer, Manager
-from app.engine.plan import KEEP, POOL
+from app.engine.outcome import KEEP, POOL, Outcome
+from app.engine.problem import Problem
 from app.engine.rules import Condition, Rule
 
-if TYPE_CHECKING:
-    from app.engine.plan import Plan
+
+class Plan(Protocol):
+    """What an explanation reads of a plan (``app.engine.plan.Plan`` is one; the plan builds
+    its decisions' explanations from here, so this module cannot import it)."""
+
+    strategy: str
+    explain: str
+    penalty: float
+    successor: int | None
+    load_after: np.ndarray
+
+    @property
+    def problem(self) -> Problem: ...
+
+    @property
+    def outcome(self) -> Outcome: ...
+
 
 MAX_ALTERNATIVES = 5
 

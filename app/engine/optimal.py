@@ -19,7 +19,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix, csr_matrix, vstack
 
 from app.engine.classes import Classes, class_eligibility
-from app.engine.plan import Outcome
+from app.engine.outcome import Outcome
 from app.engine.problem import Problem
 from app.engine.strategies import NO_CAPACITY, NO_ELIGIBLE, place_class, run_balanced
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, overload
 from uuid import UUID
@@ -11,14 +11,11 @@ from uuid import UUID
 import numpy as np
 
 from app.engine.columns import uuid_at, uuids_to_s16
+from app.engine.explain import explain_decision
+from app.engine.outcome import KEEP, POOL, Outcome
 
 if TYPE_CHECKING:
     from app.engine.problem import Problem
-
-POOL = -1
-"""`to` value: the customer goes to (or stays in) the pool."""
-KEEP = -3
-"""`to` value: the customer stays with a current owner that is not among the given managers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,47 +153,6 @@ def _str(value: UUID | None) -> str | None:
     return None if value is None else str(value)
 
 
-@dataclass(eq=False)
-class Outcome:
-    """Per-customer results in engine form (filled by the strategies)."""
-
-    to: np.ndarray  # int32: engine manager index, POOL or KEEP
-    score: np.ndarray  # float64
-    reason: np.ndarray  # int16 codes into `reasons`
-    forced: np.ndarray  # bool: capacity overridden
-    reasons: list[tuple[str, ...]] = field(default_factory=list)
-    _codes: dict[tuple[str, ...], int] = field(default_factory=dict)
-
-    @classmethod
-    def empty(cls, n: int) -> Outcome:
-        """An outcome with nobody decided yet."""
-        return cls(
-            to=np.full(n, POOL, np.int32),
-            score=np.zeros(n, np.float64),
-            reason=np.full(n, -1, np.int16),
-            forced=np.zeros(n, bool),
-        )
-
-    def code(self, reasons: tuple[str, ...]) -> int:
-        """The code of a reason tuple (interned)."""
-        if reasons not in self._codes:
-            self._codes[reasons] = len(self.reasons)
-            self.reasons.append(reasons)
-        return self._codes[reasons]
-
-    def set(
-        self,
-        rows: np.ndarray | int,
-        to: np.ndarray | int,
-        reasons: tuple[str, ...],
-        score: np.ndarray | float = 0.0,
-    ) -> None:
-        """Record decisions for some rows."""
-        self.to[rows] = to
-        self.reason[rows] = self.code(reasons)
-        self.score[rows] = score
-
-
 class Plan:
     """A plan: one decision per input customer (lazily built), loads, metrics.
 
@@ -290,8 +246,6 @@ class Plan:
 
     def decision(self, i: int) -> Decision:
         """The decision about the i-th input customer."""
-        from app.engine.explain import explain_decision
-
         p, o = self._problem, self._outcome
         to = int(o.to[i])
         from_id = p.cols.owner_id(i)

@@ -11,7 +11,8 @@ from app.engine.classes import build_classes
 from app.engine.facts import Manager, Tier
 from app.engine.optimal import run_optimal
 from app.engine.options import PlanOptions
-from app.engine.plan import KEEP, POOL, Outcome, Plan
+from app.engine.outcome import KEEP, POOL, Outcome
+from app.engine.plan import Plan
 from app.engine.problem import NO_CAP, Customers, Problem, prepare
 from app.engine.rules import RuleSet
 from app.engine.strategies import run_balanced, run_round_robin, run_successor

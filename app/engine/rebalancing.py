@@ -22,7 +22,8 @@ from app.engine.classes import build_classes, class_eligibility
 from app.engine.columns import NO_TIME, to_epoch
 from app.engine.facts import Manager, Tier
 from app.engine.options import RebalanceOptions
-from app.engine.plan import KEEP, Outcome, OverTarget, Plan
+from app.engine.outcome import KEEP, Outcome
+from app.engine.plan import OverTarget, Plan
 from app.engine.problem import Customers, Problem, prepare
 from app.engine.rules import RuleSet
 from app.engine.strategies import run_balanced

@@ -14,7 +14,7 @@ from app.engine.classes import Classes, class_eligibility
 from app.engine.facts import EngineError
 from app.engine.fill import water_fill
 from app.engine.lookahead import Reservations, grouped_fill, plan_reservations
-from app.engine.plan import Outcome
+from app.engine.outcome import Outcome
 from app.engine.problem import Problem
 
 NO_ELIGIBLE = ("no_eligible_manager",)

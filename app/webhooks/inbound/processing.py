@@ -19,7 +19,14 @@ from pydantic import ValidationError
 from sqlalchemy import RowMapping, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.absences.schemas import AbsenceCreate
+from app.activities.schemas import ActivityCreate
+from app.activities.service import record_activity
 from app.assignments import compliance
+from app.assignments import service as assignments
+from app.assignments.schemas import AssignRequest
+from app.customers import service as customers
+from app.customers.schemas import CustomerCreate, CustomerUpdate
 from app.db.models import (
     Customer,
     Handover,
@@ -30,7 +37,16 @@ from app.db.models import (
 from app.db.session import SessionFactory, session_scope
 from app.errors import BatonError
 from app.events import outbox
+from app.flows.availability import create_absence
 from app.handovers import repository as handover_repository
+from app.handovers import service as handovers
+from app.handovers.schemas import ActionIn, HandoverCreate
+from app.managers import service as managers
+from app.managers.schemas import ManagerCreate, ManagerUpdate
+from app.revenue.schemas import RevenueIn
+from app.revenue.service import record_revenue
+from app.satisfaction.schemas import SatisfactionIn
+from app.satisfaction.service import record_satisfaction
 from app.webhooks.inbound import adapters
 from app.webhooks.inbound.service import result_json
 
@@ -75,9 +91,6 @@ def _fields(data: Mapping[str, Any]) -> dict[str, Any]:
 async def _manager_upserted(
     session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
-    from app.managers import service as managers
-    from app.managers.schemas import ManagerCreate, ManagerUpdate
-
     found = await _find(session, Manager, data)
     if found is None:
         out = await managers.create_manager(session, data=ManagerCreate(**_fields(data)))
@@ -90,9 +103,6 @@ async def _manager_upserted(
 async def _manager_deactivated(
     session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
-    from app.handovers import service as handovers
-    from app.handovers.schemas import ActionIn, HandoverCreate
-
     manager = await _find(session, Manager, data)
     if manager is None:
         raise Failed("No such manager.")
@@ -128,11 +138,6 @@ async def _manager_deactivated(
 async def _customer_upserted(
     session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
-    from app.assignments import service as assignments
-    from app.assignments.schemas import AssignRequest
-    from app.customers import service as customers
-    from app.customers.schemas import CustomerCreate, CustomerUpdate
-
     found = await _find(session, Customer, data)
     fields = {k: v for k, v in _fields(data).items() if k not in ("manager_id", "owner_ref")}
     if data.get("owner_ref"):
@@ -170,11 +175,6 @@ async def _customer_upserted(
 async def _customer_tier_changed(
     session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
-    from app.assignments import service as assignments
-    from app.assignments.schemas import AssignRequest
-    from app.customers import service as customers
-    from app.customers.schemas import CustomerUpdate
-
     found = await _find(session, Customer, data)
     if found is None:
         raise Failed("No such customer.")
@@ -210,9 +210,6 @@ async def _customer_tier_changed(
 async def _customer_churned(
     session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
-    from app.customers import service as customers
-    from app.customers.schemas import CustomerUpdate
-
     found = await _find(session, Customer, data)
     if found is None:
         raise Ignored("unknown customer")
@@ -231,9 +228,6 @@ async def _customer_churned(
 async def _satisfaction_recorded(
     session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
-    from app.satisfaction.schemas import SatisfactionIn
-    from app.satisfaction.service import record_satisfaction
-
     found = await _find(session, Customer, data)
     if found is None:
         raise Failed("No such customer.")
@@ -263,9 +257,6 @@ async def _revenue_recorded(
 ) -> dict[str, Any]:
     """A deal won or an invoice paid in the CRM: ``amount``, ``currency``, ``occurred_at``
     and the CRM's ``external_id`` (a repeat of it is not recorded twice)."""
-    from app.revenue.schemas import RevenueIn
-    from app.revenue.service import record_revenue
-
     found = await _find(session, Customer, data)
     if found is None:
         raise Failed("No such customer.")
@@ -293,8 +284,6 @@ async def _revenue_recorded(
 async def _transfer_refused(
     session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
-    from app.handovers import service as handovers
-
     found = await _find(session, Customer, data)
     if found is None:
         raise Failed("No such customer.")
@@ -324,9 +313,6 @@ async def _transfer_refused(
 async def _activity_recorded(
     session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
-    from app.activities.schemas import ActivityCreate
-    from app.activities.service import record_activity
-
     found = await _find(session, Customer, data)
     if found is None:
         raise Failed("No such customer.")
@@ -351,9 +337,6 @@ async def _activity_recorded(
 async def _absence_set(
     session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
-    from app.absences.schemas import AbsenceCreate
-    from app.flows.availability import create_absence
-
     found = await _find(session, Manager, data)
     if found is None:
         raise Failed("No such manager.")
