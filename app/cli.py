@@ -1,4 +1,7 @@
-"""The ``baton`` command: serve, migrate, seed, openapi."""
+"""The ``baton`` command: serve, migrate, seed, openapi.
+
+Each command imports what it runs inside its own body: the database stack and the domains
+take seconds to import, which ``baton --help`` and a mistyped option should not wait for."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from app.db.url import pin_database_url
 from app.imports.cli import export_command, import_command
 from app.settings import get_settings
 
@@ -36,17 +40,6 @@ def _stop_signals_exit_cleanly() -> None:
     process would die there (status 143) and skip every cleanup."""
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
-
-
-def _database_url() -> str:
-    """Resolve the database (starting the embedded one if needed) and pin it in the env, so
-    uvicorn workers and child processes attach to the same server."""
-    from app.db.session import resolve_database_url
-
-    url = resolve_database_url(get_settings())
-    os.environ["DATABASE_URL"] = url
-    get_settings.cache_clear()
-    return url
 
 
 def _migrate(url: str) -> None:
@@ -81,7 +74,7 @@ async def _seed(
 @cli.command()
 def migrate() -> None:
     """Upgrade the database schema to the newest revision."""
-    _migrate(_database_url())
+    _migrate(pin_database_url())
     console.print("[green]Database migrated.[/green]")
 
 
@@ -92,7 +85,7 @@ def seed(
     if_empty: Annotated[bool, typer.Option(help="Only when the database is empty.")] = False,
 ) -> None:
     """Insert realistic demo data (tiers, managers, customers placed within capacity)."""
-    url = _database_url()
+    url = pin_database_url()
     _migrate(url)
     result = asyncio.run(_seed(url, customers, managers, if_empty))
     if result is None:
@@ -116,7 +109,7 @@ def serve(
 
     _stop_signals_exit_cleanly()
     os.environ["BATON_RUN_WORKER"] = "true" if worker else "false"
-    url = _database_url()
+    url = pin_database_url()
     _migrate(url)
     if demo:
         result = asyncio.run(_seed(url, 2000, 40, only_if_empty=True))
@@ -151,7 +144,7 @@ def worker_command() -> None:
     _stop_signals_exit_cleanly()
     settings = get_settings()
     configure_logging(level=settings.log_level, json=use_json(settings))
-    url = _database_url()
+    url = pin_database_url()
     _migrate(url)
     console.print("Baton worker started; Ctrl+C or SIGTERM stops it.")
     asyncio.run(_work_until_signalled(url))
@@ -184,7 +177,7 @@ async def _check(url: str) -> tuple[list[Any], int]:
 def check() -> None:
     """Verify the ownership invariants and that every rule violation was reported; exit 1
     listing what does not hold."""
-    violations, recorded = asyncio.run(_check(_database_url()))
+    violations, recorded = asyncio.run(_check(pin_database_url()))
     if recorded:
         console.print(
             f"[yellow]{recorded} reported rule violation(s) await repair[/yellow] "
@@ -247,7 +240,7 @@ def apikey_create(
         console.print(f"[red]Unknown role {role!r}; use one of: {', '.join(Role)}.[/red]")
         raise typer.Exit(2) from None
     expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
-    url = _database_url()
+    url = pin_database_url()
     _migrate(url)
     try:
         created = asyncio.run(
@@ -272,7 +265,7 @@ def apikey_list(
     """List API keys (prefix, name, role, dates; never the secret)."""
     from app.auth import service
 
-    url = _database_url()
+    url = pin_database_url()
     _migrate(url)
     page = asyncio.run(
         _in_session(
@@ -300,7 +293,7 @@ def apikey_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (from
     except ValueError:
         console.print("[red]Pass the key's id as shown by `baton apikey list`.[/red]")
         raise typer.Exit(2) from None
-    url = _database_url()
+    url = pin_database_url()
     _migrate(url)
     try:
         revoked = asyncio.run(_in_session(url, lambda s: service.revoke_key(s, key_id=parsed)))

@@ -33,6 +33,7 @@ from app.api.openapi import build_openapi, operation_id
 from app.api.ratelimit import build_rate_limiter
 from app.api.retries import RETRYABLE_SQLSTATES, TransactionRetryMiddleware, mark_retryable
 from app.api.router import PREFIX, ROUTERS
+from app.auth.bootstrap import ensure_bootstrap_key
 from app.db.reads import PoolReader
 from app.db.session import (
     asyncpg_dsn,
@@ -49,6 +50,7 @@ from app.observability.router import router as metrics_router
 from app.ops.docs import install_docs
 from app.ops.router import router as ops_router
 from app.settings import Settings, get_settings
+from app.worker import WorkerHealth, run_worker
 
 log = logging.getLogger("baton")
 
@@ -242,14 +244,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.session_factory = create_session_factory(engine)
         app.state.reader = await PoolReader.connect(asyncpg_dsn(url), settings)
         if settings.bootstrap_admin_key is not None:
-            from app.auth.bootstrap import ensure_bootstrap_key
-
             await ensure_bootstrap_key(app.state.session_factory, settings.bootstrap_admin_key)
         worker: asyncio.Task[None] | None = None
         stop = asyncio.Event()
         if settings.run_worker:
-            from app.worker import WorkerHealth, run_worker
-
             app.state.worker_health = WorkerHealth()
             app.state.worker_started_at = time.time()
             worker = asyncio.create_task(run_worker(url, settings, stop, app.state.worker_health))

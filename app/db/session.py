@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from asyncpg import InterfaceError, PostgresConnectionError
+from asyncpg.exceptions import ConnectionDoesNotExistError, InternalClientError
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -13,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from app.db.embedded import start_embedded_postgres
 from app.settings import Settings
 
 SessionFactory = async_sessionmaker[AsyncSession]
@@ -30,8 +34,6 @@ def resolve_database_url(settings: Settings) -> str:
         ):
             url = url.set(drivername="postgresql+asyncpg")
         return url.render_as_string(hide_password=False)
-    from app.db.embedded import start_embedded_postgres
-
     return start_embedded_postgres(settings.pgdata_dir)
 
 
@@ -59,10 +61,6 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
 
 def is_disconnect(exc: BaseException) -> bool:
     """Whether ``exc`` means the database went away (restart, network), not a bad statement."""
-    from asyncpg import InterfaceError, PostgresConnectionError
-    from asyncpg.exceptions import ConnectionDoesNotExistError, InternalClientError
-    from sqlalchemy.exc import DBAPIError
-
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True

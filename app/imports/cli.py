@@ -21,6 +21,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from app.db.url import pin_database_url
 from app.settings import get_settings
 
 console = Console(stderr=True)
@@ -99,10 +100,9 @@ def import_command(
     """Upsert customers or managers by external_ref from a CSV or NDJSON file.
 
     One transaction: by default any invalid row aborts the import and lists the row errors."""
-    from app.cli import _database_url
     from app.imports.service import ImportRejected
 
-    url = _database_url()
+    url = pin_database_url()
     mode = "best_effort" if best_effort else "all_or_nothing"
     chosen = _format_for(path, fmt)
     try:
@@ -163,9 +163,8 @@ def export_command(
     ] = None,
 ) -> None:
     """Write every customer or manager as CSV or NDJSON, streamed (bounded memory)."""
-    from app.cli import _database_url
 
-    url = _database_url()
+    url = pin_database_url()
     chosen = _format_for(output, fmt) if output is not None and fmt is None else fmt
     chosen = chosen or FormatName.csv
     if output is None:
