@@ -28,8 +28,8 @@ from sqlalchemy import text
 
 from app.assignments.repository import move_customers
 from app.db.session import create_session_factory, session_scope
-from app.settings import Settings
 from app.events import outbox
+from app.settings import Settings
 from app.webhooks.outbound import dispatcher
 from bench._db import scratch_database
 
