@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.db.migrate import upgrade
 from app.db.session import create_session_factory, session_scope
-from app.handovers import service
+from app.handovers import lifecycle, planning
 from app.handovers.schemas import ActionIn, HandoverCreate
 from bench._db import server_url
 
@@ -99,7 +99,7 @@ async def main(customers: int, rounds: int) -> None:
 
     started = time.perf_counter()
     async with session_scope(factory) as s:
-        h = await service.create_handover(
+        h = await planning.create_handover(
             s,
             data=HandoverCreate(from_manager_id=leaving, reason="departure"),
             actor="bench",
@@ -107,10 +107,10 @@ async def main(customers: int, rounds: int) -> None:
     created = time.perf_counter() - started
     started = time.perf_counter()
     async with session_scope(factory) as s:
-        await service.plan_handover(s, handover_id=h.id, actor="bench")
+        await planning.plan_handover(s, handover_id=h.id, actor="bench")
     planned = time.perf_counter() - started
     async with session_scope(factory) as s:
-        await service.approve_handover(s, handover_id=h.id, data=ActionIn(), actor="bench")
+        await lifecycle.approve_handover(s, handover_id=h.id, data=ActionIn(), actor="bench")
         rows = (
             await s.execute(
                 text(
@@ -128,7 +128,7 @@ async def main(customers: int, rounds: int) -> None:
     for _ in range(rounds):
         async with factory() as s:
             t0 = time.perf_counter()
-            out = await service.execute_handover(s, handover_id=h.id, actor="bench")
+            out = await lifecycle.execute_handover(s, handover_id=h.id, actor="bench")
             handover_times.append(time.perf_counter() - t0)
             assert out.counts.get("moved", 0) + out.counts.get("pooled", 0) == customers
             await s.rollback()

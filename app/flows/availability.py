@@ -18,7 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.absences import service as absences
 from app.absences.schemas import AbsenceCreate, AbsenceOut, AbsenceUpdate
 from app.db.models import HANDOVER_OPEN_STATES
-from app.handovers import service as handovers
+from app.handovers import aftercare as handover_aftercare
+from app.handovers import lifecycle as handover_lifecycle
+from app.handovers import planning as handover_planning
+from app.handovers import views as handover_views
 from app.handovers.schemas import ActionIn, HandoverCreate
 
 
@@ -29,7 +32,7 @@ async def create_absence(
     absence = await absences.create_absence(session, manager_id=manager_id, data=data, actor=actor)
     if absence.cover != "auto":
         return absence
-    handover = await handovers.create_handover(
+    handover = await handover_planning.create_handover(
         session,
         data=HandoverCreate(
             from_manager_id=manager_id,
@@ -40,8 +43,10 @@ async def create_absence(
         ),
         actor=actor,
     )
-    await handovers.plan_handover(session, handover_id=handover.id, actor=actor)
-    await handovers.approve_handover(session, handover_id=handover.id, data=ActionIn(), actor=actor)
+    await handover_planning.plan_handover(session, handover_id=handover.id, actor=actor)
+    await handover_lifecycle.approve_handover(
+        session, handover_id=handover.id, data=ActionIn(), actor=actor
+    )
     return await absences.set_cover_handover(
         session, absence_id=absence.id, handover_id=handover.id
     )
@@ -79,11 +84,11 @@ async def _follow(session: AsyncSession, absence: AbsenceOut, *, actor: str) -> 
     if absence.ends_at <= datetime.now(UTC):
         await _end_cover(session, absence.cover_handover_id, actor=actor)
         return
-    handover = await handovers.get_handover(session, handover_id=absence.cover_handover_id)
+    handover = await handover_views.get_handover(session, handover_id=absence.cover_handover_id)
     if handover.state in HANDOVER_OPEN_STATES or (
         handover.state == "completed" and handover.cover_returned_at is None
     ):
-        await handovers.reschedule_leave(
+        await handover_lifecycle.reschedule_leave(
             session,
             handover_id=handover.id,
             effective_at=absence.starts_at,
@@ -92,10 +97,10 @@ async def _follow(session: AsyncSession, absence: AbsenceOut, *, actor: str) -> 
 
 
 async def _end_cover(session: AsyncSession, handover_id: uuid.UUID, *, actor: str) -> None:
-    handover = await handovers.get_handover(session, handover_id=handover_id)
+    handover = await handover_views.get_handover(session, handover_id=handover_id)
     if handover.state in HANDOVER_OPEN_STATES:
-        await handovers.cancel_handover(
+        await handover_lifecycle.cancel_handover(
             session, handover_id=handover_id, data=ActionIn(note="absence ended"), actor=actor
         )
     elif handover.state == "completed" and handover.cover_returned_at is None:
-        await handovers.return_cover(session, handover_id=handover_id, actor=actor)
+        await handover_aftercare.return_cover(session, handover_id=handover_id, actor=actor)

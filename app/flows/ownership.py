@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.assignments import compliance
 from app.core.concurrency import Precondition
 from app.errors import Conflict
-from app.handovers import service as handovers
+from app.handovers import planning as handover_planning
 from app.handovers.schemas import HandoverCreate
 from app.managers import service as managers
 from app.managers.schemas import ManagerChangeOut, ManagerUpdate
@@ -71,7 +71,7 @@ async def update_manager(
                     "'departure'), or send handover=auto to draft and plan one now.",
                     customer_count=current.customer_count,
                 )
-            created = await handovers.create_handover(
+            created = await handover_planning.create_handover(
                 session,
                 data=HandoverCreate(
                     from_manager_id=manager_id,
@@ -82,7 +82,9 @@ async def update_manager(
                 ),
                 actor=actor,
             )
-            planned = await handovers.plan_handover(session, handover_id=created.id, actor=actor)
+            planned = await handover_planning.plan_handover(
+                session, handover_id=created.id, actor=actor
+            )
             handover_id = planned.id
             # The manager stays departing (set by the handover) until it completes.
             data = data.model_copy(update={"status": None})

@@ -11,7 +11,7 @@ from app.api.pagination import PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
 from app.core.pagination import Page
 from app.errors import problem_responses
-from app.handovers import service
+from app.handovers import aftercare, items, lifecycle, outcome, planning, views
 from app.handovers.schemas import (
     ActionIn,
     Briefing,
@@ -52,7 +52,7 @@ async def list_handovers(
     reason: HandoverReason | None = None,
 ) -> Page[HandoverOut]:
     """Handovers, newest first, filtered by state, leaving manager and reason."""
-    return await service.list_handovers(
+    return await views.list_handovers(
         session,
         cursor=page.cursor,
         limit=page.limit,
@@ -77,7 +77,7 @@ async def create_handover(
     `departing`, which stops new assignments to them. If the manager has already departed
     (or `interim_now`), the customers go to `interim_manager_id` at once. A manager is in at
     most one open handover (409)."""
-    return await service.create_handover(session, data=body, actor=caller.name)
+    return await planning.create_handover(session, data=body, actor=caller.name)
 
 
 @router.get(
@@ -88,7 +88,7 @@ async def create_handover(
 )
 async def get_handover(session: DbSession, handover_id: uuid.UUID) -> HandoverOut:
     """The handover with item counts, checklist progress, allowed actions and audit trail."""
-    return await service.get_handover(session, handover_id=handover_id)
+    return await views.get_handover(session, handover_id=handover_id)
 
 
 @router.post(
@@ -103,7 +103,7 @@ async def plan_handover(
     """The engine proposes an owner for each customer in scope, never the leaving manager.
     Customers no eligible manager can take are `unplaced`, with reasons; they go to the pool
     at execution unless overridden. Re-planning keeps overrides and briefings."""
-    return await service.plan_handover(
+    return await planning.plan_handover(
         session, handover_id=handover_id, actor=caller.name, note=body.note if body else None
     )
 
@@ -120,7 +120,7 @@ async def approve_handover(
     """Approve the plan. 409 `briefings_missing` while a customer of the top tier has no
     briefing; 409 `transfer_limit_exceeded` for customers already moved too often by
     handovers (pass `force: true` to accept them)."""
-    return await service.approve_handover(
+    return await lifecycle.approve_handover(
         session, handover_id=handover_id, data=body or ActionIn(), actor=caller.name
     )
 
@@ -140,7 +140,7 @@ async def execute_handover(
     `force: true` (the worker runs it at that time). A departure ends with the manager
     `departed`."""
     body = body or ActionIn()
-    return await service.execute_handover(
+    return await lifecycle.execute_handover(
         session, handover_id=handover_id, actor=caller.name, force=body.force, note=body.note
     )
 
@@ -156,7 +156,7 @@ async def cancel_handover(
 ) -> HandoverOut:
     """Stop a handover before completion. The manager gets their former status back; customers
     held by the interim owner go back to a manager who has not departed."""
-    return await service.cancel_handover(
+    return await lifecycle.cancel_handover(
         session, handover_id=handover_id, data=body or ActionIn(), actor=caller.name
     )
 
@@ -172,7 +172,7 @@ async def rollback_handover(
 ) -> RestoreOut:
     """Give customers back to their previous owner (ledger reason `rollback`) where the owner
     has not changed since the handover; the others are listed in `not_restored` with why."""
-    return await service.rollback_handover(
+    return await aftercare.rollback_handover(
         session, handover_id=handover_id, data=body or ActionIn(), actor=caller.name
     )
 
@@ -193,7 +193,7 @@ async def list_items(
 ) -> Page[ItemOut]:
     """One item per customer: proposed owner and explanation, override, final owner, status,
     briefing, notification and refusal."""
-    return await service.list_items(
+    return await views.list_items(
         session,
         handover_id=handover_id,
         cursor=page.cursor,
@@ -210,7 +210,7 @@ async def list_items(
 )
 async def get_item(session: DbSession, handover_id: uuid.UUID, customer_id: uuid.UUID) -> ItemOut:
     """The item of one customer of the handover."""
-    return await service.get_item(session, handover_id=handover_id, customer_id=customer_id)
+    return await views.get_item(session, handover_id=handover_id, customer_id=customer_id)
 
 
 @router.patch(
@@ -229,7 +229,7 @@ async def override_item(
     """Choose this customer's new owner before approval. Checked against the engine's hard
     rules (409 `rule_violation` listing them) unless `force` with a `reason`, recorded on the
     item. `manager_id: null` removes the override."""
-    return await service.override_item(
+    return await items.override_item(
         session, handover_id=handover_id, customer_id=customer_id, data=body, actor=caller.name
     )
 
@@ -249,7 +249,7 @@ async def set_briefing(
 ) -> ItemOut:
     """What the next owner must know: key contacts, open projects and progress, contract
     status, outstanding amount, notes. Required for the top tier before approval."""
-    return await service.set_briefing(
+    return await items.set_briefing(
         session, handover_id=handover_id, customer_id=customer_id, data=body, actor=caller.name
     )
 
@@ -270,7 +270,7 @@ async def refuse_item(
     """Within the refusal window after the move (default 24 h), the customer is re-placed
     excluding the refused manager (ledger reason `refusal`); afterwards it is a 409
     `refusal_window_closed`."""
-    return await service.refuse_item(
+    return await aftercare.refuse_item(
         session,
         handover_id=handover_id,
         customer_id=customer_id,
@@ -293,7 +293,7 @@ async def update_task(
     body: TaskUpdate,
 ) -> HandoverOut:
     """Mark a task of the handover checklist done (or not), recording who and when."""
-    return await service.update_task(
+    return await items.update_task(
         session, handover_id=handover_id, task=task, data=body, actor=caller.name
     )
 
@@ -315,7 +315,7 @@ async def get_outcome(
     tier and region (active and owned at execution, not moved during the window): retention
     and churn inside the window, satisfaction before vs latest, how each stratum was matched,
     refusals, time from creation to completion, and the team's feedback."""
-    return await service.handover_outcome(session, handover_id=handover_id, window_days=window_days)
+    return await outcome.handover_outcome(session, handover_id=handover_id, window_days=window_days)
 
 
 @router.post(
@@ -330,6 +330,6 @@ async def add_feedback(
 ) -> FeedbackOut:
     """Record how the handover went for the team (seed 000 §6): a 0–10 score, a note, or
     both, with who and when. Listed in the outcome."""
-    return await service.add_feedback(
+    return await outcome.add_feedback(
         session, handover_id=handover_id, data=body, actor=caller.name
     )

@@ -9,8 +9,7 @@ from datetime import datetime
 
 from app.db.session import SessionFactory, session_scope
 from app.errors import InvalidTransition
-from app.handovers import emails, notifications
-from app.handovers import service as handovers
+from app.handovers import aftercare, emails, lifecycle, notifications
 from app.jobs.queue import EXECUTE_HANDOVER
 from app.jobs.registry import Registry
 from app.settings import get_settings
@@ -25,7 +24,7 @@ notices = Registry()
 
 async def _execute(factory: SessionFactory, handover_id: uuid.UUID) -> None:
     async with session_scope(factory) as session:
-        await handovers.execute_handover(session, handover_id=handover_id, actor="scheduler")
+        await lifecycle.execute_handover(session, handover_id=handover_id, actor="scheduler")
     log.info("handover_executed", extra={"handover_id": str(handover_id)})
 
 
@@ -43,7 +42,7 @@ async def execute_handover(factory: SessionFactory, payload: bytes) -> None:
 async def execute_due_handovers(factory: SessionFactory, now: datetime) -> int:
     """Execute approved handovers whose ``effective_at`` has passed."""
     async with session_scope(factory) as session:
-        due = await handovers.due_handover_ids(session, now=now)
+        due = await lifecycle.due_handover_ids(session, now=now)
     for handover_id in due:
         await _execute(factory, handover_id)
     return len(due)
@@ -53,10 +52,10 @@ async def execute_due_handovers(factory: SessionFactory, now: datetime) -> int:
 async def return_due_covers(factory: SessionFactory, now: datetime) -> int:
     """Give covered portfolios back to managers whose leave has ended."""
     async with session_scope(factory) as session:
-        due = await handovers.due_cover_returns(session, now=now)
+        due = await aftercare.due_cover_returns(session, now=now)
     for handover_id in due:
         async with session_scope(factory) as session:
-            await handovers.return_cover(session, handover_id=handover_id, actor="scheduler")
+            await aftercare.return_cover(session, handover_id=handover_id, actor="scheduler")
     return len(due)
 
 

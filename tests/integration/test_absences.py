@@ -187,7 +187,7 @@ async def test_absence_input_is_checked(client, api):
 
 async def test_auto_cover_moves_the_customers_at_the_start_and_back_when_ended_early(client, api):
     from app.db.session import session_scope
-    from app.handovers import service as handovers
+    from app.handovers import lifecycle as handover_lifecycle
 
     await create_tiers(client)
     away = await create_manager(client)
@@ -200,7 +200,7 @@ async def test_auto_cover_moves_the_customers_at_the_start_and_back_when_ended_e
 
     # the worker executes it: the absence has started
     async with session_scope(api.factory) as session:
-        done = await handovers.execute_handover(
+        done = await handover_lifecycle.execute_handover(
             session, handover_id=handover["id"], actor="scheduler"
         )
     assert done.state == "completed"

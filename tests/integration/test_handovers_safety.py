@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from app.check import find_violations
 from app.db.session import create_session_factory, session_scope
-from app.handovers import service
+from app.handovers import aftercare, lifecycle
 from tests.integration.factories import (
     assert_problem,
     create_customer,
@@ -179,19 +179,19 @@ async def test_the_worker_executes_an_approved_handover_when_it_is_due(committed
 
     async with db() as session:
         assert h["id"] not in {
-            str(i) for i in await service.due_handover_ids(session, now=datetime.now(UTC))
+            str(i) for i in await lifecycle.due_handover_ids(session, now=datetime.now(UTC))
         }
-        due = await service.due_handover_ids(session, now=effective + timedelta(seconds=1))
+        due = await lifecycle.due_handover_ids(session, now=effective + timedelta(seconds=1))
     assert [str(i) for i in due] == [h["id"]]
     async with db() as session:  # the worker's clock is past effective_at; force stands in
-        out = await service.execute_handover(
+        out = await lifecycle.execute_handover(
             session, handover_id=due[0], actor="worker", force=True
         )
     assert out.state == "completed" and out.counts["moved"] == 3
     async with db() as session:
-        again = await service.execute_handover(session, handover_id=due[0], actor="worker")
+        again = await lifecycle.execute_handover(session, handover_id=due[0], actor="worker")
         assert again.audit == out.audit
-        assert await service.due_handover_ids(session, now=effective + timedelta(days=1)) == []
+        assert await lifecycle.due_handover_ids(session, now=effective + timedelta(days=1)) == []
     moved = (await items(client, h["id"])).values()
     assert {(i["notification_status"], i["notification_error"]) for i in moved} == {
         ("not_sent", "no subscriber")
@@ -222,10 +222,10 @@ async def test_temporary_cover_returns_customers_when_the_leave_ends(committed_c
     await ok(await client.patch(f"/v1/customers/{moved_on}", json={"manager_id": b["id"]}))
 
     async with db() as session:
-        assert await service.due_cover_returns(session, now=datetime.now(UTC)) == []
-        due = await service.due_cover_returns(session, now=until + timedelta(seconds=1))
+        assert await aftercare.due_cover_returns(session, now=datetime.now(UTC)) == []
+        due = await aftercare.due_cover_returns(session, now=until + timedelta(seconds=1))
         assert [str(i) for i in due] == [h["id"]]
-        result = await service.return_cover(session, handover_id=due[0], actor="worker")
+        result = await aftercare.return_cover(session, handover_id=due[0], actor="worker")
     assert result.restored == 2
     assert [(str(u.customer_id), u.reason) for u in result.not_restored] == [
         (moved_on, "owner changed after the handover")
@@ -236,8 +236,8 @@ async def test_temporary_cover_returns_customers_when_the_leave_ends(committed_c
         assert (await history(client, c["id"]))[0]["reason"] == "cover_return"
     assert (await ok(await client.get(f"/v1/managers/{leaving['id']}")))["status"] == "active"
     async with db() as session:
-        assert await service.due_cover_returns(session, now=until + timedelta(days=1)) == []
-        again = await service.return_cover(session, handover_id=due[0], actor="worker")
+        assert await aftercare.due_cover_returns(session, now=until + timedelta(days=1)) == []
+        again = await aftercare.return_cover(session, handover_id=due[0], actor="worker")
         assert again.restored == 0
     await no_violations(db)
 

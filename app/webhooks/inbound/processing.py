@@ -38,8 +38,10 @@ from app.db.session import SessionFactory, session_scope
 from app.errors import BatonError
 from app.events import outbox
 from app.flows.availability import create_absence
+from app.handovers import aftercare as handover_aftercare
+from app.handovers import lifecycle as handover_lifecycle
+from app.handovers import planning as handover_planning
 from app.handovers import repository as handover_repository
-from app.handovers import service as handovers
 from app.handovers.schemas import ActionIn, HandoverCreate
 from app.managers import service as managers
 from app.managers.schemas import ManagerCreate, ManagerUpdate
@@ -111,7 +113,7 @@ async def _manager_deactivated(
     open_id = await handover_repository.open_for_manager(session, manager["id"])
     if open_id is not None:
         raise Ignored(f"the manager already has an open handover {open_id}")
-    created = await handovers.create_handover(
+    created = await handover_planning.create_handover(
         session,
         data=HandoverCreate(
             from_manager_id=manager["id"],
@@ -121,12 +123,12 @@ async def _manager_deactivated(
         ),
         actor=actor,
     )
-    planned = await handovers.plan_handover(session, handover_id=created.id, actor=actor)
+    planned = await handover_planning.plan_handover(session, handover_id=created.id, actor=actor)
     result: dict[str, Any] = {"handover_id": planned.id, "state": planned.state}
     if source["auto_approve"]:
         try:
             async with session.begin_nested():
-                approved = await handovers.approve_handover(
+                approved = await handover_lifecycle.approve_handover(
                     session, handover_id=planned.id, data=ActionIn(), actor=actor
                 )
             result["state"] = approved.state
@@ -300,7 +302,7 @@ async def _transfer_refused(
     )
     if handover_id is None:
         raise Failed("The customer was not moved by a completed handover.")
-    item = await handovers.refuse_item(
+    item = await handover_aftercare.refuse_item(
         session,
         handover_id=handover_id,
         customer_id=found["id"],
