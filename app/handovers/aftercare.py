@@ -16,7 +16,7 @@ from app.assignments import service as assignments
 from app.assignments.repository import move_customers
 from app.errors import Conflict
 from app.events import outbox
-from app.handovers import notifications, repository
+from app.handovers import execution_repository, item_repository, notifications, repository
 from app.handovers.schemas import (
     ActionIn,
     ItemOut,
@@ -69,7 +69,7 @@ async def refuse_item(
             moved_at=item["moved_at"].isoformat(),
         )
     await assignments.lock_placements(session)
-    rows = await repository.lock_executed(
+    rows = await execution_repository.lock_executed(
         session, handover_id=handover_id, statuses=("moved", "refused"), customer_id=customer_id
     )
     row = rows[0]
@@ -99,7 +99,7 @@ async def refuse_item(
         handover_id=handover_id,
         note=reason,
     )
-    await repository.update_item(
+    await item_repository.update_item(
         session,
         handover_id,
         customer_id,
@@ -164,7 +164,9 @@ async def _restore(
     """Give the executed items' customers back to their owner before the handover, for those
     whose owner has not changed since; the others are reported and left alone. Returns how
     many went back, and the others with why."""
-    rows = await repository.lock_executed(session, handover_id=handover["id"], statuses=statuses)
+    rows = await execution_repository.lock_executed(
+        session, handover_id=handover["id"], statuses=statuses
+    )
     back_ids: list[uuid.UUID] = []
     back_to: list[uuid.UUID | None] = []
     skipped: list[Unrestored] = []
@@ -196,14 +198,14 @@ async def _restore(
     await compliance.record(
         session, compliance.Scope.customers(back_ids), cause=reason, actor=actor
     )
-    await repository.mark_items(
+    await execution_repository.mark_items(
         session,
         handover_id=handover["id"],
         customer_ids=back_ids,
         notes=[None] * len(back_ids),
         status=status,
     )
-    await repository.mark_items(
+    await execution_repository.mark_items(
         session,
         handover_id=handover["id"],
         customer_ids=[s.customer_id for s in skipped],

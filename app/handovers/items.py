@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.assignments import guard
 from app.errors import Conflict, RuleViolation
-from app.handovers import repository
+from app.handovers import item_repository, repository
 from app.handovers.schemas import (
     Briefing,
     HandoverOut,
@@ -86,7 +86,7 @@ async def override_item(
             "override_at": utc_now(),
             "status": "overridden",
         }
-    await repository.update_item(session, handover_id, customer_id, values)
+    await item_repository.update_item(session, handover_id, customer_id, values)
     return await get_item(session, handover_id=handover_id, customer_id=customer_id)
 
 
@@ -103,7 +103,7 @@ async def set_briefing(
     if handover["state"] in ("cancelled", "rolled_back"):
         raise Conflict(f"The handover is {handover['state']}.", state=handover["state"])
     await require_item(session, handover_id, customer_id)
-    await repository.update_item(
+    await item_repository.update_item(
         session,
         handover_id,
         customer_id,

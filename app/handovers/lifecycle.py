@@ -16,7 +16,7 @@ from app.assignments import service as assignments
 from app.assignments.repository import move_customers
 from app.db.models import HANDOVER_OPEN_STATES
 from app.errors import Conflict
-from app.handovers import notifications, repository
+from app.handovers import execution_repository, item_repository, notifications, repository
 from app.handovers.planning import handover_owners
 from app.handovers.schemas import (
     ActionIn,
@@ -51,7 +51,7 @@ async def approve_handover(
     customer would exceed the transfer limit (unless forced)."""
     handover = await require_handover(session, handover_id, lock=True)
     next_state(handover["state"], "approve")
-    missing = await repository.top_tier_without_briefing(session, handover_id)
+    missing = await item_repository.top_tier_without_briefing(session, handover_id)
     if missing:
         raise BriefingsMissing(
             f"{len(missing)} customer(s) of the top tier have no briefing: "
@@ -60,7 +60,7 @@ async def approve_handover(
         )
     if not (data.force or handover["force_transfer_limit"]):
         settings = get_settings()
-        over = await repository.over_transfer_limit(
+        over = await item_repository.over_transfer_limit(
             session,
             handover_id=handover_id,
             since=utc_now() - timedelta(days=settings.handover_transfer_window_days),
@@ -129,7 +129,7 @@ async def execute_handover(
         )
     await record_transition(session, handover, "execute", actor=actor, at=now)
     await assignments.lock_placements(session)
-    ids, targets = await repository.lock_movable(
+    ids, targets = await execution_repository.lock_movable(
         session, handover_id=handover_id, owners=handover_owners(handover)
     )
     targets = await _replace_unavailable_targets(session, handover, ids, targets)
@@ -144,7 +144,7 @@ async def execute_handover(
         handover_id=handover_id,
         note=note,
     )
-    await repository.mark_moved(
+    await execution_repository.mark_moved(
         session,
         handover_id=handover_id,
         customer_ids=ids,
@@ -159,10 +159,10 @@ async def execute_handover(
             customer_ids=[c for c, t in zip(ids, targets, strict=True) if t is not None],
             at=now,
         )
-    skipped = await repository.skip_remaining(
+    skipped = await execution_repository.skip_remaining(
         session, handover_id=handover_id, note="owner changed before execution"
     )
-    forced = await repository.forced_override_customers(session, handover_id=handover_id)
+    forced = await item_repository.forced_override_customers(session, handover_id=handover_id)
     if forced:  # overrides forced past hard rules leave violations: recorded, not silent
         await compliance.record(
             session, compliance.Scope.customers(forced), cause="handover", actor=actor
@@ -233,7 +233,7 @@ async def cancel_handover(
         )
     returned = 0
     if handover["interim_applied_at"] is not None and manager["status"] != "departed":
-        ids = await repository.item_customers_owned_by(
+        ids = await item_repository.item_customers_owned_by(
             session, handover_id=handover_id, owner_id=handover["interim_manager_id"]
         )
         returned = await move_customers(

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.events import outbox
-from app.handovers import emails, repository
+from app.handovers import emails, execution_repository
 from app.settings import get_settings
 
 CUSTOMER_NOTIFICATION = "handover.customer_notification"
@@ -100,7 +100,7 @@ async def notify_moved(
 ) -> None:
     """Emit the customer notifications and owner briefings of these moved customers (those
     that went to the pool are not notified) and track each one until it is delivered."""
-    rows = await repository.moved_for_notice(
+    rows = await execution_repository.moved_for_notice(
         session, handover_id=handover_id, customer_ids=customer_ids
     )
     if not rows:
@@ -137,7 +137,7 @@ async def notify_moved(
         await emails.queue(session, handover_id=handover_id, mails=mails, at=at)
         mailed_customers = {m.customer_id for m in mails if m.customer_id is not None}
         mailed_owners = {m.manager_id for m in mails if m.manager_id is not None}
-    await repository.set_item_notifications(
+    await execution_repository.set_item_notifications(
         session,
         handover_id=handover_id,
         customer_ids=[r["customer_id"] for r in rows],
@@ -145,7 +145,7 @@ async def notify_moved(
         mailed=[r["customer_id"] in mailed_customers for r in rows],
         unreachable=unreachable,
     )
-    await repository.set_owner_notifications(
+    await execution_repository.set_owner_notifications(
         session,
         handover_id=handover_id,
         manager_ids=[g[0]["owner_id"] for g in by_owner],
@@ -162,4 +162,6 @@ async def settle(session: AsyncSession, *, at: datetime, limit: int = SETTLE_BAT
     """Mark up to ``limit`` notifications (and as many briefings) sent or not sent from their
     deliveries and tick the checklist tasks they complete; returns the larger count, so a
     caller settles again while it equals ``limit``. Run by the worker's sweep."""
-    return await repository.settle_notifications(session, limit=limit, at=at, actor=SETTLED_BY)
+    return await execution_repository.settle_notifications(
+        session, limit=limit, at=at, actor=SETTLED_BY
+    )

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidInput
-from app.handovers import repository
+from app.handovers import execution_repository, outcome_repository
 from app.handovers.schemas import (
     FeedbackIn,
     FeedbackOut,
@@ -83,17 +83,18 @@ async def handover_outcome(
     completed = handover["completed_at"]
     pivot = completed or handover["created_at"]
     until = min(now, pivot + timedelta(days=window_days)) if completed else pivot
-    groups = await repository.outcome_groups(
+    groups = await outcome_repository.outcome_groups(
         session, handover_id=handover_id, pivot=pivot, until=until
     )
     strata = [
         _stratum(r)
-        for r in await repository.outcome_strata(
+        for r in await outcome_repository.outcome_strata(
             session, handover_id=handover_id, pivot=pivot, until=until
         )
     ]
     feedback = [
-        FeedbackOut.model_validate(r) for r in await repository.list_feedback(session, handover_id)
+        FeedbackOut.model_validate(r)
+        for r in await outcome_repository.list_feedback(session, handover_id)
     ]
     scores = [float(f.score) for f in feedback if f.score is not None]
     return OutcomeOut(
@@ -107,7 +108,7 @@ async def handover_outcome(
         control=_group(groups.get("control")),
         control_retention_rate_matched=_matched_rate(strata),
         matching=strata,
-        refusals=await repository.refusal_count(session, handover_id),
+        refusals=await execution_repository.refusal_count(session, handover_id),
         hours_to_complete=(
             round((completed - handover["created_at"]).total_seconds() / 3600, 4)
             if completed
@@ -124,7 +125,7 @@ async def _new_owners(
     """The new owners' KPIs over ``(pivot, until]`` and over as long before the pivot."""
     if until <= pivot:
         return []
-    received = await repository.received_counts(session, handover_id)
+    received = await outcome_repository.received_counts(session, handover_id)
     ids = sorted(received)
     window = await reports.kpis_of_managers(session, manager_ids=ids, from_=pivot, to=until)
     previous = await reports.kpis_of_managers(
@@ -153,7 +154,7 @@ async def add_feedback(
             "Give a score, a note, or both.",
             errors=[{"loc": ["body"], "msg": "score or note is required"}],
         )
-    row = await repository.add_feedback(
+    row = await outcome_repository.add_feedback(
         session, handover_id=handover_id, score=data.score, note=data.note, actor=actor
     )
     return FeedbackOut.model_validate(row)

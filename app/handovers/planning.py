@@ -15,7 +15,7 @@ from app.assignments import compliance
 from app.assignments import service as assignments
 from app.assignments.repository import move_customers
 from app.errors import Conflict, InvalidInput
-from app.handovers import repository
+from app.handovers import item_repository, repository
 from app.handovers.schemas import (
     HandoverCreate,
     HandoverOut,
@@ -82,7 +82,7 @@ async def create_handover(
             "updated_at": now,
         },
     )
-    await repository.add_items_in_scope(
+    await item_repository.add_items_in_scope(
         session,
         handover_id=handover_id,
         manager_id=data.from_manager_id,
@@ -135,7 +135,7 @@ async def _check_scope(
             )
     if scope.customer_ids:
         owned = set(
-            await repository.customers_in_scope(
+            await item_repository.customers_in_scope(
                 session, manager_id=manager_id, tiers=(), customer_ids=scope.customer_ids
             )
         )
@@ -158,7 +158,7 @@ async def _place_with_interim(
     at: datetime,
 ) -> int:
     """Give the interim manager the customers still with the leaving manager."""
-    ids = await repository.item_customers_owned_by(
+    ids = await item_repository.item_customers_owned_by(
         session, handover_id=handover_id, owner_id=from_manager_id
     )
     return await move_customers(
@@ -193,10 +193,10 @@ async def plan_handover(
     next_state(handover["state"], "plan")
     now = utc_now()
     scope = HandoverScope.model_validate(handover["scope"] or {})
-    await repository.drop_items_gone(
+    await item_repository.drop_items_gone(
         session, handover_id=handover_id, owners=handover_owners(handover)
     )
-    await repository.add_items_in_scope(
+    await item_repository.add_items_in_scope(
         session,
         handover_id=handover_id,
         manager_id=handover["from_manager_id"],
@@ -212,7 +212,7 @@ async def plan_handover(
             actor=actor,
             at=now,
         )
-    ids = await repository.pending_item_customers(session, handover_id)
+    ids = await item_repository.pending_item_customers(session, handover_id)
     excluded = frozenset({handover["from_manager_id"]})
     metrics: dict[str, Any] | None = None
     if ids:
@@ -233,7 +233,7 @@ async def plan_handover(
             scores.append(float(d.score))
             reasons.append(json.dumps(list(why)))
             explanations.append(json.dumps(d.explanation) if d.explanation else None)
-        await repository.write_proposals(
+        await item_repository.write_proposals(
             session,
             handover_id=handover_id,
             customer_ids=customers,

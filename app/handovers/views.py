@@ -16,7 +16,7 @@ from app.db.models import Handover
 from app.errors import InvalidInput, NotFound
 from app.events import outbox
 from app.events.names import HANDOVER_STATE_EVENTS
-from app.handovers import repository
+from app.handovers import item_repository, repository
 from app.handovers.schemas import (
     AuditEntry,
     ChecklistOut,
@@ -138,7 +138,7 @@ async def list_items(
     """The handover's customers by id, with proposal, override, briefing and outcome."""
     await require_handover(session, handover_id)
     after = decode_cursor(cursor, (uuid.UUID,))[0] if cursor else None
-    rows = await repository.list_items(
+    rows = await item_repository.list_items(
         session, handover_id=handover_id, statuses=status, after=after, limit=limit + 1
     )
     items = [item_out(r) for r in rows[:limit]]
@@ -165,7 +165,7 @@ async def require_handover(
 async def require_item(
     session: AsyncSession, handover_id: uuid.UUID, customer_id: uuid.UUID
 ) -> RowMapping:
-    item = await repository.get_item(session, handover_id, customer_id)
+    item = await item_repository.get_item(session, handover_id, customer_id)
     if item is None:
         raise NotFound(f"Customer {customer_id} is not part of handover {handover_id}.")
     return item
