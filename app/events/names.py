@@ -20,6 +20,7 @@ OutboundType = Literal[
     "handover.customer_notification",
     "handover.owner_briefing",
     "manager.capacity_exceeded",
+    "manager.status_changed",
     "violation.detected",
     "scenario.activated",
 ]

@@ -33,6 +33,7 @@ from app.handovers.views import (
     require_manager,
     utc_now,
 )
+from app.managers import service as managers
 from app.settings import get_settings
 
 
@@ -225,8 +226,11 @@ async def rollback_handover(
     next_state(handover["state"], "rollback")
     now = utc_now()
     await assignments.lock_placements(session)
-    await repository.set_manager_status(
-        session, handover["from_manager_id"], handover["prior_manager_status"]
+    await managers.set_status(
+        session,
+        manager_id=handover["from_manager_id"],
+        status=handover["prior_manager_status"],
+        handover_id=handover["id"],
     )
     restored, skipped = await _restore(
         session,
@@ -278,12 +282,13 @@ async def return_cover(session: AsyncSession, *, handover_id: uuid.UUID, actor: 
     await assignments.lock_placements(session)
     manager = await require_manager(session, handover["from_manager_id"], "from_manager_id")
     if manager["status"] == "on_leave":
-        await repository.set_manager_status(
+        await managers.set_status(
             session,
-            handover["from_manager_id"],
-            "active"
+            manager_id=handover["from_manager_id"],
+            status="active"
             if handover["prior_manager_status"] == "on_leave"
             else handover["prior_manager_status"],
+            handover_id=handover["id"],
         )
     returned, skipped = await _restore(
         session,

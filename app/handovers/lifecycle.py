@@ -31,6 +31,7 @@ from app.handovers.views import (
     utc_now,
 )
 from app.jobs.queue import EXECUTE_HANDOVER, enqueue
+from app.managers import service as managers
 from app.settings import get_settings
 
 
@@ -168,9 +169,19 @@ async def execute_handover(
             session, compliance.Scope.customers(forced), cause="handover", actor=actor
         )
     if handover["reason"] == "departure":
-        await repository.set_manager_status(session, handover["from_manager_id"], "departed")
+        await managers.set_status(
+            session,
+            manager_id=handover["from_manager_id"],
+            status="departed",
+            handover_id=handover_id,
+        )
     elif handover["reason"] == "leave":
-        await repository.set_manager_status(session, handover["from_manager_id"], "on_leave")
+        await managers.set_status(
+            session,
+            manager_id=handover["from_manager_id"],
+            status="on_leave",
+            handover_id=handover_id,
+        )
     pooled = sum(t is None for t in targets)
     await record_transition(
         session,
@@ -228,8 +239,11 @@ async def cancel_handover(
     now = utc_now()
     manager = await require_manager(session, handover["from_manager_id"], "from_manager_id")
     if manager["status"] == "departing" and handover["prior_manager_status"] != "departing":
-        await repository.set_manager_status(
-            session, handover["from_manager_id"], handover["prior_manager_status"]
+        await managers.set_status(
+            session,
+            manager_id=handover["from_manager_id"],
+            status=handover["prior_manager_status"],
+            handover_id=handover_id,
         )
     returned = 0
     if handover["interim_applied_at"] is not None and manager["status"] != "departed":

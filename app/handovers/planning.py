@@ -31,6 +31,7 @@ from app.handovers.views import (
     utc_now,
 )
 from app.managers import repository as managers_repository
+from app.managers import service as managers
 from app.tiers import repository as tiers_repository
 
 
@@ -99,7 +100,9 @@ async def create_handover(
         at=now,
     )
     if data.reason == "departure" and manager["status"] in ("active", "on_leave"):
-        await repository.set_manager_status(session, data.from_manager_id, "departing")
+        await managers.set_status(
+            session, manager_id=data.from_manager_id, status="departing", handover_id=handover_id
+        )
     if interim is not None and (manager["status"] == "departed" or data.interim_now):
         if interim["status"] != "active":
             raise Conflict(

@@ -20,7 +20,6 @@ from app.db.models import (
     HandoverEvent,
     HandoverItem,
     HandoverTask,
-    Manager,
 )
 
 PENDING_ITEM_STATUSES = ("pending", "proposed", "overridden", "unplaced")
@@ -183,15 +182,6 @@ async def set_task(
             done_at=at if done else None,
             note=note,
         )
-    )
-
-
-async def set_manager_status(session: AsyncSession, manager_id: uuid.UUID, status: str) -> None:
-    """Change a manager's status (departing, departed, on_leave, back to active)."""
-    await session.execute(
-        update(Manager)
-        .where(Manager.id == manager_id, Manager.status != status)
-        .values(status=status, version=Manager.version + 1, updated_at=func.now())
     )
 
 

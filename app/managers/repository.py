@@ -27,6 +27,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from app.db.models import Manager, ManagerLoad, Tier
 from app.db.reads import Reader, compile_sql
@@ -263,3 +264,15 @@ async def update_many(
         },
     )
     return len(result.all())
+
+
+async def set_status(session: AsyncSession, manager_id: uuid.UUID, status: str) -> str | None:
+    """Change a manager's status; the status it had when it changed, None when it already was
+    ``status`` (or the manager does not exist)."""
+    before = aliased(Manager)
+    return await session.scalar(
+        update(Manager)
+        .where(Manager.id == manager_id, before.id == Manager.id, Manager.status != status)
+        .values(status=status, version=Manager.version + 1, updated_at=func.now())
+        .returning(before.status)
+    )

@@ -12,6 +12,7 @@ from app.core.pagination import Page, decode_cursor, encode_cursor
 from app.db.models import Assignment, Customer, Manager
 from app.db.reads import Reader
 from app.errors import Conflict, InvalidInput, NotFound
+from app.events import outbox
 from app.managers import repository
 from app.managers.schemas import (
     ManagerCreate,
@@ -199,3 +200,26 @@ async def update_managers(
     if changed != len({manager_id for manager_id, _ in changes}):
         raise NotFound("Some of the managers to change do not exist.")
     return changed
+
+
+async def set_status(
+    session: AsyncSession,
+    *,
+    manager_id: uuid.UUID,
+    status: ManagerStatus,
+    handover_id: uuid.UUID | None = None,
+) -> None:
+    """Move a manager to ``status`` as a handover requires (departing, departed, on leave, back
+    to active) and announce it with ``manager.status_changed``; nothing when it already is."""
+    previous = await repository.set_status(session, manager_id, status)
+    if previous is not None:
+        await outbox.emit(
+            session,
+            "manager.status_changed",
+            {
+                "manager_id": manager_id,
+                "status": status,
+                "previous_status": previous,
+                "handover_id": handover_id,
+            },
+        )

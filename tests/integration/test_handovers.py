@@ -289,6 +289,52 @@ async def test_cancelling_returns_interim_customers_and_the_manager_status(clien
     assert manager["status"] == "active"
 
 
+async def status_changes(client: httpx.AsyncClient) -> list[dict]:
+    """The ``manager.status_changed`` events in the outbox, oldest first."""
+    log = await ok(await client.get("/v1/webhook-deliveries", params={"limit": 50}))
+    found = []
+    for delivery in sorted(log["items"], key=lambda d: d["id"]):
+        detail = await ok(await client.get(f"/v1/webhook-deliveries/{delivery['id']}"))
+        if detail["payload"]["type"] == "manager.status_changed":
+            found.append(detail["payload"]["data"])
+    return found
+
+
+async def test_a_handover_changes_the_managers_status_through_the_managers_domain(
+    client, allow_loopback
+):
+    """Departing at creation, departed at execution, back to what it was on cancel: each
+    change is the managers domain's, so ``manager.status_changed`` goes out with it."""
+    await ok(
+        await client.post(
+            "/v1/webhook-subscriptions",
+            json={"url": "http://127.0.0.1:9/crm", "event_types": ["manager.status_changed"]},
+        ),
+        201,
+    )
+    p = await portfolio(client, customers=2)
+    h = await create(client, p["leaving"]["id"])
+    await run_through(client, h["id"])
+    assert (await ok(await client.get(f"/v1/managers/{p['leaving']['id']}")))["status"] == (
+        "departed"
+    )
+    staying = await create_manager(client, level=4, capacity=100)
+    await create_customer(client, tier="standard", manager_id=staying["id"])
+    cancelled = await create(client, staying["id"])
+    await act(client, cancelled["id"], "cancel", note="Stays after all.")
+
+    changes = [
+        (c["manager_id"], c["previous_status"], c["status"], c["handover_id"])
+        for c in await status_changes(client)
+    ]
+    assert changes == [
+        (p["leaving"]["id"], "active", "departing", h["id"]),
+        (p["leaving"]["id"], "departing", "departed", h["id"]),
+        (staying["id"], "active", "departing", cancelled["id"]),
+        (staying["id"], "departing", "active", cancelled["id"]),
+    ]
+
+
 async def test_approval_needs_briefings_for_the_top_tier(client):
     p = await portfolio(client, customers=1)
     senior = await create_manager(client, level=5, capacity=100)
