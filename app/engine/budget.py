@@ -4,7 +4,7 @@ The service runs the engine in a worker thread, which nothing can interrupt from
 engine stops itself instead, at the first checkpoint past its deadline (between classes,
 shed-and-place rounds, lookahead levels, spread moves), raising `OverBudget`. The deadline is a
 `time.monotonic()` instant in the options: the clock decides only whether to go on, never what
-the plan is.
+the plan is (the solver's own budget is counted in nodes, see ``PlanOptions.solver_node_limit``).
 """
 
 from __future__ import annotations
@@ -37,11 +37,3 @@ def checkpoint() -> None:
     deadline = _deadline.get()
     if deadline is not None and time.monotonic() > deadline:
         raise OverBudget("the plan ran past its time budget")
-
-
-def remaining(limit: float) -> float:
-    """Seconds left of the budget, at most `limit` (a solver's own time limit)."""
-    deadline = _deadline.get()
-    if deadline is None:
-        return limit
-    return max(0.0, min(limit, deadline - time.monotonic()))

@@ -6,11 +6,13 @@ lexicographic MILPs with HiGHS (peak first, then preferences at that peak). Larg
 the lookahead's progressive filling (max-flows over buckets of interchangeable managers; the
 first level is the LP optimum, reported as the lower bound) and the `balanced` placement within
 those levels, which also evens out the managers below the peak; optimality is not claimed.
+
+The solver's budget is a number of branch-and-bound nodes (``PlanOptions.solver_node_limit``),
+never a time: a plan must not depend on how busy the machine was.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,7 +133,7 @@ def run_optimal(
     outcome: Outcome,
     load: np.ndarray,
     penalty: float,
-    time_limit_s: float,
+    node_limit: int,
 ) -> OptimalResult:
     """Solve, then expand the counts to customers (lowest ids to lowest manager ids)."""
     if len(classes.rows) > MILP_MAX_CUSTOMERS:
@@ -148,7 +150,7 @@ def run_optimal(
     cost = np.concatenate([np.zeros(p), big * model.weights, [1.0]])
     lower = np.concatenate([np.zeros(p + k), [model.u_floor]])
     upper = np.concatenate([model.pair_ub, model.sizes, [np.inf]]).astype(np.float64)
-    counts, result = _solve_milp(model, eq, eq_rhs, ub, ub_rhs, cost, lower, upper, time_limit_s)
+    counts, result = _solve_milp(model, eq, eq_rhs, ub, ub_rhs, cost, lower, upper, node_limit)
     if counts is None or result is None:
         return _run_levels(problem, classes, outcome, load, penalty)
     for j, c in enumerate(model.classes):
@@ -197,7 +199,7 @@ def _solve_milp(
     cost: np.ndarray,
     lower: np.ndarray,
     upper: np.ndarray,
-    time_limit_s: float,
+    node_limit: int,
 ) -> tuple[np.ndarray | None, OptimalResult | None]:
     p, k = len(model.pair_class), len(model.classes)
     integrality = np.concatenate([np.ones(p + k), [0]])
@@ -205,13 +207,12 @@ def _solve_milp(
         LinearConstraint(eq, eq_rhs, eq_rhs),
         LinearConstraint(ub, -np.inf, ub_rhs),
     ]
-    started = time.perf_counter()
     first = _milp(
         cost,
         integrality=integrality,
         bounds=Bounds(lower, upper),
         constraints=constraints,
-        time_limit_s=max(0.1, 0.7 * time_limit_s),
+        node_limit=node_limit,
     )
     if first.x is None:
         return None, None
@@ -227,7 +228,6 @@ def _solve_milp(
     else:
         lower_bound = model.u_floor
     if np.any(model.pair_pref != 0):
-        remaining = time_limit_s - (time.perf_counter() - started)
         # Second pass: best preference score among plans with this peak and placed weight.
         second_upper = upper.copy()
         second_upper[-1] = peak * (1 + 1e-12) + 1e-9
@@ -239,11 +239,11 @@ def _solve_milp(
             integrality=integrality,
             bounds=Bounds(lower, second_upper),
             constraints=[*constraints, LinearConstraint(weight_row, -np.inf, unplaced + 0.5)],
-            time_limit_s=max(0.1, remaining),
+            node_limit=node_limit,
         )
         if second.x is not None:
             x = np.round(second.x)
-    solver = "milp" if proven else "milp_time_limit"
+    solver = "milp" if proven else "milp_node_limit"
     return x[:p].astype(np.int64), OptimalResult(float(lower_bound), bool(proven), solver)
 
 
@@ -253,11 +253,12 @@ def _milp(
     integrality: np.ndarray,
     bounds: Bounds,
     constraints: list[LinearConstraint],
-    time_limit_s: float,
+    node_limit: int,
 ) -> Any:
     """HiGHS' MILP with and without its presolve (each has claimed a suboptimal answer optimal
-    on some tiny instance), each within half the time; the solution with the lower objective.
-    The result is deterministic: the same model gives the same two solves."""
+    on some tiny instance), each within ``node_limit`` branch-and-bound nodes; the solution with
+    the lower objective. The limit counts work, not seconds, so the same model gives the same
+    two solves on any machine under any load."""
     best = None
     for presolve in (False, True):
         result = milp(
@@ -265,7 +266,7 @@ def _milp(
             integrality=integrality,
             bounds=bounds,
             constraints=constraints,
-            options={"time_limit": max(0.05, time_limit_s / 2), "presolve": presolve},
+            options={"node_limit": node_limit, "presolve": presolve},
         )
         if result.x is not None and (best is None or result.fun < best.fun - 1e-12):
             best = result

@@ -29,12 +29,15 @@ class PlanOptions:
     force: bool = False
     explain: Explain = "basic"
     utilization_penalty: float = DEFAULT_UTILIZATION_PENALTY
-    time_limit_s: float = 10.0
+    solver_node_limit: int = 20_000
+    """`optimal`: branch-and-bound nodes each MILP solve may explore (work, not time, so the
+    same input gives the same plan); past it the best plan found is kept, not proven optimal."""
     rotation: tuple[tuple[str, UUID], ...] = ()
     """`round_robin`: where each eligibility pool's turn stopped (pool, last manager), so
     the rotation continues across plans; the plan returns the new positions."""
     deadline: float | None = None
-    """A `time.monotonic()` instant past which the plan stops with `OverBudget` (None: never)."""
+    """A `time.monotonic()` instant past which the plan stops with `OverBudget` (None: never).
+    It decides only whether the plan goes on, never what it is."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from app.engine.budget import budget, remaining
+from app.engine.budget import budget
 from app.engine.classes import build_classes
 from app.engine.facts import Manager, Tier
 from app.engine.optimal import run_optimal
@@ -114,8 +114,9 @@ def _plan(
                 problem, classes, outcome, load, rows, dict(options.rotation)
             )
         case "optimal":
-            time_limit = remaining(options.time_limit_s)
-            result = run_optimal(problem, classes, outcome, load, penalty, time_limit)
+            result = run_optimal(
+                problem, classes, outcome, load, penalty, options.solver_node_limit
+            )
             extra = {
                 "lower_bound": result.lower_bound,
                 "proven_optimal": result.proven_optimal,

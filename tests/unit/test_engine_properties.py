@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from unittest import mock
 
 import numpy as np
 from _engine_facts import NOW, TIERS, cid, mid, options
@@ -123,7 +124,7 @@ def hard_rules_hold(plan, customers, managers, rules=RULES):
 @given(instances(), st.sampled_from(["balanced", "optimal", "round_robin"]))
 def test_no_hard_rule_is_broken_and_everyone_gets_a_decision(instance, strategy):
     customers, managers = instance
-    opts = options(strategy=strategy, explain="basic", time_limit_s=5)
+    opts = options(strategy=strategy, explain="basic", solver_node_limit=20_000)
     plan = plan_assignments(customers, managers, TIERS, RULES, opts)
     hard_rules_hold(plan, customers, managers)
     assert plan.metrics.pooled == sum(d.manager_id is None for d in plan.decisions)
@@ -191,7 +192,7 @@ def test_optimal_peak_is_the_exact_optimum_and_never_above_balanced(instance):
     customers, managers = instance
     no_prefs = RuleSet(eligibility=RULES.eligibility)
     optimal = plan_assignments(
-        customers, managers, TIERS, no_prefs, options(strategy="optimal", time_limit_s=5)
+        customers, managers, TIERS, no_prefs, options(strategy="optimal", solver_node_limit=20_000)
     )
     expected = exact_peak(customers, managers)
     if expected is None or optimal.metrics.pooled:
@@ -329,7 +330,7 @@ def test_the_placement_guard_accepts_every_placement_the_engine_makes(instance, 
     tiers = {t.code: t for t in TIERS}
     for c in customers[:8]:
         plan = plan_assignments(
-            [c], managers, TIERS, RULES, options(strategy=strategy, time_limit_s=5)
+            [c], managers, TIERS, RULES, options(strategy=strategy, solver_node_limit=20_000)
         )
         d = plan.decision(0)
         if c.pinned or c.manager_id is not None:
@@ -366,3 +367,30 @@ def test_a_plan_gives_a_capped_manager_no_more_new_customers_than_its_intake_roo
     tier = next(t for t in TIERS if t.code == "standard")
     full = Manager(id=mid(1), level=5, capacity=500, workload=0, intake_room=0)
     assert [v.rule for v in placement_violations(new[0], full, tier, RULES)] == ["intake_cap"]
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(instances(max_customers=24, roomy=True))
+def test_optimal_solver_budget_is_work_not_time(instance):
+    """HiGHS gets a node limit and no time limit, so the same input gives the same plan on
+    an idle machine and on a loaded one; planning twice gives the same plan."""
+    customers, managers = instance
+    seen: list[dict] = []
+
+    def recording_milp(*args, options, **kwargs):
+        seen.append(dict(options))
+        return milp(*args, options=options, **kwargs)
+
+    first = plan_assignments(customers, managers, TIERS, RULES, options(strategy="optimal"))
+    with mock.patch("app.engine.optimal.milp", recording_milp):
+        again = plan_assignments(
+            customers, managers, TIERS, RULES, options(strategy="optimal", solver_node_limit=500)
+        )
+    assert all("time_limit" not in o and o["node_limit"] == 500 for o in seen)
+    if first.metrics.proven_optimal and again.metrics.proven_optimal:
+        assert again.metrics.peak_utilization == first.metrics.peak_utilization
+    third = plan_assignments(customers, managers, TIERS, RULES, options(strategy="optimal"))
+    assert [(d.customer_id, d.manager_id) for d in third.decisions] == [
+        (d.customer_id, d.manager_id) for d in first.decisions
+    ]
+    assert third.metrics == first.metrics
