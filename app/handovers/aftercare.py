@@ -155,7 +155,7 @@ async def refuse_item(
 async def _restore(
     session: AsyncSession,
     *,
-    handover: Mapping[str, Any],
+    handover: Mapping[Any, Any],
     statuses: Sequence[str],
     reason: str,
     status: str,

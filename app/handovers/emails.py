@@ -77,7 +77,7 @@ def _when(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def customer_mail(row: Mapping[str, Any], *, deadline: datetime) -> Mail | None:
+def customer_mail(row: Mapping[Any, Any], *, deadline: datetime) -> Mail | None:
     """To the customer's key contacts that have an address; None when none has one."""
     contacts = (row["briefing"] or {}).get("key_contacts") or []
     to = sorted({c["email"] for c in contacts if isinstance(c, dict) and c.get("email")})
@@ -102,7 +102,7 @@ def customer_mail(row: Mapping[str, Any], *, deadline: datetime) -> Mail | None:
     )
 
 
-def _briefing_lines(briefing: Mapping[str, Any] | None) -> list[str]:
+def _briefing_lines(briefing: Mapping[Any, Any] | None) -> list[str]:
     if not briefing:
         return ["    (no briefing)"]
     lines = []
@@ -121,7 +121,7 @@ def _briefing_lines(briefing: Mapping[str, Any] | None) -> list[str]:
     return lines or ["    (no briefing)"]
 
 
-def owner_mail(rows: Sequence[Mapping[str, Any]], *, deadline: datetime) -> Mail | None:
+def owner_mail(rows: Sequence[Mapping[Any, Any]], *, deadline: datetime) -> Mail | None:
     """To the new owner: the customers taken over with their briefings."""
     first = rows[0]
     if not first["owner_email"]:
@@ -240,7 +240,9 @@ async def send_due(session: AsyncSession, *, smtp: Smtp, now: datetime, limit: i
     except (aiosmtplib.SMTPException, OSError) as exc:
         for row in rows:
             errors.setdefault(row["id"], f"{type(exc).__name__}: {exc}"[:500])
-    statuses, nexts, sent = [], [], []
+    statuses: list[str] = []
+    nexts: list[datetime] = []
+    sent: list[datetime | None] = []
     for row in rows:
         if row["id"] not in errors:
             statuses.append("sent")

@@ -197,7 +197,7 @@ async def execute_handover(
 
 async def _replace_unavailable_targets(
     session: AsyncSession,
-    handover: Mapping[str, Any],
+    handover: Mapping[Any, Any],
     ids: list[uuid.UUID],
     targets: list[uuid.UUID | None],
 ) -> list[uuid.UUID | None]:

@@ -33,7 +33,7 @@ def _person(id_: uuid.UUID | None, name: str | None, email: str | None) -> dict[
     return None if id_ is None else {"id": id_, "name": name, "email": email}
 
 
-def _previous(row: Mapping[str, Any]) -> dict[str, Any] | None:
+def _previous(row: Mapping[Any, Any]) -> dict[str, Any] | None:
     return _person(row["previous_id"], row["previous_name"], row["previous_email"])
 
 
@@ -43,7 +43,7 @@ def refusal_path(handover_id: uuid.UUID, customer_id: uuid.UUID) -> str:
 
 
 def _customer_notice(
-    handover_id: uuid.UUID, row: Mapping[str, Any], deadline: datetime
+    handover_id: uuid.UUID, row: Mapping[Any, Any], deadline: datetime
 ) -> dict[str, Any]:
     owner = _person(row["owner_id"], row["owner_name"], row["owner_email"])
     return {
@@ -69,7 +69,7 @@ def _customer_notice(
 
 
 def _owner_briefing(
-    handover_id: uuid.UUID, rows: Sequence[Mapping[str, Any]], deadline: datetime
+    handover_id: uuid.UUID, rows: Sequence[Mapping[Any, Any]], deadline: datetime
 ) -> dict[str, Any]:
     first = rows[0]
     return {

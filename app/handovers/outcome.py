@@ -28,7 +28,7 @@ def _num(value: Any) -> float | None:
     return None if value is None else round(float(value), 4)
 
 
-def _group(row: Mapping[str, Any] | None) -> GroupOutcome:
+def _group(row: Mapping[Any, Any] | None) -> GroupOutcome:
     if row is None:
         return GroupOutcome(
             customers=0,
@@ -51,7 +51,7 @@ def _group(row: Mapping[str, Any] | None) -> GroupOutcome:
     )
 
 
-def _stratum(row: Mapping[str, Any]) -> StratumMatch:
+def _stratum(row: Mapping[Any, Any]) -> StratumMatch:
     control = int(row["control"])
     return StratumMatch(
         tier=row["tier"],

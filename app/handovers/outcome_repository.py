@@ -140,7 +140,7 @@ async def received_counts(session: AsyncSession, handover_id: uuid.UUID) -> dict
         )
         .group_by(HandoverItem.final_manager_id)
     )
-    return {manager_id: int(n) for manager_id, n in rows.all()}
+    return {manager_id: int(n) for manager_id, n in rows.all() if manager_id is not None}
 
 
 async def add_feedback(

@@ -176,7 +176,7 @@ async def _place_with_interim(
     )
 
 
-def handover_owners(handover: Mapping[str, Any]) -> list[uuid.UUID]:
+def handover_owners(handover: Mapping[Any, Any]) -> list[uuid.UUID]:
     """Managers whose customers this handover moves: the leaving one and the interim one."""
     owners = [handover["from_manager_id"]]
     if handover["interim_applied_at"] is not None and handover["interim_manager_id"] is not None:

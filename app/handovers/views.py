@@ -107,7 +107,7 @@ async def list_handovers(
     return Page[HandoverOut](items=items, next_cursor=next_cursor)
 
 
-def item_out(row: Mapping[str, Any]) -> ItemOut:
+def item_out(row: Mapping[Any, Any]) -> ItemOut:
     override = None
     if row["override_manager_id"] is not None:
         override = OverrideOut(
@@ -173,7 +173,7 @@ async def require_item(
 
 async def record_transition(
     session: AsyncSession,
-    handover: Mapping[str, Any],
+    handover: Mapping[Any, Any],
     action: str,
     *,
     actor: str,

@@ -362,7 +362,7 @@ def parse(
         if not events:
             raise InvalidInput("The Zoho notification names no record in `ids`.")
         return events
-    event_id = payload.get("id") if isinstance(payload, dict) else None
-    if not isinstance(event_id, str | int) or not str(event_id) or len(str(event_id)) > 200:
+    given = payload.get("id") if isinstance(payload, dict) else None
+    if not isinstance(given, str | int) or not str(given) or len(str(given)) > 200:
         raise InvalidInput("The body needs an `id` (the event id, at most 200 characters).")
-    return [_baton_event(str(event_id), payload, body)]
+    return [_baton_event(str(given), payload, body)]

@@ -64,11 +64,11 @@ class Failed(Exception):
 
 
 Handler = Callable[
-    [AsyncSession, Mapping[str, Any], dict[str, Any], str], Awaitable[dict[str, Any]]
+    [AsyncSession, Mapping[Any, Any], dict[str, Any], str], Awaitable[dict[str, Any]]
 ]
 
 
-def _ref_filter(model: type[Manager] | type[Customer], data: Mapping[str, Any]) -> Any:
+def _ref_filter(model: type[Manager] | type[Customer], data: Mapping[Any, Any]) -> Any:
     if data.get("id"):
         try:
             return model.id == uuid.UUID(str(data["id"]))
@@ -80,18 +80,18 @@ def _ref_filter(model: type[Manager] | type[Customer], data: Mapping[str, Any]) 
 
 
 async def _find(
-    session: AsyncSession, model: type[Manager] | type[Customer], data: Mapping[str, Any]
+    session: AsyncSession, model: type[Manager] | type[Customer], data: Mapping[Any, Any]
 ) -> RowMapping | None:
     stmt = select(*model.__table__.c).where(_ref_filter(model, data))
     return (await session.execute(stmt)).mappings().first()
 
 
-def _fields(data: Mapping[str, Any]) -> dict[str, Any]:
+def _fields(data: Mapping[Any, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in ("id",)}
 
 
 async def _manager_upserted(
-    session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     found = await _find(session, Manager, data)
     if found is None:
@@ -103,7 +103,7 @@ async def _manager_upserted(
 
 
 async def _manager_deactivated(
-    session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     manager = await _find(session, Manager, data)
     if manager is None:
@@ -138,7 +138,7 @@ async def _manager_deactivated(
 
 
 async def _customer_upserted(
-    session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     found = await _find(session, Customer, data)
     fields = {k: v for k, v in _fields(data).items() if k not in ("manager_id", "owner_ref")}
@@ -175,7 +175,7 @@ async def _customer_upserted(
 
 
 async def _customer_tier_changed(
-    session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     found = await _find(session, Customer, data)
     if found is None:
@@ -210,7 +210,7 @@ async def _customer_tier_changed(
 
 
 async def _customer_churned(
-    session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     found = await _find(session, Customer, data)
     if found is None:
@@ -228,7 +228,7 @@ async def _customer_churned(
 
 
 async def _satisfaction_recorded(
-    session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     found = await _find(session, Customer, data)
     if found is None:
@@ -255,7 +255,7 @@ async def _satisfaction_recorded(
 
 
 async def _revenue_recorded(
-    session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     """A deal won or an invoice paid in the CRM: ``amount``, ``currency``, ``occurred_at``
     and the CRM's ``external_id`` (a repeat of it is not recorded twice)."""
@@ -284,7 +284,7 @@ async def _revenue_recorded(
 
 
 async def _transfer_refused(
-    session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     found = await _find(session, Customer, data)
     if found is None:
@@ -313,7 +313,7 @@ async def _transfer_refused(
 
 
 async def _activity_recorded(
-    session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     found = await _find(session, Customer, data)
     if found is None:
@@ -325,29 +325,33 @@ async def _activity_recorded(
         )
         if by is None:
             raise Failed("No manager with `by_external_ref`.")
-    activity = ActivityCreate(
-        kind=data.get("kind", "other"),
-        at=data.get("at"),
-        by=by,
-        external_id=data.get("external_id"),
-        note=data.get("note"),
+    activity = ActivityCreate.model_validate(
+        {
+            "kind": data.get("kind", "other"),
+            "at": data.get("at"),
+            "by": by,
+            "external_id": data.get("external_id"),
+            "note": data.get("note"),
+        }
     )
     out, new = await record_activity(session, customer_id=found["id"], data=activity, actor=actor)
     return {"customer_id": found["id"], "activity_id": out.id, "new": new}
 
 
 async def _absence_set(
-    session: AsyncSession, source: Mapping[str, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     found = await _find(session, Manager, data)
     if found is None:
         raise Failed("No such manager.")
-    absence = AbsenceCreate(
-        starts_at=data.get("starts_at"),
-        ends_at=data.get("ends_at"),
-        kind=data.get("kind", "out_of_office"),
-        cover=data.get("cover", "none"),
-        note=data.get("note"),
+    absence = AbsenceCreate.model_validate(
+        {
+            "starts_at": data.get("starts_at"),
+            "ends_at": data.get("ends_at"),
+            "kind": data.get("kind", "out_of_office"),
+            "cover": data.get("cover", "none"),
+            "note": data.get("note"),
+        }
     )
     out = await create_absence(session, manager_id=found["id"], data=absence, actor=actor)
     return {"manager_id": found["id"], "absence_id": out.id}

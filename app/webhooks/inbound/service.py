@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, insert, select, text, update
+from sqlalchemy import RowMapping, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.pagination import Page, decode_cursor, encode_cursor
@@ -47,7 +47,7 @@ class PayloadTooLarge(BatonError):
     title = "Payload too large"
 
 
-def _source_out(row: Mapping[str, Any], model: type[SourceOut] = SourceOut) -> Any:
+def _source_out(row: Mapping[Any, Any], model: type[SourceOut] = SourceOut) -> Any:
     """A source as shown: its mapping is the stored one or its adapter's default."""
     mapping = adapters.mapping_for(row["adapter"], row["mapping"])
     return model.model_validate({**row, "mapping": mapping})
@@ -132,7 +132,9 @@ async def rotate_source_secret(
 async def delete_source(session: AsyncSession, *, source_id: uuid.UUID) -> None:
     """Remove a source and its inbox."""
     await _require(session, source_id)
-    await session.execute(_S.__table__.delete().where(_S.id == source_id))
+    await session.execute(
+        delete(_S).where(_S.id == source_id).execution_options(synchronize_session=False)
+    )
 
 
 _STORE = text(
@@ -195,7 +197,7 @@ async def receive(
         body,
         mapping=adapters.mapping_for(source["adapter"], source["mapping"]),
     )
-    stored = dict(
+    stored: dict[uuid.UUID, str] = dict(
         (
             await session.execute(
                 _STORE,
@@ -315,6 +317,6 @@ async def retry_event(session: AsyncSession, *, event_id: uuid.UUID) -> InboundE
     return await get_event(session, event_id=event_id)
 
 
-def result_json(value: Mapping[str, Any]) -> dict[str, Any]:
+def result_json(value: Mapping[Any, Any]) -> dict[str, Any]:
     """A JSON-safe copy of a processing result."""
     return json.loads(json.dumps(value, default=str))

@@ -283,7 +283,9 @@ async def record(session: AsyncSession, outcomes: Sequence[Outcome], *, now: dat
     """Write the attempts to the log and move each delivery on, set-based."""
     if not outcomes:
         return
-    statuses, nexts, delivered = [], [], []
+    statuses: list[str] = []
+    nexts: list[datetime | None] = []
+    delivered: list[datetime | None] = []
     for o in outcomes:
         if o.ok:
             statuses.append("delivered")

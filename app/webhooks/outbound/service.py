@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, func, insert, select, update
+from sqlalchemy import RowMapping, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.pagination import Page, decode_cursor, encode_cursor
@@ -149,7 +149,9 @@ async def rotate_secret(
 async def delete_subscription(session: AsyncSession, *, subscription_id: uuid.UUID) -> None:
     """Remove a subscription and its delivery log."""
     await _require(session, subscription_id)
-    await session.execute(_S.__table__.delete().where(_S.id == subscription_id))
+    await session.execute(
+        delete(_S).where(_S.id == subscription_id).execution_options(synchronize_session=False)
+    )
 
 
 # -- deliveries ------------------------------------------------------------------------------------
