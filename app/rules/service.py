@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import RuleSetVersion
 from app.engine import RuleSet
 from app.engine.rules import STORED
 from app.errors import InvalidInput
+from app.rules import repository
 from app.rules.schemas import RuleSetOut
 
 
@@ -31,16 +31,12 @@ def _out(row: RuleSetVersion | None) -> RuleSetOut:
 
 async def current_rules(session: AsyncSession) -> RuleSetOut:
     """The rule set in force: the newest stored version, or the built-in default (version 0)."""
-    row = await session.scalar(
-        select(RuleSetVersion).order_by(RuleSetVersion.version.desc()).limit(1)
-    )
-    return _out(row)
+    return _out(await repository.latest(session))
 
 
 async def list_versions(session: AsyncSession) -> list[RuleSetOut]:
     """Every stored version, newest first."""
-    rows = await session.scalars(select(RuleSetVersion).order_by(RuleSetVersion.version.desc()))
-    return [_out(r) for r in rows]
+    return [_out(r) for r in await repository.all_versions(session)]
 
 
 def validate_rules(payload: dict[str, Any]) -> RuleSet:
@@ -63,15 +59,7 @@ async def replace_rules(
 ) -> RuleSetOut:
     """Store a new version of the rule set; it is in force from this transaction's commit."""
     rules = validate_rules(payload)
-    # Serialise writers so two PUTs cannot pick the same version number.
-    await session.execute(select(func.pg_advisory_xact_lock(0x7275_6C65)))
-    latest = await session.scalar(select(func.max(RuleSetVersion.version))) or 0
-    version = latest + 1
-    rules = rules.model_copy(update={"version": version})
-    row = RuleSetVersion(
-        version=version, rules=rules.model_dump(mode="json"), created_by=actor, note=note
+    row = await repository.insert_next(
+        session, rules=rules.model_dump(mode="json"), actor=actor, note=note
     )
-    session.add(row)
-    await session.flush()
-    await session.refresh(row)
     return _out(row)
