@@ -1,12 +1,18 @@
-"""Webhook secrets: generation and the grace period of a rotated one."""
+"""Webhook secrets: generation, the grace period of a rotated one, and the one rotation path
+that inbound sources and outbound subscriptions both go through."""
 
 from __future__ import annotations
 
 import base64
 import secrets
-from datetime import datetime, timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import RowMapping, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import WebhookSource, WebhookSubscription
 from app.settings import get_settings
 
 
@@ -39,3 +45,25 @@ def rotation(
         "previous_secret_expires_at": now + timedelta(hours=hours) if hours else None,
         "updated_at": now,
     }
+
+
+async def rotate(
+    session: AsyncSession,
+    model: type[WebhookSource] | type[WebhookSubscription],
+    row_id: uuid.UUID,
+    *,
+    current: str,
+    secret: str | None,
+    grace_hours: int | None,
+) -> RowMapping:
+    """Replace the secret of one source or subscription (see ``rotation``); the whole row
+    after the change, new secret included."""
+    values = rotation(current, secret=secret, grace_hours=grace_hours, now=datetime.now(UTC))
+    statement = (
+        update(model)
+        .where(model.id == row_id)
+        .values(**values)
+        .returning(*model.__table__.c)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(statement)).mappings().one()

@@ -15,6 +15,7 @@ from app.core.pagination import Page, decode_cursor, encode_cursor
 from app.db.models import InboundEvent, WebhookSource
 from app.errors import BatonError, Conflict, InvalidInput, NotFound, require_json_body
 from app.jobs.queue import PROCESS_INBOUND_WEBHOOK, enqueue, enqueue_many
+from app.webhooks import keys
 from app.webhooks.inbound import adapters
 from app.webhooks.inbound.schemas import (
     InboundEventOut,
@@ -27,7 +28,7 @@ from app.webhooks.inbound.schemas import (
     SourceUpdate,
     SourceWithSecret,
 )
-from app.webhooks.keys import active_secrets, new_secret, rotation
+from app.webhooks.keys import active_secrets, new_secret
 
 MAX_BODY_BYTES = 1_000_000
 ZOHO_TOKEN_MAX = 50  # what Zoho's actions/watch accepts as `token`
@@ -118,15 +119,15 @@ async def rotate_source_secret(
     """Replace the secret; the old one is still accepted during the grace period."""
     current = await _require(session, source_id)
     _check_zoho_secret(current["adapter"], data.secret)
-    values = rotation(
-        current["secret"], secret=data.secret, grace_hours=data.grace_hours, now=datetime.now(UTC)
+    row = await keys.rotate(
+        session,
+        _S,
+        source_id,
+        current=current["secret"],
+        secret=data.secret,
+        grace_hours=data.grace_hours,
     )
-    row = (
-        await session.execute(
-            update(_S).where(_S.id == source_id).values(**values).returning(*_S.__table__.c)
-        )
-    ).mappings()
-    return _source_out(row.one(), SourceWithSecret)
+    return _source_out(row, SourceWithSecret)
 
 
 async def delete_source(session: AsyncSession, *, source_id: uuid.UUID) -> None:

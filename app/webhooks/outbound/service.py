@@ -14,7 +14,8 @@ from app.db.models import OutboundEvent, WebhookAttempt, WebhookDelivery, Webhoo
 from app.errors import Conflict, NotFound
 from app.jobs.queue import DELIVER_WEBHOOKS, enqueue
 from app.settings import get_settings
-from app.webhooks.keys import new_secret, rotation
+from app.webhooks import keys
+from app.webhooks.keys import new_secret
 from app.webhooks.outbound.schemas import (
     AttemptOut,
     DeliveryDetail,
@@ -128,20 +129,13 @@ async def rotate_secret(
 ) -> SubscriptionWithSecret:
     """Generate a new secret; the old one keeps signing (alongside) during the grace period."""
     current = await _require(session, subscription_id)
-    values = rotation(
-        current["secret"], secret=None, grace_hours=data.grace_hours, now=datetime.now(UTC)
-    )
-    row = (
-        (
-            await session.execute(
-                update(_S)
-                .where(_S.id == subscription_id)
-                .values(**values)
-                .returning(*_S.__table__.c)
-            )
-        )
-        .mappings()
-        .one()
+    row = await keys.rotate(
+        session,
+        _S,
+        subscription_id,
+        current=current["secret"],
+        secret=None,
+        grace_hours=data.grace_hours,
     )
     return SubscriptionWithSecret.model_validate({**row})
 
