@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, delete, func, insert, select, update
+from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.pagination import Page, decode_cursor, encode_cursor
-from app.db.models import OutboundEvent, WebhookAttempt, WebhookDelivery, WebhookSubscription
+from app.db.models import WebhookSubscription
 from app.errors import Conflict, NotFound
 from app.jobs.queue import DELIVER_WEBHOOKS, enqueue
 from app.settings import get_settings
 from app.webhooks import keys
 from app.webhooks.keys import new_secret
+from app.webhooks.outbound import repository
 from app.webhooks.outbound.schemas import (
     AttemptOut,
     DeliveryDetail,
@@ -29,16 +30,9 @@ from app.webhooks.outbound.schemas import (
 )
 from app.webhooks.targets import check_target
 
-_S = WebhookSubscription
-_PUBLIC = [c for c in _S.__table__.c if c.name not in ("secret", "previous_secret")]
-
 
 async def _require(session: AsyncSession, subscription_id: uuid.UUID) -> RowMapping:
-    row = (
-        (await session.execute(select(*_S.__table__.c).where(_S.id == subscription_id)))
-        .mappings()
-        .first()
-    )
+    row = await repository.get(session, subscription_id)
     if row is None:
         raise NotFound(f"Webhook subscription {subscription_id} does not exist.")
     return row
@@ -54,23 +48,16 @@ async def create_subscription(
     """Register a subscriber with a newly generated secret (returned only here)."""
     await check_target(data.url, allow_private=get_settings().webhooks_allow_private_targets)
     secret = new_secret()
-    row = (
-        (
-            await session.execute(
-                insert(_S)
-                .values(
-                    url=data.url,
-                    event_types=_types(list(data.event_types)),
-                    description=data.description,
-                    enabled=data.enabled,
-                    batch_size=data.batch_size,
-                    secret=secret,
-                )
-                .returning(*_S.__table__.c)
-            )
-        )
-        .mappings()
-        .one()
+    row = await repository.insert_subscription(
+        session,
+        {
+            "url": data.url,
+            "event_types": _types(list(data.event_types)),
+            "description": data.description,
+            "enabled": data.enabled,
+            "batch_size": data.batch_size,
+            "secret": secret,
+        },
     )
     return SubscriptionWithSecret.model_validate({**row})
 
@@ -84,11 +71,11 @@ async def list_subscriptions(
     session: AsyncSession, *, cursor: str | None, limit: int
 ) -> Page[SubscriptionOut]:
     """Subscriptions, oldest first."""
-    stmt = select(*_PUBLIC).order_by(_S.created_at, _S.id).limit(limit + 1)
+    after = None
     if cursor:
-        after, sid = decode_cursor(cursor, (datetime, uuid.UUID))
-        stmt = stmt.where(func.row(_S.created_at, _S.id) > func.row(after, sid))
-    rows = list((await session.execute(stmt)).mappings())
+        created_at, sid = decode_cursor(cursor, (datetime, uuid.UUID))
+        after = (created_at, sid)
+    rows = await repository.list_page(session, after=after, limit=limit + 1)
     items = [SubscriptionOut.model_validate({**r}) for r in rows[:limit]]
     next_cursor = (
         encode_cursor([items[-1].created_at.isoformat(), str(items[-1].id)])
@@ -116,11 +103,7 @@ async def update_subscription(
     if values.get("enabled"):
         values["disabled_reason"] = None
     if values:
-        await session.execute(
-            update(_S)
-            .where(_S.id == subscription_id)
-            .values(**values, updated_at=datetime.now(UTC))
-        )
+        await repository.update_subscription(session, subscription_id, values)
     return await get_subscription(session, subscription_id=subscription_id)
 
 
@@ -131,7 +114,7 @@ async def rotate_secret(
     current = await _require(session, subscription_id)
     row = await keys.rotate(
         session,
-        _S,
+        WebhookSubscription,
         subscription_id,
         current=current["secret"],
         secret=None,
@@ -143,21 +126,10 @@ async def rotate_secret(
 async def delete_subscription(session: AsyncSession, *, subscription_id: uuid.UUID) -> None:
     """Remove a subscription and its delivery log."""
     await _require(session, subscription_id)
-    await session.execute(
-        delete(_S).where(_S.id == subscription_id).execution_options(synchronize_session=False)
-    )
+    await repository.delete_subscription(session, subscription_id)
 
 
 # -- deliveries ------------------------------------------------------------------------------------
-_D = WebhookDelivery
-_E = OutboundEvent
-_DELIVERY_COLUMNS = [
-    *_D.__table__.c,
-    _E.type.label("event_type"),
-    _E.customer_id,
-]
-
-
 async def list_deliveries(
     session: AsyncSession,
     *,
@@ -169,24 +141,18 @@ async def list_deliveries(
     customer_id: uuid.UUID | None,
 ) -> Page[DeliveryOut]:
     """The delivery log, newest first."""
-    stmt = (
-        select(*_DELIVERY_COLUMNS)
-        .join(_E, _E.id == _D.event_id)
-        .order_by(_D.id.desc())
-        .limit(limit + 1)
-    )
+    before_id = None
     if cursor:
-        (after,) = decode_cursor(cursor, (int,))
-        stmt = stmt.where(_D.id < after)
-    if subscription_id is not None:
-        stmt = stmt.where(_D.subscription_id == subscription_id)
-    if status is not None:
-        stmt = stmt.where(_D.status == status)
-    if event_type is not None:
-        stmt = stmt.where(_E.type == event_type)
-    if customer_id is not None:
-        stmt = stmt.where(_E.customer_id == customer_id)
-    rows = list((await session.execute(stmt)).mappings())
+        (before_id,) = decode_cursor(cursor, (int,))
+    rows = await repository.list_deliveries(
+        session,
+        before_id=before_id,
+        limit=limit + 1,
+        subscription_id=subscription_id,
+        status=status,
+        event_type=event_type,
+        customer_id=customer_id,
+    )
     items = [DeliveryOut.model_validate({**r}) for r in rows[:limit]]
     return Page(
         items=items, next_cursor=encode_cursor([items[-1].id]) if len(rows) > limit else None
@@ -195,26 +161,10 @@ async def list_deliveries(
 
 async def get_delivery(session: AsyncSession, *, delivery_id: int) -> DeliveryDetail:
     """One delivery with the body sent and every attempt."""
-    row = (
-        (
-            await session.execute(
-                select(*_DELIVERY_COLUMNS, _E.payload)
-                .join(_E, _E.id == _D.event_id)
-                .where(_D.id == delivery_id)
-            )
-        )
-        .mappings()
-        .first()
-    )
+    row = await repository.get_delivery(session, delivery_id)
     if row is None:
         raise NotFound(f"Webhook delivery {delivery_id} does not exist.")
-    attempts = (
-        await session.execute(
-            select(*WebhookAttempt.__table__.c)
-            .where(WebhookAttempt.delivery_id == delivery_id)
-            .order_by(WebhookAttempt.id)
-        )
-    ).mappings()
+    attempts = await repository.attempts(session, delivery_id)
     return DeliveryDetail.model_validate(
         {**row, "attempt_log": [AttemptOut.model_validate({**a}) for a in attempts]}
     )
@@ -223,19 +173,12 @@ async def get_delivery(session: AsyncSession, *, delivery_id: int) -> DeliveryDe
 async def redeliver(session: AsyncSession, *, delivery_id: int) -> DeliveryOut:
     """Send a delivered or failed delivery again, now, with the same ``webhook-id`` (receivers
     deduplicate on it). A pending one is simply made due now."""
-    row = await session.scalar(
-        select(_D.subscription_id).where(_D.id == delivery_id).with_for_update()
-    )
-    if row is None:
+    subscription_id = await repository.lock_delivery(session, delivery_id)
+    if subscription_id is None:
         raise NotFound(f"Webhook delivery {delivery_id} does not exist.")
-    enabled = await session.scalar(select(_S.enabled).where(_S.id == row))
-    if not enabled:
+    if not await repository.subscription_enabled(session, subscription_id):
         raise Conflict("The subscription is disabled; enable it before redelivering.")
-    await session.execute(
-        update(_D)
-        .where(_D.id == delivery_id)
-        .values(status="pending", next_attempt_at=datetime.now(UTC), delivered_at=None)
-    )
+    await repository.make_due_now(session, delivery_id)
     await enqueue(session, DELIVER_WEBHOOKS, "")
     detail = await get_delivery(session, delivery_id=delivery_id)
     return DeliveryOut.model_validate(detail.model_dump(exclude={"payload", "attempt_log"}))
