@@ -8,15 +8,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, delete, insert, select, text, update
+from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.pagination import Page, decode_cursor, encode_cursor
-from app.db.models import InboundEvent, WebhookSource
+from app.db.models import WebhookSource
 from app.errors import BatonError, Conflict, InvalidInput, NotFound, require_json_body
 from app.jobs.queue import PROCESS_INBOUND_WEBHOOK, enqueue, enqueue_many
 from app.webhooks import keys
-from app.webhooks.inbound import adapters
+from app.webhooks.inbound import adapters, repository
 from app.webhooks.inbound.schemas import (
     InboundEventOut,
     InboundStatus,
@@ -32,8 +32,6 @@ from app.webhooks.keys import active_secrets, new_secret
 
 MAX_BODY_BYTES = 1_000_000
 ZOHO_TOKEN_MAX = 50  # what Zoho's actions/watch accepts as `token`
-_S = WebhookSource
-_I = InboundEvent
 # headers kept with the raw body (signature headers included: they prove what was verified)
 _DROP_HEADERS = {"authorization", "cookie", "x-api-key"}
 
@@ -60,11 +58,7 @@ def _check_zoho_secret(adapter: str, secret: str | None) -> None:
 
 
 async def _require(session: AsyncSession, source_id: uuid.UUID) -> RowMapping:
-    row = (
-        (await session.execute(select(*_S.__table__.c).where(_S.id == source_id)))
-        .mappings()
-        .first()
-    )
+    row = await repository.get_source(session, source_id)
     if row is None:
         raise NotFound(f"Webhook source {source_id} does not exist.")
     return row
@@ -72,21 +66,18 @@ async def _require(session: AsyncSession, source_id: uuid.UUID) -> RowMapping:
 
 async def create_source(session: AsyncSession, *, data: SourceCreate) -> SourceWithSecret:
     """Register a CRM; its secret is returned here and on rotation only."""
-    taken = await session.scalar(select(_S.id).where(_S.name == data.name))
-    if taken is not None:
+    if await repository.source_named(session, data.name) is not None:
         raise Conflict(f"A webhook source named {data.name!r} exists.", field="name")
     _check_zoho_secret(data.adapter, data.secret)
     values = data.model_dump(exclude={"mapping"})
     values["mapping"] = data.mapping.model_dump() if data.mapping else None
     values["secret"] = data.secret or new_secret()
-    row = (await session.execute(insert(_S).values(**values).returning(*_S.__table__.c))).mappings()
-    return _source_out(row.one(), SourceWithSecret)
+    return _source_out(await repository.insert_source(session, values), SourceWithSecret)
 
 
 async def list_sources(session: AsyncSession) -> list[SourceOut]:
     """Every source, by name (a handful per installation)."""
-    rows = (await session.execute(select(*_S.__table__.c).order_by(_S.name))).mappings()
-    return [_source_out(r) for r in rows]
+    return [_source_out(r) for r in await repository.list_sources(session)]
 
 
 async def get_source(session: AsyncSession, *, source_id: uuid.UUID) -> SourceOut:
@@ -107,9 +98,7 @@ async def update_source(
         if v is not None or k in ("signature_header", "mapping", "channel_id")
     }
     if values:
-        await session.execute(
-            update(_S).where(_S.id == source_id).values(**values, updated_at=datetime.now(UTC))
-        )
+        await repository.update_source(session, source_id, values)
     return await get_source(session, source_id=source_id)
 
 
@@ -121,7 +110,7 @@ async def rotate_source_secret(
     _check_zoho_secret(current["adapter"], data.secret)
     row = await keys.rotate(
         session,
-        _S,
+        WebhookSource,
         source_id,
         current=current["secret"],
         secret=data.secret,
@@ -133,22 +122,7 @@ async def rotate_source_secret(
 async def delete_source(session: AsyncSession, *, source_id: uuid.UUID) -> None:
     """Remove a source and its inbox."""
     await _require(session, source_id)
-    await session.execute(
-        delete(_S).where(_S.id == source_id).execution_options(synchronize_session=False)
-    )
-
-
-_STORE = text(
-    """
-    INSERT INTO webhook_inbound_events (source_id, event_id, type, status, error, headers, body)
-    SELECT :source_id, e.event_id, e.type, e.status, e.error, CAST(:headers AS jsonb), e.body
-      FROM unnest(CAST(:event_ids AS text[]), CAST(:types AS text[]), CAST(:statuses AS text[]),
-                  CAST(:errors AS text[]), CAST(:bodies AS bytea[]))
-           AS e(event_id, type, status, error, body)
-    ON CONFLICT (source_id, event_id) DO NOTHING
-    RETURNING id, event_id
-    """
-)
+    await repository.delete_source(session, source_id)
 
 
 async def receive(
@@ -165,11 +139,7 @@ async def receive(
     and whether anything new was stored."""
     if len(body) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"The body exceeds {MAX_BODY_BYTES} bytes.")
-    source = (
-        (await session.execute(select(*_S.__table__.c).where(_S.name == source_name)))
-        .mappings()
-        .first()
-    )
+    source = await repository.source_named(session, source_name)
     if source is None or not source["enabled"]:
         raise SourceNotFound(f"No enabled webhook source is named {source_name!r}.")
     now = datetime.now(UTC)
@@ -198,40 +168,24 @@ async def receive(
         body,
         mapping=adapters.mapping_for(source["adapter"], source["mapping"]),
     )
-    stored: dict[uuid.UUID, str] = dict(
-        (
-            await session.execute(
-                _STORE,
-                {
-                    "source_id": source["id"],
-                    "headers": json.dumps(
-                        {k: v for k, v in lowered.items() if k not in _DROP_HEADERS}
-                    ),
-                    "event_ids": [e.event_id for e in events],
-                    "types": [e.type for e in events],
-                    "statuses": ["ignored" if e.ignored else "received" for e in events],
-                    "errors": [e.ignored for e in events],
-                    "bodies": [e.raw for e in events],
-                },
-            )
-        ).all()
-    )
-    ids = {v: k for k, v in stored.items()}  # event_id -> inbox id
+    ids = await repository.store_events(
+        session,
+        source_id=source["id"],
+        headers=json.dumps({k: v for k, v in lowered.items() if k not in _DROP_HEADERS}),
+        event_ids=[e.event_id for e in events],
+        types=[e.type for e in events],
+        statuses=["ignored" if e.ignored else "received" for e in events],
+        errors=[e.ignored for e in events],
+        bodies=[e.raw for e in events],
+    )  # event_id -> inbox id, of the new ones
     await enqueue_many(
         session,
         PROCESS_INBOUND_WEBHOOK,
         [str(ids[e.event_id]) for e in events if e.event_id in ids and not e.ignored],
     )
     known = (
-        dict(
-            (
-                await session.execute(
-                    select(_I.event_id, _I.id).where(
-                        _I.source_id == source["id"],
-                        _I.event_id.in_([e.event_id for e in events if e.event_id not in ids]),
-                    )
-                )
-            ).all()
+        await repository.inbox_ids(
+            session, source["id"], [e.event_id for e in events if e.event_id not in ids]
         )
         if len(ids) < len(events)
         else {}
@@ -248,12 +202,6 @@ async def receive(
     return ReceiptOut(received=new, duplicates=len(out) - new, events=out), new > 0
 
 
-_COLUMNS = [
-    *[c for c in _I.__table__.c if c.name not in ("headers", "body")],
-    _S.name.label("source"),
-]
-
-
 async def list_events(
     session: AsyncSession,
     *,
@@ -264,22 +212,13 @@ async def list_events(
     type: str | None,
 ) -> Page[InboundEventOut]:
     """The inbox, newest first."""
-    stmt = (
-        select(*_COLUMNS)
-        .join(_S, _S.id == _I.source_id)
-        .order_by(_I.received_at.desc(), _I.id.desc())
-        .limit(limit + 1)
-    )
+    before = None
     if cursor:
-        after, iid = decode_cursor(cursor, (datetime, uuid.UUID))
-        stmt = stmt.where((_I.received_at < after) | ((_I.received_at == after) & (_I.id < iid)))
-    if source is not None:
-        stmt = stmt.where(_S.name == source)
-    if status is not None:
-        stmt = stmt.where(_I.status == status)
-    if type is not None:
-        stmt = stmt.where(_I.type == type)
-    rows = list((await session.execute(stmt)).mappings())
+        at, inbox_id = decode_cursor(cursor, (datetime, uuid.UUID))
+        before = (at, inbox_id)
+    rows = await repository.list_events(
+        session, before=before, limit=limit + 1, source=source, status=status, type=type
+    )
     items = [InboundEventOut.model_validate({**r}) for r in rows[:limit]]
     next_cursor = (
         encode_cursor([items[-1].received_at.isoformat(), str(items[-1].id)])
@@ -291,15 +230,7 @@ async def list_events(
 
 async def get_event(session: AsyncSession, *, event_id: uuid.UUID) -> InboundEventOut:
     """One inbound event and what became of it."""
-    row = (
-        (
-            await session.execute(
-                select(*_COLUMNS).join(_S, _S.id == _I.source_id).where(_I.id == event_id)
-            )
-        )
-        .mappings()
-        .first()
-    )
+    row = await repository.get_event(session, event_id)
     if row is None:
         raise NotFound(f"Inbound event {event_id} does not exist.")
     return InboundEventOut.model_validate({**row})
@@ -313,7 +244,7 @@ async def retry_event(session: AsyncSession, *, event_id: uuid.UUID) -> InboundE
             f"Only a failed event can be retried; this one is {current.status}.",
             event_status=current.status,
         )
-    await session.execute(update(_I).where(_I.id == event_id).values(status="received", error=None))
+    await repository.mark_for_retry(session, event_id)
     await enqueue(session, PROCESS_INBOUND_WEBHOOK, str(event_id))
     return await get_event(session, event_id=event_id)
 
