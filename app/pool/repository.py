@@ -164,3 +164,28 @@ async def last_reclaim(
 async def claims_since(session: AsyncSession, *, manager_id: uuid.UUID, since: datetime) -> int:
     """How many customers the manager claimed after ``since``."""
     return int(await session.scalar(_CLAIMS_SINCE, {"manager_id": manager_id, "since": since}))
+
+
+_TO_REPLACE = text(
+    f"""
+    SELECT c.id, c.manager_id
+      FROM customers AS c JOIN reclaim_policies AS p ON p.tier_code = c.tier_code
+     WHERE c.id = ANY(CAST(:ids AS uuid[])) AND p.first_touch_action = 'replace'
+       AND NOT c.pinned AND c.manager_id IS NOT NULL
+       AND NOT EXISTS (
+             SELECT 1 FROM handover_items AS hi JOIN handovers AS h ON h.id = hi.handover_id
+              WHERE hi.customer_id = c.id AND h.state IN ({_OPEN_HANDOVER_STATES}))
+     ORDER BY c.id
+    """
+)
+
+
+async def to_replace(
+    session: AsyncSession, customer_ids: list[uuid.UUID]
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Of customers that missed their first touch, the ones their tier's policy re-places
+    (not pinned, not in an open handover): (customer, owner)."""
+    if not customer_ids:
+        return []
+    rows = await session.execute(_TO_REPLACE, {"ids": customer_ids})
+    return [(r[0], r[1]) for r in rows.all()]

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.pagination import Page, decode_cursor, encode_cursor
 from app.assignments import guard
+from app.assignments import service as assignments
 from app.assignments.repository import move_customers
 from app.db.models import Customer, ReclaimPolicy, Tier
 from app.errors import BatonError, Conflict, NotFound
@@ -134,6 +135,7 @@ class SweepResult:
     warned: int
     reclaimed: int
     first_touch_missed: int = 0
+    first_touch_replaced: int = 0
 
 
 async def sweep_reclaims(session: AsyncSession, *, now: datetime) -> SweepResult:
@@ -176,6 +178,9 @@ async def sweep_reclaims(session: AsyncSession, *, now: datetime) -> SweepResult
         ],
         at=now,
     )
+    replaced = await _replace_first_touch(
+        session, await repository.to_replace(session, [m[0] for m in missed]), now=now
+    )
     due = await repository.lock_due(session, now=now)
     if due:
         await move_customers(
@@ -187,7 +192,44 @@ async def sweep_reclaims(session: AsyncSession, *, now: datetime) -> SweepResult
             at=now,
             end_reason="reclaimed_inactive",
         )
-    return SweepResult(warned=len(warned), reclaimed=len(due), first_touch_missed=len(missed))
+    return SweepResult(
+        warned=len(warned),
+        reclaimed=len(due),
+        first_touch_missed=len(missed),
+        first_touch_replaced=replaced,
+    )
+
+
+async def _replace_first_touch(
+    session: AsyncSession, missed: list[tuple[uuid.UUID, uuid.UUID]], *, now: datetime
+) -> int:
+    """Re-place customers whose owner missed the first touch, with the engine and that owner
+    excluded (ledger reason ``first_touch_missed``); one whom nobody else may take stays."""
+    if not missed:
+        return 0
+    await assignments.lock_placements(session)
+    by_owner: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for customer_id, owner in missed:
+        by_owner.setdefault(owner, []).append(customer_id)
+    moved = 0
+    for owner, customer_ids in sorted(by_owner.items()):
+        plan = await assignments.propose(
+            session, customer_ids=customer_ids, exclude_manager_ids=frozenset({owner}), lock=True
+        )
+        moves = [
+            (d.customer_id, d.manager_id)
+            for d in plan.decisions
+            if d.manager_id is not None and d.manager_id != owner
+        ]
+        moved += await move_customers(
+            session,
+            customer_ids=[c for c, _ in moves],
+            manager_ids=[m for _, m in moves],
+            reason="first_touch_missed",
+            actor=RECLAIM_ACTOR,
+            at=now,
+        )
+    return moved
 
 
 async def claim(
