@@ -124,6 +124,13 @@ async def _reclaim_inactive_customers(factory: SessionFactory, now: datetime) ->
     return done.reclaimed
 
 
+async def _drain_backlog(factory: SessionFactory, now: datetime) -> int:
+    from app.pool import service as pool
+
+    async with session_scope(factory) as session:
+        return await pool.drain_backlog(session, now=now)
+
+
 async def _send_notification_emails(factory: SessionFactory, now: datetime) -> int:
     from app.handovers import emails
 
@@ -188,6 +195,7 @@ SWEEPS: list[Sweep] = [
     _execute_due_handovers,
     _return_due_covers,
     _reclaim_inactive_customers,
+    _drain_backlog,
     _deliver_webhooks,
     _send_notification_emails,
     _settle_notifications,

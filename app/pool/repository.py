@@ -189,3 +189,24 @@ async def to_replace(
         return []
     rows = await session.execute(_TO_REPLACE, {"ids": customer_ids})
     return [(r[0], r[1]) for r in rows.all()]
+
+
+# Reclaimed customers wait to be claimed, not placed.
+_WAITING_IDS = text(
+    """
+    SELECT c.id FROM customers AS c
+      LEFT JOIN LATERAL (
+            SELECT a.end_reason FROM assignments AS a
+             WHERE a.customer_id = c.id ORDER BY a.id DESC LIMIT 1) AS l ON true
+     WHERE c.manager_id IS NULL AND c.status = 'active' AND NOT c.pinned
+       AND l.end_reason IS DISTINCT FROM 'reclaimed_inactive'
+     ORDER BY c.id
+     LIMIT :limit
+    """
+)
+
+
+async def waiting_ids(session: AsyncSession, *, limit: int) -> list[uuid.UUID]:
+    """The first ``limit`` pool customers waiting for an owner (not pinned, not reclaimed:
+    those wait for a claim), by id."""
+    return list((await session.scalars(_WAITING_IDS, {"limit": limit})).all())

@@ -35,9 +35,12 @@ from app.pool.schemas import (
     ReclaimPolicyOut,
     ReclaimPreview,
 )
+from app.rules.service import current_rules
 from app.webhooks import outbox
 
 RECLAIM_ACTOR = "scheduler"
+DRAIN_BATCH = 1000
+"""Pool customers one drain looks at (the next sweep takes the next ones if they move)."""
 
 
 class NotInPool(Conflict):
@@ -318,3 +321,29 @@ async def claim_many(
         else:
             results.append(ClaimResult(customer_id=customer_id, claimed=True))
     return BatchClaimOut(results=results)
+
+
+async def drain_backlog(session: AsyncSession, *, now: datetime) -> int:
+    """When the rule set's ``placement.drain_pool`` is on, place waiting pool customers on
+    whoever can take them now (a manager back from an absence, capacity raised, an intake
+    cap's window moved on): the engine plans them (``balanced``) under every hard rule, the
+    moves are written with ledger reason ``auto`` by the scheduler. Reclaimed customers are
+    left to claims. Returns how many moved; customers nobody can take keep waiting."""
+    rules = await current_rules(session)
+    if not rules.rules.placement.drain_pool:
+        return 0
+    waiting = await repository.waiting_ids(session, limit=DRAIN_BATCH)
+    if not waiting:
+        return 0
+    await assignments.lock_placements(session)
+    plan = await assignments.propose(session, customer_ids=waiting, lock=True)
+    moves = [(d.customer_id, d.manager_id) for d in plan.decisions if d.manager_id is not None]
+    return await move_customers(
+        session,
+        customer_ids=[c for c, _ in moves],
+        manager_ids=[m for _, m in moves],
+        reason="auto",
+        actor=RECLAIM_ACTOR,
+        at=now,
+        note="backlog drained",
+    )
