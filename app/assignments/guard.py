@@ -62,7 +62,9 @@ async def check_move(
         raise NotFound(f"Customer {customer_id} does not exist.")
     customer = customers[0]
     rules = (await current_rules(session)).rules
-    manager = await loading.load_manager(session, manager_id, lock=True, rules=rules)
+    manager = await loading.load_manager(
+        session, manager_id, lock=True, rules=rules, for_tier=customer.tier
+    )
     if manager is None:
         raise InvalidInput(
             f"Manager {manager_id} does not exist.",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import text
@@ -179,6 +179,7 @@ async def load_managers(
     lock: bool = False,
     workloads: bool = True,
     rules: engine.RuleSet | None = None,
+    for_tiers: Collection[str] | None = None,
 ) -> list[engine.Manager]:
     """All managers that are not departed (plus ``include``), with their current workload.
 
@@ -186,6 +187,8 @@ async def load_managers(
     until the transaction ends: a concurrent manual assignment waits instead of overfilling.
     Workloads come from ``manager_loads`` (a sum over each manager's tiers). Without
     ``workloads`` they are 0 (a caller that loads the whole book computes them itself).
+    With ``rules`` intake counts follow its settings and its tier caps are counted, for
+    ``for_tiers`` only when given (the tiers of the customers being placed).
     """
     if lock:
         await session.execute(_LOCK_MANAGERS)
@@ -196,7 +199,7 @@ async def load_managers(
         .mappings()
         .all()
     )
-    counts = await _tier_intake(session, rules, reasons, manager_id=None)
+    counts = await _tier_intake(session, rules, reasons, manager_id=None, for_tiers=for_tiers)
     return [_manager(r, counts.get(r["id"], ())) for r in rows]
 
 
@@ -206,10 +209,14 @@ async def _tier_intake(
     reasons: list[str],
     *,
     manager_id: uuid.UUID | None,
+    for_tiers: Collection[str] | None = None,
 ) -> dict[uuid.UUID, tuple[tuple[str, int, int], ...]]:
-    if rules is None or not rules.placement.tier_caps:
+    capped = set(rules.placement.tier_caps) if rules is not None else set()
+    if for_tiers is not None:
+        capped &= set(for_tiers)
+    if not capped:
         return {}
-    params = {"reasons": reasons, "tiers": list(rules.placement.tier_caps), "manager": manager_id}
+    params = {"reasons": reasons, "tiers": sorted(capped), "manager": manager_id}
     out: dict[uuid.UUID, list[tuple[str, int, int]]] = defaultdict(list)
     for r in (await session.execute(_TIER_INTAKE, params)).all():
         out[r[0]].append((r[1], int(r[2]), int(r[3])))
@@ -222,6 +229,7 @@ async def load_manager(
     *,
     lock: bool = False,
     rules: engine.RuleSet | None = None,
+    for_tier: str | None = None,
 ) -> engine.Manager | None:
     """One manager (departed or not) with its current workload; ``lock`` takes its row lock
     first, so the workload stays true until the transaction ends."""
@@ -235,7 +243,13 @@ async def load_manager(
     )
     if row is None:
         return None
-    counts = await _tier_intake(session, rules, reasons, manager_id=manager_id)
+    counts = await _tier_intake(
+        session,
+        rules,
+        reasons,
+        manager_id=manager_id,
+        for_tiers=None if for_tier is None else [for_tier],
+    )
     return _manager(row, counts.get(manager_id, ()))
 
 

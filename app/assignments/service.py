@@ -115,7 +115,13 @@ async def _propose(
     include = [c.manager_id for c in customers if c.manager_id is not None]
     rules = await current_rules(session)
     placement = rules.rules.placement
-    managers = await loading.load_managers(session, include=include, lock=lock, rules=rules.rules)
+    managers = await loading.load_managers(
+        session,
+        include=include,
+        lock=lock,
+        rules=rules.rules,
+        for_tiers={c.tier for c in customers},
+    )
     tiers = await loading.load_tiers(session)
     if successor_id is not None and all(m.id != successor_id for m in managers):
         raise InvalidInput(f"Successor {successor_id} does not exist or has departed.")

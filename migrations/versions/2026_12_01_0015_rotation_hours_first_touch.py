@@ -84,9 +84,12 @@ def upgrade() -> None:
         "first_touch_action IN ('escalate', 'replace')",
     )
     _reasons(_REASONS)
+    # intake caps count the ledger's last 7 days, set-based: a range over started_at
+    op.create_index("ix_assignments_started", "assignments", ["started_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_assignments_started", table_name="assignments")
     op.execute("UPDATE assignments SET reason = 'auto' WHERE reason = 'first_touch_missed'")
     op.execute("UPDATE assignments SET end_reason = NULL WHERE end_reason = 'first_touch_missed'")
     _reasons(_OLD_REASONS)
