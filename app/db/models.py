@@ -115,7 +115,7 @@ class Manager(Timestamped, Base):
     rotation_weight: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
     # IANA zone of the working hours (null: UTC); hours: [{days, start, end}] (null: always)
     time_zone: Mapped[str | None] = mapped_column(Text)
-    working_hours: Mapped[list[dict[str, object]] | None] = mapped_column(JSONB)
+    working_hours: Mapped[list[dict[str, object]] | None] = mapped_column(JSONB(none_as_null=True))
 
 
 INTAKE_REASONS = ("auto", "manual", "import", "webhook", "claim", "first_touch_missed")

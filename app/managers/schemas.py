@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 from app.api.schemas import Email, PatchModel
 from app.assignments.schemas import ViolationsDetected
@@ -192,6 +201,13 @@ class ManagerOut(BaseModel):
     rotation_weight: int = Field(1, description="Share in weighted round robin.")
     time_zone: str | None = Field(None, description="IANA time zone (null: UTC).")
     working_hours: list[WorkingWindow] | None = Field(None, description="null: always.")
+
+    @field_validator("working_hours", mode="before")
+    @classmethod
+    def _decoded(cls, value: object) -> object:
+        # the committed-read path (raw asyncpg) returns jsonb as its text
+        return json.loads(value) if isinstance(value, str) else value
+
     workload: int = Field(description="Sum of tier weights of the manager's active customers.")
     utilization: float | None = Field(description="workload / capacity; null when capacity is 0.")
     customer_count: int = Field(description="Active customers owned.")

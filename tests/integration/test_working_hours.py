@@ -34,6 +34,8 @@ async def test_a_placement_for_now_skips_managers_outside_their_hours(client, ap
         working_hours=half_day("Asia/Shanghai", working=False),
     )
     assert away["time_zone"] == "Asia/Shanghai" and len(away["working_hours"]) == 1
+    read = await ok(await client.get(f"/v1/managers/{away['id']}"))
+    assert read["working_hours"] == away["working_hours"]
     rules = {"eligibility": [], "preferences": [], "placement": {"available_now": True}}
     await ok(await client.put("/v1/rules", json={"rules": rules}))
 
