@@ -120,11 +120,16 @@ def hard_rules_hold(plan, customers, managers, rules=RULES):
             assert d.manager_id == c.manager_id
             continue
         if d.manager_id is None:
-            assert d.reasons[0] in {"no_eligible_manager", "no_capacity", "intake_cap"}
+            assert d.reasons[0] in {
+                "no_eligible_manager",
+                "no_capacity",
+                "intake_cap",
+                "outside_hours",
+            }
             continue
         m = by_id[d.manager_id]
         assert m.level >= MIN_LEVEL[c.tier]
-        assert m.status == "active" and m.accepting_new and not m.absent
+        assert m.status == "active" and m.accepting_new and not m.absent and not m.off_hours
         if c.tier in ("strategic", "key"):
             assert c.language in m.languages
     for m in managers:
