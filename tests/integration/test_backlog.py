@@ -53,3 +53,23 @@ async def test_the_backlog_is_drained_when_a_manager_returns(client, api):
         assert [(h["reason"], h["actor"]) for h in history] == [("auto", "scheduler")]
     pool = await ok(await client.get("/v1/pool/customers"))
     assert pool["items"] == []
+
+
+async def test_reclaimed_customers_wait_for_a_claim_not_for_the_drain(client, api):
+    from app.db.session import session_scope
+    from app.pool import service as pool
+
+    await create_tiers(client)
+    manager = await create_manager(client, capacity=100)
+    rules = {"eligibility": [], "preferences": [], "placement": {"drain_pool": True}}
+    await ok(await client.put("/v1/rules", json={"rules": rules}))
+    await ok(await client.put("/v1/pool/policies/standard", json={"inactive_days": 1}))
+    quiet = await create_customer(client, manager_id=manager["id"])
+    later = datetime.now(UTC) + timedelta(days=2)
+    async with session_scope(api.factory) as session:
+        assert (await pool.sweep_reclaims(session, now=later)).reclaimed == 1
+    assert await _drain_backlog(api.factory, later) == 0
+    waiting = await ok(await client.get("/v1/pool/customers"))
+    assert [(c["customer_id"], c["reason"]) for c in waiting["items"]] == [
+        (quiet["id"], "reclaimed_inactive")
+    ]
