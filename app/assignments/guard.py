@@ -61,7 +61,10 @@ async def check_move(
     if not customers:
         raise NotFound(f"Customer {customer_id} does not exist.")
     customer = customers[0]
-    manager = await loading.load_manager(session, manager_id, lock=True)
+    rules = (await current_rules(session)).rules
+    manager = await loading.load_manager(
+        session, manager_id, lock=True, rules=rules, for_tier=customer.tier
+    )
     if manager is None:
         raise InvalidInput(
             f"Manager {manager_id} does not exist.",
@@ -70,7 +73,6 @@ async def check_move(
     if manager.status == "departed":
         raise Conflict(f"Manager {manager_id} has departed and cannot own customers.")
     tiers = {t.code: t for t in await loading.load_tiers(session)}
-    rules = (await current_rules(session)).rules
     violations = engine.placement_violations(customer, manager, tiers[customer.tier], rules)
     if manager_id in exclude_manager_ids:
         violations.append(engine.Violation("not_excluded", "the manager is excluded here"))

@@ -20,45 +20,52 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
-from app.db.models import INTAKE_REASONS
+from app.db.models import HANDOVER_INTAKE_REASONS, INTAKE_REASONS
 
-# Whether the manager is on an absence at the transaction's clock (``now()``): the engine and
-# the guard read it as a plain fact.
-_ABSENT = """EXISTS (SELECT 1 FROM manager_absences AS a
-                     WHERE a.manager_id = m.id AND a.cancelled_at IS NULL
-                       AND a.starts_at <= now() AND a.ends_at > now()) AS absent"""
-
-# New customers the manager may still receive under their intake caps, counted from the
-# ledger over the last 24 hours and 7 days (NULL: no cap).
-_INTAKE_REASONS = ", ".join(f"'{r}'" for r in INTAKE_REASONS)
-_INTAKE_ROOM = f"""CASE WHEN m.max_new_per_day IS NULL AND m.max_new_per_week IS NULL THEN NULL
-        ELSE (SELECT LEAST(m.max_new_per_day - count(*) FILTER (
-                               WHERE a.started_at > now() - interval '1 day'),
-                           m.max_new_per_week - count(*))
-                FROM assignments AS a
-               WHERE a.manager_id = m.id AND a.started_at > now() - interval '7 days'
-                 AND a.reason IN ({_INTAKE_REASONS}))
-        END AS intake_room"""
+# The availability and intake facts, read set-based: whether each manager is on an absence
+# at the transaction's clock (``now()``), and how many new customers their intake caps still
+# allow, counted from the ledger over the last 24 hours and 7 days (NULL: no cap). One grouped
+# pass over the week's ledger rows of capped managers, not a subquery per manager.
+_FACTS_COLUMNS = """(ab.manager_id IS NOT NULL) AS absent,
+           CASE WHEN m.max_new_per_day IS NULL AND m.max_new_per_week IS NULL THEN NULL
+                ELSE LEAST(m.max_new_per_day - COALESCE(i.day, 0),
+                           m.max_new_per_week - COALESCE(i.week, 0)) END AS intake_room,
+           m.rotation_weight"""
+_FACTS_JOINS = """
+      LEFT JOIN (
+            SELECT DISTINCT a.manager_id FROM manager_absences AS a
+             WHERE a.cancelled_at IS NULL AND a.starts_at <= now() AND a.ends_at > now()
+            ) AS ab ON ab.manager_id = m.id
+      LEFT JOIN (
+            SELECT a.manager_id,
+                   count(*) FILTER (WHERE a.started_at > now() - interval '1 day') AS day,
+                   count(*) AS week
+              FROM assignments AS a
+              JOIN managers AS capped ON capped.id = a.manager_id
+                   AND (capped.max_new_per_day IS NOT NULL OR capped.max_new_per_week IS NOT NULL)
+             WHERE a.started_at > now() - interval '7 days'
+               AND a.reason = ANY(CAST(:reasons AS text[]))
+             GROUP BY a.manager_id) AS i ON i.manager_id = m.id"""
 
 _TIERS = text("SELECT code, rank, weight, min_manager_level FROM tiers ORDER BY rank, code")
 
 _MANAGERS = text(
     f"""
     SELECT m.id, m.level, m.capacity, COALESCE(w.workload, 0) AS workload, m.status,
-           m.accepting_new, m.region, m.languages, m.industries, m.team, {_ABSENT},
-           {_INTAKE_ROOM}
+           m.accepting_new, m.region, m.languages, m.industries, m.team, {_FACTS_COLUMNS}
       FROM managers AS m
       LEFT JOIN (
             SELECT l.manager_id, SUM(l.customers * t.weight) AS workload
               FROM manager_loads AS l JOIN tiers AS t ON t.code = l.tier_code
              GROUP BY l.manager_id) AS w ON w.manager_id = m.id
+      {_FACTS_JOINS}
      WHERE m.status <> 'departed' OR m.id = ANY(CAST(:include AS uuid[]))
      ORDER BY m.id
     """
@@ -67,9 +74,9 @@ _MANAGERS = text(
 _MANAGERS_ONLY = text(
     f"""
     SELECT m.id, m.level, m.capacity, 0 AS workload, m.status, m.accepting_new, m.region,
-           m.languages, m.industries, m.team, {_ABSENT},
-           {_INTAKE_ROOM}
+           m.languages, m.industries, m.team, {_FACTS_COLUMNS}
       FROM managers AS m
+      {_FACTS_JOINS}
      WHERE m.status <> 'departed' OR m.id = ANY(CAST(:include AS uuid[]))
      ORDER BY m.id
     """
@@ -81,10 +88,28 @@ _ONE_MANAGER = text(
            COALESCE((SELECT SUM(l.customers * t.weight)
                        FROM manager_loads AS l JOIN tiers AS t ON t.code = l.tier_code
                       WHERE l.manager_id = m.id), 0) AS workload,
-           m.status, m.accepting_new, m.region, m.languages, m.industries, m.team, {_ABSENT},
-           {_INTAKE_ROOM}
+           m.status, m.accepting_new, m.region, m.languages, m.industries, m.team,
+           {_FACTS_COLUMNS}
       FROM managers AS m
+      {_FACTS_JOINS.replace("GROUP BY", "AND a.manager_id = :id GROUP BY")}
      WHERE m.id = :id
+    """
+)
+
+# New customers of each capped tier received per manager over the last 24 hours and 7 days
+# (the rule set's tier caps), one grouped pass.
+_TIER_INTAKE = text(
+    """
+    SELECT a.manager_id, c.tier_code,
+           count(*) FILTER (WHERE a.started_at > now() - interval '1 day') AS day,
+           count(*) AS week
+      FROM assignments AS a JOIN customers AS c ON c.id = a.customer_id
+     WHERE a.started_at > now() - interval '7 days'
+       AND a.reason = ANY(CAST(:reasons AS text[]))
+       AND c.tier_code = ANY(CAST(:tiers AS text[]))
+       AND (CAST(:manager AS uuid) IS NULL OR a.manager_id = CAST(:manager AS uuid))
+     GROUP BY a.manager_id, c.tier_code
+     ORDER BY a.manager_id, c.tier_code
     """
 )
 _LOCK_ONE_MANAGER = text("SELECT id FROM managers WHERE id = :id FOR UPDATE")
@@ -139,12 +164,22 @@ async def load_tiers(session: AsyncSession) -> list[engine.Tier]:
     return [engine.Tier(code=r[0], rank=r[1], weight=r[2], min_manager_level=r[3]) for r in rows]
 
 
+def intake_reasons(rules: engine.RuleSet | None = None) -> list[str]:
+    """The ledger reasons that count toward intake caps under ``rules``."""
+    counted = list(INTAKE_REASONS)
+    if rules is not None and rules.placement.intake_counts_handovers:
+        counted += HANDOVER_INTAKE_REASONS
+    return counted
+
+
 async def load_managers(
     session: AsyncSession,
     *,
     include: Sequence[uuid.UUID] = (),
     lock: bool = False,
     workloads: bool = True,
+    rules: engine.RuleSet | None = None,
+    for_tiers: Collection[str] | None = None,
 ) -> list[engine.Manager]:
     """All managers that are not departed (plus ``include``), with their current workload.
 
@@ -152,26 +187,75 @@ async def load_managers(
     until the transaction ends: a concurrent manual assignment waits instead of overfilling.
     Workloads come from ``manager_loads`` (a sum over each manager's tiers). Without
     ``workloads`` they are 0 (a caller that loads the whole book computes them itself).
+    With ``rules`` intake counts follow its settings and its tier caps are counted, for
+    ``for_tiers`` only when given (the tiers of the customers being placed).
     """
     if lock:
         await session.execute(_LOCK_MANAGERS)
     query = _MANAGERS if workloads else _MANAGERS_ONLY
-    rows = (await session.execute(query, {"include": list(include)})).mappings().all()
-    return [_manager(r) for r in rows]
+    reasons = intake_reasons(rules)
+    rows = (
+        (await session.execute(query, {"include": list(include), "reasons": reasons}))
+        .mappings()
+        .all()
+    )
+    counts = await _tier_intake(session, rules, reasons, manager_id=None, for_tiers=for_tiers)
+    return [_manager(r, counts.get(r["id"], ())) for r in rows]
+
+
+async def _tier_intake(
+    session: AsyncSession,
+    rules: engine.RuleSet | None,
+    reasons: list[str],
+    *,
+    manager_id: uuid.UUID | None,
+    for_tiers: Collection[str] | None = None,
+) -> dict[uuid.UUID, tuple[tuple[str, int, int], ...]]:
+    capped = set(rules.placement.tier_caps) if rules is not None else set()
+    if for_tiers is not None:
+        capped &= set(for_tiers)
+    if not capped:
+        return {}
+    params = {"reasons": reasons, "tiers": sorted(capped), "manager": manager_id}
+    out: dict[uuid.UUID, list[tuple[str, int, int]]] = defaultdict(list)
+    for r in (await session.execute(_TIER_INTAKE, params)).all():
+        out[r[0]].append((r[1], int(r[2]), int(r[3])))
+    return {k: tuple(v) for k, v in out.items()}
 
 
 async def load_manager(
-    session: AsyncSession, manager_id: uuid.UUID, *, lock: bool = False
+    session: AsyncSession,
+    manager_id: uuid.UUID,
+    *,
+    lock: bool = False,
+    rules: engine.RuleSet | None = None,
+    for_tier: str | None = None,
 ) -> engine.Manager | None:
     """One manager (departed or not) with its current workload; ``lock`` takes its row lock
     first, so the workload stays true until the transaction ends."""
     if lock:
         await session.execute(_LOCK_ONE_MANAGER, {"id": manager_id})
-    row = (await session.execute(_ONE_MANAGER, {"id": manager_id})).mappings().first()
-    return _manager(row) if row is not None else None
+    reasons = intake_reasons(rules)
+    row = (
+        (await session.execute(_ONE_MANAGER, {"id": manager_id, "reasons": reasons}))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    counts = await _tier_intake(
+        session,
+        rules,
+        reasons,
+        manager_id=manager_id,
+        for_tiers=None if for_tier is None else [for_tier],
+    )
+    return _manager(row, counts.get(manager_id, ()))
 
 
-def _manager(r: Mapping[str, Any]) -> engine.Manager:
+def _manager(
+    r: Mapping[str, Any], tier_intake: tuple[tuple[str, int, int], ...] = ()
+) -> engine.Manager:
     return engine.Manager(
         id=r["id"],
         level=r["level"],
@@ -185,6 +269,8 @@ def _manager(r: Mapping[str, Any]) -> engine.Manager:
         team=r["team"],
         absent=r["absent"],
         intake_room=r["intake_room"],
+        tier_intake=tier_intake,
+        rotation_weight=r["rotation_weight"],
     )
 
 

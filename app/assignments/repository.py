@@ -426,3 +426,44 @@ async def save_rotation(session: AsyncSession, positions: dict[str, uuid.UUID]) 
         ),
         {"pools": list(positions), "managers": list(positions.values())},
     )
+
+
+async def rotation_counts(
+    session: AsyncSession, *, period_start: datetime
+) -> tuple[tuple[str, uuid.UUID, int], ...]:
+    """Weighted round robin's memory: (pool, manager, received) counted in the period that
+    starts at ``period_start`` (rows of an earlier period count as nothing)."""
+    rows = await session.execute(
+        text(
+            "SELECT pool, manager_id, received FROM rotation_counters "
+            "WHERE period_start = :start ORDER BY pool, manager_id"
+        ),
+        {"start": period_start},
+    )
+    return tuple((r[0], r[1], int(r[2])) for r in rows.all())
+
+
+async def save_rotation_counts(
+    session: AsyncSession, counts: dict[str, dict[uuid.UUID, int]], *, period_start: datetime
+) -> None:
+    """Record what each pool's managers received in the period, one statement (placements
+    are serialised, so no race); a row of an earlier period is replaced."""
+    pools = [p for p, got in counts.items() for _ in got]
+    managers = [m for got in counts.values() for m in got]
+    received = [n for got in counts.values() for n in got.values()]
+    if not pools:
+        return
+    await session.execute(
+        text(
+            """
+            INSERT INTO rotation_counters (pool, manager_id, period_start, received, updated_at)
+            SELECT p, m, :start, n, now()
+              FROM unnest(CAST(:pools AS text[]), CAST(:managers AS uuid[]),
+                          CAST(:received AS int[])) AS i(p, m, n)
+            ON CONFLICT (pool, manager_id) DO UPDATE
+               SET period_start = EXCLUDED.period_start, received = EXCLUDED.received,
+                   updated_at = now()
+            """
+        ),
+        {"pools": pools, "managers": managers, "received": received, "start": period_start},
+    )

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-Strategy = Literal["balanced", "optimal", "successor", "round_robin"]
+Strategy = Literal["balanced", "optimal", "successor", "round_robin", "weighted_round_robin"]
 Explain = Literal["none", "basic", "full"]
 
 
@@ -143,6 +143,11 @@ class MetricsOut(BaseModel):
     pooled: int
     lower_bound: float | None = None
     proven_optimal: bool | None = None
+    fairness: float | None = Field(
+        None,
+        description="weighted_round_robin: Jain's index of customers received per rotation "
+        "weight in the period over the rotation pools' managers (1.0: exactly by weight).",
+    )
 
 
 class OverTargetOut(BaseModel):

@@ -10,7 +10,7 @@ import statistics
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -38,6 +38,7 @@ from app.assignments.schemas import (
 from app.audit import service as audit
 from app.db.models import Customer
 from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
+from app.managers import hours
 from app.rules.service import current_rules
 
 # Automated placements (apply, assign, rebalance) run one at a time: each reads workloads
@@ -108,26 +109,57 @@ async def _propose(
     force: bool,
     explain: str,
     lock: bool,
+    available_now: bool = False,
 ) -> tuple[engine.Plan, dict[str, str], int]:
     customers = await loading.load_customers(session, customer_ids, lock=lock)
     include = [c.manager_id for c in customers if c.manager_id is not None]
-    managers = await loading.load_managers(session, include=include, lock=lock)
-    tiers = await loading.load_tiers(session)
     rules = await current_rules(session)
+    placement = rules.rules.placement
+    managers = await loading.load_managers(
+        session,
+        include=include,
+        lock=lock,
+        rules=rules.rules,
+        for_tiers={c.tier for c in customers},
+    )
+    tiers = await loading.load_tiers(session)
     if successor_id is not None and all(m.id != successor_id for m in managers):
         raise InvalidInput(f"Successor {successor_id} does not exist or has departed.")
+    now = datetime.now(UTC)
+    if available_now and placement.available_now:
+        away = await hours.off_hours(session, at=now)
+        managers = [dataclasses.replace(m, off_hours=True) if m.id in away else m for m in managers]
+    counts: tuple[tuple[str, uuid.UUID, int], ...] = ()
+    if strategy == "weighted_round_robin":
+        start = rotation_period_start(now, placement.rotation_period)
+        counts = await repository.rotation_counts(session, period_start=start)
     options = engine.PlanOptions(
         strategy=strategy,  # type: ignore[arg-type]
-        now=datetime.now(UTC),
+        now=now,
         exclude_manager_ids=frozenset(exclude_manager_ids),
         successor_id=successor_id,
         force=force,
         explain=explain,  # type: ignore[arg-type]
         rotation=await repository.rotation(session) if strategy == "round_robin" else (),
+        rotation_counts=counts,
     )
     plan = await _run_engine(customers, managers, tiers, rules.rules, options)
     digests = input_digests(customers, managers, tiers, rules.version, options)
     return plan, digests, rules.version
+
+
+def rotation_period_start(now: datetime, period: str) -> datetime:
+    """The start of the rotation period ``now`` falls in (UTC day, ISO week, month; ``none``:
+    one period since the epoch)."""
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    match period:
+        case "day":
+            return day
+        case "week":
+            return day - timedelta(days=day.weekday())
+        case "month":
+            return day.replace(day=1)
+    return datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _digest(value: object) -> str:
@@ -347,6 +379,15 @@ async def _write_moves(
 ) -> int:
     customer_ids, manager_ids = plan.moves().as_uuids()
     await repository.save_rotation(session, plan.rotation)
+    if plan.rotation_counts:
+        # Only the rotation's own placements are counted: manual moves, forced moves and
+        # handovers never reach here with counts.
+        period = (await current_rules(session)).rules.placement.rotation_period
+        await repository.save_rotation_counts(
+            session,
+            plan.rotation_counts,
+            period_start=rotation_period_start(datetime.now(UTC), period),
+        )
     return await move_customers(
         session,
         customer_ids=customer_ids,
@@ -383,6 +424,7 @@ async def assign_customer(
         force=request.force,
         explain=request.explain,
         lock=not request.dry_run,
+        available_now=True,
     )
     decision = plan.decision(0)
     if request.manager_id is not None and decision.manager_id != request.manager_id:

@@ -46,6 +46,7 @@ ASSIGNMENT_REASONS = (
     "redivision",
     "claim",
     "reclaimed_inactive",
+    "first_touch_missed",
 )
 
 
@@ -87,6 +88,7 @@ class Manager(Timestamped, Base):
         CheckConstraint("capacity >= 0", name="capacity_non_negative"),
         CheckConstraint("max_new_per_day >= 0", name="max_new_per_day_non_negative"),
         CheckConstraint("max_new_per_week >= 0", name="max_new_per_week_non_negative"),
+        CheckConstraint("rotation_weight BETWEEN 1 AND 1000", name="rotation_weight_range"),
         CheckConstraint(_in("status", MANAGER_STATUSES), name="status_valid"),
         Index("uq_managers_email_lower", func.lower(text("email")), unique=True),
     )
@@ -109,11 +111,18 @@ class Manager(Timestamped, Base):
     # INTAKE_REASONS); null means no cap
     max_new_per_day: Mapped[int | None] = mapped_column(Integer)
     max_new_per_week: Mapped[int | None] = mapped_column(Integer)
+    # share in weighted round robin (2 receives twice as many as 1)
+    rotation_weight: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    # IANA zone of the working hours (null: UTC); hours: [{days, start, end}] (null: always)
+    time_zone: Mapped[str | None] = mapped_column(Text)
+    working_hours: Mapped[list[dict[str, object]] | None] = mapped_column(JSONB(none_as_null=True))
 
 
-INTAKE_REASONS = ("auto", "manual", "import", "webhook", "claim")
+INTAKE_REASONS = ("auto", "manual", "import", "webhook", "claim", "first_touch_missed")
 """Ledger reasons that count as a manager *receiving* a new customer for the intake caps;
-handovers, covers, rebalances, repairs and re-divisions do not."""
+handovers, covers, rebalances, repairs and re-divisions do not (handovers and covers do when
+the rule set's ``placement.intake_counts_handovers`` says so: ``HANDOVER_INTAKE_REASONS``)."""
+HANDOVER_INTAKE_REASONS = ("handover", "interim", "cover")
 
 ABSENCE_KINDS = ("leave", "sick", "out_of_office", "training", "other")
 ABSENCE_COVERS = ("none", "interim", "auto")
@@ -266,6 +275,7 @@ class Assignment(Base):
         ),
         Index("ix_assignments_customer_started", "customer_id", "started_at"),
         Index("ix_assignments_manager_started", "manager_id", "started_at"),
+        Index("ix_assignments_started", "started_at"),
         Index(
             "ix_assignments_manager_open", "manager_id", postgresql_where=text("ended_at IS NULL")
         ),
@@ -304,6 +314,9 @@ class ReclaimPolicy(Timestamped, Base):
         CheckConstraint("cooldown_days >= 0", name="cooldown_days_non_negative"),
         CheckConstraint("daily_claim_cap >= 0", name="daily_claim_cap_non_negative"),
         CheckConstraint("first_touch_hours > 0", name="first_touch_hours_positive"),
+        CheckConstraint(
+            "first_touch_action IN ('escalate', 'replace')", name="first_touch_action_valid"
+        ),
     )
 
     tier_code: Mapped[str] = mapped_column(
@@ -318,6 +331,8 @@ class ReclaimPolicy(Timestamped, Base):
     # first-touch SLA: a customer given an owner (placed, claimed, handed over) with no
     # follow-up within this many hours is escalated (null: no SLA)
     first_touch_hours: Mapped[int | None] = mapped_column(Integer)
+    # past the SLA: ``escalate`` (an event) or ``replace`` (also re-placed, owner excluded)
+    first_touch_action: Mapped[str] = mapped_column(Text, nullable=False, server_default="escalate")
 
 
 class OwnershipViolation(Base):
@@ -380,6 +395,23 @@ class RotationCursor(Base):
 
     pool: Mapped[str] = mapped_column(Text, primary_key=True)
     last_manager_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+
+
+class RotationCounter(Base):
+    """Weighted round robin's memory: customers each manager received from a rotation pool
+    in the period starting at ``period_start`` (a row of an earlier period counts as 0)."""
+
+    __tablename__ = "rotation_counters"
+
+    pool: Mapped[str] = mapped_column(Text, primary_key=True)
+    manager_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("managers.id", ondelete="CASCADE"), primary_key=True
+    )
+    period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    received: Mapped[int] = mapped_column(Integer, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )

@@ -95,4 +95,5 @@ def class_eligibility(problem: Problem, classes: Classes, c: int) -> tuple[np.nd
         current = -1
     ok, pref = problem.evaluator.row(rep, current, former)
     ok &= problem.receivable & (problem.level >= classes.min_level[c])
+    ok &= problem.tier_room_of(rep) > 0
     return ok, pref

@@ -39,6 +39,11 @@ class Manager:
     the clock; the engine never does), so the manager takes no new customers.
     `intake_room`: how many more new customers the manager may receive under their intake
     caps (the service counts it from the ledger); None: no cap.
+    `tier_intake`: (tier code, new customers of that tier received in the last 24 hours, in
+    the last 7 days), for the tiers the rule set caps (`RuleSet.placement.tier_caps`).
+    `rotation_weight`: the manager's share in `weighted_round_robin` (2 takes twice as many).
+    `off_hours`: outside the manager's working hours at the moment planned for (the service
+    sets it only when the rule set asks for managers available now).
     """
 
     id: UUID
@@ -53,8 +58,13 @@ class Manager:
     team: str | None = None
     absent: bool = False
     intake_room: int | None = None
+    tier_intake: tuple[tuple[str, int, int], ...] = ()
+    rotation_weight: int = 1
+    off_hours: bool = False
 
     def __post_init__(self) -> None:
+        if self.rotation_weight < 1:
+            raise EngineError(f"manager {self.id}: rotation_weight must be at least 1")
         if self.status not in MANAGER_STATUSES:
             raise EngineError(f"manager {self.id}: unknown status {self.status!r}")
         if self.capacity < 0:

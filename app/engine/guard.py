@@ -8,8 +8,8 @@ engine makes always passes it (a property test holds them to that).
 
 Two questions, two modes:
 - ``intake``: may the customer be *given* to the manager now? Every built-in hard rule
-  (tier minimum level, manager active, accepting new customers, not absent, intake cap,
-  capacity) and the rule set's
+  (tier minimum level, manager active, accepting new customers, not absent, within working
+  hours when asked, intake cap — the manager's and the tier's —, capacity) and the rule set's
   eligibility rules.
 - ``ownership``: may the manager *keep* the customer? Tier minimum level, the manager has not
   departed, and the rule set's eligibility rules. Capacity and accepting-new are about taking
@@ -75,10 +75,11 @@ def placement_violations(
             out.append(Violation("manager_accepting", "the manager is not accepting new customers"))
         if manager.absent and customer.manager_id != manager.id:
             out.append(Violation("absent", "the manager is absent"))
-        if (
-            manager.intake_room is not None
-            and manager.intake_room <= 0
-            and customer.manager_id != manager.id
+        if manager.off_hours and customer.manager_id != manager.id:
+            out.append(Violation("outside_hours", "the manager is outside their working hours"))
+        if customer.manager_id != manager.id and (
+            (manager.intake_room is not None and manager.intake_room <= 0)
+            or tier_room(manager, tier.code, rules) <= 0
         ):
             out.append(
                 Violation(
@@ -120,6 +121,21 @@ def placement_violations(
                 )
                 break
     return out
+
+
+def tier_room(manager: Manager, tier: str, rules: RuleSet) -> float:
+    """New customers of ``tier`` the manager may still receive under the rule set's tier caps
+    (inf: uncapped, or the tier's fallback owner, who takes what capped managers cannot)."""
+    cap = rules.placement.tier_caps.get(tier)
+    if cap is None or manager.id == rules.placement.fallback_for(tier):
+        return float("inf")
+    day, week = next(((d, w) for code, d, w in manager.tier_intake if code == tier), (0, 0))
+    room = float("inf")
+    if cap.max_new_per_day is not None:
+        room = min(room, cap.max_new_per_day - day)
+    if cap.max_new_per_week is not None:
+        room = min(room, cap.max_new_per_week - week)
+    return room
 
 
 def _show(value: object) -> str:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-Strategy = Literal["balanced", "optimal", "successor", "round_robin"]
+Strategy = Literal["balanced", "optimal", "successor", "round_robin", "weighted_round_robin"]
 Explain = Literal["none", "basic", "full"]
 
 DEFAULT_UTILIZATION_PENALTY = 50.0
@@ -35,6 +35,9 @@ class PlanOptions:
     rotation: tuple[tuple[str, UUID], ...] = ()
     """`round_robin`: where each eligibility pool's turn stopped (pool, last manager), so
     the rotation continues across plans; the plan returns the new positions."""
+    rotation_counts: tuple[tuple[str, UUID, int], ...] = ()
+    """`weighted_round_robin`: (pool, manager, customers received) in the current period, so
+    the shares hold across plans; the plan returns the counts after it."""
     deadline: float | None = None
     """A `time.monotonic()` instant past which the plan stops with `OverBudget` (None: never).
     It decides only whether the plan goes on, never what it is."""

@@ -3,6 +3,7 @@ index, ``POOL`` or ``KEEP``), its score, the reason code and whether capacity wa
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,3 +53,8 @@ class Outcome:
         self.to[rows] = to
         self.reason[rows] = self.code(reasons)
         self.score[rows] = score
+
+    def with_reasons(self, rows: np.ndarray, choices: Collection[tuple[str, ...]]) -> np.ndarray:
+        """The rows whose reasons are one of ``choices``."""
+        codes = [self._codes[r] for r in choices if r in self._codes]
+        return rows[np.isin(self.reason[rows], codes)]

@@ -109,6 +109,9 @@ class PlanMetrics:
     proven_optimal: bool | None = None
     gap: float | None = None
     solver: str | None = None
+    fairness: float | None = None
+    """`weighted_round_robin`: Jain's index of received customers per rotation weight over
+    the rotation pools' managers in the period (1.0: exactly by weight)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -120,6 +123,7 @@ class PlanMetrics:
             "pooled": self.pooled,
             "lower_bound": self.lower_bound,
             "proven_optimal": self.proven_optimal,
+            "fairness": self.fairness,
         }
 
 
@@ -174,9 +178,12 @@ class Plan:
         solver: str | None = None,
         successor: int | None = None,
         over_target: Sequence[OverTarget] = (),
+        fairness: float | None = None,
     ) -> None:
         self.strategy = strategy
         self.rotation: dict[str, UUID] = {}  # round robin: pool -> last manager it gave to
+        # weighted round robin: pool -> manager -> customers received in the period
+        self.rotation_counts: dict[str, dict[UUID, int]] = {}
         self.over_target = list(over_target)  # rebalance only: managers it could not bring down
         self.successor = successor  # engine index of the named successor, if any
         self.explain = explain
@@ -219,6 +226,7 @@ class Plan:
             proven_optimal=proven_optimal,
             gap=None if lower_bound is None else max(0.0, peak - lower_bound),
             solver=solver,
+            fairness=fairness,
         )
         self.decisions: Sequence[Decision] = _Decisions(self)
 

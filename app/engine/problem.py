@@ -51,19 +51,27 @@ class Problem:
     intake_room: np.ndarray  # per manager, int64: new customers still allowed (NO_CAP: no cap)
     not_excluded: np.ndarray
     index_of: dict[UUID, int]
+    tier_room: np.ndarray  # (manager, tier code of the columns): room under the tier caps
+    rotation_weight: np.ndarray  # per manager, int64
+    on_hours: np.ndarray  # per manager: within working hours (or not asked)
 
     @property
     def receivable(self) -> np.ndarray:
-        """Managers that may receive customers at all (status, flag, absence, intake cap,
-        exclusion, capacity > 0)."""
+        """Managers that may receive customers at all (status, flag, absence, working hours,
+        intake cap, exclusion, capacity > 0)."""
         return (
             self.active
             & self.accepting
             & self.available
+            & self.on_hours
             & (self.intake_room > 0)
             & self.not_excluded
             & (self.capacity > 0)
         )
+
+    def tier_room_of(self, row: int) -> np.ndarray:
+        """Per manager, the room under the caps of the row's tier (NO_CAP: uncapped)."""
+        return self.tier_room[:, int(self.cols.tier[row])]
 
     def former(self, row: int) -> tuple[int, ...]:
         """Engine indices of the row's former owners that are among the managers."""
@@ -154,4 +162,31 @@ def prepare(
         ),
         not_excluded=np.array([m.id not in exclude for m in engine_managers], bool),
         index_of=index_of,
+        tier_room=tier_rooms(engine_managers, cols.tier_codes, rules),
+        rotation_weight=np.array([m.rotation_weight for m in engine_managers], np.int64),
+        on_hours=np.array([not m.off_hours for m in engine_managers], bool),
     )
+
+
+def tier_rooms(
+    managers: Sequence[Manager], tier_codes: Sequence[str], rules: RuleSet
+) -> np.ndarray:
+    """(manager, tier) room under the rule set's tier caps, from the managers' ledger counts.
+
+    NO_CAP where a tier has no cap. (A tier's fallback owner is held to them too in ordinary
+    placement; only the fallback step passes them, see ``planner.route_to_fallback``.)"""
+    room = np.full((len(managers), max(len(tier_codes), 1)), NO_CAP, np.int64)
+    caps = rules.placement.tier_caps
+    if not caps:
+        return room
+    column = {code: j for j, code in enumerate(tier_codes) if code in caps}
+    for i, manager in enumerate(managers):
+        received = {code: (day, week) for code, day, week in manager.tier_intake}
+        for code, j in column.items():
+            cap = caps[code]
+            day, week = received.get(code, (0, 0))
+            if cap.max_new_per_day is not None:
+                room[i, j] = min(room[i, j], cap.max_new_per_day - day)
+            if cap.max_new_per_week is not None:
+                room[i, j] = min(room[i, j], cap.max_new_per_week - week)
+    return room

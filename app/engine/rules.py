@@ -82,6 +82,7 @@ BUILTIN_RULE_IDS = (
     "capacity",
     "not_excluded",
     "pinned",
+    "outside_hours",
 )
 
 _ORDERED = frozenset({"num", "datetime"})
@@ -310,6 +311,53 @@ class Preference(Rule):
         return value
 
 
+RotationPeriod = Literal["none", "day", "week", "month"]
+
+
+class TierCap(BaseModel):
+    """Intake caps of one tier: at most so many new customers *of this tier* per manager in
+    any 24 hours / 7 days (null: none), and who takes them when every eligible manager is
+    capped (null: the rule set's ``fallback_manager_id``, else the pool)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_new_per_day: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    max_new_per_week: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    fallback_manager_id: UUID | None = None
+
+
+class Placement(BaseModel):
+    """How placements treat availability, intake and rotation (every field has a default).
+
+    - ``rotation_period``: ``weighted_round_robin`` counters start again at each UTC day,
+      week (Monday) or month; ``none`` never.
+    - ``available_now``: a single-customer placement (``/customers/{id}/assign``, an inbound
+      webhook's) skips managers outside their working hours (reason ``outside_hours``).
+    - ``drain_pool``: the worker places waiting pool customers whenever some can be placed.
+    - ``fallback_manager_id``: who takes a customer every eligible manager is capped for.
+    - ``intake_counts_handovers``: handovers (and their covers) count toward intake caps.
+    - ``tier_caps``: intake caps per tier code.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rotation_period: RotationPeriod = "none"
+    available_now: bool = False
+    drain_pool: bool = False
+    fallback_manager_id: UUID | None = None
+    intake_counts_handovers: bool = False
+    tier_caps: dict[Annotated[str, Field(max_length=64)], TierCap] = Field(
+        default_factory=dict, max_length=MAX_RULES
+    )
+
+    def fallback_for(self, tier: str) -> UUID | None:
+        """The fallback owner of a tier's capped customers (the tier's, else the rule set's)."""
+        cap = self.tier_caps.get(tier)
+        if cap is not None and cap.fallback_manager_id is not None:
+            return cap.fallback_manager_id
+        return self.fallback_manager_id
+
+
 class RuleSet(BaseModel):
     """The versioned, JSON-serialisable rules of the engine."""
 
@@ -318,6 +366,7 @@ class RuleSet(BaseModel):
     version: Annotated[int, Field(ge=1)] = 1
     eligibility: list[Rule] = Field(default_factory=list)
     preferences: list[Preference] = Field(default_factory=list)
+    placement: Placement = Field(default_factory=Placement)
 
     @model_validator(mode="after")
     def _bounded_with_unique_ids(self, info: ValidationInfo) -> RuleSet:

@@ -172,7 +172,9 @@ def run_successor(
             violations.append("manager_accepting")
         if manager.absent:
             violations.append("absent")
-        if not problem.intake_room[s] > 0:
+        if manager.off_hours:
+            violations.append("outside_hours")
+        if not (problem.intake_room[s] > 0 and problem.tier_room_of(rep)[s] > 0):
             violations.append("intake_cap")
         for rule in problem.rules.eligibility:
             applies, holds = problem.evaluator.rule_outcome(rule, rep, current, former)
@@ -323,3 +325,118 @@ def run_round_robin(
     outcome.set(unplaced[no_room[unplaced]], -1, NO_CAPACITY)
     outcome.set(unplaced[~no_room[unplaced]], -1, NO_ELIGIBLE)
     return {pool: ids[mgr] for pool, mgr in last.items()}
+
+
+def jain_index(received: np.ndarray, weights: np.ndarray) -> float | None:
+    """Jain's fairness index of received counts against target shares (the weights):
+    ``(Σx)² / (n·Σx²)`` over ``x = received / weight``; 1.0 is a split exactly by weight,
+    ``1/n`` everything to one manager. None without managers."""
+    if not len(received):
+        return None
+    x = received / weights
+    square = float((x * x).sum())
+    return 1.0 if square == 0 else float(x.sum()) ** 2 / (len(x) * square)
+
+
+def run_weighted_round_robin(
+    problem: Problem,
+    classes: Classes,
+    outcome: Outcome,
+    load: np.ndarray,
+    order: np.ndarray,
+    counts: Mapping[str, Mapping[UUID, int]],
+) -> tuple[dict[str, dict[UUID, int]], float | None]:
+    """In customer-id order, each customer to the manager of its pool furthest below its
+    target share (``rotation_weight`` over the pool's weights) of what the pool has given out.
+
+    A pool is the managers the rules and the tier's level allow (availability, intake caps
+    and capacity aside), so it keeps its identity while someone is away or capped; those are
+    skipped at their turn. ``counts[pool][manager]`` is what each received earlier in the
+    period (the memory); returns the counts after this plan and Jain's fairness index of
+    received count per weight over the pools' managers.
+    """
+    ids = [mgr.id for mgr in problem.managers]
+    tier_col = problem.cols.tier
+    class_of = np.full(len(problem.cols), -1, np.int32)
+    pool_of: list[str] = []
+    members_of: list[np.ndarray] = []
+    eligible: list[np.ndarray] = []
+    prefs: list[np.ndarray] = []
+    base = problem.active & (problem.capacity > 0)
+    for c in range(len(classes)):
+        checkpoint()
+        class_of[classes.members(c)] = c
+        rep = int(classes.rep[c])
+        current, former = problem.relations(rep)
+        rules_ok, _ = problem.evaluator.row(rep, current, former)
+        members = np.flatnonzero(rules_ok & base & (problem.level >= classes.min_level[c]))
+        ok, pref = class_eligibility(problem, classes, c)
+        members_of.append(members)
+        pool_of.append(rotation_pool([ids[j] for j in members]).replace("rr:", "wrr:", 1))
+        eligible.append(np.flatnonzero(ok))
+        prefs.append(pref)
+    received: dict[str, dict[int, int]] = {}
+    for pool, members in zip(pool_of, members_of, strict=True):
+        if pool not in received:
+            earlier = counts.get(pool, {})
+            received[pool] = {int(j): int(earlier.get(ids[j], 0)) for j in members}
+    weights = problem.rotation_weight
+    intake = problem.intake_room.copy()
+    tier_room = problem.tier_room.copy()
+    capacity = problem.capacity
+    chosen = np.full(len(problem.cols), -1, np.int32)
+    no_room = np.zeros(len(problem.cols), bool)
+    for start in range(0, len(order), _CHUNK):
+        checkpoint()
+        for row in order[start : start + _CHUNK].tolist():
+            c = int(class_of[row])
+            if c < 0:
+                continue
+            candidates = eligible[c]
+            if not len(candidates):
+                continue
+            w = int(classes.weight[c])
+            t = int(tier_col[row])
+            got = received[pool_of[c]]
+            total_weight = int(weights[members_of[c]].sum())
+            given = sum(got.values()) + 1
+            best, best_gap = -1, None
+            for j in candidates.tolist():
+                if load[j] + w > capacity[j] or intake[j] <= 0 or tier_room[j, t] <= 0:
+                    continue
+                gap = int(weights[j]) * given - got[j] * total_weight
+                if best_gap is None or gap > best_gap:
+                    best, best_gap = j, gap
+            if best < 0:
+                no_room[row] = True
+                continue
+            chosen[row] = best
+            load[best] += w
+            if problem.owner[row] != best:  # keeping one's own customer is no turn
+                got[best] += 1
+                intake[best] -= 1
+                tier_room[best, t] -= 1
+    placeable = classes.rows
+    picked = placeable[chosen[placeable] >= 0]
+    to = chosen[picked]
+    stays = problem.owner[picked] == to
+    outcome.set(picked[~stays], to[~stays], ("weighted_round_robin",))
+    outcome.set(picked[stays], to[stays], ("kept_current_owner",))
+    for c in range(len(classes)):
+        rows = classes.members(c)
+        rows = rows[chosen[rows] >= 0]
+        outcome.score[rows] = prefs[c][chosen[rows]]
+    unplaced = placeable[chosen[placeable] < 0]
+    outcome.set(unplaced[no_room[unplaced]], -1, NO_CAPACITY)
+    outcome.set(unplaced[~no_room[unplaced]], -1, NO_ELIGIBLE)
+    per_manager: dict[int, int] = {}
+    for got in received.values():
+        for j, n in got.items():
+            per_manager[j] = per_manager.get(j, 0) + n
+    managers = np.array(sorted(per_manager), np.int64)
+    fairness = jain_index(
+        np.array([per_manager[j] for j in managers.tolist()], float),
+        weights[managers].astype(float) if len(managers) else np.zeros(0),
+    )
+    after = {pool: {ids[j]: n for j, n in got.items() if n > 0} for pool, got in received.items()}
+    return after, fairness

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 from app.assignments.schemas import ViolationsDetected
 from app.core.schemas import Email, PatchModel
@@ -19,6 +28,58 @@ Capacity = Annotated[int, Field(ge=0, le=1_000_000, description="Workload units.
 Tag = Annotated[str, Field(min_length=1, max_length=64)]
 Ref = Annotated[str, Field(min_length=1, max_length=200, description="Id in the source CRM.")]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ClockTime = Annotated[
+    str,
+    Field(pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$", description="HH:MM, local time."),
+]
+
+
+def _known_zone(value: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(value)
+    except (ValueError, OSError, LookupError) as exc:
+        raise ValueError(f"unknown time zone {value!r} (an IANA name, e.g. Asia/Shanghai)") from exc
+    return value
+
+
+TimeZone = Annotated[
+    str,
+    Field(min_length=1, max_length=64, description="IANA time zone of the working hours."),
+    AfterValidator(_known_zone),
+]
+RotationWeight = Annotated[
+    int, Field(ge=1, le=1000, description="Share in weighted round robin (2: twice as many).")
+]
+
+
+class WorkingWindow(BaseModel):
+    """Working time on some weekdays, ``start`` to ``end`` in the manager's time zone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    days: list[Weekday] = Field(min_length=1, max_length=7)
+    start: ClockTime
+    end: ClockTime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WorkingWindow:
+        if self.end <= self.start:
+            raise ValueError("end must be after start (use 24:00 for the end of the day)")
+        return self
+
+
+WorkingHours = Annotated[
+    list[WorkingWindow],
+    Field(
+        max_length=50,
+        description="When the manager works (null: always). Used by single-customer "
+        "placements when the rule set's placement.available_now is on.",
+    ),
+]
 
 _EXAMPLE = {
     "external_ref": "hs-owner-4411",
@@ -61,6 +122,9 @@ class ManagerCreate(BaseModel):
         description="Intake cap: at most this many new customers (placements, manual moves, "
         "imports, webhooks; not handovers) in any 7 days; null for no cap.",
     )
+    rotation_weight: RotationWeight = 1
+    time_zone: TimeZone | None = None
+    working_hours: WorkingHours | None = None
 
 
 class ManagerUpdate(PatchModel):
@@ -78,6 +142,7 @@ class ManagerUpdate(PatchModel):
         "accepting_new",
         "languages",
         "industries",
+        "rotation_weight",
     )
 
     external_ref: Ref | None = None
@@ -93,6 +158,9 @@ class ManagerUpdate(PatchModel):
     team: ShortText | None = None
     max_new_per_day: int | None = Field(None, ge=0, le=1_000_000)
     max_new_per_week: int | None = Field(None, ge=0, le=1_000_000)
+    rotation_weight: RotationWeight | None = None
+    time_zone: TimeZone | None = None
+    working_hours: WorkingHours | None = None
 
 
 class ManagerOut(BaseModel):
@@ -130,6 +198,16 @@ class ManagerOut(BaseModel):
     team: str | None
     max_new_per_day: int | None = Field(description="Intake cap per 24 hours; null: none.")
     max_new_per_week: int | None = Field(description="Intake cap per 7 days; null: none.")
+    rotation_weight: int = Field(1, description="Share in weighted round robin.")
+    time_zone: str | None = Field(None, description="IANA time zone (null: UTC).")
+    working_hours: list[WorkingWindow] | None = Field(None, description="null: always.")
+
+    @field_validator("working_hours", mode="before")
+    @classmethod
+    def _decoded(cls, value: object) -> object:
+        # the committed-read path (raw asyncpg) returns jsonb as its text
+        return json.loads(value) if isinstance(value, str) else value
+
     workload: int = Field(description="Sum of tier weights of the manager's active customers.")
     utilization: float | None = Field(description="workload / capacity; null when capacity is 0.")
     customer_count: int = Field(description="Active customers owned.")

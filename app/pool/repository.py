@@ -164,3 +164,49 @@ async def last_reclaim(
 async def claims_since(session: AsyncSession, *, manager_id: uuid.UUID, since: datetime) -> int:
     """How many customers the manager claimed after ``since``."""
     return int(await session.scalar(_CLAIMS_SINCE, {"manager_id": manager_id, "since": since}))
+
+
+_TO_REPLACE = text(
+    f"""
+    SELECT c.id, c.manager_id
+      FROM customers AS c JOIN reclaim_policies AS p ON p.tier_code = c.tier_code
+     WHERE c.id = ANY(CAST(:ids AS uuid[])) AND p.first_touch_action = 'replace'
+       AND NOT c.pinned AND c.manager_id IS NOT NULL
+       AND NOT EXISTS (
+             SELECT 1 FROM handover_items AS hi JOIN handovers AS h ON h.id = hi.handover_id
+              WHERE hi.customer_id = c.id AND h.state IN ({_OPEN_HANDOVER_STATES}))
+     ORDER BY c.id
+    """
+)
+
+
+async def to_replace(
+    session: AsyncSession, customer_ids: list[uuid.UUID]
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Of customers that missed their first touch, the ones their tier's policy re-places
+    (not pinned, not in an open handover): (customer, owner)."""
+    if not customer_ids:
+        return []
+    rows = await session.execute(_TO_REPLACE, {"ids": customer_ids})
+    return [(r[0], r[1]) for r in rows.all()]
+
+
+# Reclaimed customers wait to be claimed, not placed.
+_WAITING_IDS = text(
+    """
+    SELECT c.id FROM customers AS c
+      LEFT JOIN LATERAL (
+            SELECT a.end_reason FROM assignments AS a
+             WHERE a.customer_id = c.id ORDER BY a.id DESC LIMIT 1) AS l ON true
+     WHERE c.manager_id IS NULL AND c.status = 'active' AND NOT c.pinned
+       AND l.end_reason IS DISTINCT FROM 'reclaimed_inactive'
+     ORDER BY c.id
+     LIMIT :limit
+    """
+)
+
+
+async def waiting_ids(session: AsyncSession, *, limit: int) -> list[uuid.UUID]:
+    """The first ``limit`` pool customers waiting for an owner (not pinned, not reclaimed:
+    those wait for a claim), by id."""
+    return list((await session.scalars(_WAITING_IDS, {"limit": limit})).all())

@@ -40,6 +40,12 @@ class ReclaimPolicyIn(BaseModel):
         description="First-touch SLA: a customer given an owner with no follow-up within this "
         "many hours is escalated (`customer.first_touch_missed`); null: no SLA.",
     )
+    first_touch_action: Literal["escalate", "replace"] = Field(
+        "escalate",
+        description="Past the first-touch SLA: `escalate` (the event only) or `replace` (the "
+        "event, and the customer re-placed by the engine with its owner excluded, ledger "
+        "reason `first_touch_missed`; it stays when nobody else may take it).",
+    )
 
     @model_validator(mode="after")
     def _warning_within_period(self) -> Self:
@@ -63,6 +69,7 @@ class ReclaimPolicyOut(ReclaimPolicyIn):
                     "cooldown_days": 14,
                     "daily_claim_cap": 5,
                     "first_touch_hours": None,
+                    "first_touch_action": "escalate",
                     "version": 1,
                     "updated_at": "2026-12-01T09:00:00Z",
                 }

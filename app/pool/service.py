@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.assignments import guard
+from app.assignments import service as assignments
 from app.assignments.repository import move_customers
 from app.core.pagination import Page, decode_cursor, encode_cursor
 from app.db.models import Customer, ReclaimPolicy, Tier
@@ -35,8 +36,11 @@ from app.pool.schemas import (
     ReclaimPolicyOut,
     ReclaimPreview,
 )
+from app.rules.service import current_rules
 
 RECLAIM_ACTOR = "scheduler"
+DRAIN_BATCH = 1000
+"""Pool customers one drain looks at (the next sweep takes the next ones if they move)."""
 
 
 class NotInPool(Conflict):
@@ -134,6 +138,7 @@ class SweepResult:
     warned: int
     reclaimed: int
     first_touch_missed: int = 0
+    first_touch_replaced: int = 0
 
 
 async def sweep_reclaims(session: AsyncSession, *, now: datetime) -> SweepResult:
@@ -176,6 +181,9 @@ async def sweep_reclaims(session: AsyncSession, *, now: datetime) -> SweepResult
         ],
         at=now,
     )
+    replaced = await _replace_first_touch(
+        session, await repository.to_replace(session, [m[0] for m in missed]), now=now
+    )
     due = await repository.lock_due(session, now=now)
     if due:
         await move_customers(
@@ -187,7 +195,44 @@ async def sweep_reclaims(session: AsyncSession, *, now: datetime) -> SweepResult
             at=now,
             end_reason="reclaimed_inactive",
         )
-    return SweepResult(warned=len(warned), reclaimed=len(due), first_touch_missed=len(missed))
+    return SweepResult(
+        warned=len(warned),
+        reclaimed=len(due),
+        first_touch_missed=len(missed),
+        first_touch_replaced=replaced,
+    )
+
+
+async def _replace_first_touch(
+    session: AsyncSession, missed: list[tuple[uuid.UUID, uuid.UUID]], *, now: datetime
+) -> int:
+    """Re-place customers whose owner missed the first touch, with the engine and that owner
+    excluded (ledger reason ``first_touch_missed``); one whom nobody else may take stays."""
+    if not missed:
+        return 0
+    await assignments.lock_placements(session)
+    by_owner: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for customer_id, owner in missed:
+        by_owner.setdefault(owner, []).append(customer_id)
+    moved = 0
+    for owner, customer_ids in sorted(by_owner.items()):
+        plan = await assignments.propose(
+            session, customer_ids=customer_ids, exclude_manager_ids=frozenset({owner}), lock=True
+        )
+        moves = [
+            (d.customer_id, d.manager_id)
+            for d in plan.decisions
+            if d.manager_id is not None and d.manager_id != owner
+        ]
+        moved += await move_customers(
+            session,
+            customer_ids=[c for c, _ in moves],
+            manager_ids=[m for _, m in moves],
+            reason="first_touch_missed",
+            actor=RECLAIM_ACTOR,
+            at=now,
+        )
+    return moved
 
 
 async def claim(
@@ -276,3 +321,29 @@ async def claim_many(
         else:
             results.append(ClaimResult(customer_id=customer_id, claimed=True))
     return BatchClaimOut(results=results)
+
+
+async def drain_backlog(session: AsyncSession, *, now: datetime) -> int:
+    """When the rule set's ``placement.drain_pool`` is on, place waiting pool customers on
+    whoever can take them now (a manager back from an absence, capacity raised, an intake
+    cap's window moved on): the engine plans them (``balanced``) under every hard rule, the
+    moves are written with ledger reason ``auto`` by the scheduler. Reclaimed customers are
+    left to claims. Returns how many moved; customers nobody can take keep waiting."""
+    rules = await current_rules(session)
+    if not rules.rules.placement.drain_pool:
+        return 0
+    waiting = await repository.waiting_ids(session, limit=DRAIN_BATCH)
+    if not waiting:
+        return 0
+    await assignments.lock_placements(session)
+    plan = await assignments.propose(session, customer_ids=waiting, lock=True)
+    moves = [(d.customer_id, d.manager_id) for d in plan.decisions if d.manager_id is not None]
+    return await move_customers(
+        session,
+        customer_ids=[c for c, _ in moves],
+        manager_ids=[m for _, m in moves],
+        reason="auto",
+        actor=RECLAIM_ACTOR,
+        at=now,
+        note="backlog drained",
+    )

@@ -1,4 +1,4 @@
-"""The pool's work for the worker: reclaim customers left without follow-up."""
+"""The pool's work for the worker: reclaim customers left without follow-up, drain the backlog."""
 
 from __future__ import annotations
 
@@ -17,3 +17,10 @@ async def reclaim_inactive_customers(factory: SessionFactory, now: datetime) -> 
     async with session_scope(factory) as session:
         done = await pool.sweep_reclaims(session, now=now)
     return done.reclaimed
+
+
+@registry.sweep
+async def drain_backlog(factory: SessionFactory, now: datetime) -> int:
+    """Place waiting pool customers when the rule set turns draining on."""
+    async with session_scope(factory) as session:
+        return await pool.drain_backlog(session, now=now)

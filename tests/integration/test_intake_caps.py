@@ -70,3 +70,59 @@ async def test_a_week_cap_counts_the_last_seven_days_and_a_zero_cap_closes_intak
         ),
         422,
     )
+
+
+async def test_tier_caps_send_the_overflow_to_the_fallback_owner_or_the_pool(client, api):
+    await create_tiers(client)
+    managers = [await create_manager(client, capacity=100) for _ in range(2)]
+    fallback = await create_manager(client, capacity=100)
+    rules = {
+        "eligibility": [],
+        "preferences": [],
+        "placement": {
+            "tier_caps": {"standard": {"max_new_per_day": 1, "fallback_manager_id": fallback["id"]}}
+        },
+    }
+    await ok(await client.put("/v1/rules", json={"rules": rules}))
+    placed = []
+    for _ in range(3):  # one new standard customer each, the fallback owner included
+        customer = await create_customer(client)
+        placed.append(
+            (await ok(await client.post(f"/v1/customers/{customer['id']}/assign", json={})))[
+                "decision"
+            ]
+        )
+    assert sorted(d["manager_id"] for d in placed) == sorted(m["id"] for m in [*managers, fallback])
+    # everyone is capped for the tier: the overflow goes to the fallback owner
+    overflow = await create_customer(client)
+    decision = (await ok(await client.post(f"/v1/customers/{overflow['id']}/assign", json={})))[
+        "decision"
+    ]
+    assert decision["manager_id"] == fallback["id"]
+    assert decision["reasons"] == ["fallback_owner", "intake_cap"]
+    # the guard agrees: a manual move to a capped manager is refused, to the fallback allowed
+    another = await create_customer(client)
+    refused = assert_problem(
+        await client.patch(
+            f"/v1/customers/{another['id']}", json={"manager_id": managers[0]["id"]}
+        ),
+        409,
+    )
+    assert [v["rule"] for v in refused["violations"]] == ["intake_cap"]
+    await ok(
+        await client.patch(f"/v1/customers/{another['id']}", json={"manager_id": fallback["id"]})
+    )
+    # another tier is not capped
+    key = await create_customer(client, tier="long_tail")
+    assert (await ok(await client.post(f"/v1/customers/{key['id']}/assign", json={})))["decision"][
+        "manager_id"
+    ]
+
+    # without a fallback owner, the overflow waits in the pool with the reason
+    rules["placement"]["tier_caps"]["standard"]["fallback_manager_id"] = None
+    await ok(await client.put("/v1/rules", json={"rules": rules}))
+    pooled = await create_customer(client)
+    decision = (await ok(await client.post(f"/v1/customers/{pooled['id']}/assign", json={})))[
+        "decision"
+    ]
+    assert decision["manager_id"] is None and decision["reasons"] == ["intake_cap"]

@@ -241,3 +241,43 @@ async def test_a_batch_claim_decides_each_customer_and_counts_the_cap(client, ap
     assert (await ok(await client.get(f"/v1/customers/{third['id']}")))["manager_id"] is None
     waiting = await ok(await client.get("/v1/pool/customers"))
     assert [w["reason"] for w in waiting["items"]] == ["never_placed"]
+
+
+async def test_a_first_touch_missed_is_re_placed_without_its_owner_when_the_policy_says_so(
+    client, api
+):
+    await create_tiers(client)
+    policy = {"inactive_days": 30, "first_touch_hours": 24, "first_touch_action": "replace"}
+    stored = await ok(await client.put("/v1/pool/policies/standard", json=policy))
+    assert stored["first_touch_action"] == "replace"
+    owner = await create_manager(client, capacity=100)
+    colleague = await create_manager(client, capacity=100, accepting_new=False)
+    stuck = await create_customer(client, manager_id=owner["id"])
+    touched = await create_customer(client, manager_id=owner["id"])
+    now = datetime.now(UTC)
+    await ok(
+        await client.post(
+            f"/v1/customers/{touched['id']}/activities",
+            json={"kind": "call", "at": (now + timedelta(hours=2)).isoformat()},
+        ),
+        201,
+    )
+    # nobody else may take it: escalated, and it stays with its owner
+    done = await sweep(api, now + timedelta(hours=25))
+    assert (done.first_touch_missed, done.first_touch_replaced) == (1, 0)
+    assert (await ok(await client.get(f"/v1/customers/{stuck['id']}")))["manager_id"] == (
+        owner["id"]
+    )
+
+    # with a colleague taking new customers, the next one missed goes to them
+    await ok(await client.patch(f"/v1/managers/{colleague['id']}", json={"accepting_new": True}))
+    untouched = await create_customer(client, manager_id=owner["id"])
+    done = await sweep(api, datetime.now(UTC) + timedelta(hours=25))
+    assert (done.first_touch_missed, done.first_touch_replaced) == (1, 1)
+    moved = await ok(await client.get(f"/v1/customers/{untouched['id']}"))
+    assert moved["manager_id"] == colleague["id"]
+    history = (await ok(await client.get(f"/v1/customers/{untouched['id']}/history")))["items"]
+    assert [h["reason"] for h in history if h["ended_at"] is None] == ["first_touch_missed"]
+    assert (await ok(await client.get(f"/v1/customers/{touched['id']}")))["manager_id"] == (
+        owner["id"]
+    )

@@ -20,6 +20,7 @@ from app.engine import (
     plan_assignments,
     rebalance,
 )
+from app.engine.rules import Placement, TierCap
 
 WEIGHT = {t.code: t.weight for t in TIERS}
 MIN_LEVEL = {t.code: t.min_manager_level for t in TIERS}
@@ -37,6 +38,17 @@ RULES = RuleSet.model_validate(
         "preferences": RuleSet.default().model_dump()["preferences"],
     }
 )
+CAPPED_RULES = RULES.model_copy(
+    update={
+        "placement": Placement(
+            tier_caps={
+                "standard": TierCap(max_new_per_day=1, max_new_per_week=2),
+                "key": TierCap(max_new_per_day=0, fallback_manager_id=mid(0)),
+            }
+        )
+    }
+)
+"""The same rules with tier intake caps, one tier with a fallback owner."""
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -54,6 +66,14 @@ def instances(draw, max_managers=6, max_customers=30, owned=False, roomy=False):
                 accepting_new=roomy or owned or draw(st.booleans()),
                 absent=not roomy and not owned and draw(st.integers(0, 5)) == 0,
                 intake_room=None if roomy else draw(st.sampled_from([None] * 4 + [0, 1, 2])),
+                off_hours=not roomy and draw(st.integers(0, 6)) == 0,
+                tier_intake=()
+                if roomy
+                else tuple(
+                    (code, day, day + draw(st.integers(0, 1)))
+                    for code in ("standard", "key")
+                    for day in [draw(st.integers(0, 2))]
+                ),
                 region=draw(st.sampled_from(["EU", "US", None])),
                 languages=tuple(
                     sorted(
@@ -101,11 +121,16 @@ def hard_rules_hold(plan, customers, managers, rules=RULES):
             assert d.manager_id == c.manager_id
             continue
         if d.manager_id is None:
-            assert d.reasons[0] in {"no_eligible_manager", "no_capacity", "intake_cap"}
+            assert d.reasons[0] in {
+                "no_eligible_manager",
+                "no_capacity",
+                "intake_cap",
+                "outside_hours",
+            }
             continue
         m = by_id[d.manager_id]
         assert m.level >= MIN_LEVEL[c.tier]
-        assert m.status == "active" and m.accepting_new and not m.absent
+        assert m.status == "active" and m.accepting_new and not m.absent and not m.off_hours
         if c.tier in ("strategic", "key"):
             assert c.language in m.languages
     for m in managers:
@@ -320,8 +345,12 @@ def test_rebalance_guards_and_never_raises_the_peak(instance, target, spread):
 
 
 @FAST
-@given(instances(), st.sampled_from(["balanced", "optimal", "round_robin"]))
-def test_the_placement_guard_accepts_every_placement_the_engine_makes(instance, strategy):
+@given(
+    instances(),
+    st.sampled_from(["balanced", "optimal", "round_robin", "weighted_round_robin"]),
+    st.sampled_from([RULES, CAPPED_RULES]),
+)
+def test_the_placement_guard_accepts_every_placement_the_engine_makes(instance, strategy, rules):
     """One decision: the engine's vectorised rules and the guard's per-pair check agree.
     Each placed customer, given alone to its manager as loaded, passes the guard; each
     customer the engine left in the pool for want of an eligible manager fails it for every
@@ -330,13 +359,13 @@ def test_the_placement_guard_accepts_every_placement_the_engine_makes(instance, 
     tiers = {t.code: t for t in TIERS}
     for c in customers[:8]:
         plan = plan_assignments(
-            [c], managers, TIERS, RULES, options(strategy=strategy, solver_node_limit=20_000)
+            [c], managers, TIERS, rules, options(strategy=strategy, solver_node_limit=20_000)
         )
         d = plan.decision(0)
         if c.pinned or c.manager_id is not None:
             continue
         verdicts = {
-            m.id: placement_violations(c, m, tiers[c.tier], RULES, mode="intake") for m in managers
+            m.id: placement_violations(c, m, tiers[c.tier], rules, mode="intake") for m in managers
         }
         if d.manager_id is not None:
             assert verdicts[d.manager_id] == [], (d, verdicts[d.manager_id])

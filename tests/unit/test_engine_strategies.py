@@ -320,6 +320,7 @@ def test_to_dict_shape():
         "pooled",
         "lower_bound",
         "proven_optimal",
+        "fairness",
     }
     assert data["managers"][0]["manager_id"] == str(mid(0))
 
