@@ -346,28 +346,3 @@ async def imported_ids(session: AsyncSession, stage: str, resource: Resource) ->
 async def drop_moves(session: AsyncSession, stage: str) -> None:
     """Drop the owner-move table."""
     await session.execute(text(f"DROP TABLE IF EXISTS {_ident(stage)}_moves"))
-
-
-CUSTOMER_EXPORT = text(
-    """
-    SELECT c.id, c.external_ref, c.name, c.tier_code AS tier, c.status, c.region, c.language,
-           c.industry, c.annual_value, c.satisfaction, c.manager_id,
-           m.external_ref AS manager_external_ref, c.pinned, c.version, c.created_at,
-           c.updated_at
-      FROM customers AS c LEFT JOIN managers AS m ON m.id = c.manager_id
-     WHERE c.id > :after
-     ORDER BY c.id
-     LIMIT :batch
-    """
-)
-MANAGER_EXPORT = text(
-    """
-    SELECT m.id, m.external_ref, m.name, m.email, m.level, m.capacity, m.status,
-           m.accepting_new, m.region, m.languages, m.industries, m.team, m.version,
-           m.created_at, m.updated_at
-      FROM managers AS m
-     WHERE m.id > :after
-     ORDER BY m.id
-     LIMIT :batch
-    """
-)

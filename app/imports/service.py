@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 from typing import Any, get_args
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -24,7 +20,7 @@ from app.audit import service as audit
 from app.db.models import Tier
 from app.db.session import SessionFactory
 from app.errors import InvalidInput
-from app.imports import repository
+from app.imports import copy, repository
 from app.imports.parsing import Format, Record, read_csv, read_ndjson
 from app.imports.repository import CUSTOMERS, MANAGERS, Resource
 from app.imports.schemas import (
@@ -160,6 +156,8 @@ def _from_csv(spec: _Spec, fields: dict[str, Any]) -> dict[str, Any]:
     for key, value in fields.items():
         if key in _READ_ONLY:
             continue
+        if isinstance(value, str):
+            value = copy.unescape_cell(value)  # a formula escaped by an export
         if value == "":
             if key in spec.nullable:
                 data[key] = None
@@ -458,97 +456,19 @@ def _csv_columns(spec: _Spec) -> frozenset[str]:
 
 # --- export -----------------------------------------------------------------------------
 
-EXPORT_COLUMNS = {
-    "customers": [
-        "id",
-        "external_ref",
-        "name",
-        "tier",
-        "status",
-        "region",
-        "language",
-        "industry",
-        "annual_value",
-        "satisfaction",
-        "manager_id",
-        "manager_external_ref",
-        "pinned",
-        "version",
-        "created_at",
-        "updated_at",
-    ],
-    "managers": [
-        "id",
-        "external_ref",
-        "name",
-        "email",
-        "level",
-        "capacity",
-        "status",
-        "accepting_new",
-        "region",
-        "languages",
-        "industries",
-        "team",
-        "version",
-        "created_at",
-        "updated_at",
-    ],
-}
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, uuid.UUID | Decimal):
-        return str(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return value
-
-
-def _csv_value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return _LIST_SEPARATOR.join(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
-
 
 async def export_rows(
-    factory: SessionFactory, *, resource: str, fmt: ExportFormat, batch: int = BATCH_ROWS
+    factory: SessionFactory,
+    *,
+    resource: str,
+    fmt: ExportFormat,
+    where: copy.ExportFilter | None = None,
+    formulas: copy.Formulas = "escape",
 ) -> AsyncIterator[bytes]:
-    """The resource's rows as CSV or NDJSON chunks, ``batch`` rows per chunk, read in keyset
-    batches by id (bounded memory whatever the table's size; each batch is its own snapshot,
-    so a row changed during a long export shows its state when its batch was read).
-
-    It opens its own session: the response is streamed after the request's session closed."""
-    columns = EXPORT_COLUMNS[resource]
-    query = repository.CUSTOMER_EXPORT if resource == "customers" else repository.MANAGER_EXPORT
-    dumps = json.JSONEncoder(ensure_ascii=False, default=_json_value).encode
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    if fmt == "csv":
-        writer.writerow(columns)
-    after = uuid.UUID(int=0)
-    async with factory() as session:
-        while True:
-            rows = (await session.execute(query, {"after": after, "batch": batch})).all()
-            await session.rollback()  # no transaction held open between chunks
-            if fmt == "csv":
-                writer.writerows([_csv_value(v) for v in row] for row in rows)
-                chunk = buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-            else:
-                chunk = "".join(
-                    dumps(dict(zip(columns, (_json_value(v) for v in row), strict=True))) + "\n"
-                    for row in rows
-                )
-            if chunk:
-                yield chunk.encode()
-            if len(rows) < batch:
-                return
-            after = rows[-1][0]
+    """The resource's rows (those ``where`` selects), ordered by id, as CSV or NDJSON chunks,
+    formatted and streamed by Postgres in one snapshot (see :mod:`app.imports.copy`); CSV
+    cells that would run as spreadsheet formulas are escaped unless ``formulas="keep"``."""
+    async for chunk in copy.export_stream(
+        factory, resource=resource, fmt=fmt, where=where, formulas=formulas
+    ):
+        yield chunk
