@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -62,11 +63,20 @@ class _Spec:
     lists: frozenset[str] = frozenset()
 
 
+@functools.cache
+def _bits(resource: Resource) -> dict[str, int]:
+    """The mask bit of each upserted field, by the name the file gives it."""
+    return {
+        (column if column != "tier_code" else "tier"): resource.bit(column)
+        for column, _ in resource.fields
+    }
+
+
 def _mask(resource: Resource, fields_set: set[str]) -> int:
+    bits = _bits(resource)
     mask = 0
-    for column, _ in resource.fields:
-        if (column if column != "tier_code" else "tier") in fields_set:
-            mask |= resource.bit(column)
+    for name in fields_set:
+        mask |= bits.get(name, 0)
     return mask
 
 
@@ -174,6 +184,7 @@ def _from_csv(spec: _Spec, fields: dict[str, Any]) -> dict[str, Any]:
 _LAX_BOOL: TypeAdapter[bool] = TypeAdapter(bool)
 
 
+@functools.cache
 def _is_boolean(model: type[BaseModel], key: str) -> bool:
     field = model.model_fields.get(key)
     return field is not None and bool in (field.annotation, *get_args(field.annotation))
