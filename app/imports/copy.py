@@ -183,8 +183,16 @@ async def export_stream(
         await session.execute(_SETTINGS)
         connection = await session.connection()
         raw: Any = (await connection.get_raw_connection()).driver_connection
-        async for chunk in _copy_out(raw, query, args, options):
-            yield chunk
+        finished = False
+        try:
+            async for chunk in _copy_out(raw, query, args, options):
+                yield chunk
+            finished = True
+        finally:
+            if not finished:
+                # A COPY cut short (a client gone) leaves the connection mid-protocol: it is
+                # closed instead of going back to the pool.
+                await connection.invalidate()
         await session.rollback()
 
 

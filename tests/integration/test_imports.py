@@ -402,3 +402,23 @@ async def test_cli_import_and_export(fresh_database, committed_client, tmp_path)
     assert code == 0, err
     [line] = [json.loads(x) for x in out.splitlines()]
     assert line["external_ref"] == "k-1" and line["manager_external_ref"] == "o-1"
+
+
+async def test_an_export_cut_short_gives_its_connection_up(committed_api, committed_client):
+    """A client that leaves mid-export: the COPY stops and the connection is not reused
+    half-way through it; the next export is whole."""
+    from app.imports import service
+
+    await create_tiers(committed_client)
+    n = 6_000
+    body = "external_ref,name,tier\n" + "".join(
+        f"cut-{i},Customer {i} with a name long enough to fill chunks,standard\n" for i in range(n)
+    )
+    await ok(await _import(committed_client, "customers", body))
+    for _ in range(3):
+        stream = service.export_rows(committed_api.factory, resource="customers", fmt="csv")
+        first = await stream.__anext__()
+        assert first.startswith(b"id,external_ref,") and len(first) < n * 80
+        await stream.aclose()
+    r = await committed_client.get("/v1/exports/customers")
+    assert r.status_code == 200 and len(r.text.splitlines()) == n + 1
