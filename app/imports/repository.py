@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +102,24 @@ async def create_stage(session: AsyncSession, resource: Resource) -> str:
 async def drop_stage(session: AsyncSession, stage: str) -> None:
     """Drop the staging tables now (they would go at commit anyway)."""
     await session.execute(text(f"DROP TABLE IF EXISTS {_ident(stage)}, {stage}_errors"))
+
+
+# Above this many staged rows, joins of the staging table with the imported table are hash
+# joins. Right after an import's INSERT the table's statistics can claim it is (nearly) empty
+# (it was vacuumed while empty, then filled in this very transaction), and the planner then
+# nests loops over it: tens of thousands of rows took minutes instead of a second.
+BULK_ROWS = 1_000
+
+
+@asynccontextmanager
+async def bulk_joins(session: AsyncSession, rows: int) -> AsyncIterator[None]:
+    """Within the block, no nested-loop joins when ``rows`` (the staged rows) is large."""
+    if rows < BULK_ROWS:
+        yield
+        return
+    await session.execute(text("SELECT set_config('enable_nestloop', 'off', true)"))
+    yield  # an error rolls the transaction (and the setting) back
+    await session.execute(text("SELECT set_config('enable_nestloop', 'on', true)"))
 
 
 async def _raw(session: AsyncSession) -> Any:

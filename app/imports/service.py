@@ -328,17 +328,19 @@ async def import_rows(
     if sql_failed:
         await repository.discard_failed(session, stage)
 
-    created, updated = await repository.upsert(session, stage, spec.resource)
+    async with repository.bulk_joins(session, tally.rows):
+        created, updated = await repository.upsert(session, stage, spec.resource)
     report.created, report.updated = created, updated
     report.unchanged = tally.rows - tally.failed - created - updated
     if resource == "customers":
         report.owners_changed, refused = await _set_owners(
-            session, stage, actor=actor, mode=mode, force=force
+            session, stage, actor=actor, mode=mode, force=force, rows=tally.rows
         )
         report.owners_refused = len(refused)
         report.errors = sorted([*report.errors, *refused], key=lambda e: e.line)[:MAX_ERRORS]
     # What the import changed may leave current owners non-compliant: recorded and reported.
-    ids = await repository.imported_ids(session, stage, spec.resource)
+    async with repository.bulk_joins(session, tally.rows):
+        ids = await repository.imported_ids(session, stage, spec.resource)
     scope = (
         compliance.Scope.customers(ids)
         if resource == "customers"
@@ -354,7 +356,7 @@ async def import_rows(
 
 
 async def _set_owners(
-    session: AsyncSession, stage: str, *, actor: str, mode: ImportMode, force: bool
+    session: AsyncSession, stage: str, *, actor: str, mode: ImportMode, force: bool, rows: int
 ) -> tuple[int, list[RowError]]:
     """Give imported customers their owner through the ledger, a batch at a time.
 
@@ -363,7 +365,9 @@ async def _set_owners(
     ``all_or_nothing`` mode; in ``best_effort`` mode it is left out and listed. With ``force``
     (admin and operator keys) refused moves are made one by one with the rules they
     override in the ledger note and the audit trail. Returns (moved, refused rows)."""
-    if not await repository.stage_owner_moves(session, stage):
+    async with repository.bulk_joins(session, rows):
+        staged = await repository.stage_owner_moves(session, stage)
+    if not staged:
         return 0, []
     refused, forced = await _guard_owner_moves(session, stage, force=force)
     errors = [
