@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,13 +104,38 @@ async def drop_stage(session: AsyncSession, stage: str) -> None:
     await session.execute(text(f"DROP TABLE IF EXISTS {_ident(stage)}, {stage}_errors"))
 
 
+# Above this many staged rows, joins of the staging table with the imported table are hash
+# joins. Right after an import's INSERT the table's statistics can claim it is (nearly) empty
+# (it was vacuumed while empty, then filled in this very transaction), and the planner then
+# nests loops over it: tens of thousands of rows took minutes instead of a second.
+BULK_ROWS = 1_000
+
+
+@asynccontextmanager
+async def bulk_joins(session: AsyncSession, rows: int) -> AsyncIterator[None]:
+    """Within the block, no nested-loop joins when ``rows`` (the staged rows) is large."""
+    if rows < BULK_ROWS:
+        yield
+        return
+    await session.execute(text("SELECT set_config('enable_nestloop', 'off', true)"))
+    yield  # an error rolls the transaction (and the setting) back
+    await session.execute(text("SELECT set_config('enable_nestloop', 'on', true)"))
+
+
+async def _raw(session: AsyncSession) -> Any:
+    """The driver's connection under the session (its transaction is open: the staging
+    table was created through the session). Large results read there skip SQLAlchemy's
+    per-row processing."""
+    connection = await session.connection()
+    return (await connection.get_raw_connection()).driver_connection
+
+
 async def copy_rows(
     session: AsyncSession, stage: str, resource: Resource, rows: Sequence[tuple[Any, ...]]
 ) -> None:
     """Append rows to the staging table with binary COPY on the session's own connection."""
-    connection = await session.connection()
-    raw = (await connection.get_raw_connection()).driver_connection
-    await raw.copy_records_to_table(_ident(stage), records=rows, columns=resource.columns)  # type: ignore[union-attr]
+    raw = await _raw(session)
+    await raw.copy_records_to_table(_ident(stage), records=rows, columns=resource.columns)
 
 
 async def check_customers(session: AsyncSession, stage: str) -> None:
@@ -296,17 +322,14 @@ async def owner_moves(
     session: AsyncSession, stage: str, *, batch: int
 ) -> AsyncIterator[tuple[list[uuid.UUID], list[uuid.UUID | None]]]:
     """The staged owner moves in batches of ``batch`` (customer ids, manager ids)."""
+    raw = await _raw(session)
+    query = (
+        f"SELECT seq, customer_id, manager_id FROM {_ident(stage)}_moves "
+        "WHERE seq > $1 ORDER BY seq LIMIT $2"
+    )
     after = 0
     while True:
-        rows = (
-            await session.execute(
-                text(
-                    f"SELECT seq, customer_id, manager_id FROM {stage}_moves "
-                    "WHERE seq > :after ORDER BY seq LIMIT :batch"
-                ),
-                {"after": after, "batch": batch},
-            )
-        ).all()
+        rows = await raw.fetch(query, after, batch)
         if not rows:
             return
         after = rows[-1][0]
@@ -317,13 +340,11 @@ async def staged_moves(
     session: AsyncSession, stage: str
 ) -> list[tuple[int, uuid.UUID, uuid.UUID, int, str | None]]:
     """Every staged owner move: (seq, customer id, manager id, line, external_ref)."""
-    rows = await session.execute(
-        text(
-            f"SELECT seq, customer_id, manager_id, line, external_ref FROM {stage}_moves "
-            "ORDER BY seq"
-        )
+    rows = await (await _raw(session)).fetch(
+        f"SELECT seq, customer_id, manager_id, line, external_ref FROM {_ident(stage)}_moves "
+        "ORDER BY seq"
     )
-    return [tuple(r) for r in rows.all()]  # type: ignore[misc]
+    return [tuple(r) for r in rows]
 
 
 async def drop_staged_moves(session: AsyncSession, stage: str, seqs: list[int]) -> None:
@@ -337,37 +358,13 @@ async def drop_staged_moves(session: AsyncSession, stage: str, seqs: list[int]) 
 async def imported_ids(session: AsyncSession, stage: str, resource: Resource) -> list[uuid.UUID]:
     """The ids of the records the staged rows name (after the upsert)."""
     table = resource.name
-    rows = await session.scalars(
-        text(f"SELECT t.id FROM {stage} AS s JOIN {table} AS t ON t.external_ref = s.external_ref")
+    rows = await (await _raw(session)).fetch(
+        f"SELECT t.id FROM {_ident(stage)} AS s JOIN {table} AS t "
+        "ON t.external_ref = s.external_ref"
     )
-    return list(rows.all())
+    return [r[0] for r in rows]
 
 
 async def drop_moves(session: AsyncSession, stage: str) -> None:
     """Drop the owner-move table."""
     await session.execute(text(f"DROP TABLE IF EXISTS {_ident(stage)}_moves"))
-
-
-CUSTOMER_EXPORT = text(
-    """
-    SELECT c.id, c.external_ref, c.name, c.tier_code AS tier, c.status, c.region, c.language,
-           c.industry, c.annual_value, c.satisfaction, c.manager_id,
-           m.external_ref AS manager_external_ref, c.pinned, c.version, c.created_at,
-           c.updated_at
-      FROM customers AS c LEFT JOIN managers AS m ON m.id = c.manager_id
-     WHERE c.id > :after
-     ORDER BY c.id
-     LIMIT :batch
-    """
-)
-MANAGER_EXPORT = text(
-    """
-    SELECT m.id, m.external_ref, m.name, m.email, m.level, m.capacity, m.status,
-           m.accepting_new, m.region, m.languages, m.industries, m.team, m.version,
-           m.created_at, m.updated_at
-      FROM managers AS m
-     WHERE m.id > :after
-     ORDER BY m.id
-     LIMIT :batch
-    """
-)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 from fastapi import Query, Request
@@ -13,10 +14,13 @@ from app.api.idempotency import streamed_body
 from app.api.routing import BatonRoute, PrefixedRouter
 from app.assignments import guard
 from app.auth.roles import Role
+from app.customers.schemas import CustomerStatus
 from app.errors import problem_responses
 from app.imports import service
+from app.imports.copy import ExportFilter, Formulas
 from app.imports.parsing import MEDIA_TYPES, format_of
 from app.imports.schemas import ExportFormat, ImportMode, ImportReport
+from app.managers.schemas import ManagerStatus
 
 # Imports stream their body in batches, so they may be far larger than other requests.
 IMPORT_MAX_BODY_BYTES = 4 * 1024**3
@@ -165,11 +169,23 @@ async def import_managers(
     return await _import(request, session, caller, "managers", mode)
 
 
-def _export(request: Request, resource: str, fmt: ExportFormat) -> StreamingResponse:
+def _export(
+    request: Request,
+    resource: str,
+    fmt: ExportFormat,
+    where: ExportFilter,
+    formulas: Formulas,
+) -> StreamingResponse:
     media = MEDIA_TYPES[fmt] + ("; charset=utf-8" if fmt == "csv" else "")
     extension = "csv" if fmt == "csv" else "ndjson"
     return StreamingResponse(
-        service.export_rows(request.app.state.session_factory, resource=resource, fmt=fmt),
+        service.export_rows(
+            request.app.state.session_factory,
+            resource=resource,
+            fmt=fmt,
+            where=where,
+            formulas=formulas,
+        ),
         media_type=media,
         headers={"Content-Disposition": f'attachment; filename="{resource}.{extension}"'},
     )
@@ -178,6 +194,16 @@ def _export(request: Request, resource: str, fmt: ExportFormat) -> StreamingResp
 ExportFormatQuery = Annotated[
     ExportFormat, Query(alias="format", description="`csv` (with a header row) or `ndjson`.")
 ]
+FormulasQuery = Annotated[
+    Formulas,
+    Query(
+        description="CSV only. `escape` (default): a cell starting with `=`, `+`, `-`, `@`, a "
+        "tab or a carriage return gets a leading apostrophe, so a spreadsheet shows it as text "
+        "instead of running it as a formula (an import of the file removes the apostrophe "
+        "again). `keep`: cells exactly as stored, for programs that are not spreadsheets."
+    ),
+]
+TeamQuery = Annotated[str | None, Query(max_length=200)]
 _EXPORT_CONTENT: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The rows, streamed.",
@@ -195,12 +221,23 @@ _EXPORT_CONTENT: dict[int | str, dict[str, Any]] = {
     response_class=StreamingResponse,
     responses={**_EXPORT_CONTENT, **problem_responses()},
 )
-async def export_customers(request: Request, fmt: ExportFormatQuery = "csv") -> StreamingResponse:
-    """Every customer, ordered by id, with its owner's `manager_external_ref`, streamed in
-    batches read by id (bounded memory; each batch is read on its own, so a customer changed
-    during a long export shows its state when its batch was read). The columns match what
-    `POST /v1/imports/customers` accepts."""
-    return _export(request, "customers", fmt)
+async def export_customers(
+    request: Request,
+    fmt: ExportFormatQuery = "csv",
+    tier: Annotated[str | None, Query(max_length=64)] = None,
+    status: CustomerStatus | None = None,
+    manager_id: Annotated[uuid.UUID | None, Query(description="Only this owner's.")] = None,
+    team: Annotated[
+        str | None, Query(max_length=200, description="Only customers owned by this team.")
+    ] = None,
+    formulas: FormulasQuery = "escape",
+) -> StreamingResponse:
+    """Customers, ordered by id, with their owner's `manager_external_ref`, optionally only
+    those of a tier, a status, an owner or an owner's team. Postgres formats and streams the
+    rows in one statement: bounded memory, and one consistent snapshot however long the
+    export runs. The columns match what `POST /v1/imports/customers` accepts."""
+    where = ExportFilter(tier=tier, status=status, manager_id=manager_id, team=team)
+    return _export(request, "customers", fmt, where, formulas)
 
 
 @exports.get(
@@ -209,7 +246,14 @@ async def export_customers(request: Request, fmt: ExportFormatQuery = "csv") -> 
     response_class=StreamingResponse,
     responses={**_EXPORT_CONTENT, **problem_responses()},
 )
-async def export_managers(request: Request, fmt: ExportFormatQuery = "csv") -> StreamingResponse:
-    """Every manager, ordered by id, streamed; in CSV `languages` and `industries` are
-    `;`-separated. The columns match what `POST /v1/imports/managers` accepts."""
-    return _export(request, "managers", fmt)
+async def export_managers(
+    request: Request,
+    fmt: ExportFormatQuery = "csv",
+    status: ManagerStatus | None = None,
+    team: TeamQuery = None,
+    formulas: FormulasQuery = "escape",
+) -> StreamingResponse:
+    """Managers, ordered by id, optionally only those of a status or a team, streamed as for
+    customers; in CSV `languages` and `industries` are `;`-separated. The columns match what
+    `POST /v1/imports/managers` accepts."""
+    return _export(request, "managers", fmt, ExportFilter(status=status, team=team), formulas)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import json
+import functools
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 from typing import Any, get_args
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -24,7 +21,7 @@ from app.audit import service as audit
 from app.db.models import Tier
 from app.db.session import SessionFactory
 from app.errors import InvalidInput
-from app.imports import repository
+from app.imports import copy, repository
 from app.imports.parsing import Format, Record, read_csv, read_ndjson
 from app.imports.repository import CUSTOMERS, MANAGERS, Resource
 from app.imports.schemas import (
@@ -66,11 +63,20 @@ class _Spec:
     lists: frozenset[str] = frozenset()
 
 
+@functools.cache
+def _bits(resource: Resource) -> dict[str, int]:
+    """The mask bit of each upserted field, by the name the file gives it."""
+    return {
+        (column if column != "tier_code" else "tier"): resource.bit(column)
+        for column, _ in resource.fields
+    }
+
+
 def _mask(resource: Resource, fields_set: set[str]) -> int:
+    bits = _bits(resource)
     mask = 0
-    for column, _ in resource.fields:
-        if (column if column != "tier_code" else "tier") in fields_set:
-            mask |= resource.bit(column)
+    for name in fields_set:
+        mask |= bits.get(name, 0)
     return mask
 
 
@@ -160,6 +166,8 @@ def _from_csv(spec: _Spec, fields: dict[str, Any]) -> dict[str, Any]:
     for key, value in fields.items():
         if key in _READ_ONLY:
             continue
+        if isinstance(value, str):
+            value = copy.unescape_cell(value)  # a formula escaped by an export
         if value == "":
             if key in spec.nullable:
                 data[key] = None
@@ -176,6 +184,7 @@ def _from_csv(spec: _Spec, fields: dict[str, Any]) -> dict[str, Any]:
 _LAX_BOOL: TypeAdapter[bool] = TypeAdapter(bool)
 
 
+@functools.cache
 def _is_boolean(model: type[BaseModel], key: str) -> bool:
     field = model.model_fields.get(key)
     return field is not None and bool in (field.annotation, *get_args(field.annotation))
@@ -319,17 +328,19 @@ async def import_rows(
     if sql_failed:
         await repository.discard_failed(session, stage)
 
-    created, updated = await repository.upsert(session, stage, spec.resource)
+    async with repository.bulk_joins(session, tally.rows):
+        created, updated = await repository.upsert(session, stage, spec.resource)
     report.created, report.updated = created, updated
     report.unchanged = tally.rows - tally.failed - created - updated
     if resource == "customers":
         report.owners_changed, refused = await _set_owners(
-            session, stage, actor=actor, mode=mode, force=force
+            session, stage, actor=actor, mode=mode, force=force, rows=tally.rows
         )
         report.owners_refused = len(refused)
         report.errors = sorted([*report.errors, *refused], key=lambda e: e.line)[:MAX_ERRORS]
     # What the import changed may leave current owners non-compliant: recorded and reported.
-    ids = await repository.imported_ids(session, stage, spec.resource)
+    async with repository.bulk_joins(session, tally.rows):
+        ids = await repository.imported_ids(session, stage, spec.resource)
     scope = (
         compliance.Scope.customers(ids)
         if resource == "customers"
@@ -345,7 +356,7 @@ async def import_rows(
 
 
 async def _set_owners(
-    session: AsyncSession, stage: str, *, actor: str, mode: ImportMode, force: bool
+    session: AsyncSession, stage: str, *, actor: str, mode: ImportMode, force: bool, rows: int
 ) -> tuple[int, list[RowError]]:
     """Give imported customers their owner through the ledger, a batch at a time.
 
@@ -354,7 +365,9 @@ async def _set_owners(
     ``all_or_nothing`` mode; in ``best_effort`` mode it is left out and listed. With ``force``
     (admin and operator keys) refused moves are made one by one with the rules they
     override in the ledger note and the audit trail. Returns (moved, refused rows)."""
-    if not await repository.stage_owner_moves(session, stage):
+    async with repository.bulk_joins(session, rows):
+        staged = await repository.stage_owner_moves(session, stage)
+    if not staged:
         return 0, []
     refused, forced = await _guard_owner_moves(session, stage, force=force)
     errors = [
@@ -458,97 +471,19 @@ def _csv_columns(spec: _Spec) -> frozenset[str]:
 
 # --- export -----------------------------------------------------------------------------
 
-EXPORT_COLUMNS = {
-    "customers": [
-        "id",
-        "external_ref",
-        "name",
-        "tier",
-        "status",
-        "region",
-        "language",
-        "industry",
-        "annual_value",
-        "satisfaction",
-        "manager_id",
-        "manager_external_ref",
-        "pinned",
-        "version",
-        "created_at",
-        "updated_at",
-    ],
-    "managers": [
-        "id",
-        "external_ref",
-        "name",
-        "email",
-        "level",
-        "capacity",
-        "status",
-        "accepting_new",
-        "region",
-        "languages",
-        "industries",
-        "team",
-        "version",
-        "created_at",
-        "updated_at",
-    ],
-}
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, uuid.UUID | Decimal):
-        return str(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return value
-
-
-def _csv_value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return _LIST_SEPARATOR.join(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
-
 
 async def export_rows(
-    factory: SessionFactory, *, resource: str, fmt: ExportFormat, batch: int = BATCH_ROWS
+    factory: SessionFactory,
+    *,
+    resource: str,
+    fmt: ExportFormat,
+    where: copy.ExportFilter | None = None,
+    formulas: copy.Formulas = "escape",
 ) -> AsyncIterator[bytes]:
-    """The resource's rows as CSV or NDJSON chunks, ``batch`` rows per chunk, read in keyset
-    batches by id (bounded memory whatever the table's size; each batch is its own snapshot,
-    so a row changed during a long export shows its state when its batch was read).
-
-    It opens its own session: the response is streamed after the request's session closed."""
-    columns = EXPORT_COLUMNS[resource]
-    query = repository.CUSTOMER_EXPORT if resource == "customers" else repository.MANAGER_EXPORT
-    dumps = json.JSONEncoder(ensure_ascii=False, default=_json_value).encode
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    if fmt == "csv":
-        writer.writerow(columns)
-    after = uuid.UUID(int=0)
-    async with factory() as session:
-        while True:
-            rows = (await session.execute(query, {"after": after, "batch": batch})).all()
-            await session.rollback()  # no transaction held open between chunks
-            if fmt == "csv":
-                writer.writerows([_csv_value(v) for v in row] for row in rows)
-                chunk = buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-            else:
-                chunk = "".join(
-                    dumps(dict(zip(columns, (_json_value(v) for v in row), strict=True))) + "\n"
-                    for row in rows
-                )
-            if chunk:
-                yield chunk.encode()
-            if len(rows) < batch:
-                return
-            after = rows[-1][0]
+    """The resource's rows (those ``where`` selects), ordered by id, as CSV or NDJSON chunks,
+    formatted and streamed by Postgres in one snapshot (see :mod:`app.imports.copy`); CSV
+    cells that would run as spreadsheet formulas are escaped unless ``formulas="keep"``."""
+    async for chunk in copy.export_stream(
+        factory, resource=resource, fmt=fmt, where=where, formulas=formulas
+    ):
+        yield chunk

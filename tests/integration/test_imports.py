@@ -257,6 +257,79 @@ async def test_export_streams_csv_and_ndjson_that_import_back(client):
     assert report["unchanged"] == 1
 
 
+async def test_csv_export_escapes_formulas_and_imports_back_unchanged(client):
+    await create_tiers(client)
+    names = {
+        "f-1": '=HYPERLINK("http://evil.example","click")',
+        "f-2": "+1 555 0100",
+        "f-3": "-minus",
+        "f-4": "@SUM(A1)",
+        "f-5": "\tTabbed",
+        "f-6": "'=already quoted",
+        "f-7": "Plain, Ltd.",
+    }
+    body = _ndjson(*({"external_ref": k, "name": v, "tier": "key"} for k, v in names.items()))
+    await ok(await _import(client, "customers", body, headers=NDJSON))
+
+    r = await client.get("/v1/exports/customers")
+    exported = {row["external_ref"]: row["name"] for row in csv.DictReader(io.StringIO(r.text))}
+    assert exported == {
+        "f-1": '\'=HYPERLINK("http://evil.example","click")',
+        "f-2": "'+1 555 0100",
+        "f-3": "'-minus",
+        "f-4": "'@SUM(A1)",
+        "f-5": "'\tTabbed",
+        "f-6": "''=already quoted",
+        "f-7": "Plain, Ltd.",
+    }
+    # the escaped file imports back as it is: the apostrophes are removed again
+    report = await ok(await _import(client, "customers", r.text))
+    assert (report["updated"], report["unchanged"]) == (0, len(names))
+    assert {k: v["name"] for k, v in (await _customers(client)).items()} == names
+
+    # the opt-out gives the cells as stored; NDJSON is never altered
+    r = await client.get("/v1/exports/customers", params={"formulas": "keep"})
+    kept = {row["external_ref"]: row["name"] for row in csv.DictReader(io.StringIO(r.text))}
+    assert kept == names
+    r = await client.get("/v1/exports/customers", params={"format": "ndjson"})
+    assert {x["external_ref"]: x["name"] for x in map(json.loads, r.text.splitlines())} == names
+    assert_problem(await client.get("/v1/exports/customers", params={"formulas": "no"}), 422)
+
+
+async def test_exports_filter_by_tier_status_owner_and_team(client):
+    await create_tiers(client)
+    east = await create_manager(client, external_ref="east-1", team="east", capacity=100)
+    west = await create_manager(client, external_ref="west-1", team="west", capacity=100)
+    body = _ndjson(
+        {"external_ref": "a", "name": "A", "tier": "key", "manager_external_ref": "east-1"},
+        {"external_ref": "b", "name": "B", "tier": "standard", "manager_external_ref": "east-1"},
+        {"external_ref": "c", "name": "C", "tier": "key", "manager_external_ref": "west-1"},
+        {"external_ref": "d", "name": "D", "tier": "key", "status": "churned"},
+    )
+    await ok(await _import(client, "customers", body, headers=NDJSON))
+
+    async def refs(resource: str, **params) -> list[str]:
+        r = await client.get(f"/v1/exports/{resource}", params=params)
+        assert r.status_code == 200, r.text
+        return sorted(row["external_ref"] for row in csv.DictReader(io.StringIO(r.text)))
+
+    assert await refs("customers") == ["a", "b", "c", "d"]
+    assert await refs("customers", tier="key") == ["a", "c", "d"]
+    assert await refs("customers", status="churned") == ["d"]
+    assert await refs("customers", manager_id=east["id"]) == ["a", "b"]
+    assert await refs("customers", team="west") == ["c"]
+    assert await refs("customers", tier="key", team="east") == ["a"]
+    assert await refs("customers", tier="nope") == []
+    assert await refs("managers", team="west") == ["west-1"]
+    assert await refs("managers", status="departed") == []
+    r = await client.get("/v1/exports/customers", params={"format": "ndjson", "team": "east"})
+    assert sorted(json.loads(x)["external_ref"] for x in r.text.splitlines()) == ["a", "b"]
+    assert west["team"] == "west"
+    for params in ({"status": "gone"}, {"manager_id": "x"}, {"region": "east"}):
+        assert_problem(await client.get("/v1/exports/customers", params=params), 422)
+    assert_problem(await client.get("/v1/exports/managers", params={"tier": "key"}), 422)
+
+
 async def test_large_csv_import_in_several_batches(client):
     """Larger than the 1 MiB limit of other requests, and more rows than one batch."""
     await create_tiers(client)
@@ -329,3 +402,23 @@ async def test_cli_import_and_export(fresh_database, committed_client, tmp_path)
     assert code == 0, err
     [line] = [json.loads(x) for x in out.splitlines()]
     assert line["external_ref"] == "k-1" and line["manager_external_ref"] == "o-1"
+
+
+async def test_an_export_cut_short_gives_its_connection_up(committed_api, committed_client):
+    """A client that leaves mid-export: the COPY stops and the connection is not reused
+    half-way through it; the next export is whole."""
+    from app.imports import service
+
+    await create_tiers(committed_client)
+    n = 6_000
+    body = "external_ref,name,tier\n" + "".join(
+        f"cut-{i},Customer {i} with a name long enough to fill chunks,standard\n" for i in range(n)
+    )
+    await ok(await _import(committed_client, "customers", body))
+    for _ in range(3):
+        stream = service.export_rows(committed_api.factory, resource="customers", fmt="csv")
+        first = await stream.__anext__()
+        assert first.startswith(b"id,external_ref,") and len(first) < n * 80
+        await stream.aclose()
+    r = await committed_client.get("/v1/exports/customers")
+    assert r.status_code == 200 and len(r.text.splitlines()) == n + 1
