@@ -41,9 +41,15 @@ def _stop_signals_exit_cleanly() -> None:
 def _database_url() -> str:
     """Resolve the database (starting the embedded one if needed) and pin it in the env, so
     uvicorn workers and child processes attach to the same server."""
+    from app.db.embedded import DatabaseNotConfigured
     from app.db.session import resolve_database_url
 
-    url = resolve_database_url(get_settings())
+    try:
+        url = resolve_database_url(get_settings())
+    except DatabaseNotConfigured as exc:
+        # One line a container log shows as is, and a status that says "misconfigured".
+        console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     os.environ["DATABASE_URL"] = url
     get_settings.cache_clear()
     return url

@@ -37,6 +37,7 @@ from app.db.session import (
     create_engine,
     create_session_factory,
     session_scope,
+    statement_cache_args,
 )
 from app.errors import InvalidTransition
 from app.observability.metrics import WORKER_HEARTBEAT, WORKER_RECONNECTS
@@ -344,7 +345,9 @@ async def _serve_queue(
 ) -> None:
     """Connect, run the queue and a sweep until ``shutdown`` or until the connection is lost
     (then raise)."""
-    connection = await asyncio.wait_for(asyncpg.connect(asyncpg_dsn(url)), _CONNECT_TIMEOUT_S)
+    connection = await asyncio.wait_for(
+        asyncpg.connect(asyncpg_dsn(url), **statement_cache_args(settings)), _CONNECT_TIMEOUT_S
+    )
     lost = asyncio.Event()
     connection.add_termination_listener(lambda _: lost.set())
     pgq = build_queue(connection, factory)
