@@ -129,10 +129,12 @@ def serve(
         if result:
             console.print(f"Demo data: {result}.")
         key = asyncio.run(_ensure_demo_key(url))
+        # soft_wrap: the hint stays one line (copyable) when the output is not a terminal
         console.print(
             f"Demo admin API key: [bold]{key}[/bold]\n"
             "  Swagger UI: Authorize → HTTPBearer, paste the key.  curl: "
-            f"-H 'Authorization: Bearer {key}'"
+            f"-H 'Authorization: Bearer {key}'",
+            soft_wrap=True,
         )
     console.print(f"Baton on http://{host}:{port}  ·  API docs: http://{host}:{port}/docs")
     uvicorn.run(
