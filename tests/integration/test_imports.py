@@ -329,3 +329,21 @@ async def test_cli_import_and_export(fresh_database, committed_client, tmp_path)
     assert code == 0, err
     [line] = [json.loads(x) for x in out.splitlines()]
     assert line["external_ref"] == "k-1" and line["manager_external_ref"] == "o-1"
+
+
+async def test_a_file_sent_as_octet_stream_says_its_format_in_the_query(client):
+    await create_tiers(client)
+    octet = {"content-type": "application/octet-stream"}
+    rows = "external_ref,name,tier\nfile-1,File One,standard\n"
+    unsaid = await _import(client, "customers", rows, headers=octet)
+    assert unsaid.status_code == 415, unsaid.text
+    assert "?format=csv" in unsaid.json()["detail"]
+    said = await _import(client, "customers", rows, headers=octet, format="csv")
+    assert said.status_code == 200 and said.json()["created"] == 1, said.text
+    lines = _ndjson({"external_ref": "file-2", "name": "File Two", "tier": "standard"})
+    ndjson = await _import(client, "customers", lines, headers=octet, format="ndjson")
+    assert ndjson.status_code == 200 and ndjson.json()["created"] == 1, ndjson.text
+    disagree = await _import(client, "customers", rows, headers=CSV, format="ndjson")
+    assert disagree.status_code == 415, disagree.text
+    customers = await _customers(client)
+    assert {"file-1", "file-2"} <= set(customers)
