@@ -57,8 +57,9 @@ def import_body(csv_example: str, ndjson_example: str) -> dict[str, Any]:
 
 def format_of(content_type: str | None, declared: Format | None = None) -> Format:
     """CSV or NDJSON from a Content-Type header, or from ``declared`` (the ``format`` query
-    parameter) for an ``application/octet-stream`` body, as generated clients send a file;
-    415 for anything else or when the two disagree."""
+    parameter) for an ``application/octet-stream`` body, as generated clients send a file.
+    415 for another media type; 422 when an octet stream does not say its format or the two
+    disagree."""
     media, _, params = (content_type or "").partition(";")
     media = media.strip().lower()
     charset = next(
@@ -75,15 +76,13 @@ def format_of(content_type: str | None, declared: Format | None = None) -> Forma
         "csv" if media == "text/csv" else "ndjson" if media in _NDJSON_TYPES else None
     )
     if media == OCTET_STREAM and declared is None:
-        raise UnsupportedMediaType(
-            "An `application/octet-stream` body needs `?format=csv` or `?format=ndjson`."
+        raise _format_error(
+            "an `application/octet-stream` body needs `?format=csv` or `?format=ndjson`"
         )
     if media == OCTET_STREAM:
         return declared  # type: ignore[return-value]
     if found is not None and declared not in (None, found):
-        raise UnsupportedMediaType(
-            f"The body is `{media}` but `format={declared}` was given: send one or the other."
-        )
+        raise _format_error(f"the body is `{media}`, not `{declared}`: send one or the other")
     if found is not None:
         return found
     raise UnsupportedMediaType(
@@ -91,6 +90,14 @@ def format_of(content_type: str | None, declared: Format | None = None) -> Forma
         "`application/x-ndjson` (one JSON object per line), or `application/octet-stream` "
         "with `?format=csv|ndjson`."
         + (f" Got `{media}`." if media else " No Content-Type was sent.")
+    )
+
+
+def _format_error(msg: str) -> InvalidInput:
+    """422 about the ``format`` query parameter (the media type itself is supported)."""
+    return InvalidInput(
+        msg[0].upper() + msg[1:] + ".",
+        errors=[{"loc": ["query", "format"], "msg": msg, "type": "value_error"}],
     )
 
 

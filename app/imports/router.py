@@ -74,8 +74,8 @@ BodyFormat = Annotated[
     Query(
         alias="format",
         description="The body's format when it is sent as `application/octet-stream` (as "
-        "generated clients send a file); with `text/csv` or `application/x-ndjson` it may be "
-        "left out.",
+        "generated clients send a file; 422 without it); with `text/csv` or "
+        "`application/x-ndjson` it may be left out (422 if it disagrees).",
     ),
 ]
 

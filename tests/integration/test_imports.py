@@ -336,14 +336,15 @@ async def test_a_file_sent_as_octet_stream_says_its_format_in_the_query(client):
     octet = {"content-type": "application/octet-stream"}
     rows = "external_ref,name,tier\nfile-1,File One,standard\n"
     unsaid = await _import(client, "customers", rows, headers=octet)
-    assert unsaid.status_code == 415, unsaid.text
+    assert unsaid.status_code == 422, unsaid.text
     assert "?format=csv" in unsaid.json()["detail"]
+    assert unsaid.json()["errors"][0]["loc"] == ["query", "format"]
     said = await _import(client, "customers", rows, headers=octet, format="csv")
     assert said.status_code == 200 and said.json()["created"] == 1, said.text
     lines = _ndjson({"external_ref": "file-2", "name": "File Two", "tier": "standard"})
     ndjson = await _import(client, "customers", lines, headers=octet, format="ndjson")
     assert ndjson.status_code == 200 and ndjson.json()["created"] == 1, ndjson.text
     disagree = await _import(client, "customers", rows, headers=CSV, format="ndjson")
-    assert disagree.status_code == 415, disagree.text
+    assert disagree.status_code == 422, disagree.text
     customers = await _customers(client)
     assert {"file-1", "file-2"} <= set(customers)
