@@ -37,13 +37,10 @@ PGBOUNCER_INI = ROOT / "deploy" / "pgbouncer.ini"
 
 def _dockerfile_instructions() -> list[tuple[str, str]]:
     """(instruction, arguments) of the Dockerfile, continuation lines joined."""
-    joined = re.sub(r"\\\n", " ", DOCKERFILE)
-    lines = [line.strip() for line in joined.splitlines()]
-    return [
-        (line.split(None, 1)[0].upper(), line.split(None, 1)[1])
-        for line in lines
-        if line and not line.startswith("#")
-    ]
+    # Comment lines go first, as Docker drops them inside a continued instruction too.
+    text = "\n".join(line for line in DOCKERFILE.splitlines() if not line.strip().startswith("#"))
+    lines = [line.strip() for line in re.sub(r"\\\n", " ", text).splitlines()]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines if line]
 
 
 def test_the_image_pins_its_base_and_installs_the_locked_dependencies_before_the_code():
@@ -80,7 +77,7 @@ def _image_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BATON_", "DATABASE_URL"))}
     for op, args in _dockerfile_instructions():
         if op == "ENV":
-            for pair in shlex.split(re.sub(r"#[^\n]*", "", args)):
+            for pair in shlex.split(args):
                 name, _, value = pair.partition("=")
                 env[name] = value
     env["PYTHONPATH"] = str(ROOT)
@@ -108,11 +105,14 @@ def _run_without_the_embedded_extra(argv: list[str], env: dict[str, str], cwd: P
 def test_the_image_command_without_database_url_exits_with_one_line(tmp_path):
     (cmd,) = [args for op, args in _dockerfile_instructions() if op == "CMD"]
     argv = yaml.safe_load(cmd)  # the exec form is a JSON list
-    ran = _run_without_the_embedded_extra(argv, _image_env(), tmp_path)
+    env = _image_env()
+    assert env["BATON_ENVIRONMENT"] == "production" and "DATABASE_URL" not in env
+    ran = _run_without_the_embedded_extra(argv, env, tmp_path)
     assert ran.returncode == 2, ran.stdout + ran.stderr
     assert "Traceback" not in ran.stderr + ran.stdout
     (line,) = ran.stderr.strip().splitlines()
     assert line.startswith("error: DATABASE_URL is not set"), line
+    assert "BATON_ENVIRONMENT=production" in line, line
     assert not (tmp_path / ".baton").exists()  # nothing was started or written
 
 
