@@ -1,5 +1,6 @@
-# Baton API / worker image. Needs DATABASE_URL (any Postgres); see compose.yaml.
-FROM python:3.11-slim
+# Baton API / worker image. Needs DATABASE_URL (any Postgres); see compose.yaml. Without it
+# the command exits 2 with one line saying so (the embedded Postgres is not in the image).
+FROM python:3.11.14-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -16,7 +17,8 @@ RUN groupadd --system --gid 10001 baton \
     && useradd --system --uid 10001 --gid baton --home-dir /srv/baton --shell /usr/sbin/nologin baton
 
 # Dependencies first, exactly as uv.lock pins them (hash-checked): a change of code alone
-# reuses this layer instead of reinstalling everything.
+# reuses this layer instead of reinstalling everything. No extras: the `embedded` Postgres
+# and the `dev` tools stay out of the image.
 COPY pyproject.toml uv.lock README.md ./
 RUN pip install uv==0.13.9 \
     && uv export --frozen --no-emit-project --no-header -o /tmp/requirements.txt \

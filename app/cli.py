@@ -42,6 +42,18 @@ def _stop_signals_exit_cleanly() -> None:
         signal.signal(sig, _exit_cleanly)
 
 
+def _database_url() -> str:
+    """The database the command uses (see ``pin_database_url``); without one, one line a
+    container log shows as is, and exit status 2 ("misconfigured")."""
+    from app.db.embedded import DatabaseNotConfigured
+
+    try:
+        return pin_database_url()
+    except DatabaseNotConfigured as exc:
+        console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
 def _migrate(url: str) -> None:
     from app.db.migrate import upgrade
 
@@ -74,7 +86,7 @@ async def _seed(
 @cli.command()
 def migrate() -> None:
     """Upgrade the database schema to the newest revision."""
-    _migrate(pin_database_url())
+    _migrate(_database_url())
     console.print("[green]Database migrated.[/green]")
 
 
@@ -85,7 +97,7 @@ def seed(
     if_empty: Annotated[bool, typer.Option(help="Only when the database is empty.")] = False,
 ) -> None:
     """Insert realistic demo data (tiers, managers, customers placed within capacity)."""
-    url = pin_database_url()
+    url = _database_url()
     _migrate(url)
     result = asyncio.run(_seed(url, customers, managers, if_empty))
     if result is None:
@@ -109,17 +121,19 @@ def serve(
 
     _stop_signals_exit_cleanly()
     os.environ["BATON_RUN_WORKER"] = "true" if worker else "false"
-    url = pin_database_url()
+    url = _database_url()
     _migrate(url)
     if demo:
         result = asyncio.run(_seed(url, 2000, 40, only_if_empty=True))
         if result:
             console.print(f"Demo data: {result}.")
         key = asyncio.run(_ensure_demo_key(url))
+        # soft_wrap: the hint stays one line (copyable) when the output is not a terminal
         console.print(
             f"Demo admin API key: [bold]{key}[/bold]\n"
             "  Swagger UI: Authorize → HTTPBearer, paste the key.  curl: "
-            f"-H 'Authorization: Bearer {key}'"
+            f"-H 'Authorization: Bearer {key}'",
+            soft_wrap=True,
         )
     console.print(f"Baton on http://{host}:{port}  ·  API docs: http://{host}:{port}/docs")
     uvicorn.run(
@@ -144,7 +158,7 @@ def worker_command() -> None:
     _stop_signals_exit_cleanly()
     settings = get_settings()
     configure_logging(level=settings.log_level, json=use_json(settings))
-    url = pin_database_url()
+    url = _database_url()
     _migrate(url)
     console.print("Baton worker started; Ctrl+C or SIGTERM stops it.")
     asyncio.run(_work_until_signalled(url))
@@ -177,7 +191,7 @@ async def _check(url: str) -> tuple[list[Any], int]:
 def check() -> None:
     """Verify the ownership invariants and that every rule violation was reported; exit 1
     listing what does not hold."""
-    violations, recorded = asyncio.run(_check(pin_database_url()))
+    violations, recorded = asyncio.run(_check(_database_url()))
     if recorded:
         console.print(
             f"[yellow]{recorded} reported rule violation(s) await repair[/yellow] "
@@ -240,7 +254,7 @@ def apikey_create(
         console.print(f"[red]Unknown role {role!r}; use one of: {', '.join(Role)}.[/red]")
         raise typer.Exit(2) from None
     expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
-    url = pin_database_url()
+    url = _database_url()
     _migrate(url)
     try:
         created = asyncio.run(
@@ -265,7 +279,7 @@ def apikey_list(
     """List API keys (prefix, name, role, dates; never the secret)."""
     from app.auth import service
 
-    url = pin_database_url()
+    url = _database_url()
     _migrate(url)
     page = asyncio.run(
         _in_session(
@@ -293,7 +307,7 @@ def apikey_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (from
     except ValueError:
         console.print("[red]Pass the key's id as shown by `baton apikey list`.[/red]")
         raise typer.Exit(2) from None
-    url = pin_database_url()
+    url = _database_url()
     _migrate(url)
     try:
         revoked = asyncio.run(_in_session(url, lambda s: service.revoke_key(s, key_id=parsed)))

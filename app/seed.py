@@ -76,6 +76,17 @@ async def seed_demo(
     mean_weight = sum(weights[c] * share for c, share in tier_mix)
     base_capacity = max(8, int(customers * mean_weight / max(managers, 1) / 0.8))
 
+    # CRM ids (demo-m-0001, demo-c-000001, …), so an export of the demo book imports again
+    # (upsert by external_ref); a second seed numbers on after the first.
+    first_manager, first_customer = (
+        await session.execute(
+            text(
+                "SELECT (SELECT count(*) FROM managers WHERE external_ref LIKE 'demo-m-%'), "
+                "(SELECT count(*) FROM customers WHERE external_ref LIKE 'demo-c-%')"
+            )
+        )
+    ).one()
+
     now = datetime.now(UTC)
     hired = now - timedelta(days=730)  # before any demo customer (assigned 120–720 days ago)
     staff: list[dict[str, Any]] = []
@@ -85,6 +96,7 @@ async def seed_demo(
         staff.append(
             {
                 "id": uuid.uuid4(),
+                "external_ref": f"demo-m-{first_manager + i + 1:04d}",
                 "name": name,
                 "email": f"{name.lower().replace(' ', '.')}.{i}@example.com",
                 "level": rng.choice([1, 2, 2, 3, 3, 3, 4, 4, 5]),
@@ -108,6 +120,7 @@ async def seed_demo(
             k: []
             for k in (
                 "id",
+                "external_ref",
                 "name",
                 "tier",
                 "region",
@@ -122,6 +135,7 @@ async def seed_demo(
             tier = rng.choices([c for c, _ in tier_mix], [s for _, s in tier_mix])[0]
             region = rng.choice(REGIONS)
             rows["id"].append(uuid.uuid4())
+            rows["external_ref"].append(f"demo-c-{first_customer + i + 1:06d}")
             rows["name"].append(
                 f"{rng.choice(COMPANY_WORDS)} {rng.choice(COMPANY_KINDS)} {i + 1:06d}"
             )
@@ -148,10 +162,10 @@ async def seed_demo(
         since = now - timedelta(days=rng.randint(120, 720))
         await session.execute(
             text(
-                "INSERT INTO customers (id, name, tier_code, region, language, industry, "
-                "annual_value, satisfaction, created_at, updated_at) "
+                "INSERT INTO customers (id, external_ref, name, tier_code, region, language, "
+                "industry, annual_value, satisfaction, created_at, updated_at) "
                 "SELECT u.*, CAST(:since AS timestamptz), CAST(:since AS timestamptz) "
-                "FROM unnest(CAST(:id AS uuid[]), "
+                "FROM unnest(CAST(:id AS uuid[]), CAST(:external_ref AS text[]), "
                 "CAST(:name AS text[]), CAST(:tier AS text[]), CAST(:region AS text[]), "
                 "CAST(:language AS text[]), CAST(:industry AS text[]), "
                 "CAST(:value AS numeric[]), CAST(:satisfaction AS numeric[])) AS u"

@@ -30,6 +30,11 @@ class Settings(BaseSettings):
         10, ge=1, description="Connections of the read-only pool behind the hottest GET routes."
     )
     db_statement_timeout_ms: int = Field(30_000, description="Per-statement timeout.")
+    db_statement_cache: bool = Field(
+        True,
+        description="asyncpg's prepared-statement caches; false behind PgBouncer in transaction "
+        "mode, where consecutive statements may reach different server connections.",
+    )
     engine_budget_s: float = Field(
         30,
         gt=0,

@@ -33,7 +33,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api import tasks as api_tasks
-from app.db.session import SessionFactory, asyncpg_dsn, create_engine, create_session_factory
+from app.db.session import (
+    SessionFactory,
+    asyncpg_dsn,
+    create_engine,
+    create_session_factory,
+    statement_cache_args,
+)
 from app.handovers import tasks as handover_tasks
 from app.jobs.queue import SWEEP
 from app.jobs.registry import Registry, Sweep, Task
@@ -191,7 +197,9 @@ async def _serve_queue(
 ) -> None:
     """Connect, run the queue and a sweep until ``shutdown`` or until the connection is lost
     (then raise)."""
-    connection = await asyncio.wait_for(asyncpg.connect(asyncpg_dsn(url)), _CONNECT_TIMEOUT_S)
+    connection = await asyncio.wait_for(
+        asyncpg.connect(asyncpg_dsn(url), **statement_cache_args(settings)), _CONNECT_TIMEOUT_S
+    )
     lost = asyncio.Event()
     connection.add_termination_listener(lambda _: lost.set())
     pgq = build_queue(connection, factory)

@@ -47,7 +47,11 @@ async def run_migrations_online() -> None:
     if connection is not None:
         _run_sync(connection)
         return
-    engine = create_async_engine(_url())
+    from app.db.session import statement_cache_off
+    from app.settings import get_settings
+
+    url, connect_args = statement_cache_off(_url(), get_settings())
+    engine = create_async_engine(url, connect_args=connect_args)
     async with engine.connect() as conn:
         await conn.run_sync(_run_sync)
         await conn.commit()

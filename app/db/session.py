@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from asyncpg import InterfaceError, PostgresConnectionError
 from asyncpg.exceptions import ConnectionDoesNotExistError, InternalClientError
@@ -16,7 +18,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from app.db.embedded import start_embedded_postgres
+from app.db.embedded import DatabaseNotConfigured, start_embedded_postgres
 from app.settings import Settings
 
 SessionFactory = async_sessionmaker[AsyncSession]
@@ -34,6 +36,11 @@ def resolve_database_url(settings: Settings) -> str:
         ):
             url = url.set(drivername="postgresql+asyncpg")
         return url.render_as_string(hide_password=False)
+    if settings.environment == "production":
+        raise DatabaseNotConfigured(
+            "DATABASE_URL is not set: in production (BATON_ENVIRONMENT=production) Baton needs "
+            "DATABASE_URL=postgresql://user:password@host/db"
+        )
     return start_embedded_postgres(settings.pgdata_dir)
 
 
@@ -42,8 +49,29 @@ def asyncpg_dsn(sqlalchemy_url: str) -> str:
     return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(False)
 
 
+def statement_cache_args(settings: Settings) -> dict[str, Any]:
+    """``asyncpg.connect`` arguments for ``settings.db_statement_cache`` (off: no cache)."""
+    return {} if settings.db_statement_cache else {"statement_cache_size": 0}
+
+
+def statement_cache_off(url: str, settings: Settings) -> tuple[str, dict[str, Any]]:
+    """``url`` and SQLAlchemy connect arguments honouring ``settings.db_statement_cache``.
+
+    Off (behind PgBouncer in transaction mode), neither asyncpg nor SQLAlchemy caches a
+    statement and each prepared statement gets a name of its own, so no statement is looked
+    for on a server connection other than the one it was prepared on."""
+    if settings.db_statement_cache:
+        return url, {}
+    url = make_url(url).update_query_dict({"prepared_statement_cache_size": "0"})
+    return url.render_as_string(hide_password=False), {
+        **statement_cache_args(settings),
+        "prepared_statement_name_func": lambda: f"__baton_{uuid.uuid4().hex}__",
+    }
+
+
 def create_engine(url: str, settings: Settings) -> AsyncEngine:
     """An async engine with a bounded pool and a statement timeout on every connection."""
+    url, cache_args = statement_cache_off(url, settings)
     return create_async_engine(
         url,
         pool_size=settings.db_pool_size,
@@ -54,7 +82,8 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
             "server_settings": {
                 "statement_timeout": str(settings.db_statement_timeout_ms),
                 "application_name": "baton",
-            }
+            },
+            **cache_args,
         },
     )
 

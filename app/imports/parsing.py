@@ -32,10 +32,34 @@ _NDJSON_TYPES = frozenset(
     }
 )
 MEDIA_TYPES: dict[Format, str] = {"csv": "text/csv", "ndjson": "application/x-ndjson"}
+OCTET_STREAM = "application/octet-stream"
+
+# The request body of an import in the spec: each media type a file (``format: binary``), so a
+# generated client takes bytes; ``application/octet-stream`` last, with ``?format=``, is what
+# a client that sends every file the same way (openapi-python-client) uses.
+_FILE = {"type": "string", "format": "binary"}
 
 
-def format_of(content_type: str | None) -> Format:
-    """CSV or NDJSON from a Content-Type header; 415 for anything else."""
+def import_body(csv_example: str, ndjson_example: str) -> dict[str, Any]:
+    """The ``openapi_extra`` of an import route: its request body in CSV, NDJSON or either
+    as ``application/octet-stream`` with ``?format=``."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {"schema": _FILE, "example": csv_example},
+                "application/x-ndjson": {"schema": _FILE, "example": ndjson_example},
+                OCTET_STREAM: {"schema": _FILE},
+            },
+        }
+    }
+
+
+def format_of(content_type: str | None, declared: Format | None = None) -> Format:
+    """CSV or NDJSON from a Content-Type header, or from ``declared`` (the ``format`` query
+    parameter) for an ``application/octet-stream`` body, as generated clients send a file.
+    415 for another media type; 422 when an octet stream does not say its format or the two
+    disagree."""
     media, _, params = (content_type or "").partition(";")
     media = media.strip().lower()
     charset = next(
@@ -48,14 +72,32 @@ def format_of(content_type: str | None) -> Format:
     )
     if charset not in ("utf-8", "utf8"):
         raise UnsupportedMediaType(f"Only UTF-8 bodies are accepted, not charset={charset}.")
-    if media == "text/csv":
-        return "csv"
-    if media in _NDJSON_TYPES:
-        return "ndjson"
+    found: Format | None = (
+        "csv" if media == "text/csv" else "ndjson" if media in _NDJSON_TYPES else None
+    )
+    if media == OCTET_STREAM and declared is None:
+        raise _format_error(
+            "an `application/octet-stream` body needs `?format=csv` or `?format=ndjson`"
+        )
+    if media == OCTET_STREAM:
+        return declared  # type: ignore[return-value]
+    if found is not None and declared not in (None, found):
+        raise _format_error(f"the body is `{media}`, not `{declared}`: send one or the other")
+    if found is not None:
+        return found
     raise UnsupportedMediaType(
-        "Send the rows as `Content-Type: text/csv` (a header row, then one row per record) or "
-        "`application/x-ndjson` (one JSON object per line)."
+        "Send the rows as `Content-Type: text/csv` (a header row, then one row per record), "
+        "`application/x-ndjson` (one JSON object per line), or `application/octet-stream` "
+        "with `?format=csv|ndjson`."
         + (f" Got `{media}`." if media else " No Content-Type was sent.")
+    )
+
+
+def _format_error(msg: str) -> InvalidInput:
+    """422 about the ``format`` query parameter (the media type itself is supported)."""
+    return InvalidInput(
+        msg[0].upper() + msg[1:] + ".",
+        errors=[{"loc": ["query", "format"], "msg": msg, "type": "value_error"}],
     )
 
 

@@ -18,7 +18,7 @@ from app.customers.schemas import CustomerStatus
 from app.errors import problem_responses
 from app.imports import service
 from app.imports.copy import ExportFilter, Formulas
-from app.imports.parsing import MEDIA_TYPES, format_of
+from app.imports.parsing import MEDIA_TYPES, Format, format_of, import_body
 from app.imports.schemas import ExportFormat, ImportMode, ImportReport
 from app.managers.schemas import ManagerStatus
 
@@ -58,18 +58,6 @@ _MANAGERS_NDJSON = (
 )
 
 
-def _body(csv_example: str, ndjson_example: str) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "text/csv": {"schema": {"type": "string"}, "example": csv_example},
-                "application/x-ndjson": {"schema": {"type": "string"}, "example": ndjson_example},
-            },
-        }
-    }
-
-
 _IMPORT_ERRORS = problem_responses(415)
 _IMPORT_ERRORS[415] = {
     **_IMPORT_ERRORS[415],
@@ -81,6 +69,17 @@ Mode = Annotated[
     Query(
         description="`all_or_nothing`: any invalid row rejects the whole file (422 listing every "
         "row error); `best_effort`: apply the valid rows and report the others."
+    ),
+]
+
+
+BodyFormat = Annotated[
+    Format | None,
+    Query(
+        alias="format",
+        description="The body's format when it is sent as `application/octet-stream` (as "
+        "generated clients send a file; 422 without it); with `text/csv` or "
+        "`application/x-ndjson` it may be left out (422 if it disagrees).",
     ),
 ]
 
@@ -100,10 +99,11 @@ async def _import(
     caller: CurrentCaller,
     resource: str,
     mode: ImportMode,
+    declared: Format | None,
     force: bool = False,
 ) -> ImportReport:
     guard.authorize_force(force, caller.role)
-    fmt = format_of(request.headers.get("content-type"))
+    fmt = format_of(request.headers.get("content-type"), declared)
     return await service.import_rows(
         session,
         resource=resource,
@@ -120,7 +120,7 @@ async def _import(
     response_model=ImportReport,
     summary="Import customers (CSV or NDJSON)",
     responses=_IMPORT_ERRORS,
-    openapi_extra=_body(_CUSTOMERS_CSV, _CUSTOMERS_NDJSON),
+    openapi_extra=import_body(_CUSTOMERS_CSV, _CUSTOMERS_NDJSON),
     max_body_size=IMPORT_MAX_BODY_BYTES,
 )
 async def import_customers(
@@ -129,6 +129,7 @@ async def import_customers(
     caller: CurrentCaller,
     mode: Mode = "all_or_nothing",
     force: Force = False,
+    fmt: BodyFormat = None,
 ) -> ImportReport:
     """Create or update customers by `external_ref` from a CSV (`text/csv`, header row naming
     the columns) or NDJSON (`application/x-ndjson`) body, streamed in batches.
@@ -146,7 +147,7 @@ async def import_customers(
 
     The whole import is one transaction. Errors give the line, the field and why: duplicate
     `external_ref`s in the file, unknown tier or owner, a departed owner."""
-    return await _import(request, session, caller, "customers", mode, force)
+    return await _import(request, session, caller, "customers", mode, fmt, force)
 
 
 @imports.post(
@@ -154,11 +155,15 @@ async def import_customers(
     response_model=ImportReport,
     summary="Import managers (CSV or NDJSON)",
     responses=_IMPORT_ERRORS,
-    openapi_extra=_body(_MANAGERS_CSV, _MANAGERS_NDJSON),
+    openapi_extra=import_body(_MANAGERS_CSV, _MANAGERS_NDJSON),
     max_body_size=IMPORT_MAX_BODY_BYTES,
 )
 async def import_managers(
-    request: Request, session: LongSession, caller: CurrentCaller, mode: Mode = "all_or_nothing"
+    request: Request,
+    session: LongSession,
+    caller: CurrentCaller,
+    mode: Mode = "all_or_nothing",
+    fmt: BodyFormat = None,
 ) -> ImportReport:
     """Create or update managers by `external_ref` from CSV or NDJSON, validated with the rules
     of `POST /v1/managers`. In CSV, `languages` and `industries` are `;`-separated. Emails
@@ -166,7 +171,7 @@ async def import_managers(
     fields keep their value on update; modes and errors as for customers. A manager who
     still owns active customers cannot be imported as `departed` (a row error: leaving is a
     handover); owners a change makes non-compliant are listed in `violations_detected`."""
-    return await _import(request, session, caller, "managers", mode)
+    return await _import(request, session, caller, "managers", mode, fmt)
 
 
 def _export(

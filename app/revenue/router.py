@@ -12,7 +12,8 @@ from app.api.pagination import PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
 from app.core.pagination import Page
 from app.errors import problem_responses
-from app.imports.parsing import format_of
+from app.imports.parsing import format_of, import_body
+from app.imports.router import BodyFormat
 from app.revenue import service
 from app.revenue.schemas import RevenueImportReport, RevenueIn, RevenueOut
 
@@ -97,18 +98,7 @@ _IMPORT_ERRORS[415] = {
     response_model=RevenueImportReport,
     summary="Import revenue events (CSV or NDJSON)",
     responses=_IMPORT_ERRORS,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "text/csv": {"schema": {"type": "string"}, "example": _REVENUE_CSV},
-                "application/x-ndjson": {
-                    "schema": {"type": "string"},
-                    "example": _REVENUE_NDJSON,
-                },
-            },
-        }
-    },
+    openapi_extra=import_body(_REVENUE_CSV, _REVENUE_NDJSON),
 )
 async def import_revenue(
     request: Request,
@@ -120,11 +110,14 @@ async def import_revenue(
             "rows); `best_effort`: record the valid rows and report the others."
         ),
     ] = "all_or_nothing",
+    fmt: BodyFormat = None,
 ) -> RevenueImportReport:
     """Record revenue events from a CSV (`text/csv`, header row naming the columns) or NDJSON
     (`application/x-ndjson`) body: `customer_external_ref`, `amount`, `currency`,
     `occurred_at`, and optionally `source`, `external_id`, `note`. Rows already recorded
     under their (source, external_id) are counted as duplicates, so a file can be sent
     again. Dates in the future are row errors."""
-    fmt = format_of(request.headers.get("content-type"))
-    return await service.import_revenue(session, chunks=streamed_body(request), fmt=fmt, mode=mode)
+    body_format = format_of(request.headers.get("content-type"), fmt)
+    return await service.import_revenue(
+        session, chunks=streamed_body(request), fmt=body_format, mode=mode
+    )

@@ -422,3 +422,22 @@ async def test_an_export_cut_short_gives_its_connection_up(committed_api, commit
         await stream.aclose()
     r = await committed_client.get("/v1/exports/customers")
     assert r.status_code == 200 and len(r.text.splitlines()) == n + 1
+
+
+async def test_a_file_sent_as_octet_stream_says_its_format_in_the_query(client):
+    await create_tiers(client)
+    octet = {"content-type": "application/octet-stream"}
+    rows = "external_ref,name,tier\nfile-1,File One,standard\n"
+    unsaid = await _import(client, "customers", rows, headers=octet)
+    assert unsaid.status_code == 422, unsaid.text
+    assert "?format=csv" in unsaid.json()["detail"]
+    assert unsaid.json()["errors"][0]["loc"] == ["query", "format"]
+    said = await _import(client, "customers", rows, headers=octet, format="csv")
+    assert said.status_code == 200 and said.json()["created"] == 1, said.text
+    lines = _ndjson({"external_ref": "file-2", "name": "File Two", "tier": "standard"})
+    ndjson = await _import(client, "customers", lines, headers=octet, format="ndjson")
+    assert ndjson.status_code == 200 and ndjson.json()["created"] == 1, ndjson.text
+    disagree = await _import(client, "customers", rows, headers=CSV, format="ndjson")
+    assert disagree.status_code == 422, disagree.text
+    customers = await _customers(client)
+    assert {"file-1", "file-2"} <= set(customers)
