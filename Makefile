@@ -26,9 +26,10 @@ lock: install  ## re-resolve uv.lock after a change of dependencies in pyproject
 run: install  ## start embedded Postgres, migrate, seed demo data if empty, serve
 	$(BIN)/baton serve --demo --host $(HOST) --port $(PORT)
 
-test: install  ## lint, format check, and every test against a real Postgres
+test: install  ## lint, format check, type check, and every test against a real Postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy app
 	$(BIN)/python -m pytest
 
 lint: install

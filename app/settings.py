@@ -16,7 +16,9 @@ class Settings(BaseSettings):
     )
 
     environment: str = Field("development", description="development | production | test")
-    database_url: SecretStr | None = Field(
+    # The plugin flags every non-literal alias, though the field has a default and is read from
+    # the environment (DATABASE_URL or BATON_DATABASE_URL), never passed by name.
+    database_url: SecretStr | None = Field(  # type: ignore[pydantic-alias]
         None,
         validation_alias=AliasChoices("DATABASE_URL", "BATON_DATABASE_URL"),
         description="Postgres URL; when unset an embedded Postgres is started in data_dir.",

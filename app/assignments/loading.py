@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from sqlalchemy import text
+from sqlalchemy import RowMapping, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
@@ -171,7 +170,7 @@ async def load_manager(
     return _manager(row) if row is not None else None
 
 
-def _manager(r: Mapping[str, Any]) -> engine.Manager:
+def _manager(r: RowMapping) -> engine.Manager:
     return engine.Manager(
         id=r["id"],
         level=r["level"],

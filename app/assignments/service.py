@@ -9,11 +9,11 @@ import secrets
 import statistics
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import RowMapping, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
@@ -260,7 +260,7 @@ async def plan_placement(session: AsyncSession, *, request: PlanRequest, actor: 
 _REVIEWED_FIELDS = frozenset(PlanRequest.model_fields) - {"explain", "decisions_limit"}
 
 
-def _reviewed_request(stored: Mapping[str, Any] | None, request: ApplyRequest) -> PlanRequest:
+def _reviewed_request(stored: RowMapping | None, request: ApplyRequest) -> PlanRequest:
     """The request of the reviewed plan behind ``request.plan_token``: the token carries the
     selection and options; a field the client repeats must agree with it."""
     if stored is None:
@@ -430,7 +430,7 @@ async def rebalance(session: AsyncSession, *, request: RebalanceRequest, actor: 
         target_utilization=request.target_utilization,
         max_spread=request.max_spread,
         min_days_since_move=request.min_days_since_move,
-        explain=request.explain,  # type: ignore[arg-type]
+        explain=request.explain,
         deadline=deadline,
     )
 

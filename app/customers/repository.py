@@ -13,6 +13,7 @@ from sqlalchemy import (
     Integer,
     Numeric,
     RowMapping,
+    SQLColumnExpression,
     Text,
     Uuid,
     bindparam,
@@ -88,7 +89,7 @@ _PAGE_FILTERS: dict[str, ColumnElement[bool]] = {
 
 # The orders a page can be sorted in: each a non-null expression (so a keyset comparison
 # never meets NULL), with the id as tie-breaker. An unknown annual value sorts as -1, first.
-SORT_KEYS: dict[str, ColumnElement[Any]] = {
+SORT_KEYS: dict[str, SQLColumnExpression[Any]] = {
     "name": Customer.name,
     "tier": select(Tier.rank).where(Tier.code == Customer.tier_code).scalar_subquery(),
     "annual_value": func.coalesce(Customer.annual_value, literal_column("-1")),

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic.json_schema import JsonDict
 
 from app.api.schemas import PatchModel
 from app.assignments.schemas import ViolationsDetected
@@ -25,7 +26,7 @@ Satisfaction = Annotated[
 ]
 TierCode = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", examples=["key"])]
 
-_EXAMPLE = {
+_EXAMPLE: JsonDict = {
     "external_ref": "hs-company-90210",
     "name": "Hangzhou Precision Parts Co.",
     "tier": "key",
@@ -82,7 +83,7 @@ class CustomerUpdate(PatchModel):
     pinned: StrictBool | None = None
 
 
-_OUT_EXAMPLE = {
+_OUT_EXAMPLE: JsonDict = {
     "id": "9b6f1c2e-7a43-4d0e-8f51-2c3d4e5f6a7b",
     **_EXAMPLE,
     "status": "active",

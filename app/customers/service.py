@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import RowMapping, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
@@ -136,7 +136,7 @@ def _cursor_key(value: Any) -> Any:
     return str(value) if isinstance(value, Decimal) else value
 
 
-async def _tier(session: AsyncSession, code: str) -> Mapping[str, Any]:
+async def _tier(session: AsyncSession, code: str) -> RowMapping:
     row = (await session.execute(select(*Tier.__table__.c).where(Tier.code == code))).mappings()
     tier = row.first()
     if tier is None:
@@ -224,7 +224,12 @@ async def create_customer(
         row = await repository.get(session, customer_id, lock=True)
         assert row is not None
         await assign_manually(
-            session, customer=row, manager_id=data.manager_id, force=force, actor=actor, role=role
+            session,
+            customer=dict(row),
+            manager_id=data.manager_id,
+            force=force,
+            actor=actor,
+            role=role,
         )
     return await get_customer(session, customer_id=customer_id)
 

@@ -107,7 +107,8 @@ def _plan(
             run_successor(
                 problem, classes, outcome, load, penalty, options.successor_id, options.force
             )
-            extra = {"successor": problem.index_of[options.successor_id]}  # checked above
+            if options.successor_id is not None:  # run_successor rejects a missing one
+                extra = {"successor": problem.index_of[options.successor_id]}
         case "round_robin":
             rotation = run_round_robin(
                 problem, classes, outcome, load, rows, dict(options.rotation)

@@ -17,6 +17,8 @@ from typing import Any
 from sqlalchemy import RowMapping, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.session import driver_connection
+
 
 @dataclass(frozen=True)
 class Resource:
@@ -107,9 +109,8 @@ async def copy_rows(
     session: AsyncSession, stage: str, resource: Resource, rows: Sequence[tuple[Any, ...]]
 ) -> None:
     """Append rows to the staging table with binary COPY on the session's own connection."""
-    connection = await session.connection()
-    raw = (await connection.get_raw_connection()).driver_connection
-    await raw.copy_records_to_table(_ident(stage), records=rows, columns=resource.columns)  # type: ignore[union-attr]
+    raw = await driver_connection(session)
+    await raw.copy_records_to_table(_ident(stage), records=rows, columns=resource.columns)
 
 
 async def check_customers(session: AsyncSession, stage: str) -> None:
@@ -323,7 +324,7 @@ async def staged_moves(
             "ORDER BY seq"
         )
     )
-    return [tuple(r) for r in rows.all()]  # type: ignore[misc]
+    return [tuple(r) for r in rows.all()]
 
 
 async def drop_staged_moves(session: AsyncSession, stage: str, seqs: list[int]) -> None:

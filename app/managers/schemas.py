@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic.json_schema import JsonDict
 
 from app.api.schemas import Email, PatchModel
 from app.assignments.schemas import ViolationsDetected
@@ -20,7 +21,7 @@ Tag = Annotated[str, Field(min_length=1, max_length=64)]
 Ref = Annotated[str, Field(min_length=1, max_length=200, description="Id in the source CRM.")]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 
-_EXAMPLE = {
+_EXAMPLE: JsonDict = {
     "external_ref": "hs-owner-4411",
     "name": "Li Na",
     "email": "li.na@example.com",

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.pagination import Page, decode_cursor, encode_cursor
@@ -55,7 +56,7 @@ def _num(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _row(r: Mapping[str, Any]) -> KpiRow:
+def _row(r: RowMapping) -> KpiRow:
     return KpiRow(
         key=r["key"],
         managers=int(r["managers"]),

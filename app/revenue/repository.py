@@ -51,7 +51,7 @@ async def customer_ids(session: AsyncSession, external_refs: list[str]) -> dict[
     rows = await session.execute(
         select(Customer.external_ref, Customer.id).where(Customer.external_ref.in_(external_refs))
     )
-    return {ref: customer_id for ref, customer_id in rows.all()}
+    return {ref: customer_id for ref, customer_id in rows.all() if ref is not None}
 
 
 _INSERT_MANY = text(

@@ -437,7 +437,7 @@ def _report(
                 "reason": left_for.name(row),
             }
         )
-    listed = []
+    listed: list[dict[str, Any]] = []
     for i, m in enumerate(managers):
         before = live[i] if i < len(live) else None
         w_before = int(load_before[i]) if before else 0
@@ -465,7 +465,7 @@ def _report(
                     "utilization_after": _ratio(int(load_after[i]), m.capacity),
                 }
             )
-    teams: dict[str | None, dict[str, int]] = defaultdict(Counter)  # type: ignore[arg-type]
+    teams: dict[str | None, dict[str, int]] = defaultdict(Counter)
     for i, m in enumerate(live):
         t = teams[m.team]
         t["managers_before"] += 1

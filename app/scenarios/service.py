@@ -119,11 +119,11 @@ async def _checked_changes(session: AsyncSession, changes: ScenarioChanges) -> d
                 }
             )
     emails = [m.email.lower() for m in changes.new_managers]
-    for i, m in enumerate(changes.new_managers):
+    for i, new in enumerate(changes.new_managers):
         taken = await manager_rows.find_conflict(
-            session, email=m.email, external_ref=m.external_ref, exclude=None
+            session, email=new.email, external_ref=new.external_ref, exclude=None
         )
-        if taken is not None or emails.count(m.email.lower()) > 1:
+        if taken is not None or emails.count(new.email.lower()) > 1:
             errors.append(
                 {
                     "loc": ["body", "changes", "new_managers", i, taken or "email"],
@@ -183,7 +183,7 @@ async def list_scenarios(
     session: AsyncSession, *, cursor: str | None, limit: int, state: ScenarioState | None
 ) -> Page[ScenarioOut]:
     """Scenarios newest first; archived ones only when asked for."""
-    states = [state] if state is not None else ["draft", "activated"]
+    states: list[str] = [state] if state is not None else ["draft", "activated"]
     after = None
     if cursor:
         at, scenario_id = decode_cursor(cursor, (datetime, uuid.UUID))
