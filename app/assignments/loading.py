@@ -26,7 +26,7 @@ from sqlalchemy import RowMapping, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
-from app.db.models import INTAKE_REASONS
+from app.vocabulary import INTAKE_REASONS, sql_list
 
 # Whether the manager is on an absence at the transaction's clock (``now()``): the engine and
 # the guard read it as a plain fact.
@@ -36,7 +36,7 @@ _ABSENT = """EXISTS (SELECT 1 FROM manager_absences AS a
 
 # New customers the manager may still receive under their intake caps, counted from the
 # ledger over the last 24 hours and 7 days (NULL: no cap).
-_INTAKE_REASONS = ", ".join(f"'{r}'" for r in INTAKE_REASONS)
+_INTAKE_REASONS = sql_list(INTAKE_REASONS)
 _INTAKE_ROOM = f"""CASE WHEN m.max_new_per_day IS NULL AND m.max_new_per_week IS NULL THEN NULL
         ELSE (SELECT LEAST(m.max_new_per_day - count(*) FILTER (
                                WHERE a.started_at > now() - interval '1 day'),

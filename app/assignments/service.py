@@ -39,6 +39,7 @@ from app.audit import service as audit
 from app.db.models import Customer
 from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from app.rules.service import current_rules
+from app.vocabulary import Strategy
 
 # Automated placements (apply, assign, rebalance) run one at a time: each reads workloads
 # and writes moves that must not interleave with another's.
@@ -117,7 +118,7 @@ async def _propose(
     if successor_id is not None and all(m.id != successor_id for m in managers):
         raise InvalidInput(f"Successor {successor_id} does not exist or has departed.")
     options = engine.PlanOptions(
-        strategy=strategy,  # type: ignore[arg-type]
+        strategy=Strategy(strategy),
         now=datetime.now(UTC),
         exclude_manager_ids=frozenset(exclude_manager_ids),
         successor_id=successor_id,

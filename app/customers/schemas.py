@@ -10,10 +10,11 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from pydantic.json_schema import JsonDict
 
-from app.api.schemas import PatchModel
+from app import vocabulary
+from app.api.schemas import PatchModel, one_of
 from app.assignments.schemas import ViolationsDetected
 
-CustomerStatus = Literal["active", "churned"]
+CustomerStatus = Annotated[vocabulary.CustomerStatus, one_of(vocabulary.CustomerStatus)]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 Money = Annotated[
     Decimal,
@@ -48,7 +49,7 @@ class CustomerCreate(BaseModel):
     external_ref: ShortText | None = None
     name: ShortText
     tier: TierCode
-    status: CustomerStatus = "active"
+    status: CustomerStatus = vocabulary.CustomerStatus.ACTIVE
     region: ShortText | None = None
     language: ShortText | None = None
     industry: ShortText | None = None

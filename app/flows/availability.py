@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.absences import service as absences
 from app.absences.schemas import AbsenceCreate, AbsenceOut, AbsenceUpdate
-from app.db.models import HANDOVER_OPEN_STATES
 from app.handovers import service as handovers
 from app.handovers.schemas import ActionIn, HandoverCreate
+from app.vocabulary import OPEN_HANDOVER_STATES, HandoverReason
 
 
 async def create_absence(
@@ -33,7 +33,7 @@ async def create_absence(
         session,
         data=HandoverCreate(
             from_manager_id=manager_id,
-            reason="leave",
+            reason=HandoverReason.LEAVE,
             effective_at=data.starts_at,
             until=data.ends_at,
             note=f"Cover of absence {absence.id}.",
@@ -80,7 +80,7 @@ async def _follow(session: AsyncSession, absence: AbsenceOut, *, actor: str) -> 
         await _end_cover(session, absence.cover_handover_id, actor=actor)
         return
     handover = await handovers.get_handover(session, handover_id=absence.cover_handover_id)
-    if handover.state in HANDOVER_OPEN_STATES or (
+    if handover.state in OPEN_HANDOVER_STATES or (
         handover.state == "completed" and handover.cover_returned_at is None
     ):
         await handovers.reschedule_leave(
@@ -93,7 +93,7 @@ async def _follow(session: AsyncSession, absence: AbsenceOut, *, actor: str) -> 
 
 async def _end_cover(session: AsyncSession, handover_id: uuid.UUID, *, actor: str) -> None:
     handover = await handovers.get_handover(session, handover_id=handover_id)
-    if handover.state in HANDOVER_OPEN_STATES:
+    if handover.state in OPEN_HANDOVER_STATES:
         await handovers.cancel_handover(
             session, handover_id=handover_id, data=ActionIn(note="absence ended"), actor=actor
         )

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Literal
 
 from app.errors import InvalidTransition
+from app.vocabulary import HandoverState
 
-State = Literal[
-    "draft", "planned", "approved", "executing", "completed", "cancelled", "rolled_back"
-]
+State = HandoverState
 Action = Literal["plan", "approve", "execute", "complete", "cancel", "rollback"]
 
 # action -> (states it may start from, state it leads to)

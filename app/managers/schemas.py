@@ -9,10 +9,11 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from pydantic.json_schema import JsonDict
 
-from app.api.schemas import Email, PatchModel
+from app import vocabulary
+from app.api.schemas import Email, PatchModel, one_of
 from app.assignments.schemas import ViolationsDetected
 
-ManagerStatus = Literal["active", "on_leave", "departing", "departed"]
+ManagerStatus = Annotated[vocabulary.ManagerStatus, one_of(vocabulary.ManagerStatus)]
 ManagerSort = Literal["name", "-name", "utilization", "-utilization"]
 """The orders of the manager list (``-``: descending)."""
 Level = Annotated[int, Field(ge=1, le=5, description="1 junior … 5 principal.")]
@@ -42,7 +43,7 @@ class ManagerCreate(BaseModel):
     email: Email
     level: Level
     capacity: Capacity
-    status: ManagerStatus = "active"
+    status: ManagerStatus = vocabulary.ManagerStatus.ACTIVE
     accepting_new: StrictBool = True
     region: ShortText | None = None
     languages: list[Tag] = Field(default_factory=list, max_length=50)

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import HANDOVER_OPEN_STATES
+from app.vocabulary import OPEN_HANDOVER_STATES, sql_list
 
-_OPEN_HANDOVER_STATES = ", ".join(f"'{s}'" for s in HANDOVER_OPEN_STATES)
+_OPEN_HANDOVER_STATES = sql_list(OPEN_HANDOVER_STATES)
 
 # The instant a customer's inactivity counts from: the latest follow-up, or when the owner
 # got it (a fresh owner is not reclaimed for the previous owner's silence).

@@ -21,6 +21,7 @@ import numpy as np
 
 from app import engine
 from app.engine.columns import uuids_to_s16
+from app.vocabulary import Strategy
 
 SAMPLE = 100
 """Violations left listed in a preview."""
@@ -326,7 +327,7 @@ def redivide(
             managers,
             tiers,
             rules,
-            engine.PlanOptions(strategy="balanced", now=now, explain=explain),
+            engine.PlanOptions(strategy=Strategy.BALANCED, now=now, explain=explain),
         )
         mine = np.array([position[m.id] for m in plan.problem.managers] + [-1], np.int64)
         to = plan.outcome.to.astype(np.int64)
