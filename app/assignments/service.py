@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import secrets
 import statistics
 import uuid
@@ -131,10 +130,6 @@ async def _propose(
     return plan, digests, rules.version
 
 
-def _digest(value: object) -> str:
-    return hashlib.sha256(repr(value).encode()).hexdigest()[:24]
-
-
 def input_digests(
     customers: Sequence[engine.Customer],
     managers: Sequence[engine.Manager],
@@ -143,18 +138,19 @@ def input_digests(
     options: engine.PlanOptions,
 ) -> dict[str, str]:
     """Digests of every input a plan's decisions read, by part, so a stale plan says what
-    changed. Each part is the ``repr`` of whole frozen dataclasses: every field counts,
-    including ones added later (only the clock and the explanation level are left out)."""
+    changed. Each part is derived from whole frozen dataclasses (``engine.digest``): every
+    field counts, including ones added later (only the clock, the explanation level and the
+    time budget are left out)."""
     neutral = dataclasses.replace(
         options, now=datetime.min.replace(tzinfo=UTC), explain="none", deadline=None
     )
     return {
-        "customers": _digest(tuple(customers)),
-        "managers": _digest(tuple(dataclasses.replace(m, workload=0) for m in managers)),
-        "workloads": _digest(tuple((m.id, m.workload) for m in managers)),
-        "tiers": _digest(tuple(tiers)),
+        "customers": engine.digest(tuple(customers)),
+        "managers": engine.digest(tuple(dataclasses.replace(m, workload=0) for m in managers)),
+        "workloads": engine.digest(tuple((m.id, m.workload) for m in managers)),
+        "tiers": engine.digest(tuple(tiers)),
         "rules": str(rules_version),
-        "options": _digest(neutral),
+        "options": engine.digest(neutral),
     }
 
 
@@ -441,9 +437,11 @@ async def rebalance(session: AsyncSession, *, request: RebalanceRequest, actor: 
         loaded = columnar.with_workloads(managers, customers, tiers)
         plan = engine.rebalance(customers, loaded, tiers, rules.rules, options)
         plan.moves().as_uuids()
-        digest = hashlib.sha256(customers.ids.tobytes() + customers.owner.tobytes())
-        digest.update(repr((loaded, tiers, rules.version)).encode())
-        return plan, digest.hexdigest()[:32]
+        neutral = dataclasses.replace(
+            options, now=datetime.min.replace(tzinfo=UTC), explain="none", deadline=None
+        )
+        token = engine.digest(customers, loaded, tiers, rules.version, neutral, size=32)
+        return plan, token
 
     plan, token = await run_engine("rebalance", compute, deadline=deadline)
     moved = 0
