@@ -38,7 +38,6 @@ class Settings(BaseSettings):
         le=3600,
         description="Longest a plan or rebalance may compute before it is abandoned (503).",
     )
-    max_page_size: int = 500
     default_page_size: int = 50
     log_level: str = "INFO"
     bootstrap_admin_key: SecretStr | None = Field(

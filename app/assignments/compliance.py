@@ -18,7 +18,11 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
-from app.api.pagination import Page, decode_cursor, encode_cursor
+from app.api.pagination import (
+    Page,
+    cursor_value,
+    keyset_page,
+)
 from app.assignments import loading
 from app.assignments import repository as ledger
 from app.assignments.schemas import ViolationBrief, ViolationOut, ViolationRule
@@ -164,7 +168,7 @@ async def list_violations(
     team: str | None = None,
 ) -> Page[ViolationOut]:
     """Recorded violations, oldest first, filtered."""
-    after = decode_cursor(cursor, (int,))[0] if cursor else None
+    after = cursor_value(cursor, int)
     rows = await ledger.list_violations(
         session,
         state=state,
@@ -176,6 +180,10 @@ async def list_violations(
         after=after,
         limit=limit + 1,
     )
-    items = [ViolationOut.model_validate(dict(r)) for r in rows[:limit]]
-    next_cursor = encode_cursor([items[-1].id]) if len(rows) > limit else None
+    items, next_cursor = keyset_page(
+        rows,
+        limit=limit,
+        item=lambda r: ViolationOut.model_validate(dict(r)),
+        key=lambda r: [r["id"]],
+    )
     return Page[ViolationOut](items=items, next_cursor=next_cursor)

@@ -8,7 +8,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.pagination import Page, decode_cursor, encode_cursor
+from app.api.pagination import (
+    Page,
+    cursor_key,
+    keyset_page,
+)
 from app.auth import repository
 from app.auth.keys import digest_matches, generate_key, parse_key
 from app.auth.roles import Role
@@ -111,18 +115,18 @@ async def list_keys(
     session: AsyncSession, *, cursor: str | None, limit: int, include_revoked: bool
 ) -> Page[ApiKeyOut]:
     """Keys, newest first."""
-    after = None
-    if cursor:
-        at, key_id = decode_cursor(cursor, (datetime, uuid.UUID))
-        after = (at, key_id)
+    after = cursor_key(cursor, (datetime, uuid.UUID))
     rows = await repository.list_page(
-        session, after=after, limit=limit + 1, include_revoked=include_revoked
+        session,
+        after=(after[0], after[1]) if after else None,
+        limit=limit + 1,
+        include_revoked=include_revoked,
     )
-    items = [ApiKeyOut.model_validate(r) for r in rows[:limit]]
-    next_cursor = (
-        encode_cursor([items[-1].created_at.isoformat(), str(items[-1].id)])
-        if len(rows) > limit
-        else None
+    items, next_cursor = keyset_page(
+        rows,
+        limit=limit,
+        item=ApiKeyOut.model_validate,
+        key=lambda r: [r["created_at"].isoformat(), str(r["id"])],
     )
     return Page[ApiKeyOut](items=items, next_cursor=next_cursor)
 

@@ -13,7 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
 from app.api.concurrency import Precondition
-from app.api.pagination import Page, decode_cursor, encode_cursor
+from app.api.pagination import (
+    Page,
+    cursor_value,
+    decode_cursor,
+    keyset_page,
+)
 from app.assignments import compliance, guard
 from app.assignments import repository as ledger
 from app.customers import repository
@@ -97,15 +102,14 @@ async def list_customers(
     rows = await repository.read_page(
         reader, filters=filters, limit=limit + 1, sort=key, descending=descending
     )
-    items = [CustomerOut.model_validate(dict(r)) for r in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor(
-            [str(last["id"])]
-            if key is None
-            else [sort, _cursor_key(last["sort_key"]), str(last["id"])]
-        )
+    items, next_cursor = keyset_page(
+        rows,
+        limit=limit,
+        item=lambda r: CustomerOut.model_validate(dict(r)),
+        key=lambda r: (
+            [str(r["id"])] if key is None else [sort, _cursor_key(r["sort_key"]), str(r["id"])]
+        ),
+    )
     return Page[CustomerOut](items=items, next_cursor=next_cursor)
 
 
@@ -329,10 +333,11 @@ async def get_history(
 ) -> Page[LedgerRowOut]:
     """The customer's ledger rows, newest first."""
     await get_customer(session, customer_id=customer_id)
-    after = decode_cursor(cursor, (int,))[0] if cursor else None
+    after = cursor_value(cursor, int)
     rows = await ledger.history(session, customer_id, after=after, limit=limit + 1)
-    items = [LedgerRowOut.model_validate(r) for r in rows[:limit]]
-    next_cursor = encode_cursor([items[-1].id]) if len(rows) > limit else None
+    items, next_cursor = keyset_page(
+        rows, limit=limit, item=LedgerRowOut.model_validate, key=lambda r: [r["id"]]
+    )
     return Page[LedgerRowOut](items=items, next_cursor=next_cursor)
 
 

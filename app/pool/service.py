@@ -18,7 +18,11 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.pagination import Page, decode_cursor, encode_cursor
+from app.api.pagination import (
+    Page,
+    cursor_value,
+    keyset_page,
+)
 from app.assignments import guard
 from app.assignments.repository import move_customers
 from app.db.models import Customer, ReclaimPolicy, Tier
@@ -110,10 +114,14 @@ async def list_waiting(
     session: AsyncSession, *, cursor: str | None, limit: int
 ) -> Page[PoolCustomer]:
     """The pool by customer id, with why each customer waits."""
-    after = decode_cursor(cursor, (uuid.UUID,))[0] if cursor else None
+    after = cursor_value(cursor, uuid.UUID)
     rows = await repository.waiting(session, after=after, limit=limit + 1)
-    items = [PoolCustomer.model_validate(dict(r)) for r in rows[:limit]]
-    next_cursor = encode_cursor([items[-1].customer_id]) if len(rows) > limit else None
+    items, next_cursor = keyset_page(
+        rows,
+        limit=limit,
+        item=lambda r: PoolCustomer.model_validate(dict(r)),
+        key=lambda r: [r["customer_id"]],
+    )
     return Page[PoolCustomer](items=items, next_cursor=next_cursor)
 
 

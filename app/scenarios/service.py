@@ -11,7 +11,11 @@ from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
-from app.api.pagination import Page, decode_cursor, encode_cursor
+from app.api.pagination import (
+    Page,
+    cursor_key,
+    keyset_page,
+)
 from app.assignments import columnar, compliance, loading
 from app.assignments.repository import move_customers
 from app.assignments.service import lock_placements
@@ -184,15 +188,16 @@ async def list_scenarios(
 ) -> Page[ScenarioOut]:
     """Scenarios newest first; archived ones only when asked for."""
     states: list[str] = [state] if state is not None else ["draft", "activated"]
-    after = None
-    if cursor:
-        at, scenario_id = decode_cursor(cursor, (datetime, uuid.UUID))
-        after = (at, scenario_id)
-    rows = await repository.list_page(session, states=states, after=after, limit=limit + 1)
-    items = [_out(r) for r in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        next_cursor = encode_cursor([items[-1].created_at.isoformat(), str(items[-1].id)])
+    after = cursor_key(cursor, (datetime, uuid.UUID))
+    rows = await repository.list_page(
+        session, states=states, after=(after[0], after[1]) if after else None, limit=limit + 1
+    )
+    items, next_cursor = keyset_page(
+        rows,
+        limit=limit,
+        item=_out,
+        key=lambda r: [r["created_at"].isoformat(), str(r["id"])],
+    )
     return Page[ScenarioOut](items=items, next_cursor=next_cursor)
 
 
