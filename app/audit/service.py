@@ -60,6 +60,6 @@ async def list_events(
     )
     rows = await repository.list_page(session, filters=filters, before=before, limit=limit + 1)
     items, next_cursor = keyset_page(
-        rows, limit=limit, item=AuditEventOut.model_validate, key=lambda r: [r["id"]]
+        rows, limit=limit, item=AuditEventOut.model_validate, key=lambda r: [r.id]
     )
     return Page[AuditEventOut](items=items, next_cursor=next_cursor)

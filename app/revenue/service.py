@@ -71,11 +71,11 @@ async def record_revenue(
     assert external_id is not None  # only a (source, external_id) pair can conflict
     stored = await repository.by_external_id(session, source, external_id)
     assert stored is not None
-    same = (stored["customer_id"], stored["amount"], stored["currency"]) == (
+    same = (stored.customer_id, stored.amount, stored.currency) == (
         customer_id,
         amount,
         currency,
-    ) and (occurred_at is None or stored["occurred_at"] == at)
+    ) and (occurred_at is None or stored.occurred_at == at)
     if not same:
         raise Conflict(
             f"Revenue event '{external_id}' from '{source}' was recorded with other facts.",
@@ -92,7 +92,7 @@ async def list_revenue(
     after = cursor_value(cursor, int)
     rows = await repository.list_page(session, customer_id, after=after, limit=limit + 1)
     items, next_cursor = keyset_page(
-        rows, limit=limit, item=RevenueOut.model_validate, key=lambda r: [r["id"]]
+        rows, limit=limit, item=RevenueOut.model_validate, key=lambda r: [r.id]
     )
     return Page[RevenueOut](items=items, next_cursor=next_cursor)
 

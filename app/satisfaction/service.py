@@ -66,7 +66,7 @@ async def record_satisfaction(
             "note": note,
         },
     )
-    await repository.set_current_if_latest(session, customer_id, row["id"], at)
+    await repository.set_current_if_latest(session, customer_id, row.id, at)
     return SatisfactionOut.model_validate(row)
 
 
@@ -78,6 +78,6 @@ async def list_satisfaction(
     after = cursor_value(cursor, int)
     rows = await repository.list_page(session, customer_id, after=after, limit=limit + 1)
     items, next_cursor = keyset_page(
-        rows, limit=limit, item=SatisfactionOut.model_validate, key=lambda r: [r["id"]]
+        rows, limit=limit, item=SatisfactionOut.model_validate, key=lambda r: [r.id]
     )
     return Page[SatisfactionOut](items=items, next_cursor=next_cursor)

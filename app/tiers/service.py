@@ -30,7 +30,7 @@ async def list_tiers(session: AsyncSession, *, cursor: str | None, limit: int) -
         session, after=(after[0], after[1]) if after else None, limit=limit + 1
     )
     items, next_cursor = keyset_page(
-        rows, limit=limit, item=TierOut.model_validate, key=lambda r: [r["rank"], r["code"]]
+        rows, limit=limit, item=TierOut.model_validate, key=lambda r: [r.rank, r.code]
     )
     return Page[TierOut](items=items, next_cursor=next_cursor)
 
