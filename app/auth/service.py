@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,13 +34,13 @@ async def authenticate(session: AsyncSession, *, presented: str) -> Authenticate
     get the same answer apart from the detail, which never echoes the key."""
     parsed = parse_key(presented)
     row = await repository.find_for_authentication(session, parsed.prefix) if parsed else None
-    if parsed is None or row is None or not digest_matches(row["secret_hash"], parsed.secret_hash):
+    if parsed is None or row is None or not digest_matches(row.secret_hash, parsed.secret_hash):
         raise Unauthorized("The API key is not valid.")
-    if row["revoked_at"] is not None:
+    if row.revoked_at is not None:
         raise Unauthorized("The API key has been revoked.")
-    if row["expired"]:
+    if row.expired:
         raise Unauthorized("The API key has expired.")
-    return AuthenticatedKey(id=row["id"], name=row["name"], role=Role(row["role"]))
+    return AuthenticatedKey(id=row.id, name=row.name, role=Role(row.role))
 
 
 async def create_key(
@@ -76,7 +76,7 @@ async def create_key(
             "expires_at": expires_at,
         },
     )
-    return ApiKeyCreated.model_validate({**row, "key": key})
+    return ApiKeyCreated.model_validate({**asdict(row), "key": key})
 
 
 async def ensure_key(session: AsyncSession, *, key: str, name: str, role: Role, actor: str) -> None:
@@ -89,8 +89,8 @@ async def ensure_key(session: AsyncSession, *, key: str, name: str, role: Role, 
             "`baton apikey generate` prints one."
         )
     existing = await repository.find_active_by_name(session, name)
-    if existing is not None and existing["prefix"] != parsed.prefix:
-        await repository.revoke(session, existing["id"])  # the configured key was rotated
+    if existing is not None and existing.prefix != parsed.prefix:
+        await repository.revoke(session, existing.id)  # the configured key was rotated
     await repository.upsert_by_prefix(
         session,
         {
@@ -126,7 +126,7 @@ async def list_keys(
         rows,
         limit=limit,
         item=ApiKeyOut.model_validate,
-        key=lambda r: [r["created_at"].isoformat(), str(r["id"])],
+        key=lambda r: [r.created_at.isoformat(), str(r.id)],
     )
     return Page[ApiKeyOut](items=items, next_cursor=next_cursor)
 
