@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import ApiKey
 from app.db.rows import row_as, rows_as
+from app.vocabulary import Role
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +23,7 @@ class KeyRow:
     id: uuid.UUID
     prefix: str
     name: str
-    role: str
+    role: Role
     created_at: datetime
     created_by: str
     expires_at: datetime | None
@@ -36,7 +37,7 @@ class KeyToCheck:
 
     id: uuid.UUID
     name: str
-    role: str
+    role: Role
     secret_hash: bytes
     expires_at: datetime | None
     revoked_at: datetime | None
