@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -22,6 +22,7 @@ from app.api.pagination import (
 from app.assignments import compliance, guard
 from app.assignments import repository as ledger
 from app.customers import repository
+from app.customers.repository import CustomerRow
 from app.customers.schemas import (
     CustomerChangeOut,
     CustomerCreate,
@@ -154,7 +155,7 @@ async def _tier(session: AsyncSession, code: str) -> RowMapping:
 async def assign_manually(
     session: AsyncSession,
     *,
-    customer: Mapping[str, Any],
+    customer: CustomerRow,
     manager_id: uuid.UUID | None,
     force: bool,
     actor: str,
@@ -170,29 +171,29 @@ async def assign_manually(
     it leaves is recorded and returned.
     """
     violations: list[engine.Violation] = []
-    if manager_id is not None and manager_id != customer["manager_id"]:
+    if manager_id is not None and manager_id != customer.manager_id:
         violations = await guard.check_move(
-            session, customer_id=customer["id"], manager_id=manager_id, force=force, role=role
+            session, customer_id=customer.id, manager_id=manager_id, force=force, role=role
         )
         if violations:
             note = guard.forced_note(violations, note)
         if any(v.rule == "capacity" for v in violations):
             workload = int(await managers.workload(session, manager_id) or 0)
-            tier = await _tier(session, customer["tier"])
+            tier = await _tier(session, customer.tier)
             await outbox.emit(
                 session,
                 "manager.capacity_exceeded",
                 {
                     "manager_id": manager_id,
                     "workload": workload + tier["weight"],
-                    "customer_id": customer["id"],
+                    "customer_id": customer.id,
                     "actor": actor,
                     "reason": note,
                 },
             )
     await ledger.move_customers(
         session,
-        customer_ids=[customer["id"]],
+        customer_ids=[customer.id],
         manager_ids=[manager_id],
         reason="manual",
         actor=actor,
@@ -202,7 +203,7 @@ async def assign_manually(
     if not violations:
         return []
     return await compliance.record(
-        session, compliance.Scope.customers([customer["id"]]), cause="forced", actor=actor
+        session, compliance.Scope.customers([customer.id]), cause="forced", actor=actor
     )
 
 
@@ -229,7 +230,7 @@ async def create_customer(
         assert row is not None
         await assign_manually(
             session,
-            customer=dict(row),
+            customer=row,
             manager_id=data.manager_id,
             force=force,
             actor=actor,
@@ -256,10 +257,10 @@ async def update_customer(
     if row is None:
         raise NotFound(f"Customer {customer_id} does not exist.")
     if precondition is not None:
-        precondition.check(row["version"], f"Customer {customer_id}")
+        precondition.check(row.version, f"Customer {customer_id}")
     values = data.model_dump(exclude_unset=True)
-    tier_code = values.pop("tier", row["tier"])
-    if tier_code != row["tier"]:
+    tier_code = values.pop("tier", row.tier)
+    if tier_code != row.tier:
         await _tier(session, tier_code)
         values["tier_code"] = tier_code
     if values.get("external_ref") and await repository.external_ref_taken(
@@ -276,18 +277,18 @@ async def update_customer(
             "customer.tier_changed",
             {
                 "customer_id": customer_id,
-                "old_tier": row["tier"],
+                "old_tier": row.tier,
                 "tier": tier_code,
-                "manager_id": row["manager_id"],
+                "manager_id": row.manager_id,
                 "actor": actor,
             },
             customer_id=customer_id,
         )
     found: list[compliance.Found] = []
-    if move and new_owner != row["manager_id"]:
+    if move and new_owner != row.manager_id:
         found = await assign_manually(
             session,
-            customer={**row, "tier": tier_code},
+            customer=dataclasses.replace(row, tier=tier_code),
             manager_id=new_owner,
             force=force,
             actor=actor,
@@ -316,7 +317,7 @@ async def delete_customer(
     if row is None:
         raise NotFound(f"Customer {customer_id} does not exist.")
     if precondition is not None:
-        precondition.check(row["version"], f"Customer {customer_id}")
+        precondition.check(row.version, f"Customer {customer_id}")
     has_history = await session.scalar(
         select(exists().where(Assignment.customer_id == customer_id))
     )
