@@ -119,8 +119,8 @@ async def list_waiting(
     items, next_cursor = keyset_page(
         rows,
         limit=limit,
-        item=lambda r: PoolCustomer.model_validate(dict(r)),
-        key=lambda r: [r["customer_id"]],
+        item=lambda r: PoolCustomer.model_validate(r, from_attributes=True),
+        key=lambda r: [r.customer_id],
     )
     return Page[PoolCustomer](items=items, next_cursor=next_cursor)
 
@@ -130,7 +130,7 @@ async def preview_reclaim(session: AsyncSession, *, now: datetime, limit: int) -
     rows = await repository.preview(session, now=now, limit=limit + 1)
     return ReclaimPreview(
         at=now,
-        customers=[ReclaimCandidate.model_validate(dict(r)) for r in rows[:limit]],
+        customers=[ReclaimCandidate.model_validate(r, from_attributes=True) for r in rows[:limit]],
         truncated=len(rows) > limit,
     )
 
