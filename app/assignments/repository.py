@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import RowMapping, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Assignment
+from app.db.rows import row_as, rows_as
+from app.vocabulary import AssignmentReason
 from app.webhooks import outbox
 
 # The customer rows are updated first: that takes their row locks, so a concurrent move of
@@ -146,9 +150,35 @@ async def move_customers(
     return len(moved_ids)
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """One period of ownership."""
+
+    id: int
+    customer_id: uuid.UUID
+    manager_id: uuid.UUID
+    started_at: datetime
+    ended_at: datetime | None
+    reason: AssignmentReason
+    actor: str
+    handover_id: uuid.UUID | None
+    note: str | None
+    end_reason: AssignmentReason | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPlan:
+    """A reviewed plan kept under its token: the request and the digests of what it read."""
+
+    token: str
+    request: dict[str, Any]
+    digests: dict[str, str]
+    rules_version: int
+
+
 async def history(
     session: AsyncSession, customer_id: uuid.UUID, *, after: int | None, limit: int
-) -> list[RowMapping]:
+) -> list[LedgerRow]:
     """Ledger rows of one customer, newest first."""
     stmt = (
         select(*Assignment.__table__.c)
@@ -158,12 +188,10 @@ async def history(
     )
     if after is not None:
         stmt = stmt.where(Assignment.id < after)
-    return list((await session.execute(stmt)).mappings())
+    return rows_as(LedgerRow, (await session.execute(stmt)).mappings())
 
 
-async def owner_at(
-    session: AsyncSession, customer_id: uuid.UUID, at: datetime
-) -> RowMapping | None:
+async def owner_at(session: AsyncSession, customer_id: uuid.UUID, at: datetime) -> LedgerRow | None:
     """The ledger row covering instant ``at``, if the customer had an owner then."""
     stmt = (
         select(*Assignment.__table__.c)
@@ -175,7 +203,8 @@ async def owner_at(
         .order_by(Assignment.started_at.desc(), Assignment.id.desc())
         .limit(1)
     )
-    return (await session.execute(stmt)).mappings().first()
+    row = (await session.execute(stmt)).mappings().first()
+    return None if row is None else row_as(LedgerRow, row)
 
 
 async def compliance_scope(
@@ -377,9 +406,9 @@ async def save_plan(
     )
 
 
-async def get_plan(session: AsyncSession, token: str) -> RowMapping | None:
+async def get_plan(session: AsyncSession, token: str) -> StoredPlan | None:
     """The reviewed plan kept under ``token`` (younger than 7 days), locked for the apply."""
-    return (
+    row = (
         (
             await session.execute(
                 text(
@@ -393,6 +422,7 @@ async def get_plan(session: AsyncSession, token: str) -> RowMapping | None:
         .mappings()
         .first()
     )
+    return None if row is None else row_as(StoredPlan, row)
 
 
 async def delete_plan(session: AsyncSession, token: str) -> None:

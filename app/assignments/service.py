@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
@@ -257,7 +257,7 @@ async def plan_placement(session: AsyncSession, *, request: PlanRequest, actor: 
 _REVIEWED_FIELDS = frozenset(PlanRequest.model_fields) - {"explain", "decisions_limit"}
 
 
-def _reviewed_request(stored: RowMapping | None, request: ApplyRequest) -> PlanRequest:
+def _reviewed_request(stored: repository.StoredPlan | None, request: ApplyRequest) -> PlanRequest:
     """The request of the reviewed plan behind ``request.plan_token``: the token carries the
     selection and options; a field the client repeats must agree with it."""
     if stored is None:
@@ -265,7 +265,7 @@ def _reviewed_request(stored: RowMapping | None, request: ApplyRequest) -> PlanR
             "Unknown plan token (plans are kept 7 days and applied once); plan again.",
             errors=[{"loc": ["body", "plan_token"], "msg": "unknown plan token"}],
         )
-    reviewed = PlanRequest.model_validate(stored["request"])
+    reviewed = PlanRequest.model_validate(stored.request)
     repeated = request.model_fields_set & _REVIEWED_FIELDS
     differ = sorted(f for f in repeated if getattr(request, f) != getattr(reviewed, f))
     if differ:
@@ -293,7 +293,7 @@ async def apply_plan(session: AsyncSession, *, request: ApplyRequest, actor: str
     if request.plan_token is not None:
         stored = await repository.get_plan(session, request.plan_token)
         plan_request = _reviewed_request(stored, request)
-        stored_digests = dict(stored["digests"]) if stored is not None else None
+        stored_digests = dict(stored.digests) if stored is not None else None
     elif request.review == "skip":
         plan_request = PlanRequest.model_validate(
             request.model_dump(exclude={"plan_token", "review", "note"})

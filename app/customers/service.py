@@ -337,7 +337,7 @@ async def get_history(
     after = cursor_value(cursor, int)
     rows = await ledger.history(session, customer_id, after=after, limit=limit + 1)
     items, next_cursor = keyset_page(
-        rows, limit=limit, item=LedgerRowOut.model_validate, key=lambda r: [r["id"]]
+        rows, limit=limit, item=LedgerRowOut.model_validate, key=lambda r: [r.id]
     )
     return Page[LedgerRowOut](items=items, next_cursor=next_cursor)
 
@@ -354,7 +354,7 @@ async def get_owner_at(
     return OwnerAtOut(
         customer_id=customer_id,
         at=instant,
-        manager_id=row["manager_id"] if row else None,
+        manager_id=row.manager_id if row else None,
         assignment=LedgerRowOut.model_validate(row) if row else None,
     )
 
