@@ -183,7 +183,7 @@ async def list_violations(
     items, next_cursor = keyset_page(
         rows,
         limit=limit,
-        item=lambda r: ViolationOut.model_validate(dict(r)),
-        key=lambda r: [r["id"]],
+        item=lambda r: ViolationOut.model_validate(r, from_attributes=True),
+        key=lambda r: [r.id],
     )
     return Page[ViolationOut](items=items, next_cursor=next_cursor)

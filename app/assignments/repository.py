@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Assignment
@@ -167,6 +167,25 @@ class LedgerRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ViolationRow:
+    """A recorded violation with the names a list shows."""
+
+    id: int
+    customer_id: uuid.UUID
+    customer_name: str
+    tier: str
+    manager_id: uuid.UUID
+    manager_name: str
+    team: str | None
+    rules: list[dict[str, Any]]
+    cause: str
+    actor: str | None
+    detected_at: datetime
+    resolved_at: datetime | None
+    resolution: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class StoredPlan:
     """A reviewed plan kept under its token: the request and the digests of what it read."""
 
@@ -309,7 +328,7 @@ async def list_violations(
     team: str | None,
     after: int | None,
     limit: int,
-) -> Sequence[RowMapping]:
+) -> list[ViolationRow]:
     """Violations by id, filtered; ``state`` is open, resolved or all."""
     where = ["true"]
     params: dict[str, object] = {"limit": limit}
@@ -343,7 +362,7 @@ async def list_violations(
          ORDER BY v.id
          LIMIT :limit
     """
-    return (await session.execute(text(sql), params)).mappings().all()
+    return rows_as(ViolationRow, (await session.execute(text(sql), params)).mappings())
 
 
 async def violating_customers(
