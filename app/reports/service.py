@@ -363,7 +363,7 @@ async def portfolio_at(
     items, next_cursor = keyset_page(
         rows,
         limit=limit,
-        item=lambda r: PortfolioEntry.model_validate(dict(r)),
-        key=lambda r: [str(r["customer_id"])],
+        item=lambda r: PortfolioEntry.model_validate(r, from_attributes=True),
+        key=lambda r: [str(r.customer_id)],
     )
     return Page[PortfolioEntry](items=items, next_cursor=next_cursor)
