@@ -67,7 +67,9 @@ class HandoverCreate(BaseModel):
 
     from_manager_id: uuid.UUID = Field(description="The manager whose customers move.")
     reason: HandoverReason
-    strategy: HandoverStrategy = Field("balanced", description="How the engine places them.")
+    strategy: HandoverStrategy = Field(
+        vocabulary.Strategy.BALANCED, description="How the engine places them."
+    )
     successor_id: uuid.UUID | None = Field(
         None, description="Required by the `successor` strategy: everyone goes to this manager."
     )

@@ -95,7 +95,9 @@ class SourceCreate(BaseModel):
         None, description="generic-hmac: the header carrying `sha256=<hex>` (X-Signature-256)."
     )
     enabled: StrictBool = True
-    default_strategy: Strategy = Field("balanced", description="For handovers it drafts.")
+    default_strategy: Strategy = Field(
+        vocabulary.Strategy.BALANCED, description="For handovers it drafts."
+    )
     auto_approve: StrictBool = Field(False, description="Approve the handovers it plans.")
     tier_change_action: Literal["propose", "apply"] = Field(
         "propose", description="When a tier change makes the owner ineligible."
