@@ -37,10 +37,11 @@ lock: install  ## re-resolve uv.lock after a change of dependencies in pyproject
 run: $(RUN_STAMP)  ## start embedded Postgres, migrate, seed demo data if empty, serve
 	$(BIN)/baton serve --demo --host $(HOST) --port $(PORT)
 
-test: install  ## lint, format check, import contracts, and every test against a real Postgres
+test: install  ## lint, format check, import contracts, type check, and every test against a real Postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy app
 	$(BIN)/python -m pytest
 
 lint: install

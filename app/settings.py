@@ -16,7 +16,9 @@ class Settings(BaseSettings):
     )
 
     environment: str = Field("development", description="development | production | test")
-    database_url: SecretStr | None = Field(
+    # The plugin flags every non-literal alias, though the field has a default and is read from
+    # the environment (DATABASE_URL or BATON_DATABASE_URL), never passed by name.
+    database_url: SecretStr | None = Field(  # type: ignore[pydantic-alias]
         None,
         validation_alias=AliasChoices("DATABASE_URL", "BATON_DATABASE_URL"),
         description="Postgres URL; when unset an embedded Postgres is started in data_dir.",
@@ -41,7 +43,6 @@ class Settings(BaseSettings):
         le=3600,
         description="Longest a plan or rebalance may compute before it is abandoned (503).",
     )
-    max_page_size: int = 500
     default_page_size: int = 50
     log_level: str = "INFO"
     bootstrap_admin_key: SecretStr | None = Field(

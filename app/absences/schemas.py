@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.core.schemas import AwareInstant, PatchModel
+from app import vocabulary
+from app.core.schemas import AwareInstant, PatchModel, one_of
 
-AbsenceKind = Literal["leave", "sick", "out_of_office", "training", "other"]
+AbsenceKind = Annotated[vocabulary.AbsenceKind, one_of(vocabulary.AbsenceKind)]
 AbsenceState = Literal["scheduled", "current", "ended", "cancelled"]
 
 _COVER = Field(

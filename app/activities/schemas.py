@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.core.schemas import AwareInstant
+from app import vocabulary
+from app.core.schemas import AwareInstant, one_of
 
-ActivityKind = Literal["call", "email", "meeting", "visit", "message", "note", "other"]
+ActivityKind = Annotated[vocabulary.ActivityKind, one_of(vocabulary.ActivityKind)]
 
 
 class ActivityCreate(BaseModel):

@@ -190,7 +190,11 @@ def public(reason: str) -> Any:
 
 def role_decisions(dependencies: Iterable[DependsParam]) -> list[RoleDecision]:
     """The role decisions among a route's dependencies."""
-    return [d.dependency for d in dependencies if isinstance(d.dependency, RoleDecision)]
+    decisions: list[RoleDecision] = []
+    for d in dependencies:
+        if isinstance(d.dependency, RoleDecision):
+            decisions.append(d.dependency)
+    return decisions
 
 
 # Role sets for decisions (admin is always added).

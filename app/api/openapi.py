@@ -79,7 +79,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     schemas[PROBLEM_SCHEMA_NAME] = problem
     for schema in schemas.values():
         _restore_null_fields(schema)
-    components["schemas"] = dict(sorted(schemas.items()))
+    components["schemas"] = dict(sorted(_referenced(spec, schemas).items()))
     components["headers"] = HEADERS
     for item in spec.get("paths", {}).values():
         for method, operation in item.items():
@@ -88,6 +88,26 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 _drop_null_from_optional_body(operation)
     app.openapi_schema = spec
     return spec
+
+
+def _referenced(spec: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    """The component schemas something refers to. FastAPI also emits a component for every
+    enum class a field is annotated with, even when the field's schema is written inline
+    (``app.core.schemas.one_of``); nothing refers to those."""
+    prefix = "#/components/schemas/"
+    seen: set[str] = set()
+    todo = [{k: v for k, v in spec.items() if k != "components"}]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith(prefix) and ref[len(prefix) :] not in seen:
+                seen.add(ref[len(prefix) :])
+                todo.append(schemas.get(ref[len(prefix) :], {}))
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    return {name: schema for name, schema in schemas.items() if name in seen}
 
 
 def _restore_null_fields(schema: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ It does, for every route, what would otherwise be repeated in each one:
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -52,7 +52,7 @@ class BatonRoute(APIRoute):
         path: str,
         endpoint: Callable[..., Any],
         *,
-        methods: Sequence[str] | set[str] | None = None,
+        methods: set[str] | list[str] | None = None,
         dependencies: Sequence[DependsParam] | None = None,
         responses: dict[int | str, dict[str, Any]] | None = None,
         **kwargs: Any,
@@ -110,7 +110,7 @@ class BatonRoute(APIRoute):
         if self.body_field is not None:
             require_json_body(request.headers)
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         original = super().get_route_handler()
 
         async def handler(request: Request) -> Response:

@@ -18,6 +18,7 @@ import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
+from app.db.session import driver_connection
 from app.engine import NO_TIME
 
 _HEADER = 19  # PGCOPY signature (11) + flags (4) + header extension length (4)
@@ -88,8 +89,7 @@ async def load_owned_customer_columns(
     ``owner`` codes are indices into ``managers``; ``last_moved_at`` is when the current owner
     got the customer. Former owners are not loaded (rebalancing does not read them).
     """
-    connection = await session.connection()
-    raw = (await connection.get_raw_connection()).driver_connection
+    raw = await driver_connection(session)
     manager_ids = [m.id for m in managers]
     combos = await raw.fetch(_COMBINATIONS, manager_ids)
     tier_codes = [t.code for t in tiers]

@@ -21,7 +21,7 @@ from app import engine
 from app.assignments import loading
 from app.assignments import repository as ledger
 from app.assignments.schemas import ViolationBrief, ViolationOut, ViolationRule
-from app.core.pagination import Page, decode_cursor, encode_cursor
+from app.core.pagination import Page, cursor_value, keyset_page
 from app.events import outbox
 from app.rules.service import current_rules
 
@@ -164,7 +164,7 @@ async def list_violations(
     team: str | None = None,
 ) -> Page[ViolationOut]:
     """Recorded violations, oldest first, filtered."""
-    after = decode_cursor(cursor, (int,))[0] if cursor else None
+    after = cursor_value(cursor, int)
     rows = await ledger.list_violations(
         session,
         state=state,
@@ -176,6 +176,10 @@ async def list_violations(
         after=after,
         limit=limit + 1,
     )
-    items = [ViolationOut.model_validate(dict(r)) for r in rows[:limit]]
-    next_cursor = encode_cursor([items[-1].id]) if len(rows) > limit else None
+    items, next_cursor = keyset_page(
+        rows,
+        limit=limit,
+        item=lambda r: ViolationOut.model_validate(r, from_attributes=True),
+        key=lambda r: [r.id],
+    )
     return Page[ViolationOut](items=items, next_cursor=next_cursor)

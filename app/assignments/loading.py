@@ -27,7 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
-from app.db.models import HANDOVER_INTAKE_REASONS, INTAKE_REASONS
+from app.vocabulary import HANDOVER_INTAKE_REASONS, INTAKE_REASONS
 
 # The availability and intake facts, read set-based: whether each manager is on an absence
 # at the transaction's clock (``now()``), and how many new customers their intake caps still
@@ -164,7 +164,7 @@ async def load_tiers(session: AsyncSession) -> list[engine.Tier]:
 
 def intake_reasons(rules: engine.RuleSet | None = None) -> list[str]:
     """The ledger reasons that count toward intake caps under ``rules``."""
-    counted = list(INTAKE_REASONS)
+    counted: list[str] = list(INTAKE_REASONS)
     if rules is not None and rules.placement.intake_counts_handovers:
         counted += HANDOVER_INTAKE_REASONS
     return counted
@@ -252,7 +252,7 @@ async def load_manager(
 
 
 def _manager(
-    r: Mapping[str, Any], tier_intake: tuple[tuple[str, int, int], ...] = ()
+    r: Mapping[Any, Any], tier_intake: tuple[tuple[str, int, int], ...] = ()
 ) -> engine.Manager:
     return engine.Manager(
         id=r["id"],

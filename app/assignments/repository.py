@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import RowMapping, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Assignment
+from app.db.rows import row_as, rows_as
 from app.events import outbox
+from app.vocabulary import AssignmentReason
 
 # The customer rows are updated first: that takes their row locks, so a concurrent move of
 # the same customer waits and then reconciles the ledger against the committed owner. The
@@ -146,9 +150,54 @@ async def move_customers(
     return len(moved_ids)
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """One period of ownership."""
+
+    id: int
+    customer_id: uuid.UUID
+    manager_id: uuid.UUID
+    started_at: datetime
+    ended_at: datetime | None
+    reason: AssignmentReason
+    actor: str
+    handover_id: uuid.UUID | None
+    note: str | None
+    end_reason: AssignmentReason | None
+
+
+@dataclass(frozen=True, slots=True)
+class ViolationRow:
+    """A recorded violation with the names a list shows."""
+
+    id: int
+    customer_id: uuid.UUID
+    customer_name: str
+    tier: str
+    manager_id: uuid.UUID
+    manager_name: str
+    team: str | None
+    rules: list[dict[str, Any]]
+    cause: str
+    actor: str | None
+    detected_at: datetime
+    resolved_at: datetime | None
+    resolution: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPlan:
+    """A reviewed plan kept under its token: the request and the digests of what it read."""
+
+    token: str
+    request: dict[str, Any]
+    digests: dict[str, str]
+    rules_version: int
+
+
 async def history(
     session: AsyncSession, customer_id: uuid.UUID, *, after: int | None, limit: int
-) -> list[RowMapping]:
+) -> list[LedgerRow]:
     """Ledger rows of one customer, newest first."""
     stmt = (
         select(*Assignment.__table__.c)
@@ -158,12 +207,10 @@ async def history(
     )
     if after is not None:
         stmt = stmt.where(Assignment.id < after)
-    return list((await session.execute(stmt)).mappings())
+    return rows_as(LedgerRow, (await session.execute(stmt)).mappings())
 
 
-async def owner_at(
-    session: AsyncSession, customer_id: uuid.UUID, at: datetime
-) -> RowMapping | None:
+async def owner_at(session: AsyncSession, customer_id: uuid.UUID, at: datetime) -> LedgerRow | None:
     """The ledger row covering instant ``at``, if the customer had an owner then."""
     stmt = (
         select(*Assignment.__table__.c)
@@ -175,7 +222,8 @@ async def owner_at(
         .order_by(Assignment.started_at.desc(), Assignment.id.desc())
         .limit(1)
     )
-    return (await session.execute(stmt)).mappings().first()
+    row = (await session.execute(stmt)).mappings().first()
+    return None if row is None else row_as(LedgerRow, row)
 
 
 async def compliance_scope(
@@ -280,7 +328,7 @@ async def list_violations(
     team: str | None,
     after: int | None,
     limit: int,
-) -> Sequence[RowMapping]:
+) -> list[ViolationRow]:
     """Violations by id, filtered; ``state`` is open, resolved or all."""
     where = ["true"]
     params: dict[str, object] = {"limit": limit}
@@ -314,7 +362,7 @@ async def list_violations(
          ORDER BY v.id
          LIMIT :limit
     """
-    return (await session.execute(text(sql), params)).mappings().all()
+    return rows_as(ViolationRow, (await session.execute(text(sql), params)).mappings())
 
 
 async def violating_customers(
@@ -377,9 +425,9 @@ async def save_plan(
     )
 
 
-async def get_plan(session: AsyncSession, token: str) -> RowMapping | None:
+async def get_plan(session: AsyncSession, token: str) -> StoredPlan | None:
     """The reviewed plan kept under ``token`` (younger than 7 days), locked for the apply."""
-    return (
+    row = (
         (
             await session.execute(
                 text(
@@ -393,6 +441,7 @@ async def get_plan(session: AsyncSession, token: str) -> RowMapping | None:
         .mappings()
         .first()
     )
+    return None if row is None else row_as(StoredPlan, row)
 
 
 async def delete_plan(session: AsyncSession, token: str) -> None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-Strategy = Literal["balanced", "optimal", "successor", "round_robin", "weighted_round_robin"]
+from app import vocabulary
+from app.core.schemas import one_of
+
+Strategy = Annotated[vocabulary.Strategy, one_of(vocabulary.Strategy)]
 Explain = Literal["none", "basic", "full"]
 
 
@@ -40,7 +43,7 @@ class PlanRequest(CustomerSelection):
         "customers whose owner breaks a hard rule (`GET /v1/violations`, narrowed by the "
         "filters); compliant customers never move; ledger reason `repair`.",
     )
-    strategy: Strategy = "balanced"
+    strategy: Strategy = vocabulary.Strategy.BALANCED
     successor_id: uuid.UUID | None = Field(None, description="Required by `successor`.")
     exclude_manager_ids: list[uuid.UUID] = Field(default_factory=list, max_length=1000)
     force: StrictBool = Field(False, description="`successor` only: override capacity (recorded).")
@@ -192,7 +195,7 @@ class AssignRequest(BaseModel):
     manager_id: uuid.UUID | None = Field(
         None, description="Place with this manager (checked against every hard rule)."
     )
-    strategy: Strategy = "balanced"
+    strategy: Strategy = vocabulary.Strategy.BALANCED
     dry_run: StrictBool = False
     explain: Explain = "basic"
     force: StrictBool = Field(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import secrets
 import statistics
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,6 +39,7 @@ from app.db.models import Customer
 from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from app.managers import hours
 from app.rules.service import current_rules
+from app.vocabulary import Strategy
 
 # Automated placements (apply, assign, rebalance) run one at a time: each reads workloads
 # and writes moves that must not interleave with another's.
@@ -134,7 +134,7 @@ async def _propose(
         start = rotation_period_start(now, placement.rotation_period)
         counts = await repository.rotation_counts(session, period_start=start)
     options = engine.PlanOptions(
-        strategy=strategy,  # type: ignore[arg-type]
+        strategy=Strategy(strategy),
         now=now,
         exclude_manager_ids=frozenset(exclude_manager_ids),
         successor_id=successor_id,
@@ -162,10 +162,6 @@ def rotation_period_start(now: datetime, period: str) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _digest(value: object) -> str:
-    return hashlib.sha256(repr(value).encode()).hexdigest()[:24]
-
-
 def input_digests(
     customers: Sequence[engine.Customer],
     managers: Sequence[engine.Manager],
@@ -174,18 +170,19 @@ def input_digests(
     options: engine.PlanOptions,
 ) -> dict[str, str]:
     """Digests of every input a plan's decisions read, by part, so a stale plan says what
-    changed. Each part is the ``repr`` of whole frozen dataclasses: every field counts,
-    including ones added later (only the clock and the explanation level are left out)."""
+    changed. Each part is derived from whole frozen dataclasses (``engine.digest``): every
+    field counts, including ones added later (only the clock, the explanation level and the
+    time budget are left out)."""
     neutral = dataclasses.replace(
         options, now=datetime.min.replace(tzinfo=UTC), explain="none", deadline=None
     )
     return {
-        "customers": _digest(tuple(customers)),
-        "managers": _digest(tuple(dataclasses.replace(m, workload=0) for m in managers)),
-        "workloads": _digest(tuple((m.id, m.workload) for m in managers)),
-        "tiers": _digest(tuple(tiers)),
+        "customers": engine.digest(tuple(customers)),
+        "managers": engine.digest(tuple(dataclasses.replace(m, workload=0) for m in managers)),
+        "workloads": engine.digest(tuple((m.id, m.workload) for m in managers)),
+        "tiers": engine.digest(tuple(tiers)),
         "rules": str(rules_version),
-        "options": _digest(neutral),
+        "options": engine.digest(neutral),
     }
 
 
@@ -292,7 +289,7 @@ async def plan_placement(session: AsyncSession, *, request: PlanRequest, actor: 
 _REVIEWED_FIELDS = frozenset(PlanRequest.model_fields) - {"explain", "decisions_limit"}
 
 
-def _reviewed_request(stored: Mapping[str, Any] | None, request: ApplyRequest) -> PlanRequest:
+def _reviewed_request(stored: repository.StoredPlan | None, request: ApplyRequest) -> PlanRequest:
     """The request of the reviewed plan behind ``request.plan_token``: the token carries the
     selection and options; a field the client repeats must agree with it."""
     if stored is None:
@@ -300,7 +297,7 @@ def _reviewed_request(stored: Mapping[str, Any] | None, request: ApplyRequest) -
             "Unknown plan token (plans are kept 7 days and applied once); plan again.",
             errors=[{"loc": ["body", "plan_token"], "msg": "unknown plan token"}],
         )
-    reviewed = PlanRequest.model_validate(stored["request"])
+    reviewed = PlanRequest.model_validate(stored.request)
     repeated = request.model_fields_set & _REVIEWED_FIELDS
     differ = sorted(f for f in repeated if getattr(request, f) != getattr(reviewed, f))
     if differ:
@@ -328,7 +325,7 @@ async def apply_plan(session: AsyncSession, *, request: ApplyRequest, actor: str
     if request.plan_token is not None:
         stored = await repository.get_plan(session, request.plan_token)
         plan_request = _reviewed_request(stored, request)
-        stored_digests = dict(stored["digests"]) if stored is not None else None
+        stored_digests = dict(stored.digests) if stored is not None else None
     elif request.review == "skip":
         plan_request = PlanRequest.model_validate(
             request.model_dump(exclude={"plan_token", "review", "note"})
@@ -472,7 +469,7 @@ async def rebalance(session: AsyncSession, *, request: RebalanceRequest, actor: 
         target_utilization=request.target_utilization,
         max_spread=request.max_spread,
         min_days_since_move=request.min_days_since_move,
-        explain=request.explain,  # type: ignore[arg-type]
+        explain=request.explain,
         deadline=deadline,
     )
 
@@ -482,9 +479,11 @@ async def rebalance(session: AsyncSession, *, request: RebalanceRequest, actor: 
         loaded = columnar.with_workloads(managers, customers, tiers)
         plan = engine.rebalance(customers, loaded, tiers, rules.rules, options)
         plan.moves().as_uuids()
-        digest = hashlib.sha256(customers.ids.tobytes() + customers.owner.tobytes())
-        digest.update(repr((loaded, tiers, rules.version)).encode())
-        return plan, digest.hexdigest()[:32]
+        neutral = dataclasses.replace(
+            options, now=datetime.min.replace(tzinfo=UTC), explain="none", deadline=None
+        )
+        token = engine.digest(customers, loaded, tiers, rules.version, neutral, size=32)
+        return plan, token
 
     plan, token = await run_engine("rebalance", compute, deadline=deadline)
     moved = 0

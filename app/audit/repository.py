@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, RowMapping, insert, select
+from sqlalchemy import ColumnElement, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import AuditEvent
+from app.db.rows import rows_as
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEventRow:
+    """One recorded change."""
+
+    id: int
+    at: datetime
+    actor: str
+    api_key_id: uuid.UUID | None
+    role: str | None
+    action: str
+    method: str
+    path: str
+    resource_type: str | None
+    resource_id: str | None
+    status_code: int
+    request_id: str | None
+    details: dict[str, object] | None
 
 
 async def insert_event(session: AsyncSession, values: dict[str, Any]) -> None:
@@ -18,12 +40,12 @@ async def insert_event(session: AsyncSession, values: dict[str, Any]) -> None:
 
 async def list_page(
     session: AsyncSession, *, filters: list[ColumnElement[bool]], before: int | None, limit: int
-) -> list[RowMapping]:
+) -> list[AuditEventRow]:
     """Events newest first, keyset-paginated on id."""
     stmt = select(*AuditEvent.__table__.c).where(*filters).order_by(AuditEvent.id.desc())
     if before is not None:
         stmt = stmt.where(AuditEvent.id < before)
-    return list((await session.execute(stmt.limit(limit))).mappings())
+    return rows_as(AuditEventRow, (await session.execute(stmt.limit(limit))).mappings())
 
 
 def filters_for(

@@ -9,7 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import repository
 from app.audit.schemas import AuditEventOut
-from app.core.pagination import Page, decode_cursor, encode_cursor
+from app.core.pagination import (
+    Page,
+    cursor_value,
+    keyset_page,
+)
 
 _DETAILS = "audit_details"
 
@@ -45,7 +49,7 @@ async def list_events(
     until: datetime | None = None,
 ) -> Page[AuditEventOut]:
     """Events newest first, filtered."""
-    before = decode_cursor(cursor, (int,))[0] if cursor else None
+    before = cursor_value(cursor, int)
     filters = repository.filters_for(
         actor=actor,
         resource_type=resource_type,
@@ -55,6 +59,7 @@ async def list_events(
         until=until,
     )
     rows = await repository.list_page(session, filters=filters, before=before, limit=limit + 1)
-    items = [AuditEventOut.model_validate(r) for r in rows[:limit]]
-    next_cursor = encode_cursor([items[-1].id]) if len(rows) > limit else None
+    items, next_cursor = keyset_page(
+        rows, limit=limit, item=AuditEventOut.model_validate, key=lambda r: [r.id]
+    )
     return Page[AuditEventOut](items=items, next_cursor=next_cursor)

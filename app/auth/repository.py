@@ -3,14 +3,46 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, func, select, text, update
+from sqlalchemy import Result, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import ApiKey
+from app.db.rows import row_as, rows_as
+from app.vocabulary import Role
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    """A key's public columns (never its digest)."""
+
+    id: uuid.UUID
+    prefix: str
+    name: str
+    role: Role
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyToCheck:
+    """What authentication reads of a key: its digest and whether it may still be used."""
+
+    id: uuid.UUID
+    name: str
+    role: Role
+    secret_hash: bytes
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    expired: bool
+
 
 _PUBLIC = [c for c in ApiKey.__table__.c if c.name != "secret_hash"]
 
@@ -32,15 +64,16 @@ _AUTHENTICATE = text(
 )
 
 
-async def find_for_authentication(session: AsyncSession, prefix: str) -> RowMapping | None:
+async def find_for_authentication(session: AsyncSession, prefix: str) -> KeyToCheck | None:
     """The key with this prefix (with its digest), touching ``last_used_at``."""
-    return (await session.execute(_AUTHENTICATE, {"prefix": prefix})).mappings().first()
+    row = (await session.execute(_AUTHENTICATE, {"prefix": prefix})).mappings().first()
+    return None if row is None else row_as(KeyToCheck, row)
 
 
-async def insert_key(session: AsyncSession, values: dict[str, Any]) -> RowMapping:
+async def insert_key(session: AsyncSession, values: dict[str, Any]) -> KeyRow:
     """Add a key; returns its public columns."""
     stmt = insert(ApiKey).values(**values).returning(*_PUBLIC)
-    return (await session.execute(stmt)).mappings().one()
+    return row_as(KeyRow, (await session.execute(stmt)).mappings().one())
 
 
 async def upsert_by_prefix(session: AsyncSession, values: dict[str, Any]) -> None:
@@ -53,10 +86,10 @@ async def upsert_by_prefix(session: AsyncSession, values: dict[str, Any]) -> Non
     await session.execute(stmt)
 
 
-async def get(session: AsyncSession, key_id: uuid.UUID) -> RowMapping | None:
+async def get(session: AsyncSession, key_id: uuid.UUID) -> KeyRow | None:
     """One key's public columns."""
     stmt = select(*_PUBLIC).where(ApiKey.id == key_id)
-    return (await session.execute(stmt)).mappings().first()
+    return _one(await session.execute(stmt))
 
 
 async def list_page(
@@ -65,14 +98,14 @@ async def list_page(
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
     include_revoked: bool,
-) -> list[RowMapping]:
+) -> list[KeyRow]:
     """Keys, newest first."""
     stmt = select(*_PUBLIC).order_by(ApiKey.created_at.desc(), ApiKey.id.desc()).limit(limit)
     if after is not None:
         stmt = stmt.where(func.row(ApiKey.created_at, ApiKey.id) < func.row(*after))
     if not include_revoked:
         stmt = stmt.where(ApiKey.revoked_at.is_(None))
-    return list((await session.execute(stmt)).mappings())
+    return rows_as(KeyRow, (await session.execute(stmt)).mappings())
 
 
 async def active_name_taken(session: AsyncSession, name: str) -> bool:
@@ -81,7 +114,7 @@ async def active_name_taken(session: AsyncSession, name: str) -> bool:
     return (await session.execute(stmt)).first() is not None
 
 
-async def revoke(session: AsyncSession, key_id: uuid.UUID) -> RowMapping | None:
+async def revoke(session: AsyncSession, key_id: uuid.UUID) -> KeyRow | None:
     """Mark a key revoked (idempotent: the first revocation time is kept)."""
     stmt = (
         update(ApiKey)
@@ -89,10 +122,15 @@ async def revoke(session: AsyncSession, key_id: uuid.UUID) -> RowMapping | None:
         .values(revoked_at=func.coalesce(ApiKey.revoked_at, func.now()))
         .returning(*_PUBLIC)
     )
-    return (await session.execute(stmt)).mappings().first()
+    return _one(await session.execute(stmt))
 
 
-async def find_active_by_name(session: AsyncSession, name: str) -> RowMapping | None:
+async def find_active_by_name(session: AsyncSession, name: str) -> KeyRow | None:
     """The unrevoked key with this name."""
     stmt = select(*_PUBLIC).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
-    return (await session.execute(stmt)).mappings().first()
+    return _one(await session.execute(stmt))
+
+
+def _one(result: Result[Any]) -> KeyRow | None:
+    row = result.mappings().first()
+    return None if row is None else row_as(KeyRow, row)

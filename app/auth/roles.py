@@ -1,19 +1,9 @@
-"""The roles an API key can have."""
+"""The roles an API key can have (the set itself is in the vocabulary)."""
 
 from __future__ import annotations
 
-from enum import StrEnum
+from app.vocabulary import Role
 
-
-class Role(StrEnum):
-    """``admin`` does everything; ``operator`` runs the portfolio (assign, handovers,
-    customers, managers, tiers); ``viewer`` only reads; ``integration`` is for CRMs
-    (customer/manager upserts and inbound webhooks)."""
-
-    admin = "admin"
-    operator = "operator"
-    viewer = "viewer"
-    integration = "integration"
-
+__all__ = ["ALL_ROLES", "Role"]
 
 ALL_ROLES: frozenset[Role] = frozenset(Role)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,7 +12,11 @@ from app.auth import repository
 from app.auth.keys import digest_matches, generate_key, parse_key
 from app.auth.roles import Role
 from app.auth.schemas import ApiKeyCreated, ApiKeyOut
-from app.core.pagination import Page, decode_cursor, encode_cursor
+from app.core.pagination import (
+    Page,
+    cursor_key,
+    keyset_page,
+)
 from app.errors import Conflict, InvalidInput, NotFound, Unauthorized
 
 
@@ -30,13 +34,13 @@ async def authenticate(session: AsyncSession, *, presented: str) -> Authenticate
     get the same answer apart from the detail, which never echoes the key."""
     parsed = parse_key(presented)
     row = await repository.find_for_authentication(session, parsed.prefix) if parsed else None
-    if parsed is None or row is None or not digest_matches(row["secret_hash"], parsed.secret_hash):
+    if parsed is None or row is None or not digest_matches(row.secret_hash, parsed.secret_hash):
         raise Unauthorized("The API key is not valid.")
-    if row["revoked_at"] is not None:
+    if row.revoked_at is not None:
         raise Unauthorized("The API key has been revoked.")
-    if row["expired"]:
+    if row.expired:
         raise Unauthorized("The API key has expired.")
-    return AuthenticatedKey(id=row["id"], name=row["name"], role=Role(row["role"]))
+    return AuthenticatedKey(id=row.id, name=row.name, role=Role(row.role))
 
 
 async def create_key(
@@ -72,7 +76,7 @@ async def create_key(
             "expires_at": expires_at,
         },
     )
-    return ApiKeyCreated.model_validate({**row, "key": key})
+    return ApiKeyCreated.model_validate({**asdict(row), "key": key})
 
 
 async def ensure_key(session: AsyncSession, *, key: str, name: str, role: Role, actor: str) -> None:
@@ -85,8 +89,8 @@ async def ensure_key(session: AsyncSession, *, key: str, name: str, role: Role, 
             "`baton apikey generate` prints one."
         )
     existing = await repository.find_active_by_name(session, name)
-    if existing is not None and existing["prefix"] != parsed.prefix:
-        await repository.revoke(session, existing["id"])  # the configured key was rotated
+    if existing is not None and existing.prefix != parsed.prefix:
+        await repository.revoke(session, existing.id)  # the configured key was rotated
     await repository.upsert_by_prefix(
         session,
         {
@@ -111,18 +115,18 @@ async def list_keys(
     session: AsyncSession, *, cursor: str | None, limit: int, include_revoked: bool
 ) -> Page[ApiKeyOut]:
     """Keys, newest first."""
-    after = None
-    if cursor:
-        at, key_id = decode_cursor(cursor, (datetime, uuid.UUID))
-        after = (at, key_id)
+    after = cursor_key(cursor, (datetime, uuid.UUID))
     rows = await repository.list_page(
-        session, after=after, limit=limit + 1, include_revoked=include_revoked
+        session,
+        after=(after[0], after[1]) if after else None,
+        limit=limit + 1,
+        include_revoked=include_revoked,
     )
-    items = [ApiKeyOut.model_validate(r) for r in rows[:limit]]
-    next_cursor = (
-        encode_cursor([items[-1].created_at.isoformat(), str(items[-1].id)])
-        if len(rows) > limit
-        else None
+    items, next_cursor = keyset_page(
+        rows,
+        limit=limit,
+        item=ApiKeyOut.model_validate,
+        key=lambda r: [r.created_at.isoformat(), str(r.id)],
     )
     return Page[ApiKeyOut](items=items, next_cursor=next_cursor)
 

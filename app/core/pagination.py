@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -15,6 +16,10 @@ from pydantic import BaseModel, Field
 from app.errors import InvalidInput
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+MAX_PAGE_SIZE = 500
+"""The largest page a list serves (and the largest ``limit`` a client may ask for)."""
 
 
 class Page(BaseModel, Generic[T]):
@@ -71,3 +76,29 @@ def decode_cursor(cursor: str, types: tuple[type, ...]) -> list[Any]:
         elif isinstance(value, str) and "\x00" in value:
             raise error
     return key
+
+
+def cursor_key(cursor: str | None, types: tuple[type, ...]) -> list[Any] | None:
+    """The sort key a page starts after (``decode_cursor``), or None for the first page."""
+    return decode_cursor(cursor, types) if cursor else None
+
+
+def cursor_value(cursor: str | None, kind: type) -> Any:
+    """The one-column sort key a page starts after, or None for the first page."""
+    key = cursor_key(cursor, (kind,))
+    return None if key is None else key[0]
+
+
+def keyset_page(
+    rows: Sequence[R],
+    *,
+    limit: int,
+    item: Callable[[R], T],
+    key: Callable[[R], list[Any]],
+) -> tuple[list[T], str | None]:
+    """A page from the ``limit + 1`` rows a list read after its cursor: the first ``limit``
+    rows as items, and the cursor of the last one's sort ``key`` when the extra row shows that
+    more follow (None on the last page)."""
+    items = [item(r) for r in rows[:limit]]
+    next_cursor = encode_cursor(key(rows[limit - 1])) if len(rows) > limit else None
+    return items, next_cursor

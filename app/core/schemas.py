@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    GetPydanticSchema,
+    model_validator,
+)
+from pydantic_core import core_schema
 
 _NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
 
@@ -28,6 +37,18 @@ def _true_or_false(value: Any) -> Any:
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
     raise ValueError("expected true or false")
+
+
+def one_of(values: type[StrEnum] | tuple[StrEnum, ...]) -> GetPydanticSchema:
+    """A vocabulary enum (``app.vocabulary``), or some of its members, as the API sees it:
+    validated and documented as a literal string choice (the same schema, errors and generated
+    clients as ``Literal[...]``), held as the enum member."""
+    members = tuple(values)
+    enum = type(members[0])
+    literal = core_schema.literal_schema([m.value for m in members])
+    return GetPydanticSchema(
+        lambda _type, _handler: core_schema.no_info_after_validator_function(enum, literal)
+    )
 
 
 Instant = Annotated[datetime, BeforeValidator(_not_a_number)]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import functools
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -12,7 +15,7 @@ from sqlalchemy import (
     DateTime,
     Integer,
     Numeric,
-    RowMapping,
+    SQLColumnExpression,
     Text,
     Uuid,
     bindparam,
@@ -27,6 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Customer, Tier
 from app.db.reads import Reader, compile_sql, compile_statement
+from app.db.rows import row_as
+from app.vocabulary import CustomerStatus
 
 _columns = (
     *(c for c in Customer.__table__.c if c.key != "tier_code"),
@@ -48,28 +53,41 @@ async def read_by_ref(reader: Reader, external_ref: str) -> asyncpg.Record | Non
     return await reader.fetchrow(_BY_REF, external_ref)
 
 
+@dataclass(frozen=True, slots=True)
+class CustomerRow:
+    """A stored customer (``tier`` is its tier's code)."""
+
+    id: uuid.UUID
+    external_ref: str | None
+    name: str
+    tier: str
+    status: CustomerStatus
+    region: str | None
+    language: str | None
+    industry: str | None
+    annual_value: Decimal | None
+    satisfaction: Decimal | None
+    manager_id: uuid.UUID | None
+    pinned: bool
+    owner_since: datetime | None
+    churned_at: datetime | None
+    last_activity_at: datetime | None
+    reclaim_warned_at: datetime | None
+    first_touch_missed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
 async def get(
     session: AsyncSession, customer_id: uuid.UUID, *, lock: bool = False
-) -> RowMapping | None:
+) -> CustomerRow | None:
     """One customer; ``lock`` takes its row lock for the transaction."""
     stmt = select(*_columns).where(Customer.id == customer_id)
     if lock:
         stmt = stmt.with_for_update()
-    return (await session.execute(stmt)).mappings().first()
-
-
-async def list_page(
-    session: AsyncSession,
-    *,
-    filters: list[ColumnElement[bool]],
-    after: uuid.UUID | None,
-    limit: int,
-) -> list[RowMapping]:
-    """Customers ordered by id after the given one."""
-    stmt = select(*_columns).where(*filters).order_by(Customer.id).limit(limit)
-    if after is not None:
-        stmt = stmt.where(Customer.id > after)
-    return list((await session.execute(stmt)).mappings())
+    row = (await session.execute(stmt)).mappings().first()
+    return None if row is None else row_as(CustomerRow, row)
 
 
 # A page's filters, each a clause on a bind parameter of the same name (``pool`` and
@@ -88,7 +106,7 @@ _PAGE_FILTERS: dict[str, ColumnElement[bool]] = {
 
 # The orders a page can be sorted in: each a non-null expression (so a keyset comparison
 # never meets NULL), with the id as tie-breaker. An unknown annual value sorts as -1, first.
-SORT_KEYS: dict[str, ColumnElement[Any]] = {
+SORT_KEYS: dict[str, SQLColumnExpression[Any]] = {
     "name": Customer.name,
     "tier": select(Tier.rank).where(Tier.code == Customer.tier_code).scalar_subquery(),
     "annual_value": func.coalesce(Customer.annual_value, literal_column("-1")),

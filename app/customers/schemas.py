@@ -8,11 +8,13 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic.json_schema import JsonDict
 
+from app import vocabulary
 from app.assignments.schemas import ViolationsDetected
-from app.core.schemas import PatchModel
+from app.core.schemas import PatchModel, one_of
 
-CustomerStatus = Literal["active", "churned"]
+CustomerStatus = Annotated[vocabulary.CustomerStatus, one_of(vocabulary.CustomerStatus)]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 Money = Annotated[
     Decimal,
@@ -25,7 +27,7 @@ Satisfaction = Annotated[
 ]
 TierCode = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", examples=["key"])]
 
-_EXAMPLE = {
+_EXAMPLE: JsonDict = {
     "external_ref": "hs-company-90210",
     "name": "Hangzhou Precision Parts Co.",
     "tier": "key",
@@ -47,7 +49,7 @@ class CustomerCreate(BaseModel):
     external_ref: ShortText | None = None
     name: ShortText
     tier: TierCode
-    status: CustomerStatus = "active"
+    status: CustomerStatus = vocabulary.CustomerStatus.ACTIVE
     region: ShortText | None = None
     language: ShortText | None = None
     industry: ShortText | None = None
@@ -82,7 +84,7 @@ class CustomerUpdate(PatchModel):
     pinned: StrictBool | None = None
 
 
-_OUT_EXAMPLE = {
+_OUT_EXAMPLE: JsonDict = {
     "id": "9b6f1c2e-7a43-4d0e-8f51-2c3d4e5f6a7b",
     **_EXAMPLE,
     "status": "active",

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import RowMapping, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
 from app.assignments import compliance, guard
 from app.assignments import repository as ledger
 from app.core.concurrency import Precondition
-from app.core.pagination import Page, decode_cursor, encode_cursor
+from app.core.pagination import (
+    Page,
+    cursor_value,
+    decode_cursor,
+    keyset_page,
+)
 from app.customers import repository
+from app.customers.repository import CustomerRow
 from app.customers.schemas import (
     CustomerChangeOut,
     CustomerCreate,
@@ -97,15 +103,14 @@ async def list_customers(
     rows = await repository.read_page(
         reader, filters=filters, limit=limit + 1, sort=key, descending=descending
     )
-    items = [CustomerOut.model_validate(dict(r)) for r in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor(
-            [str(last["id"])]
-            if key is None
-            else [sort, _cursor_key(last["sort_key"]), str(last["id"])]
-        )
+    items, next_cursor = keyset_page(
+        rows,
+        limit=limit,
+        item=lambda r: CustomerOut.model_validate(dict(r)),
+        key=lambda r: (
+            [str(r["id"])] if key is None else [sort, _cursor_key(r["sort_key"]), str(r["id"])]
+        ),
+    )
     return Page[CustomerOut](items=items, next_cursor=next_cursor)
 
 
@@ -136,7 +141,7 @@ def _cursor_key(value: Any) -> Any:
     return str(value) if isinstance(value, Decimal) else value
 
 
-async def _tier(session: AsyncSession, code: str) -> Mapping[str, Any]:
+async def _tier(session: AsyncSession, code: str) -> RowMapping:
     row = (await session.execute(select(*Tier.__table__.c).where(Tier.code == code))).mappings()
     tier = row.first()
     if tier is None:
@@ -150,7 +155,7 @@ async def _tier(session: AsyncSession, code: str) -> Mapping[str, Any]:
 async def assign_manually(
     session: AsyncSession,
     *,
-    customer: Mapping[str, Any],
+    customer: CustomerRow,
     manager_id: uuid.UUID | None,
     force: bool,
     actor: str,
@@ -166,29 +171,29 @@ async def assign_manually(
     it leaves is recorded and returned.
     """
     violations: list[engine.Violation] = []
-    if manager_id is not None and manager_id != customer["manager_id"]:
+    if manager_id is not None and manager_id != customer.manager_id:
         violations = await guard.check_move(
-            session, customer_id=customer["id"], manager_id=manager_id, force=force, role=role
+            session, customer_id=customer.id, manager_id=manager_id, force=force, role=role
         )
         if violations:
             note = guard.forced_note(violations, note)
         if any(v.rule == "capacity" for v in violations):
             workload = int(await managers.workload(session, manager_id) or 0)
-            tier = await _tier(session, customer["tier"])
+            tier = await _tier(session, customer.tier)
             await outbox.emit(
                 session,
                 "manager.capacity_exceeded",
                 {
                     "manager_id": manager_id,
                     "workload": workload + tier["weight"],
-                    "customer_id": customer["id"],
+                    "customer_id": customer.id,
                     "actor": actor,
                     "reason": note,
                 },
             )
     await ledger.move_customers(
         session,
-        customer_ids=[customer["id"]],
+        customer_ids=[customer.id],
         manager_ids=[manager_id],
         reason="manual",
         actor=actor,
@@ -198,7 +203,7 @@ async def assign_manually(
     if not violations:
         return []
     return await compliance.record(
-        session, compliance.Scope.customers([customer["id"]]), cause="forced", actor=actor
+        session, compliance.Scope.customers([customer.id]), cause="forced", actor=actor
     )
 
 
@@ -224,7 +229,12 @@ async def create_customer(
         row = await repository.get(session, customer_id, lock=True)
         assert row is not None
         await assign_manually(
-            session, customer=row, manager_id=data.manager_id, force=force, actor=actor, role=role
+            session,
+            customer=row,
+            manager_id=data.manager_id,
+            force=force,
+            actor=actor,
+            role=role,
         )
     return await get_customer(session, customer_id=customer_id)
 
@@ -247,10 +257,10 @@ async def update_customer(
     if row is None:
         raise NotFound(f"Customer {customer_id} does not exist.")
     if precondition is not None:
-        precondition.check(row["version"], f"Customer {customer_id}")
+        precondition.check(row.version, f"Customer {customer_id}")
     values = data.model_dump(exclude_unset=True)
-    tier_code = values.pop("tier", row["tier"])
-    if tier_code != row["tier"]:
+    tier_code = values.pop("tier", row.tier)
+    if tier_code != row.tier:
         await _tier(session, tier_code)
         values["tier_code"] = tier_code
     if values.get("external_ref") and await repository.external_ref_taken(
@@ -267,18 +277,18 @@ async def update_customer(
             "customer.tier_changed",
             {
                 "customer_id": customer_id,
-                "old_tier": row["tier"],
+                "old_tier": row.tier,
                 "tier": tier_code,
-                "manager_id": row["manager_id"],
+                "manager_id": row.manager_id,
                 "actor": actor,
             },
             customer_id=customer_id,
         )
     found: list[compliance.Found] = []
-    if move and new_owner != row["manager_id"]:
+    if move and new_owner != row.manager_id:
         found = await assign_manually(
             session,
-            customer={**row, "tier": tier_code},
+            customer=dataclasses.replace(row, tier=tier_code),
             manager_id=new_owner,
             force=force,
             actor=actor,
@@ -307,7 +317,7 @@ async def delete_customer(
     if row is None:
         raise NotFound(f"Customer {customer_id} does not exist.")
     if precondition is not None:
-        precondition.check(row["version"], f"Customer {customer_id}")
+        precondition.check(row.version, f"Customer {customer_id}")
     has_history = await session.scalar(
         select(exists().where(Assignment.customer_id == customer_id))
     )
@@ -324,10 +334,11 @@ async def get_history(
 ) -> Page[LedgerRowOut]:
     """The customer's ledger rows, newest first."""
     await get_customer(session, customer_id=customer_id)
-    after = decode_cursor(cursor, (int,))[0] if cursor else None
+    after = cursor_value(cursor, int)
     rows = await ledger.history(session, customer_id, after=after, limit=limit + 1)
-    items = [LedgerRowOut.model_validate(r) for r in rows[:limit]]
-    next_cursor = encode_cursor([items[-1].id]) if len(rows) > limit else None
+    items, next_cursor = keyset_page(
+        rows, limit=limit, item=LedgerRowOut.model_validate, key=lambda r: [r.id]
+    )
     return Page[LedgerRowOut](items=items, next_cursor=next_cursor)
 
 
@@ -343,7 +354,7 @@ async def get_owner_at(
     return OwnerAtOut(
         customer_id=customer_id,
         at=instant,
-        manager_id=row["manager_id"] if row else None,
+        manager_id=row.manager_id if row else None,
         assignment=LedgerRowOut.model_validate(row) if row else None,
     )
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 
 from sqlalchemy import (
     ARRAY,
@@ -25,33 +27,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app import vocabulary as v
 from app.db.base import Base
 
-MANAGER_STATUSES = ("active", "on_leave", "departing", "departed")
-CUSTOMER_STATUSES = ("active", "churned")
-ASSIGNMENT_REASONS = (
-    "manual",
-    "auto",
-    "rebalance",
-    "handover",
-    "interim",
-    "cover",
-    "cover_return",
-    "refusal",
-    "rollback",
-    "webhook",
-    "import",
-    "seed",
-    "repair",
-    "redivision",
-    "claim",
-    "reclaimed_inactive",
-    "first_touch_missed",
-)
+
+def _in(column: str, values: Iterable[StrEnum]) -> str:
+    return f"{column} IN ({v.sql_list(tuple(values))})"
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+# Old names of two vocabulary sets, kept for the handover code that imports them from here.
+HANDOVER_OPEN_STATES = v.OPEN_HANDOVER_STATES
+HANDOVER_TASKS = tuple(v.HandoverTask)
 
 
 class Timestamped:
@@ -89,7 +75,7 @@ class Manager(Timestamped, Base):
         CheckConstraint("max_new_per_day >= 0", name="max_new_per_day_non_negative"),
         CheckConstraint("max_new_per_week >= 0", name="max_new_per_week_non_negative"),
         CheckConstraint("rotation_weight BETWEEN 1 AND 1000", name="rotation_weight_range"),
-        CheckConstraint(_in("status", MANAGER_STATUSES), name="status_valid"),
+        CheckConstraint(_in("status", v.ManagerStatus), name="status_valid"),
         Index("uq_managers_email_lower", func.lower(text("email")), unique=True),
     )
 
@@ -108,7 +94,7 @@ class Manager(Timestamped, Base):
     industries: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default="{}")
     team: Mapped[str | None] = mapped_column(Text)
     # intake caps: new customers received in the last 24 hours / 7 days (ledger reasons in
-    # INTAKE_REASONS); null means no cap
+    # app.vocabulary.INTAKE_REASONS); null means no cap
     max_new_per_day: Mapped[int | None] = mapped_column(Integer)
     max_new_per_week: Mapped[int | None] = mapped_column(Integer)
     # share in weighted round robin (2 receives twice as many as 1)
@@ -118,24 +104,14 @@ class Manager(Timestamped, Base):
     working_hours: Mapped[list[dict[str, object]] | None] = mapped_column(JSONB(none_as_null=True))
 
 
-INTAKE_REASONS = ("auto", "manual", "import", "webhook", "claim", "first_touch_missed")
-"""Ledger reasons that count as a manager *receiving* a new customer for the intake caps;
-handovers, covers, rebalances, repairs and re-divisions do not (handovers and covers do when
-the rule set's ``placement.intake_counts_handovers`` says so: ``HANDOVER_INTAKE_REASONS``)."""
-HANDOVER_INTAKE_REASONS = ("handover", "interim", "cover")
-
-ABSENCE_KINDS = ("leave", "sick", "out_of_office", "training", "other")
-ABSENCE_COVERS = ("none", "interim", "auto")
-
-
 class ManagerAbsence(Timestamped, Base):
     """A period a manager takes no new customers; cancelled absences are kept for the record."""
 
     __tablename__ = "manager_absences"
     __table_args__ = (
         CheckConstraint("ends_at > starts_at", name="period_valid"),
-        CheckConstraint(_in("kind", ABSENCE_KINDS), name="kind_valid"),
-        CheckConstraint(_in("cover", ABSENCE_COVERS), name="cover_valid"),
+        CheckConstraint(_in("kind", v.AbsenceKind), name="kind_valid"),
+        CheckConstraint(_in("cover", v.AbsenceCover), name="cover_valid"),
         CheckConstraint(
             "(cover = 'interim') = (interim_manager_id IS NOT NULL)", name="interim_named"
         ),
@@ -168,7 +144,7 @@ class ManagerAbsence(Timestamped, Base):
 class Customer(Timestamped, Base):
     __tablename__ = "customers"
     __table_args__ = (
-        CheckConstraint(_in("status", CUSTOMER_STATUSES), name="status_valid"),
+        CheckConstraint(_in("status", v.CustomerStatus), name="status_valid"),
         CheckConstraint("satisfaction BETWEEN 0 AND 10", name="satisfaction_range"),
         CheckConstraint("annual_value >= 0", name="annual_value_non_negative"),
         Index("ix_customers_manager_id", "manager_id", "id"),
@@ -208,16 +184,13 @@ class Customer(Timestamped, Base):
     first_touch_missed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-ACTIVITY_KINDS = ("call", "email", "meeting", "visit", "message", "note", "other")
-
-
 class CustomerActivity(Base):
     """A follow-up with a customer (a call, a meeting…); ``external_id`` makes a re-sent one a
     no-op."""
 
     __tablename__ = "customer_activities"
     __table_args__ = (
-        CheckConstraint(_in("kind", ACTIVITY_KINDS), name="kind_valid"),
+        CheckConstraint(_in("kind", v.ActivityKind), name="kind_valid"),
         Index("ix_customer_activities_customer_at", "customer_id", "at"),
     )
 
@@ -262,9 +235,9 @@ class Assignment(Base):
     __tablename__ = "assignments"
     __table_args__ = (
         CheckConstraint("ended_at IS NULL OR ended_at >= started_at", name="period_ordered"),
-        CheckConstraint(_in("reason", ASSIGNMENT_REASONS), name="reason_valid"),
+        CheckConstraint(_in("reason", v.AssignmentReason), name="reason_valid"),
         CheckConstraint(
-            "end_reason IS NULL OR " + _in("end_reason", ASSIGNMENT_REASONS),
+            "end_reason IS NULL OR " + _in("end_reason", v.AssignmentReason),
             name="end_reason_valid",
         ),
         Index(
@@ -315,7 +288,7 @@ class ReclaimPolicy(Timestamped, Base):
         CheckConstraint("daily_claim_cap >= 0", name="daily_claim_cap_non_negative"),
         CheckConstraint("first_touch_hours > 0", name="first_touch_hours_positive"),
         CheckConstraint(
-            "first_touch_action IN ('escalate', 'replace')", name="first_touch_action_valid"
+            _in("first_touch_action", v.FirstTouchAction), name="first_touch_action_valid"
         ),
     )
 
@@ -431,56 +404,21 @@ class RuleSetVersion(Base):
     note: Mapped[str | None] = mapped_column(Text)
 
 
-HANDOVER_REASONS = ("departure", "leave", "role_change", "performance", "rebalance")
-HANDOVER_STRATEGIES = ("balanced", "optimal", "successor", "round_robin")
-HANDOVER_STATES = (
-    "draft",
-    "planned",
-    "approved",
-    "executing",
-    "completed",
-    "cancelled",
-    "rolled_back",
-)
-HANDOVER_OPEN_STATES = ("draft", "planned", "approved", "executing")
-HANDOVER_ITEM_STATUSES = (
-    "pending",
-    "proposed",
-    "overridden",
-    "unplaced",
-    "moved",
-    "pooled",
-    "skipped",
-    "refused",
-    "restored",
-    "returned",
-)
-NOTIFICATION_STATUSES = ("pending", "sent", "not_sent")
-HANDOVER_TASKS = (
-    "customer_list_exported",
-    "projects_reviewed",
-    "contracts_finances_reviewed",
-    "customers_notified",
-    "team_informed",
-    "successors_trained",
-)
-
-
 class Handover(Base):
     """Moving a manager's portfolio (or part of it) through plan → approve → execute."""
 
     __tablename__ = "handovers"
     __table_args__ = (
-        CheckConstraint(_in("reason", HANDOVER_REASONS), name="reason_valid"),
-        CheckConstraint(_in("strategy", HANDOVER_STRATEGIES), name="strategy_valid"),
-        CheckConstraint(_in("state", HANDOVER_STATES), name="state_valid"),
+        CheckConstraint(_in("reason", v.HandoverReason), name="reason_valid"),
+        CheckConstraint(_in("strategy", v.Strategy), name="strategy_valid"),
+        CheckConstraint(_in("state", v.HandoverState), name="state_valid"),
         CheckConstraint("strategy <> 'successor' OR successor_id IS NOT NULL", name="successor"),
         # a manager is in at most one open handover
         Index(
             "uq_handovers_open_per_manager",
             "from_manager_id",
             unique=True,
-            postgresql_where=text(_in("state", HANDOVER_OPEN_STATES)),
+            postgresql_where=text(_in("state", v.OPEN_HANDOVER_STATES)),
         ),
         Index("ix_handovers_created", "created_at", "id"),
         Index("ix_handovers_due", "effective_at", postgresql_where=text("state = 'approved'")),
@@ -536,9 +474,9 @@ class HandoverItem(Base):
 
     __tablename__ = "handover_items"
     __table_args__ = (
-        CheckConstraint(_in("status", HANDOVER_ITEM_STATUSES), name="status_valid"),
+        CheckConstraint(_in("status", v.HandoverItemStatus), name="status_valid"),
         CheckConstraint(
-            "notification_status IS NULL OR notification_status IN ('pending', 'sent', 'not_sent')",
+            "notification_status IS NULL OR " + _in("notification_status", v.NotificationStatus),
             name="notification_status_valid",
         ),
         Index("ix_handover_items_customer", "customer_id"),
@@ -592,7 +530,7 @@ class HandoverOwnerNotification(Base):
 
     __tablename__ = "handover_owner_notifications"
     __table_args__ = (
-        CheckConstraint(_in("status", NOTIFICATION_STATUSES), name="status_valid"),
+        CheckConstraint(_in("status", v.NotificationStatus), name="status_valid"),
         Index(
             "ix_handover_owner_notifications_pending",
             "handover_id",
@@ -615,10 +553,8 @@ class HandoverEmail(Base):
 
     __tablename__ = "handover_emails"
     __table_args__ = (
-        CheckConstraint(
-            _in("kind", ("customer_notification", "owner_briefing")), name="kind_valid"
-        ),
-        CheckConstraint(_in("status", ("pending", "sent", "failed")), name="status_valid"),
+        CheckConstraint(_in("kind", v.EmailKind), name="kind_valid"),
+        CheckConstraint(_in("status", v.EmailStatus), name="status_valid"),
         Index(
             "ix_handover_emails_due", "next_attempt_at", postgresql_where=text("status = 'pending'")
         ),
@@ -648,7 +584,7 @@ class HandoverTask(Base):
     """One checklist task of a handover (seed 000 §3–4), with who did it and when."""
 
     __tablename__ = "handover_tasks"
-    __table_args__ = (CheckConstraint(_in("task", HANDOVER_TASKS), name="task_valid"),)
+    __table_args__ = (CheckConstraint(_in("task", v.HandoverTask), name="task_valid"),)
 
     handover_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("handovers.id", ondelete="CASCADE"), primary_key=True
@@ -748,21 +684,14 @@ class HandoverFeedback(Base):
     )
 
 
-WEBHOOK_ADAPTERS = ("standard", "hubspot", "generic-hmac", "zoho")
-INBOX_STATUSES = ("received", "processed", "failed", "ignored")
-DELIVERY_STATUSES = ("pending", "delivered", "failed")
-
-
 class WebhookSource(Base):
     """A CRM allowed to post events to ``/v1/webhooks/inbound/{name}``, and how it signs them."""
 
     __tablename__ = "webhook_sources"
     __table_args__ = (
-        CheckConstraint(_in("adapter", WEBHOOK_ADAPTERS), name="adapter_valid"),
-        CheckConstraint(
-            _in("default_strategy", ("balanced", "optimal", "round_robin")), name="strategy_valid"
-        ),
-        CheckConstraint("tier_change_action IN ('propose', 'apply')", name="tier_action_valid"),
+        CheckConstraint(_in("adapter", v.WebhookAdapter), name="adapter_valid"),
+        CheckConstraint(_in("default_strategy", v.SOURCE_STRATEGIES), name="strategy_valid"),
+        CheckConstraint(_in("tier_change_action", v.TierChangeAction), name="tier_action_valid"),
         CheckConstraint("name ~ '^[a-z0-9][a-z0-9_-]{0,63}$'", name="name_format"),
     )
 
@@ -795,7 +724,7 @@ class InboundEvent(Base):
 
     __tablename__ = "webhook_inbound_events"
     __table_args__ = (
-        CheckConstraint(_in("status", INBOX_STATUSES), name="status_valid"),
+        CheckConstraint(_in("status", v.InboundEventStatus), name="status_valid"),
         Index("uq_webhook_inbound_events_source_event", "source_id", "event_id", unique=True),
         Index("ix_webhook_inbound_events_received", "received_at", "id"),
         Index(
@@ -878,7 +807,7 @@ class WebhookDelivery(Base):
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
-        CheckConstraint(_in("status", DELIVERY_STATUSES), name="status_valid"),
+        CheckConstraint(_in("status", v.DeliveryStatus), name="status_valid"),
         Index(
             "ix_webhook_deliveries_due",
             "next_attempt_at",
@@ -934,15 +863,12 @@ class WebhookAttempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
-API_KEY_ROLES = ("admin", "operator", "viewer", "integration")
-
-
 class ApiKey(Base):
     """An API key: only a SHA-256 of the secret is stored, found by its public prefix."""
 
     __tablename__ = "api_keys"
     __table_args__ = (
-        CheckConstraint(_in("role", API_KEY_ROLES), name="role_valid"),
+        CheckConstraint(_in("role", v.Role), name="role_valid"),
         Index(
             "uq_api_keys_active_name",
             "name",
@@ -1016,9 +942,6 @@ class AuditEvent(Base):
     details: Mapped[dict[str, object] | None] = mapped_column(JSONB)
 
 
-SCENARIO_STATES = ("draft", "activated", "archived")
-
-
 class Scenario(Timestamped, Base):
     """A draft re-division (rule set, manager, tier and customer changes) that changes nothing
     live until activated; its latest preview is kept with digests of the inputs it read and
@@ -1026,7 +949,7 @@ class Scenario(Timestamped, Base):
 
     __tablename__ = "scenarios"
     __table_args__ = (
-        CheckConstraint(_in("state", SCENARIO_STATES), name="state_valid"),
+        CheckConstraint(_in("state", v.ScenarioState), name="state_valid"),
         Index("ix_scenarios_state", "state", "created_at"),
     )
 

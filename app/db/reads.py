@@ -29,7 +29,7 @@ from app.db.session import SessionFactory, statement_cache_args
 from app.db.turns import Turns
 from app.settings import Settings
 
-_DIALECT = postgresql.asyncpg.dialect()  # type: ignore[attr-defined]
+_DIALECT = postgresql.asyncpg.dialect()
 
 
 class Reader(Protocol):

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from asyncpg import InterfaceError, PostgresConnectionError
 from asyncpg.exceptions import ConnectionDoesNotExistError, InternalClientError
 from sqlalchemy.engine import make_url
@@ -62,8 +63,8 @@ def statement_cache_off(url: str, settings: Settings) -> tuple[str, dict[str, An
     for on a server connection other than the one it was prepared on."""
     if settings.db_statement_cache:
         return url, {}
-    url = make_url(url).update_query_dict({"prepared_statement_cache_size": "0"})
-    return url.render_as_string(hide_password=False), {
+    uncached = make_url(url).update_query_dict({"prepared_statement_cache_size": "0"})
+    return uncached.render_as_string(hide_password=False), {
         **statement_cache_args(settings),
         "prepared_statement_name_func": lambda: f"__baton_{uuid.uuid4().hex}__",
     }
@@ -123,3 +124,13 @@ async def session_scope(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
+
+
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under the session's transaction, for COPY and other driver-only
+    calls (the work joins the session's transaction)."""
+    connection = await session.connection()
+    raw = (await connection.get_raw_connection()).driver_connection
+    if raw is None:  # only after the connection was invalidated
+        raise RuntimeError("the session's connection has no driver connection")
+    return raw

@@ -8,6 +8,7 @@ to decide whether to go on, never what to decide: see `budget`.)
 from app.engine.budget import OverBudget
 from app.engine.columns import NO_TIME, CustomerColumns
 from app.engine.facts import Customer, EngineError, FormerOwner, Manager, Tier
+from app.engine.fingerprint import digest
 from app.engine.guard import BrokenRules, Violation, owners_violating, placement_violations
 from app.engine.options import PlanOptions, RebalanceOptions
 from app.engine.plan import Decision, ManagerLoad, Moves, OverTarget, Plan, PlanMetrics
@@ -38,6 +39,7 @@ __all__ = [
     "RuleSet",
     "Tier",
     "Violation",
+    "digest",
     "owners_violating",
     "placement_violations",
     "plan_assignments",

@@ -45,6 +45,14 @@ def from_epoch(value: int) -> datetime | None:
     return None if value == NO_TIME else datetime.fromtimestamp(int(value), tz=UTC)
 
 
+_ABSENT = np.empty(0, dtype=object)
+
+
+def _absent() -> np.ndarray:
+    """Default of a column left out: __post_init__ replaces it with the column's "none" value."""
+    return _ABSENT
+
+
 def _codes(values: Sequence[str | None]) -> tuple[np.ndarray, tuple[str, ...]]:
     cats = sorted({v for v in values if v is not None})
     index = {c: i for i, c in enumerate(cats)}
@@ -59,7 +67,7 @@ class CustomerColumns:
     - `ids`: S16, the 16 raw bytes of each UUID (Postgres binary COPY gives exactly these).
     - `tier`: int16 codes into `tier_codes` (the codes of the given `Tier`s, any order).
     - `region`, `language`, `industry`: int32 codes into `regions`, `languages`,
-      `industries`; -1 means None. A column left as None means "None for everyone".
+      `industries`; -1 means None. A column left out means "None for everyone".
     - `annual_value`, `satisfaction`: float64, NaN means None.
     - `pinned`: bool.
     - `owner`: int32 codes into `owner_ids` (the current owner), -1 = in the pool. Passing the
@@ -71,18 +79,18 @@ class CustomerColumns:
     ids: np.ndarray
     tier: np.ndarray
     tier_codes: tuple[str, ...]
-    region: np.ndarray | None = None
+    region: np.ndarray = field(default_factory=_absent)
     regions: tuple[str, ...] = ()
-    language: np.ndarray | None = None
+    language: np.ndarray = field(default_factory=_absent)
     languages: tuple[str, ...] = ()
-    industry: np.ndarray | None = None
+    industry: np.ndarray = field(default_factory=_absent)
     industries: tuple[str, ...] = ()
-    annual_value: np.ndarray | None = None
-    satisfaction: np.ndarray | None = None
-    pinned: np.ndarray | None = None
-    owner: np.ndarray | None = None
+    annual_value: np.ndarray = field(default_factory=_absent)
+    satisfaction: np.ndarray = field(default_factory=_absent)
+    pinned: np.ndarray = field(default_factory=_absent)
+    owner: np.ndarray = field(default_factory=_absent)
     owner_ids: tuple[UUID, ...] = ()
-    last_moved_at: np.ndarray | None = None
+    last_moved_at: np.ndarray = field(default_factory=_absent)
     former_owners: Mapping[int, tuple[FormerOwner, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -103,7 +111,7 @@ class CustomerColumns:
         }
         for name, (dtype, fill) in specs.items():
             value = getattr(self, name)
-            if value is None:
+            if value is None or value is _ABSENT:
                 value = np.full(n, fill, dtype=dtype)
             else:
                 value = np.asarray(value)

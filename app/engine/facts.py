@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-MANAGER_STATUSES = ("active", "on_leave", "departing", "departed")
+from app.vocabulary import ManagerStatus
+
+MANAGER_STATUSES = frozenset(ManagerStatus)
 
 
 class EngineError(ValueError):

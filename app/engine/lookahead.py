@@ -217,7 +217,7 @@ def plan_reservations(
     level = np.zeros(b_count)
     flow_jb = np.zeros(edges.shape)
     active_j = demand_j > 0
-    active_b = edges[active_j].any(axis=0)
+    active_b: np.ndarray = np.asarray(edges[active_j].any(axis=0))
     lower_bound = 0.0
     rounds = 0
     round_j = np.zeros(len(kfirst), np.int64)
@@ -244,7 +244,7 @@ def plan_reservations(
             reach_j = active_j & (source < want)
             reach_b = np.zeros(b_count, bool)
             while True:
-                reach_b = edges[reach_j].any(axis=0) & active_b
+                reach_b = np.asarray(edges[reach_j].any(axis=0)) & active_b
                 grown = reach_j | ((between[:, reach_b] > 0).any(axis=1) & active_j)
                 if (grown == reach_j).all():
                     break
@@ -345,19 +345,19 @@ def grouped_fill(
     floor_t = tau[group]
     counts = count(floor_t)
     if int(counts.sum()) > n:
-        lo, hi = lo0, hi0
+        low, high = lo0, hi0
         at_lo, at_hi = int(counts.sum()), 0
         counts = np.zeros_like(units)
         for _ in range(_BISECTION_STEPS):
             if at_lo - at_hi <= _SETTLE:
                 break
-            mid = 0.5 * (lo + hi)
-            trial = count(np.maximum(mid, floor_t))
-            held = int(trial.sum())
-            if held <= n:
-                hi, at_hi, counts = mid, held, trial
+            middle = 0.5 * (low + high)
+            trial = count(np.maximum(middle, floor_t))
+            taken = int(trial.sum())
+            if taken <= n:
+                high, at_hi, counts = middle, taken, trial
             else:
-                lo, at_lo = mid, held
+                low, at_lo = middle, taken
     # Hand out what the thresholds left by the next unit's score, within every limit.
     deficit = n - int(counts.sum())
     index = np.arange(len(units))

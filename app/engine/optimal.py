@@ -93,7 +93,9 @@ class _Model:
 
 def _model(problem: Problem, classes: Classes, outcome: Outcome, load: np.ndarray) -> _Model:
     pair_class, pair_manager, pair_pref, pair_ub = [], [], [], []
-    kept, sizes, weights = [], [], []
+    kept: list[int] = []
+    sizes: list[int] = []
+    weights: list[int] = []
     for c in classes.order:
         rows = classes.members(c)
         weight = int(classes.weight[c])

@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-Strategy = Literal["balanced", "optimal", "successor", "round_robin", "weighted_round_robin"]
+from app.vocabulary import Strategy
+
 Explain = Literal["none", "basic", "full"]
 
 DEFAULT_UTILIZATION_PENALTY = 50.0
@@ -22,7 +23,7 @@ class PlanOptions:
     is the preference score minus `utilization_penalty × utilization after the move`.
     """
 
-    strategy: Strategy = "balanced"
+    strategy: Strategy = Strategy.BALANCED
     now: datetime
     exclude_manager_ids: frozenset[UUID] = frozenset()
     successor_id: UUID | None = None

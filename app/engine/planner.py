@@ -148,7 +148,7 @@ def route_to_fallback(
         if f is not None and capped[f] and problem.intake_room[f] > 0:
             by_room = (int(problem.capacity[f]) - int(load[f])) // weight
             fits = max(0, min(len(pooled), by_room, int(problem.intake_room[f] - taken[f])))
-        if fits:
+        if fits and f is not None:
             _, pref = class_eligibility(problem, classes, c)
             outcome.set(pooled[:fits], f, ("fallback_owner", "intake_cap"))
             outcome.score[pooled[:fits]] = pref[f]
@@ -203,7 +203,8 @@ def _plan(
             run_successor(
                 problem, classes, outcome, load, penalty, options.successor_id, options.force
             )
-            extra = {"successor": problem.index_of[options.successor_id]}  # checked above
+            if options.successor_id is not None:  # run_successor rejects a missing one
+                extra = {"successor": problem.index_of[options.successor_id]}
         case "round_robin":
             rotation = run_round_robin(
                 problem, classes, outcome, load, rows, dict(options.rotation)

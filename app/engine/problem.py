@@ -107,9 +107,11 @@ def prepare(
             f"the preference weights add up to {total:g} points, more than the engine can score "
             f"({SCORE_LIMIT:g}); store a rule set with smaller weights"
         )
-    cols = customers if isinstance(customers, CustomerColumns) else None
-    if cols is None:
-        cols = CustomerColumns.from_customers(list(customers))
+    cols = (
+        customers
+        if isinstance(customers, CustomerColumns)
+        else CustomerColumns.from_customers(list(customers))
+    )
     tier_map: dict[str, Tier] = {}
     for tier in tiers:
         if tier.code in tier_map:

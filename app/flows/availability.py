@@ -17,12 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.absences import service as absences
 from app.absences.schemas import AbsenceCreate, AbsenceOut, AbsenceUpdate
-from app.db.models import HANDOVER_OPEN_STATES
 from app.handovers import aftercare as handover_aftercare
 from app.handovers import lifecycle as handover_lifecycle
 from app.handovers import planning as handover_planning
 from app.handovers import views as handover_views
 from app.handovers.schemas import ActionIn, HandoverCreate
+from app.vocabulary import OPEN_HANDOVER_STATES, HandoverReason
 
 
 async def create_absence(
@@ -36,7 +36,7 @@ async def create_absence(
         session,
         data=HandoverCreate(
             from_manager_id=manager_id,
-            reason="leave",
+            reason=HandoverReason.LEAVE,
             effective_at=data.starts_at,
             until=data.ends_at,
             note=f"Cover of absence {absence.id}.",
@@ -85,7 +85,7 @@ async def _follow(session: AsyncSession, absence: AbsenceOut, *, actor: str) -> 
         await _end_cover(session, absence.cover_handover_id, actor=actor)
         return
     handover = await handover_views.get_handover(session, handover_id=absence.cover_handover_id)
-    if handover.state in HANDOVER_OPEN_STATES or (
+    if handover.state in OPEN_HANDOVER_STATES or (
         handover.state == "completed" and handover.cover_returned_at is None
     ):
         await handover_lifecycle.reschedule_leave(
@@ -98,7 +98,7 @@ async def _follow(session: AsyncSession, absence: AbsenceOut, *, actor: str) -> 
 
 async def _end_cover(session: AsyncSession, handover_id: uuid.UUID, *, actor: str) -> None:
     handover = await handover_views.get_handover(session, handover_id=handover_id)
-    if handover.state in HANDOVER_OPEN_STATES:
+    if handover.state in OPEN_HANDOVER_STATES:
         await handover_lifecycle.cancel_handover(
             session, handover_id=handover_id, data=ActionIn(note="absence ended"), actor=actor
         )

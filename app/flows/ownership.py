@@ -26,6 +26,7 @@ from app.rules import service as rules
 from app.rules.schemas import RuleSetChangeOut
 from app.tiers import service as tiers
 from app.tiers.schemas import TierChangeOut, TierUpdate
+from app.vocabulary import HandoverReason
 
 DepartureHandover = Literal["refuse", "auto"]
 
@@ -75,7 +76,7 @@ async def update_manager(
                 session,
                 data=HandoverCreate(
                     from_manager_id=manager_id,
-                    reason="departure",
+                    reason=HandoverReason.DEPARTURE,
                     interim_manager_id=interim_manager_id,
                     interim_now=interim_manager_id is not None,
                     note="Started by setting the manager's status to departed.",

@@ -35,6 +35,7 @@ from app.handovers.views import (
 )
 from app.managers import service as managers
 from app.settings import get_settings
+from app.vocabulary import ManagerStatus
 
 
 class RefusalWindowClosed(Conflict):
@@ -285,9 +286,9 @@ async def return_cover(session: AsyncSession, *, handover_id: uuid.UUID, actor: 
         await managers.set_status(
             session,
             manager_id=handover["from_manager_id"],
-            status="active"
+            status=ManagerStatus.ACTIVE
             if handover["prior_manager_status"] == "on_leave"
-            else handover["prior_manager_status"],
+            else ManagerStatus(handover["prior_manager_status"]),
             handover_id=handover["id"],
         )
     returned, skipped = await _restore(

@@ -33,6 +33,7 @@ from app.handovers.views import (
 from app.jobs.queue import EXECUTE_HANDOVER, enqueue
 from app.managers import service as managers
 from app.settings import get_settings
+from app.vocabulary import ManagerStatus
 
 
 class BriefingsMissing(Conflict):
@@ -172,14 +173,14 @@ async def execute_handover(
         await managers.set_status(
             session,
             manager_id=handover["from_manager_id"],
-            status="departed",
+            status=ManagerStatus.DEPARTED,
             handover_id=handover_id,
         )
     elif handover["reason"] == "leave":
         await managers.set_status(
             session,
             manager_id=handover["from_manager_id"],
-            status="on_leave",
+            status=ManagerStatus.ON_LEAVE,
             handover_id=handover_id,
         )
     pooled = sum(t is None for t in targets)

@@ -33,6 +33,7 @@ from app.handovers.views import (
 from app.managers import repository as managers_repository
 from app.managers import service as managers
 from app.tiers import repository as tiers_repository
+from app.vocabulary import ManagerStatus
 
 
 async def create_handover(
@@ -101,7 +102,10 @@ async def create_handover(
     )
     if data.reason == "departure" and manager["status"] in ("active", "on_leave"):
         await managers.set_status(
-            session, manager_id=data.from_manager_id, status="departing", handover_id=handover_id
+            session,
+            manager_id=data.from_manager_id,
+            status=ManagerStatus.DEPARTING,
+            handover_id=handover_id,
         )
     if interim is not None and (manager["status"] == "departed" or data.interim_now):
         if interim["status"] != "active":

@@ -9,34 +9,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
-from app.core.schemas import AwareInstant, Email
+from app import vocabulary
+from app.core.schemas import AwareInstant, Email, one_of
 from app.reports.schemas import KpiRow
 
-HandoverReason = Literal["departure", "leave", "role_change", "performance", "rebalance"]
-HandoverStrategy = Literal["balanced", "optimal", "successor", "round_robin"]
-HandoverState = Literal[
-    "draft", "planned", "approved", "executing", "completed", "cancelled", "rolled_back"
-]
-ItemStatus = Literal[
-    "pending",
-    "proposed",
-    "overridden",
-    "unplaced",
-    "moved",
-    "pooled",
-    "skipped",
-    "refused",
-    "restored",
-    "returned",
-]
-ChecklistTask = Literal[
-    "customer_list_exported",
-    "projects_reviewed",
-    "contracts_finances_reviewed",
-    "customers_notified",
-    "team_informed",
-    "successors_trained",
-]
+HandoverReason = Annotated[vocabulary.HandoverReason, one_of(vocabulary.HandoverReason)]
+HandoverStrategy = Annotated[vocabulary.Strategy, one_of(vocabulary.Strategy)]
+HandoverState = Annotated[vocabulary.HandoverState, one_of(vocabulary.HandoverState)]
+ItemStatus = Annotated[vocabulary.HandoverItemStatus, one_of(vocabulary.HandoverItemStatus)]
+ChecklistTask = Annotated[vocabulary.HandoverTask, one_of(vocabulary.HandoverTask)]
 Note = Annotated[str, Field(min_length=1, max_length=2000)]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 TierCode = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -86,7 +67,9 @@ class HandoverCreate(BaseModel):
 
     from_manager_id: uuid.UUID = Field(description="The manager whose customers move.")
     reason: HandoverReason
-    strategy: HandoverStrategy = Field("balanced", description="How the engine places them.")
+    strategy: HandoverStrategy = Field(
+        vocabulary.Strategy.BALANCED, description="How the engine places them."
+    )
     successor_id: uuid.UUID | None = Field(
         None, description="Required by the `successor` strategy: everyone goes to this manager."
     )

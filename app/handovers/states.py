@@ -5,20 +5,19 @@ from __future__ import annotations
 from typing import Literal
 
 from app.errors import InvalidTransition
+from app.vocabulary import HandoverState
 
-State = Literal[
-    "draft", "planned", "approved", "executing", "completed", "cancelled", "rolled_back"
-]
+State = HandoverState
 Action = Literal["plan", "approve", "execute", "complete", "cancel", "rollback"]
 
 # action -> (states it may start from, state it leads to)
 TRANSITIONS: dict[str, tuple[tuple[State, ...], State]] = {
-    "plan": (("draft", "planned"), "planned"),
-    "approve": (("planned",), "approved"),
-    "execute": (("approved",), "executing"),
-    "complete": (("executing",), "completed"),
-    "cancel": (("draft", "planned", "approved", "executing"), "cancelled"),
-    "rollback": (("completed",), "rolled_back"),
+    "plan": ((State.DRAFT, State.PLANNED), State.PLANNED),
+    "approve": ((State.PLANNED,), State.APPROVED),
+    "execute": ((State.APPROVED,), State.EXECUTING),
+    "complete": ((State.EXECUTING,), State.COMPLETED),
+    "cancel": ((State.DRAFT, State.PLANNED, State.APPROVED, State.EXECUTING), State.CANCELLED),
+    "rollback": ((State.COMPLETED,), State.ROLLED_BACK),
 }
 
 # Actions a client can ask for (``complete`` is internal to execution).

@@ -78,7 +78,7 @@ async def _run_import(
                     session,
                     resource=resource,
                     chunks=_file_chunks(handle, lambda n: progress.advance(task, n)),
-                    fmt=fmt.value,  # type: ignore[arg-type]
+                    fmt=fmt.value,
                     mode=mode,  # type: ignore[arg-type]
                     actor=actor,
                 )

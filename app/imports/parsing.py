@@ -154,7 +154,7 @@ async def read_ndjson(chunks: AsyncIterator[bytes]) -> AsyncIterator[Record]:
             continue
         try:
             value = json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             yield Record(number, None, f"not valid JSON: {exc.msg}")
             continue
         if not isinstance(value, dict):
@@ -214,7 +214,7 @@ async def read_csv(
 
 
 def _check_header(header: list[str], *, columns: frozenset[str], required: frozenset[str]) -> None:
-    errors = []
+    errors: list[dict[str, Any]] = []
     seen: set[str] = set()
     for i, name in enumerate(header):
         if name in seen:

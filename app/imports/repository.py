@@ -15,8 +15,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import RowMapping, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.rows import rows_as
 
 
 @dataclass(frozen=True)
@@ -232,9 +234,20 @@ async def _check_duplicates(session: AsyncSession, stage: str, key: str, field: 
     )
 
 
+@dataclass(frozen=True, slots=True)
+class StagedError:
+    """An error found on a staged row."""
+
+    line: int
+    external_ref: str | None
+    field: str | None
+    msg: str
+    type: str
+
+
 async def error_summary(
     session: AsyncSession, stage: str, *, limit: int
-) -> tuple[int, list[RowMapping]]:
+) -> tuple[int, list[StagedError]]:
     """(distinct lines with an error, the first ``limit`` errors by line)."""
     failed = await session.scalar(text(f"SELECT count(DISTINCT line) FROM {stage}_errors"))
     rows = (
@@ -246,7 +259,7 @@ async def error_summary(
             {"limit": limit},
         )
     ).mappings()
-    return int(failed or 0), list(rows)
+    return int(failed or 0), rows_as(StagedError, rows)
 
 
 async def discard_failed(session: AsyncSession, stage: str) -> None:

@@ -20,7 +20,7 @@ class CustomerImportRow(CustomerCreate):
     """A customer row: the fields of ``POST /v1/customers``, with ``external_ref`` required
     (the upsert key) and the owner given by ``manager_id`` or ``manager_external_ref``."""
 
-    external_ref: Ref  # type: ignore[assignment]
+    external_ref: Ref
     manager_external_ref: Ref | None = Field(
         None, description="The owner by its CRM id; with `manager_id` too, both must agree."
     )
@@ -29,7 +29,7 @@ class CustomerImportRow(CustomerCreate):
 class ManagerImportRow(ManagerCreate):
     """A manager row: the fields of ``POST /v1/managers``, with ``external_ref`` required."""
 
-    external_ref: Ref  # type: ignore[assignment]
+    external_ref: Ref
 
 
 class RowError(BaseModel):

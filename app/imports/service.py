@@ -286,7 +286,7 @@ async def import_rows(
         await repository.check_managers(session, stage)
     sql_failed, sql_errors = await repository.error_summary(session, stage, limit=MAX_ERRORS)
     tally.failed += sql_failed
-    tally.errors.extend(RowError.model_validate(dict(e)) for e in sql_errors)
+    tally.errors.extend(RowError.model_validate(e, from_attributes=True) for e in sql_errors)
     tally.errors.sort(key=lambda e: (e.line, e.field or ""))
     tally.truncated = (
         tally.truncated or len(tally.errors) > MAX_ERRORS or sql_failed > len(sql_errors)

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Float,
     RowMapping,
     Select,
+    SQLColumnExpression,
     Text,
     Uuid,
     bindparam,
@@ -115,7 +116,7 @@ async def fold_loads(session: AsyncSession) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def _sort_key(stmt: Select[Any], sort: str) -> ColumnElement[Any]:
+def _sort_key(stmt: Select[Any], sort: str) -> SQLColumnExpression[Any]:
     """A non-null sort expression (keyset comparisons never meet NULL): the name, or the
     utilization with managers of no capacity (utilization null) first, as -1."""
     if sort == "name":

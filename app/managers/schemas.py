@@ -16,11 +16,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonDict
 
+from app import vocabulary
 from app.assignments.schemas import ViolationsDetected
-from app.core.schemas import Email, PatchModel
+from app.core.schemas import Email, PatchModel, one_of
 
-ManagerStatus = Literal["active", "on_leave", "departing", "departed"]
+ManagerStatus = Annotated[vocabulary.ManagerStatus, one_of(vocabulary.ManagerStatus)]
 ManagerSort = Literal["name", "-name", "utilization", "-utilization"]
 """The orders of the manager list (``-``: descending)."""
 Level = Annotated[int, Field(ge=1, le=5, description="1 junior … 5 principal.")]
@@ -81,7 +83,7 @@ WorkingHours = Annotated[
     ),
 ]
 
-_EXAMPLE = {
+_EXAMPLE: JsonDict = {
     "external_ref": "hs-owner-4411",
     "name": "Li Na",
     "email": "li.na@example.com",
@@ -102,7 +104,7 @@ class ManagerCreate(BaseModel):
     email: Email
     level: Level
     capacity: Capacity
-    status: ManagerStatus = "active"
+    status: ManagerStatus = vocabulary.ManagerStatus.ACTIVE
     accepting_new: StrictBool = True
     region: ShortText | None = None
     languages: list[Tag] = Field(default_factory=list, max_length=50)

@@ -8,7 +8,12 @@ from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.concurrency import Precondition
-from app.core.pagination import Page, decode_cursor, encode_cursor
+from app.core.pagination import (
+    Page,
+    cursor_value,
+    decode_cursor,
+    keyset_page,
+)
 from app.db.models import Assignment, Customer, Manager
 from app.db.reads import Reader
 from app.errors import Conflict, InvalidInput, NotFound
@@ -82,9 +87,9 @@ async def list_managers(
     key = sort.removeprefix("-") if sort else None
     descending = bool(sort and sort.startswith("-"))
     after, after_key = None, None
-    if cursor and key is None:
-        after = decode_cursor(cursor, (uuid.UUID,))[0]
-    elif cursor and key is not None:
+    if key is None:
+        after = cursor_value(cursor, uuid.UUID)
+    elif cursor:
         made_for, after_key, after = decode_cursor(
             cursor, (str, str if key == "name" else float, uuid.UUID)
         )
@@ -102,13 +107,12 @@ async def list_managers(
         descending=descending,
         after_key=after_key,
     )
-    items = [to_out(r) for r in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor(
-            [str(last["id"])] if key is None else [sort, last["sort_key"], str(last["id"])]
-        )
+    items, next_cursor = keyset_page(
+        rows,
+        limit=limit,
+        item=to_out,
+        key=lambda r: [str(r["id"])] if key is None else [sort, r["sort_key"], str(r["id"])],
+    )
     return Page[ManagerOut](items=items, next_cursor=next_cursor)
 
 

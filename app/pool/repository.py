@@ -3,15 +3,54 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import NamedTuple
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import HANDOVER_OPEN_STATES
+from app.db.rows import rows_as
+from app.vocabulary import OPEN_HANDOVER_STATES, sql_list
 
-_OPEN_HANDOVER_STATES = ", ".join(f"'{s}'" for s in HANDOVER_OPEN_STATES)
+
+@dataclass(frozen=True, slots=True)
+class WaitingRow:
+    """A pool customer: since when and why it waits."""
+
+    customer_id: uuid.UUID
+    tier: str
+    waiting_since: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReclaimRow:
+    """A customer a sweep would return to the pool."""
+
+    customer_id: uuid.UUID
+    manager_id: uuid.UUID
+    tier: str
+    quiet_since: datetime
+
+
+class Warned(NamedTuple):
+    """A customer that entered its warning period."""
+
+    customer_id: uuid.UUID
+    manager_id: uuid.UUID
+    reclaim_at: datetime
+
+
+class FirstTouchMissed(NamedTuple):
+    """A customer whose new owner has not touched it in time."""
+
+    customer_id: uuid.UUID
+    manager_id: uuid.UUID
+    owner_since: datetime
+
+
+_OPEN_HANDOVER_STATES = sql_list(OPEN_HANDOVER_STATES)
 
 # The instant a customer's inactivity counts from: the latest follow-up, or when the owner
 # got it (a fresh owner is not reclaimed for the previous owner's silence).
@@ -124,26 +163,31 @@ _CLAIMS_SINCE = text(
 )
 
 
-async def waiting(session: AsyncSession, *, after: uuid.UUID | None, limit: int) -> list[Any]:
+async def waiting(
+    session: AsyncSession, *, after: uuid.UUID | None, limit: int
+) -> list[WaitingRow]:
     """Pool customers by id after ``after``: since when and why each waits."""
-    return list((await session.execute(_WAITING, {"after": after, "limit": limit})).mappings())
+    result = await session.execute(_WAITING, {"after": after, "limit": limit})
+    return rows_as(WaitingRow, result.mappings())
 
 
-async def warn_due(session: AsyncSession, *, now: datetime) -> list[Any]:
+async def warn_due(session: AsyncSession, *, now: datetime) -> list[Warned]:
     """Mark the customers entering their warning period as warned; returns (customer id,
     owner, reclaim_at) for each, one statement."""
-    return list((await session.execute(_WARN, {"now": now})).all())
+    return [Warned(*r) for r in (await session.execute(_WARN, {"now": now})).all()]
 
 
-async def escalate_first_touch(session: AsyncSession, *, now: datetime) -> list[Any]:
+async def escalate_first_touch(session: AsyncSession, *, now: datetime) -> list[FirstTouchMissed]:
     """Mark the customers whose first touch is overdue at ``now`` as escalated; returns
     (customer id, owner, owner since) for each, one statement."""
-    return list((await session.execute(_FIRST_TOUCH_MISSED, {"now": now})).all())
+    rows = (await session.execute(_FIRST_TOUCH_MISSED, {"now": now})).all()
+    return [FirstTouchMissed(*r) for r in rows]
 
 
-async def preview(session: AsyncSession, *, now: datetime, limit: int) -> list[Any]:
+async def preview(session: AsyncSession, *, now: datetime, limit: int) -> list[ReclaimRow]:
     """The customers a sweep at ``now`` would reclaim (up to ``limit``)."""
-    return list((await session.execute(_PREVIEW, {"now": now, "limit": limit})).mappings())
+    result = await session.execute(_PREVIEW, {"now": now, "limit": limit})
+    return rows_as(ReclaimRow, result.mappings())
 
 
 async def lock_due(session: AsyncSession, *, now: datetime) -> list[uuid.UUID]:

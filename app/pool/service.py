@@ -21,7 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.assignments import guard
 from app.assignments import service as assignments
 from app.assignments.repository import move_customers
-from app.core.pagination import Page, decode_cursor, encode_cursor
+from app.core.pagination import (
+    Page,
+    cursor_value,
+    keyset_page,
+)
 from app.db.models import Customer, ReclaimPolicy, Tier
 from app.errors import BatonError, Conflict, NotFound
 from app.events import outbox
@@ -114,10 +118,14 @@ async def list_waiting(
     session: AsyncSession, *, cursor: str | None, limit: int
 ) -> Page[PoolCustomer]:
     """The pool by customer id, with why each customer waits."""
-    after = decode_cursor(cursor, (uuid.UUID,))[0] if cursor else None
+    after = cursor_value(cursor, uuid.UUID)
     rows = await repository.waiting(session, after=after, limit=limit + 1)
-    items = [PoolCustomer.model_validate(dict(r)) for r in rows[:limit]]
-    next_cursor = encode_cursor([items[-1].customer_id]) if len(rows) > limit else None
+    items, next_cursor = keyset_page(
+        rows,
+        limit=limit,
+        item=lambda r: PoolCustomer.model_validate(r, from_attributes=True),
+        key=lambda r: [r.customer_id],
+    )
     return Page[PoolCustomer](items=items, next_cursor=next_cursor)
 
 
@@ -126,7 +134,7 @@ async def preview_reclaim(session: AsyncSession, *, now: datetime, limit: int) -
     rows = await repository.preview(session, now=now, limit=limit + 1)
     return ReclaimPreview(
         at=now,
-        customers=[ReclaimCandidate.model_validate(dict(r)) for r in rows[:limit]],
+        customers=[ReclaimCandidate.model_validate(r, from_attributes=True) for r in rows[:limit]],
         truncated=len(rows) > limit,
     )
 

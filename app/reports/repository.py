@@ -11,10 +11,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from sqlalchemy import RowMapping, text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.rows import rows_as
+from app.vocabulary import AssignmentReason
 
 Grouping = Literal["manager", "team", "region"]
 
@@ -343,6 +347,23 @@ SELECT c.id AS customer_id, c.name, c.tier_code AS tier, c.region, c.annual_valu
 """
 
 
+@dataclass(frozen=True, slots=True)
+class PortfolioRow:
+    """A customer owned at an instant, by whom, since when and why."""
+
+    customer_id: uuid.UUID
+    name: str
+    tier: str
+    region: str | None
+    annual_value: Decimal | None
+    manager_id: uuid.UUID
+    manager_name: str
+    team: str | None
+    owned_since: datetime
+    reason: AssignmentReason
+    active: bool
+
+
 async def portfolio_at(
     session: AsyncSession,
     *,
@@ -352,7 +373,7 @@ async def portfolio_at(
     active: bool | None,
     after: uuid.UUID | None,
     limit: int,
-) -> list[RowMapping]:
+) -> list[PortfolioRow]:
     """The ledger rows open at ``at`` for one manager or a team's managers, by customer id."""
     await plan_for_these_values(session)
     params = {
@@ -363,7 +384,7 @@ async def portfolio_at(
         "after": after,
         "limit": limit,
     }
-    return list((await session.execute(text(_PORTFOLIO_AT), params)).mappings())
+    return rows_as(PortfolioRow, (await session.execute(text(_PORTFOLIO_AT), params)).mappings())
 
 
 _CUSTOMERS_AT = """

@@ -10,9 +10,16 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.pagination import Page, decode_cursor, encode_cursor
+from app.core.pagination import (
+    Page,
+    cursor_value,
+    decode_cursor,
+    encode_cursor,
+    keyset_page,
+)
 from app.customers.schemas import CustomerOut, CustomerStatus
 from app.errors import InvalidInput, NotFound
 from app.managers import repository as managers
@@ -55,7 +62,7 @@ def _num(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _row(r: Mapping[str, Any]) -> KpiRow:
+def _row(r: RowMapping) -> KpiRow:
     return KpiRow(
         key=r["key"],
         managers=int(r["managers"]),
@@ -307,7 +314,7 @@ async def manager_portfolio_at(
     """The customers the manager owned at ``at`` by the ledger (as they are now; ``status``
     filters on the status then), by id."""
     await _require_manager(session, manager_id)
-    after = decode_cursor(cursor, (uuid.UUID,))[0] if cursor else None
+    after = cursor_value(cursor, uuid.UUID)
     rows = await repository.customers_at(
         session,
         manager_id=manager_id,
@@ -317,8 +324,12 @@ async def manager_portfolio_at(
         after=after,
         limit=limit + 1,
     )
-    items = [CustomerOut.model_validate(dict(r)) for r in rows[:limit]]
-    next_cursor = encode_cursor([str(items[-1].id)]) if len(rows) > limit else None
+    items, next_cursor = keyset_page(
+        rows,
+        limit=limit,
+        item=lambda r: CustomerOut.model_validate(dict(r)),
+        key=lambda r: [str(r["id"])],
+    )
     return Page[CustomerOut](items=items, next_cursor=next_cursor)
 
 
@@ -339,7 +350,7 @@ async def portfolio_at(
             "Give a `team` or a `manager_id`.",
             errors=[{"loc": ["query", "team"], "msg": "team or manager_id is required"}],
         )
-    after = decode_cursor(cursor, (uuid.UUID,))[0] if cursor else None
+    after = cursor_value(cursor, uuid.UUID)
     rows = await repository.portfolio_at(
         session,
         at=_utc(at) if at is not None else datetime.now(UTC),
@@ -349,6 +360,10 @@ async def portfolio_at(
         after=after,
         limit=limit + 1,
     )
-    items = [PortfolioEntry.model_validate(dict(r)) for r in rows[:limit]]
-    next_cursor = encode_cursor([str(items[-1].customer_id)]) if len(rows) > limit else None
+    items, next_cursor = keyset_page(
+        rows,
+        limit=limit,
+        item=lambda r: PortfolioEntry.model_validate(r, from_attributes=True),
+        key=lambda r: [str(r.customer_id)],
+    )
     return Page[PortfolioEntry](items=items, next_cursor=next_cursor)

@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import RowMapping, select, text
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Customer, RevenueEvent
+from app.db.rows import row_as, rows_as
 
 
-async def insert_event(session: AsyncSession, values: dict[str, Any]) -> RowMapping | None:
+@dataclass(frozen=True, slots=True)
+class RevenueEventRow:
+    """A stored revenue event."""
+
+    id: int
+    customer_id: uuid.UUID
+    amount: Decimal
+    currency: str
+    occurred_at: datetime
+    source: str
+    external_id: str | None
+    note: str | None
+    created_at: datetime
+
+
+async def insert_event(session: AsyncSession, values: dict[str, Any]) -> RevenueEventRow | None:
     """Add one event and return it; None when its (source, external_id) is already stored."""
     stmt = (
         insert(RevenueEvent)
@@ -20,20 +39,24 @@ async def insert_event(session: AsyncSession, values: dict[str, Any]) -> RowMapp
         .on_conflict_do_nothing(index_elements=["source", "external_id"])
         .returning(*RevenueEvent.__table__.c)
     )
-    return (await session.execute(stmt)).mappings().first()
+    row = (await session.execute(stmt)).mappings().first()
+    return None if row is None else row_as(RevenueEventRow, row)
 
 
-async def by_external_id(session: AsyncSession, source: str, external_id: str) -> RowMapping | None:
+async def by_external_id(
+    session: AsyncSession, source: str, external_id: str
+) -> RevenueEventRow | None:
     """The event a source already sent under this id."""
     stmt = select(*RevenueEvent.__table__.c).where(
         RevenueEvent.source == source, RevenueEvent.external_id == external_id
     )
-    return (await session.execute(stmt)).mappings().first()
+    row = (await session.execute(stmt)).mappings().first()
+    return None if row is None else row_as(RevenueEventRow, row)
 
 
 async def list_page(
     session: AsyncSession, customer_id: uuid.UUID, *, after: int | None, limit: int
-) -> list[RowMapping]:
+) -> list[RevenueEventRow]:
     """A customer's revenue events, newest entry first (by id)."""
     stmt = (
         select(*RevenueEvent.__table__.c)
@@ -43,7 +66,7 @@ async def list_page(
     )
     if after is not None:
         stmt = stmt.where(RevenueEvent.id < after)
-    return list((await session.execute(stmt)).mappings())
+    return rows_as(RevenueEventRow, (await session.execute(stmt)).mappings())
 
 
 async def customer_ids(session: AsyncSession, external_refs: list[str]) -> dict[str, uuid.UUID]:
@@ -51,7 +74,7 @@ async def customer_ids(session: AsyncSession, external_refs: list[str]) -> dict[
     rows = await session.execute(
         select(Customer.external_ref, Customer.id).where(Customer.external_ref.in_(external_refs))
     )
-    return {ref: customer_id for ref, customer_id in rows.all()}
+    return {ref: customer_id for ref, customer_id in rows.all() if ref is not None}
 
 
 _INSERT_MANY = text(

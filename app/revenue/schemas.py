@@ -73,7 +73,7 @@ class RevenueImportRow(RevenueIn):
     customer by its CRM id, and the date required."""
 
     customer_external_ref: Annotated[str, Field(min_length=1, max_length=200)]
-    occurred_at: AwareDatetime  # type: ignore[assignment]
+    occurred_at: AwareDatetime
 
 
 class RevenueImportError(BaseModel):

@@ -11,7 +11,11 @@ from typing import Literal
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.pagination import Page, decode_cursor, encode_cursor
+from app.core.pagination import (
+    Page,
+    cursor_value,
+    keyset_page,
+)
 from app.customers import repository as customers_repository
 from app.errors import Conflict, InvalidInput, NotFound
 from app.imports.parsing import Format, read_csv, read_ndjson
@@ -67,11 +71,11 @@ async def record_revenue(
     assert external_id is not None  # only a (source, external_id) pair can conflict
     stored = await repository.by_external_id(session, source, external_id)
     assert stored is not None
-    same = (stored["customer_id"], stored["amount"], stored["currency"]) == (
+    same = (stored.customer_id, stored.amount, stored.currency) == (
         customer_id,
         amount,
         currency,
-    ) and (occurred_at is None or stored["occurred_at"] == at)
+    ) and (occurred_at is None or stored.occurred_at == at)
     if not same:
         raise Conflict(
             f"Revenue event '{external_id}' from '{source}' was recorded with other facts.",
@@ -85,10 +89,11 @@ async def list_revenue(
 ) -> Page[RevenueOut]:
     """A customer's revenue events, newest entry first."""
     await _require_customer(session, customer_id)
-    after = decode_cursor(cursor, (int,))[0] if cursor else None
+    after = cursor_value(cursor, int)
     rows = await repository.list_page(session, customer_id, after=after, limit=limit + 1)
-    items = [RevenueOut.model_validate(r) for r in rows[:limit]]
-    next_cursor = encode_cursor([items[-1].id]) if len(rows) > limit else None
+    items, next_cursor = keyset_page(
+        rows, limit=limit, item=RevenueOut.model_validate, key=lambda r: [r.id]
+    )
     return Page[RevenueOut](items=items, next_cursor=next_cursor)
 
 

@@ -3,21 +3,37 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import RowMapping, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Customer, SatisfactionScore
+from app.db.rows import row_as, rows_as
 
 
-async def insert_score(session: AsyncSession, values: dict[str, Any]) -> RowMapping:
+@dataclass(frozen=True, slots=True)
+class ScoreRow:
+    """A stored satisfaction measurement."""
+
+    id: int
+    customer_id: uuid.UUID
+    score: Decimal
+    recorded_at: datetime
+    source: str
+    note: str | None
+    created_at: datetime
+
+
+async def insert_score(session: AsyncSession, values: dict[str, Any]) -> ScoreRow:
     """Add one measurement and return the row."""
     result = await session.execute(
         insert(SatisfactionScore).values(**values).returning(*SatisfactionScore.__table__.c)
     )
-    return result.mappings().one()
+    return row_as(ScoreRow, result.mappings().one())
 
 
 async def set_current_if_latest(
@@ -47,7 +63,7 @@ async def set_current_if_latest(
 
 async def list_page(
     session: AsyncSession, customer_id: uuid.UUID, *, after: int | None, limit: int
-) -> list[RowMapping]:
+) -> list[ScoreRow]:
     """A customer's measurements, newest entry first (by id, not by ``recorded_at``)."""
     stmt = (
         select(*SatisfactionScore.__table__.c)
@@ -57,4 +73,4 @@ async def list_page(
     )
     if after is not None:
         stmt = stmt.where(SatisfactionScore.id < after)
-    return list((await session.execute(stmt)).mappings())
+    return rows_as(ScoreRow, (await session.execute(stmt)).mappings())

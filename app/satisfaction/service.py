@@ -8,7 +8,11 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.pagination import Page, decode_cursor, encode_cursor
+from app.core.pagination import (
+    Page,
+    cursor_value,
+    keyset_page,
+)
 from app.customers import repository as customers_repository
 from app.errors import InvalidInput, NotFound
 from app.satisfaction import repository
@@ -62,7 +66,7 @@ async def record_satisfaction(
             "note": note,
         },
     )
-    await repository.set_current_if_latest(session, customer_id, row["id"], at)
+    await repository.set_current_if_latest(session, customer_id, row.id, at)
     return SatisfactionOut.model_validate(row)
 
 
@@ -71,8 +75,9 @@ async def list_satisfaction(
 ) -> Page[SatisfactionOut]:
     """A customer's measurements, newest entry first."""
     await _require_customer(session, customer_id)
-    after = decode_cursor(cursor, (int,))[0] if cursor else None
+    after = cursor_value(cursor, int)
     rows = await repository.list_page(session, customer_id, after=after, limit=limit + 1)
-    items = [SatisfactionOut.model_validate(r) for r in rows[:limit]]
-    next_cursor = encode_cursor([items[-1].id]) if len(rows) > limit else None
+    items, next_cursor = keyset_page(
+        rows, limit=limit, item=SatisfactionOut.model_validate, key=lambda r: [r.id]
+    )
     return Page[SatisfactionOut](items=items, next_cursor=next_cursor)

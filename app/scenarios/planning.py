@@ -8,7 +8,6 @@ decides, the service stores the preview or writes the moves.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ import numpy as np
 
 from app import engine
 from app.engine.columns import uuids_to_s16
+from app.vocabulary import Strategy
 
 SAMPLE = 100
 """Violations left listed in a preview."""
@@ -76,40 +76,17 @@ def sort_by_id(columns: engine.CustomerColumns) -> engine.CustomerColumns:
     return columns.take(order)
 
 
-def _digest(*parts: object) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, np.ndarray):
-            h.update(np.ascontiguousarray(part).tobytes())
-        else:
-            h.update(repr(part).encode())
-    return h.hexdigest()[:24]
-
-
 def digests(book: Book, changes: dict[str, Any], options: dict[str, Any]) -> dict[str, str]:
     """Digests of everything a preview reads, by part (so a stale preview says what changed):
-    every column of the book, whole manager and tier facts, the rule set version, the
-    scenario's changes and the preview options."""
-    c = book.customers
+    the whole book's columns, whole manager and tier facts (``engine.digest`` walks every
+    field), the rule set version, the scenario's changes and the preview options."""
     return {
-        "customers": _digest(
-            c.ids,
-            c.tier,
-            c.region,
-            c.language,
-            c.industry,
-            c.annual_value,
-            c.satisfaction,
-            c.pinned,
-            c.owner,
-            c.last_moved_at,
-            (c.tier_codes, c.regions, c.languages, c.industries, c.owner_ids),
-        ),
-        "managers": _digest(tuple(dataclasses.replace(m, workload=0) for m in book.managers)),
-        "tiers": _digest(tuple(book.tiers)),
+        "customers": engine.digest(book.customers),
+        "managers": engine.digest(tuple(dataclasses.replace(m, workload=0) for m in book.managers)),
+        "tiers": engine.digest(tuple(book.tiers)),
         "rules": str(book.rules_version),
-        "scenario": _digest(json.dumps(changes, sort_keys=True, default=str)),
-        "options": _digest(json.dumps(options, sort_keys=True)),
+        "scenario": engine.digest(json.dumps(changes, sort_keys=True, default=str)),
+        "options": engine.digest(json.dumps(options, sort_keys=True)),
     }
 
 
@@ -326,7 +303,7 @@ def redivide(
             managers,
             tiers,
             rules,
-            engine.PlanOptions(strategy="balanced", now=now, explain=explain),
+            engine.PlanOptions(strategy=Strategy.BALANCED, now=now, explain=explain),
         )
         mine = np.array([position[m.id] for m in plan.problem.managers] + [-1], np.int64)
         to = plan.outcome.to.astype(np.int64)
@@ -437,7 +414,7 @@ def _report(
                 "reason": left_for.name(row),
             }
         )
-    listed = []
+    listed: list[dict[str, Any]] = []
     for i, m in enumerate(managers):
         before = live[i] if i < len(live) else None
         w_before = int(load_before[i]) if before else 0
@@ -465,7 +442,7 @@ def _report(
                     "utilization_after": _ratio(int(load_after[i]), m.capacity),
                 }
             )
-    teams: dict[str | None, dict[str, int]] = defaultdict(Counter)  # type: ignore[arg-type]
+    teams: dict[str | None, dict[str, int]] = defaultdict(Counter)
     for i, m in enumerate(live):
         t = teams[m.team]
         t["managers_before"] += 1

@@ -3,13 +3,41 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, func, insert, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Scenario
+from app.db.rows import row_as, rows_as
+from app.vocabulary import ScenarioState
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioRow:
+    """A stored scenario; ``preview_moves`` only when asked for (it can be large)."""
+
+    id: uuid.UUID
+    name: str
+    description: str | None
+    state: ScenarioState
+    changes: dict[str, Any]
+    created_by: str
+    preview: dict[str, Any] | None
+    preview_options: dict[str, Any] | None
+    preview_digests: dict[str, str] | None
+    previewed_at: datetime | None
+    previewed_by: str | None
+    activated_at: datetime | None
+    activated_by: str | None
+    activation: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    preview_moves: bytes | None = None
+
 
 _LIST_COLUMNS = [c for c in Scenario.__table__.c if c.key != "preview_moves"]
 
@@ -23,19 +51,20 @@ async def insert_scenario(session: AsyncSession, values: dict[str, Any]) -> uuid
 
 async def get(
     session: AsyncSession, scenario_id: uuid.UUID, *, lock: bool = False, moves: bool = False
-) -> RowMapping | None:
+) -> ScenarioRow | None:
     """One scenario (its stored moves only when asked); ``lock`` takes its row lock."""
     columns = list(Scenario.__table__.c) if moves else _LIST_COLUMNS
     stmt = select(*columns).where(Scenario.id == scenario_id)
     if lock:
         stmt = stmt.with_for_update()
-    return (await session.execute(stmt)).mappings().first()
+    row = (await session.execute(stmt)).mappings().first()
+    return None if row is None else row_as(ScenarioRow, row)
 
 
-async def get_many(session: AsyncSession, ids: list[uuid.UUID]) -> list[RowMapping]:
+async def get_many(session: AsyncSession, ids: list[uuid.UUID]) -> list[ScenarioRow]:
     """Scenarios by id (without their stored moves)."""
     stmt = select(*_LIST_COLUMNS).where(Scenario.id.in_(ids))
-    return list((await session.execute(stmt)).mappings())
+    return rows_as(ScenarioRow, (await session.execute(stmt)).mappings())
 
 
 async def list_page(
@@ -44,7 +73,7 @@ async def list_page(
     states: list[str],
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
-) -> list[RowMapping]:
+) -> list[ScenarioRow]:
     """Scenarios newest first, in the given states."""
     stmt = (
         select(*_LIST_COLUMNS)
@@ -54,7 +83,7 @@ async def list_page(
     )
     if after is not None:
         stmt = stmt.where(func.row(Scenario.created_at, Scenario.id) < func.row(after[0], after[1]))
-    return list((await session.execute(stmt)).mappings())
+    return rows_as(ScenarioRow, (await session.execute(stmt)).mappings())
 
 
 async def update_fields(

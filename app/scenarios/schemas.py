@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app import vocabulary
 from app.assignments.schemas import DecisionOut
-from app.core.schemas import PatchModel
+from app.core.schemas import PatchModel, one_of
 from app.managers.schemas import Capacity, Level, ManagerCreate, ManagerStatus, ShortText, Tag
 from app.tiers.schemas import TierCode, Weight
 
-ScenarioState = Literal["draft", "activated", "archived"]
+ScenarioState = Annotated[vocabulary.ScenarioState, one_of(vocabulary.ScenarioState)]
 
 
 class ManagerChange(PatchModel):

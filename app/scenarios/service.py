@@ -4,10 +4,10 @@ previews, activate one in a single transaction."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
@@ -15,7 +15,11 @@ from app.assignments import columnar, compliance, loading
 from app.assignments.repository import move_customers
 from app.assignments.service import lock_placements
 from app.audit import service as audit
-from app.core.pagination import Page, decode_cursor, encode_cursor
+from app.core.pagination import (
+    Page,
+    cursor_key,
+    keyset_page,
+)
 from app.customers import service as customers
 from app.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from app.events import outbox
@@ -25,6 +29,7 @@ from app.observability.metrics import time_engine
 from app.rules import service as rules
 from app.rules.service import current_rules, validate_rules
 from app.scenarios import planning, repository
+from app.scenarios.repository import ScenarioRow
 from app.scenarios.schemas import (
     ComparedScenario,
     Comparison,
@@ -53,8 +58,8 @@ class NotPreviewed(Conflict):
     title = "The scenario has no preview"
 
 
-def _out(row: RowMapping) -> ScenarioOut:
-    preview = row["preview"]
+def _out(row: ScenarioRow) -> ScenarioOut:
+    preview = row.preview
     summary = None
     if preview is not None:
         summary = PreviewSummary(
@@ -65,23 +70,23 @@ def _out(row: RowMapping) -> ScenarioOut:
             peak_utilization=preview["after"]["peak_utilization"],
             utilization_spread=preview["after"]["utilization_spread"],
         )
-    return ScenarioOut.model_validate({**row, "preview": summary})
+    return ScenarioOut.model_validate({**asdict(row), "preview": summary})
 
 
 async def _get(
     session: AsyncSession, scenario_id: uuid.UUID, *, lock: bool = False, moves: bool = False
-) -> RowMapping:
+) -> ScenarioRow:
     row = await repository.get(session, scenario_id, lock=lock, moves=moves)
     if row is None:
         raise NotFound(f"Scenario {scenario_id} does not exist.")
     return row
 
 
-def _draft(row: RowMapping, action: str) -> None:
-    if row["state"] != "draft":
+def _draft(row: ScenarioRow, action: str) -> None:
+    if row.state != "draft":
         raise InvalidTransition(
-            f"Scenario {row['id']} is {row['state']}; only a draft can be {action}.",
-            state=row["state"],
+            f"Scenario {row.id} is {row.state}; only a draft can be {action}.",
+            state=row.state,
         )
 
 
@@ -119,11 +124,11 @@ async def _checked_changes(session: AsyncSession, changes: ScenarioChanges) -> d
                 }
             )
     emails = [m.email.lower() for m in changes.new_managers]
-    for i, m in enumerate(changes.new_managers):
+    for i, new in enumerate(changes.new_managers):
         taken = await manager_rows.find_conflict(
-            session, email=m.email, external_ref=m.external_ref, exclude=None
+            session, email=new.email, external_ref=new.external_ref, exclude=None
         )
-        if taken is not None or emails.count(m.email.lower()) > 1:
+        if taken is not None or emails.count(new.email.lower()) > 1:
             errors.append(
                 {
                     "loc": ["body", "changes", "new_managers", i, taken or "email"],
@@ -183,16 +188,17 @@ async def list_scenarios(
     session: AsyncSession, *, cursor: str | None, limit: int, state: ScenarioState | None
 ) -> Page[ScenarioOut]:
     """Scenarios newest first; archived ones only when asked for."""
-    states = [state] if state is not None else ["draft", "activated"]
-    after = None
-    if cursor:
-        at, scenario_id = decode_cursor(cursor, (datetime, uuid.UUID))
-        after = (at, scenario_id)
-    rows = await repository.list_page(session, states=states, after=after, limit=limit + 1)
-    items = [_out(r) for r in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        next_cursor = encode_cursor([items[-1].created_at.isoformat(), str(items[-1].id)])
+    states: list[str] = [state] if state is not None else ["draft", "activated"]
+    after = cursor_key(cursor, (datetime, uuid.UUID))
+    rows = await repository.list_page(
+        session, states=states, after=(after[0], after[1]) if after else None, limit=limit + 1
+    )
+    items, next_cursor = keyset_page(
+        rows,
+        limit=limit,
+        item=_out,
+        key=lambda r: [r.created_at.isoformat(), str(r.id)],
+    )
     return Page[ScenarioOut](items=items, next_cursor=next_cursor)
 
 
@@ -273,14 +279,14 @@ async def preview_scenario(
     book = await load_book(session)
     now = datetime.now(UTC)
     opts = options.model_dump(mode="json")
-    result = _compute(book, row["changes"], opts, now)
+    result = _compute(book, row.changes, opts, now)
     out = PreviewOut.model_validate(
         {
             **result.report,
             "scenario_id": scenario_id,
             "computed_at": now,
             "options": opts,
-            "digests": planning.digests(book, row["changes"], opts),
+            "digests": planning.digests(book, row.changes, opts),
         }
     )
     await repository.update_fields(
@@ -304,14 +310,14 @@ async def preview_scenario(
 async def get_preview(session: AsyncSession, *, scenario_id: uuid.UUID) -> PreviewOut:
     """The stored preview, or 409 when there is none."""
     row = await _get(session, scenario_id)
-    if row["preview"] is None:
+    if row.preview is None:
         raise NotPreviewed(f"Scenario {scenario_id} has not been previewed.")
-    return PreviewOut.model_validate(row["preview"])
+    return PreviewOut.model_validate(row.preview)
 
 
 async def compare_scenarios(session: AsyncSession, *, ids: list[uuid.UUID]) -> Comparison:
     """Previews side by side, in the order asked."""
-    rows = {r["id"]: r for r in await repository.get_many(session, ids)}
+    rows = {r.id: r for r in await repository.get_many(session, ids)}
     missing = [str(i) for i in ids if i not in rows]
     if missing:
         raise NotFound(f"Scenario(s) not found: {', '.join(missing)}.", missing=missing)
@@ -319,13 +325,13 @@ async def compare_scenarios(session: AsyncSession, *, ids: list[uuid.UUID]) -> C
     compared = []
     for scenario_id in ids:
         row = rows[scenario_id]
-        preview = row["preview"]
+        preview = row.preview
         if preview is None:
             compared.append(
                 ComparedScenario(
-                    id=row["id"],
-                    name=row["name"],
-                    state=row["state"],
+                    id=row.id,
+                    name=row.name,
+                    state=row.state,
                     previewed_at=None,
                     moves=None,
                     moves_by_reason=None,
@@ -340,9 +346,9 @@ async def compare_scenarios(session: AsyncSession, *, ids: list[uuid.UUID]) -> C
         before = before or preview["before"]
         compared.append(
             ComparedScenario(
-                id=row["id"],
-                name=row["name"],
-                state=row["state"],
+                id=row.id,
+                name=row.name,
+                state=row.state,
                 previewed_at=preview["computed_at"],
                 moves=preview["moves"],
                 moves_by_reason=preview["moves_by_reason"],
@@ -375,11 +381,11 @@ async def activate_scenario(
     ``stale_scenario`` names what, and nothing is applied (preview again)."""
     row = await _get(session, scenario_id, lock=True, moves=True)
     _draft(row, "activated")
-    if row["preview_digests"] is None or row["preview_moves"] is None:
+    if row.preview_digests is None or row.preview_moves is None or row.preview_options is None:
         raise NotPreviewed(f"Scenario {scenario_id} has not been previewed; preview it first.")
-    changes: dict[str, Any] = row["changes"]
-    options: dict[str, Any] = row["preview_options"]
-    customer_ids, owners, violators = planning.unpack_moves(row["preview_moves"])
+    changes: dict[str, Any] = row.changes
+    options: dict[str, Any] = row.preview_options
+    customer_ids, owners, violators = planning.unpack_moves(row.preview_moves)
     await lock_placements(session)
     # Every row written is locked before the managers (the order every writer keeps), and the
     # selections are made once, on live values, before any change.
@@ -391,7 +397,7 @@ async def activate_scenario(
     )
     book = await load_book(session, lock=True)
     digests = planning.digests(book, changes, options)
-    stored: dict[str, str] = row["preview_digests"]
+    stored: dict[str, str] = row.preview_digests
     changed = sorted(k for k, v in digests.items() if stored.get(k) != v)
     if changed:
         raise StaleScenario(
@@ -403,7 +409,7 @@ async def activate_scenario(
     summary: dict[str, Any] = {"rules_version": book.rules_version}
     if changes.get("rules"):
         replaced = await rules.replace_rules(
-            session, payload=changes["rules"], actor=actor, note=f"scenario {row['name']}"
+            session, payload=changes["rules"], actor=actor, note=f"scenario {row.name}"
         )
         summary["rules_version"] = replaced.version
     for t in changes.get("tiers", []):
@@ -434,7 +440,7 @@ async def activate_scenario(
         reason="redivision",
         actor=actor,
         at=now,
-        note=note or f"scenario {row['name']}",
+        note=note or f"scenario {row.name}",
     )
     in_force = validate_rules(changes["rules"]) if changes.get("rules") else book.rules
     if "manager.is_former_owner" in in_force.reads():
@@ -449,12 +455,12 @@ async def activate_scenario(
     await outbox.emit(
         session,
         "scenario.activated",
-        {"scenario_id": scenario_id, "name": row["name"], "actor": actor, **summary},
+        {"scenario_id": scenario_id, "name": row.name, "actor": actor, **summary},
     )
     await repository.update_fields(
         session,
         scenario_id,
         {"state": "activated", "activated_at": now, "activated_by": actor, "activation": summary},
     )
-    audit.details(session).update(scenario=row["name"], **summary)
+    audit.details(session).update(scenario=row.name, **summary)
     return _out(await _get(session, scenario_id))

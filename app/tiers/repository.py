@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import RowMapping, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Customer, Tier
+from app.db.rows import row_as, rows_as
+
+
+@dataclass(frozen=True, slots=True)
+class TierRow:
+    """A tier with the number of its active customers."""
+
+    code: str
+    name: str
+    rank: int
+    weight: int
+    min_manager_level: int
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    customer_count: int
+
 
 _customer_count = (
     select(func.count())
@@ -19,19 +39,20 @@ _customer_count = (
 _columns = (*Tier.__table__.c, _customer_count)
 
 
-async def get(session: AsyncSession, code: str) -> RowMapping | None:
+async def get(session: AsyncSession, code: str) -> TierRow | None:
     """One tier with its customer count."""
-    return (await session.execute(select(*_columns).where(Tier.code == code))).mappings().first()
+    row = (await session.execute(select(*_columns).where(Tier.code == code))).mappings().first()
+    return None if row is None else row_as(TierRow, row)
 
 
 async def list_page(
     session: AsyncSession, *, after: tuple[int, str] | None, limit: int
-) -> list[RowMapping]:
+) -> list[TierRow]:
     """Tiers ordered by (rank, code), after the given key."""
     stmt = select(*_columns).order_by(Tier.rank, Tier.code).limit(limit)
     if after is not None:
         stmt = stmt.where(func.row(Tier.rank, Tier.code) > func.row(*after))
-    return list((await session.execute(stmt)).mappings())
+    return rows_as(TierRow, (await session.execute(stmt)).mappings())
 
 
 async def insert(session: AsyncSession, values: dict[str, Any]) -> None:

@@ -5,7 +5,11 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.concurrency import Precondition
-from app.core.pagination import Page, decode_cursor, encode_cursor
+from app.core.pagination import (
+    Page,
+    cursor_key,
+    keyset_page,
+)
 from app.errors import Conflict, NotFound
 from app.tiers import repository
 from app.tiers.schemas import TierCreate, TierOut, TierUpdate
@@ -21,13 +25,13 @@ async def get_tier(session: AsyncSession, *, code: str) -> TierOut:
 
 async def list_tiers(session: AsyncSession, *, cursor: str | None, limit: int) -> Page[TierOut]:
     """Tiers by rank."""
-    after = None
-    if cursor:
-        rank, code = decode_cursor(cursor, (int, str))
-        after = (rank, code)
-    rows = await repository.list_page(session, after=after, limit=limit + 1)
-    items = [TierOut.model_validate(r) for r in rows[:limit]]
-    next_cursor = encode_cursor([items[-1].rank, items[-1].code]) if len(rows) > limit else None
+    after = cursor_key(cursor, (int, str))
+    rows = await repository.list_page(
+        session, after=(after[0], after[1]) if after else None, limit=limit + 1
+    )
+    items, next_cursor = keyset_page(
+        rows, limit=limit, item=TierOut.model_validate, key=lambda r: [r.rank, r.code]
+    )
     return Page[TierOut](items=items, next_cursor=next_cursor)
 
 

@@ -297,3 +297,25 @@ async def test_bad_placement_requests(client):
     ):
         assert_problem(await client.post("/v1/assignments/plan", json=body), 422)
     assert_problem(await client.post("/v1/rebalance", json={"target_utilization": 0}), 422)
+
+
+async def test_a_rebalance_token_changes_with_every_customer_field_the_engine_reads(client):
+    senior, _junior = await _setup(client)
+    customer = await create_customer(client, tier="standard", manager_id=senior["id"])
+    token = (await ok(await client.post("/v1/rebalance", json={})))["plan_token"]
+    again = (await ok(await client.post("/v1/rebalance", json={})))["plan_token"]
+    assert again == token, "the same input gives the same token"
+    for change in (
+        {"satisfaction": "9.5"},
+        {"pinned": True},
+        {"annual_value": "900000.00"},
+        {"region": "east"},
+        {"industry": "retail"},
+        {"language": "zh"},
+    ):
+        await ok(await client.patch(f"/v1/customers/{customer['id']}", json=change))
+        changed = (await ok(await client.post("/v1/rebalance", json={})))["plan_token"]
+        assert changed != token, change
+        token = changed
+    options = await ok(await client.post("/v1/rebalance", json={"target_utilization": 0.5}))
+    assert options["plan_token"] != token, "the options are part of the input"

@@ -49,6 +49,7 @@ from app.revenue.schemas import RevenueIn
 from app.revenue.service import record_revenue
 from app.satisfaction.schemas import SatisfactionIn
 from app.satisfaction.service import record_satisfaction
+from app.vocabulary import CustomerStatus, HandoverReason
 from app.webhooks.inbound import adapters
 from app.webhooks.inbound.service import result_json
 
@@ -117,7 +118,7 @@ async def _manager_deactivated(
         session,
         data=HandoverCreate(
             from_manager_id=manager["id"],
-            reason="departure",
+            reason=HandoverReason.DEPARTURE,
             strategy=source["default_strategy"],
             note=f"Deactivated in {source['name']}.",
         ),
@@ -220,7 +221,7 @@ async def _customer_churned(
     await customers.update_customer(
         session,
         customer_id=found["id"],
-        data=CustomerUpdate(status="churned"),
+        data=CustomerUpdate(status=CustomerStatus.CHURNED),
         force=False,
         actor=actor,
     )

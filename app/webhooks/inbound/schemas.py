@@ -8,11 +8,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-Adapter = Literal["standard", "hubspot", "generic-hmac", "zoho"]
+from app import vocabulary
+from app.core.schemas import one_of
+
+Adapter = Annotated[vocabulary.WebhookAdapter, one_of(vocabulary.WebhookAdapter)]
 SourceName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", examples=["hubspot"])]
 Secret = Annotated[str, Field(min_length=16, max_length=500)]
-InboundStatus = Literal["received", "processed", "failed", "ignored"]
-Strategy = Literal["balanced", "optimal", "round_robin"]
+InboundStatus = Annotated[vocabulary.InboundEventStatus, one_of(vocabulary.InboundEventStatus)]
+Strategy = Annotated[vocabulary.Strategy, one_of(vocabulary.SOURCE_STRATEGIES)]
 
 _EXAMPLE: dict[str, Any] = {
     "name": "hubspot",
@@ -92,7 +95,9 @@ class SourceCreate(BaseModel):
         None, description="generic-hmac: the header carrying `sha256=<hex>` (X-Signature-256)."
     )
     enabled: StrictBool = True
-    default_strategy: Strategy = Field("balanced", description="For handovers it drafts.")
+    default_strategy: Strategy = Field(
+        vocabulary.Strategy.BALANCED, description="For handovers it drafts."
+    )
     auto_approve: StrictBool = Field(False, description="Approve the handovers it plans.")
     tier_change_action: Literal["propose", "apply"] = Field(
         "propose", description="When a tier change makes the owner ineligible."

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
+from app import vocabulary
+from app.core.schemas import one_of
 from app.events.names import OutboundType
 from app.webhooks.targets import well_formed_url
 
@@ -23,7 +25,7 @@ Url = Annotated[
     ),
 ]
 Description = Annotated[str, Field(min_length=1, max_length=500)]
-DeliveryStatus = Literal["pending", "delivered", "failed"]
+DeliveryStatus = Annotated[vocabulary.DeliveryStatus, one_of(vocabulary.DeliveryStatus)]
 
 _EXAMPLE: dict[str, Any] = {
     "url": "https://crm.example.com/hooks/baton",
