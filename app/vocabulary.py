@@ -99,6 +99,14 @@ class Strategy(StrEnum):
     WEIGHTED_ROUND_ROBIN = "weighted_round_robin"
 
 
+HANDOVER_STRATEGIES: tuple[Strategy, ...] = (
+    Strategy.BALANCED,
+    Strategy.OPTIMAL,
+    Strategy.SUCCESSOR,
+    Strategy.ROUND_ROBIN,
+)
+"""The strategies a handover places its customers with (rotation with memory is for intake)."""
+
 SOURCE_STRATEGIES: tuple[Strategy, ...] = (
     Strategy.BALANCED,
     Strategy.OPTIMAL,

@@ -410,7 +410,7 @@ class Handover(Base):
     __tablename__ = "handovers"
     __table_args__ = (
         CheckConstraint(_in("reason", v.HandoverReason), name="reason_valid"),
-        CheckConstraint(_in("strategy", v.Strategy), name="strategy_valid"),
+        CheckConstraint(_in("strategy", v.HANDOVER_STRATEGIES), name="strategy_valid"),
         CheckConstraint(_in("state", v.HandoverState), name="state_valid"),
         CheckConstraint("strategy <> 'successor' OR successor_id IS NOT NULL", name="successor"),
         # a manager is in at most one open handover

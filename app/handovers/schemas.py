@@ -14,7 +14,7 @@ from app.core.schemas import AwareInstant, Email, one_of
 from app.reports.schemas import KpiRow
 
 HandoverReason = Annotated[vocabulary.HandoverReason, one_of(vocabulary.HandoverReason)]
-HandoverStrategy = Annotated[vocabulary.Strategy, one_of(vocabulary.Strategy)]
+HandoverStrategy = Annotated[vocabulary.Strategy, one_of(vocabulary.HANDOVER_STRATEGIES)]
 HandoverState = Annotated[vocabulary.HandoverState, one_of(vocabulary.HandoverState)]
 ItemStatus = Annotated[vocabulary.HandoverItemStatus, one_of(vocabulary.HandoverItemStatus)]
 ChecklistTask = Annotated[vocabulary.HandoverTask, one_of(vocabulary.HandoverTask)]

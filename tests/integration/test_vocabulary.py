@@ -17,7 +17,7 @@ EXPECTED: dict[tuple[str, str], tuple[StrEnum, ...]] = {
     ("manager_absences", "ck_manager_absences_cover_valid"): tuple(v.AbsenceCover),
     ("customer_activities", "ck_customer_activities_kind_valid"): tuple(v.ActivityKind),
     ("handovers", "ck_handovers_reason_valid"): tuple(v.HandoverReason),
-    ("handovers", "ck_handovers_strategy_valid"): tuple(v.Strategy),
+    ("handovers", "ck_handovers_strategy_valid"): v.HANDOVER_STRATEGIES,
     ("handovers", "ck_handovers_state_valid"): tuple(v.HandoverState),
     ("handover_items", "ck_handover_items_status_valid"): tuple(v.HandoverItemStatus),
     ("handover_items", "ck_handover_items_notification_status_valid"): tuple(v.NotificationStatus),
@@ -36,6 +36,7 @@ EXPECTED: dict[tuple[str, str], tuple[StrEnum, ...]] = {
     ("webhook_deliveries", "ck_webhook_deliveries_status_valid"): tuple(v.DeliveryStatus),
     ("api_keys", "ck_api_keys_role_valid"): tuple(v.Role),
     ("scenarios", "ck_scenarios_state_valid"): tuple(v.ScenarioState),
+    ("reclaim_policies", "ck_reclaim_policies_first_touch_action_valid"): tuple(v.FirstTouchAction),
 }
 
 _CHECKS = text(
