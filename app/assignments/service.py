@@ -148,6 +148,30 @@ async def _propose(
     return plan, digests, rules.version
 
 
+async def outlook(
+    session: AsyncSession, customer_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, engine.Decision]:
+    """What a placement now would do with each of these customers: one engine call for all
+    of them, the facts the single-customer ``assign`` reads (``balanced``, every hard rule,
+    working hours when the rule set asks for available managers). Nothing is written or
+    locked. The customers are placed together in order, so an earlier one can take the last
+    room a later one would have had."""
+    if not customer_ids:
+        return {}
+    plan, _, _ = await _propose(
+        session,
+        customer_ids=customer_ids,
+        strategy=Strategy.BALANCED,
+        exclude_manager_ids=frozenset(),
+        successor_id=None,
+        force=False,
+        explain="none",
+        lock=False,
+        available_now=True,
+    )
+    return {d.customer_id: d for d in plan.decisions}
+
+
 def rotation_period_start(now: datetime, period: str) -> datetime:
     """The start of the rotation period ``now`` falls in (UTC day, ISO week, month; ``none``:
     one period since the epoch)."""

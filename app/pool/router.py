@@ -47,10 +47,27 @@ claims = PrefixedRouter(
     summary="The pool and why each customer waits",
     responses=problem_responses(),
 )
-async def list_pool(session: DbSession, page: PageQuery) -> Page[PoolCustomer]:
-    """Customers without an owner, by id: since when each waits and why (never placed,
-    reclaimed for inactivity, or taken off its owner otherwise)."""
-    return await service.list_waiting(session, cursor=page.cursor, limit=page.limit)
+async def list_pool(
+    session: DbSession,
+    page: PageQuery,
+    engine_reason: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            pattern=r"^[a-z_:]+$",
+            description="Keep only the page's customers with this engine reason "
+            "(`no_eligible_manager`, `no_capacity`, `intake_cap`, `outside_hours`…) or "
+            "`placeable`; the page may hold fewer items, `next_cursor` walks on.",
+        ),
+    ] = None,
+) -> Page[PoolCustomer]:
+    """Customers without an owner, by id: since when each waits and why — the stored reason
+    (never placed, reclaimed for inactivity, or taken off its owner otherwise) and the
+    engine's: what a placement now would do (`placeable`, `engine_reasons`), computed in one
+    engine call for the page."""
+    return await service.list_waiting(
+        session, cursor=page.cursor, limit=page.limit, engine_reason=engine_reason
+    )
 
 
 @router.get(

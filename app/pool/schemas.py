@@ -161,3 +161,15 @@ class PoolCustomer(BaseModel):
         description="`never_placed`: never had an owner; `reclaimed_inactive`: returned by the "
         "reclaim sweep; `unassigned`: otherwise taken off its owner (manual, handover, repair…)."
     )
+    placeable: bool = Field(
+        description="Whether a placement now (the engine, as `POST /v1/customers/{id}/assign` "
+        "would run it) gives the customer a manager."
+    )
+    engine_reasons: list[str] = Field(
+        description="The engine's reason codes for the customer now: why it stays in the pool "
+        "(`no_eligible_manager`: no manager may own its tier or region; `no_capacity`: the "
+        "eligible managers are full; `intake_cap`: they reached their intake caps; "
+        "`outside_hours`: none is within working hours…; absent managers are never eligible), "
+        "or, when `placeable`, the reasons of the placement it would get. The customers of a "
+        "page are placed together in order, so an earlier one can take the last room."
+    )

@@ -115,18 +115,45 @@ async def delete_policy(session: AsyncSession, *, tier: str) -> None:
 
 
 async def list_waiting(
-    session: AsyncSession, *, cursor: str | None, limit: int
+    session: AsyncSession,
+    *,
+    cursor: str | None,
+    limit: int,
+    engine_reason: str | None = None,
 ) -> Page[PoolCustomer]:
-    """The pool by customer id, with why each customer waits."""
+    """The pool by customer id, with why each customer waits: the stored reason (never
+    placed, reclaimed, unassigned) and what a placement now would do (one engine call for
+    the page). With ``engine_reason``, only the page's customers with that engine reason
+    (``placeable`` for those a manager would take) are kept; the cursor walks on."""
     after = cursor_value(cursor, uuid.UUID)
     rows = await repository.waiting(session, after=after, limit=limit + 1)
     items, next_cursor = keyset_page(
         rows,
         limit=limit,
-        item=lambda r: PoolCustomer.model_validate(r, from_attributes=True),
+        item=lambda r: r,
         key=lambda r: [r.customer_id],
     )
-    return Page[PoolCustomer](items=items, next_cursor=next_cursor)
+    decisions = await assignments.outlook(session, [r.customer_id for r in items])
+    out: list[PoolCustomer] = []
+    for r in items:
+        decision = decisions.get(r.customer_id)
+        placeable = decision is not None and decision.manager_id is not None
+        reasons = list(decision.reasons) if decision is not None else []
+        if engine_reason is not None and not (
+            engine_reason in reasons or (engine_reason == "placeable" and placeable)
+        ):
+            continue
+        out.append(
+            PoolCustomer(
+                customer_id=r.customer_id,
+                tier=r.tier,
+                waiting_since=r.waiting_since,
+                reason=r.reason,  # type: ignore[arg-type]
+                placeable=placeable,
+                engine_reasons=reasons,
+            )
+        )
+    return Page[PoolCustomer](items=out, next_cursor=next_cursor)
 
 
 async def preview_reclaim(session: AsyncSession, *, now: datetime, limit: int) -> ReclaimPreview:
