@@ -37,6 +37,9 @@ InboundType = Literal[
     "customer.transfer_refused",
     "customer.activity_recorded",
     "manager.absence_set",
+    "manager.absence_changed",
+    "manager.absence_ended",
+    "manager.absence_cancelled",
 ]
 INBOUND_TYPES: tuple[str, ...] = InboundType.__args__  # type: ignore[attr-defined]
 

@@ -281,3 +281,75 @@ async def test_a_crm_out_of_office_arrives_as_a_signed_webhook(committed_client,
     [absence] = (await ok(await client.get(f"/v1/managers/{manager['id']}/absences")))["items"]
     assert absence["kind"] == "out_of_office" and absence["state"] == "current"
     assert absence["created_by"] == "webhook:crm"
+
+
+async def test_a_crm_ends_moves_and_cancels_an_out_of_office_by_signed_webhooks(
+    committed_client, factory
+):
+    from tests.integration.test_webhooks_inbound import _process_all, source, standard_request
+
+    client = committed_client
+    src = await source(client, "crm", "standard")
+    await create_tiers(client)
+    manager = await create_manager(client, external_ref="crm-m2", capacity=100)
+    await create_manager(client, external_ref="crm-m3", capacity=100)
+    held = await create_customer(client, manager_id=manager["id"])
+    absence = await absent_now(client, manager, cover="auto")
+    handover_id = absence["cover_handover_id"]
+
+    async def send(kind: str, data: dict) -> None:
+        body, headers = standard_request(
+            src["secret"],
+            {"type": kind, "timestamp": "2026-12-01T09:00:00Z", "data": data},
+        )
+        await ok(await client.post("/v1/webhooks/inbound/crm", content=body, headers=headers), 202)
+        assert await _process_all(factory) == ["processed"]
+
+    async def the_absence() -> dict:
+        listed = await ok(await client.get(f"/v1/managers/{manager['id']}/absences"))
+        return next(a for a in listed["items"] if a["id"] == absence["id"])
+
+    # extended: the auto cover's handover follows the new end
+    later = NOW + timedelta(days=10)
+    await send("manager.absence_changed", {"external_ref": "crm-m2", "ends_at": iso(later)})
+    moved = await the_absence()
+    assert moved["state"] == "current" and moved["ends_at"].startswith(iso(later)[:19])
+    handover = await ok(await client.get(f"/v1/handovers/{handover_id}"))
+    assert handover["until"].startswith(iso(later)[:19])
+
+    # ended early (named by Baton's id): the manager is back, the cover handover ends with it
+    await send("manager.absence_ended", {"external_ref": "crm-m2", "absence_id": absence["id"]})
+    assert (await the_absence())["state"] == "ended"
+    handover = await ok(await client.get(f"/v1/handovers/{handover_id}"))
+    assert handover["state"] == "cancelled"
+    assert (await ok(await client.get(f"/v1/customers/{held['id']}")))["manager_id"] == manager[
+        "id"
+    ]
+
+    # a scheduled out-of-office, then cancelled by the CRM
+    start, end = NOW + timedelta(days=20), NOW + timedelta(days=25)
+    await ok(
+        await client.post(
+            f"/v1/managers/{manager['id']}/absences",
+            json={"starts_at": iso(start), "ends_at": iso(end), "kind": "out_of_office"},
+        ),
+        201,
+    )
+    await send("manager.absence_cancelled", {"external_ref": "crm-m2"})
+    states = [
+        a["state"]
+        for a in (await ok(await client.get(f"/v1/managers/{manager['id']}/absences")))["items"]
+    ]
+    assert states == ["ended", "cancelled"]
+
+    # nothing open any more: the event fails with the reason, nothing changes
+    body, headers = standard_request(
+        src["secret"],
+        {
+            "type": "manager.absence_ended",
+            "timestamp": "2026-12-01T09:00:00Z",
+            "data": {"external_ref": "crm-m2"},
+        },
+    )
+    await ok(await client.post("/v1/webhooks/inbound/crm", content=body, headers=headers), 202)
+    assert await _process_all(factory) == ["failed"]

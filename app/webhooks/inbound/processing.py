@@ -19,7 +19,8 @@ from pydantic import ValidationError
 from sqlalchemy import RowMapping, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.absences.schemas import AbsenceCreate
+from app.absences import service as absences
+from app.absences.schemas import AbsenceCreate, AbsenceUpdate
 from app.activities.schemas import ActivityCreate
 from app.activities.service import record_activity
 from app.assignments import compliance
@@ -37,7 +38,7 @@ from app.db.models import (
 from app.db.session import SessionFactory, session_scope
 from app.errors import BatonError
 from app.events import outbox
-from app.flows.availability import create_absence
+from app.flows.availability import cancel_absence, create_absence, update_absence
 from app.handovers import aftercare as handover_aftercare
 from app.handovers import lifecycle as handover_lifecycle
 from app.handovers import planning as handover_planning
@@ -358,6 +359,60 @@ async def _absence_set(
     return {"manager_id": found["id"], "absence_id": out.id}
 
 
+async def _open_absence(session: AsyncSession, data: dict[str, Any]) -> tuple[uuid.UUID, uuid.UUID]:
+    """The manager and the absence an event names: ``absence_id`` (Baton's), else the
+    manager's current absence, else their next scheduled one."""
+    found = await _find(session, Manager, data)
+    if found is None:
+        raise Failed("No such manager.")
+    listed = (await absences.list_absences(session, manager_id=found["id"])).items
+    if data.get("absence_id"):
+        try:
+            wanted = uuid.UUID(str(data["absence_id"]))
+        except ValueError as exc:
+            raise Failed(f"`absence_id` {data['absence_id']!r} is not a UUID.") from exc
+        if all(a.id != wanted for a in listed):
+            raise Failed("The manager has no such absence.")
+        return found["id"], wanted
+    for state in ("current", "scheduled"):
+        open_ = sorted((a for a in listed if a.state == state), key=lambda a: a.starts_at)
+        if open_:
+            return found["id"], open_[0].id
+    raise Failed("The manager has no current or scheduled absence.")
+
+
+async def _absence_changed(
+    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    manager_id, absence_id = await _open_absence(session, data)
+    change = AbsenceUpdate.model_validate(
+        {k: data[k] for k in ("starts_at", "ends_at", "note") if k in data}
+    )
+    out = await update_absence(
+        session, manager_id=manager_id, absence_id=absence_id, data=change, actor=actor
+    )
+    return {"manager_id": manager_id, "absence_id": out.id, "state": out.state}
+
+
+async def _absence_ended(
+    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    manager_id, absence_id = await _open_absence(session, data)
+    change = AbsenceUpdate.model_validate({"ends_at": data.get("ends_at") or datetime.now(UTC)})
+    out = await update_absence(
+        session, manager_id=manager_id, absence_id=absence_id, data=change, actor=actor
+    )
+    return {"manager_id": manager_id, "absence_id": out.id, "state": out.state}
+
+
+async def _absence_cancelled(
+    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    manager_id, absence_id = await _open_absence(session, data)
+    await cancel_absence(session, manager_id=manager_id, absence_id=absence_id, actor=actor)
+    return {"manager_id": manager_id, "absence_id": absence_id, "state": "cancelled"}
+
+
 HANDLERS: dict[str, Handler] = {
     "manager.upserted": _manager_upserted,
     "manager.deactivated": _manager_deactivated,
@@ -369,6 +424,9 @@ HANDLERS: dict[str, Handler] = {
     "customer.transfer_refused": _transfer_refused,
     "customer.activity_recorded": _activity_recorded,
     "manager.absence_set": _absence_set,
+    "manager.absence_changed": _absence_changed,
+    "manager.absence_ended": _absence_ended,
+    "manager.absence_cancelled": _absence_cancelled,
 }
 
 _LOCK = text(
