@@ -72,6 +72,11 @@ ANALYZE bare_assignments
 """
 
 
+OPEN_BY_MANAGER = (
+    "CREATE INDEX bench_assignments_manager_open ON assignments (manager_id) WHERE ended_at IS NULL"
+)
+
+
 async def _moves(engine, n):
     async with engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
@@ -188,6 +193,24 @@ async def main() -> None:
     print(
         f"the raw floor on the real schema {f:.3f} s · on bare tables {b:.3f} s "
         f"· ratio {f / b:.2f}× (target ≤ 2×)"
+    )
+
+    # The schema before migration 0016 (the index of open ledger rows by manager back), beside
+    # its own bare floor: what that index cost a move.
+    async with engine.begin() as conn:
+        await (await conn.get_raw_connection()).driver_connection.execute(OPEN_BY_MANAGER)
+    old_bare, old_floor = [], []
+    for _ in range(args.repeat):
+        old_bare.append(await time_floor(engine, ids, targets, bare=True))
+        old_floor.append(await time_floor(engine, ids, targets))
+    async with engine.begin() as conn:
+        await (await conn.get_raw_connection()).driver_connection.execute(
+            "DROP INDEX bench_assignments_manager_open"
+        )
+    ob, of = _median(old_bare), _median(old_floor)
+    print(
+        f"the raw floor on the schema before 0016 {of:.3f} s · on bare tables {ob:.3f} s "
+        f"· ratio {of / ob:.2f}× (today's schema: {f / b:.2f}×)"
     )
 
     copy_t, wide_t, cols_t = [], [], []
