@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.assignments import loading
@@ -26,6 +27,12 @@ from bench._db import scratch_database
 
 INDEX = "CREATE INDEX bench_open_by_manager ON assignments (manager_id) WHERE ended_at IS NULL"
 DROP = "DROP INDEX bench_open_by_manager"
+SCANS = (
+    "SELECT COALESCE(sum(idx_scan), 0) FROM pg_stat_user_indexes"
+    " WHERE indexrelname = 'bench_open_by_manager'"
+)
+
+CALLS = 10  # calls per timing, averaged
 
 Read = Callable[[AsyncSession], Awaitable[object]]
 
@@ -102,8 +109,11 @@ async def _time(engine: AsyncEngine, read: Read) -> float:
     async with AsyncSession(engine) as session:
         await read(session)  # warm the plan and the cache
         started = time.perf_counter()
-        await read(session)
-        elapsed = time.perf_counter() - started
+        for _ in range(CALLS):
+            await read(session)
+        elapsed = (time.perf_counter() - started) / CALLS
+        # Report this backend's index scans as soon as it is idle again.
+        await session.execute(text("SELECT pg_stat_force_next_flush()"))
         await session.rollback()
     return elapsed
 
@@ -120,17 +130,25 @@ async def main() -> None:
     reads = _reads(ids, manager_ids)
     without: dict[str, list[float]] = {k: [] for k in reads}
     with_: dict[str, list[float]] = {k: [] for k in reads}
+    scans = 0
     for _ in range(args.repeat):
+        # Each round times every read twice (without, with the index) back to back, each
+        # read after an ANALYZE of the same table, so the two differ by the index alone.
         for name, read in reads.items():
+            async with engine.begin() as conn:
+                await conn.exec_driver_sql("ANALYZE assignments")
             without[name].append(await _time(engine, read))
-        async with engine.begin() as conn:
-            await conn.exec_driver_sql(INDEX)
-            await conn.exec_driver_sql("ANALYZE assignments")
-        for name, read in reads.items():
+            async with engine.begin() as conn:
+                await conn.exec_driver_sql(INDEX)
+                await conn.exec_driver_sql("ANALYZE assignments")
             with_[name].append(await _time(engine, read))
-        async with engine.begin() as conn:
-            await conn.exec_driver_sql(DROP)
-    print(f"ledger reads, {customers:,} customers, medians of {args.repeat}:")
+            async with engine.begin() as conn:
+                scans += (await conn.exec_driver_sql(SCANS)).scalar_one()
+                await conn.exec_driver_sql(DROP)
+    print(
+        f"ledger reads, {customers:,} customers, medians of {args.repeat}; "
+        f"scans of the index while it existed: {scans}"
+    )
     for name in reads:
         a, b = statistics.median(without[name]), statistics.median(with_[name])
         print(
