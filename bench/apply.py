@@ -72,6 +72,11 @@ ANALYZE bare_assignments
 """
 
 
+OPEN_BY_MANAGER = (
+    "CREATE INDEX bench_assignments_manager_open ON assignments (manager_id) WHERE ended_at IS NULL"
+)
+
+
 async def _moves(engine, n):
     async with engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
@@ -83,8 +88,12 @@ async def _moves(engine, n):
     return ids, targets
 
 
-async def time_floor(engine, ids, targets, *, bare: bool = False) -> float:
-    """The three statements on the real schema, or (``bare``) on the bare tables."""
+async def time_statements(
+    engine, ids, targets, *, bare: bool = False, no_triggers: bool = False
+) -> list[float]:
+    """Each of the three statements' time on the real schema, or (``bare``) on the bare tables;
+    ``no_triggers`` runs them with triggers and foreign-key checks off (a superuser's
+    ``session_replication_role = replica``), to show what those cost."""
     update, close, insert = FLOOR_UPDATE, FLOOR_CLOSE, FLOOR_INSERT
     if bare:
         update = update.replace("UPDATE customers", "UPDATE bare_customers")
@@ -94,13 +103,71 @@ async def time_floor(engine, ids, targets, *, bare: bool = False) -> float:
         raw = (await conn.get_raw_connection()).driver_connection
         tx = raw.transaction()
         await tx.start()
-        started = time.perf_counter()
-        await raw.execute(update, ids, targets)
-        await raw.execute(close, ids)
-        await raw.execute(insert, ids, targets)
-        elapsed = time.perf_counter() - started
+        if no_triggers:
+            await raw.execute("SET LOCAL session_replication_role = replica")
+        times = []
+        for statement, params in (
+            (update, (ids, targets)),
+            (close, (ids,)),
+            (insert, (ids, targets)),
+        ):
+            started = time.perf_counter()
+            await raw.execute(statement, *params)
+            times.append(time.perf_counter() - started)
         await tx.rollback()
-    return elapsed
+    return times
+
+
+async def time_floor(engine, ids, targets, *, bare: bool = False) -> float:
+    """The three statements on the real schema, or (``bare``) on the bare tables."""
+    return sum(await time_statements(engine, ids, targets, bare=bare))
+
+
+# Where the floor's time goes: with triggers and foreign-key checks off, with only the unique
+# indexes (the lookups the statements make), and with both.
+async def breakdown(engine, ids, targets, repeat: int) -> None:
+    async with engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        if not await raw.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+            print("breakdown skipped: turning triggers off needs a superuser")
+            return
+    runs = {}
+
+    async def measure(label: str, no_triggers: bool) -> None:
+        bare, real = [], []
+        for _ in range(repeat):
+            bare.append(await time_statements(engine, ids, targets, bare=True))
+            real.append(await time_statements(engine, ids, targets, no_triggers=no_triggers))
+        runs[label] = (
+            [_median([r[i] for r in bare]) for i in range(3)],
+            [_median([r[i] for r in real]) for i in range(3)],
+        )
+
+    await measure("real schema", False)
+    await measure("triggers and foreign-key checks off", True)
+    async with engine.begin() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        extra = await raw.fetch(
+            "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS ddl"
+            "  FROM pg_index AS i"
+            " WHERE i.indrelid IN ('customers'::regclass, 'assignments'::regclass)"
+            "   AND NOT i.indisprimary AND NOT i.indisunique"
+        )
+        for row in extra:
+            await raw.execute(f"DROP INDEX {row['name']}")
+    await measure(f"without the {len(extra)} non-unique indexes", False)
+    await measure("both", True)
+    async with engine.begin() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        for row in extra:
+            await raw.execute(row["ddl"])
+    print("where the floor's time goes (update owners / close rows / insert rows, medians):")
+    for label, (bare, real) in runs.items():
+        print(
+            f"  {label}: " + " / ".join(f"{t:.3f}" for t in real) + f" s = {sum(real):.3f} s"
+            f" · bare " + " / ".join(f"{t:.3f}" for t in bare) + f" s = {sum(bare):.3f} s"
+            f" · ratio {sum(real) / sum(bare):.2f}×"
+        )
 
 
 async def time_baton(engine, ids, targets) -> float:
@@ -189,6 +256,28 @@ async def main() -> None:
         f"the raw floor on the real schema {f:.3f} s · on bare tables {b:.3f} s "
         f"· ratio {f / b:.2f}× (target ≤ 2×)"
     )
+
+    # The schema before migration 0016 (the index of open ledger rows by manager back) and
+    # today's, in turns, statement by statement: what that index cost a move.
+    today, before = [], []
+    for _ in range(args.repeat):
+        today.append(await time_statements(engine, ids, targets))
+        async with engine.begin() as conn:
+            await (await conn.get_raw_connection()).driver_connection.execute(OPEN_BY_MANAGER)
+        before.append(await time_statements(engine, ids, targets))
+        async with engine.begin() as conn:
+            await (await conn.get_raw_connection()).driver_connection.execute(
+                "DROP INDEX bench_assignments_manager_open"
+            )
+    t_ins, b_ins = _median([r[2] for r in today]), _median([r[2] for r in before])
+    t_all, b_all = _median([sum(r) for r in today]), _median([sum(r) for r in before])
+    print(
+        f"migration 0016: insert of the ledger rows {t_ins:.3f} s (before {b_ins:.3f} s, "
+        f"ratio {t_ins / b_ins:.2f}×) · the raw floor {t_all:.3f} s (before {b_all:.3f} s, "
+        f"ratio {t_all / b_all:.2f}×)"
+    )
+
+    await breakdown(engine, ids, targets, args.repeat)
 
     copy_t, wide_t, cols_t = [], [], []
     rows = 0

@@ -249,9 +249,6 @@ class Assignment(Base):
         Index("ix_assignments_customer_started", "customer_id", "started_at"),
         Index("ix_assignments_manager_started", "manager_id", "started_at"),
         Index("ix_assignments_started", "started_at"),
-        Index(
-            "ix_assignments_manager_open", "manager_id", postgresql_where=text("ended_at IS NULL")
-        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
