@@ -18,6 +18,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    exists,
     func,
     literal,
     literal_column,
@@ -30,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from app.db.models import Manager, ManagerLoad, Tier
+from app.db.models import Assignment, Customer, Manager, ManagerLoad, Tier
 from app.db.reads import Reader, compile_sql
 
 
@@ -277,3 +278,13 @@ async def set_status(session: AsyncSession, manager_id: uuid.UUID, status: str) 
         .values(status=status, version=Manager.version + 1, updated_at=func.now())
         .returning(before.status)
     )
+
+
+async def owns_customers(session: AsyncSession, manager_id: uuid.UUID) -> bool:
+    """Whether any customer (active or churned) still has the manager as owner."""
+    return bool(await session.scalar(select(exists().where(Customer.manager_id == manager_id))))
+
+
+async def has_history(session: AsyncSession, manager_id: uuid.UUID) -> bool:
+    """Whether the manager appears in the ownership ledger."""
+    return bool(await session.scalar(select(exists().where(Assignment.manager_id == manager_id))))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.concurrency import Precondition
@@ -14,7 +14,7 @@ from app.core.pagination import (
     decode_cursor,
     keyset_page,
 )
-from app.db.models import Assignment, Customer, Manager
+from app.db.models import Manager
 from app.db.reads import Reader
 from app.errors import Conflict, InvalidInput, NotFound
 from app.events import outbox
@@ -171,14 +171,14 @@ async def delete_manager(
     """Delete a manager who owns nobody and has no ownership history."""
     await _lock_checked(session, manager_id, precondition)
     manager = await get_manager(session, manager_id=manager_id)
-    owned = await session.scalar(select(exists().where(Customer.manager_id == manager_id)))
+    owned = await repository.owns_customers(session, manager_id)
     if owned:
         raise Conflict(
             f"Manager {manager_id} still owns {manager.customer_count} active customer(s) "
             "(and possibly churned ones); move the portfolio with a handover first.",
             customer_count=manager.customer_count,
         )
-    history = await session.scalar(select(exists().where(Assignment.manager_id == manager_id)))
+    history = await repository.has_history(session, manager_id)
     if history:
         raise Conflict(
             f"Manager {manager_id} appears in the ownership history, which is never deleted; "

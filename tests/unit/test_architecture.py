@@ -49,12 +49,8 @@ _SQL_OUTSIDE_REPOSITORIES = {
 _SQL_NOT_MOVED_YET = {
     "app/assignments/loading.py",
     "app/assignments/service.py",
-    "app/customers/service.py",
     "app/handovers/emails.py",
-    "app/imports/service.py",
     "app/managers/hours.py",
-    "app/managers/service.py",
-    "app/pool/service.py",
     "app/webhooks/keys.py",
     "app/webhooks/retention.py",
 }
