@@ -282,7 +282,7 @@ async def return_cover(session: AsyncSession, *, handover_id: uuid.UUID, actor: 
     now = utc_now()
     await assignments.lock_placements(session)
     manager = await require_manager(session, handover["from_manager_id"], "from_manager_id")
-    if manager["status"] == "on_leave":
+    if manager.status == "on_leave":
         await managers.set_status(
             session,
             manager_id=handover["from_manager_id"],

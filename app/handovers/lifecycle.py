@@ -239,7 +239,7 @@ async def cancel_handover(
     next_state(handover["state"], "cancel")
     now = utc_now()
     manager = await require_manager(session, handover["from_manager_id"], "from_manager_id")
-    if manager["status"] == "departing" and handover["prior_manager_status"] != "departing":
+    if manager.status == "departing" and handover["prior_manager_status"] != "departing":
         await managers.set_status(
             session,
             manager_id=handover["from_manager_id"],
@@ -247,7 +247,7 @@ async def cancel_handover(
             handover_id=handover_id,
         )
     returned = 0
-    if handover["interim_applied_at"] is not None and manager["status"] != "departed":
+    if handover["interim_applied_at"] is not None and manager.status != "departed":
         ids = await item_repository.item_customers_owned_by(
             session, handover_id=handover_id, owner_id=handover["interim_manager_id"]
         )

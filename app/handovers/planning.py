@@ -56,7 +56,7 @@ async def create_handover(
         )
     if data.successor_id is not None:
         successor = await require_manager(session, data.successor_id, "successor_id")
-        if successor["status"] == "departed":
+        if successor.status == "departed":
             raise Conflict(f"Successor {data.successor_id} has departed.")
     interim = None
     if data.interim_manager_id is not None:
@@ -78,7 +78,7 @@ async def create_handover(
             "force_transfer_limit": data.force_transfer_limit,
             "scope": scope.model_dump(mode="json") if data.scope is not None else None,
             "note": data.note,
-            "prior_manager_status": manager["status"],
+            "prior_manager_status": manager.status,
             "created_by": actor,
             "created_at": now,
             "updated_at": now,
@@ -100,30 +100,30 @@ async def create_handover(
         actor=actor,
         at=now,
     )
-    if data.reason == "departure" and manager["status"] in ("active", "on_leave"):
+    if data.reason == "departure" and manager.status in ("active", "on_leave"):
         await managers.set_status(
             session,
             manager_id=data.from_manager_id,
             status=ManagerStatus.DEPARTING,
             handover_id=handover_id,
         )
-    if interim is not None and (manager["status"] == "departed" or data.interim_now):
-        if interim["status"] != "active":
+    if interim is not None and (manager.status == "departed" or data.interim_now):
+        if interim.status != "active":
             raise Conflict(
-                f"Interim manager {interim['id']} is {interim['status']} and cannot take over."
+                f"Interim manager {interim.id} is {interim.status} and cannot take over."
             )
         await _place_with_interim(
             session,
             handover_id=handover_id,
             from_manager_id=data.from_manager_id,
-            interim_id=interim["id"],
+            interim_id=interim.id,
             actor=actor,
             at=now,
         )
         await repository.update_handover(session, handover_id, {"interim_applied_at": now})
         # The interim owner is a stop-gap chosen by a person: what it breaks is recorded.
         await compliance.record(
-            session, compliance.Scope.managers([interim["id"]]), cause="interim", actor=actor
+            session, compliance.Scope.managers([interim.id]), cause="interim", actor=actor
         )
     return await get_handover(session, handover_id=handover_id)
 

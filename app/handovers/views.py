@@ -30,6 +30,7 @@ from app.handovers.schemas import (
 )
 from app.handovers.states import allowed_actions, next_state
 from app.managers import repository as managers_repository
+from app.managers.repository import ManagerLoadRow
 
 
 def utc_now() -> datetime:
@@ -218,7 +219,9 @@ def unknown_manager(manager_id: uuid.UUID, field: str) -> InvalidInput:
     )
 
 
-async def require_manager(session: AsyncSession, manager_id: uuid.UUID, field: str) -> RowMapping:
+async def require_manager(
+    session: AsyncSession, manager_id: uuid.UUID, field: str
+) -> ManagerLoadRow:
     row = await managers_repository.get(session, manager_id)
     if row is None:
         raise unknown_manager(manager_id, field)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -33,6 +35,8 @@ from sqlalchemy.orm import aliased
 
 from app.db.models import Assignment, Customer, Manager, ManagerLoad, Tier
 from app.db.reads import Reader, compile_sql
+from app.db.rows import row_as
+from app.vocabulary import ManagerStatus
 
 
 def _select_with_load() -> Select[Any]:
@@ -72,16 +76,52 @@ async def read(reader: Reader, manager_id: uuid.UUID) -> asyncpg.Record | None:
     return await reader.fetchrow(_BY_ID, manager_id)
 
 
-async def get(session: AsyncSession, manager_id: uuid.UUID) -> RowMapping | None:
+@dataclass(frozen=True, slots=True)
+class ManagerRow:
+    """A manager as stored."""
+
+    id: uuid.UUID
+    external_ref: str | None
+    name: str
+    email: str
+    level: int
+    capacity: int
+    status: ManagerStatus
+    accepting_new: bool
+    region: str | None
+    languages: list[str]
+    industries: list[str]
+    team: str | None
+    max_new_per_day: int | None
+    max_new_per_week: int | None
+    rotation_weight: int
+    time_zone: str | None
+    working_hours: list[dict[str, object]] | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerLoadRow(ManagerRow):
+    """A manager with the sum of its active customers' tier weights and their number."""
+
+    workload: int
+    customer_count: int
+
+
+async def get(session: AsyncSession, manager_id: uuid.UUID) -> ManagerLoadRow | None:
     """One manager with workload and customer count."""
     stmt = _select_with_load().where(Manager.id == manager_id)
-    return (await session.execute(stmt)).mappings().first()
+    row = (await session.execute(stmt)).mappings().first()
+    return None if row is None else row_as(ManagerLoadRow, row)
 
 
-async def lock(session: AsyncSession, manager_id: uuid.UUID) -> RowMapping | None:
+async def lock(session: AsyncSession, manager_id: uuid.UUID) -> ManagerRow | None:
     """Lock the manager row for the transaction (serialises capacity checks) and return it."""
     stmt = select(*Manager.__table__.c).where(Manager.id == manager_id).with_for_update()
-    return (await session.execute(stmt)).mappings().first()
+    row = (await session.execute(stmt)).mappings().first()
+    return None if row is None else row_as(ManagerRow, row)
 
 
 async def workload(session: AsyncSession, manager_id: uuid.UUID) -> int:

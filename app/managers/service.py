@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 from sqlalchemy import ColumnElement
@@ -30,7 +31,9 @@ from app.managers.schemas import (
 
 def to_out(row: object) -> ManagerOut:
     """Build the public view, computing utilization from workload and capacity."""
-    data = dict(row)  # type: ignore[call-overload]
+    data = (
+        dataclasses.asdict(row) if isinstance(row, repository.ManagerLoadRow) else dict(row)  # type: ignore[call-overload]
+    )
     capacity = data["capacity"]
     data["utilization"] = round(data["workload"] / capacity, 4) if capacity else None
     return ManagerOut.model_validate(data)
@@ -162,7 +165,7 @@ async def _lock_checked(
     if row is None:
         raise NotFound(f"Manager {manager_id} does not exist.")
     if precondition is not None:
-        precondition.check(row["version"], f"Manager {manager_id}")
+        precondition.check(row.version, f"Manager {manager_id}")
 
 
 async def delete_manager(
