@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +15,7 @@ from app.assignments import service as assignments
 from app.assignments.repository import move_customers
 from app.errors import Conflict, InvalidInput
 from app.handovers import item_repository, repository
+from app.handovers.repository import HandoverRow
 from app.handovers.schemas import (
     HandoverCreate,
     HandoverOut,
@@ -180,11 +180,11 @@ async def _place_with_interim(
     )
 
 
-def handover_owners(handover: Mapping[Any, Any]) -> list[uuid.UUID]:
+def handover_owners(handover: HandoverRow) -> list[uuid.UUID]:
     """Managers whose customers this handover moves: the leaving one and the interim one."""
-    owners = [handover["from_manager_id"]]
-    if handover["interim_applied_at"] is not None and handover["interim_manager_id"] is not None:
-        owners.append(handover["interim_manager_id"])
+    owners = [handover.from_manager_id]
+    if handover.interim_applied_at is not None and handover.interim_manager_id is not None:
+        owners.append(handover.interim_manager_id)
     return owners
 
 
@@ -197,38 +197,39 @@ async def plan_handover(
     join), recomputes proposals and keeps overrides and briefings.
     """
     handover = await require_handover(session, handover_id, lock=True)
-    next_state(handover["state"], "plan")
+    next_state(handover.state, "plan")
     now = utc_now()
-    scope = HandoverScope.model_validate(handover["scope"] or {})
+    scope = HandoverScope.model_validate(handover.scope or {})
     await item_repository.drop_items_gone(
         session, handover_id=handover_id, owners=handover_owners(handover)
     )
     await item_repository.add_items_in_scope(
         session,
         handover_id=handover_id,
-        manager_id=handover["from_manager_id"],
+        manager_id=handover.from_manager_id,
         tiers=scope.tiers,
         customer_ids=scope.customer_ids,
     )
-    if handover["interim_applied_at"] is not None:
+    if handover.interim_applied_at is not None:
+        assert handover.interim_manager_id is not None  # applied only with an interim manager
         await _place_with_interim(
             session,
             handover_id=handover_id,
-            from_manager_id=handover["from_manager_id"],
-            interim_id=handover["interim_manager_id"],
+            from_manager_id=handover.from_manager_id,
+            interim_id=handover.interim_manager_id,
             actor=actor,
             at=now,
         )
     ids = await item_repository.pending_item_customers(session, handover_id)
-    excluded = frozenset({handover["from_manager_id"]})
+    excluded = frozenset({handover.from_manager_id})
     metrics: dict[str, Any] | None = None
     if ids:
         plan = await assignments.propose(
             session,
             customer_ids=ids,
-            strategy=handover["strategy"],
+            strategy=handover.strategy,
             exclude_manager_ids=excluded,
-            successor_id=handover["successor_id"],
+            successor_id=handover.successor_id,
             explain="basic",
         )
         customers, managers, scores, reasons, explanations = [], [], [], [], []

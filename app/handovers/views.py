@@ -3,6 +3,7 @@ handover (locked) or 404, a manager or 422, and the audited step from one state 
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from app.errors import InvalidInput, NotFound
 from app.events import outbox
 from app.events.names import HANDOVER_STATE_EVENTS
 from app.handovers import item_repository, repository
+from app.handovers.repository import HandoverRow
 from app.handovers.schemas import (
     AuditEntry,
     ChecklistOut,
@@ -37,9 +39,9 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _outs(session: AsyncSession, rows: Sequence[RowMapping]) -> list[HandoverOut]:
+async def _outs(session: AsyncSession, rows: Sequence[HandoverRow]) -> list[HandoverOut]:
     """Build public views for several handovers with three batched queries."""
-    ids = [r["id"] for r in rows]
+    ids = [r.id for r in rows]
     if not ids:
         return []
     counts = await repository.counts_for(session, ids)
@@ -47,22 +49,21 @@ async def _outs(session: AsyncSession, rows: Sequence[RowMapping]) -> list[Hando
     events = await repository.events_for(session, ids)
     outs = []
     for row in rows:
-        task_outs = [TaskOut.model_validate(t) for t in tasks.get(row["id"], [])]
+        task_outs = [TaskOut.model_validate(t) for t in tasks.get(row.id, [])]
         done = sum(t.done for t in task_outs)
         outs.append(
             HandoverOut.model_validate(
                 {
-                    **row,
-                    "scope": row["scope"],
-                    "allowed_actions": allowed_actions(row["state"]),
-                    "counts": counts[row["id"]],
+                    **dataclasses.asdict(row),
+                    "allowed_actions": allowed_actions(row.state),
+                    "counts": counts[row.id],
                     "checklist": ChecklistOut(
                         tasks=task_outs,
                         done=done,
                         total=len(task_outs),
                         progress=round(done / len(task_outs), 4) if task_outs else 0.0,
                     ),
-                    "audit": [AuditEntry.model_validate(e) for e in events.get(row["id"], [])],
+                    "audit": [AuditEntry.model_validate(e) for e in events.get(row.id, [])],
                 }
             )
         )
@@ -156,7 +157,7 @@ async def get_item(
 
 async def require_handover(
     session: AsyncSession, handover_id: uuid.UUID, *, lock: bool = False
-) -> RowMapping:
+) -> HandoverRow:
     row = await repository.get(session, handover_id, lock=lock)
     if row is None:
         raise NotFound(f"Handover {handover_id} does not exist.")
@@ -174,7 +175,7 @@ async def require_item(
 
 async def record_transition(
     session: AsyncSession,
-    handover: Mapping[Any, Any],
+    handover: HandoverRow,
     action: str,
     *,
     actor: str,
@@ -183,13 +184,13 @@ async def record_transition(
     detail: dict[str, Any] | None = None,
 ) -> str:
     """Move the handover to the state ``action`` leads to, with an audit entry."""
-    target = next_state(handover["state"], action)
-    await repository.update_handover(session, handover["id"], {**(values or {}), "state": target})
+    target = next_state(handover.state, action)
+    await repository.update_handover(session, handover.id, {**(values or {}), "state": target})
     await repository.add_event(
         session,
-        handover_id=handover["id"],
+        handover_id=handover.id,
         action=action,
-        from_state=handover["state"],
+        from_state=handover.state,
         to_state=target,
         actor=actor,
         at=at,
@@ -200,11 +201,11 @@ async def record_transition(
             session,
             HANDOVER_STATE_EVENTS[target],
             {
-                "handover_id": handover["id"],
-                "from_manager_id": handover["from_manager_id"],
-                "reason": handover["reason"],
+                "handover_id": handover.id,
+                "from_manager_id": handover.from_manager_id,
+                "reason": handover.reason,
                 "state": target,
-                "previous_state": handover["state"],
+                "previous_state": handover.state,
                 "actor": actor,
                 "detail": detail,
             },
