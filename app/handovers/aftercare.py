@@ -60,28 +60,29 @@ async def refuse_item(
             state=handover.state,
         )
     item = await require_item(session, handover_id, customer_id)
-    if item["status"] not in ("moved", "refused") or item["final_manager_id"] is None:
+    if item.status not in ("moved", "refused") or item.final_manager_id is None:
         raise Conflict(f"Customer {customer_id} was not moved to a manager by this handover.")
+    assert item.moved_at is not None  # a moved item has its move time
     now = utc_now()
     window = timedelta(hours=get_settings().handover_refusal_window_hours)
-    if now - item["moved_at"] > window:
+    if now - item.moved_at > window:
         raise RefusalWindowClosed(
             f"The refusal window ({window.total_seconds() / 3600:g} h after the move at "
-            f"{item['moved_at'].isoformat()}) has closed.",
-            moved_at=item["moved_at"].isoformat(),
+            f"{item.moved_at.isoformat()}) has closed.",
+            moved_at=item.moved_at.isoformat(),
         )
     await assignments.lock_placements(session)
     rows = await execution_repository.lock_executed(
         session, handover_id=handover_id, statuses=("moved", "refused"), customer_id=customer_id
     )
     row = rows[0]
-    if row["current_manager_id"] != item["final_manager_id"] or row["moved_since"]:
+    if row["current_manager_id"] != item.final_manager_id or row["moved_since"]:
         raise Conflict(
             f"Customer {customer_id} changed owner after the handover; refuse is not possible."
         )
-    refused = item["final_manager_id"]
+    refused = item.final_manager_id
     excluded = frozenset(
-        m for m in (handover.from_manager_id, refused, item["refused_manager_id"]) if m
+        m for m in (handover.from_manager_id, refused, item.refused_manager_id) if m
     )
     plan = await assignments.propose(
         session,

@@ -47,8 +47,8 @@ async def override_item(
             state=handover.state,
         )
     item = await require_item(session, handover_id, customer_id)
-    if item["status"] not in repository.PENDING_ITEM_STATUSES:
-        raise Conflict(f"Item {customer_id} is {item['status']} and cannot be overridden.")
+    if item.status not in repository.PENDING_ITEM_STATUSES:
+        raise Conflict(f"Item {customer_id} is {item.status} and cannot be overridden.")
     if data.manager_id is None:
         values: dict[str, Any] = {
             "override_manager_id": None,
@@ -60,7 +60,7 @@ async def override_item(
                 "pending"
                 if handover.state == "draft"
                 else "proposed"
-                if item["proposed_manager_id"] is not None
+                if item.proposed_manager_id is not None
                 else "unplaced"
             ),
         }

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, RowMapping
+from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.pagination import Page, decode_cursor, encode_cursor
@@ -18,6 +18,7 @@ from app.errors import InvalidInput, NotFound
 from app.events import outbox
 from app.events.names import HANDOVER_STATE_EVENTS
 from app.handovers import item_repository, repository
+from app.handovers.item_repository import ItemRow
 from app.handovers.repository import HandoverRow
 from app.handovers.schemas import (
     AuditEntry,
@@ -109,21 +110,22 @@ async def list_handovers(
     return Page[HandoverOut](items=items, next_cursor=next_cursor)
 
 
-def item_out(row: Mapping[Any, Any]) -> ItemOut:
+def item_out(row: ItemRow) -> ItemOut:
+    """The public view of one item."""
     override = None
-    if row["override_manager_id"] is not None:
+    if row.override_manager_id is not None:
         override = OverrideOut(
-            manager_id=row["override_manager_id"],
-            reason=row["override_reason"],
-            forced=row["override_forced"],
-            by=row["override_by"],
-            at=row["override_at"],
+            manager_id=row.override_manager_id,
+            reason=row.override_reason,
+            forced=row.override_forced,
+            by=row.override_by,
+            at=row.override_at,
         )
     return ItemOut.model_validate(
         {
-            **row,
-            "score": float(row["score"]) if row["score"] is not None else None,
-            "reasons": list(row["reasons"] or []),
+            **dataclasses.asdict(row),
+            "score": float(row.score) if row.score is not None else None,
+            "reasons": list(row.reasons or []),
             "override": override,
         }
     )
@@ -166,7 +168,7 @@ async def require_handover(
 
 async def require_item(
     session: AsyncSession, handover_id: uuid.UUID, customer_id: uuid.UUID
-) -> RowMapping:
+) -> ItemRow:
     item = await item_repository.get_item(session, handover_id, customer_id)
     if item is None:
         raise NotFound(f"Customer {customer_id} is not part of handover {handover_id}.")
