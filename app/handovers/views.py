@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.pagination import Page, decode_cursor, encode_cursor
+from app.core.pagination import Page, cursor_key, cursor_value, keyset_page
 from app.db.models import Handover
 from app.errors import InvalidInput, NotFound
 from app.events import outbox
@@ -96,18 +96,16 @@ async def list_handovers(
         filters.append(Handover.from_manager_id == manager_id)
     if reason is not None:
         filters.append(Handover.reason == reason)
-    after = None
-    if cursor:
-        created, last_id = decode_cursor(cursor, (datetime, uuid.UUID))
-        after = (created, last_id)
+    key = cursor_key(cursor, (datetime, uuid.UUID))
+    after = None if key is None else (key[0], key[1])
     rows = await repository.list_page(session, filters=filters, after=after, limit=limit + 1)
-    items = await _outs(session, rows[:limit])
-    next_cursor = (
-        encode_cursor([items[-1].created_at.isoformat(), str(items[-1].id)])
-        if len(rows) > limit
-        else None
+    page, next_cursor = keyset_page(
+        rows,
+        limit=limit,
+        item=lambda row: row,
+        key=lambda row: [row.created_at.isoformat(), str(row.id)],
     )
-    return Page[HandoverOut](items=items, next_cursor=next_cursor)
+    return Page[HandoverOut](items=await _outs(session, page), next_cursor=next_cursor)
 
 
 def item_out(row: ItemRow) -> ItemOut:
@@ -141,12 +139,13 @@ async def list_items(
 ) -> Page[ItemOut]:
     """The handover's customers by id, with proposal, override, briefing and outcome."""
     await require_handover(session, handover_id)
-    after = decode_cursor(cursor, (uuid.UUID,))[0] if cursor else None
+    after = cursor_value(cursor, uuid.UUID)
     rows = await item_repository.list_items(
         session, handover_id=handover_id, statuses=status, after=after, limit=limit + 1
     )
-    items = [item_out(r) for r in rows[:limit]]
-    next_cursor = encode_cursor([str(items[-1].customer_id)]) if len(rows) > limit else None
+    items, next_cursor = keyset_page(
+        rows, limit=limit, item=item_out, key=lambda row: [str(row.customer_id)]
+    )
     return Page[ItemOut](items=items, next_cursor=next_cursor)
 
 
