@@ -51,8 +51,6 @@ _SQL_NOT_MOVED_YET = {
     "app/assignments/service.py",
     "app/handovers/emails.py",
     "app/managers/hours.py",
-    "app/webhooks/keys.py",
-    "app/webhooks/retention.py",
 }
 _SQL_METHODS = {"execute", "scalar", "scalars", "stream", "stream_scalars"}
 
