@@ -35,7 +35,7 @@ from sqlalchemy.orm import aliased
 
 from app.db.models import Assignment, Customer, Manager, ManagerLoad, Tier
 from app.db.reads import Reader, compile_sql
-from app.db.rows import row_as
+from app.db.rows import row_as, rows_as
 from app.vocabulary import ManagerStatus
 
 
@@ -328,3 +328,23 @@ async def owns_customers(session: AsyncSession, manager_id: uuid.UUID) -> bool:
 async def has_history(session: AsyncSession, manager_id: uuid.UUID) -> bool:
     """Whether the manager appears in the ownership ledger."""
     return bool(await session.scalar(select(exists().where(Assignment.manager_id == manager_id))))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingHoursRow:
+    """A manager's working hours and the time zone they are read in."""
+
+    id: uuid.UUID
+    time_zone: str | None
+    working_hours: list[dict[str, object]]
+
+
+_WITH_HOURS = text(
+    "SELECT id, time_zone, working_hours FROM managers "
+    "WHERE working_hours IS NOT NULL AND status <> 'departed'"
+)
+
+
+async def working_hours(session: AsyncSession) -> list[WorkingHoursRow]:
+    """The managers (not departed) who keep working hours."""
+    return rows_as(WorkingHoursRow, (await session.execute(_WITH_HOURS)).mappings())

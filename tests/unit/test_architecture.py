@@ -50,7 +50,6 @@ _SQL_NOT_MOVED_YET = {
     "app/assignments/loading.py",
     "app/assignments/service.py",
     "app/handovers/emails.py",
-    "app/managers/hours.py",
 }
 _SQL_METHODS = {"execute", "scalar", "scalars", "stream", "stream_scalars"}
 
