@@ -36,6 +36,7 @@ EXPECTED: dict[tuple[str, str], tuple[StrEnum, ...]] = {
     ("webhook_deliveries", "ck_webhook_deliveries_status_valid"): tuple(v.DeliveryStatus),
     ("api_keys", "ck_api_keys_role_valid"): tuple(v.Role),
     ("scenarios", "ck_scenarios_state_valid"): tuple(v.ScenarioState),
+    ("reclaim_policies", "ck_reclaim_policies_first_touch_action_valid"): tuple(v.FirstTouchAction),
 }
 
 _CHECKS = text(
