@@ -10,9 +10,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.absences import repository
 from app.absences.schemas import (
     AbsenceCreate,
     AbsenceList,
@@ -60,16 +60,9 @@ def to_out(absence: ManagerAbsence, now: datetime) -> AbsenceOut:
     )
 
 
-async def _now(session: AsyncSession) -> datetime:
-    # the transaction's clock, the same one the engine's facts are read at
-    return (await session.execute(select(func.now()))).scalar_one()
-
-
 async def _lock_manager(session: AsyncSession, manager_id: uuid.UUID) -> Manager:
     # one writer per manager's calendar at a time, so two overlapping absences cannot both pass
-    manager = await session.scalar(
-        select(Manager).where(Manager.id == manager_id).with_for_update()
-    )
+    manager = await repository.lock_manager(session, manager_id)
     if manager is None:
         raise NotFound(f"Manager {manager_id} does not exist.")
     return manager
@@ -83,7 +76,7 @@ async def _check_cover(
         return kind, None
     if interim == manager_id:
         raise InvalidInput("A manager cannot cover their own absence.")
-    status = await session.scalar(select(Manager.status).where(Manager.id == interim))
+    status = await repository.manager_status(session, interim)
     if status is None:
         raise InvalidInput(f"The interim manager {interim} does not exist.")
     if status != "active":
@@ -99,15 +92,7 @@ async def _check_overlap(
     *,
     besides: uuid.UUID | None = None,
 ) -> None:
-    query = select(ManagerAbsence.id).where(
-        ManagerAbsence.manager_id == manager_id,
-        ManagerAbsence.cancelled_at.is_(None),
-        ManagerAbsence.starts_at < ends_at,
-        ManagerAbsence.ends_at > starts_at,
-    )
-    if besides is not None:
-        query = query.where(ManagerAbsence.id != besides)
-    other = await session.scalar(query.limit(1))
+    other = await repository.overlapping(session, manager_id, starts_at, ends_at, besides=besides)
     if other is not None:
         raise AbsenceOverlap(
             f"The manager already has absence {other} in that period.", absence_id=str(other)
@@ -131,24 +116,18 @@ async def create_absence(
         note=data.note,
         created_by=actor,
     )
-    session.add(absence)
-    await session.flush()
-    await session.refresh(absence)
-    return to_out(absence, await _now(session))
+    await repository.add(session, absence)
+    return to_out(absence, await repository.now(session))
 
 
 async def list_absences(
     session: AsyncSession, *, manager_id: uuid.UUID, state: AbsenceState | None = None
 ) -> AbsenceList:
     """The manager's absences by start, optionally only those in ``state``."""
-    if await session.scalar(select(Manager.id).where(Manager.id == manager_id)) is None:
+    if not await repository.manager_exists(session, manager_id):
         raise NotFound(f"Manager {manager_id} does not exist.")
-    rows = await session.scalars(
-        select(ManagerAbsence)
-        .where(ManagerAbsence.manager_id == manager_id)
-        .order_by(ManagerAbsence.starts_at, ManagerAbsence.id)
-    )
-    now = await _now(session)
+    rows = await repository.list_for_manager(session, manager_id)
+    now = await repository.now(session)
     items = [to_out(a, now) for a in rows]
     return AbsenceList(items=[a for a in items if state is None or a.state == state])
 
@@ -156,11 +135,7 @@ async def list_absences(
 async def _get_open(
     session: AsyncSession, manager_id: uuid.UUID, absence_id: uuid.UUID, now: datetime
 ) -> ManagerAbsence:
-    absence = await session.scalar(
-        select(ManagerAbsence).where(
-            ManagerAbsence.id == absence_id, ManagerAbsence.manager_id == manager_id
-        )
-    )
+    absence = await repository.get_for_manager(session, manager_id, absence_id)
     if absence is None:
         raise NotFound(f"Absence {absence_id} of manager {manager_id} does not exist.")
     state = state_of(absence, now)
@@ -182,7 +157,7 @@ async def update_absence(
     from that instant. A current absence keeps its start (it has begun).
     """
     await _lock_manager(session, manager_id)
-    now = await _now(session)
+    now = await repository.now(session)
     absence = await _get_open(session, manager_id, absence_id, now)
     sent = data.model_fields_set
     starts_at = data.starts_at if "starts_at" in sent and data.starts_at else absence.starts_at
@@ -207,7 +182,7 @@ async def cancel_absence(
     """Cancel a scheduled or current absence (kept, marked cancelled): the manager is
     available again at once."""
     await _lock_manager(session, manager_id)
-    now = await _now(session)
+    now = await repository.now(session)
     absence = await _get_open(session, manager_id, absence_id, now)
     absence.cancelled_at = now
     absence.updated_at = now
@@ -219,23 +194,19 @@ async def set_cover_handover(
     session: AsyncSession, *, absence_id: uuid.UUID, handover_id: uuid.UUID
 ) -> AbsenceOut:
     """Link the leave handover that covers an ``auto`` absence."""
-    absence = await session.get(ManagerAbsence, absence_id)
+    absence = await repository.get(session, absence_id)
     if absence is None:
         raise NotFound(f"Absence {absence_id} does not exist.")
     absence.cover_handover_id = handover_id
     await session.flush()
-    return to_out(absence, await _now(session))
+    return to_out(absence, await repository.now(session))
 
 
 async def get_absence(
     session: AsyncSession, *, manager_id: uuid.UUID, absence_id: uuid.UUID
 ) -> AbsenceOut:
     """One absence of the manager, or NotFound."""
-    absence = await session.scalar(
-        select(ManagerAbsence).where(
-            ManagerAbsence.id == absence_id, ManagerAbsence.manager_id == manager_id
-        )
-    )
+    absence = await repository.get_for_manager(session, manager_id, absence_id)
     if absence is None:
         raise NotFound(f"Absence {absence_id} of manager {manager_id} does not exist.")
-    return to_out(absence, await _now(session))
+    return to_out(absence, await repository.now(session))

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.activities import repository
 from app.activities.schemas import ActivityCreate, ActivityList, ActivityOut
-from app.db.models import Customer, CustomerActivity, Manager
 from app.errors import Conflict, InvalidInput, NotFound
 
 
@@ -22,11 +20,9 @@ async def record_activity(
 ) -> tuple[ActivityOut, bool]:
     """Record a follow-up; returns it and whether it is new. A known ``external_id`` returns
     the recorded activity (409 when it belongs to another customer)."""
-    if await session.scalar(select(Customer.id).where(Customer.id == customer_id)) is None:
+    if not await repository.customer_exists(session, customer_id):
         raise NotFound(f"Customer {customer_id} does not exist.")
-    if data.by is not None and (
-        await session.scalar(select(Manager.id).where(Manager.id == data.by)) is None
-    ):
+    if data.by is not None and not await repository.manager_exists(session, data.by):
         raise InvalidInput(f"Manager {data.by} does not exist.")
     values = {
         "customer_id": customer_id,
@@ -37,16 +33,10 @@ async def record_activity(
         "note": data.note,
         "created_by": actor,
     }
-    new_id = await session.scalar(
-        insert(CustomerActivity)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["external_id"])
-        .returning(CustomerActivity.id)
-    )
+    new_id = await repository.insert_new(session, values)
     if new_id is None:
-        known = await session.scalar(
-            select(CustomerActivity).where(CustomerActivity.external_id == data.external_id)
-        )
+        assert data.external_id is not None
+        known = await repository.get_by_external_id(session, data.external_id)
         assert known is not None
         if known.customer_id != customer_id:
             raise Conflict(
@@ -54,12 +44,8 @@ async def record_activity(
                 activity_id=str(known.id),
             )
         return ActivityOut.model_validate(known), False
-    await session.execute(
-        update(Customer)
-        .where(Customer.id == customer_id)
-        .values(last_activity_at=func.greatest(Customer.last_activity_at, data.at))
-    )
-    row = await session.scalar(select(CustomerActivity).where(CustomerActivity.id == new_id))
+    await repository.touch_customer(session, customer_id, data.at)
+    row = await repository.get(session, new_id)
     return ActivityOut.model_validate(row), True
 
 
@@ -67,12 +53,7 @@ async def list_activities(
     session: AsyncSession, *, customer_id: uuid.UUID, limit: int = 100
 ) -> ActivityList:
     """The customer's latest follow-ups, newest first."""
-    if await session.scalar(select(Customer.id).where(Customer.id == customer_id)) is None:
+    if not await repository.customer_exists(session, customer_id):
         raise NotFound(f"Customer {customer_id} does not exist.")
-    rows = await session.scalars(
-        select(CustomerActivity)
-        .where(CustomerActivity.customer_id == customer_id)
-        .order_by(CustomerActivity.at.desc(), CustomerActivity.id)
-        .limit(limit)
-    )
+    rows = await repository.latest(session, customer_id, limit)
     return ActivityList(items=[ActivityOut.model_validate(r) for r in rows])

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import RowMapping, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import Assignment
+from app.db.models import Assignment, Customer
 from app.db.rows import row_as, rows_as
 from app.events import outbox
 from app.vocabulary import AssignmentReason
@@ -516,3 +516,74 @@ async def save_rotation_counts(
         ),
         {"pools": pools, "managers": managers, "received": received, "start": period_start},
     )
+
+
+async def advisory_lock(session: AsyncSession, key: int) -> None:
+    """Take a transaction-level advisory lock."""
+    await session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+async def active_among(session: AsyncSession, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of ``ids`` are active customers."""
+    stmt = select(Customer.id).where(Customer.id.in_(ids), Customer.status == "active")
+    return set((await session.scalars(stmt)).all())
+
+
+async def active_customer_ids(
+    session: AsyncSession,
+    *,
+    tier: str | None,
+    region: str | None,
+    manager_id: uuid.UUID | None,
+    unassigned: bool | None,
+) -> list[uuid.UUID]:
+    """Active customers by id, filtered; ``unassigned`` True: in the pool, False: owned."""
+    stmt = select(Customer.id).where(Customer.status == "active").order_by(Customer.id)
+    if tier is not None:
+        stmt = stmt.where(Customer.tier_code == tier)
+    if region is not None:
+        stmt = stmt.where(Customer.region == region)
+    if manager_id is not None:
+        stmt = stmt.where(Customer.manager_id == manager_id)
+    if unassigned:
+        stmt = stmt.where(Customer.manager_id.is_(None))
+    elif unassigned is False:
+        stmt = stmt.where(Customer.manager_id.is_not(None))
+    return list((await session.scalars(stmt)).all())
+
+
+async def customer_status(session: AsyncSession, customer_id: uuid.UUID) -> str | None:
+    """The customer's status, or None when there is no such customer."""
+    return await session.scalar(select(Customer.status).where(Customer.id == customer_id))
+
+
+_WORKLOAD = text(
+    """
+    SELECT m.id, m.name, m.team, m.region, m.status, m.level, m.capacity,
+           l.tier_code, COALESCE(l.customers, 0) AS customers,
+           COALESCE(l.customers * t.weight, 0) AS workload
+      FROM managers AS m
+      LEFT JOIN (SELECT manager_id, tier_code, sum(customers) AS customers
+                   FROM manager_loads GROUP BY manager_id, tier_code) AS l
+             ON l.manager_id = m.id AND l.customers <> 0
+      LEFT JOIN tiers AS t ON t.code = l.tier_code
+     WHERE m.status <> 'departed'
+       AND (CAST(:team AS text) IS NULL OR m.team = :team)
+       AND (CAST(:region AS text) IS NULL OR m.region = :region)
+       AND (CAST(:level AS int) IS NULL OR m.level = :level)
+       AND (CAST(:status AS text) IS NULL OR m.status = :status)
+     ORDER BY m.id, l.tier_code
+    """
+)
+_POOL = text("SELECT count(*) FROM customers WHERE status = 'active' AND manager_id IS NULL")
+
+
+async def workload_rows(session: AsyncSession, filters: dict[str, Any]) -> list[RowMapping]:
+    """Managers (not departed, filtered by team, region, level, status) with their load per
+    tier, one row per manager and tier (a manager with nobody: one row, no tier)."""
+    return list((await session.execute(_WORKLOAD, filters)).mappings())
+
+
+async def pool_size(session: AsyncSession) -> int:
+    """The number of active customers without an owner."""
+    return int((await session.scalar(_POOL)) or 0)

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
@@ -35,7 +34,6 @@ from app.assignments.schemas import (
     WorkloadReport,
 )
 from app.audit import service as audit
-from app.db.models import Customer
 from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from app.managers import hours
 from app.rules.service import current_rules
@@ -53,7 +51,7 @@ class StalePlan(Conflict):
 
 async def lock_placements(session: AsyncSession) -> None:
     """Serialise automated placements for the rest of the transaction."""
-    await session.execute(select(func.pg_advisory_xact_lock(_PLACEMENT_LOCK)))
+    await repository.advisory_lock(session, _PLACEMENT_LOCK)
 
 
 async def _run_engine(
@@ -231,13 +229,7 @@ async def select_customers(session: AsyncSession, selection: CustomerSelection) 
         )
     if selection.customer_ids is not None:
         ids = list(dict.fromkeys(selection.customer_ids))
-        found = set(
-            (
-                await session.scalars(
-                    select(Customer.id).where(Customer.id.in_(ids), Customer.status == "active")
-                )
-            ).all()
-        )
+        found = await repository.active_among(session, ids)
         missing = [str(i) for i in ids if i not in found]
         if missing:
             raise InvalidInput(
@@ -246,19 +238,17 @@ async def select_customers(session: AsyncSession, selection: CustomerSelection) 
                 missing=missing[:100],
             )
         return ids
-    stmt = select(Customer.id).where(Customer.status == "active").order_by(Customer.id)
-    filtered = False
-    if selection.tier is not None:
-        stmt, filtered = stmt.where(Customer.tier_code == selection.tier), True
-    if selection.region is not None:
-        stmt, filtered = stmt.where(Customer.region == selection.region), True
-    if selection.manager_id is not None:
-        stmt, filtered = stmt.where(Customer.manager_id == selection.manager_id), True
-    if selection.unassigned or (selection.unassigned is None and not filtered):
-        stmt = stmt.where(Customer.manager_id.is_(None))
-    elif selection.unassigned is False:
-        stmt = stmt.where(Customer.manager_id.is_not(None))
-    return list((await session.scalars(stmt)).all())
+    filtered = any(v is not None for v in (selection.tier, selection.region, selection.manager_id))
+    unassigned = selection.unassigned
+    if unassigned is None and not filtered:
+        unassigned = True  # no filter at all: the pool
+    return await repository.active_customer_ids(
+        session,
+        tier=selection.tier,
+        region=selection.region,
+        manager_id=selection.manager_id,
+        unassigned=unassigned,
+    )
 
 
 def _plan_out(
@@ -428,7 +418,7 @@ async def assign_customer(
     session: AsyncSession, *, customer_id: uuid.UUID, request: AssignRequest, actor: str
 ) -> AssignOut:
     """Place one customer now with the engine (or check a named manager against every rule)."""
-    exists = await session.scalar(select(Customer.status).where(Customer.id == customer_id))
+    exists = await repository.customer_status(session, customer_id)
     if exists is None:
         raise NotFound(f"Customer {customer_id} does not exist.")
     if exists != "active":
@@ -523,27 +513,6 @@ async def rebalance(session: AsyncSession, *, request: RebalanceRequest, actor: 
     )
 
 
-_WORKLOAD = text(
-    """
-    SELECT m.id, m.name, m.team, m.region, m.status, m.level, m.capacity,
-           l.tier_code, COALESCE(l.customers, 0) AS customers,
-           COALESCE(l.customers * t.weight, 0) AS workload
-      FROM managers AS m
-      LEFT JOIN (SELECT manager_id, tier_code, sum(customers) AS customers
-                   FROM manager_loads GROUP BY manager_id, tier_code) AS l
-             ON l.manager_id = m.id AND l.customers <> 0
-      LEFT JOIN tiers AS t ON t.code = l.tier_code
-     WHERE m.status <> 'departed'
-       AND (CAST(:team AS text) IS NULL OR m.team = :team)
-       AND (CAST(:region AS text) IS NULL OR m.region = :region)
-       AND (CAST(:level AS int) IS NULL OR m.level = :level)
-       AND (CAST(:status AS text) IS NULL OR m.status = :status)
-     ORDER BY m.id, l.tier_code
-    """
-)
-_POOL = text("SELECT count(*) FROM customers WHERE status = 'active' AND manager_id IS NULL")
-
-
 def _ratio(workload: int, capacity: int) -> float | None:
     return round(workload / capacity, 4) if capacity else None
 
@@ -560,7 +529,7 @@ async def workload_report(
     The filters select the managers (and so the totals and metrics); the pool is company-wide."""
     per_manager: dict[uuid.UUID, ManagerWorkload] = {}
     filters = {"team": team, "region": region, "level": level, "status": status}
-    for r in (await session.execute(_WORKLOAD, filters)).mappings():
+    for r in await repository.workload_rows(session, filters):
         m = per_manager.get(r["id"])
         if m is None:
             m = per_manager[r["id"]] = ManagerWorkload(
@@ -608,7 +577,7 @@ async def workload_report(
         utilization_spread=round(max(active) - min(active), 4) if active else None,
         utilization_stddev=round(statistics.pstdev(active), 4) if active else None,
         moved=0,
-        pooled=int((await session.scalar(_POOL)) or 0),
+        pooled=await repository.pool_size(session),
     )
     return WorkloadReport(
         managers=managers,

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     Uuid,
     bindparam,
+    exists,
     func,
     literal_column,
     select,
@@ -28,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import Customer, Tier
+from app.db.models import Assignment, Customer, Tier
 from app.db.reads import Reader, compile_sql, compile_statement
 from app.db.rows import row_as
 from app.vocabulary import CustomerStatus
@@ -258,3 +259,13 @@ async def update_many(
     row = (await session.execute(_UPDATE_MANY_TIERS, params)).one()
     changed = list(zip(row[0] or [], row[1] or [], row[2] or [], row[3] or [], strict=True))
     return len(changed), changed
+
+
+async def tier_weight(session: AsyncSession, code: str) -> int | None:
+    """The tier's weight, or None when there is no such tier."""
+    return await session.scalar(select(Tier.weight).where(Tier.code == code))
+
+
+async def has_history(session: AsyncSession, customer_id: uuid.UUID) -> bool:
+    """Whether the customer appears in the ownership ledger."""
+    return bool(await session.scalar(select(exists().where(Assignment.customer_id == customer_id))))

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import RowMapping, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
@@ -33,7 +32,6 @@ from app.customers.schemas import (
     LedgerRowOut,
     OwnerAtOut,
 )
-from app.db.models import Assignment, Tier
 from app.db.reads import Reader
 from app.errors import Conflict, InvalidInput, NotFound
 from app.events import outbox
@@ -141,15 +139,14 @@ def _cursor_key(value: Any) -> Any:
     return str(value) if isinstance(value, Decimal) else value
 
 
-async def _tier(session: AsyncSession, code: str) -> RowMapping:
-    row = (await session.execute(select(*Tier.__table__.c).where(Tier.code == code))).mappings()
-    tier = row.first()
-    if tier is None:
+async def _tier_weight(session: AsyncSession, code: str) -> int:
+    weight = await repository.tier_weight(session, code)
+    if weight is None:
         raise InvalidInput(
             f"Unknown tier '{code}'.",
             errors=[{"loc": ["body", "tier"], "msg": f"unknown tier '{code}'"}],
         )
-    return tier
+    return weight
 
 
 async def assign_manually(
@@ -179,13 +176,13 @@ async def assign_manually(
             note = guard.forced_note(violations, note)
         if any(v.rule == "capacity" for v in violations):
             workload = int(await managers.workload(session, manager_id) or 0)
-            tier = await _tier(session, customer.tier)
+            weight = await _tier_weight(session, customer.tier)
             await outbox.emit(
                 session,
                 "manager.capacity_exceeded",
                 {
                     "manager_id": manager_id,
-                    "workload": workload + tier["weight"],
+                    "workload": workload + weight,
                     "customer_id": customer.id,
                     "actor": actor,
                     "reason": note,
@@ -218,7 +215,7 @@ async def create_customer(
     """Create a customer in the pool, then assign it manually when ``manager_id`` is given
     (through the placement guard)."""
     guard.authorize_force(force, role)
-    await _tier(session, data.tier)
+    await _tier_weight(session, data.tier)
     if data.external_ref and await repository.external_ref_taken(
         session, data.external_ref, exclude=None
     ):
@@ -261,7 +258,7 @@ async def update_customer(
     values = data.model_dump(exclude_unset=True)
     tier_code = values.pop("tier", row.tier)
     if tier_code != row.tier:
-        await _tier(session, tier_code)
+        await _tier_weight(session, tier_code)
         values["tier_code"] = tier_code
     if values.get("external_ref") and await repository.external_ref_taken(
         session, values["external_ref"], exclude=customer_id
@@ -318,9 +315,7 @@ async def delete_customer(
         raise NotFound(f"Customer {customer_id} does not exist.")
     if precondition is not None:
         precondition.check(row.version, f"Customer {customer_id}")
-    has_history = await session.scalar(
-        select(exists().where(Assignment.customer_id == customer_id))
-    )
+    has_history = await repository.has_history(session, customer_id)
     if has_history:
         raise Conflict(
             f"Customer {customer_id} has ownership history, which is never deleted; "
@@ -368,7 +363,7 @@ async def update_customers(
     if not customer_ids:
         return 0
     if "tier" in values:
-        await _tier(session, values["tier"])
+        await _tier_weight(session, values["tier"])
     count, changed = await repository.update_many(session, customer_ids, values)
     events = [
         (

@@ -5,9 +5,8 @@ covered portfolio returns to its manager when the leave ends (``due_cover_return
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +16,7 @@ from app.assignments.repository import move_customers
 from app.errors import Conflict
 from app.events import outbox
 from app.handovers import execution_repository, item_repository, notifications, repository
+from app.handovers.repository import HandoverRow
 from app.handovers.schemas import (
     ActionIn,
     ItemOut,
@@ -54,39 +54,40 @@ async def refuse_item(
     """The customer refuses the new owner: re-place them, excluding that manager (and the
     leaving one). Only within the refusal window after the move; later it is a 409."""
     handover = await require_handover(session, handover_id, lock=True)
-    if handover["state"] != "completed":
+    if handover.state != "completed":
         raise Conflict(
-            f"Only a completed handover can be refused; this one is {handover['state']}.",
-            state=handover["state"],
+            f"Only a completed handover can be refused; this one is {handover.state}.",
+            state=handover.state,
         )
     item = await require_item(session, handover_id, customer_id)
-    if item["status"] not in ("moved", "refused") or item["final_manager_id"] is None:
+    if item.status not in ("moved", "refused") or item.final_manager_id is None:
         raise Conflict(f"Customer {customer_id} was not moved to a manager by this handover.")
+    assert item.moved_at is not None  # a moved item has its move time
     now = utc_now()
     window = timedelta(hours=get_settings().handover_refusal_window_hours)
-    if now - item["moved_at"] > window:
+    if now - item.moved_at > window:
         raise RefusalWindowClosed(
             f"The refusal window ({window.total_seconds() / 3600:g} h after the move at "
-            f"{item['moved_at'].isoformat()}) has closed.",
-            moved_at=item["moved_at"].isoformat(),
+            f"{item.moved_at.isoformat()}) has closed.",
+            moved_at=item.moved_at.isoformat(),
         )
     await assignments.lock_placements(session)
     rows = await execution_repository.lock_executed(
         session, handover_id=handover_id, statuses=("moved", "refused"), customer_id=customer_id
     )
     row = rows[0]
-    if row["current_manager_id"] != item["final_manager_id"] or row["moved_since"]:
+    if row["current_manager_id"] != item.final_manager_id or row["moved_since"]:
         raise Conflict(
             f"Customer {customer_id} changed owner after the handover; refuse is not possible."
         )
-    refused = item["final_manager_id"]
+    refused = item.final_manager_id
     excluded = frozenset(
-        m for m in (handover["from_manager_id"], refused, item["refused_manager_id"]) if m
+        m for m in (handover.from_manager_id, refused, item.refused_manager_id) if m
     )
     plan = await assignments.propose(
         session,
         customer_ids=[customer_id],
-        strategy="balanced" if handover["strategy"] == "successor" else handover["strategy"],
+        strategy="balanced" if handover.strategy == "successor" else handover.strategy,
         exclude_manager_ids=excluded,
     )
     decision = plan.decision(0)
@@ -118,7 +119,7 @@ async def refuse_item(
             "notified_at": None,
         },
     )
-    if handover["notify_customers"] and target is not None:
+    if handover.notify_customers and target is not None:
         await notifications.notify_moved(
             session, handover_id=handover_id, customer_ids=[customer_id], at=now
         )
@@ -156,7 +157,7 @@ async def refuse_item(
 async def _restore(
     session: AsyncSession,
     *,
-    handover: Mapping[Any, Any],
+    handover: HandoverRow,
     statuses: Sequence[str],
     reason: str,
     status: str,
@@ -167,7 +168,7 @@ async def _restore(
     whose owner has not changed since; the others are reported and left alone. Returns how
     many went back, and the others with why."""
     rows = await execution_repository.lock_executed(
-        session, handover_id=handover["id"], statuses=statuses
+        session, handover_id=handover.id, statuses=statuses
     )
     back_ids: list[uuid.UUID] = []
     back_to: list[uuid.UUID | None] = []
@@ -194,7 +195,7 @@ async def _restore(
         reason=reason,
         actor=actor,
         at=at,
-        handover_id=handover["id"],
+        handover_id=handover.id,
     )
     # The previous owner may no longer be allowed to hold them (level, rules changed since).
     await compliance.record(
@@ -202,14 +203,14 @@ async def _restore(
     )
     await execution_repository.mark_items(
         session,
-        handover_id=handover["id"],
+        handover_id=handover.id,
         customer_ids=back_ids,
         notes=[None] * len(back_ids),
         status=status,
     )
     await execution_repository.mark_items(
         session,
-        handover_id=handover["id"],
+        handover_id=handover.id,
         customer_ids=[s.customer_id for s in skipped],
         notes=[f"not {status}: {s.reason}" for s in skipped],
         status=None,
@@ -224,14 +225,14 @@ async def rollback_handover(
     whose owner has not changed since go back to their previous owner (ledger reason
     ``rollback``); the others are reported with the reason."""
     handover = await require_handover(session, handover_id, lock=True)
-    next_state(handover["state"], "rollback")
+    next_state(handover.state, "rollback")
     now = utc_now()
     await assignments.lock_placements(session)
     await managers.set_status(
         session,
-        manager_id=handover["from_manager_id"],
-        status=handover["prior_manager_status"],
-        handover_id=handover["id"],
+        manager_id=handover.from_manager_id,
+        status=handover.prior_manager_status,
+        handover_id=handover.id,
     )
     restored, skipped = await _restore(
         session,
@@ -268,28 +269,28 @@ async def return_cover(session: AsyncSession, *, handover_id: uuid.UUID, actor: 
     ``cover_return``), except those the cover moved elsewhere meanwhile, which are reported.
     Idempotent: a cover already returned is reported unchanged."""
     handover = await require_handover(session, handover_id, lock=True)
-    if handover["cover_returned_at"] is not None:
+    if handover.cover_returned_at is not None:
         return RestoreOut(
             handover=await get_handover(session, handover_id=handover_id),
             restored=0,
             not_restored=[],
         )
-    if handover["state"] != "completed" or handover["until"] is None:
+    if handover.state != "completed" or handover.until is None:
         raise Conflict(
             "Only a completed leave handover with `until` has a cover to return.",
-            state=handover["state"],
+            state=handover.state,
         )
     now = utc_now()
     await assignments.lock_placements(session)
-    manager = await require_manager(session, handover["from_manager_id"], "from_manager_id")
-    if manager["status"] == "on_leave":
+    manager = await require_manager(session, handover.from_manager_id, "from_manager_id")
+    if manager.status == "on_leave":
         await managers.set_status(
             session,
-            manager_id=handover["from_manager_id"],
+            manager_id=handover.from_manager_id,
             status=ManagerStatus.ACTIVE
-            if handover["prior_manager_status"] == "on_leave"
-            else ManagerStatus(handover["prior_manager_status"]),
-            handover_id=handover["id"],
+            if handover.prior_manager_status == "on_leave"
+            else ManagerStatus(handover.prior_manager_status),
+            handover_id=handover.id,
         )
     returned, skipped = await _restore(
         session,

@@ -20,8 +20,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.handovers import email_repository
 
 log = logging.getLogger("baton.handovers")
 
@@ -147,30 +148,14 @@ def owner_mail(rows: Sequence[Mapping[Any, Any]], *, deadline: datetime) -> Mail
     )
 
 
-_QUEUE = text(
-    """
-    INSERT INTO handover_emails
-           (handover_id, kind, customer_id, manager_id, recipients, subject, body,
-            next_attempt_at)
-    SELECT :handover, m.kind, m.customer_id, m.manager_id,
-           ARRAY(SELECT jsonb_array_elements_text(CAST(m.recipients AS jsonb))),
-           m.subject, m.body, :at
-      FROM unnest(CAST(:kinds AS text[]), CAST(:customers AS uuid[]),
-                  CAST(:managers AS uuid[]), CAST(:recipients AS text[]),
-                  CAST(:subjects AS text[]), CAST(:bodies AS text[]))
-           AS m(kind, customer_id, manager_id, recipients, subject, body)
-    """
-)
-
-
 async def queue(
     session: AsyncSession, *, handover_id: uuid.UUID, mails: Sequence[Mail], at: datetime
 ) -> None:
     """Queue mails in the session's transaction (one statement)."""
     if not mails:
         return
-    await session.execute(
-        _QUEUE,
+    await email_repository.queue(
+        session,
         {
             "handover": handover_id,
             "at": at,
@@ -184,37 +169,10 @@ async def queue(
     )
 
 
-_CLAIM = text(
-    """
-    WITH due AS MATERIALIZED (
-        SELECT id FROM handover_emails
-         WHERE status = 'pending' AND next_attempt_at <= :now
-         ORDER BY next_attempt_at, id
-         LIMIT :limit FOR UPDATE SKIP LOCKED
-    )
-    SELECT e.id, e.recipients, e.subject, e.body, e.attempts
-      FROM handover_emails AS e JOIN due ON due.id = e.id
-     ORDER BY e.id
-    """
-)
-_RECORD = text(
-    """
-    UPDATE handover_emails AS e
-       SET status = r.status, attempts = e.attempts + 1, next_attempt_at = r.next_attempt_at,
-           error = r.error, sent_at = r.sent_at
-      FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS text[]),
-                  CAST(:next AS timestamptz[]), CAST(:errors AS text[]),
-                  CAST(:sent AS timestamptz[]))
-           AS r(id, status, next_attempt_at, error, sent_at)
-     WHERE e.id = r.id
-    """
-)
-
-
 async def send_due(session: AsyncSession, *, smtp: Smtp, now: datetime, limit: int = BATCH) -> int:
     """Send up to ``limit`` due mails over one SMTP connection and record each outcome (in
     this transaction, rows locked so concurrent workers skip them); returns how many."""
-    rows = list((await session.execute(_CLAIM, {"now": now, "limit": limit})).mappings())
+    rows = await email_repository.claim_due(session, now=now, limit=limit)
     if not rows:
         return 0
     errors: dict[int, str] = {}
@@ -230,39 +188,39 @@ async def send_due(session: AsyncSession, *, smtp: Smtp, now: datetime, limit: i
             for row in rows:
                 message = EmailMessage()
                 message["From"] = smtp.sender
-                message["To"] = ", ".join(row["recipients"])
-                message["Subject"] = row["subject"]
-                message.set_content(row["body"])
+                message["To"] = ", ".join(row.recipients)
+                message["Subject"] = row.subject
+                message.set_content(row.body)
                 try:
                     await client.send_message(message)
                 except aiosmtplib.SMTPException as exc:
-                    errors[row["id"]] = f"{type(exc).__name__}: {exc}"[:500]
+                    errors[row.id] = f"{type(exc).__name__}: {exc}"[:500]
     except (aiosmtplib.SMTPException, OSError) as exc:
         for row in rows:
-            errors.setdefault(row["id"], f"{type(exc).__name__}: {exc}"[:500])
+            errors.setdefault(row.id, f"{type(exc).__name__}: {exc}"[:500])
     statuses: list[str] = []
     nexts: list[datetime] = []
     sent: list[datetime | None] = []
     for row in rows:
-        if row["id"] not in errors:
+        if row.id not in errors:
             statuses.append("sent")
             nexts.append(now)
             sent.append(now)
-        elif row["attempts"] + 1 >= MAX_ATTEMPTS:
+        elif row.attempts + 1 >= MAX_ATTEMPTS:
             statuses.append("failed")
             nexts.append(now)
             sent.append(None)
         else:
             statuses.append("pending")
-            nexts.append(now + RETRY_SCHEDULE[row["attempts"]])
+            nexts.append(now + RETRY_SCHEDULE[row.attempts])
             sent.append(None)
-    await session.execute(
-        _RECORD,
+    await email_repository.record_sends(
+        session,
         {
-            "ids": [r["id"] for r in rows],
+            "ids": [r.id for r in rows],
             "statuses": statuses,
             "next": nexts,
-            "errors": [errors.get(r["id"]) for r in rows],
+            "errors": [errors.get(r.id) for r in rows],
             "sent": sent,
         },
     )

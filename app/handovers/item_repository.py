@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import RowMapping, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import (
     Customer,
     HandoverItem,
 )
+from app.db.rows import row_as, rows_as
 from app.handovers.repository import PENDING_ITEM_STATUSES
+from app.vocabulary import HandoverItemStatus, NotificationStatus
 
 _SCOPE = """
     c.manager_id = :manager AND c.status = 'active'
@@ -171,16 +175,51 @@ _ITEM_COLUMNS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class ItemRow:
+    """A handover item with its customer's name, tier and current owner."""
+
+    handover_id: uuid.UUID
+    customer_id: uuid.UUID
+    original_manager_id: uuid.UUID | None
+    status: HandoverItemStatus
+    proposed_manager_id: uuid.UUID | None
+    score: Decimal | None
+    reasons: list[str]
+    explanation: Any
+    override_manager_id: uuid.UUID | None
+    override_reason: str | None
+    override_forced: bool
+    override_by: str | None
+    override_at: datetime | None
+    final_manager_id: uuid.UUID | None
+    moved_at: datetime | None
+    briefing: Any
+    briefing_by: str | None
+    briefing_at: datetime | None
+    notification_status: NotificationStatus | None
+    notified_at: datetime | None
+    notification_event_id: uuid.UUID | None
+    notification_error: str | None
+    refused_at: datetime | None
+    refused_manager_id: uuid.UUID | None
+    outcome_note: str | None
+    customer_name: str
+    tier: str
+    current_manager_id: uuid.UUID | None
+
+
 async def get_item(
     session: AsyncSession, handover_id: uuid.UUID, customer_id: uuid.UUID
-) -> RowMapping | None:
+) -> ItemRow | None:
     """One item with its customer's name, tier and current owner."""
     stmt = (
         select(*_ITEM_COLUMNS)
         .join(Customer, Customer.id == HandoverItem.customer_id)
         .where(HandoverItem.handover_id == handover_id, HandoverItem.customer_id == customer_id)
     )
-    return (await session.execute(stmt)).mappings().first()
+    row = (await session.execute(stmt)).mappings().first()
+    return None if row is None else row_as(ItemRow, row)
 
 
 async def list_items(
@@ -190,7 +229,7 @@ async def list_items(
     statuses: Sequence[str],
     after: uuid.UUID | None,
     limit: int,
-) -> list[RowMapping]:
+) -> list[ItemRow]:
     """Items by customer id, optionally of some statuses."""
     stmt = (
         select(*_ITEM_COLUMNS)
@@ -203,7 +242,7 @@ async def list_items(
         stmt = stmt.where(HandoverItem.status.in_(statuses))
     if after is not None:
         stmt = stmt.where(HandoverItem.customer_id > after)
-    return list((await session.execute(stmt)).mappings())
+    return rows_as(ItemRow, (await session.execute(stmt)).mappings())
 
 
 async def update_item(

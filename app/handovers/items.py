@@ -41,14 +41,14 @@ async def override_item(
     violations) unless forced with a reason, which is recorded on the item.
     """
     handover = await require_handover(session, handover_id, lock=True)
-    if handover["state"] not in ("draft", "planned"):
+    if handover.state not in ("draft", "planned"):
         raise Conflict(
-            f"Items can be overridden only before approval; the handover is {handover['state']}.",
-            state=handover["state"],
+            f"Items can be overridden only before approval; the handover is {handover.state}.",
+            state=handover.state,
         )
     item = await require_item(session, handover_id, customer_id)
-    if item["status"] not in repository.PENDING_ITEM_STATUSES:
-        raise Conflict(f"Item {customer_id} is {item['status']} and cannot be overridden.")
+    if item.status not in repository.PENDING_ITEM_STATUSES:
+        raise Conflict(f"Item {customer_id} is {item.status} and cannot be overridden.")
     if data.manager_id is None:
         values: dict[str, Any] = {
             "override_manager_id": None,
@@ -58,14 +58,14 @@ async def override_item(
             "override_at": None,
             "status": (
                 "pending"
-                if handover["state"] == "draft"
+                if handover.state == "draft"
                 else "proposed"
-                if item["proposed_manager_id"] is not None
+                if item.proposed_manager_id is not None
                 else "unplaced"
             ),
         }
     else:
-        if data.manager_id == handover["from_manager_id"]:
+        if data.manager_id == handover.from_manager_id:
             raise RuleViolation(
                 "The leaving manager cannot keep a customer of their handover.",
                 violations=[{"rule": "leaving_manager", "message": "the manager is leaving"}],
@@ -76,7 +76,7 @@ async def override_item(
             customer_id=customer_id,
             manager_id=data.manager_id,
             force=data.force,
-            exclude_manager_ids=frozenset({handover["from_manager_id"]}),
+            exclude_manager_ids=frozenset({handover.from_manager_id}),
         )
         values = {
             "override_manager_id": data.manager_id,
@@ -100,8 +100,8 @@ async def set_briefing(
 ) -> ItemOut:
     """Record what the next owner must know about this customer (seed 003 §1.1)."""
     handover = await require_handover(session, handover_id)
-    if handover["state"] in ("cancelled", "rolled_back"):
-        raise Conflict(f"The handover is {handover['state']}.", state=handover["state"])
+    if handover.state in ("cancelled", "rolled_back"):
+        raise Conflict(f"The handover is {handover.state}.", state=handover.state)
     await require_item(session, handover_id, customer_id)
     await item_repository.update_item(
         session,

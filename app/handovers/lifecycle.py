@@ -4,10 +4,9 @@ through the ledger in one transaction; the worker executes a handover due at ``e
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +17,7 @@ from app.db.models import HANDOVER_OPEN_STATES
 from app.errors import Conflict
 from app.handovers import execution_repository, item_repository, notifications, repository
 from app.handovers.planning import handover_owners
+from app.handovers.repository import HandoverRow
 from app.handovers.schemas import (
     ActionIn,
     HandoverOut,
@@ -33,7 +33,7 @@ from app.handovers.views import (
 from app.jobs.queue import EXECUTE_HANDOVER, enqueue
 from app.managers import service as managers
 from app.settings import get_settings
-from app.vocabulary import ManagerStatus
+from app.vocabulary import HandoverState, ManagerStatus
 
 
 class BriefingsMissing(Conflict):
@@ -52,7 +52,7 @@ async def approve_handover(
     """Approve the plan. Refused while a top-tier customer has no briefing, or while a
     customer would exceed the transfer limit (unless forced)."""
     handover = await require_handover(session, handover_id, lock=True)
-    next_state(handover["state"], "approve")
+    next_state(handover.state, "approve")
     missing = await item_repository.top_tier_without_briefing(session, handover_id)
     if missing:
         raise BriefingsMissing(
@@ -60,7 +60,7 @@ async def approve_handover(
             + ", ".join(str(c) for c in missing[:5]),
             customer_ids=[str(c) for c in missing[:1000]],
         )
-    if not (data.force or handover["force_transfer_limit"]):
+    if not (data.force or handover.force_transfer_limit):
         settings = get_settings()
         over = await item_repository.over_transfer_limit(
             session,
@@ -85,14 +85,14 @@ async def approve_handover(
         at=now,
         detail={"note": data.note, "forced": data.force} if data.note or data.force else None,
     )
-    if handover["effective_at"] is not None and handover["effective_at"] > now:
+    if handover.effective_at is not None and handover.effective_at > now:
         # Announce the execution to the worker in this transaction; the minute sweep over
         # due handovers is the safety net if the job is ever lost.
         await enqueue(
             session,
             EXECUTE_HANDOVER,
             str(handover_id),
-            execute_after=handover["effective_at"] - now,
+            execute_after=handover.effective_at - now,
             dedupe_key=f"handover:{handover_id}",
         )
     return await get_handover(session, handover_id=handover_id)
@@ -115,19 +115,19 @@ async def execute_handover(
     worker runs it when due).
     """
     handover = await require_handover(session, handover_id, lock=True)
-    if handover["state"] == "completed":
+    if handover.state == "completed":
         return await get_handover(session, handover_id=handover_id)
     now = utc_now()
     if (
-        handover["state"] == "approved"
-        and handover["effective_at"] is not None
-        and handover["effective_at"] > now
+        handover.state == "approved"
+        and handover.effective_at is not None
+        and handover.effective_at > now
         and not force
     ):
         raise Conflict(
-            f"The handover is scheduled for {handover['effective_at'].isoformat()}; the worker "
+            f"The handover is scheduled for {handover.effective_at.isoformat()}; the worker "
             "runs it then (pass force=true to run it now).",
-            effective_at=handover["effective_at"].isoformat(),
+            effective_at=handover.effective_at.isoformat(),
         )
     await record_transition(session, handover, "execute", actor=actor, at=now)
     await assignments.lock_placements(session)
@@ -135,7 +135,7 @@ async def execute_handover(
         session, handover_id=handover_id, owners=handover_owners(handover)
     )
     targets = await _replace_unavailable_targets(session, handover, ids, targets)
-    cover = handover["reason"] == "leave" and handover["until"] is not None
+    cover = handover.reason == "leave" and handover.until is not None
     await move_customers(
         session,
         customer_ids=ids,
@@ -152,9 +152,9 @@ async def execute_handover(
         customer_ids=ids,
         manager_ids=targets,
         at=now,
-        notify=handover["notify_customers"],
+        notify=handover.notify_customers,
     )
-    if handover["notify_customers"]:
+    if handover.notify_customers:
         await notifications.notify_moved(
             session,
             handover_id=handover_id,
@@ -169,24 +169,24 @@ async def execute_handover(
         await compliance.record(
             session, compliance.Scope.customers(forced), cause="handover", actor=actor
         )
-    if handover["reason"] == "departure":
+    if handover.reason == "departure":
         await managers.set_status(
             session,
-            manager_id=handover["from_manager_id"],
+            manager_id=handover.from_manager_id,
             status=ManagerStatus.DEPARTED,
             handover_id=handover_id,
         )
-    elif handover["reason"] == "leave":
+    elif handover.reason == "leave":
         await managers.set_status(
             session,
-            manager_id=handover["from_manager_id"],
+            manager_id=handover.from_manager_id,
             status=ManagerStatus.ON_LEAVE,
             handover_id=handover_id,
         )
     pooled = sum(t is None for t in targets)
     await record_transition(
         session,
-        {**handover, "state": "executing"},
+        dataclasses.replace(handover, state=HandoverState.EXECUTING),
         "complete",
         actor=actor,
         at=now,
@@ -198,7 +198,7 @@ async def execute_handover(
 
 async def _replace_unavailable_targets(
     session: AsyncSession,
-    handover: Mapping[Any, Any],
+    handover: HandoverRow,
     ids: list[uuid.UUID],
     targets: list[uuid.UUID | None],
 ) -> list[uuid.UUID | None]:
@@ -217,7 +217,7 @@ async def _replace_unavailable_targets(
         session,
         customer_ids=stale,
         strategy="balanced",
-        exclude_manager_ids=frozenset({handover["from_manager_id"], *unavailable}),
+        exclude_manager_ids=frozenset({handover.from_manager_id, *unavailable}),
         explain="none",
     )
     again = {d.customer_id: d.manager_id for d in plan.iter_decisions()}
@@ -236,25 +236,26 @@ async def cancel_handover(
     """Stop a handover before completion. The manager gets back the status they had; if the
     customers went to an interim owner and the manager has not departed, they go back."""
     handover = await require_handover(session, handover_id, lock=True)
-    next_state(handover["state"], "cancel")
+    next_state(handover.state, "cancel")
     now = utc_now()
-    manager = await require_manager(session, handover["from_manager_id"], "from_manager_id")
-    if manager["status"] == "departing" and handover["prior_manager_status"] != "departing":
+    manager = await require_manager(session, handover.from_manager_id, "from_manager_id")
+    if manager.status == "departing" and handover.prior_manager_status != "departing":
         await managers.set_status(
             session,
-            manager_id=handover["from_manager_id"],
-            status=handover["prior_manager_status"],
+            manager_id=handover.from_manager_id,
+            status=handover.prior_manager_status,
             handover_id=handover_id,
         )
     returned = 0
-    if handover["interim_applied_at"] is not None and manager["status"] != "departed":
+    if handover.interim_applied_at is not None and manager.status != "departed":
+        assert handover.interim_manager_id is not None  # applied only with an interim manager
         ids = await item_repository.item_customers_owned_by(
-            session, handover_id=handover_id, owner_id=handover["interim_manager_id"]
+            session, handover_id=handover_id, owner_id=handover.interim_manager_id
         )
         returned = await move_customers(
             session,
             customer_ids=ids,
-            manager_ids=[handover["from_manager_id"]] * len(ids),
+            manager_ids=[handover.from_manager_id] * len(ids),
             reason="rollback",
             actor=actor,
             at=now,
@@ -286,7 +287,7 @@ async def reschedule_leave(
     not returned): the absence it covers was moved, ended early or extended."""
     handover = await require_handover(session, handover_id, lock=True)
     values: dict[str, object] = {"until": until}
-    if handover["state"] in HANDOVER_OPEN_STATES and effective_at is not None:
+    if handover.state in HANDOVER_OPEN_STATES and effective_at is not None:
         values["effective_at"] = effective_at
     await repository.update_handover(session, handover_id, values)
     return await get_handover(session, handover_id=handover_id)

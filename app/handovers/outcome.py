@@ -80,8 +80,8 @@ async def handover_outcome(
     window, satisfaction before vs latest, refusals, time to complete, the team's feedback."""
     handover = await require_handover(session, handover_id)
     now = utc_now()
-    completed = handover["completed_at"]
-    pivot = completed or handover["created_at"]
+    completed = handover.completed_at
+    pivot = completed or handover.created_at
     until = min(now, pivot + timedelta(days=window_days)) if completed else pivot
     groups = await outcome_repository.outcome_groups(
         session, handover_id=handover_id, pivot=pivot, until=until
@@ -100,7 +100,7 @@ async def handover_outcome(
     return OutcomeOut(
         new_owners=await _new_owners(session, handover_id=handover_id, pivot=pivot, until=until),
         handover_id=handover_id,
-        state=handover["state"],
+        state=handover.state,
         period_start=pivot,
         period_end=until,
         window_days=window_days,
@@ -110,7 +110,7 @@ async def handover_outcome(
         matching=strata,
         refusals=await execution_repository.refusal_count(session, handover_id),
         hours_to_complete=(
-            round((completed - handover["created_at"]).total_seconds() / 3600, 4)
+            round((completed - handover.created_at).total_seconds() / 3600, 4)
             if completed
             else None
         ),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +15,7 @@ from app.assignments import service as assignments
 from app.assignments.repository import move_customers
 from app.errors import Conflict, InvalidInput
 from app.handovers import item_repository, repository
+from app.handovers.repository import HandoverRow
 from app.handovers.schemas import (
     HandoverCreate,
     HandoverOut,
@@ -56,7 +56,7 @@ async def create_handover(
         )
     if data.successor_id is not None:
         successor = await require_manager(session, data.successor_id, "successor_id")
-        if successor["status"] == "departed":
+        if successor.status == "departed":
             raise Conflict(f"Successor {data.successor_id} has departed.")
     interim = None
     if data.interim_manager_id is not None:
@@ -78,7 +78,7 @@ async def create_handover(
             "force_transfer_limit": data.force_transfer_limit,
             "scope": scope.model_dump(mode="json") if data.scope is not None else None,
             "note": data.note,
-            "prior_manager_status": manager["status"],
+            "prior_manager_status": manager.status,
             "created_by": actor,
             "created_at": now,
             "updated_at": now,
@@ -100,30 +100,30 @@ async def create_handover(
         actor=actor,
         at=now,
     )
-    if data.reason == "departure" and manager["status"] in ("active", "on_leave"):
+    if data.reason == "departure" and manager.status in ("active", "on_leave"):
         await managers.set_status(
             session,
             manager_id=data.from_manager_id,
             status=ManagerStatus.DEPARTING,
             handover_id=handover_id,
         )
-    if interim is not None and (manager["status"] == "departed" or data.interim_now):
-        if interim["status"] != "active":
+    if interim is not None and (manager.status == "departed" or data.interim_now):
+        if interim.status != "active":
             raise Conflict(
-                f"Interim manager {interim['id']} is {interim['status']} and cannot take over."
+                f"Interim manager {interim.id} is {interim.status} and cannot take over."
             )
         await _place_with_interim(
             session,
             handover_id=handover_id,
             from_manager_id=data.from_manager_id,
-            interim_id=interim["id"],
+            interim_id=interim.id,
             actor=actor,
             at=now,
         )
         await repository.update_handover(session, handover_id, {"interim_applied_at": now})
         # The interim owner is a stop-gap chosen by a person: what it breaks is recorded.
         await compliance.record(
-            session, compliance.Scope.managers([interim["id"]]), cause="interim", actor=actor
+            session, compliance.Scope.managers([interim.id]), cause="interim", actor=actor
         )
     return await get_handover(session, handover_id=handover_id)
 
@@ -180,11 +180,11 @@ async def _place_with_interim(
     )
 
 
-def handover_owners(handover: Mapping[Any, Any]) -> list[uuid.UUID]:
+def handover_owners(handover: HandoverRow) -> list[uuid.UUID]:
     """Managers whose customers this handover moves: the leaving one and the interim one."""
-    owners = [handover["from_manager_id"]]
-    if handover["interim_applied_at"] is not None and handover["interim_manager_id"] is not None:
-        owners.append(handover["interim_manager_id"])
+    owners = [handover.from_manager_id]
+    if handover.interim_applied_at is not None and handover.interim_manager_id is not None:
+        owners.append(handover.interim_manager_id)
     return owners
 
 
@@ -197,38 +197,39 @@ async def plan_handover(
     join), recomputes proposals and keeps overrides and briefings.
     """
     handover = await require_handover(session, handover_id, lock=True)
-    next_state(handover["state"], "plan")
+    next_state(handover.state, "plan")
     now = utc_now()
-    scope = HandoverScope.model_validate(handover["scope"] or {})
+    scope = HandoverScope.model_validate(handover.scope or {})
     await item_repository.drop_items_gone(
         session, handover_id=handover_id, owners=handover_owners(handover)
     )
     await item_repository.add_items_in_scope(
         session,
         handover_id=handover_id,
-        manager_id=handover["from_manager_id"],
+        manager_id=handover.from_manager_id,
         tiers=scope.tiers,
         customer_ids=scope.customer_ids,
     )
-    if handover["interim_applied_at"] is not None:
+    if handover.interim_applied_at is not None:
+        assert handover.interim_manager_id is not None  # applied only with an interim manager
         await _place_with_interim(
             session,
             handover_id=handover_id,
-            from_manager_id=handover["from_manager_id"],
-            interim_id=handover["interim_manager_id"],
+            from_manager_id=handover.from_manager_id,
+            interim_id=handover.interim_manager_id,
             actor=actor,
             at=now,
         )
     ids = await item_repository.pending_item_customers(session, handover_id)
-    excluded = frozenset({handover["from_manager_id"]})
+    excluded = frozenset({handover.from_manager_id})
     metrics: dict[str, Any] | None = None
     if ids:
         plan = await assignments.propose(
             session,
             customer_ids=ids,
-            strategy=handover["strategy"],
+            strategy=handover.strategy,
             exclude_manager_ids=excluded,
-            successor_id=handover["successor_id"],
+            successor_id=handover.successor_id,
             explain="basic",
         )
         customers, managers, scores, reasons, explanations = [], [], [], [], []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,18 +22,49 @@ from app.db.models import (
     HandoverItem,
     HandoverTask,
 )
+from app.db.rows import row_as, rows_as
+from app.vocabulary import HandoverReason, HandoverState, ManagerStatus, Strategy
 
 PENDING_ITEM_STATUSES = ("pending", "proposed", "overridden", "unplaced")
 
 
+@dataclass(frozen=True, slots=True)
+class HandoverRow:
+    """A handover as stored."""
+
+    id: uuid.UUID
+    from_manager_id: uuid.UUID
+    reason: HandoverReason
+    strategy: Strategy
+    successor_id: uuid.UUID | None
+    interim_manager_id: uuid.UUID | None
+    interim_applied_at: datetime | None
+    state: HandoverState
+    scope: dict[str, Any] | None
+    effective_at: datetime | None
+    until: datetime | None
+    notify_customers: bool
+    force_transfer_limit: bool
+    prior_manager_status: ManagerStatus
+    plan_metrics: dict[str, Any] | None
+    note: str | None
+    created_by: str
+    completed_at: datetime | None
+    cover_returned_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
 async def get(
     session: AsyncSession, handover_id: uuid.UUID, *, lock: bool = False
-) -> RowMapping | None:
+) -> HandoverRow | None:
     """One handover row; ``lock`` takes its row lock (serialises every action on it)."""
     stmt = select(*Handover.__table__.c).where(Handover.id == handover_id)
     if lock:
         stmt = stmt.with_for_update()
-    return (await session.execute(stmt)).mappings().first()
+    row = (await session.execute(stmt)).mappings().first()
+    return None if row is None else row_as(HandoverRow, row)
 
 
 async def open_for_manager(session: AsyncSession, manager_id: uuid.UUID) -> uuid.UUID | None:
@@ -51,7 +83,7 @@ async def list_page(
     filters: list[ColumnElement[bool]],
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
-) -> list[RowMapping]:
+) -> list[HandoverRow]:
     """Handovers newest first (created_at, id), after the given key."""
     stmt = (
         select(*Handover.__table__.c)
@@ -61,7 +93,7 @@ async def list_page(
     )
     if after is not None:
         stmt = stmt.where(func.row(Handover.created_at, Handover.id) < func.row(*after))
-    return list((await session.execute(stmt)).mappings())
+    return rows_as(HandoverRow, (await session.execute(stmt)).mappings())
 
 
 async def insert_handover(session: AsyncSession, values: dict[str, Any]) -> uuid.UUID:

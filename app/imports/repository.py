@@ -15,9 +15,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.models import Tier
 from app.db.rows import rows_as
 
 
@@ -381,3 +382,8 @@ async def imported_ids(session: AsyncSession, stage: str, resource: Resource) ->
 async def drop_moves(session: AsyncSession, stage: str) -> None:
     """Drop the owner-move table."""
     await session.execute(text(f"DROP TABLE IF EXISTS {_ident(stage)}_moves"))
+
+
+async def tier_codes(session: AsyncSession) -> frozenset[str]:
+    """Every tier's code."""
+    return frozenset((await session.scalars(select(Tier.code))).all())

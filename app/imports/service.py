@@ -11,14 +11,12 @@ from datetime import UTC, datetime
 from typing import Any, get_args
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
 from app.assignments import compliance, guard, loading
 from app.assignments.repository import move_customers
 from app.audit import service as audit
-from app.db.models import Tier
 from app.db.session import SessionFactory
 from app.errors import InvalidInput
 from app.imports import copy, repository
@@ -258,7 +256,7 @@ async def import_rows(
     in batches. Memory holds one batch of rows and at most ``MAX_ERRORS`` errors.
     """
     spec = SPECS[resource]
-    tiers = frozenset((await session.scalars(select(Tier.code))).all())
+    tiers = await repository.tier_codes(session)
     stage = await repository.create_stage(session, spec.resource)
     tally = _Tally()
     batch: list[tuple[Any, ...]] = []

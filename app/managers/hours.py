@@ -7,15 +7,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+from app.managers import repository
 
-_WITH_HOURS = text(
-    "SELECT id, time_zone, working_hours FROM managers "
-    "WHERE working_hours IS NOT NULL AND status <> 'departed'"
-)
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def at_work(windows: Sequence[Mapping[str, object]], time_zone: str | None, at: datetime) -> bool:
@@ -32,5 +28,5 @@ def at_work(windows: Sequence[Mapping[str, object]], time_zone: str | None, at: 
 
 async def off_hours(session: AsyncSession, *, at: datetime) -> set[uuid.UUID]:
     """The managers with working hours who are outside them at ``at``."""
-    rows = (await session.execute(_WITH_HOURS)).all()
-    return {r[0] for r in rows if not at_work(r[2], r[1], at)}
+    rows = await repository.working_hours(session)
+    return {r.id for r in rows if not at_work(r.working_hours, r.time_zone, at)}

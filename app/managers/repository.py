@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -18,6 +20,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    exists,
     func,
     literal,
     literal_column,
@@ -30,8 +33,10 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from app.db.models import Manager, ManagerLoad, Tier
+from app.db.models import Assignment, Customer, Manager, ManagerLoad, Tier
 from app.db.reads import Reader, compile_sql
+from app.db.rows import row_as, rows_as
+from app.vocabulary import ManagerStatus
 
 
 def _select_with_load() -> Select[Any]:
@@ -71,16 +76,52 @@ async def read(reader: Reader, manager_id: uuid.UUID) -> asyncpg.Record | None:
     return await reader.fetchrow(_BY_ID, manager_id)
 
 
-async def get(session: AsyncSession, manager_id: uuid.UUID) -> RowMapping | None:
+@dataclass(frozen=True, slots=True)
+class ManagerRow:
+    """A manager as stored."""
+
+    id: uuid.UUID
+    external_ref: str | None
+    name: str
+    email: str
+    level: int
+    capacity: int
+    status: ManagerStatus
+    accepting_new: bool
+    region: str | None
+    languages: list[str]
+    industries: list[str]
+    team: str | None
+    max_new_per_day: int | None
+    max_new_per_week: int | None
+    rotation_weight: int
+    time_zone: str | None
+    working_hours: list[dict[str, object]] | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerLoadRow(ManagerRow):
+    """A manager with the sum of its active customers' tier weights and their number."""
+
+    workload: int
+    customer_count: int
+
+
+async def get(session: AsyncSession, manager_id: uuid.UUID) -> ManagerLoadRow | None:
     """One manager with workload and customer count."""
     stmt = _select_with_load().where(Manager.id == manager_id)
-    return (await session.execute(stmt)).mappings().first()
+    row = (await session.execute(stmt)).mappings().first()
+    return None if row is None else row_as(ManagerLoadRow, row)
 
 
-async def lock(session: AsyncSession, manager_id: uuid.UUID) -> RowMapping | None:
+async def lock(session: AsyncSession, manager_id: uuid.UUID) -> ManagerRow | None:
     """Lock the manager row for the transaction (serialises capacity checks) and return it."""
     stmt = select(*Manager.__table__.c).where(Manager.id == manager_id).with_for_update()
-    return (await session.execute(stmt)).mappings().first()
+    row = (await session.execute(stmt)).mappings().first()
+    return None if row is None else row_as(ManagerRow, row)
 
 
 async def workload(session: AsyncSession, manager_id: uuid.UUID) -> int:
@@ -277,3 +318,33 @@ async def set_status(session: AsyncSession, manager_id: uuid.UUID, status: str) 
         .values(status=status, version=Manager.version + 1, updated_at=func.now())
         .returning(before.status)
     )
+
+
+async def owns_customers(session: AsyncSession, manager_id: uuid.UUID) -> bool:
+    """Whether any customer (active or churned) still has the manager as owner."""
+    return bool(await session.scalar(select(exists().where(Customer.manager_id == manager_id))))
+
+
+async def has_history(session: AsyncSession, manager_id: uuid.UUID) -> bool:
+    """Whether the manager appears in the ownership ledger."""
+    return bool(await session.scalar(select(exists().where(Assignment.manager_id == manager_id))))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingHoursRow:
+    """A manager's working hours and the time zone they are read in."""
+
+    id: uuid.UUID
+    time_zone: str | None
+    working_hours: list[dict[str, object]]
+
+
+_WITH_HOURS = text(
+    "SELECT id, time_zone, working_hours FROM managers "
+    "WHERE working_hours IS NOT NULL AND status <> 'departed'"
+)
+
+
+async def working_hours(session: AsyncSession) -> list[WorkingHoursRow]:
+    """The managers (not departed) who keep working hours."""
+    return rows_as(WorkingHoursRow, (await session.execute(_WITH_HOURS)).mappings())

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
-from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.concurrency import Precondition
@@ -14,7 +15,7 @@ from app.core.pagination import (
     decode_cursor,
     keyset_page,
 )
-from app.db.models import Assignment, Customer, Manager
+from app.db.models import Manager
 from app.db.reads import Reader
 from app.errors import Conflict, InvalidInput, NotFound
 from app.events import outbox
@@ -30,7 +31,9 @@ from app.managers.schemas import (
 
 def to_out(row: object) -> ManagerOut:
     """Build the public view, computing utilization from workload and capacity."""
-    data = dict(row)  # type: ignore[call-overload]
+    data = (
+        dataclasses.asdict(row) if isinstance(row, repository.ManagerLoadRow) else dict(row)  # type: ignore[call-overload]
+    )
     capacity = data["capacity"]
     data["utilization"] = round(data["workload"] / capacity, 4) if capacity else None
     return ManagerOut.model_validate(data)
@@ -162,7 +165,7 @@ async def _lock_checked(
     if row is None:
         raise NotFound(f"Manager {manager_id} does not exist.")
     if precondition is not None:
-        precondition.check(row["version"], f"Manager {manager_id}")
+        precondition.check(row.version, f"Manager {manager_id}")
 
 
 async def delete_manager(
@@ -171,14 +174,14 @@ async def delete_manager(
     """Delete a manager who owns nobody and has no ownership history."""
     await _lock_checked(session, manager_id, precondition)
     manager = await get_manager(session, manager_id=manager_id)
-    owned = await session.scalar(select(exists().where(Customer.manager_id == manager_id)))
+    owned = await repository.owns_customers(session, manager_id)
     if owned:
         raise Conflict(
             f"Manager {manager_id} still owns {manager.customer_count} active customer(s) "
             "(and possibly churned ones); move the portfolio with a handover first.",
             customer_count=manager.customer_count,
         )
-    history = await session.scalar(select(exists().where(Assignment.manager_id == manager_id)))
+    history = await repository.has_history(session, manager_id)
     if history:
         raise Conflict(
             f"Manager {manager_id} appears in the ownership history, which is never deleted; "

@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.models import Customer, ReclaimPolicy, Tier
 from app.db.rows import rows_as
 from app.vocabulary import OPEN_HANDOVER_STATES, sql_list
 
@@ -254,3 +256,41 @@ async def waiting_ids(session: AsyncSession, *, limit: int) -> list[uuid.UUID]:
     """The first ``limit`` pool customers waiting for an owner (not pinned, not reclaimed:
     those wait for a claim), by id."""
     return list((await session.scalars(_WAITING_IDS, {"limit": limit})).all())
+
+
+async def tier_exists(session: AsyncSession, tier: str) -> bool:
+    """Whether the tier exists."""
+    return await session.scalar(select(Tier.code).where(Tier.code == tier)) is not None
+
+
+async def upsert_policy(session: AsyncSession, tier: str, values: dict[str, Any]) -> None:
+    """Create or replace the tier's pool rules (a replacement bumps the version)."""
+    await session.execute(
+        pg_insert(ReclaimPolicy)
+        .values(tier_code=tier, **values)
+        .on_conflict_do_update(
+            index_elements=["tier_code"],
+            set_={**values, "version": ReclaimPolicy.version + 1, "updated_at": func.now()},
+        )
+    )
+
+
+async def get_policy(session: AsyncSession, tier: str) -> ReclaimPolicy | None:
+    """The tier's pool rules, read afresh."""
+    return await session.scalar(
+        select(ReclaimPolicy)
+        .where(ReclaimPolicy.tier_code == tier)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def list_policies(session: AsyncSession) -> list[ReclaimPolicy]:
+    """Every tier's pool rules, by tier code."""
+    return list(await session.scalars(select(ReclaimPolicy).order_by(ReclaimPolicy.tier_code)))
+
+
+async def lock_customer(session: AsyncSession, customer_id: uuid.UUID) -> Customer | None:
+    """The customer, locked for a claim."""
+    return await session.scalar(
+        select(Customer).where(Customer.id == customer_id).with_for_update()
+    )

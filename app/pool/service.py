@@ -14,8 +14,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.assignments import guard
@@ -26,7 +24,7 @@ from app.core.pagination import (
     cursor_value,
     keyset_page,
 )
-from app.db.models import Customer, ReclaimPolicy, Tier
+from app.db.models import ReclaimPolicy
 from app.errors import BatonError, Conflict, NotFound
 from app.events import outbox
 from app.pool import repository
@@ -69,31 +67,15 @@ async def put_policy(
     session: AsyncSession, *, tier: str, data: ReclaimPolicyIn
 ) -> ReclaimPolicyOut:
     """Create or replace the tier's pool rules."""
-    if await session.scalar(select(Tier.code).where(Tier.code == tier)) is None:
+    if not await repository.tier_exists(session, tier):
         raise NotFound(f"Tier {tier!r} does not exist.")
-    values = data.model_dump()
-    await session.execute(
-        insert(ReclaimPolicy)
-        .values(tier_code=tier, **values)
-        .on_conflict_do_update(
-            index_elements=["tier_code"],
-            set_={
-                **values,
-                "version": ReclaimPolicy.version + 1,
-                "updated_at": func.now(),
-            },
-        )
-    )
+    await repository.upsert_policy(session, tier, data.model_dump())
     return await get_policy(session, tier=tier)
 
 
 async def get_policy(session: AsyncSession, *, tier: str) -> ReclaimPolicyOut:
     """The tier's pool rules, or NotFound."""
-    row = await session.scalar(
-        select(ReclaimPolicy)
-        .where(ReclaimPolicy.tier_code == tier)
-        .execution_options(populate_existing=True)
-    )
+    row = await repository.get_policy(session, tier)
     if row is None:
         raise NotFound(f"Tier {tier!r} has no reclaim policy.")
     return ReclaimPolicyOut.model_validate(row)
@@ -101,7 +83,7 @@ async def get_policy(session: AsyncSession, *, tier: str) -> ReclaimPolicyOut:
 
 async def list_policies(session: AsyncSession) -> ReclaimPolicyList:
     """Every tier's pool rules, by tier code."""
-    rows = await session.scalars(select(ReclaimPolicy).order_by(ReclaimPolicy.tier_code))
+    rows = await repository.list_policies(session)
     return ReclaimPolicyList(items=[ReclaimPolicyOut.model_validate(r) for r in rows])
 
 
@@ -284,9 +266,7 @@ async def claim(
     reclaim less than the tier's cooldown ago, ``claim_cap_reached`` past the tier's daily
     claim cap, ``rule_violation`` when the placement guard refuses (absent, intake cap…).
     """
-    customer = await session.scalar(
-        select(Customer).where(Customer.id == customer_id).with_for_update()
-    )
+    customer = await repository.lock_customer(session, customer_id)
     if customer is None:
         raise NotFound(f"Customer {customer_id} does not exist.")
     if customer.manager_id is not None or customer.status != "active":

@@ -9,11 +9,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import RowMapping, update
+from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import WebhookSource, WebhookSubscription
 from app.settings import get_settings
+from app.webhooks import repository
 
 
 def new_secret() -> str:
@@ -59,11 +60,4 @@ async def rotate(
     """Replace the secret of one source or subscription (see ``rotation``); the whole row
     after the change, new secret included."""
     values = rotation(current, secret=secret, grace_hours=grace_hours, now=datetime.now(UTC))
-    statement = (
-        update(model)
-        .where(model.id == row_id)
-        .values(**values)
-        .returning(*model.__table__.c)
-        .execution_options(synchronize_session=False)
-    )
-    return (await session.execute(statement)).mappings().one()
+    return await repository.set_secret(session, model, row_id, values)

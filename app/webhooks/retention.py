@@ -17,42 +17,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import text
-
 from app.db.session import SessionFactory, session_scope
+from app.webhooks import repository
 
 BATCH = 5_000
-
-_OUTBOUND = text(
-    """
-    DELETE FROM webhook_events WHERE id IN (
-        SELECT e.id FROM webhook_events AS e
-         WHERE e.created_at < :cutoff
-           AND NOT EXISTS (SELECT 1 FROM webhook_deliveries AS d
-                            WHERE d.event_id = e.id AND d.status = 'pending')
-         ORDER BY e.created_at
-         LIMIT :batch)
-    """
-)
-_INBOUND = text(
-    """
-    DELETE FROM webhook_inbound_events WHERE id IN (
-        SELECT id FROM webhook_inbound_events
-         WHERE received_at < :cutoff AND status IN ('processed', 'ignored')
-         ORDER BY received_at
-         LIMIT :batch)
-    """
-)
 
 
 async def prune(factory: SessionFactory, *, cutoff: datetime, batch: int = BATCH) -> int:
     """Delete what is past retention (older than ``cutoff``); returns the number of events."""
     deleted = 0
-    for statement in (_OUTBOUND, _INBOUND):
+    for prune_batch in (repository.prune_outbound, repository.prune_inbound):
         while True:
             async with session_scope(factory) as session:
-                result = await session.execute(statement, {"cutoff": cutoff, "batch": batch})
-            count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+                count = await prune_batch(session, cutoff=cutoff, batch=batch)
             deleted += count
             if count < batch:
                 break

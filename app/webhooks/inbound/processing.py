@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import RowMapping, select, text, update
+from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.absences import service as absences
@@ -28,13 +28,7 @@ from app.assignments import service as assignments
 from app.assignments.schemas import AssignRequest
 from app.customers import service as customers
 from app.customers.schemas import CustomerCreate, CustomerUpdate
-from app.db.models import (
-    Customer,
-    Handover,
-    HandoverItem,
-    InboundEvent,
-    Manager,
-)
+from app.db.models import Customer, Manager
 from app.db.session import SessionFactory, session_scope
 from app.errors import BatonError
 from app.events import outbox
@@ -51,7 +45,8 @@ from app.revenue.service import record_revenue
 from app.satisfaction.schemas import SatisfactionIn
 from app.satisfaction.service import record_satisfaction
 from app.vocabulary import CustomerStatus, HandoverReason
-from app.webhooks.inbound import adapters
+from app.webhooks.inbound import adapters, repository
+from app.webhooks.inbound.repository import LockedEvent
 from app.webhooks.inbound.service import result_json
 
 log = logging.getLogger("baton.webhooks")
@@ -65,27 +60,25 @@ class Failed(Exception):
     """The event cannot be applied (with the reason)."""
 
 
-Handler = Callable[
-    [AsyncSession, Mapping[Any, Any], dict[str, Any], str], Awaitable[dict[str, Any]]
-]
+Handler = Callable[[AsyncSession, LockedEvent, dict[str, Any], str], Awaitable[dict[str, Any]]]
 
 
-def _ref_filter(model: type[Manager] | type[Customer], data: Mapping[Any, Any]) -> Any:
+def _ref(data: Mapping[Any, Any]) -> tuple[uuid.UUID | None, str | None]:
     if data.get("id"):
         try:
-            return model.id == uuid.UUID(str(data["id"]))
+            return uuid.UUID(str(data["id"])), None
         except ValueError as exc:
             raise Failed(f"`id` {data['id']!r} is not a UUID.") from exc
     if data.get("external_ref"):
-        return model.external_ref == str(data["external_ref"])
+        return None, str(data["external_ref"])
     raise Failed("`data` must name the record by `external_ref` or `id`.")
 
 
 async def _find(
     session: AsyncSession, model: type[Manager] | type[Customer], data: Mapping[Any, Any]
 ) -> RowMapping | None:
-    stmt = select(*model.__table__.c).where(_ref_filter(model, data))
-    return (await session.execute(stmt)).mappings().first()
+    record_id, external_ref = _ref(data)
+    return await repository.find_record(session, model, id=record_id, external_ref=external_ref)
 
 
 def _fields(data: Mapping[Any, Any]) -> dict[str, Any]:
@@ -93,7 +86,7 @@ def _fields(data: Mapping[Any, Any]) -> dict[str, Any]:
 
 
 async def _manager_upserted(
-    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: LockedEvent, data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     found = await _find(session, Manager, data)
     if found is None:
@@ -105,7 +98,7 @@ async def _manager_upserted(
 
 
 async def _manager_deactivated(
-    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: LockedEvent, data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     manager = await _find(session, Manager, data)
     if manager is None:
@@ -120,14 +113,14 @@ async def _manager_deactivated(
         data=HandoverCreate(
             from_manager_id=manager["id"],
             reason=HandoverReason.DEPARTURE,
-            strategy=source["default_strategy"],
-            note=f"Deactivated in {source['name']}.",
+            strategy=source.default_strategy,
+            note=f"Deactivated in {source.name}.",
         ),
         actor=actor,
     )
     planned = await handover_planning.plan_handover(session, handover_id=created.id, actor=actor)
     result: dict[str, Any] = {"handover_id": planned.id, "state": planned.state}
-    if source["auto_approve"]:
+    if source.auto_approve:
         try:
             async with session.begin_nested():
                 approved = await handover_lifecycle.approve_handover(
@@ -140,7 +133,7 @@ async def _manager_deactivated(
 
 
 async def _customer_upserted(
-    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: LockedEvent, data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     found = await _find(session, Customer, data)
     fields = {k: v for k, v in _fields(data).items() if k not in ("manager_id", "owner_ref")}
@@ -177,7 +170,7 @@ async def _customer_upserted(
 
 
 async def _customer_tier_changed(
-    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: LockedEvent, data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     found = await _find(session, Customer, data)
     if found is None:
@@ -202,7 +195,7 @@ async def _customer_tier_changed(
         return result
     result["owner_eligible"] = False
     result["violated_rules"] = [v.rule for v in breaking[0].rules]
-    apply = source["tier_change_action"] == "apply"
+    apply = source.tier_change_action == "apply"
     placed = await assignments.assign_customer(
         session, customer_id=found["id"], request=AssignRequest(dry_run=not apply), actor=actor
     )
@@ -212,7 +205,7 @@ async def _customer_tier_changed(
 
 
 async def _customer_churned(
-    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: LockedEvent, data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     found = await _find(session, Customer, data)
     if found is None:
@@ -230,7 +223,7 @@ async def _customer_churned(
 
 
 async def _satisfaction_recorded(
-    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: LockedEvent, data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     found = await _find(session, Customer, data)
     if found is None:
@@ -242,7 +235,7 @@ async def _satisfaction_recorded(
     measured = SatisfactionIn(
         score=score,
         recorded_at=data.get("recorded_at"),
-        source=source["name"][:64],
+        source=source.name[:64],
         note=data.get("note"),
     )
     out = await record_satisfaction(
@@ -257,7 +250,7 @@ async def _satisfaction_recorded(
 
 
 async def _revenue_recorded(
-    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: LockedEvent, data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     """A deal won or an invoice paid in the CRM: ``amount``, ``currency``, ``occurred_at``
     and the CRM's ``external_id`` (a repeat of it is not recorded twice)."""
@@ -268,7 +261,7 @@ async def _revenue_recorded(
         amount=data.get("amount"),  # type: ignore[arg-type]
         currency=data.get("currency"),  # type: ignore[arg-type]
         occurred_at=data.get("occurred_at"),
-        source=source["name"][:64],
+        source=source.name[:64],
         external_id=data.get("external_id"),
         note=data.get("note"),
     )
@@ -286,22 +279,12 @@ async def _revenue_recorded(
 
 
 async def _transfer_refused(
-    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: LockedEvent, data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     found = await _find(session, Customer, data)
     if found is None:
         raise Failed("No such customer.")
-    handover_id = await session.scalar(
-        select(HandoverItem.handover_id)
-        .join(Handover, Handover.id == HandoverItem.handover_id)
-        .where(
-            HandoverItem.customer_id == found["id"],
-            HandoverItem.status.in_(("moved", "refused")),
-            Handover.state == "completed",
-        )
-        .order_by(HandoverItem.moved_at.desc())
-        .limit(1)
-    )
+    handover_id = await repository.last_completed_handover(session, found["id"])
     if handover_id is None:
         raise Failed("The customer was not moved by a completed handover.")
     item = await handover_aftercare.refuse_item(
@@ -315,16 +298,14 @@ async def _transfer_refused(
 
 
 async def _activity_recorded(
-    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: LockedEvent, data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     found = await _find(session, Customer, data)
     if found is None:
         raise Failed("No such customer.")
     by = None
     if data.get("by_external_ref"):
-        by = await session.scalar(
-            select(Manager.id).where(Manager.external_ref == str(data["by_external_ref"]))
-        )
+        by = await repository.manager_by_external_ref(session, str(data["by_external_ref"]))
         if by is None:
             raise Failed("No manager with `by_external_ref`.")
     activity = ActivityCreate.model_validate(
@@ -341,7 +322,7 @@ async def _activity_recorded(
 
 
 async def _absence_set(
-    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: LockedEvent, data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     found = await _find(session, Manager, data)
     if found is None:
@@ -429,37 +410,27 @@ HANDLERS: dict[str, Handler] = {
     "manager.absence_cancelled": _absence_cancelled,
 }
 
-_LOCK = text(
-    """
-    SELECT e.id, e.type, e.status, e.body, s.name, s.adapter, s.mapping, s.default_strategy,
-           s.auto_approve, s.tier_change_action
-      FROM webhook_inbound_events AS e JOIN webhook_sources AS s ON s.id = e.source_id
-     WHERE e.id = :id
-       FOR UPDATE OF e SKIP LOCKED
-    """
-)
-
 
 async def process_event(factory: SessionFactory, inbox_id: uuid.UUID) -> str | None:
     """Handle one stored event; returns its final status (None if busy or already done)."""
     async with session_scope(factory) as session:
-        row = (await session.execute(_LOCK, {"id": inbox_id})).mappings().first()
-        if row is None or row["status"] != "received":
+        row = await repository.lock_event(session, inbox_id)
+        if row is None or row.status != "received":
             return None
         token = outbox.correlation_id.set(f"inbound:{inbox_id}")
         status, error, result = "processed", None, None
-        kind = row["type"]
+        kind = row.type
         try:
             # read through the source's current mapping: a retry sees a corrected one
-            mapping = adapters.mapping_for(row["adapter"], row["mapping"])
-            kind, data, ignored = adapters.translate(row["adapter"], mapping, bytes(row["body"]))
+            mapping = adapters.mapping_for(row.adapter, row.mapping)
+            kind, data, ignored = adapters.translate(row.adapter, mapping, bytes(row.body))
             if ignored:
                 raise Ignored(ignored)
             handler = HANDLERS.get(kind or "")
             if handler is None:
                 raise Ignored(f"event type {kind!r} is not handled")
             async with session.begin_nested():
-                result = result_json(await handler(session, row, data, f"webhook:{row['name']}"))
+                result = result_json(await handler(session, row, data, f"webhook:{row.name}"))
         except Ignored as exc:
             status, error = "ignored", str(exc)
         except Failed as exc:
@@ -474,17 +445,14 @@ async def process_event(factory: SessionFactory, inbox_id: uuid.UUID) -> str | N
             status, error = "failed", f"invalid data: {exc}"
         finally:
             outbox.correlation_id.reset(token)
-        await session.execute(
-            update(InboundEvent)
-            .where(InboundEvent.id == inbox_id)
-            .values(
-                type=kind,
-                status=status,
-                error=error[:2000] if error else None,
-                result=result,
-                attempts=InboundEvent.attempts + 1,
-                processed_at=datetime.now(UTC),
-            )
+        await repository.record_processing(
+            session,
+            inbox_id,
+            type=kind,
+            status=status,
+            error=error[:2000] if error else None,
+            result=result,
+            at=datetime.now(UTC),
         )
     log.info("inbound_webhook_processed", extra={"inbox_id": str(inbox_id), "status": status})
     return status
@@ -493,16 +461,8 @@ async def process_event(factory: SessionFactory, inbox_id: uuid.UUID) -> str | N
 async def process_stale(factory: SessionFactory, *, now: datetime, limit: int = 200) -> int:
     """The sweep: events still ``received`` a minute after arrival (their job was lost)."""
     async with session_scope(factory) as session:
-        ids = list(
-            await session.scalars(
-                select(InboundEvent.id)
-                .where(
-                    InboundEvent.status == "received",
-                    InboundEvent.received_at < now - timedelta(minutes=1),
-                )
-                .order_by(InboundEvent.received_at)
-                .limit(limit)
-            )
+        ids = await repository.stale_ids(
+            session, received_before=now - timedelta(minutes=1), limit=limit
         )
     for inbox_id in ids:
         await process_event(factory, inbox_id)

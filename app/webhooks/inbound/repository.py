@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import RowMapping, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import InboundEvent, WebhookSource
+from app.db.models import Customer, Handover, HandoverItem, InboundEvent, Manager, WebhookSource
+from app.db.rows import row_as
+from app.vocabulary import Strategy, TierChangeAction
 
 _S = WebhookSource
 _I = InboundEvent
@@ -149,3 +152,108 @@ async def get_event(session: AsyncSession, event_id: uuid.UUID) -> RowMapping | 
 async def mark_for_retry(session: AsyncSession, event_id: uuid.UUID) -> None:
     """Put a failed event back to ``received``."""
     await session.execute(update(_I).where(_I.id == event_id).values(status="received", error=None))
+
+
+@dataclass(frozen=True, slots=True)
+class LockedEvent:
+    """A stored event, locked for processing, with the source settings its handler reads."""
+
+    id: uuid.UUID
+    type: str | None
+    status: str
+    body: bytes
+    name: str
+    adapter: str
+    mapping: dict[str, Any] | None
+    default_strategy: Strategy
+    auto_approve: bool
+    tier_change_action: TierChangeAction
+
+
+_LOCK = text(
+    """
+    SELECT e.id, e.type, e.status, e.body, s.name, s.adapter, s.mapping, s.default_strategy,
+           s.auto_approve, s.tier_change_action
+      FROM webhook_inbound_events AS e JOIN webhook_sources AS s ON s.id = e.source_id
+     WHERE e.id = :id
+       FOR UPDATE OF e SKIP LOCKED
+    """
+)
+
+
+async def lock_event(session: AsyncSession, inbox_id: uuid.UUID) -> LockedEvent | None:
+    """The stored event with its source, locked (None when another worker holds it)."""
+    row = (await session.execute(_LOCK, {"id": inbox_id})).mappings().first()
+    return None if row is None else row_as(LockedEvent, row)
+
+
+async def record_processing(
+    session: AsyncSession,
+    inbox_id: uuid.UUID,
+    *,
+    type: str | None,
+    status: str,
+    error: str | None,
+    result: Any,
+    at: datetime,
+) -> None:
+    """Write how handling the event ended, counting the attempt."""
+    await session.execute(
+        update(InboundEvent)
+        .where(InboundEvent.id == inbox_id)
+        .values(
+            type=type,
+            status=status,
+            error=error,
+            result=result,
+            attempts=InboundEvent.attempts + 1,
+            processed_at=at,
+        )
+    )
+
+
+async def stale_ids(
+    session: AsyncSession, *, received_before: datetime, limit: int
+) -> list[uuid.UUID]:
+    """Events still ``received`` that arrived before ``received_before``, oldest first."""
+    rows = await session.scalars(
+        select(InboundEvent.id)
+        .where(InboundEvent.status == "received", InboundEvent.received_at < received_before)
+        .order_by(InboundEvent.received_at)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def find_record(
+    session: AsyncSession,
+    model: type[Manager] | type[Customer],
+    *,
+    id: uuid.UUID | None,
+    external_ref: str | None,
+) -> RowMapping | None:
+    """The manager or customer named by id (first) or external reference."""
+    where = model.id == id if id is not None else model.external_ref == external_ref
+    return (await session.execute(select(*model.__table__.c).where(where))).mappings().first()
+
+
+async def last_completed_handover(
+    session: AsyncSession, customer_id: uuid.UUID
+) -> uuid.UUID | None:
+    """The completed handover that last moved the customer (or recorded its refusal)."""
+    return await session.scalar(
+        select(HandoverItem.handover_id)
+        .join(Handover, Handover.id == HandoverItem.handover_id)
+        .where(
+            HandoverItem.customer_id == customer_id,
+            HandoverItem.status.in_(("moved", "refused")),
+            Handover.state == "completed",
+        )
+        .order_by(HandoverItem.moved_at.desc())
+        .limit(1)
+    )
+
+
+async def manager_by_external_ref(session: AsyncSession, external_ref: str) -> uuid.UUID | None:
+    """The id of the manager with that external reference."""
+    return await session.scalar(select(Manager.id).where(Manager.external_ref == external_ref))

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.pagination import Page, decode_cursor, encode_cursor
+from app.core.pagination import Page, cursor_key, keyset_page
 from app.db.models import WebhookSource
 from app.errors import BatonError, Conflict, InvalidInput, NotFound, require_json_body
 from app.jobs.queue import PROCESS_INBOUND_WEBHOOK, enqueue, enqueue_many
@@ -212,18 +212,16 @@ async def list_events(
     type: str | None,
 ) -> Page[InboundEventOut]:
     """The inbox, newest first."""
-    before = None
-    if cursor:
-        at, inbox_id = decode_cursor(cursor, (datetime, uuid.UUID))
-        before = (at, inbox_id)
+    key = cursor_key(cursor, (datetime, uuid.UUID))
+    before = None if key is None else (key[0], key[1])
     rows = await repository.list_events(
         session, before=before, limit=limit + 1, source=source, status=status, type=type
     )
-    items = [InboundEventOut.model_validate({**r}) for r in rows[:limit]]
-    next_cursor = (
-        encode_cursor([items[-1].received_at.isoformat(), str(items[-1].id)])
-        if len(rows) > limit
-        else None
+    items, next_cursor = keyset_page(
+        rows,
+        limit=limit,
+        item=lambda r: InboundEventOut.model_validate({**r}),
+        key=lambda r: [r["received_at"].isoformat(), str(r["id"])],
     )
     return Page(items=items, next_cursor=next_cursor)
 

@@ -24,7 +24,6 @@ from functools import lru_cache
 
 import aiohttp
 from multidict import CIMultiDictProxy
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks import Webhook
 
@@ -32,6 +31,7 @@ from app.db.session import SessionFactory, is_disconnect, session_scope
 from app.jobs.queue import DELIVER_WEBHOOKS, enqueue
 from app.settings import Settings, get_settings
 from app.webhooks.keys import active_secrets
+from app.webhooks.outbound import repository
 from app.webhooks.targets import CheckedResolver, TargetNotAllowed, check_target
 
 log = logging.getLogger("baton.webhooks")
@@ -85,98 +85,29 @@ class Outcome:
         return self.status_code == 410
 
 
-_CLAIM = text(
-    """
-    WITH due AS MATERIALIZED (
-        SELECT d.id
-          FROM webhook_deliveries AS d
-          JOIN webhook_subscriptions AS s ON s.id = d.subscription_id
-         WHERE d.status = 'pending' AND d.next_attempt_at <= :now AND s.enabled
-           AND (d.ordering_key IS NULL OR NOT EXISTS (
-                SELECT 1 FROM webhook_deliveries AS p
-                 WHERE p.subscription_id = d.subscription_id
-                   AND p.ordering_key = d.ordering_key
-                   AND p.status = 'pending' AND p.id < d.id))
-         ORDER BY d.next_attempt_at, d.id
-         LIMIT :limit
-           FOR UPDATE OF d SKIP LOCKED
-    )
-    UPDATE webhook_deliveries AS d
-       SET next_attempt_at = :lease_until, attempts = d.attempts + 1, last_attempt_at = :now
-      FROM due, webhook_events AS e, webhook_subscriptions AS s
-     WHERE d.id = due.id AND e.id = d.event_id AND s.id = d.subscription_id
-    RETURNING d.id, d.event_id, d.subscription_id, d.attempts, s.url, s.secret,
-              s.previous_secret, s.previous_secret_expires_at, e.payload::text AS body
-    """
-)
-
-_RECORD = text(
-    """
-    UPDATE webhook_deliveries AS d
-       SET status = r.status, next_attempt_at = r.next_attempt_at,
-           last_status_code = r.status_code, last_error = r.error,
-           last_latency_ms = r.latency_ms, delivered_at = r.delivered_at
-      FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS text[]),
-                  CAST(:next AS timestamptz[]), CAST(:codes AS int[]), CAST(:errors AS text[]),
-                  CAST(:latencies AS int[]), CAST(:delivered AS timestamptz[]))
-           AS r(id, status, next_attempt_at, status_code, error, latency_ms, delivered_at)
-     WHERE d.id = r.id AND d.status = 'pending'
-    """
-)
-_LOG_ATTEMPTS = text(
-    """
-    INSERT INTO webhook_attempts (delivery_id, attempted_at, status_code, latency_ms, error)
-    SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:at AS timestamptz[]),
-                         CAST(:codes AS int[]), CAST(:latencies AS int[]),
-                         CAST(:errors AS text[]))
-    """
-)
-_DISABLE = text(
-    """
-    UPDATE webhook_subscriptions
-       SET enabled = false, disabled_reason = :reason, updated_at = :at
-     WHERE id = ANY (CAST(:ids AS uuid[])) AND enabled
-    """
-)
-_NEXT_DUE = text(
-    """
-    SELECT min(d.next_attempt_at)
-      FROM webhook_deliveries AS d
-      JOIN webhook_subscriptions AS s ON s.id = d.subscription_id AND s.enabled
-     WHERE d.status = 'pending' AND d.next_attempt_at > :now
-       AND (d.ordering_key IS NULL OR NOT EXISTS (
-            SELECT 1 FROM webhook_deliveries AS p
-             WHERE p.subscription_id = d.subscription_id AND p.ordering_key = d.ordering_key
-               AND p.status = 'pending' AND p.id < d.id))
-    """
-)
-
-
 async def claim(
     session: AsyncSession, *, now: datetime, limit: int, lease: timedelta
 ) -> list[Claimed]:
     """Lease up to ``limit`` due deliveries (head of each customer's queue only)."""
-    rows = (
-        await session.execute(
-            _CLAIM, {"now": now, "limit": limit, "lease_until": now + lease + _LEASE_MARGIN}
-        )
-    ).mappings()
+    rows = await repository.claim_due(
+        session, now=now, limit=limit, lease_until=now + lease + _LEASE_MARGIN
+    )
     return [
         Claimed(
-            delivery_id=r["id"],
-            event_id=r["event_id"],
-            subscription_id=r["subscription_id"],
-            attempts=r["attempts"],
-            url=r["url"],
+            delivery_id=r.id,
+            event_id=r.event_id,
+            subscription_id=r.subscription_id,
+            attempts=r.attempts,
+            url=r.url,
             secrets=tuple(
                 active_secrets(
-                    r["secret"],
-                    r["previous_secret"],
-                    r["previous_secret_expires_at"],
+                    r.secret,
+                    r.previous_secret,
+                    r.previous_secret_expires_at,
                     now=now,
                 )
             ),
-            body=r["body"],
+            body=r.body,
         )
         for r in rows
     ]
@@ -304,8 +235,8 @@ async def record(session: AsyncSession, outcomes: Sequence[Outcome], *, now: dat
     codes = [o.status_code for o in outcomes]
     errors = [o.error for o in outcomes]
     latencies = [o.latency_ms for o in outcomes]
-    await session.execute(
-        _RECORD,
+    await repository.record_attempts(
+        session,
         {
             "ids": ids,
             "statuses": statuses,
@@ -316,8 +247,8 @@ async def record(session: AsyncSession, outcomes: Sequence[Outcome], *, now: dat
             "delivered": delivered,
         },
     )
-    await session.execute(
-        _LOG_ATTEMPTS,
+    await repository.log_attempts(
+        session,
         {
             "ids": ids,
             "at": [o.attempted_at for o in outcomes],
@@ -328,8 +259,8 @@ async def record(session: AsyncSession, outcomes: Sequence[Outcome], *, now: dat
     )
     gone = sorted({o.subscription_id for o in outcomes if o.gone})
     if gone:
-        await session.execute(
-            _DISABLE, {"ids": gone, "reason": "the receiver answered 410 Gone", "at": now}
+        await repository.disable_subscriptions(
+            session, gone, reason="the receiver answered 410 Gone", at=now
         )
         log.warning(
             "webhook_subscriptions_disabled", extra={"subscriptions": [str(g) for g in gone]}
@@ -516,7 +447,7 @@ async def drain(
 
 async def next_retry(session: AsyncSession, *, now: datetime) -> datetime | None:
     """When the earliest delivery that is not due yet (and not waiting behind another) is."""
-    return await session.scalar(_NEXT_DUE, {"now": now})
+    return await repository.next_due(session, now=now)
 
 
 async def drain_and_reschedule(factory: SessionFactory) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.pagination import Page, decode_cursor, encode_cursor
+from app.core.pagination import Page, cursor_key, cursor_value, keyset_page
 from app.db.models import WebhookSubscription
 from app.errors import Conflict, NotFound
 from app.jobs.queue import DELIVER_WEBHOOKS, enqueue
@@ -71,16 +71,14 @@ async def list_subscriptions(
     session: AsyncSession, *, cursor: str | None, limit: int
 ) -> Page[SubscriptionOut]:
     """Subscriptions, oldest first."""
-    after = None
-    if cursor:
-        created_at, sid = decode_cursor(cursor, (datetime, uuid.UUID))
-        after = (created_at, sid)
+    key = cursor_key(cursor, (datetime, uuid.UUID))
+    after = None if key is None else (key[0], key[1])
     rows = await repository.list_page(session, after=after, limit=limit + 1)
-    items = [SubscriptionOut.model_validate({**r}) for r in rows[:limit]]
-    next_cursor = (
-        encode_cursor([items[-1].created_at.isoformat(), str(items[-1].id)])
-        if len(rows) > limit
-        else None
+    items, next_cursor = keyset_page(
+        rows,
+        limit=limit,
+        item=lambda r: SubscriptionOut.model_validate({**r}),
+        key=lambda r: [r["created_at"].isoformat(), str(r["id"])],
     )
     return Page(items=items, next_cursor=next_cursor)
 
@@ -141,9 +139,7 @@ async def list_deliveries(
     customer_id: uuid.UUID | None,
 ) -> Page[DeliveryOut]:
     """The delivery log, newest first."""
-    before_id = None
-    if cursor:
-        (before_id,) = decode_cursor(cursor, (int,))
+    before_id = cursor_value(cursor, int)
     rows = await repository.list_deliveries(
         session,
         before_id=before_id,
@@ -153,10 +149,13 @@ async def list_deliveries(
         event_type=event_type,
         customer_id=customer_id,
     )
-    items = [DeliveryOut.model_validate({**r}) for r in rows[:limit]]
-    return Page(
-        items=items, next_cursor=encode_cursor([items[-1].id]) if len(rows) > limit else None
+    items, next_cursor = keyset_page(
+        rows,
+        limit=limit,
+        item=lambda r: DeliveryOut.model_validate({**r}),
+        key=lambda r: [r["id"]],
     )
+    return Page(items=items, next_cursor=next_cursor)
 
 
 async def get_delivery(session: AsyncSession, *, delivery_id: int) -> DeliveryDetail:
