@@ -363,7 +363,7 @@ async def _open_absence(session: AsyncSession, data: dict[str, Any]) -> tuple[uu
 
 
 async def _absence_changed(
-    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: LockedEvent, data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     manager_id, absence_id = await _open_absence(session, data)
     change = AbsenceUpdate.model_validate(
@@ -376,7 +376,7 @@ async def _absence_changed(
 
 
 async def _absence_ended(
-    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: LockedEvent, data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     manager_id, absence_id = await _open_absence(session, data)
     change = AbsenceUpdate.model_validate({"ends_at": data.get("ends_at") or datetime.now(UTC)})
@@ -387,7 +387,7 @@ async def _absence_ended(
 
 
 async def _absence_cancelled(
-    session: AsyncSession, source: Mapping[Any, Any], data: dict[str, Any], actor: str
+    session: AsyncSession, source: LockedEvent, data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     manager_id, absence_id = await _open_absence(session, data)
     await cancel_absence(session, manager_id=manager_id, absence_id=absence_id, actor=actor)
