@@ -311,19 +311,7 @@ def run_round_robin(
             m,
         )
     load[:] = loads
-    placeable = classes.rows
-    picked = placeable[chosen[placeable] >= 0]
-    to = chosen[picked]
-    stays = problem.owner[picked] == to
-    outcome.set(picked[~stays], to[~stays], ("round_robin",))
-    outcome.set(picked[stays], to[stays], ("kept_current_owner",))
-    for c in range(len(classes)):
-        rows = classes.members(c)
-        rows = rows[chosen[rows] >= 0]
-        outcome.score[rows] = prefs[c][chosen[rows]]
-    unplaced = placeable[chosen[placeable] < 0]
-    outcome.set(unplaced[no_room[unplaced]], -1, NO_CAPACITY)
-    outcome.set(unplaced[~no_room[unplaced]], -1, NO_ELIGIBLE)
+    _record_turns(problem, classes, outcome, chosen, prefs, no_room, "round_robin")
     return {pool: ids[mgr] for pool, mgr in last.items()}
 
 
@@ -416,19 +404,7 @@ def run_weighted_round_robin(
                 got[best] += 1
                 intake[best] -= 1
                 tier_room[best, t] -= 1
-    placeable = classes.rows
-    picked = placeable[chosen[placeable] >= 0]
-    to = chosen[picked]
-    stays = problem.owner[picked] == to
-    outcome.set(picked[~stays], to[~stays], ("weighted_round_robin",))
-    outcome.set(picked[stays], to[stays], ("kept_current_owner",))
-    for c in range(len(classes)):
-        rows = classes.members(c)
-        rows = rows[chosen[rows] >= 0]
-        outcome.score[rows] = prefs[c][chosen[rows]]
-    unplaced = placeable[chosen[placeable] < 0]
-    outcome.set(unplaced[no_room[unplaced]], -1, NO_CAPACITY)
-    outcome.set(unplaced[~no_room[unplaced]], -1, NO_ELIGIBLE)
+    _record_turns(problem, classes, outcome, chosen, prefs, no_room, "weighted_round_robin")
     per_manager: dict[int, int] = {}
     for got in received.values():
         for j, n in got.items():
@@ -440,3 +416,30 @@ def run_weighted_round_robin(
     )
     after = {pool: {ids[j]: n for j, n in got.items() if n > 0} for pool, got in received.items()}
     return after, fairness
+
+
+def _record_turns(
+    problem: Problem,
+    classes: Classes,
+    outcome: Outcome,
+    chosen: np.ndarray,
+    prefs: Sequence[np.ndarray],
+    no_room: np.ndarray,
+    reason: str,
+) -> None:
+    """Record a rotation's choices (``chosen``: engine manager index, or -1 for none): moves
+    with ``reason``, customers their own owner keeps, preference scores, and why the others
+    wait (no room, or nobody eligible)."""
+    placeable = classes.rows
+    picked = placeable[chosen[placeable] >= 0]
+    to = chosen[picked]
+    stays = problem.owner[picked] == to
+    outcome.set(picked[~stays], to[~stays], (reason,))
+    outcome.set(picked[stays], to[stays], ("kept_current_owner",))
+    for c in range(len(classes)):
+        rows = classes.members(c)
+        rows = rows[chosen[rows] >= 0]
+        outcome.score[rows] = prefs[c][chosen[rows]]
+    unplaced = placeable[chosen[placeable] < 0]
+    outcome.set(unplaced[no_room[unplaced]], -1, NO_CAPACITY)
+    outcome.set(unplaced[~no_room[unplaced]], -1, NO_ELIGIBLE)
