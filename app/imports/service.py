@@ -432,15 +432,20 @@ _Checked = tuple[int, int, str | None, tuple[uuid.UUID, uuid.UUID], list[engine.
 async def _guard_owner_moves(
     session: AsyncSession, stage: str, *, force: bool
 ) -> tuple[list[_Checked], list[_Checked]]:
-    """The staged moves the placement guard refuses, and the ones forced past it."""
+    """The staged moves the placement guard refuses, and the ones forced past it. Each owner's
+    facts follow the file (workload, intake room, per-tier intake), so a cap holds across the
+    rows of one import as it does across separate requests."""
     moves = await repository.staged_moves(session, stage)
     customers = {c.id: c for c in await loading.load_customers(session, [m[1] for m in moves])}
-    managers = {
-        m.id: m for m in await loading.load_managers(session, include=list({m[2] for m in moves}))
-    }
-    tiers = {t.code: t for t in await loading.load_tiers(session)}
     rules = (await current_rules(session)).rules
-    workload = {mid: m.workload for mid, m in managers.items()}
+    owners = await loading.load_managers(
+        session,
+        include=list({m[2] for m in moves}),
+        rules=rules,
+        for_tiers={c.tier for c in customers.values()},
+    )
+    managers = {m.id: m for m in owners}
+    tiers = {t.code: t for t in await loading.load_tiers(session)}
     refused: list[_Checked] = []
     forced: list[_Checked] = []
     for seq, customer_id, manager_id, line, ref in moves:
@@ -448,19 +453,33 @@ async def _guard_owner_moves(
         if manager is None:  # a departed owner: already a row error
             continue
         tier = tiers[customer.tier]
-        broken = engine.placement_violations(
-            customer, dataclasses.replace(manager, workload=workload[manager_id]), tier, rules
-        )
+        broken = engine.placement_violations(customer, manager, tier, rules)
         checked = (seq, line, ref, (customer_id, manager_id), broken)
         if broken and not force:
             refused.append(checked)
             continue
         if broken:
             forced.append(checked)
-        workload[manager_id] += tier.weight
-        if customer.manager_id in workload:
-            workload[customer.manager_id] -= tier.weight
+        managers[manager_id] = _received(manager, tier)
+        former = managers.get(customer.manager_id) if customer.manager_id else None
+        if former is not None:
+            managers[former.id] = dataclasses.replace(
+                former, workload=former.workload - tier.weight
+            )
     return refused, forced
+
+
+def _received(manager: engine.Manager, tier: engine.Tier) -> engine.Manager:
+    """The manager's facts after receiving one new customer of ``tier``."""
+    counts = {code: (day, week) for code, day, week in manager.tier_intake}
+    day, week = counts.get(tier.code, (0, 0))
+    counts[tier.code] = (day + 1, week + 1)
+    return dataclasses.replace(
+        manager,
+        workload=manager.workload + tier.weight,
+        intake_room=None if manager.intake_room is None else manager.intake_room - 1,
+        tier_intake=tuple((code, d, w) for code, (d, w) in counts.items()),
+    )
 
 
 def _csv_columns(spec: _Spec) -> frozenset[str]:

@@ -126,3 +126,38 @@ async def test_tier_caps_send_the_overflow_to_the_fallback_owner_or_the_pool(cli
         "decision"
     ]
     assert decision["manager_id"] is None and decision["reasons"] == ["intake_cap"]
+
+
+async def test_an_import_holds_the_caps_across_its_rows_as_separate_requests_do(client, api):
+    """One file naming the same owner for many new customers: the owner's own day cap and the
+    rule set's tier cap count the rows the import has already given them."""
+    await create_tiers(client)
+    own_cap = await create_manager(client, capacity=100, max_new_per_day=2)
+    tier_capped = await create_manager(client, capacity=100)
+    rules = {
+        "eligibility": [],
+        "preferences": [],
+        "placement": {"tier_caps": {"key": {"max_new_per_day": 1}}},
+    }
+    await ok(await client.put("/v1/rules", json={"rules": rules}))
+    rows = [f"cap-s-{i},Standard {i},standard,{own_cap['id']}" for i in range(4)]
+    rows += [f"cap-k-{i},Key {i},key,{tier_capped['id']}" for i in range(3)]
+    body = "external_ref,name,tier,manager_id\n" + "\n".join(rows) + "\n"
+    report = await ok(
+        await client.post(
+            "/v1/imports/customers",
+            params={"mode": "best_effort"},
+            content=body,
+            headers={"content-type": "text/csv"},
+        )
+    )
+    assert report["owners_refused"] == 4, report
+    refused = {e["line"]: e for e in report["errors"]}
+    assert sorted(refused) == [4, 5, 7, 8], refused  # standard rows 3-4, key rows 2-3
+    assert all("intake caps" in e["msg"] for e in refused.values()), refused
+    owners: dict[str, str | None] = {}
+    for ref in [f"cap-s-{i}" for i in range(4)] + [f"cap-k-{i}" for i in range(3)]:
+        found = await ok(await client.get(f"/v1/customers/by-ref/{ref}"))
+        owners[ref] = found["manager_id"]
+    assert [owners[f"cap-s-{i}"] for i in range(4)] == [own_cap["id"]] * 2 + [None] * 2
+    assert sum(owners[f"cap-k-{i}"] == tier_capped["id"] for i in range(3)) == 1
