@@ -154,8 +154,8 @@ async def read_ndjson(chunks: AsyncIterator[bytes]) -> AsyncIterator[Record]:
             continue
         try:
             value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield Record(number, None, f"not valid JSON: {exc.msg}")
+        except ValueError as exc:  # also an integer past Python's digit limit, not only bad JSON
+            yield Record(number, None, f"not valid JSON: {getattr(exc, 'msg', exc)}")
             continue
         if not isinstance(value, dict):
             yield Record(number, None, "each line must be a JSON object")

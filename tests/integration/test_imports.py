@@ -140,11 +140,20 @@ async def test_best_effort_applies_the_valid_rows_and_reports_the_rest(client):
             {"external_ref": "b-3", "name": "Good too", "tier": "standard", "pinned": True},
         )
         + "not json\n[1, 2]\n"
+        # an integer past Python's 4 300-digit limit is no JSON it can read either
+        + '{"external_ref": "b-6", "name": "Huge", "tier": "key", "annual_value": 1'
+        + "1" * 5000
+        + "}\n"
     )
     report = await ok(await _import(client, "customers", body, headers=NDJSON, mode="best_effort"))
-    assert (report["rows"], report["created"], report["failed"]) == (5, 2, 3)
+    assert (report["rows"], report["created"], report["failed"]) == (6, 2, 4)
     errors = {(e["line"], e["field"], e["type"]) for e in report["errors"]}
-    assert errors == {(2, "colour", "extra_forbidden"), (4, None, "row"), (5, None, "row")}
+    assert errors == {
+        (2, "colour", "extra_forbidden"),
+        (4, None, "row"),
+        (5, None, "row"),
+        (6, None, "row"),
+    }
     assert next(e for e in report["errors"] if e["line"] == 2)["external_ref"] == "b-2"
     stored = await _customers(client)
     assert set(stored) == {"b-1", "b-3"} and stored["b-3"]["pinned"] is True
