@@ -196,7 +196,13 @@ async def export_stream(
         await session.rollback()
 
 
-_SETTINGS = text("SELECT set_config('TimeZone', 'UTC', true), set_config('work_mem', '64MB', true)")
+# The COPY is one statement that lasts as long as the client takes to download the file, so the
+# connection's statement timeout (a guard for requests) would cut a slow download mid-stream,
+# after the 200: an export has none.
+_SETTINGS = text(
+    "SELECT set_config('TimeZone', 'UTC', true), set_config('work_mem', '64MB', true),"
+    " set_config('statement_timeout', '0', true)"
+)
 _DONE = object()
 
 

@@ -163,7 +163,10 @@ async def sweep_reclaims(session: AsyncSession, *, now: datetime) -> SweepResult
     overdue under the tier's SLA (``customer.first_touch_missed``), then return every due
     customer to the pool: one statement selects and locks them, ``move_customers`` moves
     them (their ledger periods closed with end reason ``reclaimed_inactive``, and
-    ``customer.unassigned`` events with that reason)."""
+    ``customer.unassigned`` events with that reason). The placement lock comes first, as for
+    every writer of owners (then customers, then managers), so a rebalance that already holds
+    it and waits for these customers cannot deadlock with the sweep."""
+    await assignments.lock_placements(session)
     warned = await repository.warn_due(session, now=now)
     await outbox.emit_many(
         session,
