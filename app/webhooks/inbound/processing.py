@@ -365,23 +365,30 @@ async def _open_absence(session: AsyncSession, data: dict[str, Any]) -> tuple[uu
 async def _absence_changed(
     session: AsyncSession, source: LockedEvent, data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
-    manager_id, absence_id = await _open_absence(session, data)
-    change = AbsenceUpdate.model_validate(
-        {k: data[k] for k in ("starts_at", "ends_at", "note") if k in data}
+    return await _change_absence(
+        session, data, {k: data[k] for k in ("starts_at", "ends_at", "note") if k in data}, actor
     )
-    out = await update_absence(
-        session, manager_id=manager_id, absence_id=absence_id, data=change, actor=actor
-    )
-    return {"manager_id": manager_id, "absence_id": out.id, "state": out.state}
 
 
 async def _absence_ended(
     session: AsyncSession, source: LockedEvent, data: dict[str, Any], actor: str
 ) -> dict[str, Any]:
+    return await _change_absence(
+        session, data, {"ends_at": data.get("ends_at") or datetime.now(UTC)}, actor
+    )
+
+
+async def _change_absence(
+    session: AsyncSession, data: dict[str, Any], change: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    """Apply ``change`` to the absence the event names, as ``PATCH`` does (the cover follows)."""
     manager_id, absence_id = await _open_absence(session, data)
-    change = AbsenceUpdate.model_validate({"ends_at": data.get("ends_at") or datetime.now(UTC)})
     out = await update_absence(
-        session, manager_id=manager_id, absence_id=absence_id, data=change, actor=actor
+        session,
+        manager_id=manager_id,
+        absence_id=absence_id,
+        data=AbsenceUpdate.model_validate(change),
+        actor=actor,
     )
     return {"manager_id": manager_id, "absence_id": out.id, "state": out.state}
 
