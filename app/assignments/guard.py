@@ -18,7 +18,7 @@ from app import engine
 from app.assignments import loading
 from app.audit import service as audit
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleViolation
-from app.rules.service import current_rules
+from app.rules.service import rules_of_version
 
 FORCE_ROLES = frozenset({"admin", "operator"})
 
@@ -57,14 +57,14 @@ async def check_move(
     otherwise a violation is a 409 ``rule_violation`` listing each rule.
     """
     authorize_force(force, role)
-    customers = await loading.load_customers(session, [customer_id])
-    if not customers:
+    # Two round trips on the driver: the manager's lock with the rule set's version, then
+    # every fact after the lock; the rule set is parsed once per version.
+    version, row_version = await loading.lock_manager_for_move(session, manager_id)
+    rules = await rules_of_version(session, version, row_version)
+    facts = await loading.load_move(session, customer_id, manager_id, rules=rules)
+    if facts is None:
         raise NotFound(f"Customer {customer_id} does not exist.")
-    customer = customers[0]
-    rules = (await current_rules(session)).rules
-    manager = await loading.load_manager(
-        session, manager_id, lock=True, rules=rules, for_tier=customer.tier
-    )
+    customer, tier, manager = facts
     if manager is None:
         raise InvalidInput(
             f"Manager {manager_id} does not exist.",
@@ -72,8 +72,7 @@ async def check_move(
         )
     if manager.status == "departed":
         raise Conflict(f"Manager {manager_id} has departed and cannot own customers.")
-    tiers = {t.code: t for t in await loading.load_tiers(session)}
-    violations = engine.placement_violations(customer, manager, tiers[customer.tier], rules)
+    violations = engine.placement_violations(customer, manager, tier, rules)
     if manager_id in exclude_manager_ids:
         violations.append(engine.Violation("not_excluded", "the manager is excluded here"))
     if violations and not force:

@@ -27,6 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
+from app.db.session import transaction_connection
 from app.vocabulary import HANDOVER_INTAKE_REASONS, INTAKE_REASONS
 
 # The availability and intake facts, read set-based: whether each manager is on an absence
@@ -332,3 +333,115 @@ async def load_customers(
             moved_at,
         ) in await raw.fetch(_CUSTOMERS, ids)
     ]
+
+
+# A manual move's facts, read on the driver's connection in two round trips (the placement
+# guard runs on every manual move, import row and webhook placement):
+# 1. the new manager's row lock, and which rule set is in force (its version and row
+#    version, so a parsed rule set can be reused until another is stored);
+# 2. after the lock (a fresh snapshot, so a concurrent move to the same manager that
+#    committed meanwhile is counted): the customer, its former owners, its tier and the
+#    manager's facts as ``_ONE_MANAGER`` reads them.
+_LOCK_MANAGER_AND_RULES = """
+    SELECT (SELECT id FROM managers WHERE id = $1 FOR UPDATE) AS locked,
+           r.version, CAST(r.xmin AS text) AS row_version
+      FROM (SELECT) AS one
+      LEFT JOIN LATERAL (
+            SELECT version, xmin FROM rule_sets ORDER BY version DESC LIMIT 1) AS r ON true
+"""
+_MOVE_FACTS = f"""
+    SELECT c.id, c.tier_code, c.region, c.language, c.industry, c.annual_value, c.satisfaction,
+           c.pinned, c.manager_id, c.owner_since,
+           f.managers AS former_managers, f.ended AS former_ended,
+           t.rank AS tier_rank, t.weight AS tier_weight, t.min_manager_level,
+           m.id AS m_id, m.level AS m_level, m.capacity AS m_capacity,
+           m.workload AS m_workload, m.status AS m_status, m.accepting_new AS m_accepting_new,
+           m.region AS m_region, m.languages AS m_languages, m.industries AS m_industries,
+           m.team AS m_team, m.absent AS m_absent, m.intake_room AS m_intake_room,
+           m.rotation_weight AS m_rotation_weight
+      FROM customers AS c
+      JOIN tiers AS t ON t.code = c.tier_code
+      LEFT JOIN LATERAL (
+            SELECT array_agg(g.manager_id ORDER BY g.ended_at DESC) AS managers,
+                   array_agg(g.ended_at ORDER BY g.ended_at DESC) AS ended
+              FROM (SELECT manager_id, max(ended_at) AS ended_at
+                      FROM assignments
+                     WHERE customer_id = c.id AND ended_at IS NOT NULL
+                     GROUP BY manager_id) AS g) AS f ON true
+      LEFT JOIN ({
+    _ONE_MANAGER.text.replace(":id", "$2").replace("CAST(:reasons", "CAST($3")
+}) AS m ON true
+     WHERE c.id = $1
+"""
+
+
+async def lock_manager_for_move(
+    session: AsyncSession, manager_id: uuid.UUID
+) -> tuple[int, str | None]:
+    """Take ``manager_id``'s row lock (if it exists); returns the version of the rule set in
+    force (0: none stored) and its row version."""
+    raw = await transaction_connection(session)
+    row = await raw.fetchrow(_LOCK_MANAGER_AND_RULES, manager_id)
+    return (row["version"] or 0), row["row_version"]
+
+
+async def load_move(
+    session: AsyncSession,
+    customer_id: uuid.UUID,
+    manager_id: uuid.UUID,
+    *,
+    rules: engine.RuleSet,
+) -> tuple[engine.Customer, engine.Tier, engine.Manager | None] | None:
+    """The facts of giving ``customer_id`` to ``manager_id`` in one round trip: the customer
+    (as ``load_customers``), its tier, and the manager (as ``load_manager``, None if it does
+    not exist). None if the customer does not exist. Lock the manager first
+    (``lock_manager_for_move``)."""
+    raw = await transaction_connection(session)
+    reasons = intake_reasons(rules)
+    r = await raw.fetchrow(_MOVE_FACTS, customer_id, manager_id, reasons)
+    if r is None:
+        return None
+    customer = engine.Customer(
+        id=r["id"],
+        tier=r["tier_code"],
+        region=r["region"],
+        language=r["language"],
+        industry=r["industry"],
+        annual_value=float(r["annual_value"]) if r["annual_value"] is not None else None,
+        satisfaction=float(r["satisfaction"]) if r["satisfaction"] is not None else None,
+        pinned=r["pinned"],
+        manager_id=r["manager_id"],
+        former_owners=tuple(
+            engine.FormerOwner(manager_id=m, ended_at=e)
+            for m, e in zip(r["former_managers"] or (), r["former_ended"] or (), strict=True)
+        ),
+        last_moved_at=r["owner_since"],
+    )
+    tier = engine.Tier(
+        code=r["tier_code"],
+        rank=r["tier_rank"],
+        weight=r["tier_weight"],
+        min_manager_level=r["min_manager_level"],
+    )
+    if r["m_id"] is None:
+        return customer, tier, None
+    counts = await _tier_intake(
+        session, rules, reasons, manager_id=manager_id, for_tiers=[customer.tier]
+    )
+    manager = engine.Manager(
+        id=r["m_id"],
+        level=r["m_level"],
+        capacity=r["m_capacity"],
+        workload=int(r["m_workload"]),
+        status=r["m_status"],
+        accepting_new=r["m_accepting_new"],
+        region=r["m_region"],
+        languages=tuple(r["m_languages"]),
+        industries=tuple(r["m_industries"]),
+        team=r["m_team"],
+        absent=r["m_absent"],
+        intake_room=r["m_intake_room"],
+        tier_intake=counts.get(manager_id, ()),
+        rotation_weight=r["m_rotation_weight"],
+    )
+    return customer, tier, manager

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models import Assignment, Customer, Tier
 from app.db.reads import Reader, compile_sql, compile_statement
 from app.db.rows import row_as
+from app.db.session import transaction_connection
 from app.vocabulary import CustomerStatus
 
 _columns = (
@@ -80,15 +81,18 @@ class CustomerRow:
     version: int
 
 
+_BY_ID_LOCKED = f"{_BY_ID} FOR UPDATE"
+
+
 async def get(
     session: AsyncSession, customer_id: uuid.UUID, *, lock: bool = False
 ) -> CustomerRow | None:
-    """One customer; ``lock`` takes its row lock for the transaction."""
-    stmt = select(*_columns).where(Customer.id == customer_id)
-    if lock:
-        stmt = stmt.with_for_update()
-    row = (await session.execute(stmt)).mappings().first()
-    return None if row is None else row_as(CustomerRow, row)
+    """One customer in the session's transaction; ``lock`` takes its row lock for the
+    transaction. On the driver's connection: every change of a customer (a manual assignment
+    first of all) starts here and ends reading the result."""
+    connection = await transaction_connection(session)
+    row = await connection.fetchrow(_BY_ID_LOCKED if lock else _BY_ID, customer_id)
+    return None if row is None else row_as(CustomerRow, dict(row))
 
 
 # A page's filters, each a clause on a bind parameter of the same name (``pool`` and

@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -33,7 +33,7 @@ def _enum_fields(kind: Callable[..., Any]) -> tuple[tuple[str, type[StrEnum]], .
     return tuple(found)
 
 
-def row_as(kind: Callable[..., T], row: RowMapping) -> T:
+def row_as(kind: Callable[..., T], row: Mapping[str, Any] | RowMapping) -> T:
     """One row as ``kind`` (a frozen dataclass whose fields are the row's columns)."""
     columns: dict[str, Any] = {str(k): v for k, v in row.items()}
     for name, enum in _enum_fields(kind):

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.session import transaction_connection
 from app.jobs.queue import DELIVER_WEBHOOKS, enqueue
 
 # The request id (set by the request middleware) or the inbound event being processed: lets a
@@ -67,13 +68,14 @@ _EMIT_TRACKED = text(
 )
 
 
-_SUBSCRIBED_TYPES = text(
-    """
+# Run on the driver's connection (prepared once per connection): a move asks it on every
+# request. A statement may carry it as a scalar subquery and hand the answer to
+# ``note_subscribed_types``, saving the round trip.
+SUBSCRIBED_TYPES = """
     SELECT array_agg(DISTINCT t)
       FROM webhook_subscriptions AS s, unnest(s.event_types) AS t
      WHERE s.enabled
-    """
-)
+"""
 
 
 def _json_default(value: Any) -> str:
@@ -171,9 +173,16 @@ async def _subscribed_types(session: AsyncSession) -> frozenset[str]:
     cached = session.info.get(_SUBSCRIBED)
     if cached is not None and transaction is not None and cached[0] is transaction:
         return cached[1]
-    wanted = frozenset(await session.scalar(_SUBSCRIBED_TYPES) or ())
+    connection = await transaction_connection(session)
+    wanted = frozenset(await connection.fetchval(SUBSCRIBED_TYPES) or ())
     session.info[_SUBSCRIBED] = (transaction, wanted)
     return wanted
+
+
+def note_subscribed_types(session: AsyncSession, types: Sequence[str] | None) -> None:
+    """Remember what ``SUBSCRIBED_TYPES`` returned in this transaction (read by a statement
+    that carried it), so ``wants_ownership_events`` and ``emit`` do not ask again."""
+    session.info[_SUBSCRIBED] = (session.get_transaction(), frozenset(types or ()))
 
 
 def _current_correlation() -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,6 +14,8 @@ from app.engine.rules import STORED
 from app.errors import InvalidInput
 from app.rules import repository
 from app.rules.schemas import RuleSetOut
+
+_DEFAULT = RuleSet.default()
 
 
 def _out(row: RuleSetVersion | None) -> RuleSetOut:
@@ -32,6 +35,34 @@ def _out(row: RuleSetVersion | None) -> RuleSetOut:
 async def current_rules(session: AsyncSession) -> RuleSetOut:
     """The rule set in force: the newest stored version, or the built-in default (version 0)."""
     return _out(await repository.latest(session))
+
+
+# Parsed rule sets by (version, row version): a stored version never changes, and the row
+# version (its ``xmin``) tells apart two rows that got the same number in different databases
+# or in transactions that were rolled back. A few entries: the version in force, and the one
+# before it while requests that read it finish.
+_PARSED: OrderedDict[tuple[int, str], RuleSet] = OrderedDict()
+_PARSED_SIZE = 8
+
+
+async def rules_of_version(session: AsyncSession, version: int, row_version: str | None) -> RuleSet:
+    """The rule set stored as ``version`` (0: the built-in default), parsed once per process
+    (a hot path reads which version is in force, then takes the parsed rules from here)."""
+    if version == 0 or row_version is None:
+        return _DEFAULT
+    key = (version, row_version)
+    found = _PARSED.get(key)
+    if found is not None:
+        _PARSED.move_to_end(key)
+        return found
+    stored = await repository.stored(session, version)
+    if stored is None:  # removed since it was named: read whatever is in force now
+        return (await current_rules(session)).rules
+    parsed = RuleSet.model_validate(stored, context=STORED)
+    _PARSED[key] = parsed
+    while len(_PARSED) > _PARSED_SIZE:
+        _PARSED.popitem(last=False)
+    return parsed
 
 
 async def list_versions(session: AsyncSession) -> list[RuleSetOut]:

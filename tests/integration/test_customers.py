@@ -329,3 +329,61 @@ async def test_tier_change_and_move_in_one_patch_is_checked_on_the_new_tier(clie
     assert (moved["tier"], moved["manager_id"]) == ("standard", m2["id"])
     assert (await ok(await client.get(f"/v1/managers/{m2['id']}")))["workload"] == 2
     assert (await ok(await client.get(f"/v1/managers/{m1['id']}")))["workload"] == 0
+
+
+async def test_a_manual_move_writes_the_ledger_audit_events_and_workloads_in_one_go(
+    client, allow_loopback
+):
+    """A PATCH that moves one customer (the single-customer move, one statement) leaves what
+    the set-based move leaves: the owner and version, the old period closed and the new one
+    opened, the workloads of both managers, the open violation resolved, the audit event and
+    a ``customer.assigned`` naming the previous owner."""
+    await create_tiers(client)
+    old = await create_manager(client, level=2, capacity=100)
+    new = await create_manager(client, level=3, capacity=100)
+    c = await create_customer(client, tier="standard")
+    await ok(await client.patch(f"/v1/customers/{c['id']}", json={"manager_id": old["id"]}))
+    # the tier rises above the owner's level: an open violation of this customer
+    changed = await ok(await client.patch(f"/v1/customers/{c['id']}", json={"tier": "key"}))
+    assert changed["violations_detected_count"] == 1
+    open_violations = await ok(await client.get("/v1/violations", params={"state": "open"}))
+    assert [v["customer_id"] for v in open_violations["items"]] == [c["id"]]
+    await ok(
+        await client.post(
+            "/v1/webhook-subscriptions",
+            json={"url": "http://127.0.0.1:9/crm", "event_types": ["customer.assigned"]},
+        ),
+        201,
+    )
+
+    moved = await ok(await client.patch(f"/v1/customers/{c['id']}", json={"manager_id": new["id"]}))
+    assert moved["manager_id"] == new["id"]
+    assert moved["version"] == changed["version"] + 1
+    assert moved["violations_detected_count"] == 0
+    newest, previous = await history(client, c["id"])
+    assert (newest["manager_id"], newest["reason"], newest["ended_at"]) == (
+        new["id"],
+        "manual",
+        None,
+    )
+    assert newest["started_at"] == previous["ended_at"] is not None
+    assert previous["manager_id"] == old["id"]
+    assert (await ok(await client.get(f"/v1/managers/{old['id']}")))["workload"] == 0
+    assert (await ok(await client.get(f"/v1/managers/{new['id']}")))["workload"] == 4
+    assert (await ok(await client.get("/v1/violations", params={"state": "open"})))["items"] == []
+    audit = await ok(await client.get("/v1/audit", params={"action": "update_customer"}))
+    assert [e["resource_id"] for e in audit["items"][:1]] == [c["id"]]
+    sent = (await ok(await client.get("/v1/webhook-deliveries")))["items"]
+    assert [d["event_type"] for d in sent] == ["customer.assigned"]
+    detail = await ok(await client.get(f"/v1/webhook-deliveries/{sent[0]['id']}"))
+    data = detail["payload"]["data"]
+    assert (data["customer_id"], data["old_manager_id"], data["manager_id"]) == (
+        c["id"],
+        old["id"],
+        new["id"],
+    )
+
+    # the same owner again changes nothing
+    again = await ok(await client.patch(f"/v1/customers/{c['id']}", json={"manager_id": new["id"]}))
+    assert again["version"] == moved["version"]
+    assert len(await history(client, c["id"])) == 2
