@@ -141,25 +141,37 @@ async def session_scope(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
             raise
 
 
+_DRIVER = "driver_connection"
+
+
 async def transaction_connection(session: AsyncSession) -> asyncpg.Connection:
     """The asyncpg connection under the session, with the session's transaction begun on it,
     for hot paths that run their statements on the driver directly (prepared once per
     connection, no SQLAlchemy statement handling) in the request's transaction.
 
     SQLAlchemy's asyncpg adapter begins its transaction lazily, at its first statement; a
-    statement sent to the driver before that would run on its own and commit at once."""
+    statement sent to the driver before that would run on its own and commit at once. The
+    connection is remembered for the rest of the transaction (finding it through SQLAlchemy
+    cost more than the statement)."""
+    transaction = session.get_transaction()
+    cached = session.info.get(_DRIVER)
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        raw: asyncpg.Connection = cached[1]
+        if raw.is_in_transaction():
+            return raw
     connection = await session.connection()
     adapted: Any = await connection.get_raw_connection()
-    raw: asyncpg.Connection | None = adapted.driver_connection
-    if raw is None:  # only after the connection was invalidated
+    found: asyncpg.Connection | None = adapted.driver_connection
+    if found is None:  # only after the connection was invalidated
         raise RuntimeError("the session's connection has no driver connection")
-    if not raw.is_in_transaction():
+    if not found.is_in_transaction():
         begin = getattr(adapted, "_start_transaction", None)
         if begin is not None:
             await begin()  # the adapter's own BEGIN, so it commits and rolls back as usual
         else:
             await session.execute(text("SELECT 1"))
-    return raw
+    session.info[_DRIVER] = (session.get_transaction(), found)
+    return found
 
 
 async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
