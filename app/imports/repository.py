@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, text
@@ -432,30 +431,6 @@ async def adopt_concurrent_creations(session: AsyncSession, stage: str) -> None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class StagedCustomer:
-    """A customer the file creates, as staged (the facts the placement guard reads)."""
-
-    customer_id: uuid.UUID
-    tier_code: str
-    region: str | None
-    language: str | None
-    industry: str | None
-    annual_value: Decimal | None
-    satisfaction: Decimal | None
-    pinned: bool
-
-
-async def staged_new_customers(session: AsyncSession, stage: str) -> list[StagedCustomer]:
-    """The customers the planned moves create, with their staged fields."""
-    rows = await (await _raw(session)).fetch(
-        f"SELECT mv.customer_id, s.tier_code, s.region, s.language, s.industry, "
-        f"s.annual_value, s.satisfaction, s.pinned FROM {_ident(stage)}_moves AS mv "
-        f"JOIN {_ident(stage)} AS s ON s.line = mv.line WHERE mv.new"
-    )
-    return [StagedCustomer(*r) for r in rows]
-
-
 async def owner_moves(
     session: AsyncSession, stage: str, *, batch: int
 ) -> AsyncIterator[tuple[list[uuid.UUID], list[uuid.UUID | None]]]:
@@ -474,14 +449,16 @@ async def owner_moves(
         yield [r[1] for r in rows], [r[2] for r in rows]
 
 
-async def staged_moves(
-    session: AsyncSession, stage: str
-) -> list[tuple[int, uuid.UUID, uuid.UUID, int, str | None, bool]]:
-    """Every staged owner move: (seq, customer id, manager id, line, external_ref, whether the
-    import creates the customer)."""
+async def staged_moves(session: AsyncSession, stage: str) -> list[tuple[Any, ...]]:
+    """Every planned owner move, in file order: (seq, customer id, manager id, line,
+    external_ref, whether the import creates the customer, then the staged tier, region,
+    language, industry, annual value and satisfaction as floats, and pinned: the facts of a
+    customer not inserted yet)."""
     rows = await (await _raw(session)).fetch(
-        f"SELECT seq, customer_id, manager_id, line, external_ref, new FROM {_ident(stage)}_moves "
-        "ORDER BY seq"
+        f"SELECT mv.seq, mv.customer_id, mv.manager_id, mv.line, mv.external_ref, mv.new, "
+        "s.tier_code, s.region, s.language, s.industry, s.annual_value::float8, "
+        f"s.satisfaction::float8, s.pinned FROM {_ident(stage)}_moves AS mv "
+        f"JOIN {_ident(stage)} AS s ON s.line = mv.line ORDER BY mv.seq"
     )
     return [tuple(r) for r in rows]
 

@@ -385,7 +385,9 @@ async def _apply_customers(
         planned = await repository.plan_owner_moves(session, stage)
         updated = await repository.update_changed(session, stage, CUSTOMERS)
     refused, forced = (
-        await _guard_owner_moves(session, stage, force=force) if planned.moves else ([], [])
+        await _guard_owner_moves(session, stage, force=force, rows=rows)
+        if planned.moves
+        else ([], [])
     )
     errors = [
         RowError(
@@ -473,20 +475,19 @@ _Checked = tuple[int, int, str | None, tuple[uuid.UUID, uuid.UUID], list[engine.
 
 
 async def _guard_owner_moves(
-    session: AsyncSession, stage: str, *, force: bool
+    session: AsyncSession, stage: str, *, force: bool, rows: int
 ) -> tuple[list[_Checked], list[_Checked]]:
     """The staged moves the placement guard refuses, and the ones forced past it. Each owner's
     facts follow the file (workload, intake room, per-tier intake), so a cap holds across the
     rows of one import as it does across separate requests."""
-    moves = await repository.staged_moves(session, stage)
+    async with repository.bulk_joins(session, rows):
+        moves = await repository.staged_moves(session, stage)
     customers = {
         c.id: c for c in await loading.load_customers(session, [m[1] for m in moves if not m[5]])
     }
-    if any(m[5] for m in moves):
-        customers.update(
-            (c.customer_id, _new_customer(c))
-            for c in await repository.staged_new_customers(session, stage)
-        )
+    # a customer the import creates, as the guard sees it: its staged fields, no owner yet,
+    # never moved (what ``loading.load_customers`` gives for it once inserted)
+    customers.update((m[1], engine.Customer(m[1], *m[6:13])) for m in moves if m[5])
     rules = (await current_rules(session)).rules
     owners = await loading.load_managers(
         session,
@@ -498,7 +499,8 @@ async def _guard_owner_moves(
     tiers = {t.code: t for t in await loading.load_tiers(session)}
     refused: list[_Checked] = []
     forced: list[_Checked] = []
-    for seq, customer_id, manager_id, line, ref, _ in moves:
+    capped = frozenset(rules.placement.tier_caps)
+    for seq, customer_id, manager_id, line, ref, *_ in moves:
         customer, manager = customers[customer_id], managers.get(manager_id)
         if manager is None:  # a departed owner: already a row error
             continue
@@ -510,7 +512,7 @@ async def _guard_owner_moves(
             continue
         if broken:
             forced.append(checked)
-        managers[manager_id] = _received(manager, tier)
+        managers[manager_id] = _received(manager, tier, capped)
         former = managers.get(customer.manager_id) if customer.manager_id else None
         if former is not None:
             managers[former.id] = dataclasses.replace(
@@ -519,23 +521,15 @@ async def _guard_owner_moves(
     return refused, forced
 
 
-def _new_customer(staged: repository.StagedCustomer) -> engine.Customer:
-    """A customer the import creates, as the guard sees it: its staged fields, no owner yet,
-    never moved (what ``loading.load_customers`` gives for it once inserted)."""
-    return engine.Customer(
-        id=staged.customer_id,
-        tier=staged.tier_code,
-        region=staged.region,
-        language=staged.language,
-        industry=staged.industry,
-        annual_value=float(staged.annual_value) if staged.annual_value is not None else None,
-        satisfaction=float(staged.satisfaction) if staged.satisfaction is not None else None,
-        pinned=staged.pinned,
-    )
-
-
-def _received(manager: engine.Manager, tier: engine.Tier) -> engine.Manager:
-    """The manager's facts after receiving one new customer of ``tier``."""
+def _received(manager: engine.Manager, tier: engine.Tier, capped: frozenset[str]) -> engine.Manager:
+    """The manager's facts after receiving one new customer of ``tier`` (its count per tier
+    kept for the tiers the rule set caps, the only ones the guard reads)."""
+    if tier.code not in capped:
+        return dataclasses.replace(
+            manager,
+            workload=manager.workload + tier.weight,
+            intake_room=None if manager.intake_room is None else manager.intake_room - 1,
+        )
     counts = {code: (day, week) for code, day, week in manager.tier_intake}
     day, week = counts.get(tier.code, (0, 0))
     counts[tier.code] = (day + 1, week + 1)
