@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, text
@@ -276,8 +277,7 @@ async def upsert(session: AsyncSession, stage: str, resource: Resource) -> tuple
     The INSERT runs first so a record created concurrently by someone else is simply updated
     by the second statement. Returns (created, updated)."""
     table = resource.name
-    fields = [c for c, _ in resource.fields]
-    cols = ", ".join(fields)
+    cols = ", ".join(c for c, _ in resource.fields)
     created = await session.scalar(
         text(
             f"WITH ins AS (INSERT INTO {table} (external_ref, {cols}) "
@@ -285,6 +285,14 @@ async def upsert(session: AsyncSession, stage: str, resource: Resource) -> tuple
             "ON CONFLICT (external_ref) DO NOTHING RETURNING 1) SELECT count(*) FROM ins"
         )
     )
+    return int(created or 0), await update_changed(session, stage, resource)
+
+
+async def update_changed(session: AsyncSession, stage: str, resource: Resource) -> int:
+    """Update the existing records the staged rows name where a field the file gives
+    differs; returns how many changed."""
+    table = resource.name
+    fields = [c for c, _ in resource.fields]
     chosen = ", ".join(
         f"CASE WHEN s.mask & {resource.bit(c)} <> 0 THEN s.{c} ELSE x.{c} END AS {c}"
         for c in fields
@@ -307,29 +315,120 @@ async def upsert(session: AsyncSession, stage: str, resource: Resource) -> tuple
             """
         )
     )
-    return int(created or 0), int(updated or 0)
+    return int(updated or 0)
 
 
-async def stage_owner_moves(session: AsyncSession, stage: str) -> int:
-    """Collect the customers whose imported owner differs from their current one into a
-    numbered table; returns how many."""
+@dataclass(frozen=True, slots=True)
+class PlannedOwners:
+    """What the staged rows ask of owners before anything is written."""
+
+    moves: int  # rows whose customer gets another owner (new customers included)
+    new_rows: int  # staged rows whose external_ref no customer has yet
+
+
+async def plan_owner_moves(session: AsyncSession, stage: str) -> PlannedOwners:
+    """Before the upsert: collect the owner each staged row asks for, where it differs from
+    the customer's current one, into a numbered table (in file order). A customer the file
+    creates gets its id here, so its owner can be written with the row itself."""
     await session.execute(
         text(
             f"CREATE TEMP TABLE {stage}_moves (seq bigint PRIMARY KEY, customer_id uuid NOT NULL, "
-            "manager_id uuid NOT NULL, line bigint NOT NULL, external_ref text) ON COMMIT DROP"
+            "manager_id uuid NOT NULL, line bigint NOT NULL, external_ref text, "
+            "new boolean NOT NULL, allowed boolean NOT NULL DEFAULT true) ON COMMIT DROP"
         )
     )
-    result = await session.execute(
+    row = (
+        await session.execute(
+            text(
+                f"""
+                WITH scan AS MATERIALIZED (
+                    SELECT s.line, s.external_ref, s.manager_id, c.id, c.manager_id AS current
+                      FROM {stage} AS s LEFT JOIN customers AS c ON c.external_ref = s.external_ref
+                ), planned AS (
+                    INSERT INTO {stage}_moves
+                           (seq, customer_id, manager_id, line, external_ref, new)
+                    SELECT row_number() OVER (ORDER BY line), COALESCE(id, gen_random_uuid()),
+                           manager_id, line, external_ref, id IS NULL
+                      FROM scan
+                     WHERE manager_id IS NOT NULL AND current IS DISTINCT FROM manager_id
+                    RETURNING 1)
+                SELECT (SELECT count(*) FROM planned), (SELECT count(*) FROM scan WHERE id IS NULL)
+                """
+            )
+        )
+    ).one()
+    return PlannedOwners(moves=int(row[0]), new_rows=int(row[1]))
+
+
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    """New customers written with their owners (the ids and owners only when asked for)."""
+
+    created: int
+    owned: int
+    customer_ids: list[uuid.UUID]
+    manager_ids: list[uuid.UUID]
+
+
+async def insert_customers_with_owners(
+    session: AsyncSession, stage: str, *, at: datetime, actor: str, returning: bool
+) -> Inserted:
+    """Insert the staged customers that do not exist yet, each with the owner its allowed
+    planned move names, and open their ledger rows (reason ``import``): one statement.
+
+    The moves done are removed from the move table; a row someone else created meanwhile is
+    left to the update and its move to the ledger's ordinary path. ``returning`` gives back
+    the owned customers' ids and owners (for outbound events)."""
+    cols = ", ".join(c for c, _ in CUSTOMERS.fields)
+    picked = ", ".join(f"s.{c}" for c, _ in CUSTOMERS.fields)
+    row = (
+        await session.execute(
+            text(
+                f"""
+                WITH ins AS (
+                    INSERT INTO customers (id, external_ref, {cols}, manager_id, owner_since)
+                    SELECT COALESCE(mv.customer_id, gen_random_uuid()), s.external_ref, {picked},
+                           CASE WHEN mv.allowed THEN mv.manager_id END,
+                           CASE WHEN mv.allowed THEN CAST(:at AS timestamptz) END
+                      FROM {stage} AS s
+                      LEFT JOIN {stage}_moves AS mv ON mv.line = s.line AND mv.new
+                     ORDER BY s.line
+                    ON CONFLICT (external_ref) DO NOTHING
+                    RETURNING id, manager_id
+                ), ledger AS (
+                    INSERT INTO assignments (customer_id, manager_id, started_at, reason, actor)
+                    SELECT id, manager_id, :at, 'import', :actor FROM ins
+                     WHERE manager_id IS NOT NULL
+                ), done AS (
+                    DELETE FROM {stage}_moves AS mv USING ins
+                     WHERE mv.customer_id = ins.id AND ins.manager_id IS NOT NULL
+                )
+                SELECT count(*), count(manager_id),
+                       CASE WHEN :returning
+                            THEN array_agg(id) FILTER (WHERE manager_id IS NOT NULL) END,
+                       CASE WHEN :returning
+                            THEN array_agg(manager_id) FILTER (WHERE manager_id IS NOT NULL) END
+                  FROM ins
+                """
+            ),
+            {"at": at, "actor": actor, "returning": returning},
+        )
+    ).one()
+    return Inserted(int(row[0]), int(row[1]), list(row[2] or []), list(row[3] or []))
+
+
+async def adopt_concurrent_creations(session: AsyncSession, stage: str) -> None:
+    """Point the planned moves of rows created by someone else between the plan and the
+    insert at the customers that now hold their ``external_ref``."""
+    await session.execute(
         text(
             f"""
-            INSERT INTO {stage}_moves (seq, customer_id, manager_id, line, external_ref)
-            SELECT row_number() OVER (ORDER BY s.line), c.id, s.manager_id, s.line, s.external_ref
-              FROM {stage} AS s JOIN customers AS c ON c.external_ref = s.external_ref
-             WHERE s.manager_id IS NOT NULL AND c.manager_id IS DISTINCT FROM s.manager_id
+            UPDATE {stage}_moves AS mv SET customer_id = c.id, new = false
+              FROM customers AS c
+             WHERE mv.new AND c.external_ref = mv.external_ref AND c.id <> mv.customer_id
             """
         )
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 async def owner_moves(
@@ -350,13 +449,16 @@ async def owner_moves(
         yield [r[1] for r in rows], [r[2] for r in rows]
 
 
-async def staged_moves(
-    session: AsyncSession, stage: str
-) -> list[tuple[int, uuid.UUID, uuid.UUID, int, str | None]]:
-    """Every staged owner move: (seq, customer id, manager id, line, external_ref)."""
+async def staged_moves(session: AsyncSession, stage: str) -> list[tuple[Any, ...]]:
+    """Every planned owner move, in file order: (seq, customer id, manager id, line,
+    external_ref, whether the import creates the customer, then the staged tier, region,
+    language, industry, annual value and satisfaction as floats, and pinned: the facts of a
+    customer not inserted yet)."""
     rows = await (await _raw(session)).fetch(
-        f"SELECT seq, customer_id, manager_id, line, external_ref FROM {_ident(stage)}_moves "
-        "ORDER BY seq"
+        f"SELECT mv.seq, mv.customer_id, mv.manager_id, mv.line, mv.external_ref, mv.new, "
+        "s.tier_code, s.region, s.language, s.industry, s.annual_value::float8, "
+        f"s.satisfaction::float8, s.pinned FROM {_ident(stage)}_moves AS mv "
+        f"JOIN {_ident(stage)} AS s ON s.line = mv.line ORDER BY mv.seq"
     )
     return [tuple(r) for r in rows]
 
@@ -367,6 +469,28 @@ async def drop_staged_moves(session: AsyncSession, stage: str, seqs: list[int]) 
         text(f"DELETE FROM {stage}_moves WHERE seq = ANY(CAST(:seqs AS bigint[]))"),
         {"seqs": seqs},
     )
+
+
+async def disallow_staged_moves(session: AsyncSession, stage: str, seqs: list[int]) -> None:
+    """Keep these owner moves from the insert of new customers (refused by the placement
+    guard, or forced past it: a forced move is made on its own, with its note)."""
+    if seqs:
+        await session.execute(
+            text(
+                f"UPDATE {stage}_moves SET allowed = false WHERE seq = ANY(CAST(:seqs AS bigint[]))"
+            ),
+            {"seqs": seqs},
+        )
+
+
+async def moved_customer_ids(
+    session: AsyncSession, stage: str, seqs: list[int]
+) -> dict[int, uuid.UUID]:
+    """The customer each of these planned moves names now."""
+    rows = await (await _raw(session)).fetch(
+        f"SELECT seq, customer_id FROM {_ident(stage)}_moves WHERE seq = ANY($1::bigint[])", seqs
+    )
+    return {r[0]: r[1] for r in rows}
 
 
 async def imported_ids(session: AsyncSession, stage: str, resource: Resource) -> list[uuid.UUID]:

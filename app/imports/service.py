@@ -19,6 +19,7 @@ from app.assignments.repository import move_customers
 from app.audit import service as audit
 from app.db.session import SessionFactory
 from app.errors import InvalidInput
+from app.events import outbox
 from app.imports import copy, repository
 from app.imports.parsing import Format, Record, read_csv, read_ndjson
 from app.imports.repository import CUSTOMERS, MANAGERS, Resource
@@ -326,16 +327,19 @@ async def import_rows(
     if sql_failed:
         await repository.discard_failed(session, stage)
 
-    async with repository.bulk_joins(session, tally.rows):
-        created, updated = await repository.upsert(session, stage, spec.resource)
-    report.created, report.updated = created, updated
-    report.unchanged = tally.rows - tally.failed - created - updated
     if resource == "customers":
-        report.owners_changed, refused = await _set_owners(
+        applied = await _apply_customers(
             session, stage, actor=actor, mode=mode, force=force, rows=tally.rows
         )
-        report.owners_refused = len(refused)
-        report.errors = sorted([*report.errors, *refused], key=lambda e: e.line)[:MAX_ERRORS]
+        report.created, report.updated = applied.created, applied.updated
+        report.owners_changed, report.owners_refused = applied.owners_changed, len(applied.refused)
+        report.errors = sorted([*report.errors, *applied.refused], key=lambda e: e.line)[
+            :MAX_ERRORS
+        ]
+    else:
+        async with repository.bulk_joins(session, tally.rows):
+            report.created, report.updated = await repository.upsert(session, stage, spec.resource)
+    report.unchanged = tally.rows - tally.failed - report.created - report.updated
     # What the import changed may leave current owners non-compliant: recorded and reported.
     async with repository.bulk_joins(session, tally.rows):
         ids = await repository.imported_ids(session, stage, spec.resource)
@@ -353,21 +357,38 @@ async def import_rows(
     return report
 
 
-async def _set_owners(
-    session: AsyncSession, stage: str, *, actor: str, mode: ImportMode, force: bool, rows: int
-) -> tuple[int, list[RowError]]:
-    """Give imported customers their owner through the ledger, a batch at a time.
+@dataclass(frozen=True)
+class _Applied:
+    created: int
+    updated: int
+    owners_changed: int
+    refused: list[RowError]
 
-    Every move passes the placement guard first (the same hard rules as a manual move, with
-    workloads counted as the import fills them). A refused move rejects the whole import in
+
+async def _apply_customers(
+    session: AsyncSession, stage: str, *, actor: str, mode: ImportMode, force: bool, rows: int
+) -> _Applied:
+    """Upsert the staged customers and give them the owners the file names.
+
+    The owners asked for are planned before anything is written, and every one passes the
+    placement guard (the same hard rules as a manual move) on the facts the import leaves:
+    existing customers as updated, new ones as staged, and each owner's workload and intake
+    counted as the file fills them. A refused owner rejects the whole import in
     ``all_or_nothing`` mode; in ``best_effort`` mode it is left out and listed. With ``force``
-    (admin and operator keys) refused moves are made one by one with the rules they
-    override in the ledger note and the audit trail. Returns (moved, refused rows)."""
+    (admin and operator keys) refused owners are set one by one, with the rules they override
+    in the ledger note and the audit trail.
+
+    New customers are inserted with their owner, and their ledger rows (reason ``import``)
+    written, in one statement: no customer is inserted into the pool and then moved. Owners of
+    existing customers change through the ledger in batches."""
     async with repository.bulk_joins(session, rows):
-        staged = await repository.stage_owner_moves(session, stage)
-    if not staged:
-        return 0, []
-    refused, forced = await _guard_owner_moves(session, stage, force=force)
+        planned = await repository.plan_owner_moves(session, stage)
+        updated = await repository.update_changed(session, stage, CUSTOMERS)
+    refused, forced = (
+        await _guard_owner_moves(session, stage, force=force, rows=rows)
+        if planned.moves
+        else ([], [])
+    )
     errors = [
         RowError(
             line=line,
@@ -390,14 +411,38 @@ async def _set_owners(
             rows=len(refused),
             failed=len(refused),
         )
+    left_out = [r[0] for r in (*refused, *forced)]
+    await repository.disallow_staged_moves(session, stage, left_out)
     at = datetime.now(UTC)
-    moved = 0
-    if refused or forced:
-        await repository.drop_staged_moves(session, stage, [r[0] for r in (*refused, *forced)])
-    for _, _, _, (customer_id, manager_id), broken in forced:
+    events = planned.moves > 0 and await outbox.wants_ownership_events(session)
+    async with repository.bulk_joins(session, rows):
+        inserted = await repository.insert_customers_with_owners(
+            session, stage, at=at, actor=actor, returning=events
+        )
+        if inserted.created < planned.new_rows:
+            # Someone else created some of these customers since the plan: they are updated
+            # like the others, and their owners set through the ledger.
+            updated += await repository.update_changed(session, stage, CUSTOMERS)
+            await repository.adopt_concurrent_creations(session, stage)
+    if inserted.customer_ids:
+        await outbox.emit_ownership_changes(
+            session,
+            [
+                (customer, None, owner)
+                for customer, owner in zip(inserted.customer_ids, inserted.manager_ids, strict=True)
+            ],
+            reason="import",
+            actor=actor,
+            at=at,
+        )
+    moved = inserted.owned
+    if left_out:
+        customer_of = await repository.moved_customer_ids(session, stage, left_out)
+        await repository.drop_staged_moves(session, stage, left_out)
+    for seq, _, _, (_, manager_id), broken in forced:
         moved += await move_customers(
             session,
-            customer_ids=[customer_id],
+            customer_ids=[customer_of[seq]],
             manager_ids=[manager_id],
             reason="import",
             actor=actor,
@@ -407,11 +452,11 @@ async def _set_owners(
     if forced:
         audit.details(session)["forced"] = [
             {
-                "customer_id": str(customer_id),
+                "customer_id": str(customer_of[seq]),
                 "manager_id": str(manager_id),
                 "rules": [v.to_dict() for v in broken],
             }
-            for _, _, _, (customer_id, manager_id), broken in forced[:1000]
+            for seq, _, _, (_, manager_id), broken in forced[:1000]
         ]
     async for customer_ids, manager_ids in repository.owner_moves(session, stage, batch=MOVE_BATCH):
         moved += await move_customers(
@@ -423,20 +468,26 @@ async def _set_owners(
             at=at,
         )
     await repository.drop_moves(session, stage)
-    return moved, errors
+    return _Applied(inserted.created, updated, moved, errors)
 
 
 _Checked = tuple[int, int, str | None, tuple[uuid.UUID, uuid.UUID], list[engine.Violation]]
 
 
 async def _guard_owner_moves(
-    session: AsyncSession, stage: str, *, force: bool
+    session: AsyncSession, stage: str, *, force: bool, rows: int
 ) -> tuple[list[_Checked], list[_Checked]]:
     """The staged moves the placement guard refuses, and the ones forced past it. Each owner's
     facts follow the file (workload, intake room, per-tier intake), so a cap holds across the
     rows of one import as it does across separate requests."""
-    moves = await repository.staged_moves(session, stage)
-    customers = {c.id: c for c in await loading.load_customers(session, [m[1] for m in moves])}
+    async with repository.bulk_joins(session, rows):
+        moves = await repository.staged_moves(session, stage)
+    customers = {
+        c.id: c for c in await loading.load_customers(session, [m[1] for m in moves if not m[5]])
+    }
+    # a customer the import creates, as the guard sees it: its staged fields, no owner yet,
+    # never moved (what ``loading.load_customers`` gives for it once inserted)
+    customers.update((m[1], engine.Customer(m[1], *m[6:13])) for m in moves if m[5])
     rules = (await current_rules(session)).rules
     owners = await loading.load_managers(
         session,
@@ -448,7 +499,8 @@ async def _guard_owner_moves(
     tiers = {t.code: t for t in await loading.load_tiers(session)}
     refused: list[_Checked] = []
     forced: list[_Checked] = []
-    for seq, customer_id, manager_id, line, ref in moves:
+    capped = frozenset(rules.placement.tier_caps)
+    for seq, customer_id, manager_id, line, ref, *_ in moves:
         customer, manager = customers[customer_id], managers.get(manager_id)
         if manager is None:  # a departed owner: already a row error
             continue
@@ -460,7 +512,7 @@ async def _guard_owner_moves(
             continue
         if broken:
             forced.append(checked)
-        managers[manager_id] = _received(manager, tier)
+        managers[manager_id] = _received(manager, tier, capped)
         former = managers.get(customer.manager_id) if customer.manager_id else None
         if former is not None:
             managers[former.id] = dataclasses.replace(
@@ -469,8 +521,15 @@ async def _guard_owner_moves(
     return refused, forced
 
 
-def _received(manager: engine.Manager, tier: engine.Tier) -> engine.Manager:
-    """The manager's facts after receiving one new customer of ``tier``."""
+def _received(manager: engine.Manager, tier: engine.Tier, capped: frozenset[str]) -> engine.Manager:
+    """The manager's facts after receiving one new customer of ``tier`` (its count per tier
+    kept for the tiers the rule set caps, the only ones the guard reads)."""
+    if tier.code not in capped:
+        return dataclasses.replace(
+            manager,
+            workload=manager.workload + tier.weight,
+            intake_room=None if manager.intake_room is None else manager.intake_room - 1,
+        )
     counts = {code: (day, week) for code, day, week in manager.tier_intake}
     day, week = counts.get(tier.code, (0, 0))
     counts[tier.code] = (day + 1, week + 1)

@@ -450,3 +450,69 @@ async def test_a_file_sent_as_octet_stream_says_its_format_in_the_query(client):
     assert disagree.status_code == 422, disagree.text
     customers = await _customers(client)
     assert {"file-1", "file-2"} <= set(customers)
+
+
+async def test_new_customers_get_their_owner_with_the_writes_of_a_move(client, allow_loopback):
+    """An import that creates customers writes each with its owner at once; the ledger rows,
+    outbound events, audit and workloads are those of the same owners given through the ledger
+    to customers that already exist (created in the pool by an earlier import)."""
+    tiers = {t["code"]: t for t in await create_tiers(client)}
+    owners = [await create_manager(client, level=4, capacity=100) for _ in range(2)]
+    await ok(
+        await client.post(
+            "/v1/webhook-subscriptions",
+            json={"url": "http://127.0.0.1:9/baton", "event_types": ["customer.assigned"]},
+        ),
+        201,
+    )
+
+    def body(prefix: str, *, with_owners: bool) -> str:
+        rows = [
+            f"{prefix}-{i},Customer {i},{('key', 'standard')[i % 2]},"
+            + (owners[i % 2]["id"] if with_owners else "")
+            for i in range(4)
+        ]
+        return "external_ref,name,tier,manager_id\n" + "\n".join(rows) + "\n"
+
+    direct = await ok(await _import(client, "customers", body("d", with_owners=True)))
+    await ok(await _import(client, "customers", body("m", with_owners=False)))
+    moved = await ok(await _import(client, "customers", body("m", with_owners=True)))
+    assert (direct["created"], direct["owners_changed"]) == (4, 4)
+    assert (moved["updated"], moved["owners_changed"]) == (0, 4)
+    assert direct["violations_detected_count"] == moved["violations_detected_count"] == 0
+
+    stored = await _customers(client)
+    deliveries = await ok(await client.get("/v1/webhook-deliveries", params={"limit": 50}))
+    events = {}
+    for d in deliveries["items"]:
+        detail = await ok(await client.get(f"/v1/webhook-deliveries/{d['id']}"))
+        events[detail["payload"]["data"]["customer_id"]] = detail["payload"]["data"]
+    assert len(events) == 8
+
+    def without_ids(row: dict) -> dict:
+        per_request = ("id", "customer_id", "started_at", "at", "correlation_id")
+        return {k: v for k, v in row.items() if k not in per_request}
+
+    for i in range(4):
+        d, m = stored[f"d-{i}"], stored[f"m-{i}"]
+        assert d["manager_id"] == m["manager_id"] == owners[i % 2]["id"]
+        [d_row] = (await ok(await client.get(f"/v1/customers/{d['id']}/history")))["items"]
+        [m_row] = (await ok(await client.get(f"/v1/customers/{m['id']}/history")))["items"]
+        assert without_ids(d_row) == without_ids(m_row)
+        assert d_row["reason"] == "import" and d_row["ended_at"] is None
+        d_event, m_event = events[d["id"]], events[m["id"]]
+        assert without_ids(d_event) == without_ids(m_event)
+        assert d_event["old_manager_id"] is None and d_event["reason"] == "import"
+
+    trail = (await ok(await client.get("/v1/audit", params={"limit": 50})))["items"]
+    imports = [e for e in trail if e["action"] == "import_customers"]
+    assert len(imports) == 3, trail
+    kept = ("actor", "role", "resource_type", "resource_id", "status_code", "details")
+    direct_audit, moved_audit = imports[-1], imports[0]  # newest first
+    assert {k: direct_audit[k] for k in kept} == {k: moved_audit[k] for k in kept}
+
+    weights = {code: t["weight"] for code, t in tiers.items()}
+    for n, owner in enumerate(owners):
+        got = await ok(await client.get(f"/v1/managers/{owner['id']}"))
+        assert got["customer_count"] == 4
+        assert got["workload"] == 4 * weights[("key", "standard")[n]]

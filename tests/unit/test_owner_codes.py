@@ -1,0 +1,36 @@
+"""Owner UUIDs from a binary COPY matched to manager indices, whatever the UUIDs look like."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+
+from app.assignments.columnar import _owner_codes
+
+
+def _owners(ids: list[uuid.UUID], picks: list[int]) -> np.ndarray:
+    return np.frombuffer(b"".join(ids[i].bytes for i in picks), dtype="V16")
+
+
+def test_random_ids_map_to_their_index():
+    ids = [uuid.uuid4() for _ in range(500)]
+    picks = list(np.random.default_rng(7).integers(0, len(ids), 5_000))
+    assert _owner_codes(_owners(ids, picks), ids).tolist() == picks
+
+
+def test_ids_sharing_leading_bits_or_their_whole_high_half_still_map_exactly():
+    base = uuid.uuid4().bytes
+    ids = (
+        [
+            uuid.UUID(bytes=base[:8] + bytes([i]) * 8)
+            for i in range(4)  # one high half
+        ]
+        + [uuid.UUID(bytes=bytes([0, 0, i]) + base[3:]) for i in range(4)]
+    )  # one leading slot
+    picks = [7, 0, 3, 5, 1, 2, 6, 4, 0, 7]
+    assert _owner_codes(_owners(ids, picks), ids).tolist() == picks
+
+
+def test_no_owners():
+    assert _owner_codes(np.zeros(0, dtype="V16"), [uuid.uuid4()]).tolist() == []
