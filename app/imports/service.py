@@ -253,8 +253,9 @@ async def import_rows(
     Every row is validated with the resource's own rules and staged; then the checks that need
     the database run set-based on the staging table. In ``all_or_nothing`` mode any error
     raises ``ImportRejected`` (422, nothing applied); in ``best_effort`` mode the failed rows
-    are left out and listed. Customers' owners are set through the ledger (reason ``import``)
-    in batches. Memory holds one batch of rows and at most ``MAX_ERRORS`` errors.
+    are left out and listed. Customers' owners pass the placement guard and are written with
+    ledger rows (reason ``import``): new customers with their owner at once, existing ones in
+    batches of moves. Memory holds one batch of rows and at most ``MAX_ERRORS`` errors.
     """
     spec = SPECS[resource]
     tiers = await repository.tier_codes(session)
