@@ -471,6 +471,9 @@ async def assign_customer(
 
 
 _SINGLE_STRATEGIES = frozenset({Strategy.BALANCED, Strategy.SUCCESSOR})
+_INLINE_CANDIDATES = 1_000
+"""Up to this many candidates the single-customer placement (well under a millisecond per
+hundred) runs on the event loop; beyond, in a worker thread like the engine."""
 
 
 async def _place_one(
@@ -530,7 +533,14 @@ async def _place_one(
         force=request.force,
         explain=request.explain,
     )
-    decision = single.place_customer(customer, managers, [tier], rules, options)
+    compute = functools.partial(single.place_customer, customer, managers, [tier], rules, options)
+    if len(managers) <= _INLINE_CANDIDATES:
+        try:
+            decision = compute()
+        except engine.EngineError as exc:
+            raise InvalidInput(str(exc)) from exc
+    else:  # a pass over thousands of managers: off the event loop, within the budget
+        decision = await run_engine("place_customer", compute, deadline=engine_deadline())
     if decision is None or (decision.manager_id is None and strategy != Strategy.SUCCESSOR):
         # Left in the pool: its explanation counts over every manager, and the candidates
         # are not all of them.

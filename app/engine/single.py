@@ -82,7 +82,7 @@ def place_customer(
     tier = _tier_of(customer, tiers)
     if tier.weight >= _FLOW_LIMIT:
         return None
-    ordered = sorted(managers, key=lambda m: m.id)
+    ordered = sorted(managers, key=lambda m: m.id.int)  # UUIDs order by their integer
     index_of = {m.id: i for i, m in enumerate(ordered)}
     if len(index_of) != len(managers):
         raise EngineError("a manager is given twice")
@@ -114,31 +114,41 @@ def place_customer(
     if options.strategy == Strategy.SUCCESSOR:
         s = index_of[options.successor_id]  # type: ignore[index]
         return _successor(seen, tier, rules, options, ordered, candidate(s), tests, managers)
-    eligible: list[_Candidate] = []
+    excluded = options.exclude_manager_ids
+    min_level = tier.min_manager_level
+    capped_tier = tier.code in rules.placement.tier_caps
+    any_eligible = False
+    with_room: list[_Candidate] = []
     for i, m in enumerate(ordered):
         if not (
             m.status == "active"
             and m.accepting_new
             and not m.absent
             and not m.off_hours
-            and (m.intake_room is None or m.intake_room > 0)
-            and m.id not in options.exclude_manager_ids
             and m.capacity > 0
-            and m.level >= tier.min_manager_level
-            and _tier_room(m, tier.code, rules) > 0
-            and tests.eligible(m, i == owner, i in former)
+            and m.level >= min_level
+            and (m.intake_room is None or m.intake_room > 0)
         ):
             continue
-        eligible.append(candidate(i))
+        if (excluded and m.id in excluded) or (
+            capped_tier and _tier_room(m, tier.code, rules) <= 0
+        ):
+            continue
+        current, was = i == owner, i in former
+        if not tests.eligible(m, current, was):
+            continue
+        any_eligible = True
+        load = m.workload - (weight if current else 0)
+        if (m.capacity - load) // weight >= 1:
+            with_room.append(_Candidate(i, m, load, tests.score(m, current, was), current, was))
     penalty = options.utilization_penalty
-    with_room = [c for c in eligible if (c.manager.capacity - c.load) // weight >= 1]
     if with_room:
         chosen = _best(with_room, weight, penalty)
         cap = chosen.manager.capacity
         score = chosen.pref - penalty * ((chosen.load + 1 * weight) / cap)
         reasons = ("kept_current_owner",) if chosen.is_current else ("balanced",)
         return _placed(seen, tier, rules, options, chosen, score, reasons, forced=False)
-    reasons = ("no_eligible_manager",) if not eligible else ("no_capacity",)
+    reasons = ("no_eligible_manager",) if not any_eligible else ("no_capacity",)
     return _pooled(seen, tier, rules, options, ordered, reasons, tests, candidate, managers)
 
 
@@ -185,98 +195,136 @@ def _tier_room(manager: Manager, tier: str, rules: RuleSet) -> float:
     return room
 
 
+_Test = Callable[[Manager, bool, bool], bool]
+
+
 class _Tests:
-    """The rule set's conditions for one customer, evaluated per manager with memoised
-    comparisons (managers share regions, languages, levels)."""
+    """The rule set's conditions for one customer: customer-only conditions settled once,
+    the others as tests of a manager with memoised comparisons (managers share regions,
+    languages, levels)."""
 
     def __init__(self, customer: Customer, rules: RuleSet) -> None:
         self.customer = customer
         self.rules = rules
-        self._compiled: dict[int, Callable[[Manager, bool, bool], bool]] = {}
+        self._eligibility: list[tuple[tuple[_Test, ...], tuple[_Test, ...]]] = []
+        for rule in rules.eligibility:
+            when = self._tests(rule.when)
+            conditions = self._tests(rule.conditions)
+            if when is not None:  # else the rule never applies to this customer
+                self._eligibility.append((when, (_never,) if conditions is None else conditions))
+        self._preferences: list[tuple[float, tuple[_Test, ...]]] = []
+        for pref in rules.preferences:
+            tests = self._tests((*pref.when, *pref.conditions))
+            if tests is not None:  # else it never holds: adding 0 leaves the score as it is
+                self._preferences.append((pref.weight, tests))
 
-    def _test(self, cond: Condition) -> Callable[[Manager, bool, bool], bool]:
-        test = self._compiled.get(id(cond))
-        if test is None:
-            test = self._compiled[id(cond)] = self._compile(cond)
-        return test
+    def _tests(self, conds: Sequence[Condition]) -> tuple[_Test, ...] | None:
+        """The manager tests of all ``conds`` (None: one fails whatever the manager)."""
+        tests: list[_Test] = []
+        for cond in conds:
+            test = self._compile(cond)
+            if test is True:
+                continue
+            if test is False:
+                return None
+            tests.append(test)
+        return tuple(tests)
 
-    def _compile(self, cond: Condition) -> Callable[[Manager, bool, bool], bool]:
+    def _compile(self, cond: Condition) -> _Test | bool:
         customer = self.customer
+        op = cond.op
         paths = [cond.field] if cond.reference is None else [cond.field, cond.reference]
-        literal = cond.literal() if cond.reference is None else None
+        axes = [p.partition(".")[::2] for p in paths]
+        if all(side == "customer" for side, _ in axes):
+            left = getattr(customer, axes[0][1])
+            right = cond.literal() if len(axes) == 1 else getattr(customer, axes[1][1])
+            return compare(op, left, right)
+        if any(side == "manager" and attr in RELATION_FIELDS for side, attr in axes):
+            literal = cond.literal() if len(axes) == 1 else None
+            if axes == [("manager", "is_current_owner")]:
+                return lambda m, current, former: compare(op, current, literal)
+            if axes == [("manager", "is_former_owner")]:
+                return lambda m, current, former: compare(op, former, literal)
 
-        def value(path: str, manager: Manager | None, current: bool, former: bool) -> Any:
-            side, _, attr = path.partition(".")
-            if side == "customer":
-                return getattr(customer, attr)
-            if attr == "is_current_owner":
-                return current
-            if attr == "is_former_owner":
-                return former
-            return manager_value(manager, attr)  # type: ignore[arg-type]
+            def read(side: str, attr: str, m: Manager, current: bool, former: bool) -> Any:
+                if side == "customer":
+                    return getattr(customer, attr)
+                if attr == "is_current_owner":
+                    return current
+                if attr == "is_former_owner":
+                    return former
+                return manager_value(m, attr)
 
-        def outcome(left: Any, right: Any) -> bool:
-            return compare(cond.op, left, right)
-
-        sides = [p.partition(".") for p in paths]
-        if all(side == "customer" for side, _, _ in sides):
-            constant = outcome(
-                value(paths[0], None, False, False),
-                literal if cond.reference is None else value(paths[1], None, False, False),
-            )
-            return lambda manager, current, former: constant
-        if any(side == "manager" and attr in RELATION_FIELDS for side, _, attr in sides):
-
-            def related(manager: Manager, current: bool, former: bool) -> bool:
-                left = value(paths[0], manager, current, former)
-                right = literal if len(paths) == 1 else value(paths[1], manager, current, former)
-                return outcome(left, right)
+            def related(m: Manager, current: bool, former: bool) -> bool:
+                left = read(*axes[0], m, current, former)
+                right = literal if len(axes) == 1 else read(*axes[1], m, current, former)
+                return compare(op, left, right)
 
             return related
         memo: dict[Any, bool] = {}
+        (side, attr), *rest = axes
+        if not rest:  # manager field against a literal
+            literal = cond.literal()
 
-        def memoised(manager: Manager, current: bool, former: bool) -> bool:
-            left = value(paths[0], manager, current, former)
-            right = literal if len(paths) == 1 else value(paths[1], manager, current, former)
-            key = (left, right) if len(paths) == 2 else left
+            def against_literal(m: Manager, current: bool, former: bool) -> bool:
+                value = manager_value(m, attr)
+                try:
+                    return memo[value]
+                except KeyError:
+                    result = memo[value] = compare(op, value, literal)
+                    return result
+                except TypeError:
+                    return compare(op, value, literal)
+
+            return against_literal
+        (rside, rattr) = rest[0]
+
+        def between(m: Manager, current: bool, former: bool) -> bool:
+            left = getattr(customer, attr) if side == "customer" else manager_value(m, attr)
+            right = getattr(customer, rattr) if rside == "customer" else manager_value(m, rattr)
+            key = (left, right)
             try:
                 return memo[key]
             except KeyError:
-                pass
-            except TypeError:  # an unhashable value: compare without the memo
-                return outcome(left, right)
-            result = memo[key] = outcome(left, right)
-            return result
+                result = memo[key] = compare(op, left, right)
+                return result
+            except TypeError:
+                return compare(op, left, right)
 
-        return memoised
-
-    def holds(
-        self, conds: Sequence[Condition], manager: Manager, current: bool, former: bool
-    ) -> bool:
-        return all(self._test(c)(manager, current, former) for c in conds)
+        return between
 
     def rule(self, rule: Rule, manager: Manager, current: bool, former: bool) -> tuple[bool, bool]:
         """(applies, holds) of one rule for one manager."""
-        return (
-            self.holds(rule.when, manager, current, former),
-            self.holds(rule.conditions, manager, current, former),
-        )
+
+        def holds(conds: Sequence[Condition]) -> bool:
+            tests = self._tests(conds)
+            return tests is not None and all(t(manager, current, former) for t in tests)
+
+        return holds(rule.when), holds(rule.conditions)
 
     def eligible(self, manager: Manager, current: bool, former: bool) -> bool:
         """Whether the manager passes every eligibility rule of the rule set."""
-        for rule in self.rules.eligibility:
-            applies, holds = self.rule(rule, manager, current, former)
-            if applies and not holds:
+        for when, conditions in self._eligibility:
+            if all(t(manager, current, former) for t in when) and not all(
+                t(manager, current, former) for t in conditions
+            ):
                 return False
         return True
 
     def score(self, manager: Manager, current: bool, former: bool) -> float:
         """The preference score, added up in the engine's order (so it is the same float)."""
         total = 0.0
-        for pref in self.rules.preferences:
-            applies, holds = self.rule(pref, manager, current, former)
-            total += pref.weight * (1 if applies and holds else 0)
+        for weight, tests in self._preferences:
+            for test in tests:
+                if not test(manager, current, former):
+                    break
+            else:
+                total += weight * 1
         return total
+
+
+def _never(manager: Manager, current: bool, former: bool) -> bool:
+    return False
 
 
 def _best(candidates: Sequence[_Candidate], weight: int, penalty: float) -> _Candidate:
