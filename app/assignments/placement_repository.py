@@ -42,6 +42,7 @@ _CUSTOMER = text(
      WHERE c.id = :id
     """
 )
+_CUSTOMER_RAW = str(_CUSTOMER).replace(":id", "$1::uuid")
 _LOCK_CUSTOMER = text("SELECT id FROM customers WHERE id = :id FOR UPDATE")
 
 # Candidates: active, accepting, senior enough, with room for the customer's weight (its
@@ -104,6 +105,11 @@ _LOCK_CANDIDATES = text(
 )
 
 
+async def _driver(session: AsyncSession) -> Any:
+    connection = await session.connection()
+    return (await connection.get_raw_connection()).driver_connection
+
+
 @dataclass(frozen=True, slots=True)
 class CustomerFacts:
     """One customer as the engine sees it, with its status, tier and the rule set in force
@@ -130,39 +136,44 @@ async def customer_facts(
 ) -> CustomerFacts | None:
     """The customer's facts (None: no such customer); ``lock`` takes its row lock first."""
     if lock:
+        # in the transaction the locks are taken in, through the session
         await session.execute(_LOCK_CUSTOMER, {"id": customer_id})
-    row = (await session.execute(_CUSTOMER, {"id": customer_id})).first()
+        row: Any = (await session.execute(_CUSTOMER, {"id": customer_id})).first()
+    else:  # a read of its own: on the driver's connection, without the ORM's result layer
+        raw = await _driver(session)
+        row = await raw.fetchrow(_CUSTOMER_RAW, customer_id)
     if row is None:
         return None
+    r = row._mapping if lock else row
     former = tuple(
         engine.FormerOwner(manager_id=m, ended_at=e)
-        for m, e in zip(row.former_ids, row.former_ended, strict=True)
+        for m, e in zip(r["former_ids"], r["former_ended"], strict=True)
     )
     customer = engine.Customer(
         id=customer_id,
-        tier=row.tier_code,
-        region=row.region,
-        language=row.language,
-        industry=row.industry,
-        annual_value=float(row.annual_value) if row.annual_value is not None else None,
-        satisfaction=float(row.satisfaction) if row.satisfaction is not None else None,
-        pinned=row.pinned,
-        manager_id=row.manager_id,
+        tier=r["tier_code"],
+        region=r["region"],
+        language=r["language"],
+        industry=r["industry"],
+        annual_value=float(r["annual_value"]) if r["annual_value"] is not None else None,
+        satisfaction=float(r["satisfaction"]) if r["satisfaction"] is not None else None,
+        pinned=r["pinned"],
+        manager_id=r["manager_id"],
         former_owners=former,
-        last_moved_at=row.owner_since,
+        last_moved_at=r["owner_since"],
     )
     tier = engine.Tier(
-        code=row.tier_code,
-        rank=row.rank,
-        weight=row.weight,
-        min_manager_level=row.min_manager_level,
+        code=r["tier_code"],
+        rank=r["rank"],
+        weight=r["weight"],
+        min_manager_level=r["min_manager_level"],
     )
     return CustomerFacts(
-        status=row.status,
+        status=r["status"],
         customer=customer,
         tier=tier,
-        rules_version=row.rules_version or 0,
-        rules_json=row.rules_json,
+        rules_version=r["rules_version"] or 0,
+        rules_json=r["rules_json"],
     )
 
 
@@ -193,8 +204,7 @@ async def candidates(
     ``weight`` (room counted from current workloads), plus ``include`` (departed or not);
     with ``only_include`` just those. ``capped_tier``: count that tier's intake per manager.
     ``hours``: return working hours (None otherwise)."""
-    connection = await session.connection()
-    raw: Any = (await connection.get_raw_connection()).driver_connection
+    raw = await _driver(session)
     rows = await raw.fetch(
         _CANDIDATES,
         list(include),

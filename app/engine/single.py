@@ -212,6 +212,15 @@ class _Tests:
             conditions = self._tests(rule.conditions)
             if when is not None:  # else the rule never applies to this customer
                 self._eligibility.append((when, (_never,) if conditions is None else conditions))
+        self._reads = sorted(
+            {
+                path.partition(".")[2]
+                for pref in rules.preferences
+                for path in pref.reads()
+                if path.startswith("manager.") and path.partition(".")[2] not in RELATION_FIELDS
+            }
+        )
+        self._scores: dict[tuple[Any, ...], float] = {}
         self._preferences: list[tuple[float, tuple[_Test, ...]]] = []
         for pref in rules.preferences:
             tests = self._tests((*pref.when, *pref.conditions))
@@ -312,7 +321,18 @@ class _Tests:
         return True
 
     def score(self, manager: Manager, current: bool, former: bool) -> float:
-        """The preference score, added up in the engine's order (so it is the same float)."""
+        """The preference score, added up in the engine's order (so it is the same float);
+        managers alike in every field the preferences read share it."""
+        try:
+            key = (current, former, *[manager_value(manager, a) for a in self._reads])
+            return self._scores[key]
+        except KeyError:
+            total = self._scores[key] = self._score(manager, current, former)
+            return total
+        except TypeError:  # an unhashable value
+            return self._score(manager, current, former)
+
+    def _score(self, manager: Manager, current: bool, former: bool) -> float:
         total = 0.0
         for weight, tests in self._preferences:
             for test in tests:
