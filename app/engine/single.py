@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -212,15 +213,6 @@ class _Tests:
             conditions = self._tests(rule.conditions)
             if when is not None:  # else the rule never applies to this customer
                 self._eligibility.append((when, (_never,) if conditions is None else conditions))
-        self._reads = sorted(
-            {
-                path.partition(".")[2]
-                for pref in rules.preferences
-                for path in pref.reads()
-                if path.startswith("manager.") and path.partition(".")[2] not in RELATION_FIELDS
-            }
-        )
-        self._scores: dict[tuple[Any, ...], float] = {}
         self._preferences: list[tuple[float, tuple[_Test, ...]]] = []
         for pref in rules.preferences:
             tests = self._tests((*pref.when, *pref.conditions))
@@ -274,9 +266,10 @@ class _Tests:
         (side, attr), *rest = axes
         if not rest:  # manager field against a literal
             literal = cond.literal()
+            get = _reader(attr)
 
             def against_literal(m: Manager, current: bool, former: bool) -> bool:
-                value = manager_value(m, attr)
+                value = get(m)
                 try:
                     return memo[value]
                 except KeyError:
@@ -287,6 +280,20 @@ class _Tests:
 
             return against_literal
         (rside, rattr) = rest[0]
+        if side == "manager" and rside == "customer":  # the commonest: a customer's value
+            get, right = _reader(attr), getattr(customer, rattr)
+
+            def against_customer(m: Manager, current: bool, former: bool) -> bool:
+                left = get(m)
+                try:
+                    return memo[left]
+                except KeyError:
+                    result = memo[left] = compare(op, left, right)
+                    return result
+                except TypeError:
+                    return compare(op, left, right)
+
+            return against_customer
 
         def between(m: Manager, current: bool, former: bool) -> bool:
             left = getattr(customer, attr) if side == "customer" else manager_value(m, attr)
@@ -321,18 +328,7 @@ class _Tests:
         return True
 
     def score(self, manager: Manager, current: bool, former: bool) -> float:
-        """The preference score, added up in the engine's order (so it is the same float);
-        managers alike in every field the preferences read share it."""
-        try:
-            key = (current, former, *[manager_value(manager, a) for a in self._reads])
-            return self._scores[key]
-        except KeyError:
-            total = self._scores[key] = self._score(manager, current, former)
-            return total
-        except TypeError:  # an unhashable value
-            return self._score(manager, current, former)
-
-    def _score(self, manager: Manager, current: bool, former: bool) -> float:
+        """The preference score, added up in the engine's order (so it is the same float)."""
         total = 0.0
         for weight, tests in self._preferences:
             for test in tests:
@@ -341,6 +337,14 @@ class _Tests:
             else:
                 total += weight * 1
         return total
+
+
+def _reader(attr: str) -> Callable[[Manager], Any]:
+    """How a test reads a manager field (``evaluation.manager_value``, without its dispatch
+    for the plain fields)."""
+    if attr == "utilization":
+        return lambda m: manager_value(m, attr)
+    return operator.attrgetter(attr)
 
 
 def _never(manager: Manager, current: bool, former: bool) -> bool:
