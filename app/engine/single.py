@@ -119,7 +119,7 @@ def place_customer(
     min_level = tier.min_manager_level
     capped_tier = tier.code in rules.placement.tier_caps
     any_eligible = False
-    with_room: list[_Candidate] = []
+    roomy: list[tuple[int, Manager, int, bool, bool]] = []
     for i, m in enumerate(ordered):
         if not (
             m.status == "active"
@@ -141,8 +141,9 @@ def place_customer(
         any_eligible = True
         load = m.workload - (weight if current else 0)
         if (m.capacity - load) // weight >= 1:
-            with_room.append(_Candidate(i, m, load, tests.score(m, current, was), current, was))
+            roomy.append((i, m, load, current, was))
     penalty = options.utilization_penalty
+    with_room = _scored(roomy, tests, weight, penalty)
     if with_room:
         chosen = _best(with_room, weight, penalty)
         cap = chosen.manager.capacity
@@ -242,10 +243,11 @@ class _Tests:
             return compare(op, left, right)
         if any(side == "manager" and attr in RELATION_FIELDS for side, attr in axes):
             literal = cond.literal() if len(axes) == 1 else None
-            if axes == [("manager", "is_current_owner")]:
-                return lambda m, current, former: compare(op, current, literal)
-            if axes == [("manager", "is_former_owner")]:
-                return lambda m, current, former: compare(op, former, literal)
+            if axes in ([("manager", "is_current_owner")], [("manager", "is_former_owner")]):
+                table = {flag: compare(op, flag, literal) for flag in (False, True)}
+                if axes[0][1] == "is_current_owner":
+                    return lambda m, current, former: table[current]
+                return lambda m, current, former: table[former]
 
             def read(side: str, attr: str, m: Manager, current: bool, former: bool) -> Any:
                 if side == "customer":
@@ -327,6 +329,10 @@ class _Tests:
                 return False
         return True
 
+    def highest_score(self) -> float:
+        """No manager scores more than this (every positive preference holding)."""
+        return sum((w for w, _ in self._preferences if w > 0), 0.0)
+
     def score(self, manager: Manager, current: bool, former: bool) -> float:
         """The preference score, added up in the engine's order (so it is the same float)."""
         total = 0.0
@@ -349,6 +355,40 @@ def _reader(attr: str) -> Callable[[Manager], Any]:
 
 def _never(manager: Manager, current: bool, former: bool) -> bool:
     return False
+
+
+def _scored(
+    roomy: Sequence[tuple[int, Manager, int, bool, bool]],
+    tests: _Tests,
+    weight: int,
+    penalty: float,
+) -> list[_Candidate]:
+    """The candidates with their preference scores, leaving out managers that cannot win:
+    taken from the least utilized after the move, and stopping once even the highest score
+    the preferences allow, less the utilization term, falls clearly below the best found
+    (clearly: by more than the fill's tolerance, see `_best`)."""
+    if penalty <= 0 or len(roomy) < 8:
+        return [
+            _Candidate(i, m, load, tests.score(m, current, was), current, was)
+            for i, m, load, current, was in roomy
+        ]
+    ceiling = tests.highest_score()
+    term = sorted(
+        (penalty * ((load + 1 * weight) / m.capacity), k)
+        for k, (_, m, load, _, _) in enumerate(roomy)
+    )
+    out: list[_Candidate] = []
+    best = -math.inf
+    slack = 1e-9 * penalty * weight
+    for u, k in term:
+        if ceiling - u < best - 4 * (_NEAR * (1.0 + abs(best)) + slack):
+            break
+        i, m, load, current, was = roomy[k]
+        pref = tests.score(m, current, was)
+        out.append(_Candidate(i, m, load, pref, current, was))
+        best = max(best, pref - u)
+    out.sort(key=lambda c: c.index)
+    return out
 
 
 def _best(candidates: Sequence[_Candidate], weight: int, penalty: float) -> _Candidate:

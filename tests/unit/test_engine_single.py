@@ -87,9 +87,9 @@ def rule_sets(draw, managers):
 
 
 @st.composite
-def managers(draw):
+def managers(draw, most=10):
     out = []
-    for i in draw(st.lists(st.integers(0, 40), min_size=1, max_size=10, unique=True)):
+    for i in draw(st.lists(st.integers(0, 60), min_size=1, max_size=most, unique=True)):
         capacity = draw(st.sampled_from([0, 1, 2, 3, 5, 8, 10, 12, 20, 30, 40, 60, 100]))
         out.append(
             Manager(
@@ -119,8 +119,8 @@ def managers(draw):
 
 
 @st.composite
-def cases(draw):
-    staff = draw(managers())
+def cases(draw, most=10):
+    staff = draw(managers(most))
     ids = [m.id for m in staff]
     rules = draw(rule_sets(staff))
     owner = draw(st.one_of(st.none(), st.sampled_from(ids), st.just(mid(99))))
@@ -167,6 +167,12 @@ def _same_decision(case) -> None:
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_single_placement_decides_as_the_engine(case) -> None:
+    _same_decision(case)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases(most=40))
+def test_many_managers_where_the_placement_skips_those_that_cannot_win(case) -> None:
     _same_decision(case)
 
 
