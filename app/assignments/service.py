@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
-from app.assignments import columnar, guard, loading, repository
+from app.assignments import columnar, guard, loading, placement_repository, repository
 from app.assignments.budget import engine_deadline, run_engine
 from app.assignments.repository import move_customers
 from app.assignments.schemas import (
@@ -34,9 +34,10 @@ from app.assignments.schemas import (
     WorkloadReport,
 )
 from app.audit import service as audit
+from app.engine import single
 from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from app.managers import hours
-from app.rules.service import current_rules
+from app.rules.service import current_rules, parse_stored
 from app.vocabulary import Strategy
 
 # Automated placements (apply, assign, rebalance) run one at a time: each reads workloads
@@ -417,27 +418,32 @@ def _decision_out(decision: engine.Decision) -> DecisionOut:
 async def assign_customer(
     session: AsyncSession, *, customer_id: uuid.UUID, request: AssignRequest, actor: str
 ) -> AssignOut:
-    """Place one customer now with the engine (or check a named manager against every rule)."""
-    exists = await repository.customer_status(session, customer_id)
-    if exists is None:
-        raise NotFound(f"Customer {customer_id} does not exist.")
-    if exists != "active":
-        raise Conflict(f"Customer {customer_id} is {exists}; only active customers are placed.")
+    """Place one customer now with the engine (or check a named manager against every rule).
+
+    ``balanced`` and a named manager take the single-customer placement over the candidate
+    managers only (``engine.single``, the engine's decision computed for one customer); a
+    customer it leaves in the pool, a pinned one, other strategies and ``full`` explanations
+    go through the whole engine over every manager.
+    """
     if not request.dry_run:
         await lock_placements(session)
     strategy = "successor" if request.manager_id is not None else request.strategy
-    plan, _, version = await _propose(
-        session,
-        customer_ids=[customer_id],
-        strategy=strategy,
-        exclude_manager_ids=frozenset(),
-        successor_id=request.manager_id,
-        force=request.force,
-        explain=request.explain,
-        lock=not request.dry_run,
-        available_now=True,
-    )
-    decision = plan.decision(0)
+    placed = await _place_one(session, customer_id=customer_id, request=request, strategy=strategy)
+    if placed is not None:
+        decision, version = placed
+    else:
+        plan, _, version = await _propose(
+            session,
+            customer_ids=[customer_id],
+            strategy=strategy,
+            exclude_manager_ids=frozenset(),
+            successor_id=request.manager_id,
+            force=request.force,
+            explain=request.explain,
+            lock=not request.dry_run,
+            available_now=True,
+        )
+        decision = plan.decision(0)
     if request.manager_id is not None and decision.manager_id != request.manager_id:
         if not request.force:
             # The placement guard names the rules, as for a manual move of the same pair.
@@ -449,8 +455,97 @@ async def assign_customer(
         )
     applied = False
     if not request.dry_run:
-        applied = await _write_moves(session, plan, reason="auto", actor=actor) > 0
+        if placed is None:
+            applied = await _write_moves(session, plan, reason="auto", actor=actor) > 0
+        elif decision.manager_id != decision.from_manager_id:
+            moved = await move_customers(
+                session,
+                customer_ids=[customer_id],
+                manager_ids=[decision.manager_id],
+                reason="auto",
+                actor=actor,
+                at=datetime.now(UTC),
+            )
+            applied = moved > 0
     return AssignOut(decision=_decision_out(decision), applied=applied, rules_version=version)
+
+
+_SINGLE_STRATEGIES = frozenset({Strategy.BALANCED, Strategy.SUCCESSOR})
+_INLINE_CANDIDATES = 1_000
+"""Up to this many candidates the single-customer placement (well under a millisecond per
+hundred) runs on the event loop; beyond, in a worker thread like the engine."""
+
+
+async def _place_one(
+    session: AsyncSession, *, customer_id: uuid.UUID, request: AssignRequest, strategy: str
+) -> tuple[engine.Decision, int] | None:
+    """The single-customer placement over the candidate managers: two statements (three
+    more locks when it writes). None when the whole engine must decide (see
+    ``assign_customer``); raises for a missing or inactive customer."""
+    lock = not request.dry_run
+    facts = await placement_repository.customer_facts(session, customer_id, lock=lock)
+    if facts is None:
+        raise NotFound(f"Customer {customer_id} does not exist.")
+    if facts.status != "active":
+        raise Conflict(
+            f"Customer {customer_id} is {facts.status}; only active customers are placed."
+        )
+    customer = facts.customer
+    if strategy not in _SINGLE_STRATEGIES or request.explain == "full" or customer.pinned:
+        return None
+    rules = parse_stored(facts.rules_json)
+    placement = rules.placement
+    include = [m for m in (customer.manager_id, request.manager_id) if m is not None]
+    fallback = placement.fallback_for(customer.tier)
+    if fallback is not None:
+        include.append(fallback)
+    only_include = request.manager_id is not None
+    tier = facts.tier
+    if lock:
+        await placement_repository.lock_candidates(
+            session, include=include, min_level=tier.min_manager_level, only_include=only_include
+        )
+    rows = await placement_repository.candidates(
+        session,
+        include=include,
+        min_level=tier.min_manager_level,
+        weight=tier.weight,
+        reasons=loading.intake_reasons(rules),
+        only_include=only_include,
+        capped_tier=tier.code if tier.code in placement.tier_caps else None,
+        hours=placement.available_now,
+    )
+    now = datetime.now(UTC)
+    managers = [
+        dataclasses.replace(r.manager, off_hours=True)
+        if r.working_hours is not None and not hours.at_work(r.working_hours, r.time_zone, now)
+        else r.manager
+        for r in rows
+    ]
+    if request.manager_id is not None:
+        named = next((m for m in managers if m.id == request.manager_id), None)
+        if named is None or (named.status == "departed" and named.id != customer.manager_id):
+            raise InvalidInput(f"Successor {request.manager_id} does not exist or has departed.")
+    options = engine.PlanOptions(
+        strategy=Strategy(strategy),
+        now=now,
+        successor_id=request.manager_id,
+        force=request.force,
+        explain=request.explain,
+    )
+    compute = functools.partial(single.place_customer, customer, managers, [tier], rules, options)
+    if len(managers) <= _INLINE_CANDIDATES:
+        try:
+            decision = compute()
+        except engine.EngineError as exc:
+            raise InvalidInput(str(exc)) from exc
+    else:  # a pass over thousands of managers: off the event loop, within the budget
+        decision = await run_engine("place_customer", compute, deadline=engine_deadline())
+    if decision is None or (decision.manager_id is None and strategy != Strategy.SUCCESSOR):
+        # Left in the pool: its explanation counts over every manager, and the candidates
+        # are not all of them.
+        return None
+    return decision, facts.rules_version
 
 
 async def rebalance(session: AsyncSession, *, request: RebalanceRequest, actor: str) -> PlanOut:

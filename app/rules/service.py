@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from typing import Any
 
@@ -30,6 +31,15 @@ def _out(row: RuleSetVersion | None) -> RuleSetOut:
         created_by=row.created_by,
         note=row.note,
     )
+
+
+@functools.lru_cache(maxsize=32)
+def parse_stored(rules_json: str | None) -> RuleSet:
+    """A stored rule set from its JSON text (None: the built-in default), parsed once per
+    text: a version never changes, so the hot paths that read the JSON skip validating it."""
+    if rules_json is None:
+        return RuleSet.default()
+    return RuleSet.model_validate_json(rules_json, context=STORED)
 
 
 async def current_rules(session: AsyncSession) -> RuleSetOut:

@@ -42,7 +42,8 @@ async def test_plans_over_budget_are_503_and_change_nothing(client, budget):
         ("/v1/assignments/plan", {}),
         ("/v1/assignments/apply", {"review": "skip"}),
         ("/v1/rebalance", {"dry_run": False, "target_utilization": 0.5}),
-        (f"/v1/customers/{pool[0]['id']}/assign", {}),
+        # (``balanced`` places one customer without the engine: see ``engine.single``)
+        (f"/v1/customers/{pool[0]['id']}/assign", {"strategy": "round_robin"}),
     ]:
         problem = assert_problem(await client.post(path, json=body), 503)
         assert problem["code"] == "plan_over_budget", path
@@ -95,7 +96,9 @@ async def test_a_plan_stuck_past_its_budget_is_abandoned(client, budget, monkeyp
     monkeypatch.setattr(engine, "plan_assignments", stuck_plan)
     budget(0.2)
     try:
-        response = await client.post(f"/v1/customers/{customer['id']}/assign", json={})
+        response = await client.post(
+            f"/v1/customers/{customer['id']}/assign", json={"strategy": "round_robin"}
+        )
     finally:
         release.set()  # the abandoned thread goes on and stops at its first checkpoint
     assert assert_problem(response, 503)["code"] == "plan_over_budget"

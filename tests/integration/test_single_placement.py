@@ -1,0 +1,84 @@
+"""`POST /customers/{id}/assign` places one customer without running the whole engine; what
+the client sees is the decision the engine's plan makes for the same customer."""
+
+from __future__ import annotations
+
+from app.engine import RuleSet
+from tests.integration.factories import create_customer, create_manager, create_tiers, ok
+
+RULES = RuleSet.default().model_dump(mode="json") | {
+    "eligibility": [
+        {
+            "id": "speaks_language",
+            "when": [{"field": "customer.tier", "op": "in", "value": ["key", "strategic"]}],
+            "conditions": [
+                {"field": "manager.languages", "op": "contains", "value": "$customer.language"}
+            ],
+        }
+    ],
+    "placement": {"tier_caps": {"standard": {"max_new_per_day": 1}}},
+}
+
+
+async def _engine_decision(client, customer_id: str, **options) -> dict:
+    """The engine's decision for the customer, from a dry-run plan of it alone."""
+    body = {"customer_ids": [customer_id], **options}
+    plan = await ok(await client.post("/v1/assignments/plan", json=body))
+    (decision,) = plan["decisions"]
+    return decision
+
+
+async def test_assign_decides_as_the_engine_plan_and_writes_it(client):
+    await create_tiers(client)
+    await ok(await client.put("/v1/rules", json={"rules": RULES}))
+    staff = [
+        await create_manager(client, level=5, capacity=30, languages=["en"], region="EU"),
+        await create_manager(client, level=4, capacity=10, languages=["fr"], region="EU"),
+        await create_manager(client, level=2, capacity=50, languages=["de"], region="US"),
+        await create_manager(client, level=5, capacity=40, accepting_new=False),
+    ]
+    busy = await create_customer(client, tier="key", language="en")
+    await ok(await client.patch(f"/v1/customers/{busy['id']}", json={"manager_id": staff[0]["id"]}))
+    waiting = [
+        await create_customer(client, tier="key", language="fr", region="EU"),
+        await create_customer(client, tier="standard", language="de", region="US"),
+        await create_customer(client, tier="standard", language="en", region="EU"),
+        await create_customer(client, tier="strategic", language="zh"),  # nobody speaks it
+    ]
+    for customer in waiting:
+        expected = await _engine_decision(client, customer["id"])
+        dry = await ok(
+            await client.post(f"/v1/customers/{customer['id']}/assign", json={"dry_run": True})
+        )
+        assert dry["decision"] == expected
+        placed = await ok(await client.post(f"/v1/customers/{customer['id']}/assign", json={}))
+        assert placed["decision"] == expected
+        assert placed["applied"] is (expected["manager_id"] is not None)
+        seen = await ok(await client.get(f"/v1/customers/{customer['id']}"))
+        assert seen["manager_id"] == expected["manager_id"]
+    # The second standard customer met the cap of the first one's manager (one a day).
+    owners = [
+        (await ok(await client.get(f"/v1/customers/{c['id']}")))["manager_id"] for c in waiting
+    ]
+    assert owners[1] != owners[2] or owners[1] is None
+    assert owners[3] is None
+
+
+async def test_a_named_manager_is_checked_as_the_engine_checks_a_successor(client):
+    await create_tiers(client)
+    junior = await create_manager(client, level=1, capacity=10)
+    senior = await create_manager(client, level=5, capacity=10)
+    customer = await create_customer(client, tier="key")
+    for manager in (junior, senior):
+        expected = await _engine_decision(
+            client, customer["id"], strategy="successor", successor_id=manager["id"]
+        )
+        response = await client.post(
+            f"/v1/customers/{customer['id']}/assign",
+            json={"manager_id": manager["id"], "dry_run": True},
+        )
+        if expected["manager_id"] is None:
+            assert response.status_code == 409
+            assert [v["rule"] for v in response.json()["violations"]] == ["tier_min_level"]
+        else:
+            assert (await ok(response))["decision"] == expected
