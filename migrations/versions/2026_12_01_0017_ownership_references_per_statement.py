@@ -74,12 +74,14 @@ BEGIN
         SELECT array_agg(DISTINCT manager_id) FILTER (WHERE manager_id IS NOT NULL)
           INTO keys FROM new_rows;
     ELSE
-        SELECT array_agg(DISTINCT n.manager_id) INTO keys
-          FROM new_rows AS n LEFT JOIN old_rows AS o ON o.id = n.id
-         WHERE n.manager_id IS NOT NULL AND n.manager_id IS DISTINCT FROM o.manager_id;
-        SELECT o.id INTO orphan FROM old_rows AS o
-         WHERE NOT EXISTS (SELECT 1 FROM new_rows AS n WHERE n.id = o.id)
-           AND EXISTS (SELECT 1 FROM assignments AS a WHERE a.customer_id = o.id)
+        -- Set operations, not joins: a transition table has no statistics, and a nested
+        -- loop over two of them is quadratic.
+        SELECT array_agg(DISTINCT manager_id) INTO keys
+          FROM (SELECT id, manager_id FROM new_rows WHERE manager_id IS NOT NULL
+                EXCEPT SELECT id, manager_id FROM old_rows) AS changed;
+        SELECT gone.id INTO orphan
+          FROM (SELECT id FROM old_rows EXCEPT SELECT id FROM new_rows) AS gone
+         WHERE EXISTS (SELECT 1 FROM assignments AS a WHERE a.customer_id = gone.id)
          LIMIT 1;
         IF orphan IS NOT NULL THEN
             RAISE EXCEPTION 'update or delete on table "customers" violates foreign key '
@@ -131,8 +133,8 @@ BEGIN
     IF TG_OP = 'DELETE' THEN
         SELECT array_agg(id) INTO gone FROM old_rows;
     ELSE
-        SELECT array_agg(o.id) INTO gone FROM old_rows AS o
-         WHERE NOT EXISTS (SELECT 1 FROM new_rows AS n WHERE n.id = o.id);
+        SELECT array_agg(id) INTO gone
+          FROM (SELECT id FROM old_rows EXCEPT SELECT id FROM new_rows) AS rekeyed;
     END IF;
     IF gone IS NULL THEN
         RETURN NULL;
