@@ -166,9 +166,9 @@ class Customer(Timestamped, Base):
     industry: Mapped[str | None] = mapped_column(Text)
     annual_value: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
     satisfaction: Mapped[Decimal | None] = mapped_column(Numeric(4, 2))
-    manager_id: Mapped[uuid.UUID | None] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("managers.id", ondelete="RESTRICT")
-    )
+    # References managers.id (ON DELETE RESTRICT), checked once per statement by triggers
+    # rather than by a foreign key's per-row queries (migration 0017).
+    manager_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     pinned: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
     # When the current owner got the customer (the open ledger row's start), kept beside the
     # owner so the engine's stability guard needs no ledger join at a million customers.
@@ -252,12 +252,10 @@ class Assignment(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    customer_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("customers.id", ondelete="RESTRICT"), nullable=False
-    )
-    manager_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("managers.id", ondelete="RESTRICT"), nullable=False
-    )
+    # References customers.id and managers.id (ON DELETE RESTRICT), checked once per
+    # statement by triggers rather than by foreign keys' per-row queries (migration 0017).
+    customer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    manager_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reason: Mapped[str] = mapped_column(Text, nullable=False)

@@ -1,0 +1,275 @@
+"""The owners' and the ledger's references (customers.manager_id, assignments.customer_id,
+assignments.manager_id) are checked once per statement by triggers (migration 0017): the same
+refusals, constraint names and locking as the foreign keys they replaced, through the API and
+against concurrent deletes."""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from app.assignments.repository import move_customers
+from app.db.session import asyncpg_dsn
+from tests.integration.factories import (
+    assert_problem,
+    create_customer,
+    create_manager,
+    create_tiers,
+    ok,
+)
+
+
+async def _fk_error(session, statement: str, params: dict) -> str | None:
+    """Run ``statement`` in a savepoint; the constraint its foreign-key violation names."""
+    savepoint = await session.begin_nested()
+    with pytest.raises(IntegrityError) as raised:
+        await session.execute(text(statement), params)
+    await savepoint.rollback()
+    cause = raised.value.orig.__cause__
+    assert cause.sqlstate == "23503", cause
+    return cause.constraint_name
+
+
+async def test_every_reference_is_checked_with_the_constraint_names_of_before(api, client):
+    await create_tiers(client)
+    owner = await create_manager(client, level=3)
+    customer = await create_customer(client, tier="standard", manager_id=owner["id"])
+    nobody = str(uuid.uuid4())
+    async with api.factory() as session:
+        fk = await _fk_error(
+            session,
+            "UPDATE customers SET manager_id = :m WHERE id = :c",
+            {"m": nobody, "c": customer["id"]},
+        )
+        assert fk == "fk_customers_manager_id_managers"
+        fk = await _fk_error(
+            session,
+            "INSERT INTO customers (name, tier_code, manager_id) VALUES ('x', 'standard', :m)",
+            {"m": nobody},
+        )
+        assert fk == "fk_customers_manager_id_managers"
+        for column, constraint in (
+            ("customer_id", "fk_assignments_customer_id_customers"),
+            ("manager_id", "fk_assignments_manager_id_managers"),
+        ):
+            values = {"customer_id": customer["id"], "manager_id": owner["id"], column: nobody}
+            fk = await _fk_error(
+                session,
+                "INSERT INTO assignments"
+                " (customer_id, manager_id, started_at, ended_at, reason, actor)"
+                " VALUES (:customer_id, :manager_id, now(), now(), 'manual', 'tests')",
+                values,
+            )
+            assert fk == constraint
+            fk = await _fk_error(
+                session,
+                f"UPDATE assignments SET {column} = :k WHERE customer_id = :c",
+                {"k": nobody, "c": customer["id"]},
+            )
+            assert fk == constraint
+        # The referenced side: an owner, a manager in the ledger, a customer in the ledger.
+        fk = await _fk_error(session, "DELETE FROM managers WHERE id = :m", {"m": owner["id"]})
+        assert fk == "fk_customers_manager_id_managers"
+        await session.execute(
+            text("UPDATE customers SET manager_id = NULL WHERE id = :c"), {"c": customer["id"]}
+        )
+        fk = await _fk_error(session, "DELETE FROM managers WHERE id = :m", {"m": owner["id"]})
+        assert fk == "fk_assignments_manager_id_managers"
+        fk = await _fk_error(session, "DELETE FROM customers WHERE id = :c", {"c": customer["id"]})
+        assert fk == "fk_assignments_customer_id_customers"
+        fk = await _fk_error(
+            session, "UPDATE managers SET id = :n WHERE id = :m", {"n": nobody, "m": owner["id"]}
+        )
+        assert fk == "fk_assignments_manager_id_managers"
+        await session.rollback()
+
+
+async def test_only_the_references_a_statement_sets_are_checked_and_locked(
+    committed_client, factory
+):
+    """Editing customers and closing ledger periods lock no manager; a move key-share locks its
+    new owner once, as a foreign key checks (and locks) only the keys a statement changes."""
+    client = committed_client
+    await create_tiers(client)
+    owner = await create_manager(client, level=3)
+    taking = await create_manager(client, level=3)
+    customer = await create_customer(client, tier="standard", manager_id=owner["id"])
+    locked_by_us = text("SELECT xmax = pg_current_xact_id()::xid FROM managers WHERE id = :m")
+    async with factory() as session:
+        await session.execute(
+            text("UPDATE customers SET name = 'renamed' WHERE id = :c"), {"c": customer["id"]}
+        )
+        await session.execute(
+            text("UPDATE assignments SET note = 'n' WHERE customer_id = :c"),
+            {"c": customer["id"]},
+        )
+        assert not (await session.execute(locked_by_us, {"m": owner["id"]})).scalar_one()
+        await session.execute(
+            text("UPDATE customers SET manager_id = :m WHERE id = :c"),
+            {"m": taking["id"], "c": customer["id"]},
+        )
+        assert (await session.execute(locked_by_us, {"m": taking["id"]})).scalar_one()
+        await session.rollback()
+
+
+async def test_moving_to_a_manager_being_deleted_waits_and_then_fails(
+    committed_client, fresh_database
+):
+    """The delete holds the manager's row; the move's check waits for it, and when the delete
+    commits the move fails and changes nobody."""
+    client = committed_client
+    await create_tiers(client)
+    owner = await create_manager(client, level=3)
+    leaving = await create_manager(client, level=3)
+    customer = await create_customer(client, tier="standard", manager_id=owner["id"])
+
+    deleter = await asyncpg.connect(asyncpg_dsn(fresh_database))
+    try:
+        deleting = deleter.transaction()
+        await deleting.start()
+        await deleter.execute("DELETE FROM managers WHERE id = $1", uuid.UUID(leaving["id"]))
+        move = asyncio.create_task(
+            client.patch(f"/v1/customers/{customer['id']}", json={"manager_id": leaving["id"]})
+        )
+        await _wait_for_lock_wait(deleter)
+        await deleting.commit()
+        response = await move
+    finally:
+        await deleter.close()
+
+    # The service's own check (404/422) or the reference check (409), never a 5xx.
+    assert response.status_code in (404, 409, 422), response.text
+    assert_problem(response, response.status_code)
+    after = await ok(await client.get(f"/v1/customers/{customer['id']}"))
+    assert after["manager_id"] == owner["id"]
+    history = await ok(await client.get(f"/v1/customers/{customer['id']}/history"))
+    assert [row["manager_id"] for row in history["items"]] == [owner["id"]]
+
+
+async def test_a_set_based_move_racing_a_delete_fails_with_the_constraint(
+    committed_client, fresh_database, factory
+):
+    """The writing path itself (``move_customers``, what handovers and rebalances run) against
+    a delete that commits while it waits: a foreign-key violation, not a dangling owner."""
+    client = committed_client
+    await create_tiers(client)
+    owner = await create_manager(client, level=3)
+    leaving = await create_manager(client, level=3)
+    customers = [
+        await create_customer(client, tier="standard", manager_id=owner["id"]) for _ in range(3)
+    ]
+
+    deleter = await asyncpg.connect(asyncpg_dsn(fresh_database))
+    try:
+        deleting = deleter.transaction()
+        await deleting.start()
+        await deleter.execute("DELETE FROM managers WHERE id = $1", uuid.UUID(leaving["id"]))
+
+        async def move() -> None:
+            async with factory() as session:
+                await move_customers(
+                    session,
+                    customer_ids=[uuid.UUID(c["id"]) for c in customers],
+                    manager_ids=[uuid.UUID(leaving["id"])] * len(customers),
+                    reason="rebalance",
+                    actor="tests",
+                    at=datetime.now(UTC),
+                )
+                await session.commit()
+
+        moving = asyncio.create_task(move())
+        await _wait_for_lock_wait(deleter)
+        await deleting.commit()
+        with pytest.raises(IntegrityError) as raised:
+            await moving
+    finally:
+        await deleter.close()
+
+    assert raised.value.orig.__cause__.constraint_name == "fk_customers_manager_id_managers"
+    for c in customers:
+        after = await ok(await client.get(f"/v1/customers/{c['id']}"))
+        assert after["manager_id"] == owner["id"]
+
+
+async def test_deleting_a_manager_a_move_is_giving_customers_to_waits_and_is_refused(
+    committed_client, fresh_database, factory
+):
+    """The move holds its new owner's key lock; the delete waits for it, and once the move
+    commits the delete sees the owner's customers and is refused with 409."""
+    client = committed_client
+    await create_tiers(client)
+    owner = await create_manager(client, level=3)
+    taking = await create_manager(client, level=3)
+    customer = await create_customer(client, tier="standard", manager_id=owner["id"])
+
+    async with factory() as session:
+        await move_customers(
+            session,
+            customer_ids=[uuid.UUID(customer["id"])],
+            manager_ids=[uuid.UUID(taking["id"])],
+            reason="manual",
+            actor="tests",
+            at=datetime.now(UTC),
+        )
+        pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        delete = asyncio.create_task(client.delete(f"/v1/managers/{taking['id']}"))
+        await _wait_for_lock_wait_on(session, pid)
+        await session.commit()
+    response = await delete
+
+    assert_problem(response, 409)
+    m = await ok(await client.get(f"/v1/managers/{taking['id']}"))
+    assert m["customer_count"] == 1
+
+
+async def test_a_delete_under_repeatable_read_is_refused_not_checked_against_a_stale_snapshot(
+    committed_client, fresh_database
+):
+    client = committed_client
+    await create_tiers(client)
+    idle = await create_manager(client, level=3)
+    conn = await asyncpg.connect(asyncpg_dsn(fresh_database))
+    try:
+        async with conn.transaction(isolation="repeatable_read"):
+            with pytest.raises(asyncpg.SerializationError):
+                await conn.execute("DELETE FROM managers WHERE id = $1", uuid.UUID(idle["id"]))
+    finally:
+        await conn.close()
+    await ok(await client.get(f"/v1/managers/{idle['id']}"))
+
+
+async def _wait_for_lock_wait(conn: asyncpg.Connection) -> None:
+    """Until some other session of this database waits for a lock (the one ``conn`` holds)."""
+    for _ in range(3000):
+        # Activity is read once per transaction unless the snapshot is cleared.
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        if await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        ):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("nobody waited for the lock")
+
+
+async def _wait_for_lock_wait_on(session, holder: int) -> None:
+    """Until a session waits for a lock held by backend ``holder``."""
+    for _ in range(3000):
+        await session.execute(text("SELECT pg_stat_clear_snapshot()"))
+        waiting = (
+            await session.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE :holder = ANY(pg_blocking_pids(pid))"
+                ),
+                {"holder": holder},
+            )
+        ).scalar_one()
+        if waiting:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("nobody waited for the move's lock")
