@@ -104,6 +104,9 @@ _MOVE_ONE = f"""
 """
 
 
+_LOCK_ONE = "SELECT FROM customers WHERE id = $1 FOR UPDATE"
+
+
 async def _move_one(
     session: AsyncSession,
     *,
@@ -115,11 +118,19 @@ async def _move_one(
     handover_id: uuid.UUID | None,
     note: str | None,
     end_reason: str | None,
+    customer_locked: bool,
 ) -> int:
     """``move_customers`` for one customer: one round trip instead of five (see
     ``_MOVE_ONE``, which also reads who subscribes to events), plus the events when someone
-    subscribes to them."""
+    subscribes to them.
+
+    ``_MOVE_ONE`` reads the ledger with the snapshot it starts with, so the customer's row
+    must be locked before it runs: a move committed while it waited for that lock would
+    otherwise leave an open period it cannot see (a second open period, or an owner-less
+    customer with one). A caller that has not locked the customer pays one more round trip."""
     connection = await transaction_connection(session)
+    if not customer_locked:
+        await connection.execute(_LOCK_ONE, customer_id)
     moved = await connection.fetchrow(
         _MOVE_ONE, customer_id, manager_id, at, reason, actor, handover_id, note, end_reason
     )
@@ -150,6 +161,7 @@ async def move_customers(
     handover_id: uuid.UUID | None = None,
     note: str | None = None,
     end_reason: str | None = None,
+    customer_locked: bool = False,
 ) -> int:
     """Set each customer's owner (None = pool) and write the ledger, set-based.
 
@@ -159,7 +171,9 @@ async def move_customers(
     Three statements whatever the number of customers: update the owners (which locks the
     rows of the customers that really move), close their open ledger rows, open rows for the
     new owners; and, when someone subscribes to them, one outbound ``customer.assigned`` /
-    ``customer.unassigned`` event per moved customer. Customers already with the requested
+    ``customer.unassigned`` event per moved customer (one customer: one statement, see
+    ``_move_one``; ``customer_locked`` says the caller already holds its row lock). Customers
+    already with the requested
     owner are left alone; moved customers' open violations are resolved. Returns how many
     customers changed owner.
     """
@@ -178,6 +192,7 @@ async def move_customers(
             handover_id=handover_id,
             note=note,
             end_reason=end_reason,
+            customer_locked=customer_locked,
         )
     moved_ids, moved_to = (
         await session.execute(

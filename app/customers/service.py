@@ -196,6 +196,7 @@ async def assign_manually(
         actor=actor,
         at=datetime.now(UTC),
         note=note,
+        customer_locked=True,  # every caller passes a row it locked
     )
     if not violations:
         return []
