@@ -135,8 +135,9 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, IntegrityError)
-    constraint = getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None)
+    """A constraint the change breaks, raised through SQLAlchemy or by asyncpg directly (the
+    hot paths that run on the driver): 409 naming the constraint."""
+    constraint = getattr(_driver_error(exc), "constraint_name", None)
     return _problem(
         409,
         "Conflict",
@@ -160,6 +161,8 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     driver = _driver_error(exc)
     sqlstate = getattr(driver, "sqlstate", None)
     sqlstate = sqlstate if isinstance(sqlstate, str) else ""
+    if sqlstate.startswith("23"):  # integrity constraint violation, raised on the driver
+        return await _integrity_error(request, exc)
     if sqlstate.startswith("22"):
         # A Postgres "data exception": the request carried a value Postgres cannot take (NUL
         # in text, numeric overflow), or one asyncpg cannot encode (an int beyond int64, a
