@@ -193,6 +193,10 @@ _TRIGGERS = (
     "CREATE TRIGGER managers_referenced_update AFTER UPDATE ON managers "
     "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "
     "FOR EACH STATEMENT EXECUTE FUNCTION ownership_check_referenced()",
+    "CREATE TRIGGER managers_referenced_truncate AFTER TRUNCATE ON managers "
+    "FOR EACH STATEMENT EXECUTE FUNCTION ownership_check_truncated()",
+    "CREATE TRIGGER customers_referenced_truncate AFTER TRUNCATE ON customers "
+    "FOR EACH STATEMENT EXECUTE FUNCTION ownership_check_truncated()",
 )
 
 # The ledger's references never change in Baton (closing a period sets ``ended_at``); a
@@ -215,6 +219,26 @@ END;
 $$
 """
 
+# TRUNCATE fires no row or statement trigger of the kinds above; a foreign key refused it while
+# a row still referred to the table. Checked after the whole command, so a TRUNCATE that
+# empties the referring tables too passes, as it did (a CASCADE no longer reaches them).
+_TRUNCATED = """
+CREATE FUNCTION ownership_check_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (TG_TABLE_NAME = 'managers'
+        AND (EXISTS (SELECT FROM customers WHERE manager_id IS NOT NULL)
+             OR EXISTS (SELECT FROM assignments)))
+       OR (TG_TABLE_NAME = 'customers' AND EXISTS (SELECT FROM assignments)) THEN
+        RAISE EXCEPTION 'cannot truncate a table referenced by rows of another table'
+              USING ERRCODE = 'feature_not_supported',
+                    DETAIL = format('Table "%s" is still referenced.', TG_TABLE_NAME),
+                    HINT = 'Truncate the referring tables in the same command.';
+    END IF;
+    RETURN NULL;
+END;
+$$
+"""
+
 _FOREIGN_KEYS = (
     ("fk_customers_manager_id_managers", "customers", "manager_id", "managers"),
     ("fk_assignments_customer_id_customers", "assignments", "customer_id", "customers"),
@@ -229,11 +253,20 @@ _TRIGGER_NAMES = (
     ("assignments_references_update", "assignments"),
     ("managers_referenced_delete", "managers"),
     ("managers_referenced_update", "managers"),
+    ("managers_referenced_truncate", "managers"),
+    ("customers_referenced_truncate", "customers"),
 )
 
 
 def upgrade() -> None:
-    for function in (_REQUIRE, _CUSTOMERS, _ASSIGNMENTS, _ASSIGNMENTS_ROW, _REFERENCED):
+    for function in (
+        _REQUIRE,
+        _CUSTOMERS,
+        _ASSIGNMENTS,
+        _ASSIGNMENTS_ROW,
+        _REFERENCED,
+        _TRUNCATED,
+    ):
         op.execute(function)
     # No row may change between the constraints going and the triggers taking over.
     op.execute("LOCK TABLE managers, customers, assignments IN SHARE ROW EXCLUSIVE MODE")
@@ -247,6 +280,7 @@ def downgrade() -> None:
     for name, table in _TRIGGER_NAMES:
         op.execute(f"DROP TRIGGER {name} ON {table}")
     for function in (
+        "ownership_check_truncated()",
         "ownership_check_referenced()",
         "assignments_check_row_references()",
         "assignments_check_references()",
