@@ -8,12 +8,16 @@ import uuid
 from datetime import UTC, datetime
 
 import asyncpg
+import httpx
 import pytest
+from fastapi import Request
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from app.assignments.repository import move_customers
-from app.db.session import asyncpg_dsn
+from app.db.session import asyncpg_dsn, transaction_connection
+from app.main import create_app
+from app.settings import Settings
 from tests.integration.factories import (
     assert_problem,
     create_customer,
@@ -273,3 +277,123 @@ async def _wait_for_lock_wait_on(session, holder: int) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("nobody waited for the move's lock")
+
+
+async def test_a_one_customer_move_waiting_for_another_closes_the_period_that_one_opened(
+    committed_client, factory
+):
+    """A move of one customer whose caller did not lock it (an import's last batch, a
+    handover's cancel) waits for a concurrent move of the same customer, then closes the
+    period that move opened: one open period, for the last owner."""
+    client = committed_client
+    await create_tiers(client)
+    first, second, third = [await create_manager(client, level=3) for _ in range(3)]
+    customer = await create_customer(client, tier="standard", manager_id=first["id"])
+    customer_id = uuid.UUID(customer["id"])
+
+    async with factory() as session:
+        await move_customers(
+            session,
+            customer_ids=[customer_id],
+            manager_ids=[uuid.UUID(second["id"])],
+            reason="manual",
+            actor="tests",
+            at=datetime.now(UTC),
+        )
+        pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+
+        async def later_move() -> int:
+            async with factory() as other:
+                moved = await move_customers(
+                    other,
+                    customer_ids=[customer_id],
+                    manager_ids=[uuid.UUID(third["id"])],
+                    reason="import",
+                    actor="tests",
+                    at=datetime.now(UTC),
+                )
+                await other.commit()
+                return moved
+
+        later = asyncio.create_task(later_move())
+        await _wait_for_lock_wait_on(session, pid)
+        await session.commit()
+    assert await later == 1
+
+    after = await ok(await client.get(f"/v1/customers/{customer['id']}"))
+    assert after["manager_id"] == third["id"]
+    async with factory() as session:
+        periods = (
+            await session.execute(
+                text(
+                    "SELECT manager_id::text, ended_at IS NULL AS open FROM assignments"
+                    " WHERE customer_id = :id ORDER BY started_at, open"
+                ),
+                {"id": customer_id},
+            )
+        ).all()
+    assert [(p.manager_id, p.open) for p in periods] == [
+        (first["id"], False),
+        (second["id"], False),
+        (third["id"], True),
+    ]
+
+
+async def test_truncating_a_referenced_table_is_refused_unless_its_referrers_go_too(
+    committed_client, fresh_database
+):
+    client = committed_client
+    await create_tiers(client)
+    owner = await create_manager(client, level=3)
+    customer = await create_customer(client, tier="standard", manager_id=owner["id"])
+    conn = await asyncpg.connect(asyncpg_dsn(fresh_database))
+    try:
+        for statement in (
+            "TRUNCATE managers CASCADE",
+            "TRUNCATE customers CASCADE",
+            "TRUNCATE managers, customers CASCADE",
+        ):
+            with pytest.raises(asyncpg.FeatureNotSupportedError):
+                async with conn.transaction():
+                    await conn.execute(statement)
+        async with conn.transaction():  # every referrer in the same command: allowed
+            await conn.execute("TRUNCATE managers, customers, assignments CASCADE")
+            assert await conn.fetchval("SELECT count(*) FROM customers") == 0
+            raise _Rollback  # rolled back: the customer is read again below
+    except _Rollback:
+        pass
+    finally:
+        await conn.close()
+    after = await ok(await client.get(f"/v1/customers/{customer['id']}"))
+    assert after["manager_id"] == owner["id"]
+
+
+class _Rollback(Exception):
+    """Leaves an ``asyncpg`` transaction block by rolling it back."""
+
+
+async def test_a_reference_broken_by_a_statement_on_the_driver_answers_409_naming_it(api):
+    """The hot paths run some statements on asyncpg directly; a constraint they break is the
+    same 409 problem as through SQLAlchemy, never a 503."""
+    app = create_app(Settings(environment="production", rate_limit=""))
+    app.state.session_factory = api.factory
+    app.state.db_engine = api.app.state.db_engine
+
+    async def orphan_period(request: Request) -> None:
+        async with api.factory() as session:
+            connection = await transaction_connection(session)
+            await connection.execute(
+                "INSERT INTO assignments (customer_id, manager_id, started_at, reason, actor)"
+                " VALUES ($1, $2, now(), 'manual', 'tests')",
+                uuid.uuid4(),
+                uuid.uuid4(),
+            )
+
+    app.add_api_route("/orphan-period", orphan_period, methods=["POST"])
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.post("/orphan-period")
+
+    problem = assert_problem(response, 409)
+    assert problem["code"] == "constraint_violation"
+    assert problem["constraint"] == "fk_assignments_customer_id_customers"
