@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -88,20 +89,36 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         },
     )
     event.listen(engine.sync_engine, "checkout", _skip_closed_connection)
+    event.listen(engine.sync_engine, "checkin", _note_idle_since)
     return engine
 
 
+# A connection idle this long is pinged before it is handed out: a firewall, NAT or load
+# balancer may have dropped it without the server closing it.
+IDLE_PING_SECONDS = 30.0
+
+
+def _note_idle_since(dbapi_connection: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
 def _skip_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-    """Hand out no connection the server has closed (a restart, an idle timeout): the pool
-    replaces it with a new one.
+    """Hand out no connection the server has closed (a restart, an idle timeout) or that
+    stopped answering while idle: the pool replaces it with a new one.
 
     Instead of SQLAlchemy's ``pool_pre_ping``, which costs every transaction three round trips
     on asyncpg (BEGIN, an empty statement, ROLLBACK): asyncpg reads every connection all the
-    time, so one the server closed is known closed without asking. A connection lost without
-    the server closing it fails its first statement, which answers 503 and drops it."""
+    time, so one the server closed is known closed without asking, and only a connection idle
+    for ``IDLE_PING_SECONDS`` is pinged (one a middlebox dropped silently)."""
     driver = getattr(dbapi_connection, "driver_connection", None)
     if driver is not None and driver.is_closed():
         raise DisconnectionError("the server closed this connection")
+    idle_since = record.info.get("idle_since")
+    if idle_since is not None and time.monotonic() - idle_since > IDLE_PING_SECONDS:
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:
+            raise DisconnectionError("an idle connection stopped answering") from exc
 
 
 def is_disconnect(exc: BaseException) -> bool:
