@@ -180,19 +180,21 @@ def _owner_codes(owners: np.ndarray, manager_ids: Sequence[uuid.UUID]) -> np.nda
     """Index of each owner UUID in ``manager_ids`` (every owner is one of them).
 
     Looked up in a direct-address table on the UUIDs' leading bits (about 128 slots per
-    manager, so few managers share one), then verified whole; the rows whose slot holds
-    another manager fall back to a sorted search, and if two managers ever shared their high
-    half, an exact dictionary lookup takes over. A million owners cost a few table reads each
-    instead of a binary search over the managers.
+    manager up to 32k managers, so few managers share one), then verified whole; the rows
+    whose slot holds another manager fall back to a sorted search, and if two managers ever
+    shared their high half, an exact dictionary lookup takes over. A million owners cost a
+    few table reads each instead of a binary search over the managers.
     """
     ids = np.frombuffer(b"".join(m.bytes for m in manager_ids), dtype=">u8").reshape(-1, 2)
     probe = np.frombuffer(owners.tobytes(), dtype=">u8").reshape(-1, 2).astype(np.uint64)
     if not len(probe):
         return np.zeros(0, dtype=np.int32)
     ids = ids.astype(np.uint64)
-    shift = np.uint64(64 - max(16, len(ids).bit_length() + 7))
-    table = np.full(1 << (64 - int(shift)), -1, dtype=np.int64)
-    table[ids[:, 0] >> shift] = np.arange(len(ids))
+    # At most 2**22 slots (16 MiB): past ~32k managers more of them share a slot and take
+    # the sorted search.
+    shift = np.uint64(64 - min(22, max(16, len(ids).bit_length() + 7)))
+    table = np.full(1 << (64 - int(shift)), -1, dtype=np.int32)
+    table[ids[:, 0] >> shift] = np.arange(len(ids), dtype=np.int32)
     codes = table[probe[:, 0] >> shift]
     found = (codes >= 0) & (ids[codes] == probe).all(axis=1)
     if not found.all():
