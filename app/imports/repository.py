@@ -483,6 +483,22 @@ async def disallow_staged_moves(session: AsyncSession, stage: str, seqs: list[in
         )
 
 
+async def lock_moved_customers(session: AsyncSession, stage: str) -> None:
+    """Lock the existing customers the file gives an owner, in id order, before new customers
+    are inserted with theirs: inserting key-share-locks those owners, and a manual assignment
+    that holds one of these customers and waits for such an owner would otherwise deadlock
+    with the import (customers before managers, as every writer of owners locks them)."""
+    await session.execute(
+        text(
+            f"""
+            SELECT FROM customers
+             WHERE id IN (SELECT customer_id FROM {stage}_moves WHERE NOT new)
+             ORDER BY id FOR UPDATE
+            """
+        )
+    )
+
+
 async def moved_customer_ids(
     session: AsyncSession, stage: str, seqs: list[int]
 ) -> dict[int, uuid.UUID]:

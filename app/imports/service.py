@@ -416,6 +416,8 @@ async def _apply_customers(
     await repository.disallow_staged_moves(session, stage, left_out)
     at = datetime.now(UTC)
     events = planned.moves > 0 and await outbox.wants_ownership_events(session)
+    if planned.moves:
+        await repository.lock_moved_customers(session, stage)
     async with repository.bulk_joins(session, rows):
         inserted = await repository.insert_customers_with_owners(
             session, stage, at=at, actor=actor, returning=events

@@ -397,3 +397,45 @@ async def test_a_reference_broken_by_a_statement_on_the_driver_answers_409_namin
     problem = assert_problem(response, 409)
     assert problem["code"] == "constraint_violation"
     assert problem["constraint"] == "fk_assignments_customer_id_customers"
+
+
+async def test_an_import_waits_for_a_held_customer_before_it_locks_new_owners(
+    committed_client, fresh_database
+):
+    """A manual assignment holds an existing customer the import moves and then locks the
+    owner the import gives a new customer: the import must wait for the customer first, not
+    hold that owner's key lock while it waits (a deadlock that aborted one of them)."""
+    client = committed_client
+    await create_tiers(client)
+    first, taking, other = [await create_manager(client, level=3) for _ in range(3)]
+    existing = await create_customer(
+        client, tier="standard", manager_id=first["id"], external_ref="held-1"
+    )
+    body = f"external_ref,name,tier,manager_id\nnew-1,New,standard,{taking['id']}\n"
+    # Only the owner changes, so nothing but the move itself locks the existing customer.
+    body += f"held-1,{existing['name']},standard,{other['id']}\n"
+
+    holder = await asyncpg.connect(asyncpg_dsn(fresh_database))
+    try:
+        holding = holder.transaction()
+        await holding.start()
+        await holder.execute(
+            "SELECT FROM customers WHERE id = $1 FOR UPDATE", uuid.UUID(existing["id"])
+        )
+        importing = asyncio.create_task(
+            client.post("/v1/imports/customers", content=body, headers={"Content-Type": "text/csv"})
+        )
+        await _wait_for_lock_wait(holder)
+        # What the manual assignment's guard does next: lock the owner it gives.
+        await holder.execute(
+            "SELECT FROM managers WHERE id = $1 FOR UPDATE", uuid.UUID(taking["id"])
+        )
+        await holding.commit()
+        response = await importing
+    finally:
+        await holder.close()
+
+    result = await ok(response)
+    assert (result["created"], result["owners_changed"]) == (1, 2)
+    after = await ok(await client.get(f"/v1/customers/{existing['id']}"))
+    assert after["manager_id"] == other["id"]
