@@ -386,10 +386,12 @@ async def insert_customers_with_owners(
             text(
                 f"""
                 WITH ins AS (
-                    INSERT INTO customers (id, external_ref, {cols}, manager_id, owner_since)
+                    INSERT INTO customers
+                           (id, external_ref, {cols}, manager_id, owner_since, updated_at)
                     SELECT COALESCE(mv.customer_id, gen_random_uuid()), s.external_ref, {picked},
                            CASE WHEN mv.allowed THEN mv.manager_id END,
-                           CASE WHEN mv.allowed THEN CAST(:at AS timestamptz) END
+                           CASE WHEN mv.allowed THEN CAST(:at AS timestamptz) END,
+                           CASE WHEN mv.allowed THEN CAST(:at AS timestamptz) ELSE now() END
                       FROM {stage} AS s
                       LEFT JOIN {stage}_moves AS mv ON mv.line = s.line AND mv.new
                      ORDER BY s.line

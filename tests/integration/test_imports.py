@@ -498,6 +498,7 @@ async def test_new_customers_get_their_owner_with_the_writes_of_a_move(client, a
         assert d["manager_id"] == m["manager_id"] == owners[i % 2]["id"]
         [d_row] = (await ok(await client.get(f"/v1/customers/{d['id']}/history")))["items"]
         [m_row] = (await ok(await client.get(f"/v1/customers/{m['id']}/history")))["items"]
+        assert d["updated_at"] == d_row["started_at"]  # changed last when it got its owner
         assert without_ids(d_row) == without_ids(m_row)
         assert d_row["reason"] == "import" and d_row["ended_at"] is None
         d_event, m_event = events[d["id"]], events[m["id"]]
