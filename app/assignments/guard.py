@@ -18,7 +18,7 @@ from app import engine
 from app.assignments import loading
 from app.audit import service as audit
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound, RuleViolation
-from app.rules.service import rules_of_version
+from app.rules.service import parse_stored
 
 FORCE_ROLES = frozenset({"admin", "operator"})
 
@@ -58,9 +58,8 @@ async def check_move(
     """
     authorize_force(force, role)
     # Two round trips on the driver: the manager's lock with the rule set's version, then
-    # every fact after the lock; the rule set is parsed once per version.
-    version, row_version = await loading.lock_manager_for_move(session, manager_id)
-    rules = await rules_of_version(session, version, row_version)
+    # every fact after the lock; the rule set is parsed once per stored text.
+    rules = parse_stored(await loading.lock_manager_for_move(session, manager_id))
     facts = await loading.load_move(session, customer_id, manager_id, rules=rules)
     if facts is None:
         raise NotFound(f"Customer {customer_id} does not exist.")

@@ -344,10 +344,10 @@ async def load_customers(
 #    manager's facts as ``_ONE_MANAGER`` reads them.
 _LOCK_MANAGER_AND_RULES = """
     SELECT (SELECT id FROM managers WHERE id = $1 FOR UPDATE) AS locked,
-           r.version, CAST(r.xmin AS text) AS row_version
+           CAST(r.rules AS text) AS rules_json
       FROM (SELECT) AS one
       LEFT JOIN LATERAL (
-            SELECT version, xmin FROM rule_sets ORDER BY version DESC LIMIT 1) AS r ON true
+            SELECT rules FROM rule_sets ORDER BY version DESC LIMIT 1) AS r ON true
 """
 _MOVE_FACTS = f"""
     SELECT c.id, c.tier_code, c.region, c.language, c.industry, c.annual_value, c.satisfaction,
@@ -375,14 +375,12 @@ _MOVE_FACTS = f"""
 """
 
 
-async def lock_manager_for_move(
-    session: AsyncSession, manager_id: uuid.UUID
-) -> tuple[int, str | None]:
-    """Take ``manager_id``'s row lock (if it exists); returns the version of the rule set in
-    force (0: none stored) and its row version."""
+async def lock_manager_for_move(session: AsyncSession, manager_id: uuid.UUID) -> str | None:
+    """Take ``manager_id``'s row lock (if it exists); returns the JSON text of the rule set
+    in force (None: none stored, the built-in default applies)."""
     raw = await transaction_connection(session)
-    row = await raw.fetchrow(_LOCK_MANAGER_AND_RULES, manager_id)
-    return (row["version"] or 0), row["row_version"]
+    rules_json: str | None = await raw.fetchval(_LOCK_MANAGER_AND_RULES, manager_id, column=1)
+    return rules_json
 
 
 async def load_move(

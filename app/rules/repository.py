@@ -21,14 +21,6 @@ async def latest(session: AsyncSession) -> RuleSetVersion | None:
     )
 
 
-async def stored(session: AsyncSession, version: int) -> dict[str, Any] | None:
-    """The stored rules of ``version``, or None."""
-    rules: dict[str, Any] | None = await session.scalar(
-        select(RuleSetVersion.rules).where(RuleSetVersion.version == version)
-    )
-    return rules
-
-
 async def all_versions(session: AsyncSession) -> Sequence[RuleSetVersion]:
     """Every stored version, newest first."""
     return (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from collections import OrderedDict
 from typing import Any
 
 from pydantic import ValidationError
@@ -15,8 +14,6 @@ from app.engine.rules import STORED
 from app.errors import InvalidInput
 from app.rules import repository
 from app.rules.schemas import RuleSetOut
-
-_DEFAULT = RuleSet.default()
 
 
 def _out(row: RuleSetVersion | None) -> RuleSetOut:
@@ -36,7 +33,8 @@ def _out(row: RuleSetVersion | None) -> RuleSetOut:
 @functools.lru_cache(maxsize=32)
 def parse_stored(rules_json: str | None) -> RuleSet:
     """A stored rule set from its JSON text (None: the built-in default), parsed once per
-    text: a version never changes, so the hot paths that read the JSON skip validating it."""
+    text: a version never changes, so the hot paths (the placement guard, a single-customer
+    placement) that read the JSON with their other facts skip validating it."""
     if rules_json is None:
         return RuleSet.default()
     return RuleSet.model_validate_json(rules_json, context=STORED)
@@ -45,34 +43,6 @@ def parse_stored(rules_json: str | None) -> RuleSet:
 async def current_rules(session: AsyncSession) -> RuleSetOut:
     """The rule set in force: the newest stored version, or the built-in default (version 0)."""
     return _out(await repository.latest(session))
-
-
-# Parsed rule sets by (version, row version): a stored version never changes, and the row
-# version (its ``xmin``) tells apart two rows that got the same number in different databases
-# or in transactions that were rolled back. A few entries: the version in force, and the one
-# before it while requests that read it finish.
-_PARSED: OrderedDict[tuple[int, str], RuleSet] = OrderedDict()
-_PARSED_SIZE = 8
-
-
-async def rules_of_version(session: AsyncSession, version: int, row_version: str | None) -> RuleSet:
-    """The rule set stored as ``version`` (0: the built-in default), parsed once per process
-    (a hot path reads which version is in force, then takes the parsed rules from here)."""
-    if version == 0 or row_version is None:
-        return _DEFAULT
-    key = (version, row_version)
-    found = _PARSED.get(key)
-    if found is not None:
-        _PARSED.move_to_end(key)
-        return found
-    stored = await repository.stored(session, version)
-    if stored is None:  # removed since it was named: read whatever is in force now
-        return (await current_rules(session)).rules
-    parsed = RuleSet.model_validate(stored, context=STORED)
-    _PARSED[key] = parsed
-    while len(_PARSED) > _PARSED_SIZE:
-        _PARSED.popitem(last=False)
-    return parsed
 
 
 async def list_versions(session: AsyncSession) -> list[RuleSetOut]:
