@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
+from app.db.session import transaction_connection
 
 # The customer, its tier, its former owners and the rule set in force, in one round trip.
 _CUSTOMER = text(
@@ -105,11 +106,6 @@ _LOCK_CANDIDATES = text(
 )
 
 
-async def _driver(session: AsyncSession) -> Any:
-    connection = await session.connection()
-    return (await connection.get_raw_connection()).driver_connection
-
-
 @dataclass(frozen=True, slots=True)
 class CustomerFacts:
     """One customer as the engine sees it, with its status, tier and the rule set in force
@@ -140,7 +136,7 @@ async def customer_facts(
         await session.execute(_LOCK_CUSTOMER, {"id": customer_id})
         row: Any = (await session.execute(_CUSTOMER, {"id": customer_id})).first()
     else:  # a read of its own: on the driver's connection, without the ORM's result layer
-        raw = await _driver(session)
+        raw = await transaction_connection(session)
         row = await raw.fetchrow(_CUSTOMER_RAW, customer_id)
     if row is None:
         return None
@@ -204,7 +200,7 @@ async def candidates(
     ``weight`` (room counted from current workloads), plus ``include`` (departed or not);
     with ``only_include`` just those. ``capped_tier``: count that tier's intake per manager.
     ``hours``: return working hours (None otherwise)."""
-    raw = await _driver(session)
+    raw = await transaction_connection(session)
     rows = await raw.fetch(
         _CANDIDATES,
         list(include),
