@@ -95,6 +95,29 @@ def _builtin_checks(plan: Plan, i: int, m: int, *, after_move: bool) -> list[dic
     base = int(plan.load_after[m]) - (weight if after_move else 0)
     cap = int(p.capacity[m])
     forced = bool(plan.outcome.forced[i]) and after_move
+    return builtin_checks(
+        manager,
+        min_level=min_level,
+        base=base,
+        weight=weight,
+        cap=cap,
+        forced=forced,
+        excluded=not p.not_excluded[m],
+    )
+
+
+def builtin_checks(
+    manager: Manager,
+    *,
+    min_level: int,
+    base: int,
+    weight: int,
+    cap: int,
+    forced: bool,
+    excluded: bool,
+) -> list[dict[str, Any]]:
+    """The built-in hard rules for one manager, as an explanation lists them (the engine's
+    and the single-customer placement's explanations share them)."""
     capacity_ok = base + weight <= cap
     return [
         {
@@ -132,8 +155,8 @@ def _builtin_checks(plan: Plan, i: int, m: int, *, after_move: bool) -> list[dic
         },
         {
             "id": "not_excluded",
-            "passed": bool(p.not_excluded[m]),
-            "detail": "candidate" if p.not_excluded[m] else "excluded from this plan",
+            "passed": not excluded,
+            "detail": "excluded from this plan" if excluded else "candidate",
         },
     ]
 

@@ -41,7 +41,7 @@ import numpy as np
 
 from app.engine.columns import from_epoch, to_epoch
 from app.engine.evaluation import check_condition, manager_value
-from app.engine.explain import _rule_detail, _utilization
+from app.engine.explain import _rule_detail, _utilization, builtin_checks
 from app.engine.facts import Customer, EngineError, Manager, Tier
 from app.engine.options import PlanOptions
 from app.engine.outcome import POOL, Outcome
@@ -501,50 +501,15 @@ def _explain_placed(
     weight, cap = tier.weight, manager.capacity
     base = chosen.load
     after = base + weight
-    capacity_ok = after <= cap
-    min_level = tier.min_manager_level
-    checks: list[dict[str, Any]] = [
-        {
-            "id": "tier_min_level",
-            "passed": manager.level >= min_level,
-            "detail": f"manager level {manager.level}, tier needs at least {min_level}",
-        },
-        {
-            "id": "manager_active",
-            "passed": manager.status == "active",
-            "detail": f"status {manager.status}",
-        },
-        {
-            "id": "manager_accepting",
-            "passed": manager.accepting_new,
-            "detail": "accepting new customers" if manager.accepting_new else "not accepting",
-        },
-        {
-            "id": "absent",
-            "passed": not manager.absent,
-            "detail": "absent" if manager.absent else "available",
-        },
-        {
-            "id": "intake_cap",
-            "passed": manager.intake_room is None or manager.intake_room > 0,
-            "detail": "no intake cap"
-            if manager.intake_room is None
-            else f"{max(manager.intake_room, 0)} more new customer(s) allowed now",
-        },
-        {
-            "id": "capacity",
-            "passed": capacity_ok or forced,
-            "detail": f"workload {base} + {weight} {'<=' if capacity_ok else '>'} capacity {cap}"
-            + (" (overridden by the operator)" if forced and not capacity_ok else ""),
-        },
-        {
-            "id": "not_excluded",
-            "passed": manager.id not in options.exclude_manager_ids,
-            "detail": "candidate"
-            if manager.id not in options.exclude_manager_ids
-            else "excluded from this plan",
-        },
-    ]
+    checks = builtin_checks(
+        manager,
+        min_level=tier.min_manager_level,
+        base=base,
+        weight=weight,
+        cap=cap,
+        forced=forced,
+        excluded=manager.id in options.exclude_manager_ids,
+    )
     for rule in rules.eligibility:
         _, holds, detail = _rule_detail(
             rule, customer, manager, chosen.is_current, chosen.is_former
