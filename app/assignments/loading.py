@@ -199,7 +199,7 @@ async def load_managers(
         .all()
     )
     counts = await _tier_intake(session, rules, reasons, manager_id=None, for_tiers=for_tiers)
-    return [_manager(r, counts.get(r["id"], ())) for r in rows]
+    return [manager_from_row(r, counts.get(r["id"], ())) for r in rows]
 
 
 async def _tier_intake(
@@ -249,12 +249,13 @@ async def load_manager(
         manager_id=manager_id,
         for_tiers=None if for_tier is None else [for_tier],
     )
-    return _manager(row, counts.get(manager_id, ()))
+    return manager_from_row(row, counts.get(manager_id, ()))
 
 
-def _manager(
+def manager_from_row(
     r: Mapping[Any, Any], tier_intake: tuple[tuple[str, int, int], ...] = ()
 ) -> engine.Manager:
+    """A manager as the engine sees it, from a row with the ``managers`` view's columns."""
     return engine.Manager(
         id=r["id"],
         level=r["level"],

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
+from app.assignments.loading import manager_from_row
 from app.db.session import transaction_connection
 
 # The customer, its tier, its former owners and the rule set in force, in one round trip.
@@ -221,21 +222,6 @@ async def candidates(
         hours_value = r["working_hours"]
         if isinstance(hours_value, str):
             hours_value = json.loads(hours_value)
-        manager = engine.Manager(
-            id=r["id"],
-            level=r["level"],
-            capacity=r["capacity"],
-            workload=int(r["workload"]),
-            status=r["status"],
-            accepting_new=r["accepting_new"],
-            region=r["region"],
-            languages=tuple(r["languages"]),
-            industries=tuple(r["industries"]),
-            team=r["team"],
-            absent=r["absent"],
-            intake_room=r["intake_room"],
-            tier_intake=tier_intake,
-            rotation_weight=r["rotation_weight"],
-        )
+        manager = manager_from_row(r, tier_intake)
         out.append(Candidate(manager, hours_value, r["time_zone"]))
     return out
