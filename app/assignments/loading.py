@@ -253,24 +253,32 @@ async def load_manager(
 
 
 def manager_from_row(
-    r: Mapping[Any, Any], tier_intake: tuple[tuple[str, int, int], ...] = ()
+    r: Mapping[Any, Any],
+    tier_intake: tuple[tuple[str, int, int], ...] = (),
+    *,
+    prefix: str = "",
 ) -> engine.Manager:
-    """A manager as the engine sees it, from a row with the ``managers`` view's columns."""
+    """A manager as the engine sees it, from a row with the ``managers`` view's columns
+    (named ``prefix`` + column when the row holds other facts too)."""
+
+    def v(column: str) -> Any:
+        return r[prefix + column]
+
     return engine.Manager(
-        id=r["id"],
-        level=r["level"],
-        capacity=r["capacity"],
-        workload=int(r["workload"]),
-        status=r["status"],
-        accepting_new=r["accepting_new"],
-        region=r["region"],
-        languages=tuple(r["languages"]),
-        industries=tuple(r["industries"]),
-        team=r["team"],
-        absent=r["absent"],
-        intake_room=r["intake_room"],
+        id=v("id"),
+        level=v("level"),
+        capacity=v("capacity"),
+        workload=int(v("workload")),
+        status=v("status"),
+        accepting_new=v("accepting_new"),
+        region=v("region"),
+        languages=tuple(v("languages")),
+        industries=tuple(v("industries")),
+        team=v("team"),
+        absent=v("absent"),
+        intake_room=v("intake_room"),
         tier_intake=tier_intake,
-        rotation_weight=r["rotation_weight"],
+        rotation_weight=v("rotation_weight"),
     )
 
 
@@ -427,20 +435,5 @@ async def load_move(
     counts = await _tier_intake(
         session, rules, reasons, manager_id=manager_id, for_tiers=[customer.tier]
     )
-    manager = engine.Manager(
-        id=r["m_id"],
-        level=r["m_level"],
-        capacity=r["m_capacity"],
-        workload=int(r["m_workload"]),
-        status=r["m_status"],
-        accepting_new=r["m_accepting_new"],
-        region=r["m_region"],
-        languages=tuple(r["m_languages"]),
-        industries=tuple(r["m_industries"]),
-        team=r["m_team"],
-        absent=r["m_absent"],
-        intake_room=r["m_intake_room"],
-        tier_intake=counts.get(manager_id, ()),
-        rotation_weight=r["m_rotation_weight"],
-    )
+    manager = manager_from_row(r, counts.get(manager_id, ()), prefix="m_")
     return customer, tier, manager
