@@ -123,6 +123,31 @@ def placement_violations(
     return out
 
 
+# What giving a customer to a manager changes in the facts the rules can read: the customer's
+# owner and when it last moved, whether the manager is its current owner, the manager's load.
+MOVE_FACTS = frozenset(
+    {
+        "customer.manager_id",
+        "customer.last_moved_at",
+        "manager.is_current_owner",
+        "manager.workload",
+        "manager.utilization",
+    }
+)
+
+
+def intake_implies_ownership(rules: RuleSet) -> bool:
+    """Whether an owner ``intake`` mode allows is an owner ``ownership`` mode keeps.
+
+    ``ownership`` checks the tier minimum level (``intake`` checks it too), that the manager
+    has not departed (``intake`` wants them active) and the eligibility rules. Those rules give
+    the same answer before and after the move unless one reads a fact the move itself changes
+    (``MOVE_FACTS``); when none does, a customer moved to an owner the guard allowed holds no
+    violation, and callers that write many such moves need not check them again.
+    """
+    return not any(rule.reads() & MOVE_FACTS for rule in rules.eligibility)
+
+
 def tier_room(manager: Manager, tier: str, rules: RuleSet) -> float:
     """New customers of ``tier`` the manager may still receive under the rule set's tier caps
     (inf: uncapped, or the tier's fallback owner, who takes what capped managers cannot)."""

@@ -285,37 +285,56 @@ async def upsert(session: AsyncSession, stage: str, resource: Resource) -> tuple
             "ON CONFLICT (external_ref) DO NOTHING RETURNING 1) SELECT count(*) FROM ins"
         )
     )
-    return int(created or 0), await update_changed(session, stage, resource)
+    return int(created or 0), (await update_changed(session, stage, resource)).count
 
 
-async def update_changed(session: AsyncSession, stage: str, resource: Resource) -> int:
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """Existing records an import updated: how many, and the ids of those where one of the
+    watched fields changed."""
+
+    count: int
+    watched_ids: list[uuid.UUID]
+
+
+async def update_changed(
+    session: AsyncSession, stage: str, resource: Resource, *, watch: Sequence[str] = ()
+) -> Changed:
     """Update the existing records the staged rows name where a field the file gives
-    differs; returns how many changed."""
+    differs; returns how many changed, and which of them changed a field in ``watch``."""
     table = resource.name
     fields = [c for c, _ in resource.fields]
-    chosen = ", ".join(
-        f"CASE WHEN s.mask & {resource.bit(c)} <> 0 THEN s.{c} ELSE x.{c} END AS {c}"
-        for c in fields
+    given = {
+        c: f"CASE WHEN s.mask & {resource.bit(c)} <> 0 THEN s.{c} ELSE x.{c} END" for c in fields
+    }
+    chosen = ", ".join(f"{given[c]} AS {c}" for c in fields)
+    watched = (
+        f"ROW({', '.join(f'x.{c}' for c in watch)}) IS DISTINCT FROM "
+        f"ROW({', '.join(given[c] for c in watch)})"
+        if watch
+        else "false"
     )
     assignments = ", ".join(f"{c} = n.{c}" for c in fields)
     current = ", ".join(f"t.{c}" for c in fields)
     new = ", ".join(f"n.{c}" for c in fields)
-    updated = await session.scalar(
-        text(
-            f"""
-            WITH upd AS (
-                UPDATE {table} AS t
-                   SET {assignments}, version = t.version + 1, updated_at = now()
-                  FROM (SELECT x.id, {chosen}
-                          FROM {stage} AS s JOIN {table} AS x ON x.external_ref = s.external_ref
-                       ) AS n
-                 WHERE t.id = n.id AND ROW({current}) IS DISTINCT FROM ROW({new})
-                RETURNING 1)
-            SELECT count(*) FROM upd
-            """
+    row = (
+        await session.execute(
+            text(
+                f"""
+                WITH upd AS (
+                    UPDATE {table} AS t
+                       SET {assignments}, version = t.version + 1, updated_at = now()
+                      FROM (SELECT x.id, {chosen}, {watched} AS watched
+                              FROM {stage} AS s JOIN {table} AS x ON x.external_ref = s.external_ref
+                           ) AS n
+                     WHERE t.id = n.id AND ROW({current}) IS DISTINCT FROM ROW({new})
+                    RETURNING t.id, n.watched)
+                SELECT count(*), array_agg(id) FILTER (WHERE watched) FROM upd
+                """
+            )
         )
-    )
-    return int(updated or 0)
+    ).one()
+    return Changed(int(row[0] or 0), list(row[1] or []))
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,18 +438,20 @@ async def insert_customers_with_owners(
     return Inserted(int(row[0]), int(row[1]), list(row[2] or []), list(row[3] or []))
 
 
-async def adopt_concurrent_creations(session: AsyncSession, stage: str) -> None:
+async def adopt_concurrent_creations(session: AsyncSession, stage: str) -> list[uuid.UUID]:
     """Point the planned moves of rows created by someone else between the plan and the
-    insert at the customers that now hold their ``external_ref``."""
-    await session.execute(
+    insert at the customers that now hold their ``external_ref``; returns those customers."""
+    adopted = await session.scalars(
         text(
             f"""
             UPDATE {stage}_moves AS mv SET customer_id = c.id, new = false
               FROM customers AS c
              WHERE mv.new AND c.external_ref = mv.external_ref AND c.id <> mv.customer_id
+            RETURNING c.id
             """
         )
     )
+    return list(adopted.all())
 
 
 async def owner_moves(
@@ -451,18 +472,58 @@ async def owner_moves(
         yield [r[1] for r in rows], [r[2] for r in rows]
 
 
-async def staged_moves(session: AsyncSession, stage: str) -> list[tuple[Any, ...]]:
-    """Every planned owner move, in file order: (seq, customer id, manager id, line,
-    external_ref, whether the import creates the customer, then the staged tier, region,
-    language, industry, annual value and satisfaction as floats, and pinned: the facts of a
-    customer not inserted yet)."""
-    rows = await (await _raw(session)).fetch(
-        f"SELECT mv.seq, mv.customer_id, mv.manager_id, mv.line, mv.external_ref, mv.new, "
-        "s.tier_code, s.region, s.language, s.industry, s.annual_value::float8, "
-        f"s.satisfaction::float8, s.pinned FROM {_ident(stage)}_moves AS mv "
-        f"JOIN {_ident(stage)} AS s ON s.line = mv.line ORDER BY mv.seq"
+@dataclass(frozen=True, slots=True)
+class MoveScope:
+    """Who the planned owner moves involve: the owners, and the tiers of the customers."""
+
+    manager_ids: list[uuid.UUID]
+    tiers: list[str]
+
+
+async def move_scope(session: AsyncSession, stage: str) -> MoveScope:
+    """The distinct owners and customer tiers of the planned moves (a customer's staged tier
+    is its tier after the import: every customer row gives one)."""
+    row = (
+        await session.execute(
+            text(
+                f"SELECT array_agg(DISTINCT mv.manager_id), array_agg(DISTINCT s.tier_code) "
+                f"FROM {stage}_moves AS mv JOIN {stage} AS s ON s.line = mv.line"
+            )
+        )
+    ).one()
+    return MoveScope(list(row[0] or []), list(row[1] or []))
+
+
+async def staged_moves(
+    session: AsyncSession, stage: str, *, batch: int
+) -> AsyncIterator[list[tuple[Any, ...]]]:
+    """Every planned owner move, in file order and in batches of ``batch``: (seq, customer
+    id, manager id, line, whether the import creates the customer, then for a new customer its
+    staged tier, region, language, industry, annual value and satisfaction as floats, and
+    pinned: the facts of a customer not inserted yet; an existing one's are read from the
+    table)."""
+    raw = await _raw(session)
+    query = (
+        "SELECT mv.seq, mv.customer_id, mv.manager_id, mv.line, mv.new, s.tier_code, s.region, "
+        "s.language, s.industry, s.annual_value::float8, s.satisfaction::float8, s.pinned "
+        f"FROM {_ident(stage)}_moves AS mv JOIN {_ident(stage)} AS s ON s.line = mv.line "
+        "WHERE mv.seq > $1 ORDER BY mv.seq LIMIT $2"
     )
-    return [tuple(r) for r in rows]
+    after = 0
+    while True:
+        rows = await raw.fetch(query, after, batch)
+        if not rows:
+            return
+        after = rows[-1][0]
+        yield [tuple(r) for r in rows]
+
+
+async def refs_of_lines(session: AsyncSession, stage: str, lines: list[int]) -> dict[int, str]:
+    """The ``external_ref`` of these staged lines."""
+    rows = await (await _raw(session)).fetch(
+        f"SELECT line, external_ref FROM {_ident(stage)} WHERE line = ANY($1::int[])", lines
+    )
+    return {r[0]: r[1] for r in rows}
 
 
 async def drop_staged_moves(session: AsyncSession, stage: str, seqs: list[int]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from app.assignments import compliance, guard, loading
 from app.assignments.repository import move_customers
 from app.audit import service as audit
 from app.db.session import SessionFactory
+from app.engine.guard import intake_implies_ownership
+from app.engine.rules import CUSTOMER_FIELDS
 from app.errors import InvalidInput
 from app.events import outbox
 from app.imports import copy, repository
@@ -342,13 +345,14 @@ async def import_rows(
             report.created, report.updated = await repository.upsert(session, stage, spec.resource)
     report.unchanged = tally.rows - tally.failed - report.created - report.updated
     # What the import changed may leave current owners non-compliant: recorded and reported.
-    async with repository.bulk_joins(session, tally.rows):
-        ids = await repository.imported_ids(session, stage, spec.resource)
-    scope = (
-        compliance.Scope.customers(ids)
-        if resource == "customers"
-        else compliance.Scope.managers(ids)
-    )
+    # For customers the guard's decisions settle every owner it allowed; the others (and the
+    # customers whose rule-visible fields changed) are checked here.
+    if resource == "customers":
+        scope = compliance.Scope.customers(applied.recheck)
+    else:
+        async with repository.bulk_joins(session, tally.rows):
+            ids = await repository.imported_ids(session, stage, spec.resource)
+        scope = compliance.Scope.managers(ids)
     found = await compliance.record(session, scope, cause="import", actor=actor)
     report.violations_detected = compliance.summary(found)
     report.violations_detected_count = len(found)
@@ -364,6 +368,14 @@ class _Applied:
     updated: int
     owners_changed: int
     refused: list[RowError]
+    # customers whose owner may hold a violation the guard's decisions do not settle
+    recheck: list[uuid.UUID]
+
+
+# The customer columns a compliance check reads: the fields the rules can name (the tier
+# under its column's name), and the status (only active customers are checked).
+_RULE_COLUMNS = frozenset({"tier_code" if f == "tier" else f for f in CUSTOMER_FIELDS} | {"status"})
+_WATCHED = tuple(c for c, _ in CUSTOMERS.fields if c in _RULE_COLUMNS)
 
 
 async def _apply_customers(
@@ -381,24 +393,35 @@ async def _apply_customers(
 
     New customers are inserted with their owner, and their ledger rows (reason ``import``)
     written, in one statement: no customer is inserted into the pool and then moved. Owners of
-    existing customers change through the ledger in batches."""
+    existing customers change through the ledger in batches.
+
+    The customers whose ownership the caller must check afterwards are returned: those whose
+    rule-visible fields changed, those given an owner past the guard, and, when the rule set
+    reads facts a move changes, every moved one. An owner the guard allowed otherwise holds no
+    violation (``intake_implies_ownership``), and a move resolves the customer's open one."""
     async with repository.bulk_joins(session, rows):
         planned = await repository.plan_owner_moves(session, stage)
-        updated = await repository.update_changed(session, stage, CUSTOMERS)
-    refused, forced = (
+        changed = await repository.update_changed(session, stage, CUSTOMERS, watch=_WATCHED)
+    updated = changed.count
+    recheck = changed.watched_ids
+    guarded = (
         await _guard_owner_moves(session, stage, force=force, rows=rows)
         if planned.moves
-        else ([], [])
+        else _Guarded([], [], recheck_moved=False)
+    )
+    refused, forced = guarded.refused, guarded.forced
+    refs = (
+        await repository.refs_of_lines(session, stage, [r.line for r in refused]) if refused else {}
     )
     errors = [
         RowError(
-            line=line,
-            external_ref=ref,
+            line=r.line,
+            external_ref=refs.get(r.line),
             field="manager",
-            msg="the owner breaks hard rules: " + "; ".join(v.message for v in broken),
+            msg="the owner breaks hard rules: " + "; ".join(v.message for v in r.broken),
             type="rule_violation",
         )
-        for _, line, ref, _, broken in refused
+        for r in refused
     ]
     if refused and mode == "all_or_nothing":
         raise ImportRejected(
@@ -412,7 +435,7 @@ async def _apply_customers(
             rows=len(refused),
             failed=len(refused),
         )
-    left_out = [r[0] for r in (*refused, *forced)]
+    left_out = [r.seq for r in (*refused, *forced)]
     await repository.disallow_staged_moves(session, stage, left_out)
     at = datetime.now(UTC)
     events = planned.moves > 0 and await outbox.wants_ownership_events(session)
@@ -420,14 +443,19 @@ async def _apply_customers(
         await repository.lock_moved_customers(session, stage)
     async with repository.bulk_joins(session, rows):
         inserted = await repository.insert_customers_with_owners(
-            session, stage, at=at, actor=actor, returning=events
+            session, stage, at=at, actor=actor, returning=events or guarded.recheck_moved
         )
+        if guarded.recheck_moved:
+            recheck += inserted.customer_ids
         if inserted.created < planned.new_rows:
             # Someone else created some of these customers since the plan: they are updated
-            # like the others, and their owners set through the ledger.
-            updated += await repository.update_changed(session, stage, CUSTOMERS)
-            await repository.adopt_concurrent_creations(session, stage)
-    if inserted.customer_ids:
+            # like the others, and their owners set through the ledger (and checked after,
+            # since the guard saw them as new).
+            again = await repository.update_changed(session, stage, CUSTOMERS, watch=_WATCHED)
+            updated += again.count
+            recheck += again.watched_ids
+            recheck += await repository.adopt_concurrent_creations(session, stage)
+    if events and inserted.customer_ids:
         await outbox.emit_ownership_changes(
             session,
             [
@@ -442,24 +470,25 @@ async def _apply_customers(
     if left_out:
         customer_of = await repository.moved_customer_ids(session, stage, left_out)
         await repository.drop_staged_moves(session, stage, left_out)
-    for seq, _, _, (_, manager_id), broken in forced:
+    for f in forced:
         moved += await move_customers(
             session,
-            customer_ids=[customer_of[seq]],
-            manager_ids=[manager_id],
+            customer_ids=[customer_of[f.seq]],
+            manager_ids=[f.manager_id],
             reason="import",
             actor=actor,
             at=at,
-            note=guard.forced_note(broken, None),
+            note=guard.forced_note(f.broken, None),
         )
+        recheck.append(customer_of[f.seq])
     if forced:
         audit.details(session)["forced"] = [
             {
-                "customer_id": str(customer_of[seq]),
-                "manager_id": str(manager_id),
-                "rules": [v.to_dict() for v in broken],
+                "customer_id": str(customer_of[f.seq]),
+                "manager_id": str(f.manager_id),
+                "rules": [v.to_dict() for v in f.broken],
             }
-            for seq, _, _, (_, manager_id), broken in forced[:1000]
+            for f in forced[:1000]
         ]
     async for customer_ids, manager_ids in repository.owner_moves(session, stage, batch=MOVE_BATCH):
         moved += await move_customers(
@@ -470,76 +499,113 @@ async def _apply_customers(
             actor=actor,
             at=at,
         )
+        if guarded.recheck_moved:
+            recheck += customer_ids
     await repository.drop_moves(session, stage)
-    return _Applied(inserted.created, updated, moved, errors)
+    return _Applied(inserted.created, updated, moved, errors, recheck)
 
 
-_Checked = tuple[int, int, str | None, tuple[uuid.UUID, uuid.UUID], list[engine.Violation]]
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A planned move the placement guard refused, or that was forced past it."""
+
+    seq: int
+    line: int
+    manager_id: uuid.UUID
+    broken: list[engine.Violation]
+
+
+@dataclass(frozen=True)
+class _Guarded:
+    refused: list[_Checked]
+    forced: list[_Checked]
+    # the rule set reads facts a move changes: an allowed owner may still hold a violation
+    recheck_moved: bool
 
 
 async def _guard_owner_moves(
     session: AsyncSession, stage: str, *, force: bool, rows: int
-) -> tuple[list[_Checked], list[_Checked]]:
+) -> _Guarded:
     """The staged moves the placement guard refuses, and the ones forced past it. Each owner's
     facts follow the file (workload, intake room, per-tier intake), so a cap holds across the
-    rows of one import as it does across separate requests."""
-    async with repository.bulk_joins(session, rows):
-        moves = await repository.staged_moves(session, stage)
-    customers = {
-        c.id: c for c in await loading.load_customers(session, [m[1] for m in moves if not m[5]])
-    }
-    # a customer the import creates, as the guard sees it: its staged fields, no owner yet,
-    # never moved (what ``loading.load_customers`` gives for it once inserted)
-    customers.update((m[1], engine.Customer(m[1], *m[6:13])) for m in moves if m[5])
+    rows of one import as it does across separate requests. Moves are read in batches, so
+    memory holds one batch of customers whatever the file's size."""
     rules = (await current_rules(session)).rules
+    async with repository.bulk_joins(session, rows):
+        scope = await repository.move_scope(session, stage)
     owners = await loading.load_managers(
-        session,
-        include=list({m[2] for m in moves}),
-        rules=rules,
-        for_tiers={c.tier for c in customers.values()},
+        session, include=scope.manager_ids, rules=rules, for_tiers=scope.tiers
     )
     managers = {m.id: m for m in owners}
     tiers = {t.code: t for t in await loading.load_tiers(session)}
     refused: list[_Checked] = []
     forced: list[_Checked] = []
     capped = frozenset(rules.placement.tier_caps)
-    for seq, customer_id, manager_id, line, ref, *_ in moves:
-        customer, manager = customers[customer_id], managers.get(manager_id)
-        if manager is None:  # a departed owner: already a row error
-            continue
-        tier = tiers[customer.tier]
-        broken = engine.placement_violations(customer, manager, tier, rules)
-        checked = (seq, line, ref, (customer_id, manager_id), broken)
-        if broken and not force:
-            refused.append(checked)
-            continue
-        if broken:
-            forced.append(checked)
-        managers[manager_id] = _received(manager, tier, capped)
-        former = managers.get(customer.manager_id) if customer.manager_id else None
-        if former is not None:
-            managers[former.id] = dataclasses.replace(
-                former, workload=former.workload - tier.weight
-            )
-    return refused, forced
+    async with repository.bulk_joins(session, rows):
+        async for batch in repository.staged_moves(session, stage, batch=MOVE_BATCH):
+            existing = {
+                c.id: c
+                for c in await loading.load_customers(session, [m[1] for m in batch if not m[4]])
+            }
+            for seq, customer_id, manager_id, line, new, *facts in batch:
+                # a customer the import creates, as the guard sees it: its staged fields, no
+                # owner yet, never moved (what ``loading.load_customers`` gives once inserted)
+                customer = engine.Customer(customer_id, *facts) if new else existing[customer_id]
+                manager = managers.get(manager_id)
+                if manager is None:  # a departed owner: already a row error
+                    continue
+                tier = tiers[customer.tier]
+                broken = engine.placement_violations(customer, manager, tier, rules)
+                if broken and not force:
+                    refused.append(_Checked(seq, line, manager_id, broken))
+                    continue
+                if broken:
+                    forced.append(_Checked(seq, line, manager_id, broken))
+                managers[manager_id] = _received(manager, tier, capped)
+                former = managers.get(customer.manager_id) if customer.manager_id else None
+                if former is not None:
+                    managers[former.id] = _with_load(former, workload=former.workload - tier.weight)
+    return _Guarded(refused, forced, not intake_implies_ownership(rules))
+
+
+_MANAGER_FIELDS = tuple(f.name for f in dataclasses.fields(engine.Manager))
+_manager_facts = operator.attrgetter(*_MANAGER_FIELDS)
+_WORKLOAD = _MANAGER_FIELDS.index("workload")
+_INTAKE_ROOM = _MANAGER_FIELDS.index("intake_room")
+_TIER_INTAKE = _MANAGER_FIELDS.index("tier_intake")
+
+
+def _with_load(
+    manager: engine.Manager,
+    *,
+    workload: int,
+    intake_room: int | None = None,
+    tier_intake: tuple[tuple[str, int, int], ...] | None = None,
+) -> engine.Manager:
+    """``dataclasses.replace`` of the facts a received customer changes, built positionally:
+    the guard makes one per move, and ``replace`` costs twice as much."""
+    values = list(_manager_facts(manager))
+    values[_WORKLOAD] = workload
+    if intake_room is not None:
+        values[_INTAKE_ROOM] = intake_room
+    if tier_intake is not None:
+        values[_TIER_INTAKE] = tier_intake
+    return engine.Manager(*values)
 
 
 def _received(manager: engine.Manager, tier: engine.Tier, capped: frozenset[str]) -> engine.Manager:
     """The manager's facts after receiving one new customer of ``tier`` (its count per tier
     kept for the tiers the rule set caps, the only ones the guard reads)."""
+    room = None if manager.intake_room is None else manager.intake_room - 1
     if tier.code not in capped:
-        return dataclasses.replace(
-            manager,
-            workload=manager.workload + tier.weight,
-            intake_room=None if manager.intake_room is None else manager.intake_room - 1,
-        )
+        return _with_load(manager, workload=manager.workload + tier.weight, intake_room=room)
     counts = {code: (day, week) for code, day, week in manager.tier_intake}
     day, week = counts.get(tier.code, (0, 0))
     counts[tier.code] = (day + 1, week + 1)
-    return dataclasses.replace(
+    return _with_load(
         manager,
         workload=manager.workload + tier.weight,
-        intake_room=None if manager.intake_room is None else manager.intake_room - 1,
+        intake_room=room,
         tier_intake=tuple((code, d, w) for code, (d, w) in counts.items()),
     )
 

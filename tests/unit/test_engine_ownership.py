@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from _engine_facts import TIERS, cid, mid
+from dataclasses import replace
+
+from _engine_facts import NOW, TIERS, cid, mid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.engine import Customer, Manager, RuleSet, owners_violating, placement_violations
+from app.engine import (
+    Customer,
+    FormerOwner,
+    Manager,
+    RuleSet,
+    owners_violating,
+    placement_violations,
+)
+from app.engine.guard import intake_implies_ownership
 
 RULES = RuleSet.model_validate(
     {
@@ -75,3 +85,64 @@ def test_owners_violating_agrees_with_the_guard_in_ownership_mode(book):
                 c, by_id[c.manager_id], TIER[c.tier], rules, mode="ownership"
             )[0].rule
             assert broken.rules[broken.first[i]] == rule
+
+
+FIT_RULES = RuleSet.model_validate(
+    {
+        "eligibility": [
+            {
+                "id": "same_region",
+                "when": [{"field": "customer.tier", "op": "in", "value": ["strategic", "key"]}],
+                "conditions": [
+                    {"field": "manager.region", "op": "eq", "value": "$customer.region"}
+                ],
+            },
+            {
+                "id": "speaks_it",
+                "when": [{"field": "manager.is_former_owner", "op": "eq", "value": False}],
+                "conditions": [
+                    {"field": "manager.languages", "op": "contains", "value": "$customer.language"}
+                ],
+            },
+        ]
+    }
+)
+LOAD_RULES = RuleSet.model_validate(
+    {
+        "eligibility": [
+            {
+                "id": "not_too_busy",
+                "conditions": [{"field": "manager.utilization", "op": "lte", "value": 0.5}],
+            }
+        ]
+    }
+)
+
+
+@st.composite
+def moves(draw):
+    customers, managers, _ = draw(books())
+    rules = draw(st.sampled_from([FIT_RULES, RuleSet.default(), RULES, LOAD_RULES]))
+    return customers, managers, rules
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(moves())
+def test_an_owner_the_intake_guard_allows_keeps_the_customer_when_the_rules_allow_it(move):
+    """``intake_implies_ownership``: for rule sets that read no fact a move changes, a
+    customer moved to an owner the guard allows holds no violation in ownership mode."""
+    customers, managers, rules = move
+    assert intake_implies_ownership(rules) == (rules in (FIT_RULES, RuleSet.default()))
+    if not intake_implies_ownership(rules):
+        return
+    for c in customers:
+        for m in managers:
+            tier = TIER[c.tier]
+            if placement_violations(c, m, tier, rules) or c.manager_id == m.id:
+                continue
+            former = () if c.manager_id is None else (FormerOwner(c.manager_id, NOW),)
+            moved = replace(
+                c, manager_id=m.id, last_moved_at=NOW, former_owners=c.former_owners + former
+            )
+            owner = replace(m, workload=m.workload + tier.weight)
+            assert placement_violations(moved, owner, tier, rules, mode="ownership") == []
