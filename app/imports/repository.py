@@ -337,6 +337,19 @@ async def update_changed(
     return Changed(int(row[0] or 0), list(row[1] or []))
 
 
+# A staged customer's facts as the placement guard reads them (``engine.Customer``'s fields
+# after its id), kept with each planned move.
+_GUARD_FACTS = (
+    ("tier_code", "text"),
+    ("region", "text"),
+    ("language", "text"),
+    ("industry", "text"),
+    ("annual_value", "float8"),
+    ("satisfaction", "float8"),
+    ("pinned", "boolean"),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class PlannedOwners:
     """What the staged rows ask of owners before anything is written."""
@@ -347,27 +360,31 @@ class PlannedOwners:
 
 async def plan_owner_moves(session: AsyncSession, stage: str) -> PlannedOwners:
     """Before the upsert: collect the owner each staged row asks for, where it differs from
-    the customer's current one, into a numbered table (in file order). A customer the file
-    creates gets its id here, so its owner can be written with the row itself."""
+    the customer's current one, into a numbered table (in file order), with the row's
+    customer facts the placement guard reads (so it reads this table alone). A customer the
+    file creates gets its id here, so its owner can be written with the row itself."""
     await session.execute(
         text(
             f"CREATE TEMP TABLE {stage}_moves (seq bigint PRIMARY KEY, customer_id uuid NOT NULL, "
             "manager_id uuid NOT NULL, line bigint NOT NULL, external_ref text, "
-            "new boolean NOT NULL, allowed boolean NOT NULL DEFAULT true) ON COMMIT DROP"
+            "new boolean NOT NULL, allowed boolean NOT NULL DEFAULT true, "
+            f"{', '.join(f'{c} {t}' for c, t in _GUARD_FACTS)}) ON COMMIT DROP"
         )
     )
+    facts = ", ".join(c for c, _ in _GUARD_FACTS)
     row = (
         await session.execute(
             text(
                 f"""
                 WITH scan AS MATERIALIZED (
-                    SELECT s.line, s.external_ref, s.manager_id, c.id, c.manager_id AS current
+                    SELECT s.line, s.external_ref, s.manager_id, c.id, c.manager_id AS current,
+                           {", ".join(f"s.{c}" for c, _ in _GUARD_FACTS)}
                       FROM {stage} AS s LEFT JOIN customers AS c ON c.external_ref = s.external_ref
                 ), planned AS (
                     INSERT INTO {stage}_moves
-                           (seq, customer_id, manager_id, line, external_ref, new)
+                           (seq, customer_id, manager_id, line, external_ref, new, {facts})
                     SELECT row_number() OVER (ORDER BY line), COALESCE(id, gen_random_uuid()),
-                           manager_id, line, external_ref, id IS NULL
+                           manager_id, line, external_ref, id IS NULL, {facts}
                       FROM scan
                      WHERE manager_id IS NOT NULL AND current IS DISTINCT FROM manager_id
                     RETURNING 1)
@@ -395,8 +412,9 @@ async def insert_customers_with_owners(
     """Insert the staged customers that do not exist yet, each with the owner its allowed
     planned move names, and open their ledger rows (reason ``import``): one statement.
 
-    The moves done are removed from the move table; a row someone else created meanwhile is
-    left to the update and its move to the ledger's ordinary path. ``returning`` gives back
+    The moves done stay marked ``new`` (``owner_moves`` leaves them out); a row someone else
+    created meanwhile is left to the update, and its move, once adopted, to the ledger's
+    ordinary path. ``returning`` gives back
     the owned customers' ids and owners (for outbound events)."""
     cols = ", ".join(c for c, _ in CUSTOMERS.fields)
     picked = ", ".join(f"s.{c}" for c, _ in CUSTOMERS.fields)
@@ -420,9 +438,6 @@ async def insert_customers_with_owners(
                     INSERT INTO assignments (customer_id, manager_id, started_at, reason, actor)
                     SELECT id, manager_id, :at, 'import', :actor FROM ins
                      WHERE manager_id IS NOT NULL
-                ), done AS (
-                    DELETE FROM {stage}_moves AS mv USING ins
-                     WHERE mv.customer_id = ins.id AND ins.manager_id IS NOT NULL
                 )
                 SELECT count(*), count(manager_id),
                        CASE WHEN :returning
@@ -457,11 +472,12 @@ async def adopt_concurrent_creations(session: AsyncSession, stage: str) -> list[
 async def owner_moves(
     session: AsyncSession, stage: str, *, batch: int
 ) -> AsyncIterator[tuple[list[uuid.UUID], list[uuid.UUID | None]]]:
-    """The staged owner moves in batches of ``batch`` (customer ids, manager ids)."""
+    """The staged owner moves of existing customers (the new ones were inserted with their
+    owner) in batches of ``batch`` (customer ids, manager ids)."""
     raw = await _raw(session)
     query = (
         f"SELECT seq, customer_id, manager_id FROM {_ident(stage)}_moves "
-        "WHERE seq > $1 ORDER BY seq LIMIT $2"
+        "WHERE seq > $1 AND NOT new ORDER BY seq LIMIT $2"
     )
     after = 0
     while True:
@@ -480,34 +496,28 @@ class MoveScope:
     tiers: list[str]
 
 
-async def move_scope(session: AsyncSession, stage: str) -> MoveScope:
-    """The distinct owners and customer tiers of the planned moves (a customer's staged tier
-    is its tier after the import: every customer row gives one)."""
-    row = (
-        await session.execute(
-            text(
-                f"SELECT array_agg(DISTINCT mv.manager_id), array_agg(DISTINCT s.tier_code) "
-                f"FROM {stage}_moves AS mv JOIN {stage} AS s ON s.line = mv.line"
-            )
-        )
-    ).one()
-    return MoveScope(list(row[0] or []), list(row[1] or []))
+async def move_scope(session: AsyncSession, stage: str, *, tiers: bool) -> MoveScope:
+    """The distinct owners of the planned moves and, when ``tiers``, their customers' tiers
+    (a customer's staged tier is its tier after the import: every customer row gives one)."""
+    raw = await _raw(session)
+    owners = await raw.fetch(f"SELECT DISTINCT manager_id FROM {_ident(stage)}_moves")
+    codes = (
+        await raw.fetch(f"SELECT DISTINCT tier_code FROM {_ident(stage)}_moves") if tiers else []
+    )
+    return MoveScope([r[0] for r in owners], [r[0] for r in codes])
 
 
 async def staged_moves(
     session: AsyncSession, stage: str, *, batch: int
 ) -> AsyncIterator[list[tuple[Any, ...]]]:
     """Every planned owner move, in file order and in batches of ``batch``: (seq, customer
-    id, manager id, line, whether the import creates the customer, then for a new customer its
-    staged tier, region, language, industry, annual value and satisfaction as floats, and
-    pinned: the facts of a customer not inserted yet; an existing one's are read from the
-    table)."""
+    id, manager id, line, whether the import creates the customer, then its staged tier,
+    region, language, industry, annual value and satisfaction as floats, and pinned: the
+    facts of a customer not inserted yet; an existing one's are read from the table)."""
     raw = await _raw(session)
     query = (
-        "SELECT mv.seq, mv.customer_id, mv.manager_id, mv.line, mv.new, s.tier_code, s.region, "
-        "s.language, s.industry, s.annual_value::float8, s.satisfaction::float8, s.pinned "
-        f"FROM {_ident(stage)}_moves AS mv JOIN {_ident(stage)} AS s ON s.line = mv.line "
-        "WHERE mv.seq > $1 ORDER BY mv.seq LIMIT $2"
+        f"SELECT seq, customer_id, manager_id, line, new, {', '.join(c for c, _ in _GUARD_FACTS)} "
+        f"FROM {_ident(stage)}_moves WHERE seq > $1 ORDER BY seq LIMIT $2"
     )
     after = 0
     while True:

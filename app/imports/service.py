@@ -405,7 +405,7 @@ async def _apply_customers(
     updated = changed.count
     recheck = changed.watched_ids
     guarded = (
-        await _guard_owner_moves(session, stage, force=force, rows=rows)
+        await _guard_owner_moves(session, stage, force=force)
         if planned.moves
         else _Guarded([], [], recheck_moved=False)
     )
@@ -523,16 +523,13 @@ class _Guarded:
     recheck_moved: bool
 
 
-async def _guard_owner_moves(
-    session: AsyncSession, stage: str, *, force: bool, rows: int
-) -> _Guarded:
+async def _guard_owner_moves(session: AsyncSession, stage: str, *, force: bool) -> _Guarded:
     """The staged moves the placement guard refuses, and the ones forced past it. Each owner's
     facts follow the file (workload, intake room, per-tier intake), so a cap holds across the
     rows of one import as it does across separate requests. Moves are read in batches, so
     memory holds one batch of customers whatever the file's size."""
     rules = (await current_rules(session)).rules
-    async with repository.bulk_joins(session, rows):
-        scope = await repository.move_scope(session, stage)
+    scope = await repository.move_scope(session, stage, tiers=bool(rules.placement.tier_caps))
     owners = await loading.load_managers(
         session, include=scope.manager_ids, rules=rules, for_tiers=scope.tiers
     )
@@ -541,30 +538,29 @@ async def _guard_owner_moves(
     refused: list[_Checked] = []
     forced: list[_Checked] = []
     capped = frozenset(rules.placement.tier_caps)
-    async with repository.bulk_joins(session, rows):
-        async for batch in repository.staged_moves(session, stage, batch=MOVE_BATCH):
-            existing = {
-                c.id: c
-                for c in await loading.load_customers(session, [m[1] for m in batch if not m[4]])
-            }
-            for seq, customer_id, manager_id, line, new, *facts in batch:
-                # a customer the import creates, as the guard sees it: its staged fields, no
-                # owner yet, never moved (what ``loading.load_customers`` gives once inserted)
-                customer = engine.Customer(customer_id, *facts) if new else existing[customer_id]
-                manager = managers.get(manager_id)
-                if manager is None:  # a departed owner: already a row error
-                    continue
-                tier = tiers[customer.tier]
-                broken = engine.placement_violations(customer, manager, tier, rules)
-                if broken and not force:
-                    refused.append(_Checked(seq, line, manager_id, broken))
-                    continue
-                if broken:
-                    forced.append(_Checked(seq, line, manager_id, broken))
-                managers[manager_id] = _received(manager, tier, capped)
-                former = managers.get(customer.manager_id) if customer.manager_id else None
-                if former is not None:
-                    managers[former.id] = _with_load(former, workload=former.workload - tier.weight)
+    async for batch in repository.staged_moves(session, stage, batch=MOVE_BATCH):
+        existing = {
+            c.id: c
+            for c in await loading.load_customers(session, [m[1] for m in batch if not m[4]])
+        }
+        for seq, customer_id, manager_id, line, new, *facts in batch:
+            # a customer the import creates, as the guard sees it: its staged fields, no
+            # owner yet, never moved (what ``loading.load_customers`` gives once inserted)
+            customer = engine.Customer(customer_id, *facts) if new else existing[customer_id]
+            manager = managers.get(manager_id)
+            if manager is None:  # a departed owner: already a row error
+                continue
+            tier = tiers[customer.tier]
+            broken = engine.placement_violations(customer, manager, tier, rules)
+            if broken and not force:
+                refused.append(_Checked(seq, line, manager_id, broken))
+                continue
+            if broken:
+                forced.append(_Checked(seq, line, manager_id, broken))
+            managers[manager_id] = _received(manager, tier, capped)
+            former = managers.get(customer.manager_id) if customer.manager_id else None
+            if former is not None:
+                managers[former.id] = _with_load(former, workload=former.workload - tier.weight)
     return _Guarded(refused, forced, not intake_implies_ownership(rules))
 
 
