@@ -161,25 +161,42 @@ class _Tally:
         self.truncated = self.truncated or len(errors) > room
 
 
+_SKIP, _TEXT, _LIST, _BOOL = range(4)
+
+
+@functools.cache
+def _cell_kinds(spec: _Spec) -> dict[str, int]:
+    """How each CSV column becomes the model's input (decided once per resource, not per
+    cell): dropped (read-only export columns), split into a list, read as a boolean, or text."""
+    kinds = dict.fromkeys(_READ_ONLY, _SKIP)
+    for name in spec.model.model_fields:
+        kinds[name] = (
+            _LIST if name in spec.lists else _BOOL if _is_boolean(spec.model, name) else _TEXT
+        )
+    return kinds
+
+
 def _from_csv(spec: _Spec, fields: dict[str, Any]) -> dict[str, Any]:
     """A CSV row as the model's input: read-only export columns dropped, list cells split,
     empty cells null for nullable fields and left out for the others (their default)."""
+    kinds = _cell_kinds(spec)
     data: dict[str, Any] = {}
     for key, value in fields.items():
-        if key in _READ_ONLY:
+        kind = kinds.get(key, _TEXT)
+        if kind == _SKIP:
             continue
-        if isinstance(value, str):
+        if value[:1] == "'":
             value = copy.unescape_cell(value)  # a formula escaped by an export
         if value == "":
             if key in spec.nullable:
                 data[key] = None
             continue
-        if key in spec.lists:
-            data[key] = [v.strip() for v in value.split(_LIST_SEPARATOR) if v.strip()]
-        elif _is_boolean(spec.model, key):
-            data[key] = _cell_as_bool(value)
-        else:
+        if kind == _TEXT:
             data[key] = value
+        elif kind == _LIST:
+            data[key] = [v.strip() for v in value.split(_LIST_SEPARATOR) if v.strip()]
+        else:
+            data[key] = _cell_as_bool(value)
     return data
 
 
@@ -202,43 +219,83 @@ def _cell_as_bool(value: str) -> bool | str:
         return value
 
 
+def _input(spec: _Spec, fields: dict[str, Any], fmt: Format) -> dict[str, Any]:
+    """A parsed record as the model's input."""
+    if fmt == "csv":
+        return _from_csv(spec, fields)
+    return {k: v for k, v in fields.items() if k not in _READ_ONLY}
+
+
+def _ref(fields: dict[str, Any]) -> str | None:
+    ref = fields.get("external_ref")
+    return ref if isinstance(ref, str) and ref else None
+
+
+def _unknown_tier(record: Record, row: BaseModel, tiers: frozenset[str]) -> list[RowError]:
+    if not isinstance(row, CustomerImportRow) or row.tier in tiers:
+        return []
+    assert record.fields is not None
+    return [
+        RowError(
+            line=record.line,
+            external_ref=_ref(record.fields),
+            field="tier",
+            msg=f"unknown tier '{row.tier}'",
+            type="unknown_tier",
+        )
+    ]
+
+
 def _validate(
     spec: _Spec, record: Record, fmt: Format, tiers: frozenset[str]
 ) -> tuple[BaseModel | None, list[RowError]]:
     fields = record.fields
     if fields is None:
         return None, [RowError(line=record.line, msg=record.error or "invalid row", type="row")]
-    ref = fields.get("external_ref")
-    ref = ref if isinstance(ref, str) and ref else None
-    data = (
-        _from_csv(spec, fields)
-        if fmt == "csv"
-        else {k: v for k, v in fields.items() if k not in _READ_ONLY}
-    )
     try:
-        row = spec.model.model_validate(data)
+        row = spec.model.model_validate(_input(spec, fields, fmt))
     except ValidationError as exc:
         return None, [
             RowError(
                 line=record.line,
-                external_ref=ref,
+                external_ref=_ref(fields),
                 field=".".join(str(p) for p in e["loc"]) or None,
                 msg=e["msg"],
                 type=e["type"],
             )
             for e in exc.errors(include_url=False, include_input=False)
         ]
-    if isinstance(row, CustomerImportRow) and row.tier not in tiers:
-        return None, [
-            RowError(
-                line=record.line,
-                external_ref=ref,
-                field="tier",
-                msg=f"unknown tier '{row.tier}'",
-                type="unknown_tier",
-            )
-        ]
-    return row, []
+    errors = _unknown_tier(record, row, tiers)
+    return (None, errors) if errors else (row, [])
+
+
+VALIDATE_ROWS = 500
+
+
+@functools.cache
+def _many(model: type[BaseModel]) -> TypeAdapter[list[Any]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
+def _validate_many(
+    spec: _Spec, records: list[Record], fmt: Format, tiers: frozenset[str]
+) -> list[tuple[Record, BaseModel | None, list[RowError]]]:
+    """Each record with its row, or its errors. The rows are validated as one list (one call
+    into pydantic-core per batch instead of one per row); a batch with an invalid row is
+    validated again row by row, for each row's own errors."""
+    inputs = [_input(spec, r.fields, fmt) for r in records if r.fields is not None]
+    if len(inputs) == len(records):
+        try:
+            rows = _many(spec.model).validate_python(inputs)
+        except ValidationError:
+            pass
+        else:
+            out: list[tuple[Record, BaseModel | None, list[RowError]]] = []
+            for record, row in zip(records, rows, strict=True):
+                errors = _unknown_tier(record, row, tiers)
+                out.append((record, None, errors) if errors else (record, row, []))
+            return out
+    return [(record, *_validate(spec, record, fmt, tiers)) for record in records]
 
 
 async def import_rows(
@@ -270,16 +327,26 @@ async def import_rows(
         if fmt == "csv"
         else read_ndjson(chunks)
     )
+    pending: list[Record] = []
+
+    def stage_rows() -> None:
+        for record, row, errors in _validate_many(spec, pending, fmt, tiers):
+            if row is None:
+                tally.fail(errors)
+            else:
+                mask = _mask(spec.resource, row.model_fields_set)
+                batch.append(spec.to_record(row, record.line, mask))
+        pending.clear()
+
     async for record in records:
         tally.rows += 1
-        row, errors = _validate(spec, record, fmt, tiers)
-        if row is None:
-            tally.fail(errors)
-            continue
-        batch.append(spec.to_record(row, record.line, _mask(spec.resource, row.model_fields_set)))
+        pending.append(record)
+        if len(pending) >= VALIDATE_ROWS:
+            stage_rows()
         if len(batch) >= BATCH_ROWS:
             await repository.copy_rows(session, stage, spec.resource, batch)
             batch = []
+    stage_rows()
     if batch:
         await repository.copy_rows(session, stage, spec.resource, batch)
 
