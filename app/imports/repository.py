@@ -356,6 +356,7 @@ class PlannedOwners:
 
     moves: int  # rows whose customer gets another owner (new customers included)
     new_rows: int  # staged rows whose external_ref no customer has yet
+    existing_rows: int  # staged rows naming a customer that exists
 
 
 async def plan_owner_moves(session: AsyncSession, stage: str) -> PlannedOwners:
@@ -388,12 +389,13 @@ async def plan_owner_moves(session: AsyncSession, stage: str) -> PlannedOwners:
                       FROM scan
                      WHERE manager_id IS NOT NULL AND current IS DISTINCT FROM manager_id
                     RETURNING 1)
-                SELECT (SELECT count(*) FROM planned), (SELECT count(*) FROM scan WHERE id IS NULL)
+                SELECT (SELECT count(*) FROM planned), (SELECT count(*) FROM scan WHERE id IS NULL),
+                       (SELECT count(*) FROM scan WHERE id IS NOT NULL)
                 """
             )
         )
     ).one()
-    return PlannedOwners(moves=int(row[0]), new_rows=int(row[1]))
+    return PlannedOwners(moves=int(row[0]), new_rows=int(row[1]), existing_rows=int(row[2]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,7 +511,7 @@ async def move_scope(session: AsyncSession, stage: str, *, tiers: bool) -> MoveS
 
 async def staged_moves(
     session: AsyncSession, stage: str, *, batch: int
-) -> AsyncIterator[list[tuple[Any, ...]]]:
+) -> AsyncIterator[Sequence[Sequence[Any]]]:
     """Every planned owner move, in file order and in batches of ``batch``: (seq, customer
     id, manager id, line, whether the import creates the customer, then its staged tier,
     region, language, industry, annual value and satisfaction as floats, and pinned: the
@@ -525,7 +527,7 @@ async def staged_moves(
         if not rows:
             return
         after = rows[-1][0]
-        yield [tuple(r) for r in rows]
+        yield rows
 
 
 async def refs_of_lines(session: AsyncSession, stage: str, lines: list[int]) -> dict[int, str]:

@@ -468,7 +468,11 @@ async def _apply_customers(
     violation (``intake_implies_ownership``), and a move resolves the customer's open one."""
     async with repository.bulk_joins(session, rows):
         planned = await repository.plan_owner_moves(session, stage)
-        changed = await repository.update_changed(session, stage, CUSTOMERS, watch=_WATCHED)
+        changed = (
+            await repository.update_changed(session, stage, CUSTOMERS, watch=_WATCHED)
+            if planned.existing_rows
+            else repository.Changed(0, [])
+        )
     updated = changed.count
     recheck = changed.watched_ids
     guarded = (
