@@ -24,8 +24,8 @@ import argparse
 import asyncio
 import os
 import random
-import statistics
 import signal
+import statistics
 import time
 from collections.abc import Callable
 from types import FrameType

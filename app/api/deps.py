@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.api import audit_trail
 from app.api.auth import CurrentKey
 from app.db.reads import Reader, SessionReader
 from app.db.session import SessionFactory
@@ -20,6 +21,7 @@ async def _transaction(request: Request) -> AsyncIterator[AsyncSession]:
     factory: SessionFactory = request.app.state.session_factory
     async with factory() as session:
         request.state.db_session = session  # BatonRoute stores idempotent responses and audit
+        audit_trail.expect(request, session)
         try:
             yield session
             await session.commit()

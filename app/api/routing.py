@@ -23,6 +23,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.types import Scope
 
+from app.api import audit_trail
 from app.api.auth import SAFE_METHODS, role_decisions
 from app.api.idempotency import IdempotentReplay, idempotency, store_response
 from app.audit import service as audit
@@ -164,25 +165,17 @@ def _resource_id(request: Request, response: Response) -> str | None:
 
 async def _record(request: Request, response: Response, route: APIRoute) -> None:
     session = getattr(request.state, "db_session", None)
-    key = getattr(request.state, "api_key", None)
     if session is None:
         return
     pending = getattr(request.state, "idempotency", None)
     if pending is not None:
         await store_response(session, request, pending, response)
-    if key is None:
-        return
-    await audit.record(
-        session,
-        actor=key.name,
-        api_key_id=key.id,
-        role=key.role.value,
-        action=route.name,
-        method=request.method,
-        path=request.url.path[:500],
-        resource_type=str(route.tags[0]) if route.tags else None,
-        resource_id=_resource_id(request, response),
+    values = audit_trail.event(
+        request,
+        route,
         status_code=response.status_code,
-        request_id=getattr(request.state, "request_id", None),
-        details=audit.take_details(session),
+        resource_id=_resource_id(request, response),
     )
+    if values is None:
+        return
+    await audit.record(session, **values, details=audit.take_details(session))
