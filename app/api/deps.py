@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api import audit_trail
-from app.api.auth import CurrentKey
+from app.api.auth import authenticate
 from app.db.reads import Reader, SessionReader
 from app.db.session import SessionFactory
 from app.db.turns import Turns
@@ -66,7 +66,10 @@ class Caller:
         self.role = role
 
 
-async def _caller(key: CurrentKey) -> Caller:
+async def _caller(request: Request) -> Caller:
+    # The route's role decision authenticated the request already (``authenticate`` answers
+    # from the request's state then): no second dependency on the key.
+    key = await authenticate(request)
     return Caller(key.name, key.role.value)
 
 
