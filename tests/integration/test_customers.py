@@ -429,3 +429,18 @@ async def test_a_manual_moves_audit_event_is_written_once_with_what_the_request_
     overridden = events[1]["details"]["forced"][0]
     assert (overridden["customer_id"], overridden["manager_id"]) == (c["id"], junior["id"])
     assert [r["rule"] for r in overridden["rules"]] == ["tier_min_level"]
+
+
+async def test_a_patch_answers_the_customer_as_a_get_shows_it(client):
+    """The PATCH's response is serialised once from the service's model: the same JSON as a
+    GET of the customer (plus the violations it detected), with its ETag."""
+    await create_tiers(client)
+    manager = await create_manager(client, level=3)
+    c = await create_customer(client, tier="key", annual_value="1200.50", satisfaction="7.5")
+    for change in ({"manager_id": manager["id"]}, {"region": "west"}, {"manager_id": None}):
+        patched = await client.patch(f"/v1/customers/{c['id']}", json=change)
+        body = await ok(patched)
+        assert patched.headers["content-type"] == "application/json"
+        assert patched.headers["etag"] == f'"{body["version"]}"'
+        assert (body.pop("violations_detected"), body.pop("violations_detected_count")) == ([], 0)
+        assert body == await ok(await client.get(f"/v1/customers/{c['id']}"))
