@@ -108,21 +108,28 @@ _MOVE_ONE_PARTS = """
 _MOVE_ONE = _MOVE_ONE_PARTS.format(
     returning="id, manager_id", more="", columns="", subscribed=outbox.SUBSCRIBED_TYPES
 )
-# The same, answering the customer's row after the move (a manual move's response), and
-# writing the request's audit event with it (parameters $9 on) when one is given.
+# The same, answering the customer's row after the move (a manual move's response), writing
+# its outbound event ($9: the event's context) and, when one is given, the request's audit
+# event (parameters $10 on) with it: one round trip for everything a manual move writes.
 _CUSTOMER_COLUMNS = ", ".join(
     "tier_code AS tier" if f.name == "tier" else f.name for f in dataclasses.fields(CustomerRow)
 )
+_PREVIOUS = "(SELECT manager_id FROM closed LIMIT 1)"
+_EVENT = outbox.ownership_event(
+    moved="moved", previous=_PREVIOUS, at="$3", reason="$4", actor="$5", note="$7", context="$9"
+)
 _MOVE_ONE_RETURNING = _MOVE_ONE_PARTS.format(
     returning=_CUSTOMER_COLUMNS,
-    more="",
-    columns="moved.*, NULL::bigint AS audit_id, ",
+    more=_EVENT,
+    columns="moved.*, NULL::bigint AS audit_id, "
+    "(SELECT count(*) FROM event_deliveries) AS delivered, ",
     subscribed=outbox.SUBSCRIBED_TYPES,
 )
 _MOVE_ONE_AUDITED = _MOVE_ONE_PARTS.format(
     returning=_CUSTOMER_COLUMNS,
-    more=f", audited AS ({audit_events.insert_from('moved', 9)})",
-    columns="moved.*, (SELECT id FROM audited) AS audit_id, ",
+    more=f"{_EVENT}, audited AS ({audit_events.insert_from('moved', 10)})",
+    columns="moved.*, (SELECT id FROM audited) AS audit_id, "
+    "(SELECT count(*) FROM event_deliveries) AS delivered, ",
     subscribed=outbox.SUBSCRIBED_TYPES,
 )
 
@@ -212,12 +219,14 @@ async def move_one_customer(
     audit_event: dict[str, Any] | None = None,
 ) -> tuple[CustomerRow, int | None]:
     """``move_customers`` for one customer whose row the caller locked (a manual move): the
-    same one statement, which also answers the customer's row after the move and, given
-    ``audit_event`` (``audit.take_expected``), writes the request's audit event with the
-    change. Returns the customer as it now is (unchanged when it already had that owner) and
-    the id of the audit event written, if one was."""
+    same one statement, which also answers the customer's row after the move, writes its
+    ``customer.assigned`` event when someone subscribes to it and, given ``audit_event``
+    (``audit.take_expected``), the request's audit event. Returns the customer as it now is
+    (unchanged when it already had that owner) and the id of the audit event written, if
+    one was."""
     connection = await transaction_connection(session)
     args: list[Any] = [customer.id, manager_id, at, reason, actor, None, note, None]
+    args.append(outbox.ownership_event_context(at))
     if audit_event is None:
         moved = await connection.fetchrow(_MOVE_ONE_RETURNING, *args)
     else:
@@ -228,17 +237,12 @@ async def move_one_customer(
         return customer, None
     columns = dict(moved)
     audit_id: int | None = columns.pop("audit_id")
-    del columns["previous"], columns["subscribed"]
-    await _announce_move(
-        session,
-        moved,
-        customer_id=customer.id,
-        manager_id=manager_id,
-        reason=reason,
-        actor=actor,
-        at=at,
-        handover_id=None,
-        note=note,
+    previous, subscribed = columns.pop("previous"), columns.pop("subscribed")
+    outbox.note_subscribed_types(session, subscribed)
+    if columns.pop("delivered"):
+        await outbox.announce(session)
+    await outbox.emit_ownership_batches(
+        session, [(customer.id, previous, manager_id)], reason=reason, actor=actor, at=at, note=note
     )
     return row_as(CustomerRow, columns), audit_id
 
