@@ -19,15 +19,26 @@ from app.db.turns import Turns
 @asynccontextmanager
 async def _transaction(request: Request) -> AsyncIterator[AsyncSession]:
     factory: SessionFactory = request.app.state.session_factory
-    async with factory() as session:
+    session = factory()
+    committed = False
+    try:
         request.state.db_session = session  # BatonRoute stores idempotent responses and audit
         audit_trail.expect(request, session)
         try:
             yield session
             await session.commit()
+            committed = True
         except BaseException:
             await session.rollback()
             raise
+    finally:
+        if committed and session.sync_session.get_transaction() is None:
+            # Committed, its connection back in the pool: closing only forgets the loaded
+            # objects, with no I/O, so it needs no task of its own (as the async close has).
+            session.sync_session.close()
+        else:
+            async with session:  # the async close, run to completion even if cancelled
+                pass
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:

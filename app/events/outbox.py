@@ -236,7 +236,7 @@ async def emit(
 async def _subscribed_types(session: AsyncSession) -> frozenset[str]:
     """The event types enabled subscriptions receive, read once per transaction (a move asks
     whether anyone wants its events, then emits them)."""
-    transaction = session.get_transaction()
+    transaction = session.sync_session.get_transaction()
     cached = session.info.get(_SUBSCRIBED)
     if cached is not None and transaction is not None and cached[0] is transaction:
         return cached[1]
@@ -249,7 +249,7 @@ async def _subscribed_types(session: AsyncSession) -> frozenset[str]:
 def note_subscribed_types(session: AsyncSession, types: Sequence[str] | None) -> None:
     """Remember what ``SUBSCRIBED_TYPES`` returned in this transaction (read by a statement
     that carried it), so ``wants_ownership_events`` and ``emit`` do not ask again."""
-    session.info[_SUBSCRIBED] = (session.get_transaction(), frozenset(types or ()))
+    session.info[_SUBSCRIBED] = (session.sync_session.get_transaction(), frozenset(types or ()))
 
 
 def _current_correlation() -> str | None:
@@ -258,7 +258,7 @@ def _current_correlation() -> str | None:
 
 async def _announce(session: AsyncSession) -> None:
     """Wake a worker once per transaction; the sweep covers a lost or skipped announcement."""
-    transaction = session.get_transaction()
+    transaction = session.sync_session.get_transaction()
     if transaction is None or session.info.get(_ANNOUNCED) is transaction:
         return
     await enqueue(session, DELIVER_WEBHOOKS, "")
