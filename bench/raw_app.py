@@ -1,11 +1,10 @@
 """The ceilings for the load benchmark: FastAPI endpoints on raw asyncpg.
 
-- ``GET /raw/customers/{id}``: one asyncpg fetch (the ceiling of Baton's reads and the target
-  of its manual assignment).
+- ``GET /raw/customers/{id}``: one asyncpg fetch (the ceiling of Baton's reads).
 - ``PATCH /raw/customers/{id}``: the minimal statements of a manual move in one transaction
   (lock the customer, set its owner, close its open ledger row, open one for the new owner),
   with no guard, no audit, no events: the floor of Baton's ``PATCH`` on the same schema (its
-  workload triggers included).
+  workload triggers included), and its target (Baton's PATCH ≥ 0.5× of it).
 
 Served by uvicorn next to Baton in the same run (``bench/load.py``); not part of the product.
 """

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.params import Depends as DependsParam
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPBearer
 
 from app.api.auth_failures import FailedAuthLimiter, client_key
 from app.auth import service
@@ -44,16 +44,38 @@ def _unauthorized(detail: str) -> Unauthorized:
     return error
 
 
-async def authenticate(
-    request: Request,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    header_key: Annotated[str | None, Depends(_api_key_header)],
-) -> AuthenticatedKey:
-    """The key behind the request, or 401; then the key's rate limit (429).
+SECURITY_SCHEMES: dict[str, Any] = {
+    "HTTPBearer": _bearer.model.model_dump(mode="json", by_alias=True, exclude_none=True),
+    "APIKeyHeader": _api_key_header.model.model_dump(mode="json", by_alias=True, exclude_none=True),
+}
+"""The OpenAPI security schemes of an API key (``components.securitySchemes``)."""
+SECURITY: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]
+"""The security requirement of a route that needs an API key (either scheme)."""
+
+
+def presented_key(request: Request) -> str | None:
+    """The API key the request presents: ``Authorization: Bearer <key>``, else ``X-API-Key``
+    (read as FastAPI's ``HTTPBearer`` and ``APIKeyHeader`` read them, without a dependency
+    each: the schemes are documented by ``SECURITY``)."""
+    authorization = request.headers.get("authorization")
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        credentials = credentials.strip()
+        if scheme.lower() == "bearer" and credentials:
+            return credentials
+    return request.headers.get("x-api-key") or None
+
+
+async def authenticate(request: Request) -> AuthenticatedKey:
+    """The key behind the request, or 401; then the key's rate limit (429). Once per request:
+    the role decision authenticates, and a route that asks for the key again gets it.
 
     The lookup runs in a short transaction of its own, so recording ``last_used_at`` never
     holds a lock for the length of the request."""
-    presented = bearer.credentials if bearer is not None else header_key
+    known: AuthenticatedKey | None = request.scope.get("state", {}).get("api_key")
+    if known is not None:
+        return known
+    presented = presented_key(request)
     if not presented:
         raise _unauthorized(
             "Send an API key as `Authorization: Bearer <key>` or in the `X-API-Key` header."
@@ -145,7 +167,8 @@ class Allow(RoleDecision):
             return self.read
         return self.delete if method == "DELETE" else self.write
 
-    async def __call__(self, request: Request, key: CurrentKey) -> AuthenticatedKey:
+    async def __call__(self, request: Request) -> AuthenticatedKey:
+        key = await authenticate(request)
         allowed = self.allowed_roles(request.method)
         if key.role not in allowed:
             raise Forbidden(

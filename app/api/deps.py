@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.auth import CurrentKey
+from app.api import audit_trail
+from app.api.auth import authenticate
 from app.db.reads import Reader, SessionReader
 from app.db.session import SessionFactory
 from app.db.turns import Turns
@@ -18,14 +19,26 @@ from app.db.turns import Turns
 @asynccontextmanager
 async def _transaction(request: Request) -> AsyncIterator[AsyncSession]:
     factory: SessionFactory = request.app.state.session_factory
-    async with factory() as session:
+    session = factory()
+    committed = False
+    try:
         request.state.db_session = session  # BatonRoute stores idempotent responses and audit
+        audit_trail.expect(request, session)
         try:
             yield session
             await session.commit()
+            committed = True
         except BaseException:
             await session.rollback()
             raise
+    finally:
+        if committed and session.sync_session.get_transaction() is None:
+            # Committed, its connection back in the pool: closing only forgets the loaded
+            # objects, with no I/O, so it needs no task of its own (as the async close has).
+            session.sync_session.close()
+        else:
+            async with session:  # the async close, run to completion even if cancelled
+                pass
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -64,7 +77,10 @@ class Caller:
         self.role = role
 
 
-async def _caller(key: CurrentKey) -> Caller:
+async def _caller(request: Request) -> Caller:
+    # The route's role decision authenticated the request already (``authenticate`` answers
+    # from the request's state then): no second dependency on the key.
+    key = await authenticate(request)
     return Caller(key.name, key.role.value)
 
 

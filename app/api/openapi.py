@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
+from app.api.auth import SECURITY_SCHEMES
 from app.errors import PROBLEM_SCHEMA_NAME, Problem
 
 HEADERS: dict[str, dict[str, Any]] = {
@@ -81,6 +82,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         _restore_null_fields(schema)
     components["schemas"] = dict(sorted(_referenced(spec, schemas).items()))
     components["headers"] = HEADERS
+    components["securitySchemes"] = SECURITY_SCHEMES
     for item in spec.get("paths", {}).values():
         for method, operation in item.items():
             if method in _METHODS:

@@ -23,7 +23,8 @@ from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.types import Scope
 
-from app.api.auth import SAFE_METHODS, role_decisions
+from app.api import audit_trail
+from app.api.auth import SAFE_METHODS, SECURITY, role_decisions
 from app.api.idempotency import IdempotentReplay, idempotency, store_response
 from app.audit import service as audit
 from app.errors import InvalidInput, problem_responses, require_json_body
@@ -63,19 +64,21 @@ class BatonRoute(APIRoute):
         extra: set[int] = {422}  # an unknown query parameter, on every route
         if any(d.allowed_roles(m) is not None for d in decisions for m in method_set):
             extra |= {401, 403, 429}
+            # The role decision reads the key itself (one dependency, not three): the
+            # schemes it accepts are documented here.
+            kwargs["openapi_extra"] = {"security": SECURITY, **(kwargs.get("openapi_extra") or {})}
         if "POST" in method_set:
             deps.append(Depends(idempotency))
             extra |= {409, 422}
-        if method_set - SAFE_METHODS:
+        self._reads_body = bool(method_set - SAFE_METHODS)
+        if self._reads_body:
             extra |= {400, 413}  # a body that is not JSON/UTF-8; a body over the size limit
-            # Right after the role decision: a wrong Content-Type is refused before any work
-            # (an Idempotency-Key is not reserved for a request that cannot be read).
-            after = max((i + 1 for i, d in enumerate(deps) if role_decisions([d])), default=0)
-            deps.insert(after, Depends(self._require_json_body))
         # First of all but the role decision: a misspelt or unsupported filter is refused
-        # rather than ignored, so a list is never taken as filtered or sorted when it is not.
+        # rather than ignored, so a list is never taken as filtered or sorted when it is not;
+        # a wrong Content-Type is refused before any work (an Idempotency-Key is not reserved
+        # for a request that cannot be read).
         after = max((i + 1 for i, d in enumerate(deps) if role_decisions([d])), default=0)
-        deps.insert(after, Depends(self._refuse_unknown_query))
+        deps.insert(after, Depends(self._check_request))
         merged = {**problem_responses(*extra, validation=False), **(responses or {})}
         super().__init__(
             path, endpoint, methods=methods, dependencies=deps, responses=merged, **kwargs
@@ -84,7 +87,16 @@ class BatonRoute(APIRoute):
         if self.body_field is not None and 415 not in self.responses:
             self.responses[415] = problem_responses(415, validation=False)[415]
 
-    async def _refuse_unknown_query(self, request: Request) -> None:
+    async def _check_request(self, request: Request) -> None:
+        """422 for a query parameter the route does not declare; 415 for a body that is not
+        JSON on a write route that reads a JSON body. One dependency for both: each costs
+        FastAPI as much again as its own work."""
+        if request.scope["query_string"]:
+            self._refuse_unknown_query(request)
+        if self._reads_body and self.body_field is not None:
+            require_json_body(request.headers)
+
+    def _refuse_unknown_query(self, request: Request) -> None:
         """422 for a query parameter the route does not declare."""
         unknown = sorted(set(request.query_params) - self._query_names)
         if unknown:
@@ -104,11 +116,6 @@ class BatonRoute(APIRoute):
                     for name in unknown[:10]
                 ],
             )
-
-    async def _require_json_body(self, request: Request) -> None:
-        """415 for a body that is not JSON on a route that reads a JSON body."""
-        if self.body_field is not None:
-            require_json_body(request.headers)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         original = super().get_route_handler()
@@ -164,25 +171,17 @@ def _resource_id(request: Request, response: Response) -> str | None:
 
 async def _record(request: Request, response: Response, route: APIRoute) -> None:
     session = getattr(request.state, "db_session", None)
-    key = getattr(request.state, "api_key", None)
     if session is None:
         return
     pending = getattr(request.state, "idempotency", None)
     if pending is not None:
         await store_response(session, request, pending, response)
-    if key is None:
-        return
-    await audit.record(
-        session,
-        actor=key.name,
-        api_key_id=key.id,
-        role=key.role.value,
-        action=route.name,
-        method=request.method,
-        path=request.url.path[:500],
-        resource_type=str(route.tags[0]) if route.tags else None,
-        resource_id=_resource_id(request, response),
+    values = audit_trail.event(
+        request,
+        route,
         status_code=response.status_code,
-        request_id=getattr(request.state, "request_id", None),
-        details=audit.take_details(session),
+        resource_id=_resource_id(request, response),
     )
+    if values is None:
+        return
+    await audit.record(session, **values, details=audit.take_details(session))

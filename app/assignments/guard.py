@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,6 +40,14 @@ def forced_note(violations: Sequence[engine.Violation], note: str | None) -> str
     return f"{forced}; {note}" if note else forced
 
 
+@dataclass(frozen=True, slots=True)
+class ManagerLocked:
+    """Said by a caller that already took the manager's row lock (after the customer's) and
+    read, in the same statement, the JSON text of the rule set in force (None: the default)."""
+
+    rules_json: str | None
+
+
 async def check_move(
     session: AsyncSession,
     *,
@@ -48,18 +57,23 @@ async def check_move(
     role: str | None = None,
     exclude_manager_ids: frozenset[uuid.UUID] = frozenset(),
     field: str = "manager_id",
+    manager_locked: ManagerLocked | None = None,
 ) -> list[engine.Violation]:
     """Decide whether ``customer_id`` may be given to ``manager_id`` now.
 
     Locks the manager row (customers are locked by the caller first: every writer locks
-    customers before managers). Returns [] when allowed; with ``force`` (admin/operator
-    only) returns the violations it overrides and records them for the audit trail;
-    otherwise a violation is a 409 ``rule_violation`` listing each rule.
+    customers before managers), unless the caller says it did (``manager_locked``). Returns
+    [] when allowed; with ``force`` (admin/operator only) returns the violations it overrides
+    and records them for the audit trail; otherwise a violation is a 409 ``rule_violation``
+    listing each rule.
     """
     authorize_force(force, role)
     # Two round trips on the driver: the manager's lock with the rule set's version, then
     # every fact after the lock; the rule set is parsed once per stored text.
-    rules = parse_stored(await loading.lock_manager_for_move(session, manager_id))
+    if manager_locked is None:
+        rules = parse_stored(await loading.lock_manager_for_move(session, manager_id))
+    else:
+        rules = parse_stored(manager_locked.rules_json)
     facts = await loading.load_move(session, customer_id, manager_id, rules=rules)
     if facts is None:
         raise NotFound(f"Customer {customer_id} does not exist.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Sequence
@@ -12,6 +13,8 @@ from typing import Any
 from sqlalchemy import RowMapping, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit import repository as audit_events
+from app.customers.repository import CustomerRow
 from app.db.models import Assignment, Customer
 from app.db.rows import row_as, rows_as
 from app.db.session import transaction_connection
@@ -78,13 +81,13 @@ _OPEN_ROWS = text(
 # the insert, so the open period is closed before its successor is inserted (the ledger's
 # one-open-period index) whatever order Postgres runs the parts in. No row: the customer
 # already has that owner (or does not exist).
-_MOVE_ONE = f"""
+_MOVE_ONE_PARTS = """
     WITH moved AS (
         UPDATE customers
            SET manager_id = $2, version = version + 1, updated_at = $3,
                owner_since = CASE WHEN $2::uuid IS NULL THEN NULL ELSE $3::timestamptz END
          WHERE id = $1 AND manager_id IS DISTINCT FROM $2::uuid
-        RETURNING id, manager_id
+        RETURNING {returning}
     ), closed AS (
         UPDATE assignments AS a SET ended_at = $3, end_reason = $8::text
          WHERE a.customer_id = $1 AND a.ended_at IS NULL AND EXISTS (SELECT FROM moved)
@@ -97,11 +100,38 @@ _MOVE_ONE = f"""
     ), resolved AS (
         UPDATE ownership_violations SET resolved_at = $3, resolution = 'moved'
          WHERE customer_id = $1 AND resolved_at IS NULL AND EXISTS (SELECT FROM moved)
-    )
-    SELECT (SELECT manager_id FROM closed LIMIT 1) AS previous,
-           ({outbox.SUBSCRIBED_TYPES}) AS subscribed
+    ){more}
+    SELECT {columns}(SELECT manager_id FROM closed LIMIT 1) AS previous,
+           ({subscribed}) AS subscribed
       FROM moved
 """
+_MOVE_ONE = _MOVE_ONE_PARTS.format(
+    returning="id, manager_id", more="", columns="", subscribed=outbox.SUBSCRIBED_TYPES
+)
+# The same, answering the customer's row after the move (a manual move's response), writing
+# its outbound event ($9: the event's context) and, when one is given, the request's audit
+# event (parameters $10 on) with it: one round trip for everything a manual move writes.
+_CUSTOMER_COLUMNS = ", ".join(
+    "tier_code AS tier" if f.name == "tier" else f.name for f in dataclasses.fields(CustomerRow)
+)
+_PREVIOUS = "(SELECT manager_id FROM closed LIMIT 1)"
+_EVENT = outbox.ownership_event(
+    moved="moved", previous=_PREVIOUS, at="$3", reason="$4", actor="$5", note="$7", context="$9"
+)
+_MOVE_ONE_RETURNING = _MOVE_ONE_PARTS.format(
+    returning=_CUSTOMER_COLUMNS,
+    more=_EVENT,
+    columns="moved.*, NULL::bigint AS audit_id, "
+    "(SELECT count(*) FROM event_deliveries) AS delivered, ",
+    subscribed=outbox.SUBSCRIBED_TYPES,
+)
+_MOVE_ONE_AUDITED = _MOVE_ONE_PARTS.format(
+    returning=_CUSTOMER_COLUMNS,
+    more=f"{_EVENT}, audited AS ({audit_events.insert_from('moved', 10)})",
+    columns="moved.*, (SELECT id FROM audited) AS audit_id, "
+    "(SELECT count(*) FROM event_deliveries) AS delivered, ",
+    subscribed=outbox.SUBSCRIBED_TYPES,
+)
 
 
 _LOCK_ONE = "SELECT FROM customers WHERE id = $1 FOR UPDATE"
@@ -136,6 +166,34 @@ async def _move_one(
     )
     if moved is None:
         return 0
+    await _announce_move(
+        session,
+        moved,
+        customer_id=customer_id,
+        manager_id=manager_id,
+        reason=reason,
+        actor=actor,
+        at=at,
+        handover_id=handover_id,
+        note=note,
+    )
+    return 1
+
+
+async def _announce_move(
+    session: AsyncSession,
+    moved: Any,
+    *,
+    customer_id: uuid.UUID,
+    manager_id: uuid.UUID | None,
+    reason: str,
+    actor: str,
+    at: datetime,
+    handover_id: uuid.UUID | None,
+    note: str | None,
+) -> None:
+    """The outbound events of one customer's move, when someone subscribes to them (the move's
+    statement read who does)."""
     outbox.note_subscribed_types(session, moved["subscribed"])
     if await outbox.wants_ownership_events(session):
         await outbox.emit_ownership_changes(
@@ -147,7 +205,46 @@ async def _move_one(
             handover_id=handover_id,
             note=note,
         )
-    return 1
+
+
+async def move_one_customer(
+    session: AsyncSession,
+    *,
+    customer: CustomerRow,
+    manager_id: uuid.UUID | None,
+    reason: str,
+    actor: str,
+    at: datetime,
+    note: str | None = None,
+    audit_event: dict[str, Any] | None = None,
+) -> tuple[CustomerRow, int | None]:
+    """``move_customers`` for one customer whose row the caller locked (a manual move): the
+    same one statement, which also answers the customer's row after the move, writes its
+    ``customer.assigned`` event when someone subscribes to it and, given ``audit_event``
+    (``audit.take_expected``), the request's audit event. Returns the customer as it now is
+    (unchanged when it already had that owner) and the id of the audit event written, if
+    one was."""
+    connection = await transaction_connection(session)
+    args: list[Any] = [customer.id, manager_id, at, reason, actor, None, note, None]
+    args.append(outbox.ownership_event_context(at))
+    if audit_event is None:
+        moved = await connection.fetchrow(_MOVE_ONE_RETURNING, *args)
+    else:
+        moved = await connection.fetchrow(
+            _MOVE_ONE_AUDITED, *args, *audit_events.event_args(audit_event)
+        )
+    if moved is None:
+        return customer, None
+    columns = dict(moved)
+    audit_id: int | None = columns.pop("audit_id")
+    previous, subscribed = columns.pop("previous"), columns.pop("subscribed")
+    outbox.note_subscribed_types(session, subscribed)
+    if columns.pop("delivered"):
+        await outbox.announce(session)
+    await outbox.emit_ownership_batches(
+        session, [(customer.id, previous, manager_id)], reason=reason, actor=actor, at=at, note=note
+    )
+    return row_as(CustomerRow, columns), audit_id
 
 
 async def move_customers(

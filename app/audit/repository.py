@@ -54,16 +54,47 @@ _INSERT = (
 )
 
 
-async def insert_event(session: AsyncSession, values: dict[str, Any]) -> None:
-    """Append one event (every write request does: on the driver's connection, prepared once
-    per connection)."""
+def event_args(values: dict[str, Any]) -> list[Any]:
+    """The values of an event in column order (``details`` as JSON text), as ``INSERT_FROM``
+    and ``insert_event`` take them."""
     unknown = set(values) - set(_COLUMNS)
     if unknown:
         raise TypeError(f"audit_events has no column {sorted(unknown)}")
     details = values.get("details")
     args = [values.get(c) for c in _COLUMNS[:-1]]
+    return [*args, None if details is None else json.dumps(details)]
+
+
+def insert_from(source: str, first: int) -> str:
+    """An INSERT of one event per row of ``source`` (a CTE), its values the parameters
+    ``$first`` on (``event_args``), returning the event's id: for a statement that writes the
+    event with the change it records."""
+    params = ", ".join(f"${n}" for n in range(first, first + len(_COLUMNS) - 1))
+    last = first + len(_COLUMNS) - 1
+    return (
+        f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) "
+        f"SELECT {params}, ${last}::jsonb FROM {source} RETURNING id"
+    )
+
+
+async def insert_event(session: AsyncSession, values: dict[str, Any]) -> None:
+    """Append one event (every write request does: on the driver's connection, prepared once
+    per connection)."""
     connection = await transaction_connection(session)
-    await connection.execute(_INSERT, *args, None if details is None else json.dumps(details))
+    await connection.execute(_INSERT, *event_args(values))
+
+
+_UPDATE = (
+    f"UPDATE audit_events SET ({', '.join(_COLUMNS)}) = "
+    f"({', '.join(f'${n}' for n in range(2, len(_COLUMNS) + 1))}, ${len(_COLUMNS) + 1}::jsonb) "
+    "WHERE id = $1"
+)
+
+
+async def update_event(session: AsyncSession, event_id: int, values: dict[str, Any]) -> None:
+    """Rewrite an event written ahead of the request's end (see ``audit.take_expected``)."""
+    connection = await transaction_connection(session)
+    await connection.execute(_UPDATE, event_id, *event_args(values))
 
 
 async def list_page(

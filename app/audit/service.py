@@ -16,6 +16,8 @@ from app.core.pagination import (
 )
 
 _DETAILS = "audit_details"
+_EXPECTED = "audit_expected"
+_WRITTEN = "audit_written"
 
 
 def details(session: AsyncSession) -> dict[str, Any]:
@@ -31,9 +33,44 @@ def take_details(session: AsyncSession) -> dict[str, Any] | None:
     return found or None
 
 
+def expect(session: AsyncSession, event: dict[str, Any]) -> None:
+    """The event (every column but ``details``) the request will record if it succeeds: set
+    by the HTTP layer before the endpoint runs (see ``take_expected``)."""
+    session.info[_EXPECTED] = event
+
+
+def take_expected(session: AsyncSession) -> dict[str, Any] | None:
+    """The expected event with the details collected so far, for a change that writes it in
+    its own statement (one round trip fewer); ``record`` then writes nothing more for it.
+    None when no event is expected (no HTTP request, or one whose event is known only after)."""
+    event = session.info.pop(_EXPECTED, None)
+    if event is None:
+        return None
+    found = session.info.get(_DETAILS)
+    written = {**event, "details": dict(found) if found else None}
+    session.info[_WRITTEN] = written
+    return written
+
+
+def written_with(session: AsyncSession, event_id: int) -> None:
+    """Note the id of the event a change wrote with itself (``take_expected``)."""
+    written = session.info.get(_WRITTEN)
+    if written is not None:
+        written["id"] = event_id
+
+
 async def record(session: AsyncSession, **values: Any) -> None:
-    """Append an event; called before the request's transaction commits."""
-    await repository.insert_event(session, values)
+    """Append an event; called before the request's transaction commits. When a change
+    already wrote this request's event (``take_expected``), nothing is written, or that event
+    is corrected if the request ended otherwise than expected."""
+    session.info.pop(_EXPECTED, None)
+    written = session.info.pop(_WRITTEN, None)
+    if written is None or "id" not in written:
+        await repository.insert_event(session, values)
+        return
+    event_id = written.pop("id")
+    if written != values:
+        await repository.update_event(session, event_id, values)
 
 
 async def list_events(

@@ -95,6 +95,36 @@ async def get(
     return None if row is None else row_as(CustomerRow, dict(row))
 
 
+# A manual move's locks in one round trip: the customer's row (returned whole), then the new
+# owner's, in that order (every writer locks customers before managers: the manager's lock is
+# a subquery of the locked customer's row, so it runs once that row is locked), with the JSON
+# text of the rule set in force, as ``loading.lock_manager_for_move`` reads it.
+_LOCK_FOR_MOVE = f"""
+    SELECT c.*,
+           (SELECT m.id FROM managers AS m WHERE m.id = $2 AND c.id IS NOT NULL FOR UPDATE)
+               AS manager_locked,
+           (SELECT CAST(r.rules AS text) FROM rule_sets AS r ORDER BY r.version DESC LIMIT 1)
+               AS rules_json
+      FROM ({_BY_ID_LOCKED}) AS c
+"""
+
+
+async def lock_for_move(
+    session: AsyncSession, customer_id: uuid.UUID, manager_id: uuid.UUID
+) -> tuple[CustomerRow, str | None] | None:
+    """Lock a customer, then the manager it is to be given to (if that manager exists), in
+    one statement; returns the customer and the JSON text of the rule set in force (None: the
+    built-in default), or None when there is no such customer (nothing is locked then)."""
+    connection = await transaction_connection(session)
+    row = await connection.fetchrow(_LOCK_FOR_MOVE, customer_id, manager_id)
+    if row is None:
+        return None
+    columns = dict(row)
+    del columns["manager_locked"]
+    rules_json: str | None = columns.pop("rules_json")
+    return row_as(CustomerRow, columns), rules_json
+
+
 # A page's filters, each a clause on a bind parameter of the same name (``pool`` and
 # ``owned`` take none); every combination is compiled once, on first use.
 _PAGE_FILTERS: dict[str, ColumnElement[bool]] = {

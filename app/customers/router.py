@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import Path, Query, Response, status
 
 from app.api.auth import OPERATORS, OPERATORS_AND_CRM, STAFF_AND_CRM, allow
-from app.api.concurrency import ETAG_RESPONSE, IfMatch, set_etag
+from app.api.concurrency import ETAG_RESPONSE, IfMatch, etag, set_etag
 from app.api.deps import CurrentCaller, DbSession, Reads
 from app.api.pagination import PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
@@ -132,13 +132,12 @@ async def get_customer(reads: Reads, response: Response, customer_id: uuid.UUID)
 )
 async def update_customer(
     session: DbSession,
-    response: Response,
     caller: CurrentCaller,
     customer_id: uuid.UUID,
     body: CustomerUpdate,
     precondition: IfMatch,
     force: Force = False,
-) -> CustomerChangeOut:
+) -> Response:
     """Change a customer. Setting `manager_id` is a manual assignment through the placement
     guard (409 listing the hard rules it breaks) written to the ledger (reason `manual`);
     `null` sends the customer to the pool. A change of tier or of attributes the rules read
@@ -154,8 +153,12 @@ async def update_customer(
         role=caller.role,
         precondition=precondition,
     )
-    set_etag(response, customer.version)
-    return customer
+    # Built and validated by the service: serialised once, not validated again.
+    return Response(
+        customer.model_dump_json(),
+        media_type="application/json",
+        headers={"ETag": etag(customer.version)},
+    )
 
 
 @router.delete(

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import engine
 from app.assignments import compliance, guard
 from app.assignments import repository as ledger
+from app.audit import service as audit
 from app.core.concurrency import Precondition
 from app.core.pagination import (
     Page,
@@ -167,10 +168,41 @@ async def assign_manually(
     records the rules it overrode in the ledger note and the audit trail, and the violation
     it leaves is recorded and returned.
     """
+    found, _ = await _assign(
+        session,
+        customer=customer,
+        manager_id=manager_id,
+        force=force,
+        actor=actor,
+        role=role,
+        note=note,
+    )
+    return found
+
+
+async def _assign(
+    session: AsyncSession,
+    *,
+    customer: CustomerRow,
+    manager_id: uuid.UUID | None,
+    force: bool,
+    actor: str,
+    role: str | None,
+    note: str | None = None,
+    manager_locked: guard.ManagerLocked | None = None,
+) -> tuple[list[compliance.Found], CustomerRow]:
+    """``assign_manually``, answering also the customer's row after the move. The move's
+    statement writes the request's audit event too when one is expected (after the guard,
+    so the event carries the rules a forced move overrode)."""
     violations: list[engine.Violation] = []
     if manager_id is not None and manager_id != customer.manager_id:
         violations = await guard.check_move(
-            session, customer_id=customer.id, manager_id=manager_id, force=force, role=role
+            session,
+            customer_id=customer.id,
+            manager_id=manager_id,
+            force=force,
+            role=role,
+            manager_locked=manager_locked,
         )
         if violations:
             note = guard.forced_note(violations, note)
@@ -188,21 +220,24 @@ async def assign_manually(
                     "reason": note,
                 },
             )
-    await ledger.move_customers(
+    moved, audit_id = await ledger.move_one_customer(
         session,
-        customer_ids=[customer.id],
-        manager_ids=[manager_id],
+        customer=customer,  # every caller passes a row it locked
+        manager_id=manager_id,
         reason="manual",
         actor=actor,
         at=datetime.now(UTC),
         note=note,
-        customer_locked=True,  # every caller passes a row it locked
+        audit_event=audit.take_expected(session),
     )
+    if audit_id is not None:
+        audit.written_with(session, audit_id)
     if not violations:
-        return []
-    return await compliance.record(
+        return [], moved
+    found = await compliance.record(
         session, compliance.Scope.customers([customer.id]), cause="forced", actor=actor
     )
+    return found, moved
 
 
 async def create_customer(
@@ -251,12 +286,22 @@ async def update_customer(
     placement guard. A change of the facts rules read (tier, region, language …) that makes
     the current owner non-compliant is accepted, recorded as a violation and returned."""
     guard.authorize_force(force, role)
-    row = await repository.get(session, customer_id, lock=True)
+    values = data.model_dump(exclude_unset=True)
+    move = "manager_id" in values
+    new_owner = values.pop("manager_id", None)
+    manager_locked: guard.ManagerLocked | None = None
+    if new_owner is not None and not values:
+        # A manual move alone (the hot path): the customer's and the new owner's locks, and
+        # the rule set in force, in one round trip.
+        locked = await repository.lock_for_move(session, customer_id, new_owner)
+        row = locked[0] if locked is not None else None
+        manager_locked = guard.ManagerLocked(locked[1]) if locked is not None else None
+    else:
+        row = await repository.get(session, customer_id, lock=True)
     if row is None:
         raise NotFound(f"Customer {customer_id} does not exist.")
     if precondition is not None:
         precondition.check(row.version, f"Customer {customer_id}")
-    values = data.model_dump(exclude_unset=True)
     tier_code = values.pop("tier", row.tier)
     if tier_code != row.tier:
         await _tier_weight(session, tier_code)
@@ -265,8 +310,6 @@ async def update_customer(
         session, values["external_ref"], exclude=customer_id
     ):
         raise Conflict("Another customer already has this external_ref.", field="external_ref")
-    move = "manager_id" in values
-    new_owner = values.pop("manager_id", None)
     if values:
         await repository.update_fields(session, customer_id, values)
     if "tier_code" in values:
@@ -283,14 +326,16 @@ async def update_customer(
             customer_id=customer_id,
         )
     found: list[compliance.Found] = []
+    after: CustomerRow | None = None if values else row  # None: changed, to be read again
     if move and new_owner != row.manager_id:
-        found = await assign_manually(
+        found, after = await _assign(
             session,
             customer=dataclasses.replace(row, tier=tier_code),
             manager_id=new_owner,
             force=force,
             actor=actor,
             role=role,
+            manager_locked=manager_locked,
         )
     elif values:
         found = await compliance.record(
@@ -299,12 +344,21 @@ async def update_customer(
             cause="customer_updated",
             actor=actor,
         )
-    customer = await get_customer(session, customer_id=customer_id)
-    return CustomerChangeOut(
-        **customer.model_dump(),
-        violations_detected=compliance.summary(found),
-        violations_detected_count=len(found),
+    if after is None:
+        after = await repository.get(session, customer_id)
+        if after is None:
+            raise NotFound(f"Customer {customer_id} does not exist.")
+    return CustomerChangeOut.model_validate(
+        {
+            **{name: getattr(after, name) for name in _OUT_FIELDS},
+            "violations_detected": compliance.summary(found),
+            "violations_detected_count": len(found),
+        }
     )
+
+
+# The fields of a customer's response, all read from its row.
+_OUT_FIELDS = tuple(CustomerOut.model_fields)
 
 
 async def delete_customer(

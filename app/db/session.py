@@ -170,7 +170,7 @@ async def transaction_connection(session: AsyncSession) -> asyncpg.Connection:
     statement sent to the driver before that would run on its own and commit at once. The
     connection is remembered for the rest of the transaction (finding it through SQLAlchemy
     cost more than the statement)."""
-    transaction = session.get_transaction()
+    transaction = session.sync_session.get_transaction()
     cached = session.info.get(_DRIVER)
     if cached is not None and transaction is not None and cached[0] is transaction:
         raw: asyncpg.Connection = cached[1]
@@ -187,7 +187,7 @@ async def transaction_connection(session: AsyncSession) -> asyncpg.Connection:
             await begin()  # the adapter's own BEGIN, so it commits and rolls back as usual
         else:
             await session.execute(text("SELECT 1"))
-    session.info[_DRIVER] = (session.get_transaction(), found)
+    session.info[_DRIVER] = (session.sync_session.get_transaction(), found)
     return found
 
 

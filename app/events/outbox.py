@@ -78,6 +78,73 @@ SUBSCRIBED_TYPES = """
 """
 
 
+def ownership_event(
+    *, moved: str, previous: str, at: str, reason: str, actor: str, note: str, context: str
+) -> str:
+    """CTEs that write one customer's ``customer.assigned`` (``customer.unassigned`` to the
+    pool) event and its deliveries, as ``emit_ownership_changes`` does, inside the statement
+    that moves it: ``moved`` is the CTE of the moved customer (``id``, ``manager_id``),
+    ``previous`` an expression of the previous owner, the others the statement's parameters
+    (``context``: ``ownership_event_context``'s text array: correlation id, timestamp). The
+    event exists only when an enabled subscription takes its type; the statement can select
+    ``(SELECT count(*) FROM event_deliveries)`` to know whether to wake the worker."""
+    takes = "s.enabled AND (e.type = ANY (s.event_types) OR '*' = ANY (s.event_types))"
+    return f"""
+    , e AS MATERIALIZED (
+        SELECT gen_random_uuid() AS id, m.id AS customer_id,
+               CASE WHEN m.manager_id IS NULL THEN 'customer.unassigned'
+                    ELSE 'customer.assigned' END AS type,
+               jsonb_build_object(
+                   'customer_id', m.id, 'old_manager_id', {previous},
+                   'manager_id', m.manager_id, 'reason', {reason}::text,
+                   'actor', {actor}::text, 'handover_id', NULL, 'note', {note}::text,
+                   'correlation_id', ({context}::text[])[1]) AS data
+          FROM {moved} AS m
+    ), event_rows AS (
+        INSERT INTO webhook_events (id, type, customer_id, correlation_id, payload, created_at)
+        SELECT e.id, e.type, e.customer_id, ({context}::text[])[1],
+               jsonb_build_object(
+                   'type', e.type, 'timestamp', ({context}::text[])[2], 'data', e.data),
+               {at}
+          FROM e
+         WHERE EXISTS (SELECT FROM webhook_subscriptions AS s WHERE {takes})
+    ), event_deliveries AS (
+        INSERT INTO webhook_deliveries
+               (event_id, subscription_id, ordering_key, next_attempt_at, created_at)
+        SELECT e.id, s.id, e.customer_id, {at}, {at}
+          FROM e JOIN webhook_subscriptions AS s ON {takes}
+         ORDER BY s.id
+        RETURNING 1
+    )"""
+
+
+def ownership_event_context(at: datetime) -> list[str | None]:
+    """The ``context`` parameter of ``ownership_event``: the correlation id, the timestamp."""
+    return [_current_correlation(), _json_default(at)]
+
+
+async def announce(session: AsyncSession) -> None:
+    """Wake a worker for deliveries a statement wrote itself (``ownership_event``)."""
+    await _announce(session)
+
+
+async def emit_ownership_batches(
+    session: AsyncSession,
+    moves: Sequence[Sequence[Any]],
+    *,
+    reason: str,
+    actor: str,
+    at: datetime,
+    note: str | None = None,
+) -> int:
+    """The ``ownership.changed.batch`` part of ``emit_ownership_changes`` alone, for a move
+    whose statement wrote its ``customer.assigned`` event (``ownership_event``)."""
+    if BATCH_TYPE not in await _subscribed_types(session):
+        return 0
+    common = {"reason": reason, "actor": actor, "handover_id": None, "note": note}
+    return await _emit_batches(session, moves, common, at=at)
+
+
 def _json_default(value: Any) -> str:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -169,7 +236,7 @@ async def emit(
 async def _subscribed_types(session: AsyncSession) -> frozenset[str]:
     """The event types enabled subscriptions receive, read once per transaction (a move asks
     whether anyone wants its events, then emits them)."""
-    transaction = session.get_transaction()
+    transaction = session.sync_session.get_transaction()
     cached = session.info.get(_SUBSCRIBED)
     if cached is not None and transaction is not None and cached[0] is transaction:
         return cached[1]
@@ -182,7 +249,7 @@ async def _subscribed_types(session: AsyncSession) -> frozenset[str]:
 def note_subscribed_types(session: AsyncSession, types: Sequence[str] | None) -> None:
     """Remember what ``SUBSCRIBED_TYPES`` returned in this transaction (read by a statement
     that carried it), so ``wants_ownership_events`` and ``emit`` do not ask again."""
-    session.info[_SUBSCRIBED] = (session.get_transaction(), frozenset(types or ()))
+    session.info[_SUBSCRIBED] = (session.sync_session.get_transaction(), frozenset(types or ()))
 
 
 def _current_correlation() -> str | None:
@@ -191,7 +258,7 @@ def _current_correlation() -> str | None:
 
 async def _announce(session: AsyncSession) -> None:
     """Wake a worker once per transaction; the sweep covers a lost or skipped announcement."""
-    transaction = session.get_transaction()
+    transaction = session.sync_session.get_transaction()
     if transaction is None or session.info.get(_ANNOUNCED) is transaction:
         return
     await enqueue(session, DELIVER_WEBHOOKS, "")

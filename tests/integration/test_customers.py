@@ -387,3 +387,60 @@ async def test_a_manual_move_writes_the_ledger_audit_events_and_workloads_in_one
     again = await ok(await client.patch(f"/v1/customers/{c['id']}", json={"manager_id": new["id"]}))
     assert again["version"] == moved["version"]
     assert len(await history(client, c["id"])) == 2
+
+
+async def test_a_manual_moves_audit_event_is_written_once_with_what_the_request_did(client):
+    """The move's statement writes the request's audit event with the change: one event per
+    successful PATCH (moved, forced or not moved at all), with the key, the path, the status,
+    the request id and the rules a forced move overrode; a refused PATCH leaves none."""
+    await create_tiers(client)
+    senior = await create_manager(client, level=3, capacity=100)
+    junior = await create_manager(client, level=1, capacity=100)
+    c = await create_customer(client, tier="key")
+    path = f"/v1/customers/{c['id']}"
+
+    moved = await client.patch(path, json={"manager_id": senior["id"]})
+    body = await ok(moved)
+    refused = await client.patch(path, json={"manager_id": junior["id"]})
+    assert_problem(refused, 409)
+    stale = await client.patch(
+        path, json={"manager_id": junior["id"]}, headers={"If-Match": f'"{c["version"]}"'}
+    )
+    assert_problem(stale, 412)
+    forced = await client.patch(path, params={"force": "true"}, json={"manager_id": junior["id"]})
+    await ok(forced)
+    unchanged = await client.patch(path, json={"manager_id": junior["id"]})
+    assert (await ok(unchanged))["version"] == (await ok(forced))["version"] == body["version"] + 1
+
+    params = {"resource_id": c["id"], "action": "update_customer"}
+    events = (await ok(await client.get("/v1/audit", params=params)))["items"]
+    assert [e["request_id"] for e in events] == [
+        r.headers["x-request-id"] for r in (unchanged, forced, moved)
+    ]
+    for event in events:
+        assert (event["action"], event["method"], event["path"], event["status_code"]) == (
+            "update_customer",
+            "PATCH",
+            path,
+            200,
+        )
+        assert event["actor"] == "test-admin" and event["resource_type"] == "customers"
+    assert events[0]["details"] is None and events[2]["details"] is None
+    overridden = events[1]["details"]["forced"][0]
+    assert (overridden["customer_id"], overridden["manager_id"]) == (c["id"], junior["id"])
+    assert [r["rule"] for r in overridden["rules"]] == ["tier_min_level"]
+
+
+async def test_a_patch_answers_the_customer_as_a_get_shows_it(client):
+    """The PATCH's response is serialised once from the service's model: the same JSON as a
+    GET of the customer (plus the violations it detected), with its ETag."""
+    await create_tiers(client)
+    manager = await create_manager(client, level=3)
+    c = await create_customer(client, tier="key", annual_value="1200.50", satisfaction="7.5")
+    for change in ({"manager_id": manager["id"]}, {"region": "west"}, {"manager_id": None}):
+        patched = await client.patch(f"/v1/customers/{c['id']}", json=change)
+        body = await ok(patched)
+        assert patched.headers["content-type"] == "application/json"
+        assert patched.headers["etag"] == f'"{body["version"]}"'
+        assert (body.pop("violations_detected"), body.pop("violations_detected_count")) == ([], 0)
+        assert body == await ok(await client.get(f"/v1/customers/{c['id']}"))
