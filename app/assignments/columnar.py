@@ -2,14 +2,14 @@
 
 At a million customers, Python objects per row cost seconds and gigabytes; a binary COPY of
 fixed-width columns parses with one numpy ``frombuffer`` (about 90 bytes a row, transient).
-Region, language and industry travel as one code into the few distinct combinations read
-first; owners travel as raw UUID bytes and are matched to the manager list in numpy.
+Region, language and industry travel as one code into the few distinct combinations, a
+list kept from an earlier read and checked by the COPY itself (one pass over the table, not
+two); owners travel as raw UUID bytes and are matched to the manager list in numpy.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import uuid
 from collections.abc import Sequence
 
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import engine
 from app.db.session import driver_connection
 from app.engine import NO_TIME
+from app.errors import Conflict
 
 _HEADER = 19  # PGCOPY signature (11) + flags (4) + header extension length (4)
 
@@ -46,32 +47,46 @@ _ROW = np.dtype(
     ]
 )
 
+# The attribute combinations (region, language, industry; NULL as '') of the last full read,
+# kept for the life of the process. A load sends them with its COPY and codes each row by a
+# LEFT JOIN, so the book is read in one pass; a row whose combination is not in the list (one
+# created since) comes back coded -1, and the load reads the combinations again and repeats
+# its COPY. Combinations no longer in use only lengthen the list: the columns keep the ones
+# their rows use, so a load gives the same columns whatever the list held.
+_known_combinations: list[tuple[str, str, str]] | None = None
+
 # NULL text attributes travel as '' (never a real value: the API refuses empty strings).
 _COMBINATIONS = """
     SELECT DISTINCT COALESCE(region, ''), COALESCE(language, ''), COALESCE(industry, '')
-      FROM customers WHERE status = 'active' AND manager_id = ANY($1::uuid[])
+      FROM customers WHERE status = 'active' AND manager_id IS NOT NULL
 """
 
 # Every column is non-null and fixed width, so every row has the same layout. Instants travel
 # as Postgres' own binary timestamps (microseconds since 2000-01-01; '-infinity' is the int64
 # minimum, the engine's NO_TIME): converting them to epoch seconds in SQL (a numeric) cost
-# more than the rest of the COPY.
+# more than the rest of the COPY. Tiers are coded by position in the (short) list, not by a
+# join: the planner misjudged the joins' sizes and chose nested loops or a parallel plan that
+# cost more than the scan.
 _COPY = """
     SELECT c.id,
-           (t.idx - 1)::int2,
-           (d.idx - 1)::int4,
+           (array_position($1::text[], c.tier_code) - 1)::int2,
+           COALESCE(d.idx - 1, -1)::int4,
            c.pinned,
            c.manager_id,
            COALESCE(c.owner_since, '-infinity'),
            COALESCE(c.annual_value::float8, 'NaN'),
            COALESCE(c.satisfaction::float8, 'NaN')
       FROM customers AS c
-      JOIN unnest($1::text[]) WITH ORDINALITY AS t(code, idx) ON t.code = c.tier_code
-      JOIN unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS d(r, l, i, idx)
+      LEFT JOIN unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS d(r, l, i, idx)
         ON d.r = COALESCE(c.region, '') AND d.l = COALESCE(c.language, '')
        AND d.i = COALESCE(c.industry, '')
      WHERE c.status = 'active' AND c.manager_id = ANY($5::uuid[])
+       AND c.tier_code = ANY($1::text[])
 """
+
+# Combinations created between a read of them and the COPY that uses it are rare (a new
+# region or industry); a book changing that fast under every attempt is refused.
+_ATTEMPTS = 4
 
 
 def _dictionary(values: list[str]) -> tuple[tuple[str, ...], np.ndarray]:
@@ -89,43 +104,63 @@ async def load_owned_customer_columns(
     ``owner`` codes are indices into ``managers``; ``last_moved_at`` is when the current owner
     got the customer. Former owners are not loaded (rebalancing does not read them).
     """
+    global _known_combinations
     raw = await driver_connection(session)
     manager_ids = [m.id for m in managers]
-    combos = await raw.fetch(_COMBINATIONS, manager_ids)
     tier_codes = [t.code for t in tiers]
-    buffer = io.BytesIO()
-    await raw.copy_from_query(
-        _COPY,
-        tier_codes,
-        [r[0] for r in combos],
-        [r[1] for r in combos],
-        [r[2] for r in combos],
-        manager_ids,
-        output=buffer,
-        format="binary",
-    )
-    # Parsed in a worker thread: at a million rows, half a second no other request waits out.
-    return await anyio.to_thread.run_sync(
-        _parse, buffer, tier_codes, [tuple(r) for r in combos], manager_ids
-    )
+    combos = _known_combinations
+    for _ in range(_ATTEMPTS):
+        if combos is None:
+            combos = [(r[0], r[1], r[2]) for r in await raw.fetch(_COMBINATIONS)]
+            _known_combinations = combos
+        # Chunks are appended on the event loop: a file-like output costs a thread hop a chunk.
+        buffer = bytearray()
+
+        async def receive(chunk: bytes, buffer: bytearray = buffer) -> None:
+            buffer.extend(chunk)
+
+        await raw.copy_from_query(
+            _COPY,
+            tier_codes,
+            [c[0] for c in combos],
+            [c[1] for c in combos],
+            [c[2] for c in combos],
+            manager_ids,
+            output=receive,
+            format="binary",
+        )
+        # Parsed in a worker thread: at a million rows, a fraction of a second no other
+        # request waits out.
+        columns = await anyio.to_thread.run_sync(_parse, buffer, tier_codes, combos, manager_ids)
+        if columns is not None:
+            return columns
+        combos = None  # a combination created since they were read
+    raise Conflict("the customers' attributes kept changing while the book was read; retry")
 
 
 def _parse(
-    buffer: io.BytesIO,
+    buffer: bytearray,
     tier_codes: list[str],
-    combos: list[tuple[str, ...]],
+    combos: list[tuple[str, str, str]],
     manager_ids: list[uuid.UUID],
-) -> engine.CustomerColumns:
+) -> engine.CustomerColumns | None:
     """The binary COPY in ``buffer`` as engine columns (``combos``: the attribute
-    combinations the rows' ``attrs`` codes index)."""
-    regions, region_of = _dictionary([r[0] for r in combos])
-    languages, language_of = _dictionary([r[1] for r in combos])
-    industries, industry_of = _dictionary([r[2] for r in combos])
-    data = buffer.getbuffer()
-    count = (len(data) - _HEADER - 2) // _ROW.itemsize
-    rows = np.frombuffer(data, dtype=_ROW, count=count, offset=_HEADER)
+    combinations the rows' codes index); None if a row's combination is not among them."""
+    count = (len(buffer) - _HEADER - 2) // _ROW.itemsize
+    rows = np.frombuffer(buffer, dtype=_ROW, count=count, offset=_HEADER)
     attrs = rows["attrs"].astype(np.int32)
-    columns = engine.CustomerColumns(
+    if count and attrs.min() < 0:
+        return None
+    # Only the combinations in use become categories: the same columns as a fresh read.
+    used = np.flatnonzero(np.bincount(attrs, minlength=len(combos)))
+    present = [combos[i] for i in used]
+    regions, region_of = _dictionary([c[0] for c in present])
+    languages, language_of = _dictionary([c[1] for c in present])
+    industries, industry_of = _dictionary([c[2] for c in present])
+    compact = np.full(len(combos), -1, dtype=np.int32)
+    compact[used] = np.arange(len(used), dtype=np.int32)
+    attrs = compact[attrs]
+    return engine.CustomerColumns(
         ids=rows["id"].copy().view("S16"),
         tier=rows["tier"].astype(np.int16),
         tier_codes=tuple(tier_codes),
@@ -142,9 +177,6 @@ def _parse(
         owner_ids=tuple(manager_ids),
         last_moved_at=_epoch_seconds(rows["since"]),
     )
-    del rows, data
-    buffer.close()
-    return columns
 
 
 _POSTGRES_EPOCH = 946_684_800  # 2000-01-01T00:00:00Z in Unix seconds
