@@ -9,6 +9,7 @@ two); owners travel as raw UUID bytes and are matched to the manager list in num
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from collections.abc import Sequence
@@ -108,48 +109,122 @@ async def load_owned_customer_columns(
     raw = await driver_connection(session)
     manager_ids = [m.id for m in managers]
     tier_codes = [t.code for t in tiers]
+    owners = _OwnerIndex(manager_ids)
     combos = _known_combinations
     for _ in range(_ATTEMPTS):
         if combos is None:
             combos = [(r[0], r[1], r[2]) for r in await raw.fetch(_COMBINATIONS)]
             _known_combinations = combos
-        # Chunks are appended on the event loop: a file-like output costs a thread hop a chunk.
-        buffer = bytearray()
-
-        async def receive(chunk: bytes, buffer: bytearray = buffer) -> None:
-            buffer.extend(chunk)
-
-        await raw.copy_from_query(
-            _COPY,
-            tier_codes,
-            [c[0] for c in combos],
-            [c[1] for c in combos],
-            [c[2] for c in combos],
-            manager_ids,
-            output=receive,
-            format="binary",
-        )
-        # Parsed in a worker thread: at a million rows, a fraction of a second no other
-        # request waits out.
-        columns = await anyio.to_thread.run_sync(_parse, buffer, tier_codes, combos, manager_ids)
+        stream = _Stream(owners)
+        try:
+            await raw.copy_from_query(
+                _COPY,
+                tier_codes,
+                [c[0] for c in combos],
+                [c[1] for c in combos],
+                [c[2] for c in combos],
+                manager_ids,
+                output=stream.receive,
+                format="binary",
+            )
+        finally:
+            parts = await stream.finish()
+        # Assembled in a worker thread too: no other request waits it out.
+        columns = await anyio.to_thread.run_sync(_assemble, parts, tier_codes, combos, manager_ids)
         if columns is not None:
             return columns
         combos = None  # a combination created since they were read
     raise Conflict("the customers' attributes kept changing while the book was read; retry")
 
 
-def _parse(
-    buffer: bytearray,
+# About 85k rows: slices small enough that the last one's parse adds little after the COPY
+# ends, large enough that numpy's per-call cost does not show.
+_SLICE = 1 << 23
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Rows:
+    """Some rows of the COPY, parsed into native arrays (``attrs``: combination codes)."""
+
+    ids: np.ndarray
+    tier: np.ndarray
+    attrs: np.ndarray
+    pinned: np.ndarray
+    owner: np.ndarray
+    since: np.ndarray
+    value: np.ndarray
+    satisfaction: np.ndarray
+
+
+class _Stream:
+    """A binary COPY parsed slice by slice in worker threads while it streams, so the parse
+    of one slice overlaps the transfer of the next and a load costs little more than its
+    COPY. Chunks are gathered on the event loop (a file-like output costs asyncpg a thread
+    hop per chunk)."""
+
+    def __init__(self, owners: _OwnerIndex) -> None:
+        self._owners = owners
+        self._pending = bytearray()
+        self._skip = _HEADER
+        self._parts: list[asyncio.Future[_Rows]] = []
+
+    async def receive(self, chunk: bytes) -> None:
+        self._pending += chunk
+        if len(self._pending) - self._skip >= _SLICE:
+            self._dispatch(trailer=0)
+
+    async def finish(self) -> list[_Rows]:
+        """Every slice parsed, in order (the 2-byte trailer of a complete COPY dropped)."""
+        if len(self._pending) >= self._skip + 2:
+            self._dispatch(trailer=2)
+        return list(await asyncio.gather(*self._parts))
+
+    def _dispatch(self, *, trailer: int) -> None:
+        count = (len(self._pending) - self._skip - trailer) // _ROW.itemsize
+        if not count:
+            return
+        end = self._skip + count * _ROW.itemsize
+        with memoryview(self._pending) as view:
+            data = view[self._skip : end].tobytes()
+        del self._pending[:end]
+        self._skip = 0
+        loop = asyncio.get_running_loop()
+        self._parts.append(loop.run_in_executor(None, _parse_rows, data, self._owners))
+
+
+def _parse_rows(data: bytes, owners: _OwnerIndex) -> _Rows:
+    rows = np.frombuffer(data, dtype=_ROW)
+    return _Rows(
+        ids=rows["id"].copy().view("S16"),
+        tier=rows["tier"].astype(np.int16),
+        attrs=rows["attrs"].astype(np.int32),
+        pinned=rows["pinned"].copy(),
+        owner=owners.codes(rows["owner"]),
+        since=_epoch_seconds(rows["since"]),
+        value=rows["value"].astype(np.float64),
+        satisfaction=rows["satisfaction"].astype(np.float64),
+    )
+
+
+def _assemble(
+    parts: list[_Rows],
     tier_codes: list[str],
     combos: list[tuple[str, str, str]],
     manager_ids: list[uuid.UUID],
 ) -> engine.CustomerColumns | None:
-    """The binary COPY in ``buffer`` as engine columns (``combos``: the attribute
-    combinations the rows' codes index); None if a row's combination is not among them."""
-    count = (len(buffer) - _HEADER - 2) // _ROW.itemsize
-    rows = np.frombuffer(buffer, dtype=_ROW, count=count, offset=_HEADER)
-    attrs = rows["attrs"].astype(np.int32)
-    if count and attrs.min() < 0:
+    """The parsed slices as engine columns (``combos``: the attribute combinations the
+    rows' codes index); None if a row's combination is not among them."""
+
+    def column(name: str, dtype: str) -> np.ndarray:
+        if len(parts) == 1:
+            one: np.ndarray = getattr(parts[0], name)
+            return one
+        if not parts:
+            return np.zeros(0, dtype=dtype)
+        return np.concatenate([getattr(p, name) for p in parts])
+
+    attrs = column("attrs", "int32")
+    if len(attrs) and attrs.min() < 0:
         return None
     # Only the combinations in use become categories: the same columns as a fresh read.
     used = np.flatnonzero(np.bincount(attrs, minlength=len(combos)))
@@ -161,8 +236,8 @@ def _parse(
     compact[used] = np.arange(len(used), dtype=np.int32)
     attrs = compact[attrs]
     return engine.CustomerColumns(
-        ids=rows["id"].copy().view("S16"),
-        tier=rows["tier"].astype(np.int16),
+        ids=column("ids", "S16"),
+        tier=column("tier", "int16"),
         tier_codes=tuple(tier_codes),
         region=region_of[attrs],
         regions=regions,
@@ -170,12 +245,12 @@ def _parse(
         languages=languages,
         industry=industry_of[attrs],
         industries=industries,
-        annual_value=rows["value"].astype(np.float64),
-        satisfaction=rows["satisfaction"].astype(np.float64),
-        pinned=rows["pinned"].copy(),
-        owner=_owner_codes(rows["owner"], manager_ids),
+        annual_value=column("value", "float64"),
+        satisfaction=column("satisfaction", "float64"),
+        pinned=column("pinned", "bool"),
+        owner=column("owner", "int32"),
         owner_ids=tuple(manager_ids),
-        last_moved_at=_epoch_seconds(rows["since"]),
+        last_moved_at=column("since", "int64"),
     )
 
 
@@ -208,35 +283,42 @@ def with_workloads(
     return [dataclasses.replace(m, workload=int(load[i])) for i, m in enumerate(managers)]
 
 
-def _owner_codes(owners: np.ndarray, manager_ids: Sequence[uuid.UUID]) -> np.ndarray:
+class _OwnerIndex:
     """Index of each owner UUID in ``manager_ids`` (every owner is one of them).
 
     Looked up in a direct-address table on the UUIDs' leading bits (about 128 slots per
     manager up to 32k managers, so few managers share one), then verified whole; the rows
     whose slot holds another manager fall back to a sorted search, and if two managers ever
     shared their high half, an exact dictionary lookup takes over. A million owners cost a
-    few table reads each instead of a binary search over the managers.
+    few table reads each instead of a binary search over the managers. The table is built
+    once per load and read by every slice.
     """
-    ids = np.frombuffer(b"".join(m.bytes for m in manager_ids), dtype=">u8").reshape(-1, 2)
-    probe = np.frombuffer(owners.tobytes(), dtype=">u8").reshape(-1, 2).astype(np.uint64)
-    if not len(probe):
-        return np.zeros(0, dtype=np.int32)
-    ids = ids.astype(np.uint64)
-    # At most 2**22 slots (16 MiB): past ~32k managers more of them share a slot and take
-    # the sorted search.
-    shift = np.uint64(64 - min(22, max(16, len(ids).bit_length() + 7)))
-    table = np.full(1 << (64 - int(shift)), -1, dtype=np.int32)
-    table[ids[:, 0] >> shift] = np.arange(len(ids), dtype=np.int32)
-    codes = table[probe[:, 0] >> shift]
-    found = (codes >= 0) & (ids[codes] == probe).all(axis=1)
-    if not found.all():
-        missed = np.flatnonzero(~found)
-        codes[missed] = _searched(probe[missed], ids, manager_ids)
-    return codes.astype(np.int32)
+
+    def __init__(self, manager_ids: Sequence[uuid.UUID]) -> None:
+        self._manager_ids = manager_ids
+        raw = b"".join(m.bytes for m in manager_ids)
+        self._ids = np.frombuffer(raw, dtype=">u8").reshape(-1, 2).astype(np.uint64)
+        # At most 2**22 slots (16 MiB): past ~32k managers more of them share a slot and
+        # take the sorted search.
+        self._shift = np.uint64(64 - min(22, max(16, len(self._ids).bit_length() + 7)))
+        self._table = np.full(1 << (64 - int(self._shift)), -1, dtype=np.int32)
+        self._table[self._ids[:, 0] >> self._shift] = np.arange(len(self._ids), dtype=np.int32)
+
+    def codes(self, owners: np.ndarray) -> np.ndarray:
+        probe = np.frombuffer(owners.tobytes(), dtype=">u8").reshape(-1, 2).astype(np.uint64)
+        if not len(probe):
+            return np.zeros(0, dtype=np.int32)
+        ids = self._ids
+        codes = self._table[probe[:, 0] >> self._shift]
+        found = (codes >= 0) & (ids[codes] == probe).all(axis=1)
+        if not found.all():
+            missed = np.flatnonzero(~found)
+            codes[missed] = _searched(probe[missed], ids, self._manager_ids)
+        return codes.astype(np.int32)
 
 
 def _searched(probe: np.ndarray, ids: np.ndarray, manager_ids: Sequence[uuid.UUID]) -> np.ndarray:
-    """``_owner_codes`` by a sorted search on the high 64 bits, verified whole."""
+    """``_OwnerIndex.codes`` by a sorted search on the high 64 bits, verified whole."""
     order = np.argsort(ids[:, 0], kind="stable")
     position = np.minimum(np.searchsorted(ids[order, 0], probe[:, 0]), len(order) - 1)
     codes = order[position]
