@@ -8,7 +8,13 @@ from sqlalchemy import text
 
 from app.assignments import columnar, loading
 from app.engine import NO_TIME
-from tests.integration.factories import create_customer, create_manager, create_tiers, ok
+from tests.integration.factories import (
+    assert_problem,
+    create_customer,
+    create_manager,
+    create_tiers,
+    ok,
+)
 
 
 async def test_columns_match_the_rows(api, client):
@@ -144,3 +150,17 @@ async def test_a_rebalance_after_a_load_places_a_new_combination_by_its_rules(cl
     ]
     assert len(moved) == 3, "16 of 20 down to 10: three weight-2 customers"
     assert {d["manager_id"] for d in moved} == {south_idle["id"]}
+
+
+async def test_a_book_whose_combinations_keep_changing_is_refused_with_a_conflict(
+    client, monkeypatch
+):
+    """If every read of the combinations misses some (attributes changing faster than the
+    book is read), the load gives up after a few attempts with a 409, not a 500."""
+    await create_tiers(client)
+    owner = await create_manager(client, region="east")
+    await create_customer(client, region="east", manager_id=owner["id"])
+    monkeypatch.setattr(columnar, "_known_combinations", None)
+    monkeypatch.setattr(columnar, "_COMBINATIONS", "SELECT '', '', '' WHERE false")
+    body = {"dry_run": True, "target_utilization": 0.5, "min_days_since_move": 0}
+    assert_problem(await client.post("/v1/rebalance", json=body), 409)
