@@ -2,14 +2,15 @@
 
 At a million customers, Python objects per row cost seconds and gigabytes; a binary COPY of
 fixed-width columns parses with one numpy ``frombuffer`` (about 90 bytes a row, transient).
-Region, language and industry travel as one code into the few distinct combinations read
-first; owners travel as raw UUID bytes and are matched to the manager list in numpy.
+Region, language and industry travel as one code into the few distinct combinations, a
+list kept from an earlier read and checked by the COPY itself (one pass over the table, not
+two); owners travel as raw UUID bytes and are matched to the manager list in numpy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-import io
 import uuid
 from collections.abc import Sequence
 
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import engine
 from app.db.session import driver_connection
 from app.engine import NO_TIME
+from app.errors import Conflict
 
 _HEADER = 19  # PGCOPY signature (11) + flags (4) + header extension length (4)
 
@@ -46,32 +48,46 @@ _ROW = np.dtype(
     ]
 )
 
+# The attribute combinations (region, language, industry; NULL as '') of the last full read,
+# kept for the life of the process. A load sends them with its COPY and codes each row by a
+# LEFT JOIN, so the book is read in one pass; a row whose combination is not in the list (one
+# created since) comes back coded -1, and the load reads the combinations again and repeats
+# its COPY. Combinations no longer in use only lengthen the list: the columns keep the ones
+# their rows use, so a load gives the same columns whatever the list held.
+_known_combinations: list[tuple[str, str, str]] | None = None
+
 # NULL text attributes travel as '' (never a real value: the API refuses empty strings).
 _COMBINATIONS = """
     SELECT DISTINCT COALESCE(region, ''), COALESCE(language, ''), COALESCE(industry, '')
-      FROM customers WHERE status = 'active' AND manager_id = ANY($1::uuid[])
+      FROM customers WHERE status = 'active' AND manager_id IS NOT NULL
 """
 
 # Every column is non-null and fixed width, so every row has the same layout. Instants travel
 # as Postgres' own binary timestamps (microseconds since 2000-01-01; '-infinity' is the int64
 # minimum, the engine's NO_TIME): converting them to epoch seconds in SQL (a numeric) cost
-# more than the rest of the COPY.
+# more than the rest of the COPY. Tiers are coded by position in the (short) list, not by a
+# join: the planner misjudged the joins' sizes and chose nested loops or a parallel plan that
+# cost more than the scan.
 _COPY = """
     SELECT c.id,
-           (t.idx - 1)::int2,
-           (d.idx - 1)::int4,
+           (array_position($1::text[], c.tier_code) - 1)::int2,
+           COALESCE(d.idx - 1, -1)::int4,
            c.pinned,
            c.manager_id,
            COALESCE(c.owner_since, '-infinity'),
            COALESCE(c.annual_value::float8, 'NaN'),
            COALESCE(c.satisfaction::float8, 'NaN')
       FROM customers AS c
-      JOIN unnest($1::text[]) WITH ORDINALITY AS t(code, idx) ON t.code = c.tier_code
-      JOIN unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS d(r, l, i, idx)
+      LEFT JOIN unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS d(r, l, i, idx)
         ON d.r = COALESCE(c.region, '') AND d.l = COALESCE(c.language, '')
        AND d.i = COALESCE(c.industry, '')
      WHERE c.status = 'active' AND c.manager_id = ANY($5::uuid[])
+       AND c.tier_code = ANY($1::text[])
 """
+
+# Combinations created between a read of them and the COPY that uses it are rare (a new
+# region or industry); a book changing that fast under every attempt is refused.
+_ATTEMPTS = 4
 
 
 def _dictionary(values: list[str]) -> tuple[tuple[str, ...], np.ndarray]:
@@ -89,45 +105,139 @@ async def load_owned_customer_columns(
     ``owner`` codes are indices into ``managers``; ``last_moved_at`` is when the current owner
     got the customer. Former owners are not loaded (rebalancing does not read them).
     """
+    global _known_combinations
     raw = await driver_connection(session)
     manager_ids = [m.id for m in managers]
-    combos = await raw.fetch(_COMBINATIONS, manager_ids)
     tier_codes = [t.code for t in tiers]
-    buffer = io.BytesIO()
-    await raw.copy_from_query(
-        _COPY,
-        tier_codes,
-        [r[0] for r in combos],
-        [r[1] for r in combos],
-        [r[2] for r in combos],
-        manager_ids,
-        output=buffer,
-        format="binary",
-    )
-    # Parsed in a worker thread: at a million rows, half a second no other request waits out.
-    return await anyio.to_thread.run_sync(
-        _parse, buffer, tier_codes, [tuple(r) for r in combos], manager_ids
-    )
+    owners = _OwnerIndex(manager_ids)
+    combos = _known_combinations
+    for _ in range(_ATTEMPTS):
+        if combos is None:
+            combos = [(r[0], r[1], r[2]) for r in await raw.fetch(_COMBINATIONS)]
+            _known_combinations = combos
+        stream = _Stream(owners)
+        try:
+            await raw.copy_from_query(
+                _COPY,
+                tier_codes,
+                [c[0] for c in combos],
+                [c[1] for c in combos],
+                [c[2] for c in combos],
+                manager_ids,
+                output=stream.receive,
+                format="binary",
+            )
+        finally:
+            parts = await stream.finish()
+        # Assembled in a worker thread too: no other request waits it out.
+        columns = await anyio.to_thread.run_sync(_assemble, parts, tier_codes, combos, manager_ids)
+        if columns is not None:
+            return columns
+        combos = None  # a combination created since they were read
+    raise Conflict("the customers' attributes kept changing while the book was read; retry")
 
 
-def _parse(
-    buffer: io.BytesIO,
-    tier_codes: list[str],
-    combos: list[tuple[str, ...]],
-    manager_ids: list[uuid.UUID],
-) -> engine.CustomerColumns:
-    """The binary COPY in ``buffer`` as engine columns (``combos``: the attribute
-    combinations the rows' ``attrs`` codes index)."""
-    regions, region_of = _dictionary([r[0] for r in combos])
-    languages, language_of = _dictionary([r[1] for r in combos])
-    industries, industry_of = _dictionary([r[2] for r in combos])
-    data = buffer.getbuffer()
-    count = (len(data) - _HEADER - 2) // _ROW.itemsize
-    rows = np.frombuffer(data, dtype=_ROW, count=count, offset=_HEADER)
-    attrs = rows["attrs"].astype(np.int32)
-    columns = engine.CustomerColumns(
+# About 85k rows: slices small enough that the last one's parse adds little after the COPY
+# ends, large enough that numpy's per-call cost does not show.
+_SLICE = 1 << 23
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Rows:
+    """Some rows of the COPY, parsed into native arrays (``attrs``: combination codes)."""
+
+    ids: np.ndarray
+    tier: np.ndarray
+    attrs: np.ndarray
+    pinned: np.ndarray
+    owner: np.ndarray
+    since: np.ndarray
+    value: np.ndarray
+    satisfaction: np.ndarray
+
+
+class _Stream:
+    """A binary COPY parsed slice by slice in worker threads while it streams, so the parse
+    of one slice overlaps the transfer of the next and a load costs little more than its
+    COPY. Chunks are gathered on the event loop (a file-like output costs asyncpg a thread
+    hop per chunk)."""
+
+    def __init__(self, owners: _OwnerIndex) -> None:
+        self._owners = owners
+        self._pending = bytearray()
+        self._skip = _HEADER
+        self._parts: list[asyncio.Future[_Rows]] = []
+
+    async def receive(self, chunk: bytes) -> None:
+        self._pending += chunk
+        if len(self._pending) - self._skip >= _SLICE:
+            self._dispatch(trailer=0)
+
+    async def finish(self) -> list[_Rows]:
+        """Every slice parsed, in order (the 2-byte trailer of a complete COPY dropped)."""
+        if len(self._pending) >= self._skip + 2:
+            self._dispatch(trailer=2)
+        return list(await asyncio.gather(*self._parts))
+
+    def _dispatch(self, *, trailer: int) -> None:
+        count = (len(self._pending) - self._skip - trailer) // _ROW.itemsize
+        if not count:
+            return
+        end = self._skip + count * _ROW.itemsize
+        with memoryview(self._pending) as view:
+            data = view[self._skip : end].tobytes()
+        del self._pending[:end]
+        self._skip = 0
+        loop = asyncio.get_running_loop()
+        self._parts.append(loop.run_in_executor(None, _parse_rows, data, self._owners))
+
+
+def _parse_rows(data: bytes, owners: _OwnerIndex) -> _Rows:
+    rows = np.frombuffer(data, dtype=_ROW)
+    return _Rows(
         ids=rows["id"].copy().view("S16"),
         tier=rows["tier"].astype(np.int16),
+        attrs=rows["attrs"].astype(np.int32),
+        pinned=rows["pinned"].copy(),
+        owner=owners.codes(rows["owner"]),
+        since=_epoch_seconds(rows["since"]),
+        value=rows["value"].astype(np.float64),
+        satisfaction=rows["satisfaction"].astype(np.float64),
+    )
+
+
+def _assemble(
+    parts: list[_Rows],
+    tier_codes: list[str],
+    combos: list[tuple[str, str, str]],
+    manager_ids: list[uuid.UUID],
+) -> engine.CustomerColumns | None:
+    """The parsed slices as engine columns (``combos``: the attribute combinations the
+    rows' codes index); None if a row's combination is not among them."""
+
+    def column(name: str, dtype: str) -> np.ndarray:
+        if len(parts) == 1:
+            one: np.ndarray = getattr(parts[0], name)
+            return one
+        if not parts:
+            return np.zeros(0, dtype=dtype)
+        return np.concatenate([getattr(p, name) for p in parts])
+
+    attrs = column("attrs", "int32")
+    if len(attrs) and attrs.min() < 0:
+        return None
+    # Only the combinations in use become categories: the same columns as a fresh read.
+    used = np.flatnonzero(np.bincount(attrs, minlength=len(combos)))
+    present = [combos[i] for i in used]
+    regions, region_of = _dictionary([c[0] for c in present])
+    languages, language_of = _dictionary([c[1] for c in present])
+    industries, industry_of = _dictionary([c[2] for c in present])
+    compact = np.full(len(combos), -1, dtype=np.int32)
+    compact[used] = np.arange(len(used), dtype=np.int32)
+    attrs = compact[attrs]
+    return engine.CustomerColumns(
+        ids=column("ids", "S16"),
+        tier=column("tier", "int16"),
         tier_codes=tuple(tier_codes),
         region=region_of[attrs],
         regions=regions,
@@ -135,16 +245,13 @@ def _parse(
         languages=languages,
         industry=industry_of[attrs],
         industries=industries,
-        annual_value=rows["value"].astype(np.float64),
-        satisfaction=rows["satisfaction"].astype(np.float64),
-        pinned=rows["pinned"].copy(),
-        owner=_owner_codes(rows["owner"], manager_ids),
+        annual_value=column("value", "float64"),
+        satisfaction=column("satisfaction", "float64"),
+        pinned=column("pinned", "bool"),
+        owner=column("owner", "int32"),
         owner_ids=tuple(manager_ids),
-        last_moved_at=_epoch_seconds(rows["since"]),
+        last_moved_at=column("since", "int64"),
     )
-    del rows, data
-    buffer.close()
-    return columns
 
 
 _POSTGRES_EPOCH = 946_684_800  # 2000-01-01T00:00:00Z in Unix seconds
@@ -176,35 +283,42 @@ def with_workloads(
     return [dataclasses.replace(m, workload=int(load[i])) for i, m in enumerate(managers)]
 
 
-def _owner_codes(owners: np.ndarray, manager_ids: Sequence[uuid.UUID]) -> np.ndarray:
+class _OwnerIndex:
     """Index of each owner UUID in ``manager_ids`` (every owner is one of them).
 
     Looked up in a direct-address table on the UUIDs' leading bits (about 128 slots per
     manager up to 32k managers, so few managers share one), then verified whole; the rows
     whose slot holds another manager fall back to a sorted search, and if two managers ever
     shared their high half, an exact dictionary lookup takes over. A million owners cost a
-    few table reads each instead of a binary search over the managers.
+    few table reads each instead of a binary search over the managers. The table is built
+    once per load and read by every slice.
     """
-    ids = np.frombuffer(b"".join(m.bytes for m in manager_ids), dtype=">u8").reshape(-1, 2)
-    probe = np.frombuffer(owners.tobytes(), dtype=">u8").reshape(-1, 2).astype(np.uint64)
-    if not len(probe):
-        return np.zeros(0, dtype=np.int32)
-    ids = ids.astype(np.uint64)
-    # At most 2**22 slots (16 MiB): past ~32k managers more of them share a slot and take
-    # the sorted search.
-    shift = np.uint64(64 - min(22, max(16, len(ids).bit_length() + 7)))
-    table = np.full(1 << (64 - int(shift)), -1, dtype=np.int32)
-    table[ids[:, 0] >> shift] = np.arange(len(ids), dtype=np.int32)
-    codes = table[probe[:, 0] >> shift]
-    found = (codes >= 0) & (ids[codes] == probe).all(axis=1)
-    if not found.all():
-        missed = np.flatnonzero(~found)
-        codes[missed] = _searched(probe[missed], ids, manager_ids)
-    return codes.astype(np.int32)
+
+    def __init__(self, manager_ids: Sequence[uuid.UUID]) -> None:
+        self._manager_ids = manager_ids
+        raw = b"".join(m.bytes for m in manager_ids)
+        self._ids = np.frombuffer(raw, dtype=">u8").reshape(-1, 2).astype(np.uint64)
+        # At most 2**22 slots (16 MiB): past ~32k managers more of them share a slot and
+        # take the sorted search.
+        self._shift = np.uint64(64 - min(22, max(16, len(self._ids).bit_length() + 7)))
+        self._table = np.full(1 << (64 - int(self._shift)), -1, dtype=np.int32)
+        self._table[self._ids[:, 0] >> self._shift] = np.arange(len(self._ids), dtype=np.int32)
+
+    def codes(self, owners: np.ndarray) -> np.ndarray:
+        probe = np.frombuffer(owners.tobytes(), dtype=">u8").reshape(-1, 2).astype(np.uint64)
+        if not len(probe):
+            return np.zeros(0, dtype=np.int32)
+        ids = self._ids
+        codes = self._table[probe[:, 0] >> self._shift]
+        found = (codes >= 0) & (ids[codes] == probe).all(axis=1)
+        if not found.all():
+            missed = np.flatnonzero(~found)
+            codes[missed] = _searched(probe[missed], ids, self._manager_ids)
+        return codes.astype(np.int32)
 
 
 def _searched(probe: np.ndarray, ids: np.ndarray, manager_ids: Sequence[uuid.UUID]) -> np.ndarray:
-    """``_owner_codes`` by a sorted search on the high 64 bits, verified whole."""
+    """``_OwnerIndex.codes`` by a sorted search on the high 64 bits, verified whole."""
     order = np.argsort(ids[:, 0], kind="stable")
     position = np.minimum(np.searchsorted(ids[order, 0], probe[:, 0]), len(order) - 1)
     codes = order[position]

@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
@@ -82,6 +82,15 @@ _MANAGERS_ONLY = text(
      ORDER BY m.id
     """
 )
+
+
+def _positional(statement: TextClause) -> str:
+    """``statement`` with its ``:include`` and ``:reasons`` as the driver's $1 and $2."""
+    return statement.text.replace(":include", "$1").replace(":reasons", "$2")
+
+
+_MANAGERS_SQL = _positional(_MANAGERS)
+_MANAGERS_ONLY_SQL = _positional(_MANAGERS_ONLY)
 
 _ONE_MANAGER = text(
     f"""
@@ -191,13 +200,12 @@ async def load_managers(
     """
     if lock:
         await session.execute(_LOCK_MANAGERS)
-    query = _MANAGERS if workloads else _MANAGERS_ONLY
+    # On the driver's connection: at 10k managers SQLAlchemy's row handling cost several
+    # times the query.
+    raw = await transaction_connection(session)
+    query = _MANAGERS_SQL if workloads else _MANAGERS_ONLY_SQL
     reasons = intake_reasons(rules)
-    rows = (
-        (await session.execute(query, {"include": list(include), "reasons": reasons}))
-        .mappings()
-        .all()
-    )
+    rows = await raw.fetch(query, list(include), reasons)
     counts = await _tier_intake(session, rules, reasons, manager_id=None, for_tiers=for_tiers)
     return [manager_from_row(r, counts.get(r["id"], ())) for r in rows]
 

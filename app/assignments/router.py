@@ -80,13 +80,14 @@ async def assign_customer(
     "/rebalance",
     response_model=PlanOut,
     summary="Rebalance workloads",
-    responses=problem_responses(503),
+    responses=problem_responses(409, 503),
 )
 async def rebalance(session: DbSession, caller: CurrentCaller, body: RebalanceRequest) -> PlanOut:
     """Bring every manager under the target utilization moving as few customers as needed.
     Pinned customers and customers moved in the last `min_days_since_move` days stay.
     `dry_run` (the default) shows the plan without writing it. Past `BATON_ENGINE_BUDGET_S`
-    the plan is abandoned: 503 `plan_over_budget`, nothing written."""
+    the plan is abandoned: 503 `plan_over_budget`, nothing written. 409 if the customers'
+    attributes kept changing while the book was read (retry)."""
     return await service.rebalance(session, request=body, actor=caller.name)
 
 

@@ -8,7 +8,13 @@ from sqlalchemy import text
 
 from app.assignments import columnar, loading
 from app.engine import NO_TIME
-from tests.integration.factories import create_customer, create_manager, create_tiers
+from tests.integration.factories import (
+    assert_problem,
+    create_customer,
+    create_manager,
+    create_tiers,
+    ok,
+)
 
 
 async def test_columns_match_the_rows(api, client):
@@ -68,3 +74,93 @@ async def test_columns_match_the_rows(api, client):
             assert columns.annual_value[i] != columns.annual_value[i]  # NaN
         else:
             assert columns.annual_value[i] == float(value)
+
+
+async def test_a_combination_created_after_a_load_is_loaded(api, client, monkeypatch):
+    """The attribute combinations are kept from one load to the next; a customer whose
+    region, language and industry form a combination not seen before is still loaded with
+    its own attributes, and a combination no longer in use is not among the categories.
+    (Slices of one row: the COPY is parsed in several pieces, as a large book is.)"""
+    monkeypatch.setattr(columnar, "_SLICE", 1)
+    await create_tiers(client)
+    owner = await create_manager(client, level=5, capacity=500, region="east")
+    first = await create_customer(
+        client, region="east", language="zh", industry="retail", manager_id=owner["id"]
+    )
+
+    async def load() -> dict[uuid.UUID, tuple[str | None, str | None, str | None]]:
+        async with api.factory() as session:
+            tiers = await loading.load_tiers(session)
+            managers = await loading.load_managers(session, workloads=False)
+            columns = await columnar.load_owned_customer_columns(
+                session, tiers=tiers, managers=managers
+            )
+            await session.rollback()
+        assert columns.regions == tuple(sorted(set(columns.regions)))
+        return {
+            uuid.UUID(bytes=bytes(columns.ids[i])): (
+                columns.regions[columns.region[i]] if columns.region[i] >= 0 else None,
+                columns.languages[columns.language[i]] if columns.language[i] >= 0 else None,
+                columns.industries[columns.industry[i]] if columns.industry[i] >= 0 else None,
+            )
+            for i in range(len(columns))
+        }
+
+    assert await load() == {uuid.UUID(first["id"]): ("east", "zh", "retail")}
+    assert ("north", "", "mining") not in (columnar._known_combinations or [])
+    later = await create_customer(
+        client, region="north", industry="mining", tier="standard", manager_id=owner["id"]
+    )
+    await ok(await client.patch(f"/v1/customers/{first['id']}", json={"region": "south"}))
+
+    loaded = await load()
+    assert loaded == {
+        uuid.UUID(first["id"]): ("south", "zh", "retail"),
+        uuid.UUID(later["id"]): ("north", None, "mining"),
+    }
+
+
+async def test_a_rebalance_after_a_load_places_a_new_combination_by_its_rules(client):
+    """From the wire: a rebalance reads the book, then customers of a region no customer had
+    arrive; the next rebalance moves them only to a manager of their region."""
+    await create_tiers(client)
+    rule = {
+        "id": "same_region",
+        "conditions": [{"field": "manager.region", "op": "eq", "value": "$customer.region"}],
+    }
+    await ok(await client.put("/v1/rules", json={"rules": {"eligibility": [rule]}}))
+    north_busy = await create_manager(client, region="north")
+    await create_manager(client, region="north")
+    for _ in range(4):
+        await create_customer(client, region="north", manager_id=north_busy["id"])
+    body = {"dry_run": True, "target_utilization": 0.5, "min_days_since_move": 0}
+    await ok(await client.post("/v1/rebalance", json=body))
+
+    south_busy = await create_manager(client, region="south")
+    south_idle = await create_manager(client, region="south")
+    south = {
+        (await create_customer(client, region="south", manager_id=south_busy["id"]))["id"]
+        for _ in range(8)
+    }
+    plan = await ok(await client.post("/v1/rebalance", json=body))
+    moved = [
+        d
+        for d in plan["decisions"]
+        if d["customer_id"] in south and d["manager_id"] != d["from_manager_id"]
+    ]
+    assert len(moved) == 3, "16 of 20 down to 10: three weight-2 customers"
+    assert {d["manager_id"] for d in moved} == {south_idle["id"]}
+
+
+async def test_a_book_whose_combinations_keep_changing_is_refused_with_a_conflict(
+    client, monkeypatch
+):
+    """If every read of the combinations misses some (attributes changing faster than the
+    book is read), the load gives up after a few attempts with a 409, not a 500."""
+    await create_tiers(client)
+    owner = await create_manager(client, region="east")
+    await create_customer(client, region="east", manager_id=owner["id"])
+    monkeypatch.setattr(columnar, "_known_combinations", None)
+    monkeypatch.setattr(columnar, "_COMBINATIONS", "SELECT '', '', '' WHERE false")
+    body = {"dry_run": True, "target_utilization": 0.5, "min_days_since_move": 0}
+    assert_problem(await client.post("/v1/rebalance", json=body), 409)

@@ -6,7 +6,7 @@ import uuid
 
 import numpy as np
 
-from app.assignments.columnar import _owner_codes
+from app.assignments.columnar import _OwnerIndex
 
 
 def _owners(ids: list[uuid.UUID], picks: list[int]) -> np.ndarray:
@@ -16,7 +16,7 @@ def _owners(ids: list[uuid.UUID], picks: list[int]) -> np.ndarray:
 def test_random_ids_map_to_their_index():
     ids = [uuid.uuid4() for _ in range(500)]
     picks = list(np.random.default_rng(7).integers(0, len(ids), 5_000))
-    assert _owner_codes(_owners(ids, picks), ids).tolist() == picks
+    assert _OwnerIndex(ids).codes(_owners(ids, picks)).tolist() == picks
 
 
 def test_ids_sharing_leading_bits_or_their_whole_high_half_still_map_exactly():
@@ -29,8 +29,8 @@ def test_ids_sharing_leading_bits_or_their_whole_high_half_still_map_exactly():
         + [uuid.UUID(bytes=bytes([0, 0, i]) + base[3:]) for i in range(4)]
     )  # one leading slot
     picks = [7, 0, 3, 5, 1, 2, 6, 4, 0, 7]
-    assert _owner_codes(_owners(ids, picks), ids).tolist() == picks
+    assert _OwnerIndex(ids).codes(_owners(ids, picks)).tolist() == picks
 
 
 def test_no_owners():
-    assert _owner_codes(np.zeros(0, dtype="V16"), [uuid.uuid4()]).tolist() == []
+    assert _OwnerIndex([uuid.uuid4()]).codes(np.zeros(0, dtype="V16")).tolist() == []
