@@ -1,7 +1,8 @@
-"""Benchmark: the read paths over the ledger and the customers' owners, timed with and without
-an index in the same run (interleaved, medians), so that dropping an index a move pays for is
-shown not to slow a reader. Today it compares the schema with and without the index of open
-ledger rows by manager that migration 0016 dropped.
+"""Benchmark: the read paths over the ledger and the customers' owners, timed on two schemas
+in the same run (interleaved rounds, medians), so that a change a move gains from is shown
+not to slow a reader. Today it compares the ledger of migration 0018 (no index names
+``ended_at``, pages 15 % free) with the one before it (the partial unique index of open
+periods, full pages); each round rewrites the ledger into the schema it times.
 
     python -m bench.ledger_reads            # 1M customers × 10k managers
     python -m bench.ledger_reads --quick    # 100k customers × 100 managers
@@ -21,15 +22,31 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.assignments import loading
 from app.assignments import repository as ledger
+from app.check import CHECKS
 from app.pool import repository as pool
 from app.reports import repository as reports
 from bench._db import scratch_database
 
-INDEX = "CREATE INDEX bench_open_by_manager ON assignments (manager_id) WHERE ended_at IS NULL"
-DROP = "DROP INDEX bench_open_by_manager"
+# Each schema as statements that turn either one into it (the ledger rewritten, so its pages
+# are filled as that schema fills them).
+BEFORE_0018 = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS uq_assignments_open_per_customer ON assignments"
+    " (customer_id) WHERE ended_at IS NULL",
+    "ALTER TABLE assignments SET (fillfactor = 100)",
+    "CLUSTER assignments USING pk_assignments",
+)
+TODAY = (
+    "DROP INDEX IF EXISTS uq_assignments_open_per_customer",
+    "ALTER TABLE assignments SET (fillfactor = 85)",
+    "CLUSTER assignments USING pk_assignments",
+)
+SCHEMAS = {"before 0018": BEFORE_0018, "0018": TODAY}
 SCANS = (
     "SELECT COALESCE(sum(idx_scan), 0) FROM pg_stat_user_indexes"
-    " WHERE indexrelname = 'bench_open_by_manager'"
+    " WHERE indexrelname = 'uq_assignments_open_per_customer'"
+)
+OPEN_PERIOD = text(
+    "SELECT id, manager_id FROM assignments WHERE customer_id = :c AND ended_at IS NULL"
 )
 
 CALLS = 10  # calls per timing, averaged
@@ -66,6 +83,10 @@ async def _fixture(engine: AsyncEngine, moves: int) -> tuple[list, list]:
     return ids, managers
 
 
+async def _check(session: AsyncSession, name: str) -> object:
+    return (await session.execute(text(CHECKS[name]))).all()
+
+
 def _reads(ids: list, managers: list) -> dict[str, Read]:
     now = datetime.now(UTC)
     customer, manager = ids[-1], managers[len(managers) // 2]
@@ -84,6 +105,16 @@ def _reads(ids: list, managers: list) -> dict[str, Read]:
         )
 
     return {
+        "open period of a customer": lambda s: s.execute(OPEN_PERIOD, {"c": customer}),
+        # What a move's close reads before it writes (the rows themselves, not a count an
+        # index could answer alone).
+        "open periods of 1,000 customers (a move's close)": lambda s: s.execute(
+            text(
+                "SELECT id, manager_id FROM assignments WHERE customer_id = ANY(:ids)"
+                " AND ended_at IS NULL"
+            ),
+            {"ids": ids[-1000:]},
+        ),
         "history of a customer": lambda s: ledger.history(s, customer, after=None, limit=50),
         "owner of a customer at an instant": lambda s: ledger.owner_at(s, customer, two_days_ago),
         "a manager's book now (ledger)": lambda s: reports.customers_at(
@@ -102,6 +133,8 @@ def _reads(ids: list, managers: list) -> dict[str, Read]:
             s, manager_id=manager, since=week_ago
         ),
         "managers with workloads and intake": lambda s: loading.load_managers(s),
+        "check: at most one open period": lambda s: _check(s, "at_most_one_open_ledger_row"),
+        "check: owners match open periods": lambda s: _check(s, "owner_matches_open_ledger_row"),
     }
 
 
@@ -128,32 +161,27 @@ async def main() -> None:
     _, engine = await scratch_database(customers=customers, managers=managers)
     ids, manager_ids = await _fixture(engine, customers // 10)
     reads = _reads(ids, manager_ids)
-    without: dict[str, list[float]] = {k: [] for k in reads}
-    with_: dict[str, list[float]] = {k: [] for k in reads}
+    times: dict[str, dict[str, list[float]]] = {n: {k: [] for k in reads} for n in SCHEMAS}
     scans = 0
     for _ in range(args.repeat):
-        # Each round times every read twice (without, with the index) back to back, each
-        # read after an ANALYZE of the same table, so the two differ by the index alone.
-        for name, read in reads.items():
+        # Each round rewrites the ledger into each schema in turn and times every read on it.
+        for schema, statements in SCHEMAS.items():
             async with engine.begin() as conn:
+                for statement in statements:
+                    await conn.exec_driver_sql(statement)
                 await conn.exec_driver_sql("ANALYZE assignments")
-            without[name].append(await _time(engine, read))
-            async with engine.begin() as conn:
-                await conn.exec_driver_sql(INDEX)
-                await conn.exec_driver_sql("ANALYZE assignments")
-            with_[name].append(await _time(engine, read))
+            for name, read in reads.items():
+                times[schema][name].append(await _time(engine, read))
             async with engine.begin() as conn:
                 scans += (await conn.exec_driver_sql(SCANS)).scalar_one()
-                await conn.exec_driver_sql(DROP)
     print(
         f"ledger reads, {customers:,} customers, medians of {args.repeat}; "
-        f"scans of the index while it existed: {scans}"
+        f"scans of the open-period index while it existed: {scans}"
     )
     for name in reads:
-        a, b = statistics.median(without[name]), statistics.median(with_[name])
+        a, b = (statistics.median(times[n][name]) for n in SCHEMAS)
         print(
-            f"  {name}: without the index {a * 1000:.2f} ms · with it {b * 1000:.2f} ms "
-            f"· ratio {a / b:.2f}×"
+            f"  {name}: before 0018 {a * 1000:.2f} ms · 0018 {b * 1000:.2f} ms · ratio {b / a:.2f}×"
         )
     await engine.dispose()
 

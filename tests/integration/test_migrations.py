@@ -7,6 +7,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.db import migrate
@@ -144,8 +145,22 @@ async def test_upgrade_from_0008_keeps_a_populated_database(empty_database):
             ).one()
             ledger = (await conn.execute(text("SELECT reason, manager_id FROM assignments"))).one()
             violations = await conn.scalar(text("SELECT count(*) FROM ownership_violations"))
+            # The ledger was rewritten with room to close periods in place (0018), and its
+            # open period still refuses a second one.
+            options = await conn.scalar(
+                text("SELECT reloptions FROM pg_class WHERE relname = 'assignments'")
+            )
+            with pytest.raises(IntegrityError, match="uq_assignments_open_per_customer"):
+                await conn.execute(
+                    text(
+                        "INSERT INTO assignments (customer_id, manager_id, started_at, reason,"
+                        " actor) VALUES (:c, :m, now(), 'manual', 'x')"
+                    ),
+                    {"c": customer, "m": manager},
+                )
         assert item.notification_status == "not_sent" and item.notification_error
         assert tuple(source) == ("hubspot", None)
         assert tuple(ledger) == ("manual", manager) and violations == 0
+        assert options == ["fillfactor=85"]
     finally:
         await engine.dispose()
