@@ -453,7 +453,7 @@ class _Judge:
     def judged(self, row: Row, current: bool, former: bool) -> tuple[bool, float]:
         """(eligible, preference score) of one manager row; the score of an ineligible
         manager is not computed (0.0)."""
-        if not self.eligible(row, current, former):
+        if self._eligibility and not self.eligible(row, current, former):
             return False, 0.0
         return True, self.score(row, current, former)
 
@@ -470,6 +470,10 @@ class _Judge:
         """The preference score, added up in the engine's order (so it is the same float)."""
         total = 0.0
         for weight, tests in self._preferences:
+            if len(tests) == 1:  # the commonest: one condition
+                if tests[0](row, current, former):
+                    total += weight * 1
+                continue
             for test in tests:
                 if not test(row, current, former):
                     break
