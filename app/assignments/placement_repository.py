@@ -43,7 +43,6 @@ _CUSTOMER = """
     """
 _LOCK_CUSTOMER = "SELECT FROM customers WHERE id = $1::uuid FOR UPDATE"
 _LOCK_PLACEMENTS = "SELECT pg_advisory_xact_lock($1::bigint)"
-_LOCK_MANAGER = "SELECT FROM managers WHERE id = $1::uuid FOR UPDATE"
 
 # Candidates: active, accepting, senior enough, with room for the customer's weight (its
 # current owner, a named successor and the tier's fallback owner always). Intake counts are
@@ -127,13 +126,6 @@ async def lock_placements(session: AsyncSession, key: int) -> None:
     """Take the transaction-level advisory lock that serialises automated placements."""
     raw = await transaction_connection(session)
     await raw.execute(_LOCK_PLACEMENTS, key)
-
-
-async def lock_manager(session: AsyncSession, manager_id: uuid.UUID) -> None:
-    """Take a manager's row lock (customers are locked first: every writer locks in that
-    order)."""
-    raw = await transaction_connection(session)
-    await raw.execute(_LOCK_MANAGER, manager_id)
 
 
 async def customer_facts(

@@ -434,8 +434,8 @@ async def assign_customer(
     managers only (``engine.single``, the engine's decision computed for one customer); a
     customer it leaves in the pool, a pinned one, other strategies and ``full`` explanations
     go through the whole engine over every manager. A real placement serialises with the
-    other automated ones, locks the customer, then only the manager it gives the customer to,
-    and writes the move in one statement.
+    other automated ones, locks the customer, then only the manager it gives the customer to
+    (through the placement guard), and writes the move in one statement.
     """
     if not request.dry_run:
         await placement_repository.lock_placements(session, _PLACEMENT_LOCK)
@@ -495,10 +495,10 @@ async def _place_one(
     session: AsyncSession, *, customer_id: uuid.UUID, request: AssignRequest, strategy: str
 ) -> tuple[engine.Decision, int] | None:
     """The single-customer placement over the candidate managers: two statements (when it
-    writes, a row lock on the customer before them, and on the chosen manager after, with
-    that manager read again). None when the whole engine must decide (see
-    ``assign_customer``), or when the chosen manager changed before its lock was taken;
-    raises for a missing or inactive customer."""
+    writes, a row lock on the customer before them; after, the placement guard on the chosen
+    manager, which locks it, and that manager's row read again). None when the whole engine
+    must decide (see ``assign_customer``), or when the chosen manager changed before its lock
+    was taken; raises for a missing or inactive customer."""
     lock = not request.dry_run
     facts = await placement_repository.customer_facts(session, customer_id, lock=lock)
     if facts is None:
@@ -558,12 +558,16 @@ async def _place_one(
         return None
     chosen = decision.manager_id
     if lock and chosen is not None and chosen != customer.manager_id:
-        # Only the manager who takes the customer is locked: a change to any other committed
+        # Only the manager who takes the customer is locked, by the placement guard (every
+        # hard rule on facts read after the lock): a change to any other manager committed
         # after the read is ordered after this placement; this one's must not have happened.
-        await placement_repository.lock_manager(session, chosen)
+        try:
+            await guard.check_move(session, customer_id=customer_id, manager_id=chosen)
+        except Conflict:
+            return None  # it changed meanwhile: the whole engine decides, with every lock
         again, _ = await read(include=[chosen], only_include=True)
         if again != [row for row in rows if row[0] == chosen]:
-            return None  # it changed meanwhile: the whole engine decides, with every lock
+            return None
     return decision, facts.rules_version
 
 
