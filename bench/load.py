@@ -14,7 +14,14 @@ manager of level 2 or more, given room first (``make_room``) so that moves pass 
 ``force=true`` turns any other rule a move breaks into a recorded override rather than a 409. ``--patch-only`` measures just
 those three.
 
-    python -m bench.load [--duration 10] [--connections 64] [--customers 20000] [--patch-only]
+``POST /v1/customers/{id}/assign`` (``balanced``, default rules) is measured interleaved with
+the raw GET (its floor) and Baton's GET of a customer, one worker: as a dry run, and for real
+(every request places a different customer waiting in the pool, so each is a move). Besides
+req/s it prints the server process's CPU per request (user + system, over the wrk run).
+``--assign-only`` measures just those four.
+
+    python -m bench.load [--duration 10] [--connections 64] [--customers 20000]
+                         [--patch-only | --assign-only]
 """
 
 from __future__ import annotations
@@ -149,6 +156,31 @@ def lua_moves(prefix: str, ids: list[str], managers: list[str], key: str | None)
     return "\n".join(lines)
 
 
+def lua_sequence(requests: list[tuple[str, str, str | None]], key: str | None) -> str:
+    """A wrk script sending ``requests`` (method, path, body) in order, each once while they
+    last: wrk's two threads take every other one (then start again)."""
+    lines = [lua(requests, key).split("request = function()")[0]]
+    lines.append(
+        "n = 0\n"
+        "step = 1\n"
+        "setup = function(thread)\n"
+        "  thread:set('n', n)\n"
+        "  n = n + 1\n"
+        "end\n"
+        "init = function(args)\n"
+        "  step = 2\n"
+        "end\n"
+        "request = function()\n"
+        "  n = n + step\n"
+        "  local r = reqs[(n % #reqs) + 1]\n"
+        "  local body = nil\n"
+        "  if r[3] ~= '' then body = r[3] end\n"
+        "  return wrk.format(r[1], r[2], nil, body)\n"
+        "end"
+    )
+    return "\n".join(lines)
+
+
 def wrk(url: str, script: str, *, connections: int, duration: int) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
@@ -174,6 +206,7 @@ def wrk(url: str, script: str, *, connections: int, duration: int) -> dict[str, 
     ).stdout
     os.unlink(f.name)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 
     def pct(p: str) -> float:
@@ -186,6 +219,7 @@ def wrk(url: str, script: str, *, connections: int, duration: int) -> dict[str, 
         "p50": pct("50"),
         "p99": pct("99"),
         "errors": int(errors.group(1)) if errors else 0,
+        "requests": requests,
     }
 
 
@@ -312,6 +346,107 @@ def print_writes(r: dict[str, dict[str, float]], args: argparse.Namespace) -> No
     )
 
 
+def cpu_seconds(process: subprocess.Popen) -> float:
+    """User + system CPU of a server process and its children so far."""
+    import psutil
+
+    root = psutil.Process(process.pid)
+    total = 0.0
+    for p in (root, *root.children(recursive=True)):
+        times = p.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+async def pool_customers(url: str, count: int) -> list[str]:
+    """``count`` new customers waiting in the pool (the two lower tiers), and room for them:
+    capacities are raised so that every placement finds an owner (a customer left in the pool
+    takes the whole engine's path, the rarer one)."""
+    import asyncpg
+
+    from app.db.session import asyncpg_dsn
+
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await conn.execute("UPDATE managers SET capacity = capacity * 4")
+        rows = await conn.fetch(
+            """INSERT INTO customers (name, tier_code, region, language, industry)
+               SELECT 'Waiting ' || g, CASE WHEN g % 2 = 0 THEN 'standard' ELSE 'long_tail' END,
+                      (ARRAY['north', 'south', 'east', 'west'])[1 + g % 4],
+                      (ARRAY['en', 'zh', 'de'])[1 + g % 3], NULL
+                 FROM generate_series(1, $1::int) AS g
+               RETURNING id""",
+            count,
+        )
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+    return [str(r[0]) for r in rows]
+
+
+def measure_assigns(
+    env: dict[str, str], raw_get: str, get: str, waiting: list[str], key: str, args
+) -> dict[str, dict[str, float]]:
+    """``POST /customers/{id}/assign`` as a dry run and for real, interleaved with the raw GET
+    (the floor) and Baton's GET, one worker each; the median run of each, with Baton's CPU
+    per request."""
+    c, d = args.connections, args.duration
+    half = len(waiting) // 2
+    dry = lua(
+        [
+            ("POST", f"/v1/customers/{i}/assign", json.dumps({"dry_run": True}))
+            for i in waiting[half:]
+        ],
+        key,
+    )
+    real = lua_sequence([("POST", f"/v1/customers/{i}/assign", "{}") for i in waiting[:half]], key)
+    baton, base = serve_baton(1, env)
+    try:
+        raw, raw_base = serve_raw(1, env)
+        try:
+            for target, script in ((raw_base, raw_get), (base, get), (base, dry)):
+                wrk(target, script, connections=c, duration=2)  # connect, warm up
+            scenarios = {
+                "raw asyncpg GET": (raw_base, raw_get, raw),
+                "GET customer": (base, get, baton),
+                "POST assign (dry run)": (base, dry, baton),
+                "POST assign (real move)": (base, real, baton),
+            }
+            runs: dict[str, list[dict[str, float]]] = {k: [] for k in scenarios}
+            for _ in range(args.rounds):
+                for name, (target, script, server) in scenarios.items():
+                    before = cpu_seconds(server)
+                    m = wrk(target, script, connections=c, duration=d)
+                    m["cpu_ms"] = (cpu_seconds(server) - before) * 1000 / max(m["requests"], 1)
+                    runs[name].append(m)
+        finally:
+            stop(raw)
+    finally:
+        stop(baton)
+    return {k: sorted(r, key=lambda m: m["rps"])[len(r) // 2] for k, r in runs.items()}
+
+
+def print_assigns(r: dict[str, dict[str, float]], args) -> None:
+    print(
+        f"\nsingle-customer placement, 1 worker, {args.connections} connections, "
+        f"{args.duration}s each (median of {args.rounds} interleaved runs)"
+    )
+    print(f"{'scenario':32} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'CPU ms':>7}")
+    for name, m in r.items():
+        print(
+            f"{name:32} {m['rps']:9.0f} {m['p50']:8.2f} {m['p99']:8.2f} {m['errors']:8d} "
+            f"{m['cpu_ms']:7.2f}"
+        )
+    floor = r["raw asyncpg GET"]["rps"]
+    for name in ("POST assign (dry run)", "POST assign (real move)"):
+        rps = r[name]["rps"]
+        print(
+            f"{name}: {rps:.0f} req/s (target ≥ 400), {rps / floor:.2f}× the raw asyncpg GET, "
+            f"{rps / r['GET customer']['rps']:.2f}× Baton's GET; "
+            f"{r[name]['cpu_ms']:.2f} ms of server CPU per request"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=10)
@@ -324,6 +459,11 @@ def main() -> None:
         "--patch-only",
         action="store_true",
         help="only the manual-assignment PATCH against the raw GET and the raw write",
+    )
+    parser.add_argument(
+        "--assign-only",
+        action="store_true",
+        help="only POST assign (dry run and real) against the raw GET and Baton's GET",
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -340,14 +480,14 @@ def main() -> None:
     bare = lua([("GET", "/healthz", None)], None)
     get = lua([("GET", f"/v1/customers/{i}", None) for i in ids[:2000]], key)
     raw_get = lua([("GET", f"/raw/customers/{i}", None) for i in ids[:2000]], None)
+    if args.assign_only:
+        waiting = asyncio.run(pool_customers(url, 40_000))
+        print_assigns(measure_assigns(env, raw_get, get, waiting, key, args), args)
+        return
     movers = asyncio.run(make_room(url, managers))
     patches = lua_moves("/v1/customers/", [f"{i}?force=true" for i in movers], managers, key)
     raw_patches = lua_moves("/raw/customers/", movers, managers, None)
     lists = lua([("GET", "/v1/customers?tier=key&region=east&limit=50", None)], key)
-    assigns = lua(
-        [("POST", f"/v1/customers/{i}/assign", json.dumps({"dry_run": True})) for i in ids[:2000]],
-        key,
-    )
     if args.patch_only:
         print_writes(measure_writes(env, raw_get, raw_patches, patches, args), args)
         return
@@ -376,7 +516,6 @@ def main() -> None:
                 "GET customer, 1 connection": wrk(base, get, connections=1, duration=d),
                 "list page (filtered)": wrk(base, lists, connections=c, duration=d),
                 "PATCH manual assignment": wrk(base, patches, connections=c, duration=d),
-                "POST assign (dry run)": wrk(base, assigns, connections=c, duration=d),
             }
         finally:
             stop(baton)
@@ -411,6 +550,8 @@ def main() -> None:
     )
     writes = measure_writes(env, raw_get, raw_patches, patches, args)
     print_writes(writes, args)
+    waiting = asyncio.run(pool_customers(url, 40_000))
+    print_assigns(measure_assigns(env, raw_get, get, waiting, key, args), args)
     one = results[1]
     print("\ntargets")
     print(

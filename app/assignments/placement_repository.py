@@ -14,16 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
-from app.assignments.loading import manager_from_row
 from app.db.session import transaction_connection
+from app.engine import single
 
 # The customer, its tier, its former owners and the rule set in force, in one round trip.
-_CUSTOMER = text(
-    """
+_CUSTOMER = """
     SELECT c.status, c.tier_code, c.region, c.language, c.industry, c.annual_value,
            c.satisfaction, c.pinned, c.manager_id, c.owner_since,
            t.rank, t.weight, t.min_manager_level,
@@ -41,23 +39,25 @@ _CUSTOMER = text(
       LEFT JOIN LATERAL (
             SELECT version, CAST(rules AS text) AS rules FROM rule_sets
              ORDER BY version DESC LIMIT 1) AS r ON true
-     WHERE c.id = :id
+     WHERE c.id = $1::uuid
     """
-)
-_CUSTOMER_RAW = str(_CUSTOMER).replace(":id", "$1::uuid")
-_LOCK_CUSTOMER = text("SELECT id FROM customers WHERE id = :id FOR UPDATE")
+_LOCK_CUSTOMER = "SELECT FROM customers WHERE id = $1::uuid FOR UPDATE"
+_LOCK_PLACEMENTS = "SELECT pg_advisory_xact_lock($1::bigint)"
 
 # Candidates: active, accepting, senior enough, with room for the customer's weight (its
 # current owner, a named successor and the tier's fallback owner always). Intake counts are
 # per manager over its own week of ledger rows, only for managers with caps; the tier's
-# count joins the customers only when the rule set caps the tier.
+# count joins the customers only when the rule set caps the tier. Workloads are summed in one
+# pass over ``manager_loads`` (a hash join), not looked up manager by manager. The columns come
+# in the order of a manager row (``engine.single.ROW_FIELDS``), with each manager's relation to
+# the customer as bits (``engine.single.CURRENT`` …): no object per manager is built.
 _CANDIDATE = """
     (m.id = ANY($1::uuid[])
      OR (NOT $5::boolean AND m.status = 'active' AND m.accepting_new AND m.level >= $2::int
          AND m.capacity > 0{room}))"""
 _CANDIDATES = f"""
-    SELECT m.id, m.level, m.capacity, w.workload, m.status, m.accepting_new, m.region,
-           m.languages, m.industries, m.team,
+    SELECT m.id, m.level, m.capacity, COALESCE(w.workload, 0) AS workload, m.status,
+           m.accepting_new, m.region, m.languages, m.industries, m.team,
            EXISTS (SELECT 1 FROM manager_absences AS a
                     WHERE a.manager_id = m.id AND a.cancelled_at IS NULL
                       AND a.starts_at <= now() AND a.ends_at > now()) AS absent,
@@ -73,38 +73,30 @@ _CANDIDATES = f"""
                      WHERE m.max_new_per_week IS NOT NULL AND a.manager_id = m.id
                        AND a.started_at > now() - interval '7 days'
                        AND a.reason = ANY($4::text[]))) END AS intake_room,
+           t.day AS tier_day, t.week AS tier_week,
            m.rotation_weight,
-           CASE WHEN $6::text IS NOT NULL THEN (
-                SELECT ARRAY[count(*) FILTER (WHERE a.started_at > now() - interval '1 day'),
-                             count(*)]
-                  FROM assignments AS a JOIN customers AS c ON c.id = a.customer_id
-                 WHERE a.manager_id = m.id AND a.started_at > now() - interval '7 days'
-                   AND a.reason = ANY($4::text[]) AND c.tier_code = $6::text) END
-             AS tier_intake,
-           CASE WHEN $7::boolean AND m.status <> 'departed' THEN m.working_hours END
+           CASE WHEN $7::boolean AND m.status <> 'departed' THEN CAST(m.working_hours AS text) END
              AS working_hours,
-           m.time_zone
+           m.time_zone,
+           CASE WHEN m.id = $8::uuid THEN {single.CURRENT} ELSE 0 END
+           | CASE WHEN m.id = ANY($9::uuid[]) THEN {single.FORMER} ELSE 0 END
+           | CASE WHEN m.id = $10::uuid THEN {single.SUCCESSOR} ELSE 0 END
+           | CASE WHEN m.id = $11::uuid THEN {single.FALLBACK} ELSE 0 END AS marks
       FROM managers AS m
-     CROSS JOIN LATERAL (
-           SELECT COALESCE(SUM(l.customers * t.weight), 0)::bigint AS workload
+      LEFT JOIN (
+           SELECT l.manager_id, SUM(l.customers * t.weight)::bigint AS workload
              FROM manager_loads AS l JOIN tiers AS t ON t.code = l.tier_code
-            WHERE l.manager_id = m.id) AS w
-     WHERE {_CANDIDATE.format(room=" AND w.workload + $3::int <= m.capacity")}
+            GROUP BY l.manager_id) AS w ON w.manager_id = m.id
+      LEFT JOIN LATERAL (
+           SELECT count(*) FILTER (WHERE a.started_at > now() - interval '1 day') AS day,
+                  count(*) AS week
+             FROM assignments AS a JOIN customers AS c ON c.id = a.customer_id
+            WHERE $6::text IS NOT NULL AND a.manager_id = m.id
+              AND a.started_at > now() - interval '7 days'
+              AND a.reason = ANY($4::text[]) AND c.tier_code = $6::text) AS t ON true
+     WHERE {_CANDIDATE.format(room=" AND COALESCE(w.workload, 0) + $3::int <= m.capacity")}
      ORDER BY m.id
     """
-_LOCK_CANDIDATES = text(
-    f"""
-    SELECT count(*) FROM (
-        SELECT m.id FROM managers AS m
-         WHERE {
-        _CANDIDATE.format(room="")
-        .replace("$1::uuid[]", "CAST(:include AS uuid[])")
-        .replace("$5::boolean", "CAST(:only_include AS boolean)")
-        .replace("$2::int", "CAST(:min_level AS int)")
-    }
-         ORDER BY m.id FOR UPDATE) AS locked
-    """
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,28 +112,33 @@ class CustomerFacts:
 
 
 @dataclass(frozen=True, slots=True)
-class Candidate:
-    """A manager fact, with the working hours to check when the rule set asks for them."""
+class Candidates:
+    """The candidate managers as rows (``engine.single.Row``) in id order, the marks of the
+    rows related to the customer (row position: ``single.CURRENT`` … bits), and, when asked
+    for, (row position, working hours, time zone) of the managers with working hours."""
 
-    manager: engine.Manager
-    working_hours: list[dict[str, Any]] | None
-    time_zone: str | None
+    rows: list[single.Row]
+    marks: dict[int, int]
+    hours: list[tuple[int, list[dict[str, Any]], str | None]]
+
+
+async def lock_placements(session: AsyncSession, key: int) -> None:
+    """Take the transaction-level advisory lock that serialises automated placements."""
+    raw = await transaction_connection(session)
+    await raw.execute(_LOCK_PLACEMENTS, key)
 
 
 async def customer_facts(
     session: AsyncSession, customer_id: uuid.UUID, *, lock: bool = False
 ) -> CustomerFacts | None:
-    """The customer's facts (None: no such customer); ``lock`` takes its row lock first."""
+    """The customer's facts (None: no such customer); ``lock`` takes its row lock first (the
+    facts are then read after it, with a snapshot that sees every move committed before)."""
+    raw = await transaction_connection(session)
     if lock:
-        # in the transaction the locks are taken in, through the session
-        await session.execute(_LOCK_CUSTOMER, {"id": customer_id})
-        row: Any = (await session.execute(_CUSTOMER, {"id": customer_id})).first()
-    else:  # a read of its own: on the driver's connection, without the ORM's result layer
-        raw = await transaction_connection(session)
-        row = await raw.fetchrow(_CUSTOMER_RAW, customer_id)
-    if row is None:
+        await raw.execute(_LOCK_CUSTOMER, customer_id)
+    r = await raw.fetchrow(_CUSTOMER, customer_id)
+    if r is None:
         return None
-    r = row._mapping if lock else row
     former = tuple(
         engine.FormerOwner(manager_id=m, ended_at=e)
         for m, e in zip(r["former_ids"], r["former_ended"], strict=True)
@@ -174,18 +171,6 @@ async def customer_facts(
     )
 
 
-async def lock_candidates(
-    session: AsyncSession,
-    *,
-    include: Sequence[uuid.UUID],
-    min_level: int,
-    only_include: bool,
-) -> None:
-    """Lock the managers ``candidates`` may read (room aside), in id order."""
-    params = {"include": list(include), "min_level": min_level, "only_include": only_include}
-    await session.execute(_LOCK_CANDIDATES, params)
-
-
 async def candidates(
     session: AsyncSession,
     *,
@@ -196,13 +181,18 @@ async def candidates(
     only_include: bool = False,
     capped_tier: str | None = None,
     hours: bool = False,
-) -> list[Candidate]:
+    owner: uuid.UUID | None = None,
+    former: Sequence[uuid.UUID] = (),
+    successor: uuid.UUID | None = None,
+    fallback: uuid.UUID | None = None,
+) -> Candidates:
     """The managers who could take a customer of a tier needing ``min_level`` and weighing
     ``weight`` (room counted from current workloads), plus ``include`` (departed or not);
     with ``only_include`` just those. ``capped_tier``: count that tier's intake per manager.
-    ``hours``: return working hours (None otherwise)."""
+    ``hours``: return working hours. ``owner``, ``former``, ``successor`` and ``fallback``
+    name the managers the rows are marked for."""
     raw = await transaction_connection(session)
-    rows = await raw.fetch(
+    records = await raw.fetch(
         _CANDIDATES,
         list(include),
         min_level,
@@ -211,17 +201,20 @@ async def candidates(
         only_include,
         capped_tier,
         hours,
+        owner,
+        list(former),
+        successor,
+        fallback,
     )
-    out = []
-    for r in rows:
-        tier_intake: tuple[tuple[str, int, int], ...] = ()
-        if capped_tier is not None and r["tier_intake"] is not None:
-            day, week = r["tier_intake"]
-            if week:
-                tier_intake = ((capped_tier, int(day), int(week)),)
-        hours_value = r["working_hours"]
-        if isinstance(hours_value, str):
-            hours_value = json.loads(hours_value)
-        manager = manager_from_row(r, tier_intake)
-        out.append(Candidate(manager, hours_value, r["time_zone"]))
-    return out
+    rows: list[single.Row] = []
+    marks: dict[int, int] = {}
+    windows: list[tuple[int, list[dict[str, Any]], str | None]] = []
+    for i, r in enumerate(records):  # the columns of a row, then its extras (see above)
+        week = r[13]
+        room = ((capped_tier, int(r[12]), int(week)),) if capped_tier is not None and week else ()
+        rows.append((*r[:7], tuple(r[7]), tuple(r[8]), *r[9:12], room, r[14], False))
+        if r[15] is not None:
+            windows.append((i, json.loads(r[15]), r[16]))
+        if r[17]:
+            marks[i] = r[17]
+    return Candidates(rows, marks, windows)

@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import Query
+from fastapi import Query, Response
 
 from app.api.auth import OPERATORS, STAFF, allow
 from app.api.deps import CurrentCaller, DbSession
@@ -68,12 +68,15 @@ async def apply_placement(session: DbSession, caller: CurrentCaller, body: Apply
 )
 async def assign_customer(
     session: DbSession, caller: CurrentCaller, customer_id: uuid.UUID, body: AssignRequest
-) -> AssignOut:
+) -> Response:
     """Place one customer now with the engine, or with `manager_id` check that manager against
     every hard rule of the rule set (409 listing violations). `dry_run` only explains."""
-    return await service.assign_customer(
+    out = await service.assign_customer(
         session, customer_id=customer_id, request=body, actor=caller.name
     )
+    # Serialised as is: the service built it from the engine's decision, so validating it
+    # again on the way out would only cost time.
+    return Response(out.model_dump_json(), media_type="application/json")
 
 
 @router.post(

@@ -412,7 +412,17 @@ async def _write_moves(
 
 
 def _decision_out(decision: engine.Decision) -> DecisionOut:
-    return DecisionOut.model_validate(decision.to_dict())
+    """The decision as the API shows it, built without validating again what the engine
+    made (``Decision.to_dict`` leaves ``forced`` out: it is listed empty, as in plans)."""
+    return DecisionOut.model_construct(
+        customer_id=decision.customer_id,
+        from_manager_id=decision.from_manager_id,
+        manager_id=decision.manager_id,
+        score=decision.score,
+        reasons=list(decision.reasons),
+        explanation=decision.explanation,
+        forced=[],
+    )
 
 
 async def assign_customer(
@@ -423,10 +433,12 @@ async def assign_customer(
     ``balanced`` and a named manager take the single-customer placement over the candidate
     managers only (``engine.single``, the engine's decision computed for one customer); a
     customer it leaves in the pool, a pinned one, other strategies and ``full`` explanations
-    go through the whole engine over every manager.
+    go through the whole engine over every manager. A real placement serialises with the
+    other automated ones, locks the customer, then only the manager it gives the customer to
+    (through the placement guard), and writes the move in one statement.
     """
     if not request.dry_run:
-        await lock_placements(session)
+        await placement_repository.lock_placements(session, _PLACEMENT_LOCK)
     strategy = "successor" if request.manager_id is not None else request.strategy
     placed = await _place_one(session, customer_id=customer_id, request=request, strategy=strategy)
     if placed is not None:
@@ -465,9 +477,12 @@ async def assign_customer(
                 reason="auto",
                 actor=actor,
                 at=datetime.now(UTC),
+                customer_locked=True,
             )
             applied = moved > 0
-    return AssignOut(decision=_decision_out(decision), applied=applied, rules_version=version)
+    return AssignOut.model_construct(
+        decision=_decision_out(decision), applied=applied, rules_version=version
+    )
 
 
 _SINGLE_STRATEGIES = frozenset({Strategy.BALANCED, Strategy.SUCCESSOR})
@@ -479,9 +494,11 @@ hundred) runs on the event loop; beyond, in a worker thread like the engine."""
 async def _place_one(
     session: AsyncSession, *, customer_id: uuid.UUID, request: AssignRequest, strategy: str
 ) -> tuple[engine.Decision, int] | None:
-    """The single-customer placement over the candidate managers: two statements (three
-    more locks when it writes). None when the whole engine must decide (see
-    ``assign_customer``); raises for a missing or inactive customer."""
+    """The single-customer placement over the candidate managers: two statements (when it
+    writes, a row lock on the customer before them; after, the placement guard on the chosen
+    manager, which locks it, and that manager's row read again). None when the whole engine
+    must decide (see ``assign_customer``), or when the chosen manager changed before its lock
+    was taken; raises for a missing or inactive customer."""
     lock = not request.dry_run
     facts = await placement_repository.customer_facts(session, customer_id, lock=lock)
     if facts is None:
@@ -495,36 +512,30 @@ async def _place_one(
         return None
     rules = parse_stored(facts.rules_json)
     placement = rules.placement
-    include = [m for m in (customer.manager_id, request.manager_id) if m is not None]
-    fallback = placement.fallback_for(customer.tier)
-    if fallback is not None:
-        include.append(fallback)
-    only_include = request.manager_id is not None
     tier = facts.tier
-    if lock:
-        await placement_repository.lock_candidates(
-            session, include=include, min_level=tier.min_manager_level, only_include=only_include
-        )
-    rows = await placement_repository.candidates(
+    fallback = placement.fallback_for(customer.tier)
+    include = [m for m in (customer.manager_id, request.manager_id, fallback) if m is not None]
+    now = datetime.now(UTC)
+    read = functools.partial(
+        _candidate_rows,
         session,
-        include=include,
         min_level=tier.min_manager_level,
         weight=tier.weight,
         reasons=loading.intake_reasons(rules),
-        only_include=only_include,
         capped_tier=tier.code if tier.code in placement.tier_caps else None,
         hours=placement.available_now,
+        owner=customer.manager_id,
+        former=[f.manager_id for f in customer.former_owners],
+        successor=request.manager_id,
+        fallback=fallback,
+        now=now,
     )
-    now = datetime.now(UTC)
-    managers = [
-        dataclasses.replace(r.manager, off_hours=True)
-        if r.working_hours is not None and not hours.at_work(r.working_hours, r.time_zone, now)
-        else r.manager
-        for r in rows
-    ]
+    rows, marks = await read(include=include, only_include=request.manager_id is not None)
     if request.manager_id is not None:
-        named = next((m for m in managers if m.id == request.manager_id), None)
-        if named is None or (named.status == "departed" and named.id != customer.manager_id):
+        named = next((i for i, bits in marks.items() if bits & single.SUCCESSOR), None)
+        if named is None or (
+            rows[named][_STATUS] == "departed" and not marks[named] & single.CURRENT
+        ):
             raise InvalidInput(f"Successor {request.manager_id} does not exist or has departed.")
     options = engine.PlanOptions(
         strategy=Strategy(strategy),
@@ -533,8 +544,8 @@ async def _place_one(
         force=request.force,
         explain=request.explain,
     )
-    compute = functools.partial(single.place_customer, customer, managers, [tier], rules, options)
-    if len(managers) <= _INLINE_CANDIDATES:
+    compute = functools.partial(single.place_among, customer, tier, rules, options, rows, marks)
+    if len(rows) <= _INLINE_CANDIDATES:
         try:
             decision = compute()
         except engine.EngineError as exc:
@@ -545,7 +556,36 @@ async def _place_one(
         # Left in the pool: its explanation counts over every manager, and the candidates
         # are not all of them.
         return None
+    chosen = decision.manager_id
+    if lock and chosen is not None and chosen != customer.manager_id:
+        # Only the manager who takes the customer is locked, by the placement guard (every
+        # hard rule on facts read after the lock): a change to any other manager committed
+        # after the read is ordered after this placement; this one's must not have happened.
+        try:
+            await guard.check_move(session, customer_id=customer_id, manager_id=chosen)
+        except Conflict:
+            return None  # it changed meanwhile: the whole engine decides, with every lock
+        again, _ = await read(include=[chosen], only_include=True)
+        if again != [row for row in rows if row[0] == chosen]:
+            return None
     return decision, facts.rules_version
+
+
+_STATUS = single.ROW_FIELDS.index("status")
+_OFF_HOURS = single.ROW_FIELDS.index("off_hours")
+
+
+async def _candidate_rows(
+    session: AsyncSession, *, now: datetime, **read: Any
+) -> tuple[list[single.Row], dict[int, int]]:
+    """The candidate rows and their marks (``placement_repository.candidates``), with the
+    managers outside their working hours at ``now`` marked so."""
+    found = await placement_repository.candidates(session, **read)
+    rows = found.rows
+    for i, windows, zone in found.hours:
+        if not hours.at_work(windows, zone, now):
+            rows[i] = (*rows[i][:_OFF_HOURS], True, *rows[i][_OFF_HOURS + 1 :])
+    return rows, found.marks
 
 
 async def rebalance(session: AsyncSession, *, request: RebalanceRequest, actor: str) -> PlanOut:

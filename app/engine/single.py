@@ -6,6 +6,15 @@ one customer. The full engine spends most of its time there on set-up sized for 
 (columns, class keys, compiled truth tables, the lookahead's flows); for one customer a scalar
 pass over the candidate managers is an order of magnitude cheaper.
 
+The managers come as **rows**: tuples of a `Manager`'s fields in their declared order
+(``ROW_FIELDS``); their id order is the engine's, which breaks ties. A caller reading them
+from the database builds no object per manager; the placement builds a `Manager` only for the
+one it explains. The few rows that stand in a relation to the customer (its owner, a former
+owner, a named successor, the tier's fallback owner, an excluded manager) are named by their
+position in ``marks``. Eligibility and preference score depend only on the manager fields the
+rules read (and those relations), so they are computed once per distinct combination of
+those values, which managers share (regions, languages, levels).
+
 The full engine stays the reference: `place_customer` returns the same `Decision` (manager,
 reasons, score, explanation, forced capacity) as ``plan_assignments([customer], ...)``, or None
 where it does not follow the engine (other strategies, a pinned customer, ``explain="full"``),
@@ -34,30 +43,49 @@ import dataclasses
 import math
 import operator
 import struct
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from app.engine.columns import from_epoch, to_epoch
-from app.engine.evaluation import check_condition, manager_value
+from app.engine.evaluation import check_condition
 from app.engine.explain import _rule_detail, _utilization, builtin_checks
 from app.engine.facts import Customer, EngineError, Manager, Tier
 from app.engine.options import PlanOptions
 from app.engine.outcome import POOL, Outcome
 from app.engine.plan import Decision, Plan
 from app.engine.problem import NO_CAP, SCORE_LIMIT, prepare
-from app.engine.rules import RELATION_FIELDS, Condition, Rule, RuleSet, compare
+from app.engine.rules import RELATION_FIELDS, Condition, RuleSet, compare
 from app.vocabulary import Strategy
 
 _SUPPORTED = frozenset({Strategy.BALANCED, Strategy.SUCCESSOR})
 _FLOW_LIMIT = 2**30  # beyond it the lookahead is skipped and the engine fills differently
 _NEAR = 1e-6  # relative distance within which the fill's order is settled exactly
 
+Row = tuple[Any, ...]
+"""A manager as a tuple of its fields, in the order of ``ROW_FIELDS``."""
+
+ROW_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Manager))
+_AT = {name: i for i, name in enumerate(ROW_FIELDS)}
+_WORKLOAD, _CAPACITY = _AT["workload"], _AT["capacity"]
+_INTAKE, _OFF_HOURS = _AT["intake_room"], _AT["off_hours"]
+as_row: Callable[[Manager], Row] = operator.attrgetter(*ROW_FIELDS)
+"""A `Manager` as a row (``Manager(*row)`` is the same manager)."""
+_ID_INT = operator.attrgetter("id.int")
+
+# What a row's position in ``marks`` may say about that manager (bits).
+CURRENT = 1  # the customer's current owner
+FORMER = 2  # a former owner
+SUCCESSOR = 4  # the manager named by ``options.successor_id``
+FALLBACK = 8  # the owner of the tier's customers every eligible manager is capped for
+EXCLUDED = 16  # one of ``options.exclude_manager_ids``
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Candidate:
-    index: int  # engine index (managers sorted by id)
+    index: int  # position among the rows
     manager: Manager
     load: int  # workload with the customer taken off its current owner
     pref: float
@@ -75,83 +103,120 @@ def place_customer(
     """The engine's decision for one customer, or None where the caller must ask the engine
     (a strategy other than ``balanced`` / ``successor``, a pinned customer, ``full``
     explanations). Raises `EngineError` on the input `plan_assignments` refuses."""
-    if options.strategy not in _SUPPORTED or options.explain == "full" or customer.pinned:
+    if not _follows_engine(customer, rules, options):
         return None
-    total = sum((abs(p.weight) for p in rules.preferences), 0.0)
-    if not total <= SCORE_LIMIT:
-        return None  # the engine names the problem
     tier = _tier_of(customer, tiers)
     if tier.weight >= _FLOW_LIMIT:
         return None
-    ordered = sorted(managers, key=lambda m: m.id.int)  # UUIDs order by their integer
-    index_of = {m.id: i for i, m in enumerate(ordered)}
-    if len(index_of) != len(managers):
+    keys = list(map(_ID_INT, managers))  # UUIDs order by their integer
+    if len(set(keys)) != len(keys):
         raise EngineError("a manager is given twice")
+    wanted: dict[int, int] = {}
+    for manager_id, bit in (
+        (customer.manager_id, CURRENT),
+        *((f.manager_id, FORMER) for f in customer.former_owners),
+        (options.successor_id, SUCCESSOR),
+        (rules.placement.fallback_for(tier.code), FALLBACK),
+        *((e, EXCLUDED) for e in options.exclude_manager_ids),
+    ):
+        if manager_id is not None:
+            wanted[manager_id.int] = wanted.get(manager_id.int, 0) | bit
+    marks: dict[int, int] = {}
+    for key, bits in wanted.items():
+        try:
+            marks[keys.index(key)] = bits
+        except ValueError:  # not among the managers
+            continue
+    rows = list(map(as_row, managers))
+    return place_among(customer, tier, rules, options, rows, marks, ranks=keys)
+
+
+def place_among(
+    customer: Customer,
+    tier: Tier,
+    rules: RuleSet,
+    options: PlanOptions,
+    rows: Sequence[Row],
+    marks: Mapping[int, int],
+    *,
+    ranks: Sequence[int] | None = None,
+) -> Decision | None:
+    """`place_customer` over manager rows (see the module docstring), with the customer's
+    tier and the marks of the rows related to it (``CURRENT`` … ``EXCLUDED``). ``ranks``
+    orders the rows as the engine does (by id: any key increasing with the id); None: the
+    rows come in that order."""
+    if not _follows_engine(customer, rules, options) or tier.weight >= _FLOW_LIMIT:
+        return None
     seen = _as_engine_sees(customer)
-    owner = index_of.get(seen.manager_id, -1) if seen.manager_id is not None else -1
-    reads = rules.reads()
-    former: frozenset[int] = frozenset()
-    if "manager.is_former_owner" in reads:
-        former = frozenset(
-            index_of[f.manager_id] for f in seen.former_owners if f.manager_id in index_of
-        )
+    judge = _Judge(seen, rules)
     if options.strategy == Strategy.SUCCESSOR:
         if options.successor_id is None:
             raise EngineError("the successor strategy needs successor_id")
-        if options.successor_id not in index_of:
+        s = next((i for i, bits in marks.items() if bits & SUCCESSOR), None)
+        if s is None:
             raise EngineError(f"successor {options.successor_id} is not among the given managers")
+        return _successor(seen, tier, rules, options, rows, marks, judge, s)
     weight = tier.weight
-    tests = _Tests(seen, rules)
-
-    def load_of(i: int) -> int:
-        return ordered[i].workload - (weight if i == owner else 0)
-
-    def candidate(i: int) -> _Candidate:
-        m = ordered[i]
-        return _Candidate(
-            i, m, load_of(i), tests.score(m, i == owner, i in former), i == owner, i in former
-        )
-
-    if options.strategy == Strategy.SUCCESSOR:
-        s = index_of[options.successor_id]  # type: ignore[index]
-        return _successor(seen, tier, rules, options, ordered, candidate(s), tests, managers)
-    excluded = options.exclude_manager_ids
     min_level = tier.min_manager_level
-    capped_tier = tier.code in rules.placement.tier_caps
+    code = tier.code
+    capped_tier = code in rules.placement.tier_caps
+    key, memo = judge.key, judge.memo
     any_eligible = False
-    roomy: list[tuple[int, Manager, int, bool, bool]] = []
-    for i, m in enumerate(ordered):
+    roomy: list[tuple[int, float, int, int]] = []  # position, preference score, load, capacity
+    for i, row in enumerate(rows):
+        (_, level, cap, load, status, accepting, _, _, _, _, absent, intake, caps, _, off) = row
         if not (
-            m.status == "active"
-            and m.accepting_new
-            and not m.absent
-            and not m.off_hours
-            and m.capacity > 0
-            and m.level >= min_level
-            and (m.intake_room is None or m.intake_room > 0)
+            status == "active"
+            and accepting
+            and not absent
+            and not off
+            and cap > 0
+            and level >= min_level
+            and (intake is None or intake > 0)
         ):
             continue
-        if (excluded and m.id in excluded) or (
-            capped_tier and _tier_room(m, tier.code, rules) <= 0
-        ):
-            continue
-        current, was = i == owner, i in former
-        if not tests.eligible(m, current, was):
+        bits = marks.get(i, 0)
+        if bits:
+            if bits & EXCLUDED:
+                continue
+            current = bool(bits & CURRENT)
+            eligible, pref = judge.judged(row, current, bool(bits & FORMER))
+            if current:
+                load -= weight
+        else:
+            try:
+                eligible, pref = memo[key(row)]
+            except KeyError:
+                eligible, pref = judge.remember(row)
+            except TypeError:  # an unhashable value: no memo
+                eligible, pref = judge.judged(row, False, False)
+        if not eligible or (capped_tier and _tier_room(caps, code, rules) <= 0):
             continue
         any_eligible = True
-        load = m.workload - (weight if current else 0)
-        if (m.capacity - load) // weight >= 1:
-            roomy.append((i, m, load, current, was))
+        if (cap - load) // weight >= 1:
+            roomy.append((i, pref, load, cap))
     penalty = options.utilization_penalty
-    with_room = _scored(roomy, tests, weight, penalty)
-    if with_room:
-        chosen = _best(with_room, weight, penalty)
-        cap = chosen.manager.capacity
-        score = chosen.pref - penalty * ((chosen.load + 1 * weight) / cap)
+    if roomy:
+        i, pref, load, cap = _best(roomy, weight, penalty, ranks)
+        chosen = _candidate(rows, marks, i, load, pref)
+        score = pref - penalty * ((load + 1 * weight) / cap)
         reasons = ("kept_current_owner",) if chosen.is_current else ("balanced",)
         return _placed(seen, tier, rules, options, chosen, score, reasons, forced=False)
     reasons = ("no_eligible_manager",) if not any_eligible else ("no_capacity",)
-    return _pooled(seen, tier, rules, options, ordered, reasons, tests, candidate, managers)
+    return _pooled(seen, tier, rules, options, rows, marks, reasons, judge)
+
+
+def _follows_engine(customer: Customer, rules: RuleSet, options: PlanOptions) -> bool:
+    if options.strategy not in _SUPPORTED or options.explain == "full" or customer.pinned:
+        return False
+    return _compiled(rules).bounded  # else the engine names the problem
+
+
+def _candidate(
+    rows: Sequence[Row], marks: Mapping[int, int], i: int, load: int, pref: float
+) -> _Candidate:
+    bits = marks.get(i, 0)
+    return _Candidate(i, Manager(*rows[i]), load, pref, bool(bits & CURRENT), bool(bits & FORMER))
 
 
 def _tier_of(customer: Customer, tiers: Sequence[Tier]) -> Tier:
@@ -182,13 +247,14 @@ def _as_engine_sees(customer: Customer) -> Customer:
     return dataclasses.replace(customer, **changes) if changes else customer
 
 
-def _tier_room(manager: Manager, tier: str, rules: RuleSet) -> float:
+def _tier_room(tier_intake: tuple[tuple[str, int, int], ...], tier: str, rules: RuleSet) -> float:
     """Room under the tier's caps as the engine counts it in ordinary placement (the tier's
-    fallback owner is held to them too: see ``problem.tier_rooms``)."""
+    fallback owner is held to them too: see ``problem.tier_rooms``), from a manager's
+    ``tier_intake``."""
     cap = rules.placement.tier_caps.get(tier)
     if cap is None:
         return math.inf
-    day, week = next(((d, w) for code, d, w in manager.tier_intake if code == tier), (0, 0))
+    day, week = next(((d, w) for code, d, w in tier_intake if code == tier), (0, 0))
     room = float(NO_CAP)
     if cap.max_new_per_day is not None:
         room = min(room, cap.max_new_per_day - day)
@@ -197,34 +263,104 @@ def _tier_room(manager: Manager, tier: str, rules: RuleSet) -> float:
     return room
 
 
-_Test = Callable[[Manager, bool, bool], bool]
+_Cond = tuple[str, tuple[tuple[str, str], ...], Any]
+"""A condition as the placement reads it: operator, the (side, attribute) of its field and
+reference, and its literal (None with a reference)."""
 
 
-class _Tests:
-    """The rule set's conditions for one customer: customer-only conditions settled once,
-    the others as tests of a manager with memoised comparisons (managers share regions,
-    languages, levels)."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Compiled:
+    """A rule set as the placement reads it, settled once per rule set: whether its scores
+    stay within the engine's bound, each rule's conditions, and the row fields a manager's
+    eligibility and score depend on (``key``)."""
+
+    rules: RuleSet
+    bounded: bool
+    eligibility: tuple[tuple[tuple[_Cond, ...], tuple[_Cond, ...]], ...]
+    preferences: tuple[tuple[float, tuple[_Cond, ...]], ...]
+    key: Callable[[Row], Any]
+
+
+_COMPILED: dict[int, _Compiled] = {}
+_COMPILED_KEPT = 16
+_COMPILED_LOCK = threading.Lock()
+
+
+def _compiled(rules: RuleSet) -> _Compiled:
+    """The rule set compiled, cached by identity (a stored version is parsed into one object:
+    ``rules.service.parse_stored``); the entry holds the rule set, so its id is not reused."""
+    found = _COMPILED.get(id(rules))
+    if found is not None and found.rules is rules:
+        return found
+
+    def cond(c: Condition) -> _Cond:
+        paths = [c.field] if c.reference is None else [c.field, c.reference]
+        axes = tuple((side, attr) for side, _, attr in (p.partition(".") for p in paths))
+        return c.op, axes, c.literal() if c.reference is None else None
+
+    eligibility = tuple(
+        (tuple(map(cond, r.when)), tuple(map(cond, r.conditions))) for r in rules.eligibility
+    )
+    preferences = tuple(
+        (p.weight, tuple(map(cond, (*p.when, *p.conditions)))) for p in rules.preferences
+    )
+    read: set[int] = set()
+    for conds in (*(w + c for w, c in eligibility), *(c for _, c in preferences)):
+        for _, axes, _ in conds:
+            for side, attr in axes:
+                if side != "manager" or attr in RELATION_FIELDS:
+                    continue
+                if attr == "utilization":
+                    read |= {_WORKLOAD, _CAPACITY}
+                else:
+                    read.add(_AT[attr])
+    key: Callable[[Row], Any] = operator.itemgetter(*sorted(read)) if read else _nothing
+    total = sum((abs(p.weight) for p in rules.preferences), 0.0)
+    built = _Compiled(rules, total <= SCORE_LIMIT, eligibility, preferences, key)
+    with _COMPILED_LOCK:
+        while len(_COMPILED) >= _COMPILED_KEPT:
+            del _COMPILED[next(iter(_COMPILED))]
+        _COMPILED[id(rules)] = built
+    return built
+
+
+def _nothing(row: Row) -> None:
+    return None
+
+
+_Test = Callable[[Row, bool, bool], bool]
+
+
+class _Judge:
+    """The rule set's verdict on managers for one customer: eligibility and preference score
+    of a row. Customer-only conditions are settled once; ``memo`` keeps the verdict per
+    combination of the row fields the rules read (``key``), for rows related to the customer
+    in no way, which are all but a few."""
 
     def __init__(self, customer: Customer, rules: RuleSet) -> None:
+        compiled = _compiled(rules)
         self.customer = customer
-        self.rules = rules
         self._eligibility: list[tuple[tuple[_Test, ...], tuple[_Test, ...]]] = []
-        for rule in rules.eligibility:
-            when = self._tests(rule.when)
-            conditions = self._tests(rule.conditions)
-            if when is not None:  # else the rule never applies to this customer
-                self._eligibility.append((when, (_never,) if conditions is None else conditions))
+        for when, conditions in compiled.eligibility:
+            when_tests = self._tests(when)
+            condition_tests = self._tests(conditions)
+            if when_tests is not None:  # else the rule never applies to this customer
+                self._eligibility.append(
+                    (when_tests, (_never,) if condition_tests is None else condition_tests)
+                )
         self._preferences: list[tuple[float, tuple[_Test, ...]]] = []
-        for pref in rules.preferences:
-            tests = self._tests((*pref.when, *pref.conditions))
+        for weight, conds in compiled.preferences:
+            tests = self._tests(conds)
             if tests is not None:  # else it never holds: adding 0 leaves the score as it is
-                self._preferences.append((pref.weight, tests))
+                self._preferences.append((weight, tests))
+        self.key = compiled.key
+        self.memo: dict[Any, tuple[bool, float]] = {}
 
-    def _tests(self, conds: Sequence[Condition]) -> tuple[_Test, ...] | None:
+    def _tests(self, conds: Sequence[_Cond]) -> tuple[_Test, ...] | None:
         """The manager tests of all ``conds`` (None: one fails whatever the manager)."""
         tests: list[_Test] = []
         for cond in conds:
-            test = self._compile(cond)
+            test = self._compile(*cond)
             if test is True:
                 continue
             if test is False:
@@ -232,46 +368,41 @@ class _Tests:
             tests.append(test)
         return tuple(tests)
 
-    def _compile(self, cond: Condition) -> _Test | bool:
+    def _compile(self, op: str, axes: tuple[tuple[str, str], ...], literal: Any) -> _Test | bool:
         customer = self.customer
-        op = cond.op
-        paths = [cond.field] if cond.reference is None else [cond.field, cond.reference]
-        axes = [p.partition(".")[::2] for p in paths]
         if all(side == "customer" for side, _ in axes):
             left = getattr(customer, axes[0][1])
-            right = cond.literal() if len(axes) == 1 else getattr(customer, axes[1][1])
+            right = literal if len(axes) == 1 else getattr(customer, axes[1][1])
             return compare(op, left, right)
         if any(side == "manager" and attr in RELATION_FIELDS for side, attr in axes):
-            literal = cond.literal() if len(axes) == 1 else None
-            if axes in ([("manager", "is_current_owner")], [("manager", "is_former_owner")]):
+            if axes in ((("manager", "is_current_owner"),), (("manager", "is_former_owner"),)):
                 table = {flag: compare(op, flag, literal) for flag in (False, True)}
                 if axes[0][1] == "is_current_owner":
-                    return lambda m, current, former: table[current]
-                return lambda m, current, former: table[former]
+                    return lambda row, current, former: table[current]
+                return lambda row, current, former: table[former]
 
-            def read(side: str, attr: str, m: Manager, current: bool, former: bool) -> Any:
+            def read(side: str, attr: str, row: Row, current: bool, former: bool) -> Any:
                 if side == "customer":
                     return getattr(customer, attr)
                 if attr == "is_current_owner":
                     return current
                 if attr == "is_former_owner":
                     return former
-                return manager_value(m, attr)
+                return _reader(attr)(row)
 
-            def related(m: Manager, current: bool, former: bool) -> bool:
-                left = read(*axes[0], m, current, former)
-                right = literal if len(axes) == 1 else read(*axes[1], m, current, former)
+            def related(row: Row, current: bool, former: bool) -> bool:
+                left = read(*axes[0], row, current, former)
+                right = literal if len(axes) == 1 else read(*axes[1], row, current, former)
                 return compare(op, left, right)
 
             return related
         memo: dict[Any, bool] = {}
         (side, attr), *rest = axes
         if not rest:  # manager field against a literal
-            literal = cond.literal()
             get = _reader(attr)
 
-            def against_literal(m: Manager, current: bool, former: bool) -> bool:
-                value = get(m)
+            def against_literal(row: Row, current: bool, former: bool) -> bool:
+                value = get(row)
                 try:
                     return memo[value]
                 except KeyError:
@@ -285,8 +416,8 @@ class _Tests:
         if side == "manager" and rside == "customer":  # the commonest: a customer's value
             get, right = _reader(attr), getattr(customer, rattr)
 
-            def against_customer(m: Manager, current: bool, former: bool) -> bool:
-                left = get(m)
+            def against_customer(row: Row, current: bool, former: bool) -> bool:
+                left = get(row)
                 try:
                     return memo[left]
                 except KeyError:
@@ -296,10 +427,12 @@ class _Tests:
                     return compare(op, left, right)
 
             return against_customer
+        get_left = _reader(attr) if side == "manager" else None
+        get_right = _reader(rattr) if rside == "manager" else None
 
-        def between(m: Manager, current: bool, former: bool) -> bool:
-            left = getattr(customer, attr) if side == "customer" else manager_value(m, attr)
-            right = getattr(customer, rattr) if rside == "customer" else manager_value(m, rattr)
+        def between(row: Row, current: bool, former: bool) -> bool:
+            left = getattr(customer, attr) if get_left is None else get_left(row)
+            right = getattr(customer, rattr) if get_right is None else get_right(row)
             key = (left, right)
             try:
                 return memo[key]
@@ -311,118 +444,106 @@ class _Tests:
 
         return between
 
-    def rule(self, rule: Rule, manager: Manager, current: bool, former: bool) -> tuple[bool, bool]:
-        """(applies, holds) of one rule for one manager."""
+    def remember(self, row: Row) -> tuple[bool, float]:
+        """The verdict on a row related to the customer in no way, kept in ``memo`` under
+        ``key(row)``: the row fields the rules read."""
+        verdict = self.memo[self.key(row)] = self.judged(row, False, False)
+        return verdict
 
-        def holds(conds: Sequence[Condition]) -> bool:
-            tests = self._tests(conds)
-            return tests is not None and all(t(manager, current, former) for t in tests)
+    def judged(self, row: Row, current: bool, former: bool) -> tuple[bool, float]:
+        """(eligible, preference score) of one manager row; the score of an ineligible
+        manager is not computed (0.0)."""
+        if self._eligibility and not self.eligible(row, current, former):
+            return False, 0.0
+        return True, self.score(row, current, former)
 
-        return holds(rule.when), holds(rule.conditions)
-
-    def eligible(self, manager: Manager, current: bool, former: bool) -> bool:
+    def eligible(self, row: Row, current: bool, former: bool) -> bool:
         """Whether the manager passes every eligibility rule of the rule set."""
         for when, conditions in self._eligibility:
-            if all(t(manager, current, former) for t in when) and not all(
-                t(manager, current, former) for t in conditions
+            if all(t(row, current, former) for t in when) and not all(
+                t(row, current, former) for t in conditions
             ):
                 return False
         return True
 
-    def highest_score(self) -> float:
-        """No manager scores more than this (every positive preference holding)."""
-        return sum((w for w, _ in self._preferences if w > 0), 0.0)
-
-    def score(self, manager: Manager, current: bool, former: bool) -> float:
+    def score(self, row: Row, current: bool, former: bool) -> float:
         """The preference score, added up in the engine's order (so it is the same float)."""
         total = 0.0
         for weight, tests in self._preferences:
+            if len(tests) == 1:  # the commonest: one condition
+                if tests[0](row, current, former):
+                    total += weight * 1
+                continue
             for test in tests:
-                if not test(manager, current, former):
+                if not test(row, current, former):
                     break
             else:
                 total += weight * 1
         return total
 
 
-def _reader(attr: str) -> Callable[[Manager], Any]:
-    """How a test reads a manager field (``evaluation.manager_value``, without its dispatch
-    for the plain fields)."""
+def _reader(attr: str) -> Callable[[Row], Any]:
+    """How a test reads a manager field from a row (``evaluation.manager_value`` on rows)."""
     if attr == "utilization":
-        return lambda m: manager_value(m, attr)
-    return operator.attrgetter(attr)
+        return _utilization_of
+    return operator.itemgetter(_AT[attr])
 
 
-def _never(manager: Manager, current: bool, former: bool) -> bool:
+def _utilization_of(row: Row) -> float | None:
+    capacity = row[_CAPACITY]
+    return row[_WORKLOAD] / capacity if capacity > 0 else None
+
+
+def _never(row: Row, current: bool, former: bool) -> bool:
     return False
 
 
-def _scored(
-    roomy: Sequence[tuple[int, Manager, int, bool, bool]],
-    tests: _Tests,
+def _best(
+    roomy: Sequence[tuple[int, float, int, int]],
     weight: int,
     penalty: float,
-) -> list[_Candidate]:
-    """The candidates with their preference scores, leaving out managers that cannot win:
-    taken from the least utilized after the move, and stopping once even the highest score
-    the preferences allow, less the utilization term, falls clearly below the best found
-    (clearly: by more than the fill's tolerance, see `_best`)."""
-    if penalty <= 0 or len(roomy) < 8:
-        return [
-            _Candidate(i, m, load, tests.score(m, current, was), current, was)
-            for i, m, load, current, was in roomy
-        ]
-    ceiling = tests.highest_score()
-    term = sorted(
-        (penalty * ((load + 1 * weight) / m.capacity), k)
-        for k, (_, m, load, _, _) in enumerate(roomy)
-    )
-    out: list[_Candidate] = []
-    best = -math.inf
-    slack = 1e-9 * penalty * weight
-    for u, k in term:
-        if ceiling - u < best - 4 * (_NEAR * (1.0 + abs(best)) + slack):
-            break
-        i, m, load, current, was = roomy[k]
-        pref = tests.score(m, current, was)
-        out.append(_Candidate(i, m, load, pref, current, was))
-        best = max(best, pref - u)
-    out.sort(key=lambda c: c.index)
-    return out
+    ranks: Sequence[int] | None,
+) -> tuple[int, float, int, int]:
+    """The (position, preference score, load, capacity) the engine's fill gives a single
+    customer to (see the module docstring)."""
 
+    def rank(i: int) -> int:
+        return i if ranks is None else ranks[i]
 
-def _best(candidates: Sequence[_Candidate], weight: int, penalty: float) -> _Candidate:
-    """The manager the engine's fill gives a single customer to (see the module docstring)."""
     if penalty <= 0:  # water-filling by preference alone: the best, the lower index first
-        return min(candidates, key=lambda c: (-c.pref, c.index))
-    if len(candidates) == 1:
-        return candidates[0]
-    nxt: list[float] = []
-    shifted: list[float] = []
-    for c in candidates:
-        cap = float(c.manager.capacity)
-        t0 = c.pref - penalty * c.load / cap
-        slope = cap / (penalty * weight)
-        nxt.append(t0 - 1 / slope)
-        shifted.append(t0 - (1 - 1e-9) / slope)
+        return min(roomy, key=lambda c: (-c[1], rank(c[0])))
+    if len(roomy) == 1:
+        return roomy[0]
+    # t0 - (1 - 1e-9) / slope, with t0 = pref - penalty × load / cap and slope = cap /
+    # (penalty × weight): the same float operations as the fill's.
+    per_unit = penalty * weight
+    shifted = [
+        pref - penalty * load / cap - _ALMOST_ONE / (cap / per_unit) for _, pref, load, cap in roomy
+    ]
     top = max(shifted)
-    near = [k for k, f in enumerate(shifted) if f >= top - _NEAR * (1.0 + abs(top))]
+    bar = top - _NEAR * (1.0 + abs(top))
+    near = [k for k, f in enumerate(shifted) if f >= bar]
     if len(near) > 1:
-        exact = {k: _last_counted(candidates[k], weight, penalty, shifted[k]) for k in near}
+        exact = {k: _last_counted(roomy[k], weight, penalty, shifted[k]) for k in near}
         best = max(exact.values())
         near = [k for k in near if exact[k] == best]
     if len(near) == 1:
-        return candidates[near[0]]
+        return roomy[near[0]]
     # Several managers share the top: the fill's hand-out, best exact score, lower index.
-    k = min(range(len(candidates)), key=lambda j: (-nxt[j], candidates[j].index))
-    return candidates[k]
+    nxt = [pref - penalty * load / cap - 1 / (cap / per_unit) for _, pref, load, cap in roomy]
+    k = min(range(len(roomy)), key=lambda j: (-nxt[j], rank(roomy[j][0])))
+    return roomy[k]
 
 
-def _last_counted(c: _Candidate, weight: int, penalty: float, guess: float) -> int:
+_ALMOST_ONE = 1 - 1e-9
+
+
+def _last_counted(c: tuple[int, float, int, int], weight: int, penalty: float, guess: float) -> int:
     """The largest threshold (as an ordered float key) at which the fill's count gives the
     manager its first unit: ``floor(slope × (t0 - T) + 1e-9) >= 1``."""
-    cap = float(c.manager.capacity)
-    t0 = c.pref - penalty * c.load / cap
+    _, pref, load, capacity = c
+    cap = float(capacity)
+    t0 = pref - penalty * load / cap
     slope = cap / (penalty * weight)
 
     def counted(key: int) -> bool:
@@ -559,15 +680,21 @@ def _successor(
     tier: Tier,
     rules: RuleSet,
     options: PlanOptions,
-    ordered: Sequence[Manager],
-    s: _Candidate,
-    tests: _Tests,
-    given: Sequence[Manager],
+    rows: Sequence[Row],
+    marks: Mapping[int, int],
+    judge: _Judge,
+    i: int,
 ) -> Decision:
     """``strategies.run_successor`` for one customer."""
-    manager = s.manager
-    if manager.id in options.exclude_manager_ids:
-        return _rendered(customer, given, tier, rules, options, POOL, ("excluded_successor",))
+    bits = marks[i]
+    current, former = bool(bits & CURRENT), bool(bits & FORMER)
+    row = rows[i]
+    manager = Manager(*row)
+    weight = tier.weight
+    load = manager.workload - (weight if current else 0)
+    s = _Candidate(i, manager, load, judge.score(row, current, former), current, former)
+    if bits & EXCLUDED:
+        return _rendered(customer, rows, tier, rules, options, POOL, ("excluded_successor",))
     violations = []
     if manager.level < tier.min_manager_level:
         violations.append("tier_min_level")
@@ -580,23 +707,23 @@ def _successor(
     if manager.off_hours:
         violations.append("outside_hours")
     intake = NO_CAP if manager.intake_room is None else manager.intake_room
-    if not (intake > 0 and _tier_room(manager, tier.code, rules) > 0):
+    if not (intake > 0 and _tier_room(manager.tier_intake, tier.code, rules) > 0):
         violations.append("intake_cap")
     for rule in rules.eligibility:
-        applies, holds = tests.rule(rule, manager, s.is_current, s.is_former)
-        if applies and not holds:
+        applies = all(_holds(c, customer, manager, s) for c in rule.when)
+        if applies and not all(_holds(c, customer, manager, s) for c in rule.conditions):
             violations.append(rule.id)
     if violations:
         codes = tuple(f"violates:{v}" for v in violations)
         return _rendered(
-            customer, given, tier, rules, options, POOL, ("successor_ineligible", *codes)
+            customer, rows, tier, rules, options, POOL, ("successor_ineligible", *codes)
         )
-    cap, weight = manager.capacity, tier.weight
+    cap = manager.capacity
     fit = max(0, min(1, (cap - s.load) // weight)) if cap > 0 else 0
     taken = fit if not options.force else 1
     if not taken:
         return _rendered(
-            customer, given, tier, rules, options, POOL, ("no_capacity", "violates:capacity")
+            customer, rows, tier, rules, options, POOL, ("no_capacity", "violates:capacity")
         )
     if cap > 0:
         score = s.pref - options.utilization_penalty * ((s.load + 1 * weight) / cap)
@@ -609,68 +736,77 @@ def _successor(
     )
 
 
+def _holds(cond: Condition, customer: Customer, manager: Manager, c: _Candidate) -> bool:
+    return check_condition(cond, customer, manager, is_current=c.is_current, is_former=c.is_former)[
+        0
+    ]
+
+
 def _pooled(
     customer: Customer,
     tier: Tier,
     rules: RuleSet,
     options: PlanOptions,
-    ordered: Sequence[Manager],
+    rows: Sequence[Row],
+    marks: Mapping[int, int],
     reasons: tuple[str, ...],
-    tests: _Tests,
-    candidate: Callable[[int], _Candidate],
-    given: Sequence[Manager],
+    judge: _Judge,
 ) -> Decision:
     """A customer nobody could take: ``planner.route_to_fallback`` for one customer."""
     placement = rules.placement
-    capped_anywhere = bool(placement.tier_caps) or any(m.intake_room is not None for m in ordered)
-    if not (capped_anywhere or any(m.off_hours for m in ordered)):
-        return _rendered(customer, given, tier, rules, options, POOL, reasons)
+    capped_anywhere = bool(placement.tier_caps) or any(r[_INTAKE] is not None for r in rows)
+    if not (capped_anywhere or any(r[_OFF_HOURS] for r in rows)):
+        return _rendered(customer, rows, tier, rules, options, POOL, reasons)
 
-    def has_room(m: Manager) -> bool:
-        intake = NO_CAP if m.intake_room is None else m.intake_room
-        return intake > 0 and _tier_room(m, tier.code, rules) > 0
+    def has_room(intake_room: int | None, tier_intake: tuple[tuple[str, int, int], ...]) -> bool:
+        intake = NO_CAP if intake_room is None else intake_room
+        return intake > 0 and _tier_room(tier_intake, tier.code, rules) > 0
 
     # Eligible but for intake caps (working hours count), and eligible but for working hours.
     but_caps: set[int] = set()
     blocked_by_caps = False
     but_hours = False
-    for i, m in enumerate(ordered):
+    for i, row in enumerate(rows):
+        (_, level, capacity, _, status, accepting, _, _, _, _, absent, intake, room, _, off) = row
+        bits = marks.get(i, 0)
         if not (
-            m.status == "active"
-            and m.accepting_new
-            and not m.absent
-            and m.id not in options.exclude_manager_ids
-            and m.capacity > 0
-            and m.level >= tier.min_manager_level
+            status == "active"
+            and accepting
+            and not absent
+            and not bits & EXCLUDED
+            and capacity > 0
+            and level >= tier.min_manager_level
         ):
             continue
-        c = candidate(i)
-        if not tests.eligible(m, c.is_current, c.is_former):
+        if not judge.eligible(row, bool(bits & CURRENT), bool(bits & FORMER)):
             continue
-        room = has_room(m)
-        if not m.off_hours:
+        fits = has_room(intake, room)
+        if not off:
             but_caps.add(i)
-            blocked_by_caps |= not room
-        but_hours |= room
+            blocked_by_caps |= not fits
+        but_hours |= fits
     if not blocked_by_caps:
         if reasons == ("no_eligible_manager",) and but_hours:
             reasons = ("outside_hours",)
-        return _rendered(customer, given, tier, rules, options, POOL, reasons)
-    fallback = placement.fallback_for(tier.code)
-    f = next((i for i, m in enumerate(ordered) if m.id == fallback), None)
+        return _rendered(customer, rows, tier, rules, options, POOL, reasons)
+    f = next((i for i, bits in marks.items() if bits & FALLBACK), None)
     if f is not None and f in but_caps:
-        m = ordered[f]
+        row = rows[f]
+        bits = marks[f]
+        current, former = bool(bits & CURRENT), bool(bits & FORMER)
+        load = row[_WORKLOAD] - (tier.weight if current else 0)
+        c = _Candidate(f, Manager(*row), load, judge.score(row, current, former), current, former)
+        m = c.manager
         intake = NO_CAP if m.intake_room is None else m.intake_room
-        c = candidate(f)
         if intake > 0 and min(1, (m.capacity - c.load) // tier.weight, intake) > 0:
             reasons = ("fallback_owner", "intake_cap")
             return _placed(customer, tier, rules, options, c, c.pref, reasons, forced=False)
-    return _rendered(customer, given, tier, rules, options, POOL, ("intake_cap",))
+    return _rendered(customer, rows, tier, rules, options, POOL, ("intake_cap",))
 
 
 def _rendered(
     customer: Customer,
-    managers: Sequence[Manager],
+    rows: Sequence[Row],
     tier: Tier,
     rules: RuleSet,
     options: PlanOptions,
@@ -688,6 +824,7 @@ def _rendered(
             reasons=reasons,
             explanation=None,
         )
+    managers = [Manager(*row) for row in rows]
     problem = prepare([customer], managers, [tier], rules, options.exclude_manager_ids)
     outcome = Outcome.empty(1)
     outcome.set(0, to, reasons)

@@ -11,7 +11,17 @@ from hypothesis import strategies as st
 
 from app.engine import Customer, FormerOwner, Manager, RuleSet, Tier, plan_assignments
 from app.engine.rules import Placement, TierCap
-from app.engine.single import place_customer
+from app.engine.single import (
+    CURRENT,
+    EXCLUDED,
+    FALLBACK,
+    FORMER,
+    ROW_FIELDS,
+    SUCCESSOR,
+    as_row,
+    place_among,
+    place_customer,
+)
 from app.vocabulary import Strategy
 
 REGIONS = ["EU", "US", "APAC", None]
@@ -164,10 +174,60 @@ def _same_decision(case) -> None:
     assert single == full
 
 
+def _rows_as_read(case):
+    """The case's managers as the service reads them: rows in id order, each related to the
+    customer marked by position (the marks the candidates' statement computes)."""
+    customer, staff, tier_list, rules, opts = case
+    ordered = sorted(staff, key=lambda m: m.id.int)
+    tier = next(t for t in tier_list if t.code == customer.tier)
+    former = {f.manager_id for f in customer.former_owners}
+    marks = {}
+    for i, m in enumerate(ordered):
+        bits = (
+            (CURRENT if m.id == customer.manager_id else 0)
+            | (FORMER if m.id in former else 0)
+            | (SUCCESSOR if m.id == opts.successor_id else 0)
+            | (FALLBACK if m.id == rules.placement.fallback_for(tier.code) else 0)
+            | (EXCLUDED if m.id in opts.exclude_manager_ids else 0)
+        )
+        if bits:
+            marks[i] = bits
+    return tier, [as_row(m) for m in ordered], marks
+
+
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_single_placement_decides_as_the_engine(case) -> None:
     _same_decision(case)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_rows_in_id_order_with_their_marks_decide_as_the_engine(case) -> None:
+    """The form the service calls: rows read in id order (no ranks), marks by position."""
+    customer, staff, tier_list, rules, opts = case
+    tier, rows, marks = _rows_as_read(case)
+    single = place_among(customer, tier, rules, opts, rows, marks)
+    if single is None:
+        assert customer.pinned or opts.explain == "full"
+        return
+    full = plan_assignments([customer], staff, tier_list, rules, opts).decision(0)
+    assert single == full
+
+
+def test_a_row_is_a_manager_in_its_field_order() -> None:
+    m = Manager(
+        id=mid(1),
+        level=3,
+        capacity=10,
+        workload=4,
+        region="EU",
+        languages=("en",),
+        tier_intake=(("key", 1, 2),),
+        off_hours=True,
+    )
+    assert ROW_FIELDS[:4] == ("id", "level", "capacity", "workload")
+    assert Manager(*as_row(m)) == m
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
