@@ -43,9 +43,11 @@ def forced_note(violations: Sequence[engine.Violation], note: str | None) -> str
 @dataclass(frozen=True, slots=True)
 class ManagerLocked:
     """Said by a caller that already took the manager's row lock (after the customer's) and
-    read, in the same statement, the JSON text of the rule set in force (None: the default)."""
+    read, in the same statement, the JSON text of the rule set in force (None: the default)
+    and its version (0: none stored)."""
 
     rules_json: str | None
+    rules_version: int
 
 
 async def check_move(
@@ -71,13 +73,19 @@ async def check_move(
     # Two round trips on the driver: the manager's lock with the rule set's version, then
     # every fact after the lock; the rule set is parsed once per stored text.
     if manager_locked is None:
-        rules = parse_stored(await loading.lock_manager_for_move(session, manager_id))
+        rules_json, version = await loading.lock_manager_for_move(session, manager_id)
     else:
-        rules = parse_stored(manager_locked.rules_json)
+        rules_json, version = manager_locked.rules_json, manager_locked.rules_version
+    rules = parse_stored(rules_json)
     facts = await loading.load_move(session, customer_id, manager_id, rules=rules)
+    if facts is not None and facts[3] != version:
+        # A rule set stored while the lock statement waited (it kept its snapshot): decide
+        # with the one in force now, read after the locks.
+        rules = parse_stored((await loading.rules_in_force(session))[0])
+        facts = await loading.load_move(session, customer_id, manager_id, rules=rules)
     if facts is None:
         raise NotFound(f"Customer {customer_id} does not exist.")
-    customer, tier, manager = facts
+    customer, tier, manager, _ = facts
     if manager is None:
         raise InvalidInput(
             f"Manager {manager_id} does not exist.",

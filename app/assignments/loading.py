@@ -361,11 +361,15 @@ async def load_customers(
 #    manager's facts as ``_ONE_MANAGER`` reads them.
 _LOCK_MANAGER_AND_RULES = """
     SELECT (SELECT id FROM managers WHERE id = $1 FOR UPDATE) AS locked,
-           CAST(r.rules AS text) AS rules_json
+           CAST(r.rules AS text) AS rules_json, r.version AS rules_version
       FROM (SELECT) AS one
       LEFT JOIN LATERAL (
-            SELECT rules FROM rule_sets ORDER BY version DESC LIMIT 1) AS r ON true
+            SELECT rules, version FROM rule_sets ORDER BY version DESC LIMIT 1) AS r ON true
 """
+# The version of the rule set in force, read by ``_MOVE_FACTS`` after the locks: a statement
+# that waited for a lock kept the snapshot it started with, so a rule set stored meanwhile is
+# seen only here (0: none stored).
+RULES_VERSION_IN_FORCE = "(SELECT COALESCE(max(version), 0) FROM rule_sets)"
 _MOVE_FACTS = f"""
     SELECT c.id, c.tier_code, c.region, c.language, c.industry, c.annual_value, c.satisfaction,
            c.pinned, c.manager_id, c.owner_since,
@@ -375,7 +379,8 @@ _MOVE_FACTS = f"""
            m.workload AS m_workload, m.status AS m_status, m.accepting_new AS m_accepting_new,
            m.region AS m_region, m.languages AS m_languages, m.industries AS m_industries,
            m.team AS m_team, m.absent AS m_absent, m.intake_room AS m_intake_room,
-           m.rotation_weight AS m_rotation_weight
+           m.rotation_weight AS m_rotation_weight,
+           {RULES_VERSION_IN_FORCE} AS rules_version
       FROM customers AS c
       JOIN tiers AS t ON t.code = c.tier_code
       LEFT JOIN LATERAL (
@@ -392,12 +397,21 @@ _MOVE_FACTS = f"""
 """
 
 
-async def lock_manager_for_move(session: AsyncSession, manager_id: uuid.UUID) -> str | None:
+async def lock_manager_for_move(
+    session: AsyncSession, manager_id: uuid.UUID
+) -> tuple[str | None, int]:
     """Take ``manager_id``'s row lock (if it exists); returns the JSON text of the rule set
-    in force (None: none stored, the built-in default applies)."""
+    in force (None: none stored, the built-in default applies) and its version (0: none)."""
     raw = await transaction_connection(session)
-    rules_json: str | None = await raw.fetchval(_LOCK_MANAGER_AND_RULES, manager_id, column=1)
-    return rules_json
+    row = await raw.fetchrow(_LOCK_MANAGER_AND_RULES, manager_id)
+    return row["rules_json"], row["rules_version"] or 0
+
+
+async def rules_in_force(session: AsyncSession) -> tuple[str | None, int]:
+    """The JSON text of the rule set in force (None: the built-in default) and its version."""
+    raw = await transaction_connection(session)
+    row = await raw.fetchrow(_LOCK_MANAGER_AND_RULES, None)
+    return row["rules_json"], row["rules_version"] or 0
 
 
 async def load_move(
@@ -406,11 +420,11 @@ async def load_move(
     manager_id: uuid.UUID,
     *,
     rules: engine.RuleSet,
-) -> tuple[engine.Customer, engine.Tier, engine.Manager | None] | None:
+) -> tuple[engine.Customer, engine.Tier, engine.Manager | None, int] | None:
     """The facts of giving ``customer_id`` to ``manager_id`` in one round trip: the customer
-    (as ``load_customers``), its tier, and the manager (as ``load_manager``, None if it does
-    not exist). None if the customer does not exist. Lock the manager first
-    (``lock_manager_for_move``)."""
+    (as ``load_customers``), its tier, the manager (as ``load_manager``, None if it does
+    not exist) and the version of the rule set in force after the locks (0: none stored).
+    None if the customer does not exist. Lock the manager first (``lock_manager_for_move``)."""
     raw = await transaction_connection(session)
     reasons = intake_reasons(rules)
     r = await raw.fetchrow(_MOVE_FACTS, customer_id, manager_id, reasons)
@@ -439,9 +453,9 @@ async def load_move(
         min_manager_level=r["min_manager_level"],
     )
     if r["m_id"] is None:
-        return customer, tier, None
+        return customer, tier, None, r["rules_version"]
     counts = await _tier_intake(
         session, rules, reasons, manager_id=manager_id, for_tiers=[customer.tier]
     )
     manager = manager_from_row(r, counts.get(manager_id, ()), prefix="m_")
-    return customer, tier, manager
+    return customer, tier, manager, r["rules_version"]

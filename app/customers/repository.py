@@ -103,18 +103,21 @@ _LOCK_FOR_MOVE = f"""
     SELECT c.*,
            (SELECT m.id FROM managers AS m WHERE m.id = $2 AND c.id IS NOT NULL FOR UPDATE)
                AS manager_locked,
-           (SELECT CAST(r.rules AS text) FROM rule_sets AS r ORDER BY r.version DESC LIMIT 1)
-               AS rules_json
+           r.rules_json, r.rules_version
       FROM ({_BY_ID_LOCKED}) AS c
+      LEFT JOIN LATERAL (
+            SELECT CAST(rules AS text) AS rules_json, version AS rules_version
+              FROM rule_sets ORDER BY version DESC LIMIT 1) AS r ON true
 """
 
 
 async def lock_for_move(
     session: AsyncSession, customer_id: uuid.UUID, manager_id: uuid.UUID
-) -> tuple[CustomerRow, str | None] | None:
+) -> tuple[CustomerRow, str | None, int] | None:
     """Lock a customer, then the manager it is to be given to (if that manager exists), in
-    one statement; returns the customer and the JSON text of the rule set in force (None: the
-    built-in default), or None when there is no such customer (nothing is locked then)."""
+    one statement; returns the customer, the JSON text of the rule set in force (None: the
+    built-in default) and its version (0: none stored), or None when there is no such
+    customer (nothing is locked then)."""
     connection = await transaction_connection(session)
     row = await connection.fetchrow(_LOCK_FOR_MOVE, customer_id, manager_id)
     if row is None:
@@ -122,7 +125,8 @@ async def lock_for_move(
     columns = dict(row)
     del columns["manager_locked"]
     rules_json: str | None = columns.pop("rules_json")
-    return row_as(CustomerRow, columns), rules_json
+    rules_version: int = columns.pop("rules_version") or 0
+    return row_as(CustomerRow, columns), rules_json, rules_version
 
 
 # A page's filters, each a clause on a bind parameter of the same name (``pool`` and

@@ -295,7 +295,7 @@ async def update_customer(
         # the rule set in force, in one round trip.
         locked = await repository.lock_for_move(session, customer_id, new_owner)
         row = locked[0] if locked is not None else None
-        manager_locked = guard.ManagerLocked(locked[1]) if locked is not None else None
+        manager_locked = guard.ManagerLocked(*locked[1:]) if locked is not None else None
     else:
         row = await repository.get(session, customer_id, lock=True)
     if row is None:

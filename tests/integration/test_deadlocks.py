@@ -4,6 +4,7 @@ sees its change succeed, never a 503."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 import uuid
@@ -17,7 +18,13 @@ from app.api.retries import MAX_RETRIES
 from app.check import find_violations
 from app.customers import service as customers_service
 from app.db.session import create_session_factory, session_scope
-from tests.integration.factories import create_customer, create_manager, create_tiers, ok
+from tests.integration.factories import (
+    assert_problem,
+    create_customer,
+    create_manager,
+    create_tiers,
+    ok,
+)
 
 RACE_SECONDS = 20
 RACE_ROUNDS = 150
@@ -183,3 +190,48 @@ async def test_a_request_that_loses_twice_then_wins_is_written_once(committed_cl
     assert [row["manager_id"] for row in history["items"]] == [manager["id"]]
     # created at 1; one bump for the name, one for the owner: the lost attempts left nothing
     assert (await ok(await client.get(f"/v1/customers/{customer['id']}")))["version"] == 3
+
+
+async def test_a_manual_move_waiting_for_its_customer_is_checked_against_rules_stored_meanwhile(
+    committed_client, fresh_database
+):
+    """The PATCH's lock statement keeps the snapshot it started with while it waits for the
+    customer; a rule set committed in that wait still decides the move."""
+    client = committed_client
+    await create_tiers(client)
+    junior = await create_manager(client, level=3, capacity=100)
+    customer = await create_customer(client, tier="standard")
+    seniors_only = {
+        "eligibility": [
+            {
+                "id": "seniors_only",
+                "conditions": [{"field": "manager.level", "op": "gte", "value": 5}],
+            }
+        ]
+    }
+    engine = create_async_engine(fresh_database)
+    try:
+        async with engine.connect() as other:
+            await other.execute(
+                text("SELECT 1 FROM customers WHERE id = :id FOR UPDATE"), {"id": customer["id"]}
+            )
+            patch = asyncio.create_task(
+                client.patch(f"/v1/customers/{customer['id']}", json={"manager_id": junior["id"]})
+            )
+            await _until_a_backend_waits_for_a_lock(engine)
+            await other.execute(
+                text(
+                    "INSERT INTO rule_sets (version, rules, created_by) "
+                    "SELECT COALESCE(max(version), 0) + 1, CAST(:rules AS jsonb), 'test' "
+                    "FROM rule_sets"
+                ),
+                {"rules": json.dumps(seniors_only)},
+            )
+            await other.commit()
+            response = await patch
+    finally:
+        await engine.dispose()
+    problem = assert_problem(response, 409)
+    assert [v["rule"] for v in problem["violations"]] == ["seniors_only"], problem
+    after = await ok(await client.get(f"/v1/customers/{customer['id']}"))
+    assert after["manager_id"] is None, "the move the new rules forbid was not made"
