@@ -218,3 +218,20 @@ async def candidates(
         if r[17]:
             marks[i] = r[17]
     return Candidates(rows, marks, windows)
+
+
+_SAVEPOINT = "single_placement_lock"
+
+
+async def mark_before_lock(session: AsyncSession) -> None:
+    """A savepoint before a single placement locks the manager it chose, so that a placement
+    that must start over can give that lock back (``undo_lock``) before it takes every lock
+    in order (customers, then managers by id)."""
+    raw = await transaction_connection(session)
+    await raw.execute(f"SAVEPOINT {_SAVEPOINT}")
+
+
+async def undo_lock(session: AsyncSession) -> None:
+    """Roll back to ``mark_before_lock``: the row locks taken since are released."""
+    raw = await transaction_connection(session)
+    await raw.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")

@@ -561,12 +561,16 @@ async def _place_one(
         # Only the manager who takes the customer is locked, by the placement guard (every
         # hard rule on facts read after the lock): a change to any other manager committed
         # after the read is ordered after this placement; this one's must not have happened.
+        # If it did, the lock is given back before the whole engine decides, with every lock
+        # taken in order (holding it while locking the others could deadlock).
+        await placement_repository.mark_before_lock(session)
         try:
             await guard.check_move(session, customer_id=customer_id, manager_id=chosen)
-        except Conflict:
-            return None  # it changed meanwhile: the whole engine decides, with every lock
-        again, _ = await read(include=[chosen], only_include=True)
+            again, _ = await read(include=[chosen], only_include=True)
+        except Conflict:  # a hard rule the manager breaks now, or departed
+            again = None
         if again != [row for row in rows if row[0] == chosen]:
+            await placement_repository.undo_lock(session)
             return None
     return decision, facts.rules_version
 

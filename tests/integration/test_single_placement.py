@@ -3,6 +3,10 @@ the client sees is the decision the engine's plan makes for the same customer.""
 
 from __future__ import annotations
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.assignments import placement_repository
 from app.engine import RuleSet
 from tests.integration.factories import create_customer, create_manager, create_tiers, ok
 
@@ -82,3 +86,48 @@ async def test_a_named_manager_is_checked_as_the_engine_checks_a_successor(clien
             assert [v["rule"] for v in response.json()["violations"]] == ["tier_min_level"]
         else:
             assert (await ok(response))["decision"] == expected
+
+
+async def test_a_chosen_manager_changed_before_its_lock_sends_the_placement_to_the_engine(
+    committed_client, fresh_database, monkeypatch
+):
+    """The single placement reads candidates without their locks; when the manager it chose
+    stops accepting before its lock is taken, the lock is given back and the whole engine
+    places the customer with every lock, on facts read after the change."""
+    client = committed_client
+    await create_tiers(client)
+    light = await create_manager(client, level=3, capacity=50)
+    other = await create_manager(client, level=3, capacity=50)
+    for _ in range(3):
+        busy = await create_customer(client, tier="standard")
+        await ok(
+            await client.patch(f"/v1/customers/{busy['id']}", json={"manager_id": other["id"]})
+        )
+    customer = await create_customer(client, tier="standard")
+    expected = await _engine_decision(client, customer["id"])
+    assert expected["manager_id"] == light["id"], "the lighter manager is the engine's choice"
+    changes = create_async_engine(fresh_database)
+    real = placement_repository.mark_before_lock
+    calls = []
+
+    async def changed_meanwhile(session):
+        calls.append(1)
+        async with changes.begin() as conn:
+            await conn.execute(
+                text("UPDATE managers SET accepting_new = false WHERE id = :id"),
+                {"id": light["id"]},
+            )
+        await real(session)
+
+    monkeypatch.setattr(placement_repository, "mark_before_lock", changed_meanwhile)
+    try:
+        placed = await ok(await client.post(f"/v1/customers/{customer['id']}/assign", json={}))
+    finally:
+        await changes.dispose()
+    assert calls, "the single placement chose a manager and went to lock it"
+    assert placed["applied"] is True
+    assert placed["decision"]["manager_id"] == other["id"]
+    seen = await ok(await client.get(f"/v1/customers/{customer['id']}"))
+    assert seen["manager_id"] == other["id"]
+    history = await ok(await client.get(f"/v1/customers/{customer['id']}/history"))
+    assert [row["manager_id"] for row in history["items"]] == [other["id"]]
