@@ -127,8 +127,10 @@ async def load_owned_customer_columns(
                 output=stream.receive,
                 format="binary",
             )
-        finally:
-            parts = await stream.finish()
+        except BaseException:
+            await stream.abandon()  # the COPY's own error is the one to report
+            raise
+        parts = await stream.finish()
         # Assembled in a worker thread too: no other request waits it out.
         columns = await anyio.to_thread.run_sync(_assemble, parts, tier_codes, combos, manager_ids)
         if columns is not None:
@@ -178,6 +180,10 @@ class _Stream:
         if len(self._pending) >= self._skip + 2:
             self._dispatch(trailer=2)
         return list(await asyncio.gather(*self._parts))
+
+    async def abandon(self) -> None:
+        """Wait for the slices in flight after a failed COPY, whatever they come to."""
+        await asyncio.gather(*self._parts, return_exceptions=True)
 
     def _dispatch(self, *, trailer: int) -> None:
         count = (len(self._pending) - self._skip - trailer) // _ROW.itemsize

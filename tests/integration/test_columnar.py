@@ -118,6 +118,10 @@ async def test_a_combination_created_after_a_load_is_loaded(api, client, monkeyp
         uuid.UUID(first["id"]): ("south", "zh", "retail"),
         uuid.UUID(later["id"]): ("north", None, "mining"),
     }
+    kept = columnar._known_combinations
+    assert kept is not None and ("north", "", "mining") in kept, "read again on the miss"
+    assert await load() == loaded
+    assert columnar._known_combinations is kept, "nothing new: served by the kept list"
 
 
 async def test_a_rebalance_after_a_load_places_a_new_combination_by_its_rules(client):
