@@ -7,6 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.assignments import placement_repository
+from app.assignments.schemas import AssignOut
 from app.engine import RuleSet
 from tests.integration.factories import create_customer, create_manager, create_tiers, ok
 
@@ -57,6 +58,9 @@ async def test_assign_decides_as_the_engine_plan_and_writes_it(client):
         assert dry["decision"] == expected
         placed = await ok(await client.post(f"/v1/customers/{customer['id']}/assign", json={}))
         assert placed["decision"] == expected
+        # Serialised without FastAPI validating it again: it still is what the schema says.
+        assert AssignOut.model_validate(placed).model_dump(mode="json") == placed
+        assert AssignOut.model_validate(dry).model_dump(mode="json") == dry
         assert placed["applied"] is (expected["manager_id"] is not None)
         seen = await ok(await client.get(f"/v1/customers/{customer['id']}"))
         assert seen["manager_id"] == expected["manager_id"]
