@@ -397,6 +397,37 @@ _MOVE_FACTS = f"""
 """
 
 
+def customer_from_row(
+    r: Mapping[str, Any], customer_id: uuid.UUID
+) -> tuple[engine.Customer, engine.Tier]:
+    """A customer and its tier from a row of one customer's facts (the columns as
+    ``_MOVE_FACTS`` names them: the customer's own, ``former_managers``/``former_ended``
+    newest first, ``tier_rank``, ``tier_weight``, ``min_manager_level``)."""
+    customer = engine.Customer(
+        id=customer_id,
+        tier=r["tier_code"],
+        region=r["region"],
+        language=r["language"],
+        industry=r["industry"],
+        annual_value=float(r["annual_value"]) if r["annual_value"] is not None else None,
+        satisfaction=float(r["satisfaction"]) if r["satisfaction"] is not None else None,
+        pinned=r["pinned"],
+        manager_id=r["manager_id"],
+        former_owners=tuple(
+            engine.FormerOwner(manager_id=m, ended_at=e)
+            for m, e in zip(r["former_managers"] or (), r["former_ended"] or (), strict=True)
+        ),
+        last_moved_at=r["owner_since"],
+    )
+    tier = engine.Tier(
+        code=r["tier_code"],
+        rank=r["tier_rank"],
+        weight=r["tier_weight"],
+        min_manager_level=r["min_manager_level"],
+    )
+    return customer, tier
+
+
 async def lock_manager_for_move(
     session: AsyncSession, manager_id: uuid.UUID
 ) -> tuple[str | None, int]:
@@ -430,28 +461,7 @@ async def load_move(
     r = await raw.fetchrow(_MOVE_FACTS, customer_id, manager_id, reasons)
     if r is None:
         return None
-    customer = engine.Customer(
-        id=r["id"],
-        tier=r["tier_code"],
-        region=r["region"],
-        language=r["language"],
-        industry=r["industry"],
-        annual_value=float(r["annual_value"]) if r["annual_value"] is not None else None,
-        satisfaction=float(r["satisfaction"]) if r["satisfaction"] is not None else None,
-        pinned=r["pinned"],
-        manager_id=r["manager_id"],
-        former_owners=tuple(
-            engine.FormerOwner(manager_id=m, ended_at=e)
-            for m, e in zip(r["former_managers"] or (), r["former_ended"] or (), strict=True)
-        ),
-        last_moved_at=r["owner_since"],
-    )
-    tier = engine.Tier(
-        code=r["tier_code"],
-        rank=r["tier_rank"],
-        weight=r["tier_weight"],
-        min_manager_level=r["min_manager_level"],
-    )
+    customer, tier = customer_from_row(r, r["id"])
     if r["m_id"] is None:
         return customer, tier, None, r["rules_version"]
     counts = await _tier_intake(

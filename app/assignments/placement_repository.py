@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
+from app.assignments import loading
 from app.db.session import transaction_connection
 from app.engine import single
 
@@ -24,12 +25,12 @@ from app.engine import single
 _CUSTOMER = """
     SELECT c.status, c.tier_code, c.region, c.language, c.industry, c.annual_value,
            c.satisfaction, c.pinned, c.manager_id, c.owner_since,
-           t.rank, t.weight, t.min_manager_level,
+           t.rank AS tier_rank, t.weight AS tier_weight, t.min_manager_level,
            ARRAY(SELECT f.manager_id FROM (
                    SELECT a.manager_id, max(a.ended_at) AS ended_at FROM assignments AS a
                     WHERE a.customer_id = c.id AND a.ended_at IS NOT NULL
                     GROUP BY a.manager_id) AS f
-                 ORDER BY f.ended_at DESC, f.manager_id) AS former_ids,
+                 ORDER BY f.ended_at DESC, f.manager_id) AS former_managers,
            ARRAY(SELECT max(a.ended_at) FROM assignments AS a
                   WHERE a.customer_id = c.id AND a.ended_at IS NOT NULL
                   GROUP BY a.manager_id ORDER BY 1 DESC, a.manager_id) AS former_ended,
@@ -139,29 +140,7 @@ async def customer_facts(
     r = await raw.fetchrow(_CUSTOMER, customer_id)
     if r is None:
         return None
-    former = tuple(
-        engine.FormerOwner(manager_id=m, ended_at=e)
-        for m, e in zip(r["former_ids"], r["former_ended"], strict=True)
-    )
-    customer = engine.Customer(
-        id=customer_id,
-        tier=r["tier_code"],
-        region=r["region"],
-        language=r["language"],
-        industry=r["industry"],
-        annual_value=float(r["annual_value"]) if r["annual_value"] is not None else None,
-        satisfaction=float(r["satisfaction"]) if r["satisfaction"] is not None else None,
-        pinned=r["pinned"],
-        manager_id=r["manager_id"],
-        former_owners=former,
-        last_moved_at=r["owner_since"],
-    )
-    tier = engine.Tier(
-        code=r["tier_code"],
-        rank=r["rank"],
-        weight=r["weight"],
-        min_manager_level=r["min_manager_level"],
-    )
+    customer, tier = loading.customer_from_row(r, customer_id)
     return CustomerFacts(
         status=r["status"],
         customer=customer,
