@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import io
 import statistics
 import time
 from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -105,25 +108,18 @@ BEFORE_0017 = (
 # close a non-HOT update), full pages, and 0017's reference check without the open-period count.
 # Both this and today's ledger are rewritten in the timed transaction (untimed), so that they
 # differ by the schema alone, not by how their pages happen to be filled.
-CHECK_0017 = """
-CREATE OR REPLACE FUNCTION assignments_check_references() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    customer_keys uuid[];
-    manager_keys uuid[];
-BEGIN
-    SELECT array_agg(DISTINCT customer_id), array_agg(DISTINCT manager_id)
-      INTO customer_keys, manager_keys FROM new_rows;
-    PERFORM ownership_require_keys(
-        coalesce(customer_keys, '{}'), 'customers', 'fk_assignments_customer_id_customers',
-        'assignments', 'customer_id');
-    PERFORM ownership_require_keys(
-        coalesce(manager_keys, '{}'), 'managers', 'fk_assignments_manager_id_managers',
-        'assignments', 'manager_id');
-    RETURN NULL;
-END;
-$$
-"""
+def _migration(revision: str) -> ModuleType:
+    """A migration module by its revision id (their file names are not importable names)."""
+    (path,) = (Path(__file__).parents[1] / "migrations" / "versions").glob(f"*_{revision}_*.py")
+    spec = importlib.util.spec_from_file_location(f"migration_{revision}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# What migration 0018's downgrade restores: 0017's check, without the open-period count.
+CHECK_0017: str = _migration("0018")._ASSIGNMENTS_0017
 REWRITE = (
     "CLUSTER assignments USING pk_assignments",
     "ANALYZE assignments",
