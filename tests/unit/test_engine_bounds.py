@@ -183,6 +183,7 @@ def test_weights_the_engine_cannot_add_up_are_an_engine_error():
         rebalance(customers, managers, TIERS, stored, RebalanceOptions(now=NOW))
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_grouped_fill_stops_on_scores_that_do_not_compare():
     # Infinite preferences made every unit's score NaN: the hand-out loop never progressed.
     counts = grouped_fill(
