@@ -197,6 +197,12 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         return _retry_later(
             "The database is out of connections or resources; retry in a few seconds."
         )
+    if sqlstate == "55P03":  # lock_not_available: a bounded lock wait ran out
+        log.info("lock_wait_ran_out", extra={"path": request.url.path})
+        return _retry_later(
+            "A long operation (an import, a rebalance) holds what this change must wait for; "
+            "nothing was changed. Retry when it is done."
+        )
     if sqlstate == "57014":  # query_canceled: the statement timeout fired
         timeout = StatementTimeout(
             "The request ran longer than the database statement timeout and was cancelled; "

@@ -61,6 +61,19 @@ class Found:
     rules: tuple[engine.Violation, ...]
 
 
+# How long a change of the rules waits for the moves under way (a long import holds them).
+HOLD_WAIT = "5s"
+
+
+async def hold_moves(session: AsyncSession) -> None:
+    """Before a change of what the hard rules decide: moves under way finish first and
+    later ones wait for this transaction, so ``record`` then sees every owner decided under
+    the old rules, and no move decides under them after the change is in force. A move that
+    holds on past ``HOLD_WAIT`` makes the change fail (503, retry) rather than stall every
+    writer behind it."""
+    await ledger.hold_owner_changes(session, wait=HOLD_WAIT)
+
+
 async def find(session: AsyncSession, scope: Scope) -> tuple[list[uuid.UUID], list[Found]]:
     """The customers in scope (owned, active, or with an open violation) and those of them
     whose owner breaks a hard rule now. Nothing is written."""

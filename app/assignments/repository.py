@@ -776,3 +776,16 @@ async def workload_rows(session: AsyncSession, filters: dict[str, Any]) -> list[
 async def pool_size(session: AsyncSession) -> int:
     """The number of active customers without an owner."""
     return int((await session.scalar(_POOL)) or 0)
+
+
+async def hold_owner_changes(session: AsyncSession, *, wait: str) -> None:
+    """No customer changes owner until this transaction ends, and none is half-way through a
+    change when this returns: waits (at most ``wait``, e.g. ``'5s'``; then Postgres raises
+    ``lock_not_available``) for every transaction that locked or wrote customers — each
+    writer locks the customers it moves before deciding — and holds new writers back until
+    commit. Plain reads go on. For a change of what the rules decide (a new rule set, a
+    tier's minimum level): the scan that follows then sees every move decided under the old
+    facts, and every later move decides under the new ones."""
+    await session.execute(text("SELECT set_config('lock_timeout', :wait, true)"), {"wait": wait})
+    await session.execute(text("LOCK TABLE customers IN EXCLUSIVE MODE"))
+    await session.execute(text("SELECT set_config('lock_timeout', '0', true)"))

@@ -110,6 +110,8 @@ async def update_tier(
     precondition: Precondition | None = None,
 ) -> TierChangeOut:
     """Change a tier; a higher minimum level records the owners now below it."""
+    if "min_manager_level" in data.model_fields_set:
+        await compliance.hold_moves(session)
     tier = await tiers.update_tier(session, code=code, data=data, precondition=precondition)
     found: list[compliance.Found] = []
     if "min_manager_level" in data.model_fields_set:
@@ -123,6 +125,7 @@ async def replace_rules(
     session: AsyncSession, *, payload: dict[str, Any], actor: str, note: str | None
 ) -> RuleSetChangeOut:
     """Put a new rule set in force and record every owner its hard rules now reject."""
+    await compliance.hold_moves(session)
     out = await rules.replace_rules(session, payload=payload, actor=actor, note=note)
     found = await compliance.record(
         session, compliance.Scope.all(), cause="rules_replaced", actor=actor

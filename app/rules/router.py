@@ -30,7 +30,7 @@ async def get_rules(session: DbSession) -> RuleSetOut:
     "",
     response_model=RuleSetChangeOut,
     summary="Replace the rule set",
-    responses=problem_responses(),
+    responses=problem_responses(503),
 )
 async def put_rules(session: DbSession, caller: CurrentCaller, body: RuleSetIn) -> RuleSetChangeOut:
     """Store a new version of the rule set; older versions are kept. An invalid rule set is a
@@ -38,7 +38,10 @@ async def put_rules(session: DbSession, caller: CurrentCaller, body: RuleSetIn) 
     new hard rules reject are recorded as violations and listed in `violations_detected`
     (repair them with a `repair` plan). Rule sets are bounded: weights finite and within
     ±1 000 000, at most 200 eligibility rules and 200 preferences, 20 conditions per rule
-    (`when` and `conditions` together), 1 000 values per list."""
+    (`when` and `conditions` together), 1 000 values per list. Moves under way finish first
+    and later ones wait for the new rule set, so every owner is either checked by it or
+    decided under it; if a long writer (an import) holds on for more than 5 s, the answer is
+    503 with `Retry-After` and nothing is stored."""
     return await ownership.replace_rules(
         session, payload=body.rules, actor=caller.name, note=body.note
     )

@@ -58,7 +58,7 @@ async def get_tier(session: DbSession, response: Response, code: str = CodePath)
     "/{code}",
     response_model=TierChangeOut,
     summary="Update a tier",
-    responses=problem_responses(404, 412, 428) | ETAG_RESPONSE,
+    responses=problem_responses(404, 412, 428, 503) | ETAG_RESPONSE,
 )
 async def update_tier(
     session: DbSession,
@@ -70,9 +70,10 @@ async def update_tier(
 ) -> TierChangeOut:
     """Change a tier. A new weight changes the workload of every manager owning its customers;
     a higher `min_manager_level` is applied and the owners now below it are recorded as
-    violations and listed in `violations_detected` (repair them with a `repair` plan).
-    Send `If-Match` with the ETag you read to refuse the change (412) if someone else changed
-    the tier since."""
+    violations and listed in `violations_detected` (repair them with a `repair` plan); like a
+    new rule set, it waits for the moves under way (503 with `Retry-After` if a long writer
+    holds on for more than 5 s). Send `If-Match` with the ETag you read to refuse the change
+    (412) if someone else changed the tier since."""
     tier = await ownership.update_tier(
         session, code=code, data=body, actor=caller.name, precondition=precondition
     )
