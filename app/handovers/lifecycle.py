@@ -92,7 +92,7 @@ async def approve_handover(
             session,
             EXECUTE_HANDOVER,
             str(handover_id),
-            execute_after=handover.effective_at - now,
+            execute_at=handover.effective_at,
             dedupe_key=f"handover:{handover_id}",
         )
     return await get_handover(session, handover_id=handover_id)

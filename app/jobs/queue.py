@@ -4,7 +4,8 @@ exists exactly when the change that needs it commits."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from pgqueuer import AsyncpgDriver, Queries
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,10 +16,13 @@ PROCESS_INBOUND_WEBHOOK = "process_inbound_webhook"
 SWEEP = "sweep_due_work"
 
 
-async def _queries(session: AsyncSession) -> Queries:
+async def _driver(session: AsyncSession) -> Any:
     connection = await session.connection()
-    raw = (await connection.get_raw_connection()).driver_connection
-    return Queries(AsyncpgDriver(raw))
+    return (await connection.get_raw_connection()).driver_connection
+
+
+async def _queries(session: AsyncSession) -> Queries:
+    return Queries(AsyncpgDriver(await _driver(session)))
 
 
 async def enqueue(
@@ -26,11 +30,19 @@ async def enqueue(
     entrypoint: str,
     payload: str,
     *,
-    execute_after: timedelta | None = None,
+    execute_at: datetime | None = None,
     dedupe_key: str | None = None,
 ) -> None:
-    """Enqueue a job in the session's transaction (it exists only if the transaction commits)."""
-    await (await _queries(session)).enqueue(
+    """Enqueue a job in the session's transaction (it exists only if the transaction commits),
+    to run at ``execute_at`` (now when None) on the database's clock: the queue counts a
+    job's delay from the transaction's start, so the delay is taken from that instant too
+    (from the process's clock the job would come due early by the transaction's age)."""
+    raw = await _driver(session)
+    execute_after = None
+    if execute_at is not None:
+        started: datetime = await raw.fetchval("SELECT now()")
+        execute_after = max(execute_at - started, timedelta(0))
+    await Queries(AsyncpgDriver(raw)).enqueue(
         entrypoint,
         payload.encode(),
         execute_after=execute_after,

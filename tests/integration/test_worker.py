@@ -39,11 +39,15 @@ async def test_worker_executes_a_scheduled_handover_when_due(committed_client, f
 
     engine = create_async_engine(fresh_database)
     async with engine.connect() as conn:
-        queued = await conn.scalar(
-            text("SELECT count(*) FROM pgqueuer WHERE entrypoint = 'execute_handover'")
-        )
+        queued = (
+            await conn.execute(
+                text("SELECT execute_after FROM pgqueuer WHERE entrypoint = 'execute_handover'")
+            )
+        ).all()
     await engine.dispose()
-    assert queued == 1, "approval enqueues the execution in its own transaction"
+    assert len(queued) == 1, "approval enqueues the execution in its own transaction"
+    # Due at the effective time on the database's clock, never before it.
+    assert queued[0][0] == datetime.fromisoformat(handover["effective_at"])
 
     stop = asyncio.Event()
     worker = asyncio.create_task(run_worker(fresh_database, Settings(environment="test"), stop))

@@ -458,5 +458,5 @@ async def drain_and_reschedule(factory: SessionFactory) -> int:
     async with session_scope(factory) as session:
         due = await next_retry(session, now=now)
         if due is not None and due - now < timedelta(seconds=60):
-            await enqueue(session, DELIVER_WEBHOOKS, "", execute_after=due - now)
+            await enqueue(session, DELIVER_WEBHOOKS, "", execute_at=due)
     return done
