@@ -150,6 +150,8 @@ class Customer(Timestamped, Base):
         Index("ix_customers_manager_id", "manager_id", "id"),
         Index("ix_customers_tier_code", "tier_code", "id"),
         Index("ix_customers_pool", "id", postgresql_where=text("manager_id IS NULL")),
+        # A new owner's row version stays on the row's page (migration 0019).
+        {"postgresql_with": {"fillfactor": 85}},
     )
 
     id: Mapped[uuid.UUID] = mapped_column(
@@ -235,7 +237,8 @@ class Assignment(Base):
     Closing a period is an update in place (heap-only tuple): no index names ``ended_at`` or
     ``end_reason``, and pages keep 15 % free. One open period per customer is refused by the
     ledger's statement-level check (SQLSTATE 23505, ``uq_assignments_open_per_customer``;
-    migration 0018), not by an index."""
+    migration 0018), not by an index; the lock that check takes on an open period's customer
+    also proves the customer exists (migration 0019)."""
 
     __tablename__ = "assignments"
     __table_args__ = (
