@@ -1,10 +1,18 @@
 """Benchmark: writing a plan (moves + ledger) and loading customers for the engine, each
 against the raw set-based floor measured in the same run. The write floor is three bare
 statements over arrays (update owners, close the open ledger rows, insert the new ones): the
-least any writer can do while the ledger holds one open row per customer.
+least any writer can do while the ledger holds one open row per customer. Those statements
+are timed on the real schema and on bare tables (no index but what they look up by, no
+trigger) in turns, like with like: tables vacuumed and a checkpoint before each run, then
+either an untimed run first (no full-page images in the timed one) or none (every first touch
+of a page writes its image, as after any checkpoint). Each line gives wall seconds, the
+server's CPU seconds (the backend's run time, far steadier than the wall clock on a shared
+machine) and WAL per statement; then today's schema against the ones before it, each index
+and trigger dropped alone, and each step of the ledger's check.
 
     python -m bench.apply                # 100k moves, 1M-customer load
     python -m bench.apply --quick        # 10k moves, 100k-customer load
+    python -m bench.apply --moves-only   # the moves against the floor and 0019 against before
     python -m bench.apply --load-only    # the load alone, at 100k and 1M customers
 """
 
