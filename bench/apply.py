@@ -138,12 +138,12 @@ REWRITE = (
 )
 TODAY_REWRITTEN = REWRITE
 # Before migration 0019: the ledger's check locked an open period's customer, then read and
-# key-share-locked it again to prove it exists; customers' pages full. (What the migration's
-# downgrade restores.)
+# key-share-locked it again to prove it exists (what the migration's downgrade restores).
 _M0019 = _migration("0019")
-BEFORE_0019_CHECK = (_M0019.OPEN_PERIODS_0018, _M0019.ASSIGNMENTS_0018)
-BEFORE_0019_PAGES = ("ALTER TABLE customers SET (fillfactor = 100)",)
-BEFORE_0019 = BEFORE_0019_CHECK + BEFORE_0019_PAGES
+BEFORE_0019 = (_M0019.OPEN_PERIODS_0018, _M0019.ASSIGNMENTS_0018)
+# Measured and not taken: customers' pages 15 % free, so that a new owner's row version stays
+# on its page.
+CUSTOMERS_ROOM = ("ALTER TABLE customers SET (fillfactor = 85)",)
 # The ledger before migration 0018: the partial unique index of open periods (which made every
 # close a non-HOT update), full pages, and 0017's reference check without the open-period count
 # (what migration 0018's downgrade restores).
@@ -582,10 +582,10 @@ async def main() -> None:
                 "checkpoint": True
             },
             "the same tables with the ledger check before 0019 (no full-page images)": {
-                "schema": BEFORE_0019_CHECK
+                "schema": BEFORE_0019
             },
             "the same, right after a checkpoint": {
-                "schema": BEFORE_0019_CHECK,
+                "schema": BEFORE_0019,
                 "checkpoint": True,
             },
         },
@@ -603,11 +603,12 @@ async def main() -> None:
         args.repeat,
         {
             "today (0019)": {"schema": TODAY_REWRITTEN},
-            "before 0019 (customers twice in the ledger's check, full customer pages)": {
+            "before 0019 (customers twice in the ledger's check)": {
                 "schema": BEFORE_0019 + REWRITE
             },
-            "  0019's check alone (customer pages full)": {"schema": BEFORE_0019_PAGES + REWRITE},
-            "  0019's customer pages alone (0018's check)": {"schema": BEFORE_0019_CHECK + REWRITE},
+            "today with customers' pages 15 % free (measured, not taken)": {
+                "schema": CUSTOMERS_ROOM + REWRITE
+            },
             **({} if args.moves_only else older),
         },
         "the raw floor by schema, tables rewritten in the timed transaction (no full-page"

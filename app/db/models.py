@@ -150,8 +150,6 @@ class Customer(Timestamped, Base):
         Index("ix_customers_manager_id", "manager_id", "id"),
         Index("ix_customers_tier_code", "tier_code", "id"),
         Index("ix_customers_pool", "id", postgresql_where=text("manager_id IS NULL")),
-        # A new owner's row version stays on the row's page (migration 0019).
-        {"postgresql_with": {"fillfactor": 85}},
     )
 
     id: Mapped[uuid.UUID] = mapped_column(
