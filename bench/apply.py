@@ -1,10 +1,18 @@
 """Benchmark: writing a plan (moves + ledger) and loading customers for the engine, each
 against the raw set-based floor measured in the same run. The write floor is three bare
 statements over arrays (update owners, close the open ledger rows, insert the new ones): the
-least any writer can do while the ledger holds one open row per customer.
+least any writer can do while the ledger holds one open row per customer. Those statements
+are timed on the real schema and on bare tables (no index but what they look up by, no
+trigger) in turns, like with like: tables vacuumed and a checkpoint before each run, then
+either an untimed run first (no full-page images in the timed one) or none (every first touch
+of a page writes its image, as after any checkpoint). Each line gives wall seconds, the
+server's CPU seconds (the backend's run time, far steadier than the wall clock on a shared
+machine) and WAL per statement; then today's schema against the ones before it, each index
+and trigger dropped alone, and each step of the ledger's check.
 
     python -m bench.apply                # 100k moves, 1M-customer load
     python -m bench.apply --quick        # 10k moves, 100k-customer load
+    python -m bench.apply --moves-only   # the moves against the floor and 0019 against before
     python -m bench.apply --load-only    # the load alone, at 100k and 1M customers
 """
 
@@ -14,6 +22,7 @@ import argparse
 import asyncio
 import importlib.util
 import io
+import os
 import statistics
 import time
 from datetime import UTC, datetime
@@ -104,10 +113,6 @@ BEFORE_0017 = (
 )
 
 
-# The ledger before migration 0018: the partial unique index of open periods (which made every
-# close a non-HOT update), full pages, and 0017's reference check without the open-period count.
-# Both this and today's ledger are rewritten in the timed transaction (untimed), so that they
-# differ by the schema alone, not by how their pages happen to be filled.
 def _migration(revision: str) -> ModuleType:
     """A migration module by its revision id (their file names are not importable names)."""
     (path,) = (Path(__file__).parents[1] / "migrations" / "versions").glob(f"*_{revision}_*.py")
@@ -118,21 +123,86 @@ def _migration(revision: str) -> ModuleType:
     return module
 
 
-# What migration 0018's downgrade restores: 0017's check, without the open-period count.
-CHECK_0017: str = _migration("0018")._ASSIGNMENTS_0017
+# Each schema is timed on tables rewritten in the timed transaction (untimed), so that schemas
+# differ by their definition alone, not by how their pages happen to be filled. The customers
+# are rewritten in an order unrelated to their ids (the order rows arrive in), not by the
+# primary key: the moves are the first customers by id, and a table sorted by id would put all
+# of them on the same few pages.
 REWRITE = (
+    "CREATE INDEX bench_shuffle ON customers (md5(id::text))",
+    "CLUSTER customers USING bench_shuffle",
+    "DROP INDEX bench_shuffle",
     "CLUSTER assignments USING pk_assignments",
+    "ANALYZE customers",
     "ANALYZE assignments",
-    "SELECT count(*), max(started_at) FROM assignments",
 )
 TODAY_REWRITTEN = REWRITE
+# Before migration 0019: the ledger's check locked an open period's customer, then read and
+# key-share-locked it again to prove it exists (what the migration's downgrade restores).
+_M0019 = _migration("0019")
+BEFORE_0019 = (_M0019.OPEN_PERIODS_0018, _M0019.ASSIGNMENTS_0018)
+# Measured and not taken: customers' pages 15 % free, so that a new owner's row version stays
+# on its page.
+CUSTOMERS_ROOM = ("ALTER TABLE customers SET (fillfactor = 85)",)
+# The ledger before migration 0018: the partial unique index of open periods (which made every
+# close a non-HOT update), full pages, and 0017's reference check without the open-period count
+# (what migration 0018's downgrade restores).
+CHECK_0017: str = _migration("0018")._ASSIGNMENTS_0017
 BEFORE_0018 = (
+    *BEFORE_0019,
     "CREATE UNIQUE INDEX uq_assignments_open_per_customer ON assignments (customer_id)"
     " WHERE ended_at IS NULL",
     "ALTER TABLE assignments SET (fillfactor = 100)",
     CHECK_0017,
-    *REWRITE,
 )
+
+# The steps of the ledger's check, each timed alone after the three statements (in their
+# transaction, so with their locks held, as the check runs): $1 the moved customers, $2 the
+# distinct new owners.
+CHECK_STEPS = {
+    "lock the open periods' customers (FOR NO KEY UPDATE, which proves they exist)": (
+        "SELECT array_agg(id) FROM (SELECT id FROM customers WHERE id = ANY($1::uuid[])"
+        " ORDER BY id FOR NO KEY UPDATE) AS held",
+        1,
+    ),
+    "count their open periods (= ANY over the keys)": (
+        "SELECT a.customer_id FROM assignments AS a"
+        " WHERE a.customer_id = ANY($1::uuid[]) AND a.ended_at IS NULL"
+        " GROUP BY a.customer_id HAVING count(*) > 1 ORDER BY a.customer_id LIMIT 1",
+        1,
+    ),
+    "count them with a join over the sorted keys instead": (
+        "SELECT a.customer_id FROM unnest($1::uuid[]) AS k(id)"
+        " JOIN assignments AS a ON a.customer_id = k.id WHERE a.ended_at IS NULL"
+        " GROUP BY a.customer_id HAVING count(*) > 1 ORDER BY a.customer_id LIMIT 1",
+        1,
+    ),
+    "key-share the customers again (before 0019; gone)": (
+        "SELECT array_agg(id) FROM (SELECT id FROM customers WHERE id = ANY($1::uuid[])"
+        " ORDER BY id FOR KEY SHARE) AS locked",
+        1,
+    ),
+    "key-share the new owners": (
+        "SELECT array_agg(id) FROM (SELECT id FROM managers WHERE id = ANY($1::uuid[])"
+        " ORDER BY id FOR KEY SHARE) AS locked",
+        2,
+    ),
+}
+
+
+async def _checkpoints_on_request(engine) -> bool:
+    """On the benchmark's own throwaway server, no automatic checkpoint (by WAL volume or by
+    time) falls inside a timed run: a 1M run writes a few hundred MB of WAL per run, past the
+    default ``max_wal_size``, and would pay full-page images on one side only. Left alone on a
+    server given by ``BENCH_DATABASE_URL`` (it is someone's); returns whether it was set."""
+    if os.environ.get("BENCH_DATABASE_URL"):
+        return False
+    async with engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        await raw.execute("ALTER SYSTEM SET max_wal_size = '16GB'")
+        await raw.execute("ALTER SYSTEM SET checkpoint_timeout = '1h'")
+        await raw.execute("SELECT pg_reload_conf()")
+    return True
 
 
 async def _moves(engine, n):
@@ -146,6 +216,48 @@ async def _moves(engine, n):
     return ids, targets
 
 
+class Timing:
+    """One run's three statements: wall seconds, the server's CPU seconds (when the server
+    runs on this machine: its backend's run time from /proc, which a loaded machine disturbs
+    far less than the wall clock) and WAL bytes written."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        self.wal: list[float] = []
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/comm") as comm:
+            if comm.read().strip() != "postgres":
+                return None
+        with open(f"/proc/{pid}/schedstat") as stat:
+            return int(stat.read().split()[0]) / 1e9
+    except OSError:
+        return None
+
+
+async def _timed(raw, statement: str, *params) -> tuple[float, float | None, float]:
+    pid = raw.get_server_pid()
+    lsn = await raw.fetchval("SELECT pg_current_wal_insert_lsn()")
+    cpu = _cpu_seconds(pid)
+    started = time.perf_counter()
+    await raw.execute(statement, *params)
+    wall = time.perf_counter() - started
+    after = _cpu_seconds(pid)
+    wal = await raw.fetchval("SELECT pg_current_wal_insert_lsn() - $1::pg_lsn", lsn)
+    return wall, (after - cpu if cpu is not None and after is not None else None), float(wal)
+
+
+async def _prepare(raw, tables: str, *, checkpoint: bool) -> None:
+    """Like with like before a timed run: the tables vacuumed (earlier runs' rolled-back rows
+    gone) and a checkpoint, so that every page a run touches first writes its full image."""
+    await raw.execute(f"VACUUM {tables}")
+    if checkpoint:
+        await raw.execute("CHECKPOINT")
+
+
 async def time_statements(
     engine,
     ids,
@@ -154,87 +266,157 @@ async def time_statements(
     bare: bool = False,
     no_triggers: bool = False,
     schema: tuple[str, ...] = (),
-) -> list[float]:
-    """Each of the three statements' time on the real schema, or (``bare``) on the bare tables;
-    ``no_triggers`` runs them with triggers and foreign-key checks off (a superuser's
-    ``session_replication_role = replica``), to show what those cost; ``schema`` changes the
-    schema first, in the same rolled-back transaction (an earlier schema, untimed)."""
+    steps: dict[str, tuple[str, int]] | None = None,
+    checkpoint: bool = False,
+) -> Timing:
+    """The three statements on the real schema, or (``bare``) on the bare tables, in a
+    transaction rolled back; ``no_triggers`` runs them with triggers and foreign-key checks
+    off (a superuser's ``session_replication_role = replica``), to show what those cost;
+    ``schema`` changes the schema first, in the same transaction (untimed); ``steps`` are
+    timed after the three, in their transaction (wall seconds in ``Timing.wall`` after the
+    three). ``checkpoint``: right after a checkpoint (each first touch of a page since writes
+    its full image); otherwise after an untimed run of the same, so that neither side pays
+    full-page images (on rewritten tables there are none to pay)."""
     update, close, insert = FLOOR_UPDATE, FLOOR_CLOSE, FLOOR_INSERT
+    tables = "customers, assignments"
     if bare:
         update = update.replace("UPDATE customers", "UPDATE bare_customers")
         close = close.replace("UPDATE assignments", "UPDATE bare_assignments")
         insert = insert.replace("INTO assignments", "INTO bare_assignments")
+        tables = "bare_customers, bare_assignments"
+    owners = sorted(set(targets))
+    rewritten = any(statement.startswith("CLUSTER") for statement in schema)
     async with engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
-        tx = raw.transaction()
-        await tx.start()
-        if no_triggers:
-            await raw.execute("SET LOCAL session_replication_role = replica")
-        for statement in schema:
-            await raw.execute(statement)
-        times = []
-        for statement, params in (
-            (update, (ids, targets)),
-            (close, (ids,)),
-            (insert, (ids, targets)),
-        ):
-            started = time.perf_counter()
-            await raw.execute(statement, *params)
-            times.append(time.perf_counter() - started)
-        await tx.rollback()
-    return times
+        await _prepare(raw, tables, checkpoint=True)
+        rounds = 1 if checkpoint or rewritten else 2
+        for round_ in range(rounds):
+            timing = Timing()
+            tx = raw.transaction()
+            await tx.start()
+            if no_triggers:
+                await raw.execute("SET LOCAL session_replication_role = replica")
+            for statement in schema:
+                await raw.execute(statement)
+            for statement, params in (
+                (update, (ids, targets)),
+                (close, (ids,)),
+                (insert, (ids, targets)),
+            ):
+                wall, cpu, wal = await _timed(raw, statement, *params)
+                timing.wall.append(wall)
+                timing.cpu.append(cpu if cpu is not None else float("nan"))
+                timing.wal.append(wal)
+            for statement, which in (steps or {}).values():
+                wall, _, _ = await _timed(raw, statement, ids if which == 1 else owners)
+                timing.wall.append(wall)
+            await tx.rollback()
+            if round_ + 1 < rounds:
+                await raw.execute(f"VACUUM {tables}")
+    return timing
 
 
 async def time_floor(engine, ids, targets, *, bare: bool = False) -> float:
     """The three statements on the real schema, or (``bare``) on the bare tables."""
-    return sum(await time_statements(engine, ids, targets, bare=bare))
+    return sum((await time_statements(engine, ids, targets, bare=bare)).wall)
 
 
-# Where the floor's time goes: with triggers and foreign-key checks off, with only the unique
-# indexes (the lookups the statements make), and with both.
+def _medians(runs: list[Timing], attribute: str, n: int = 3) -> list[float]:
+    return [_median([getattr(r, attribute)[i] for r in runs]) for i in range(n)]
+
+
+def _total(runs: list[Timing], attribute: str) -> float:
+    return _median([sum(getattr(r, attribute)[:3]) for r in runs])
+
+
+def _line(label: str, runs: list[Timing], bare: list[Timing]) -> str:
+    wall, cpu = _medians(runs, "wall"), _medians(runs, "cpu")
+    wal = _medians(runs, "wal")
+    b_wall, b_cpu = _total(bare, "wall"), _total(bare, "cpu")
+    text_ = (
+        f"  {label}: " + " / ".join(f"{t:.3f}" for t in wall) + f" s = {_total(runs, 'wall'):.3f}"
+        f" s · ratio to bare {_total(runs, 'wall') / b_wall:.2f}×"
+    )
+    if cpu[0] == cpu[0]:  # not NaN: the server's CPU time is known
+        text_ += (
+            " · server CPU " + " / ".join(f"{t:.3f}" for t in cpu) + f" s, ratio"
+            f" {_total(runs, 'cpu') / b_cpu:.2f}×"
+        )
+    return text_ + " · WAL " + " / ".join(f"{w / 1e6:.1f}" for w in wal) + " MB"
+
+
+async def compare(
+    engine, ids, targets, repeat: int, variants: dict[str, dict], title: str
+) -> dict[str, list[Timing]]:
+    """Each variant (``time_statements`` keywords) in turns with the bare tables, ``repeat``
+    rounds; prints a line per variant with medians and ratios to the bare runs of its turns."""
+    runs: dict[str, list[Timing]] = {name: [] for name in variants}
+    bare: dict[str, list[Timing]] = {name: [] for name in variants}
+    for _ in range(repeat):
+        for name, options in variants.items():
+            checkpoint = options.get("checkpoint", False)
+            bare[name].append(
+                await time_statements(engine, ids, targets, bare=True, checkpoint=checkpoint)
+            )
+            runs[name].append(await time_statements(engine, ids, targets, **options))
+    every_bare = [t for ts in bare.values() for t in ts]
+    print(
+        f"{title} (update owners / close rows / insert rows, medians of {repeat}; bare tables"
+        f" {_total(every_bare, 'wall'):.3f} s, bare per statement "
+        + " / ".join(f"{t:.3f}" for t in _medians(every_bare, "wall"))
+        + " s, server CPU "
+        + " / ".join(f"{t:.3f}" for t in _medians(every_bare, "cpu"))
+        + " s, WAL "
+        + " / ".join(f"{w / 1e6:.1f}" for w in _medians(every_bare, "wal"))
+        + " MB):"
+    )
+    for name in variants:
+        print(_line(name, runs[name], bare[name]))
+    return runs
+
+
+# Where the floor's time goes: each index a move writes dropped alone, triggers and
+# foreign-key checks off, and the ledger check's steps each timed alone.
 async def breakdown(engine, ids, targets, repeat: int) -> None:
     async with engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
-        if not await raw.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
-            print("breakdown skipped: turning triggers off needs a superuser")
-            return
-    runs = {}
-
-    async def measure(label: str, no_triggers: bool) -> None:
-        bare, real = [], []
-        for _ in range(repeat):
-            bare.append(await time_statements(engine, ids, targets, bare=True))
-            real.append(await time_statements(engine, ids, targets, no_triggers=no_triggers))
-        runs[label] = (
-            [_median([r[i] for r in bare]) for i in range(3)],
-            [_median([r[i] for r in real]) for i in range(3)],
-        )
-
-    await measure("real schema", False)
-    await measure("triggers and foreign-key checks off", True)
-    async with engine.begin() as conn:
-        raw = (await conn.get_raw_connection()).driver_connection
-        extra = await raw.fetch(
-            "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS ddl"
-            "  FROM pg_index AS i"
+        superuser = await raw.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        indexes = await raw.fetch(
+            "SELECT i.indexrelid::regclass::text AS name, c.conname AS constraint_name,"
+            "       i.indrelid::regclass::text AS table_name"
+            "  FROM pg_index AS i LEFT JOIN pg_constraint AS c ON c.conindid = i.indexrelid"
             " WHERE i.indrelid IN ('customers'::regclass, 'assignments'::regclass)"
-            "   AND NOT i.indisprimary AND NOT i.indisunique"
+            "   AND NOT i.indisprimary ORDER BY 3, 1"
         )
-        for row in extra:
-            await raw.execute(f"DROP INDEX {row['name']}")
-    await measure(f"without the {len(extra)} non-unique indexes", False)
-    await measure("both", True)
-    async with engine.begin() as conn:
-        raw = (await conn.get_raw_connection()).driver_connection
-        for row in extra:
-            await raw.execute(row["ddl"])
-    print("where the floor's time goes (update owners / close rows / insert rows, medians):")
-    for label, (bare, real) in runs.items():
-        print(
-            f"  {label}: " + " / ".join(f"{t:.3f}" for t in real) + f" s = {sum(real):.3f} s"
-            f" · bare " + " / ".join(f"{t:.3f}" for t in bare) + f" s = {sum(bare):.3f} s"
-            f" · ratio {sum(real) / sum(bare):.2f}×"
+    variants: dict[str, dict] = {"0019 as it is": {}}
+    for row in indexes:
+        drop = (
+            f"ALTER TABLE {row['table_name']} DROP CONSTRAINT {row['constraint_name']}"
+            if row["constraint_name"]
+            else f"DROP INDEX {row['name']}"
         )
+        variants[f"without {row['name']}"] = {"schema": (drop,)}
+    variants["without the ledger's check"] = {
+        "schema": ("ALTER TABLE assignments DISABLE TRIGGER assignments_references_insert",)
+    }
+    variants["without customers' triggers (references, workloads)"] = {
+        "schema": (
+            "ALTER TABLE customers DISABLE TRIGGER customers_references_update",
+            "ALTER TABLE customers DISABLE TRIGGER customers_loads_update",
+        )
+    }
+    if superuser:
+        variants["triggers and foreign-key checks off"] = {"no_triggers": True}
+    await compare(
+        engine, ids, targets, repeat, variants, "where the floor's time goes on today's schema"
+    )
+
+    steps = []
+    for _ in range(repeat):
+        steps.append(await time_statements(engine, ids, targets, steps=CHECK_STEPS))
+    print(f"the ledger check's steps, each alone after the three statements (medians of {repeat}):")
+    for i, name in enumerate(CHECK_STEPS):
+        print(f"  {name}: {_median([t.wall[3 + i] for t in steps]):.3f} s")
 
 
 async def time_baton(engine, ids, targets) -> float:
@@ -357,6 +539,12 @@ async def main() -> None:
         action="store_true",
         help="only the whole-book load, at 100k × 100 and (without --quick) 1M × 10k",
     )
+    parser.add_argument(
+        "--moves-only",
+        action="store_true",
+        help="only the moves against the bare tables and today's schema against the one"
+        " before 0019 (no older schemas, no breakdown, no load): what a 1M run has time for",
+    )
     args = parser.parse_args()
     if args.load_only:
         for customers, managers in ((100_000, 100), (1_000_000, 10_000))[: 1 if args.quick else 2]:
@@ -372,52 +560,78 @@ async def main() -> None:
     ids, targets = await _moves(engine, moves)
     async with engine.begin() as conn:
         await (await conn.get_raw_connection()).driver_connection.execute(BARE_TABLES)
-    floor, bare, ours = [], [], []
+    if not await _checkpoints_on_request(engine):
+        print("automatic checkpoints left as the server has them: a run may pay full-page images")
+    floor, ours = [], []
     for _ in range(args.repeat):
-        bare.append(await time_floor(engine, ids, targets, bare=True))
         floor.append(await time_floor(engine, ids, targets))
         ours.append(await time_baton(engine, ids, targets))
-    b, f, o = _median(bare), _median(floor), _median(ours)
+    f, o = _median(floor), _median(ours)
     print(
         f"apply {moves:,} moves: raw floor {f:.3f} s · move_customers {o:.3f} s "
         f"· ratio {o / f:.2f}× (target ≤ 1.25×)"
     )
-    print(
-        f"the raw floor on the real schema {f:.3f} s · on bare tables {b:.3f} s "
-        f"· ratio {f / b:.2f}× (target ≤ 2×)"
+    await compare(
+        engine,
+        ids,
+        targets,
+        args.repeat,
+        {
+            "no full-page images (an untimed run first)": {},
+            "right after a checkpoint (every first touch of a page writes its image)": {
+                "checkpoint": True
+            },
+            "the same tables with the ledger check before 0019 (no full-page images)": {
+                "schema": BEFORE_0019
+            },
+            "the same, right after a checkpoint": {
+                "schema": BEFORE_0019,
+                "checkpoint": True,
+            },
+        },
+        "the raw floor on the real schema against bare tables (target ≤ 2×), tables vacuumed"
+        " and a checkpoint before each run",
     )
 
-    # Today's schema and the ones before migrations 0018, 0017 and 0016, in turns, statement
-    # by statement, each beside the bare tables: what each migration took off a move.
-    schemas = {
-        "today (0018)": TODAY_REWRITTEN,
-        "before 0018 (index of open periods, full pages)": BEFORE_0018,
-        "before 0017 and 0018 (also per-row foreign keys)": BEFORE_0018 + BEFORE_0017,
-        "before 0016, 0017 and 0018": BEFORE_0018 + BEFORE_0017 + BEFORE_0016,
-    }
-    by_schema: dict[str, list[list[float]]] = {name: [] for name in schemas}
-    bare_runs = []
-    for _ in range(args.repeat):
-        for name, schema in schemas.items():
-            bare_runs.append(await time_statements(engine, ids, targets, bare=True))
-            by_schema[name].append(await time_statements(engine, ids, targets, schema=schema))
-    b_all = _median([sum(r) for r in bare_runs])
-    print(
-        f"the raw floor by schema (update owners / close rows / insert rows, medians; "
-        f"bare tables {b_all:.3f} s):"
+    older = _older_schemas()
+    # Today's schema and the ones before migrations 0019, 0018, 0017 and 0016, in turns,
+    # statement by statement, each beside the bare tables: what each migration took off a move.
+    await compare(
+        engine,
+        ids,
+        targets,
+        args.repeat,
+        {
+            "today (0019)": {"schema": TODAY_REWRITTEN},
+            "before 0019 (customers twice in the ledger's check)": {
+                "schema": BEFORE_0019 + REWRITE
+            },
+            "today with customers' pages 15 % free (measured, not taken)": {
+                "schema": CUSTOMERS_ROOM + REWRITE
+            },
+            **({} if args.moves_only else older),
+        },
+        "the raw floor by schema, tables rewritten in the timed transaction (no full-page"
+        " images on either side)",
     )
-    for name, runs in by_schema.items():
-        parts = [_median([r[i] for r in runs]) for i in range(3)]
-        total = _median([sum(r) for r in runs])
-        print(
-            f"  {name}: " + " / ".join(f"{t:.3f}" for t in parts) + f" s = {total:.3f} s"
-            f" · ratio to bare {total / b_all:.2f}×"
-        )
+    if args.moves_only:
+        await engine.dispose()
+        return
 
     await breakdown(engine, ids, targets, args.repeat)
 
     await bench_loading(engine, args.repeat)
     await engine.dispose()
+
+
+def _older_schemas() -> dict[str, dict]:
+    return {
+        "before 0018 (index of open periods, full ledger pages)": {"schema": BEFORE_0018 + REWRITE},
+        "before 0017 and 0018 (also per-row foreign keys)": {
+            "schema": BEFORE_0018 + BEFORE_0017 + REWRITE
+        },
+        "before 0016, 0017 and 0018": {"schema": BEFORE_0018 + BEFORE_0017 + BEFORE_0016 + REWRITE},
+    }
 
 
 if __name__ == "__main__":

@@ -1,8 +1,13 @@
 """Benchmark: the read paths over the ledger and the customers' owners, timed on two schemas
-in the same run (interleaved rounds, medians), so that a change a move gains from is shown
-not to slow a reader. Today it compares the ledger of migration 0018 (no index names
-``ended_at``, pages 15 % free) with the one before it (the partial unique index of open
-periods, full pages); each round rewrites the ledger into the schema it times.
+in the same run (interleaved rounds in alternating order, medians), so that a change a move
+would gain from is shown to slow a reader or not. Today it compares the customers of 0019
+(full pages) with customers whose pages keep 15 % free (a new owner's row version then stays
+on its page; measured, not taken); each round rewrites customers into the schema it times (in
+the same order of rows on both, one unrelated to their ids, as rows arrive) and the ledger as
+0018 left it. The reads: a customer, customers by manager, by tier and in the pool (the pages
+the API serves), a whole-book read (the binary COPY of the engine's columns), history by
+customer, books and portfolios by manager at an instant, reports by manager and time, the
+pool, claims, and ``baton check``'s ownership checks.
 
     python -m bench.ledger_reads            # 1M customers × 10k managers
     python -m bench.ledger_reads --quick    # 100k customers × 100 managers
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -23,30 +29,32 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.assignments import loading
 from app.assignments import repository as ledger
 from app.check import CHECKS
+from app.customers import repository as customers
+from app.db.session import transaction_connection
 from app.pool import repository as pool
 from app.reports import repository as reports
 from bench._db import scratch_database
 
-# Each schema as statements that turn either one into it (the ledger rewritten, so its pages
-# are filled as that schema fills them).
-BEFORE_0018 = (
-    "CREATE UNIQUE INDEX IF NOT EXISTS uq_assignments_open_per_customer ON assignments"
-    " (customer_id) WHERE ended_at IS NULL",
-    "ALTER TABLE assignments SET (fillfactor = 100)",
+# Each schema as statements that turn either one into it (customers and the ledger rewritten,
+# so their pages are filled as that schema fills them).
+_REWRITE = (
+    "CREATE INDEX bench_shuffle ON customers (md5(id::text))",
+    "CLUSTER customers USING bench_shuffle",
+    "DROP INDEX bench_shuffle",
+    "ALTER TABLE customers SET WITHOUT CLUSTER",
     "CLUSTER assignments USING pk_assignments",
 )
-TODAY = (
-    "DROP INDEX IF EXISTS uq_assignments_open_per_customer",
-    "ALTER TABLE assignments SET (fillfactor = 85)",
-    "CLUSTER assignments USING pk_assignments",
-)
-SCHEMAS = {"before 0018": BEFORE_0018, "0018": TODAY}
-SCANS = (
-    "SELECT COALESCE(sum(idx_scan), 0) FROM pg_stat_user_indexes"
-    " WHERE indexrelname = 'uq_assignments_open_per_customer'"
-)
+TODAY = ("ALTER TABLE customers RESET (fillfactor)", *_REWRITE)
+CUSTOMERS_ROOM = ("ALTER TABLE customers SET (fillfactor = 85)", *_REWRITE)
+SCHEMAS = {"0019": TODAY, "customers 15 % free": CUSTOMERS_ROOM}
 OPEN_PERIOD = text(
     "SELECT id, manager_id FROM assignments WHERE customer_id = :c AND ended_at IS NULL"
+)
+# What the engine reads of the whole book, as stored (see ``bench.apply``).
+ENGINE_COLUMNS_COPY = (
+    "SELECT c.id, c.tier_code, c.region, c.language, c.industry, c.pinned, c.manager_id, "
+    "c.owner_since, c.annual_value, c.satisfaction FROM customers AS c "
+    "WHERE c.status = 'active' AND c.manager_id IS NOT NULL"
 )
 
 CALLS = 10  # calls per timing, averaged
@@ -104,7 +112,32 @@ def _reads(ids: list, managers: list) -> dict[str, Read]:
             manager_id=manager_id,
         )
 
+    async def page(s: AsyncSession, **filters) -> object:
+        conn = await transaction_connection(s)
+        return await customers.read_page(conn, filters=filters, limit=100)
+
+    async def whole_book(s: AsyncSession) -> object:
+        conn = await transaction_connection(s)
+        await conn.copy_from_query(ENGINE_COLUMNS_COPY, output=io.BytesIO(), format="binary")
+        return None
+
+    async def sorted_page(s: AsyncSession) -> object:
+        conn = await transaction_connection(s)
+        return await customers.read_page(conn, filters={}, limit=100, sort="annual_value")
+
+    async def one(s: AsyncSession) -> object:
+        return await customers.read(await transaction_connection(s), customer)
+
     return {
+        "a customer by id": one,
+        "customers of a manager (a page of 100)": lambda s: page(s, manager_id=manager),
+        "customers of a manager, owned and active": lambda s: page(
+            s, manager_id=manager, status="active"
+        ),
+        "customers of a tier (a page of 100)": lambda s: page(s, tier="strategic"),
+        "the pool (a page of 100)": lambda s: page(s, pool=None),
+        "customers sorted by annual value (reads every row)": sorted_page,
+        "the whole book's engine columns (binary COPY)": whole_book,
         "open period of a customer": lambda s: s.execute(OPEN_PERIOD, {"c": customer}),
         # What a move's close reads before it writes (the rows themselves, not a count an
         # index could answer alone).
@@ -145,8 +178,6 @@ async def _time(engine: AsyncEngine, read: Read) -> float:
         for _ in range(CALLS):
             await read(session)
         elapsed = (time.perf_counter() - started) / CALLS
-        # Report this backend's index scans as soon as it is idle again.
-        await session.execute(text("SELECT pg_stat_force_next_flush()"))
         await session.rollback()
     return elapsed
 
@@ -156,32 +187,35 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    customers = 100_000 if args.quick else 1_000_000
+    customers_count = 100_000 if args.quick else 1_000_000
     managers = 100 if args.quick else 10_000
-    _, engine = await scratch_database(customers=customers, managers=managers)
-    ids, manager_ids = await _fixture(engine, customers // 10)
+    _, engine = await scratch_database(customers=customers_count, managers=managers)
+    ids, manager_ids = await _fixture(engine, customers_count // 10)
     reads = _reads(ids, manager_ids)
     times: dict[str, dict[str, list[float]]] = {n: {k: [] for k in reads} for n in SCHEMAS}
-    scans = 0
-    for _ in range(args.repeat):
-        # Each round rewrites the ledger into each schema in turn and times every read on it.
-        for schema, statements in SCHEMAS.items():
+    for round_ in range(args.repeat):
+        # Each round rewrites the tables into each schema in turn (first one, then the other
+        # first) and times every read on it.
+        order = list(SCHEMAS.items())
+        for schema, statements in order if round_ % 2 == 0 else order[::-1]:
             async with engine.begin() as conn:
                 for statement in statements:
                     await conn.exec_driver_sql(statement)
-                await conn.exec_driver_sql("ANALYZE assignments")
+            async with engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.exec_driver_sql("VACUUM ANALYZE customers, assignments")
             for name, read in reads.items():
                 times[schema][name].append(await _time(engine, read))
-            async with engine.begin() as conn:
-                scans += (await conn.exec_driver_sql(SCANS)).scalar_one()
+    a_name, b_name = SCHEMAS
     print(
-        f"ledger reads, {customers:,} customers, medians of {args.repeat}; "
-        f"scans of the open-period index while it existed: {scans}"
+        f"customer and ledger reads, {customers_count:,} customers, medians of {args.repeat},"
+        f" {a_name} and {b_name} in turns:"
     )
     for name in reads:
         a, b = (statistics.median(times[n][name]) for n in SCHEMAS)
         print(
-            f"  {name}: before 0018 {a * 1000:.2f} ms · 0018 {b * 1000:.2f} ms · ratio {b / a:.2f}×"
+            f"  {name}: {a_name} {a * 1000:.2f} ms · {b_name} {b * 1000:.2f} ms"
+            f" · ratio {b / a:.2f}×"
         )
     await engine.dispose()
 

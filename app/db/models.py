@@ -235,7 +235,8 @@ class Assignment(Base):
     Closing a period is an update in place (heap-only tuple): no index names ``ended_at`` or
     ``end_reason``, and pages keep 15 % free. One open period per customer is refused by the
     ledger's statement-level check (SQLSTATE 23505, ``uq_assignments_open_per_customer``;
-    migration 0018), not by an index."""
+    migration 0018), not by an index; the lock that check takes on an open period's customer
+    also proves the customer exists (migration 0019)."""
 
     __tablename__ = "assignments"
     __table_args__ = (

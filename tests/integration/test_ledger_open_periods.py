@@ -299,3 +299,100 @@ async def test_an_open_period_under_repeatable_read_is_refused_not_counted_on_a_
         await conn.close()
     history = await ok(await client.get(f"/v1/customers/{customer['id']}/history"))
     assert history["items"] == []
+
+
+FOREIGN_KEY = "fk_assignments_customer_id_customers"
+
+
+async def _refused_with(session, statement: str, params: dict) -> tuple[str, str]:
+    savepoint = await session.begin_nested()
+    with pytest.raises(IntegrityError) as raised:
+        await session.execute(text(statement), params)
+    await savepoint.rollback()
+    cause = raised.value.orig.__cause__
+    return cause.sqlstate, cause.constraint_name
+
+
+async def test_the_lock_on_an_open_periods_customer_proves_it_exists(api, client):
+    """Migration 0019: the customer of an open period is locked once, and that lock is its
+    reference check: a missing one is refused with the foreign key's SQLSTATE and name, in
+    every mix of open and closed periods; two open periods are still refused first."""
+    await create_tiers(client)
+    owner = await create_manager(client, level=3)
+    pooled = await create_customer(client, tier="standard")
+    params = {"p": pooled["id"], "m": owner["id"], "x": str(uuid.uuid4())}
+    insert = (
+        "INSERT INTO assignments (customer_id, manager_id, started_at, ended_at, reason, actor)"
+    )
+    open_, closed = "now(), NULL, 'manual', 'tests'", "now(), now(), 'manual', 'tests'"
+    async with api.factory() as session:
+        for values in (
+            f"(:x, :m, {open_})",
+            f"(:p, :m, {open_}), (:x, :m, {closed})",
+            f"(:x, :m, {open_}), (:p, :m, {closed})",
+            f"(:x, :m, {closed}), (:x, :m, {open_})",
+        ):
+            assert await _refused_with(session, f"{insert} VALUES {values}", params) == (
+                "23503",
+                FOREIGN_KEY,
+            ), values
+        assert await _refused_with(
+            session, f"{insert} VALUES (:x, :m, {open_}), (:x, :m, {open_})", params
+        ) == ("23505", CONSTRAINT)
+
+        # One open period for a customer that exists passes.
+        await session.execute(text(f"{insert} VALUES (:p, :m, {open_})"), params)
+        assert await _periods(session, pooled["id"]) == [(owner["id"], True)]
+        await session.rollback()
+
+
+async def test_a_period_opened_for_a_customer_being_deleted_waits_and_fails(
+    committed_client, fresh_database, factory
+):
+    """The delete holds the customer's row; opening a period for it waits on the check's lock,
+    and once the delete commits it is refused as a missing reference, leaving nothing."""
+    client = committed_client
+    await create_tiers(client)
+    owner = await create_manager(client, level=3)
+    customer = await create_customer(client, tier="standard")
+    deleter = await asyncpg.connect(asyncpg_dsn(fresh_database))
+    try:
+        deleting = deleter.transaction()
+        await deleting.start()
+        await deleter.execute("DELETE FROM customers WHERE id = $1", uuid.UUID(customer["id"]))
+
+        async def open_period() -> None:
+            async with factory() as session:
+                await session.execute(
+                    text(
+                        "INSERT INTO assignments (customer_id, manager_id, started_at, reason,"
+                        " actor) VALUES (:c, :m, now(), 'manual', 'tests')"
+                    ),
+                    {"c": customer["id"], "m": owner["id"]},
+                )
+                await session.commit()
+
+        opening = asyncio.create_task(open_period())
+        for _ in range(3000):
+            await deleter.execute("SELECT pg_stat_clear_snapshot()")
+            if await deleter.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+            ):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("nobody waited for the delete")
+        await deleting.commit()
+        with pytest.raises(IntegrityError) as raised:
+            await opening
+    finally:
+        await deleter.close()
+
+    cause = raised.value.orig.__cause__
+    assert (cause.sqlstate, cause.constraint_name) == ("23503", FOREIGN_KEY)
+    async with factory() as session:
+        left = await session.execute(
+            text("SELECT count(*) FROM assignments WHERE customer_id = :c"), {"c": customer["id"]}
+        )
+        assert left.scalar_one() == 0

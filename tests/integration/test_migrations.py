@@ -88,7 +88,8 @@ async def test_models_match_the_migrated_schema(template_url, engine):
 async def test_upgrade_from_0008_keeps_a_populated_database(empty_database):
     """From the last release's head: ledger rows survive the new reason constraint; sources
     keep their settings (no mapping: the adapter's defaults); a notification that was only
-    ever a flag is reported as not sent rather than sent late."""
+    ever a flag is reported as not sent rather than sent late; the rewritten ledger keeps its
+    rows and its checks."""
     await anyio.to_thread.run_sync(migrate.upgrade, empty_database, "0008")
     manager, customer, handover = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     engine = create_async_engine(empty_database)
@@ -157,6 +158,16 @@ async def test_upgrade_from_0008_keeps_a_populated_database(empty_database):
                         " actor) VALUES (:c, :m, now(), 'manual', 'x')"
                     ),
                     {"c": customer, "m": manager},
+                )
+            await conn.rollback()
+            # The lock on an open period's customer is its reference check (0019).
+            with pytest.raises(IntegrityError, match="fk_assignments_customer_id_customers"):
+                await conn.execute(
+                    text(
+                        "INSERT INTO assignments (customer_id, manager_id, started_at, reason,"
+                        " actor) VALUES (:c, :m, now(), 'manual', 'x')"
+                    ),
+                    {"c": uuid.uuid4(), "m": manager},
                 )
         assert item.notification_status == "not_sent" and item.notification_error
         assert tuple(source) == ("hubspot", None)
