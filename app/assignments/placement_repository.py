@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
 from app.assignments import loading
+from app.db.reads import Reader
 from app.db.session import transaction_connection
 from app.engine import single
 
@@ -129,15 +130,22 @@ async def lock_placements(session: AsyncSession, key: int) -> None:
     await raw.execute(_LOCK_PLACEMENTS, key)
 
 
-async def customer_facts(
-    session: AsyncSession, customer_id: uuid.UUID, *, lock: bool = False
-) -> CustomerFacts | None:
-    """The customer's facts (None: no such customer); ``lock`` takes its row lock first (the
-    facts are then read after it, with a snapshot that sees every move committed before)."""
+async def in_transaction(session: AsyncSession) -> Reader:
+    """The reads below on the request's transaction (a placement that writes reads there,
+    after its locks); a dry run reads on the service's read pool instead."""
+    return await transaction_connection(session)
+
+
+async def lock_customer(session: AsyncSession, customer_id: uuid.UUID) -> None:
+    """The customer's row lock, taken before its facts are read (they are then read with a
+    snapshot that sees every move committed before)."""
     raw = await transaction_connection(session)
-    if lock:
-        await raw.execute(_LOCK_CUSTOMER, customer_id)
-    r = await raw.fetchrow(_CUSTOMER, customer_id)
+    await raw.execute(_LOCK_CUSTOMER, customer_id)
+
+
+async def customer_facts(reads: Reader, customer_id: uuid.UUID) -> CustomerFacts | None:
+    """The customer's facts (None: no such customer), in one statement."""
+    r = await reads.fetchrow(_CUSTOMER, customer_id)
     if r is None:
         return None
     customer, tier = loading.customer_from_row(r, customer_id)
@@ -151,7 +159,7 @@ async def customer_facts(
 
 
 async def candidates(
-    session: AsyncSession,
+    reads: Reader,
     *,
     include: Sequence[uuid.UUID],
     min_level: int,
@@ -170,8 +178,7 @@ async def candidates(
     with ``only_include`` just those. ``capped_tier``: count that tier's intake per manager.
     ``hours``: return working hours. ``owner``, ``former``, ``successor`` and ``fallback``
     name the managers the rows are marked for."""
-    raw = await transaction_connection(session)
-    records = await raw.fetch(
+    records = await reads.fetch(
         _CANDIDATES,
         list(include),
         min_level,

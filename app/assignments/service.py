@@ -34,6 +34,7 @@ from app.assignments.schemas import (
     WorkloadReport,
 )
 from app.audit import service as audit
+from app.db.reads import Reader
 from app.engine import single
 from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from app.managers import hours
@@ -426,7 +427,12 @@ def _decision_out(decision: engine.Decision) -> DecisionOut:
 
 
 async def assign_customer(
-    session: AsyncSession, *, customer_id: uuid.UUID, request: AssignRequest, actor: str
+    session: AsyncSession,
+    *,
+    customer_id: uuid.UUID,
+    request: AssignRequest,
+    actor: str,
+    reads: Reader | None = None,
 ) -> AssignOut:
     """Place one customer now with the engine (or check a named manager against every rule).
 
@@ -436,11 +442,19 @@ async def assign_customer(
     go through the whole engine over every manager. A real placement serialises with the
     other automated ones, locks the customer, then only the manager it gives the customer to
     (through the placement guard), and writes the move in one statement.
+
+    A dry run changes nothing and records no audit event (reads are not audited); with
+    ``reads`` (the service's read pool) the single-customer placement's two statements run
+    there, outside the request's transaction.
     """
     if not request.dry_run:
         await placement_repository.lock_placements(session, _PLACEMENT_LOCK)
     strategy = "successor" if request.manager_id is not None else request.strategy
-    placed = await _place_one(session, customer_id=customer_id, request=request, strategy=strategy)
+    if not request.dry_run or reads is None:
+        reads = await placement_repository.in_transaction(session)
+    placed = await _place_one(
+        session, reads, customer_id=customer_id, request=request, strategy=strategy
+    )
     if placed is not None:
         decision, version = placed
     else:
@@ -480,6 +494,8 @@ async def assign_customer(
                 customer_locked=True,
             )
             applied = moved > 0
+    if request.dry_run:
+        audit.unchanged(session)
     return AssignOut.model_construct(
         decision=_decision_out(decision), applied=applied, rules_version=version
     )
@@ -492,7 +508,12 @@ hundred) runs on the event loop; beyond, in a worker thread like the engine."""
 
 
 async def _place_one(
-    session: AsyncSession, *, customer_id: uuid.UUID, request: AssignRequest, strategy: str
+    session: AsyncSession,
+    reads: Reader,
+    *,
+    customer_id: uuid.UUID,
+    request: AssignRequest,
+    strategy: str,
 ) -> tuple[engine.Decision, int] | None:
     """The single-customer placement over the candidate managers: two statements (when it
     writes, a row lock on the customer before them; after, the placement guard on the chosen
@@ -500,7 +521,9 @@ async def _place_one(
     must decide (see ``assign_customer``), or when the chosen manager changed before its lock
     was taken; raises for a missing or inactive customer."""
     lock = not request.dry_run
-    facts = await placement_repository.customer_facts(session, customer_id, lock=lock)
+    if lock:
+        await placement_repository.lock_customer(session, customer_id)
+    facts = await placement_repository.customer_facts(reads, customer_id)
     if facts is None:
         raise NotFound(f"Customer {customer_id} does not exist.")
     if facts.status != "active":
@@ -518,7 +541,7 @@ async def _place_one(
     now = datetime.now(UTC)
     read = functools.partial(
         _candidate_rows,
-        session,
+        reads,
         min_level=tier.min_manager_level,
         weight=tier.weight,
         reasons=loading.intake_reasons(rules),
@@ -580,11 +603,11 @@ _OFF_HOURS = single.ROW_FIELDS.index("off_hours")
 
 
 async def _candidate_rows(
-    session: AsyncSession, *, now: datetime, **read: Any
+    reads: Reader, *, now: datetime, **read: Any
 ) -> tuple[list[single.Row], dict[int, int]]:
     """The candidate rows and their marks (``placement_repository.candidates``), with the
     managers outside their working hours at ``now`` marked so."""
-    found = await placement_repository.candidates(session, **read)
+    found = await placement_repository.candidates(reads, **read)
     rows = found.rows
     for i, windows, zone in found.hours:
         if not hours.at_work(windows, zone, now):

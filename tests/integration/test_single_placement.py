@@ -135,3 +135,25 @@ async def test_a_chosen_manager_changed_before_its_lock_sends_the_placement_to_t
     assert seen["manager_id"] == other["id"]
     history = await ok(await client.get(f"/v1/customers/{customer['id']}/history"))
     assert [row["manager_id"] for row in history["items"]] == [other["id"]]
+
+
+async def test_a_dry_run_is_a_read_not_audited_and_replayed_under_its_key(client):
+    """A dry run changes nothing: the audit trail records only the real placement; with an
+    Idempotency-Key its answer is still kept and replayed."""
+    await create_tiers(client)
+    manager = await create_manager(client, level=3, capacity=10)
+    customer = await create_customer(client, tier="standard")
+    path = f"/v1/customers/{customer['id']}/assign"
+    keyed = {"Idempotency-Key": "dry-run-1"}
+    dry = await ok(await client.post(path, json={"dry_run": True}, headers=keyed))
+    assert dry["decision"]["manager_id"] == manager["id"] and dry["applied"] is False
+    again = await client.post(path, json={"dry_run": True}, headers=keyed)
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.json() == dry
+    seen = await ok(await client.get(f"/v1/customers/{customer['id']}"))
+    assert seen["manager_id"] is None
+    trail = await ok(await client.get("/v1/audit", params={"resource_id": customer["id"]}))
+    assert [e["action"] for e in trail["items"]] == ["create_customer"]
+    placed = await ok(await client.post(path, json={}))
+    assert placed["applied"] is True and placed["decision"] == dry["decision"]
+    trail = await ok(await client.get("/v1/audit", params={"resource_id": customer["id"]}))
+    assert [e["action"] for e in trail["items"]] == ["assign_customer", "create_customer"]
