@@ -41,8 +41,10 @@ from app.managers import hours
 from app.rules.service import current_rules, parse_stored
 from app.vocabulary import Strategy
 
-# Automated placements (apply, assign, rebalance) run one at a time: each reads workloads
-# and writes moves that must not interleave with another's.
+# Automated placements (apply, rebalance, handover execution, assign through the whole
+# engine) run one at a time: each reads workloads and writes moves that must not interleave
+# with another's. A single-customer assign locks just the manager it chose (see
+# ``assign_customer``).
 _PLACEMENT_LOCK = 0x6261_746F_6E01
 
 
@@ -439,17 +441,23 @@ async def assign_customer(
     ``balanced`` and a named manager take the single-customer placement over the candidate
     managers only (``engine.single``, the engine's decision computed for one customer); a
     customer it leaves in the pool, a pinned one, other strategies and ``full`` explanations
-    go through the whole engine over every manager. A real placement serialises with the
-    other automated ones, locks the customer, then only the manager it gives the customer to
-    (through the placement guard), and writes the move in one statement.
+    go through the whole engine over every manager. A real single-customer placement locks
+    the customer, then only the manager it gives the customer to (through the placement
+    guard, which checks capacity and every hard rule on that manager's facts read after the
+    lock), and writes the move in one statement; when that manager's row changed since the
+    candidates were read it gives the lock back and the whole engine places the customer
+    with every active manager locked. It does not take the placement lock, so placements of
+    different customers run side by side: every write to an owner goes through the owner's
+    row lock, which is all they contend for. Other strategies (rotations keep counters) and
+    ``full`` explanations still serialise with the other automated placements.
 
     A dry run changes nothing and records no audit event (reads are not audited); with
     ``reads`` (the service's read pool) the single-customer placement's two statements run
     there, outside the request's transaction.
     """
-    if not request.dry_run:
-        await placement_repository.lock_placements(session, _PLACEMENT_LOCK)
     strategy = "successor" if request.manager_id is not None else request.strategy
+    if not request.dry_run and (strategy not in _SINGLE_STRATEGIES or request.explain == "full"):
+        await placement_repository.lock_placements(session, _PLACEMENT_LOCK)
     if not request.dry_run or reads is None:
         reads = await placement_repository.in_transaction(session)
     placed = await _place_one(

@@ -69,3 +69,41 @@ async def test_manual_patch_racing_an_apply_never_overfills(committed_client, fr
     m = await ok(await client.get(f"/v1/managers/{manager['id']}"))
     assert m["workload"] == 10
     assert await _violations(fresh_database) == []
+
+
+async def test_racing_single_placements_never_overfill_or_place_a_customer_twice(
+    committed_client, fresh_database
+):
+    """Single-customer placements run side by side (no placement lock): each locks only the
+    manager it chose and re-checks it. Racing each other (one customer asked for twice), an
+    apply and a manual move, they fill every manager exactly to capacity and never give a
+    customer two owners."""
+    client = committed_client
+    await create_tiers(client)
+    for _ in range(3):
+        managers = [await create_manager(client, level=3, capacity=10) for _ in range(2)]
+        pool = [await create_customer(client, tier="standard") for _ in range(14)]
+        manual = await create_customer(client, tier="standard")
+        posts = [client.post(f"/v1/customers/{c['id']}/assign", json={}) for c in pool[:13]]
+        posts += [
+            client.post(f"/v1/customers/{pool[0]['id']}/assign", json={}),
+            client.post(
+                "/v1/assignments/apply", json={"customer_ids": [pool[13]["id"]], "review": "skip"}
+            ),
+            client.patch(f"/v1/customers/{manual['id']}", json={"manager_id": managers[0]["id"]}),
+        ]
+        *assigns, patch = await asyncio.gather(*posts)
+
+        for response in assigns:
+            assert response.status_code == 200, response.text
+        assert patch.status_code in (200, 409), patch.text
+        owners = [
+            (await ok(await client.get(f"/v1/customers/{c['id']}")))["manager_id"]
+            for c in (*pool, manual)
+        ]
+        assert sum(o is not None for o in owners) == 10, "capacity 10 twice, weight 2 each"
+        for manager in managers:
+            m = await ok(await client.get(f"/v1/managers/{manager['id']}"))
+            assert m["workload"] == 10 and m["customer_count"] == 5
+            assert owners.count(manager["id"]) == 5
+    assert await _violations(fresh_database) == []
