@@ -10,8 +10,9 @@ waiting customer, so each is a move), and prints:
   of a customer (the floor: one statement on one pool in this process), measured interleaved,
   medians of ``--rounds``;
 - round trips per request (statements sent through asyncpg, requests one at a time);
-- the wall time the placement lock is held per real placement (from the lock statement to
-  the end of the transaction), requests one at a time;
+- the wall time a real placement holds the lock that serialises it with others (the
+  placement lock, or the chosen manager's row lock when it takes no placement lock), from
+  taking it to the end of the transaction, requests one at a time;
 - a breakdown by section per kind of request, sampled as ``bench/patch_profile.py`` does
   (the Python stack every half millisecond of CPU time; sections nest).
 
@@ -144,26 +145,34 @@ def counting_round_trips() -> tuple[Callable[[], int], Callable[[], None]]:
 
 
 async def lock_held(real: Callable[[int], Any], requests: int) -> float:
-    """Median wall time (ms) from taking the placement lock to the end of the request's
-    transaction, placements run one at a time."""
+    """Median wall time (ms) from the first lock that serialises placements (the placement
+    lock when one is taken, else the chosen manager's row lock, taken right after
+    ``mark_before_lock``) to the end of the request's transaction, placements one at a time."""
     from app.assignments import placement_repository
 
-    original = placement_repository.lock_placements
+    names = ("lock_placements", "mark_before_lock")
+    originals = {name: getattr(placement_repository, name) for name in names}
     taken: list[float] = []
 
-    async def timed(*a: Any, **kw: Any) -> None:
-        await original(*a, **kw)
-        taken.append(time.perf_counter())
+    def timed(fn: Any) -> Any:
+        async def wrapper(*a: Any, **kw: Any) -> None:
+            await fn(*a, **kw)
+            taken.append(time.perf_counter())
 
-    placement_repository.lock_placements = timed  # type: ignore[assignment]
+        return wrapper
+
+    for name, fn in originals.items():
+        setattr(placement_repository, name, timed(fn))
     held: list[float] = []
     try:
         for i in range(requests):
             await real(i)
             if taken:
-                held.append(time.perf_counter() - taken.pop())
+                held.append(time.perf_counter() - taken[0])
+                taken.clear()
     finally:
-        placement_repository.lock_placements = original  # type: ignore[assignment]
+        for name, fn in originals.items():
+            setattr(placement_repository, name, fn)
     return statistics.median(held) * 1000 if held else 0.0
 
 
@@ -251,7 +260,7 @@ async def main_async(args: argparse.Namespace) -> None:
     for kind, name in names.items():
         extra = f"   round trips {trips[kind]:.1f}" if kind in trips else ""
         print(f"  {name:30} {medians[kind]:6.2f} ms   {medians[kind] / floor:5.1f}× floor{extra}")
-    print(f"placement lock held per real placement (one at a time): {held:.2f} ms (median)")
+    print(f"serialising lock held per real placement (one at a time): {held:.2f} ms (median)")
     for kind in ("dry", "real"):
         print_sections(f"{names[kind]}", samplers[kind], medians[kind])
 

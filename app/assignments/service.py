@@ -445,8 +445,8 @@ async def assign_customer(
     the customer, then only the manager it gives the customer to (through the placement
     guard, which checks capacity and every hard rule on that manager's facts read after the
     lock), and writes the move in one statement; when that manager's row changed since the
-    candidates were read it gives the lock back and the whole engine places the customer
-    with every active manager locked. It does not take the placement lock, so placements of
+    candidates were read it gives the lock back and chooses again on facts read then (after a
+    few such tries, the whole engine places the customer with every active manager locked). It does not take the placement lock, so placements of
     different customers run side by side: every write to an owner goes through the owner's
     row lock, which is all they contend for. Other strategies (rotations keep counters) and
     ``full`` explanations still serialise with the other automated placements.
@@ -513,6 +513,9 @@ _SINGLE_STRATEGIES = frozenset({Strategy.BALANCED, Strategy.SUCCESSOR})
 _INLINE_CANDIDATES = 1_000
 """Up to this many candidates the single-customer placement (well under a millisecond per
 hundred) runs on the event loop; beyond, in a worker thread like the engine."""
+_ATTEMPTS = 3
+"""Times a real single-customer placement chooses again when the manager it chose changed
+before its lock was taken, before the whole engine decides."""
 
 
 async def _place_one(
@@ -527,7 +530,7 @@ async def _place_one(
     writes, a row lock on the customer before them; after, the placement guard on the chosen
     manager, which locks it, and that manager's row read again). None when the whole engine
     must decide (see ``assign_customer``), or when the chosen manager changed before its lock
-    was taken; raises for a missing or inactive customer."""
+    was taken ``_ATTEMPTS`` times in a row; raises for a missing or inactive customer."""
     lock = not request.dry_run
     if lock:
         await placement_repository.lock_customer(session, customer_id)
@@ -561,13 +564,6 @@ async def _place_one(
         fallback=fallback,
         now=now,
     )
-    rows, marks = await read(include=include, only_include=request.manager_id is not None)
-    if request.manager_id is not None:
-        named = next((i for i, bits in marks.items() if bits & single.SUCCESSOR), None)
-        if named is None or (
-            rows[named][_STATUS] == "departed" and not marks[named] & single.CURRENT
-        ):
-            raise InvalidInput(f"Successor {request.manager_id} does not exist or has departed.")
     options = engine.PlanOptions(
         strategy=Strategy(strategy),
         now=now,
@@ -575,35 +571,48 @@ async def _place_one(
         force=request.force,
         explain=request.explain,
     )
-    compute = functools.partial(single.place_among, customer, tier, rules, options, rows, marks)
-    if len(rows) <= _INLINE_CANDIDATES:
-        try:
-            decision = compute()
-        except engine.EngineError as exc:
-            raise InvalidInput(str(exc)) from exc
-    else:  # a pass over thousands of managers: off the event loop, within the budget
-        decision = await run_engine("place_customer", compute, deadline=engine_deadline())
-    if decision is None or (decision.manager_id is None and strategy != Strategy.SUCCESSOR):
-        # Left in the pool: its explanation counts over every manager, and the candidates
-        # are not all of them.
-        return None
-    chosen = decision.manager_id
-    if lock and chosen is not None and chosen != customer.manager_id:
+    for _ in range(_ATTEMPTS):
+        rows, marks = await read(include=include, only_include=request.manager_id is not None)
+        if request.manager_id is not None:
+            named = next((i for i, bits in marks.items() if bits & single.SUCCESSOR), None)
+            if named is None or (
+                rows[named][_STATUS] == "departed" and not marks[named] & single.CURRENT
+            ):
+                raise InvalidInput(
+                    f"Successor {request.manager_id} does not exist or has departed."
+                )
+        compute = functools.partial(single.place_among, customer, tier, rules, options, rows, marks)
+        if len(rows) <= _INLINE_CANDIDATES:
+            try:
+                decision = compute()
+            except engine.EngineError as exc:
+                raise InvalidInput(str(exc)) from exc
+        else:  # a pass over thousands of managers: off the event loop, within the budget
+            decision = await run_engine("place_customer", compute, deadline=engine_deadline())
+        if decision is None or (decision.manager_id is None and strategy != Strategy.SUCCESSOR):
+            # Left in the pool: its explanation counts over every manager, and the candidates
+            # are not all of them.
+            return None
+        chosen = decision.manager_id
+        if not lock or chosen is None or chosen == customer.manager_id:
+            return decision, facts.rules_version
         # Only the manager who takes the customer is locked, by the placement guard (every
         # hard rule on facts read after the lock): a change to any other manager committed
         # after the read is ordered after this placement; this one's must not have happened.
-        # If it did, the lock is given back before the whole engine decides, with every lock
-        # taken in order (holding it while locking the others could deadlock).
+        # If it did (placements running side by side tend to choose the same lightest
+        # manager), the lock is given back and the placement starts over on facts read now;
+        # holding it while locking another manager could deadlock.
         await placement_repository.mark_before_lock(session)
         try:
             await guard.check_move(session, customer_id=customer_id, manager_id=chosen)
             again, _ = await read(include=[chosen], only_include=True)
         except Conflict:  # a hard rule the manager breaks now, or departed
             again = None
-        if again != [row for row in rows if row[0] == chosen]:
-            await placement_repository.undo_lock(session)
-            return None
-    return decision, facts.rules_version
+        if again == [row for row in rows if row[0] == chosen]:
+            return decision, facts.rules_version
+        await placement_repository.undo_lock(session)
+    # Still contended: the whole engine decides, with every lock taken in order.
+    return None
 
 
 _STATUS = single.ROW_FIELDS.index("status")

@@ -96,8 +96,9 @@ async def test_a_chosen_manager_changed_before_its_lock_sends_the_placement_to_t
     committed_client, fresh_database, monkeypatch
 ):
     """The single placement reads candidates without their locks; when the manager it chose
-    stops accepting before its lock is taken, the lock is given back and the whole engine
-    places the customer with every lock, on facts read after the change."""
+    stops accepting before its lock is taken, the lock is given back and the customer is
+    placed again on facts read after the change (by the single placement, or after repeated
+    changes by the whole engine with every lock)."""
     client = committed_client
     await create_tiers(client)
     light = await create_manager(client, level=3, capacity=50)
@@ -157,3 +158,37 @@ async def test_a_dry_run_is_a_read_not_audited_and_replayed_under_its_key(client
     assert placed["applied"] is True and placed["decision"] == dry["decision"]
     trail = await ok(await client.get("/v1/audit", params={"resource_id": customer["id"]}))
     assert [e["action"] for e in trail["items"]] == ["assign_customer", "create_customer"]
+
+
+async def test_a_chosen_manager_changing_at_every_try_leaves_the_placement_to_the_engine(
+    committed_client, fresh_database, monkeypatch
+):
+    """Each time the single placement goes to lock the manager it chose, that manager's row
+    has changed: after a few tries the whole engine places the customer, with every lock."""
+    client = committed_client
+    await create_tiers(client)
+    managers = [await create_manager(client, level=3, capacity=50) for _ in range(2)]
+    customer = await create_customer(client, tier="standard")
+    changes = create_async_engine(fresh_database)
+    real = placement_repository.mark_before_lock
+    calls = []
+
+    async def changed_meanwhile(session):
+        calls.append(1)
+        async with changes.begin() as conn:
+            await conn.execute(
+                text("UPDATE managers SET capacity = capacity + 1 WHERE id = ANY(:ids)"),
+                {"ids": [m["id"] for m in managers]},
+            )
+        await real(session)
+
+    monkeypatch.setattr(placement_repository, "mark_before_lock", changed_meanwhile)
+    try:
+        placed = await ok(await client.post(f"/v1/customers/{customer['id']}/assign", json={}))
+    finally:
+        await changes.dispose()
+    monkeypatch.undo()
+    assert len(calls) == 3, "three tries of the single placement"
+    assert placed["applied"] is True
+    seen = await ok(await client.get(f"/v1/customers/{customer['id']}"))
+    assert seen["manager_id"] == placed["decision"]["manager_id"] in {m["id"] for m in managers}
