@@ -146,23 +146,24 @@ def counting_round_trips() -> tuple[Callable[[], int], Callable[[], None]]:
 
 async def lock_held(real: Callable[[int], Any], requests: int) -> float:
     """Median wall time (ms) from the first lock that serialises placements (the placement
-    lock when one is taken, else the chosen manager's row lock, taken right after
-    ``mark_before_lock``) to the end of the request's transaction, placements one at a time."""
-    from app.assignments import placement_repository
+    lock when one is taken, else the chosen manager's row lock, taken by the placement
+    guard) to the end of the request's transaction, placements one at a
+    time."""
+    from app.assignments import guard, placement_repository
 
-    names = ("lock_placements", "mark_before_lock")
-    originals = {name: getattr(placement_repository, name) for name in names}
+    modules = {"lock_placements": placement_repository, "check_move": guard}
+    originals = {name: getattr(module, name) for name, module in modules.items()}
     taken: list[float] = []
 
     def timed(fn: Any) -> Any:
-        async def wrapper(*a: Any, **kw: Any) -> None:
-            await fn(*a, **kw)
+        async def wrapper(*a: Any, **kw: Any) -> Any:
             taken.append(time.perf_counter())
+            return await fn(*a, **kw)
 
         return wrapper
 
     for name, fn in originals.items():
-        setattr(placement_repository, name, timed(fn))
+        setattr(modules[name], name, timed(fn))
     held: list[float] = []
     try:
         for i in range(requests):
@@ -172,7 +173,7 @@ async def lock_held(real: Callable[[int], Any], requests: int) -> float:
                 taken.clear()
     finally:
         for name, fn in originals.items():
-            setattr(placement_repository, name, fn)
+            setattr(modules[name], name, fn)
     return statistics.median(held) * 1000 if held else 0.0
 
 

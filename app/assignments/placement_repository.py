@@ -43,7 +43,8 @@ _CUSTOMER = """
              ORDER BY version DESC LIMIT 1) AS r ON true
      WHERE c.id = $1::uuid
     """
-_LOCK_CUSTOMER = "SELECT FROM customers WHERE id = $1::uuid FOR UPDATE"
+_SAVEPOINT = "single_placement_lock"
+_LOCK_CUSTOMER = "SELECT FROM customers WHERE id = '{id}'::uuid FOR UPDATE; SAVEPOINT " + _SAVEPOINT
 _LOCK_PLACEMENTS = "SELECT pg_advisory_xact_lock($1::bigint)"
 
 # Candidates: active, accepting, senior enough, with room for the customer's weight (its
@@ -138,9 +139,12 @@ async def in_transaction(session: AsyncSession) -> Reader:
 
 async def lock_customer(session: AsyncSession, customer_id: uuid.UUID) -> None:
     """The customer's row lock, taken before its facts are read (they are then read with a
-    snapshot that sees every move committed before)."""
+    snapshot that sees every move committed before), and in the same round trip a savepoint
+    after it: a placement that must choose again gives back the lock on the manager it chose
+    (``undo_lock``) and keeps the customer's. Sent as one simple query (two statements), so
+    the id is written into it, from a ``uuid.UUID``."""
     raw = await transaction_connection(session)
-    await raw.execute(_LOCK_CUSTOMER, customer_id)
+    await raw.execute(_LOCK_CUSTOMER.format(id=uuid.UUID(str(customer_id))))
 
 
 async def customer_facts(reads: Reader, customer_id: uuid.UUID) -> CustomerFacts | None:
@@ -206,18 +210,8 @@ async def candidates(
     return Candidates(rows, marks, windows)
 
 
-_SAVEPOINT = "single_placement_lock"
-
-
-async def mark_before_lock(session: AsyncSession) -> None:
-    """A savepoint before a single placement locks the manager it chose, so that a placement
-    that must start over can give that lock back (``undo_lock``) before it takes every lock
-    in order (customers, then managers by id)."""
-    raw = await transaction_connection(session)
-    await raw.execute(f"SAVEPOINT {_SAVEPOINT}")
-
-
 async def undo_lock(session: AsyncSession) -> None:
-    """Roll back to ``mark_before_lock``: the row locks taken since are released."""
+    """Roll back to the savepoint taken with the customer's lock (``lock_customer``): the
+    manager's row lock taken since is released, the customer's is kept."""
     raw = await transaction_connection(session)
     await raw.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")

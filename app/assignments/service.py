@@ -446,10 +446,11 @@ async def assign_customer(
     guard, which checks capacity and every hard rule on that manager's facts read after the
     lock), and writes the move in one statement; when that manager's row changed since the
     candidates were read it gives the lock back and chooses again on facts read then (after a
-    few such tries, the whole engine places the customer with every active manager locked). It does not take the placement lock, so placements of
-    different customers run side by side: every write to an owner goes through the owner's
-    row lock, which is all they contend for. Other strategies (rotations keep counters) and
-    ``full`` explanations still serialise with the other automated placements.
+    few such tries, the whole engine places the customer with every active manager locked).
+    It does not take the placement lock, so placements of different customers run side by
+    side: every write to an owner goes through the owner's row lock, which is all they
+    contend for. Other strategies (rotations keep counters) and ``full`` explanations still
+    serialise with the other automated placements.
 
     A dry run changes nothing and records no audit event (reads are not audited); with
     ``reads`` (the service's read pool) the single-customer placement's two statements run
@@ -602,7 +603,6 @@ async def _place_one(
         # If it did (placements running side by side tend to choose the same lightest
         # manager), the lock is given back and the placement starts over on facts read now;
         # holding it while locking another manager could deadlock.
-        await placement_repository.mark_before_lock(session)
         try:
             await guard.check_move(session, customer_id=customer_id, manager_id=chosen)
             again, _ = await read(include=[chosen], only_include=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.assignments import placement_repository
+from app.assignments import guard
 from app.assignments.schemas import AssignOut
 from app.engine import RuleSet
 from tests.integration.factories import create_customer, create_manager, create_tiers, ok
@@ -112,19 +112,19 @@ async def test_a_chosen_manager_changed_before_its_lock_sends_the_placement_to_t
     expected = await _engine_decision(client, customer["id"])
     assert expected["manager_id"] == light["id"], "the lighter manager is the engine's choice"
     changes = create_async_engine(fresh_database)
-    real = placement_repository.mark_before_lock
+    real = guard.check_move
     calls = []
 
-    async def changed_meanwhile(session):
+    async def changed_meanwhile(session, **kwargs):
         calls.append(1)
         async with changes.begin() as conn:
             await conn.execute(
                 text("UPDATE managers SET accepting_new = false WHERE id = :id"),
                 {"id": light["id"]},
             )
-        await real(session)
+        return await real(session, **kwargs)
 
-    monkeypatch.setattr(placement_repository, "mark_before_lock", changed_meanwhile)
+    monkeypatch.setattr(guard, "check_move", changed_meanwhile)
     try:
         placed = await ok(await client.post(f"/v1/customers/{customer['id']}/assign", json={}))
     finally:
@@ -170,19 +170,19 @@ async def test_a_chosen_manager_changing_at_every_try_leaves_the_placement_to_th
     managers = [await create_manager(client, level=3, capacity=50) for _ in range(2)]
     customer = await create_customer(client, tier="standard")
     changes = create_async_engine(fresh_database)
-    real = placement_repository.mark_before_lock
+    real = guard.check_move
     calls = []
 
-    async def changed_meanwhile(session):
+    async def changed_meanwhile(session, **kwargs):
         calls.append(1)
         async with changes.begin() as conn:
             await conn.execute(
                 text("UPDATE managers SET capacity = capacity + 1 WHERE id = ANY(:ids)"),
                 {"ids": [m["id"] for m in managers]},
             )
-        await real(session)
+        return await real(session, **kwargs)
 
-    monkeypatch.setattr(placement_repository, "mark_before_lock", changed_meanwhile)
+    monkeypatch.setattr(guard, "check_move", changed_meanwhile)
     try:
         placed = await ok(await client.post(f"/v1/customers/{customer['id']}/assign", json={}))
     finally:
