@@ -20,6 +20,7 @@ from app.assignments.schemas import (
     ViolationOut,
     WorkloadReport,
 )
+from app.audit import service as audit
 from app.core.pagination import Page
 from app.errors import problem_responses
 from app.managers.schemas import ManagerStatus
@@ -79,6 +80,8 @@ async def assign_customer(
     out = await service.assign_customer(
         session, customer_id=customer_id, request=body, actor=caller.name, reads=reads
     )
+    if body.dry_run:
+        audit.unchanged(session)  # a read: the request records no audit event
     # Serialised as is: the service built it from the engine's decision, so validating it
     # again on the way out would only cost time.
     return Response(out.model_dump_json(), media_type="application/json")

@@ -452,9 +452,8 @@ async def assign_customer(
     contend for. Other strategies (rotations keep counters) and ``full`` explanations still
     serialise with the other automated placements.
 
-    A dry run changes nothing and records no audit event (reads are not audited); with
-    ``reads`` (the service's read pool) the single-customer placement's two statements run
-    there, outside the request's transaction.
+    A dry run changes nothing; with ``reads`` (the service's read pool) the single-customer
+    placement's two statements run there, outside the request's transaction.
     """
     strategy = "successor" if request.manager_id is not None else request.strategy
     if not request.dry_run and (strategy not in _SINGLE_STRATEGIES or request.explain == "full"):
@@ -503,8 +502,6 @@ async def assign_customer(
                 customer_locked=True,
             )
             applied = moved > 0
-    if request.dry_run:
-        audit.unchanged(session)
     return AssignOut.model_construct(
         decision=_decision_out(decision), applied=applied, rules_version=version
     )
