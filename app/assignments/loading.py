@@ -5,8 +5,8 @@ writers wait for each other instead of deadlocking:
 
 1. the placement advisory lock (``assignments.service.lock_placements``: apply, rebalance,
    handover execution, assign with a rotation strategy or a full explanation), when it is
-   an automated placement (a ``balanced`` or named-manager assign takes none: see
-   ``assignments.service.assign_customer``);
+   an automated placement (a ``balanced`` or named-manager assign takes it in shared mode,
+   so those run side by side: see ``assignments.service.assign_customer``);
 2. customers, in id order;
 3. managers, in id order.
 

@@ -45,6 +45,7 @@ _CUSTOMER = """
     """
 _SAVEPOINT = "single_placement_lock"
 _LOCK_CUSTOMER = "SELECT FROM customers WHERE id = '{id}'::uuid FOR UPDATE; SAVEPOINT " + _SAVEPOINT
+_SHARE_PLACEMENTS = "SELECT pg_advisory_xact_lock_shared({key}::bigint); "
 _LOCK_PLACEMENTS = "SELECT pg_advisory_xact_lock($1::bigint)"
 
 # Candidates: active, accepting, senior enough, with room for the customer's weight (its
@@ -137,14 +138,20 @@ async def in_transaction(session: AsyncSession) -> Reader:
     return await transaction_connection(session)
 
 
-async def lock_customer(session: AsyncSession, customer_id: uuid.UUID) -> None:
+async def lock_customer(
+    session: AsyncSession, customer_id: uuid.UUID, *, share_placements: int | None = None
+) -> None:
     """The customer's row lock, taken before its facts are read (they are then read with a
     snapshot that sees every move committed before), and in the same round trip a savepoint
     after it: a placement that must choose again gives back the lock on the manager it chose
-    (``undo_lock``) and keeps the customer's. Sent as one simple query (two statements), so
-    the id is written into it, from a ``uuid.UUID``."""
+    (``undo_lock``) and keeps the customer's. ``share_placements`` first takes that advisory
+    lock in shared mode (before the customer's: the order every placement keeps). Sent as one
+    simple query, so the id and key are written into it, from a ``uuid.UUID`` and an int."""
     raw = await transaction_connection(session)
-    await raw.execute(_LOCK_CUSTOMER.format(id=uuid.UUID(str(customer_id))))
+    sql = _LOCK_CUSTOMER.format(id=uuid.UUID(str(customer_id)))
+    if share_placements is not None:
+        sql = _SHARE_PLACEMENTS.format(key=int(share_placements)) + sql
+    await raw.execute(sql)
 
 
 async def customer_facts(reads: Reader, customer_id: uuid.UUID) -> CustomerFacts | None:

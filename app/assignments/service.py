@@ -447,10 +447,11 @@ async def assign_customer(
     lock), and writes the move in one statement; when that manager's row changed since the
     candidates were read it gives the lock back and chooses again on facts read then (after a
     few such tries, the whole engine places the customer with every active manager locked).
-    It does not take the placement lock, so placements of different customers run side by
-    side: every write to an owner goes through the owner's row lock, which is all they
-    contend for. Other strategies (rotations keep counters) and ``full`` explanations still
-    serialise with the other automated placements.
+    It takes the placement lock in shared mode, so placements of different customers run
+    side by side (every write to an owner goes through the owner's row lock, which is all
+    they contend for) while the automated placements that read workloads without those
+    locks still exclude them. Other strategies (rotations keep counters) and ``full``
+    explanations take the placement lock alone, as those placements do.
 
     A dry run changes nothing; with ``reads`` (the service's read pool) the single-customer
     placement's two statements run there, outside the request's transaction.
@@ -530,8 +531,15 @@ async def _place_one(
     must decide (see ``assign_customer``), or when the chosen manager changed before its lock
     was taken ``_ATTEMPTS`` times in a row; raises for a missing or inactive customer."""
     lock = not request.dry_run
+    single_placement = strategy in _SINGLE_STRATEGIES and request.explain != "full"
     if lock:
-        await placement_repository.lock_customer(session, customer_id)
+        # Single placements run side by side (the shared placement lock): each locks only
+        # its customer and the manager it chooses. Writers that read managers' workloads
+        # without their row locks (handover refusals and re-placements, the pool's sweeps)
+        # take the placement lock alone, so they never overlap one.
+        await placement_repository.lock_customer(
+            session, customer_id, share_placements=_PLACEMENT_LOCK if single_placement else None
+        )
     facts = await placement_repository.customer_facts(reads, customer_id)
     if facts is None:
         raise NotFound(f"Customer {customer_id} does not exist.")
@@ -540,7 +548,8 @@ async def _place_one(
             f"Customer {customer_id} is {facts.status}; only active customers are placed."
         )
     customer = facts.customer
-    if strategy not in _SINGLE_STRATEGIES or request.explain == "full" or customer.pinned:
+    if not single_placement or customer.pinned or (lock and request.force):
+        # A forced placement may break hard rules: the guard on one manager would refuse it.
         return None
     rules = parse_stored(facts.rules_json)
     placement = rules.placement
