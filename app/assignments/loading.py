@@ -3,17 +3,19 @@
 **Lock order.** Every transaction that changes owners takes its locks in one order, so two
 writers wait for each other instead of deadlocking:
 
-1. the placement advisory lock (``assignments.service.lock_placements``: apply, assign,
-   rebalance, handover execution), when it is an automated placement;
+1. the placement advisory lock (``assignments.service.lock_placements``: apply, rebalance,
+   handover execution, assign with a rotation strategy or a full explanation), when it is
+   an automated placement (a ``balanced`` or named-manager assign takes it in shared mode,
+   so those run side by side: see ``assignments.service.assign_customer``);
 2. customers, in id order;
 3. managers, in id order.
 
-A manual assignment locks its customer, then the new manager; apply and assign lock the
-selected customers, then every active manager (``load_customers`` then ``load_managers`` with
-``lock``); a rebalance locks the portfolios it may move, then their managers
-(``lock_portfolios``). A deadlock or serialization failure that still happens (a customer
-joining a portfolio between the two steps, a path outside this order) is retried with the
-whole request (``app.api.retries``).
+A manual assignment and a single-customer assign lock the customer, then the new manager;
+apply and assign through the whole engine lock the selected customers, then every active
+manager (``load_customers`` then ``load_managers`` with ``lock``); a rebalance locks the
+portfolios it may move, then their managers (``lock_portfolios``). A deadlock or
+serialization failure that still happens (a customer joining a portfolio between the two
+steps, a path outside this order) is retried with the whole request (``app.api.retries``).
 """
 
 from __future__ import annotations

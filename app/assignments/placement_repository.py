@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
 from app.assignments import loading
+from app.db.reads import Reader
 from app.db.session import transaction_connection
 from app.engine import single
 
@@ -42,7 +43,9 @@ _CUSTOMER = """
              ORDER BY version DESC LIMIT 1) AS r ON true
      WHERE c.id = $1::uuid
     """
-_LOCK_CUSTOMER = "SELECT FROM customers WHERE id = $1::uuid FOR UPDATE"
+_SAVEPOINT = "single_placement_lock"
+_LOCK_CUSTOMER = "SELECT FROM customers WHERE id = '{id}'::uuid FOR UPDATE; SAVEPOINT " + _SAVEPOINT
+_SHARE_PLACEMENTS = "SELECT pg_advisory_xact_lock_shared({key}::bigint); "
 _LOCK_PLACEMENTS = "SELECT pg_advisory_xact_lock($1::bigint)"
 
 # Candidates: active, accepting, senior enough, with room for the customer's weight (its
@@ -129,15 +132,31 @@ async def lock_placements(session: AsyncSession, key: int) -> None:
     await raw.execute(_LOCK_PLACEMENTS, key)
 
 
-async def customer_facts(
-    session: AsyncSession, customer_id: uuid.UUID, *, lock: bool = False
-) -> CustomerFacts | None:
-    """The customer's facts (None: no such customer); ``lock`` takes its row lock first (the
-    facts are then read after it, with a snapshot that sees every move committed before)."""
+async def in_transaction(session: AsyncSession) -> Reader:
+    """The reads below on the request's transaction (a placement that writes reads there,
+    after its locks); a dry run reads on the service's read pool instead."""
+    return await transaction_connection(session)
+
+
+async def lock_customer(
+    session: AsyncSession, customer_id: uuid.UUID, *, share_placements: int | None = None
+) -> None:
+    """The customer's row lock, taken before its facts are read (they are then read with a
+    snapshot that sees every move committed before), and in the same round trip a savepoint
+    after it: a placement that must choose again gives back the lock on the manager it chose
+    (``undo_lock``) and keeps the customer's. ``share_placements`` first takes that advisory
+    lock in shared mode (before the customer's: the order every placement keeps). Sent as one
+    simple query, so the id and key are written into it, from a ``uuid.UUID`` and an int."""
     raw = await transaction_connection(session)
-    if lock:
-        await raw.execute(_LOCK_CUSTOMER, customer_id)
-    r = await raw.fetchrow(_CUSTOMER, customer_id)
+    sql = _LOCK_CUSTOMER.format(id=uuid.UUID(str(customer_id)))
+    if share_placements is not None:
+        sql = _SHARE_PLACEMENTS.format(key=int(share_placements)) + sql
+    await raw.execute(sql)
+
+
+async def customer_facts(reads: Reader, customer_id: uuid.UUID) -> CustomerFacts | None:
+    """The customer's facts (None: no such customer), in one statement."""
+    r = await reads.fetchrow(_CUSTOMER, customer_id)
     if r is None:
         return None
     customer, tier = loading.customer_from_row(r, customer_id)
@@ -151,7 +170,7 @@ async def customer_facts(
 
 
 async def candidates(
-    session: AsyncSession,
+    reads: Reader,
     *,
     include: Sequence[uuid.UUID],
     min_level: int,
@@ -170,8 +189,7 @@ async def candidates(
     with ``only_include`` just those. ``capped_tier``: count that tier's intake per manager.
     ``hours``: return working hours. ``owner``, ``former``, ``successor`` and ``fallback``
     name the managers the rows are marked for."""
-    raw = await transaction_connection(session)
-    records = await raw.fetch(
+    records = await reads.fetch(
         _CANDIDATES,
         list(include),
         min_level,
@@ -199,18 +217,8 @@ async def candidates(
     return Candidates(rows, marks, windows)
 
 
-_SAVEPOINT = "single_placement_lock"
-
-
-async def mark_before_lock(session: AsyncSession) -> None:
-    """A savepoint before a single placement locks the manager it chose, so that a placement
-    that must start over can give that lock back (``undo_lock``) before it takes every lock
-    in order (customers, then managers by id)."""
-    raw = await transaction_connection(session)
-    await raw.execute(f"SAVEPOINT {_SAVEPOINT}")
-
-
 async def undo_lock(session: AsyncSession) -> None:
-    """Roll back to ``mark_before_lock``: the row locks taken since are released."""
+    """Roll back to the savepoint taken with the customer's lock (``lock_customer``): the
+    manager's row lock taken since is released, the customer's is kept."""
     raw = await transaction_connection(session)
     await raw.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")

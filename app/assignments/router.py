@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from fastapi import Query, Response
 
 from app.api.auth import OPERATORS, STAFF, allow
-from app.api.deps import CurrentCaller, DbSession
+from app.api.deps import CurrentCaller, DbSession, Reads
 from app.api.pagination import PageQuery
 from app.api.routing import BatonRoute, PrefixedRouter
 from app.assignments import compliance, service
@@ -20,6 +20,7 @@ from app.assignments.schemas import (
     ViolationOut,
     WorkloadReport,
 )
+from app.audit import service as audit
 from app.core.pagination import Page
 from app.errors import problem_responses
 from app.managers.schemas import ManagerStatus
@@ -67,13 +68,20 @@ async def apply_placement(session: DbSession, caller: CurrentCaller, body: Apply
     responses=problem_responses(404, 409, 503),
 )
 async def assign_customer(
-    session: DbSession, caller: CurrentCaller, customer_id: uuid.UUID, body: AssignRequest
+    session: DbSession,
+    reads: Reads,
+    caller: CurrentCaller,
+    customer_id: uuid.UUID,
+    body: AssignRequest,
 ) -> Response:
     """Place one customer now with the engine, or with `manager_id` check that manager against
-    every hard rule of the rule set (409 listing violations). `dry_run` only explains."""
+    every hard rule of the rule set (409 listing violations). `dry_run` only explains: it
+    changes nothing and is not recorded in the audit trail."""
     out = await service.assign_customer(
-        session, customer_id=customer_id, request=body, actor=caller.name
+        session, customer_id=customer_id, request=body, actor=caller.name, reads=reads
     )
+    if body.dry_run:
+        audit.unchanged(session)  # a read: the request records no audit event
     # Serialised as is: the service built it from the engine's decision, so validating it
     # again on the way out would only cost time.
     return Response(out.model_dump_json(), media_type="application/json")

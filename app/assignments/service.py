@@ -34,14 +34,17 @@ from app.assignments.schemas import (
     WorkloadReport,
 )
 from app.audit import service as audit
+from app.db.reads import Reader
 from app.engine import single
 from app.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from app.managers import hours
 from app.rules.service import current_rules, parse_stored
 from app.vocabulary import Strategy
 
-# Automated placements (apply, assign, rebalance) run one at a time: each reads workloads
-# and writes moves that must not interleave with another's.
+# Automated placements (apply, rebalance, handover execution, assign through the whole
+# engine) run one at a time: each reads workloads and writes moves that must not interleave
+# with another's. A single-customer assign locks just the manager it chose (see
+# ``assign_customer``).
 _PLACEMENT_LOCK = 0x6261_746F_6E01
 
 
@@ -426,21 +429,41 @@ def _decision_out(decision: engine.Decision) -> DecisionOut:
 
 
 async def assign_customer(
-    session: AsyncSession, *, customer_id: uuid.UUID, request: AssignRequest, actor: str
+    session: AsyncSession,
+    *,
+    customer_id: uuid.UUID,
+    request: AssignRequest,
+    actor: str,
+    reads: Reader | None = None,
 ) -> AssignOut:
     """Place one customer now with the engine (or check a named manager against every rule).
 
     ``balanced`` and a named manager take the single-customer placement over the candidate
     managers only (``engine.single``, the engine's decision computed for one customer); a
     customer it leaves in the pool, a pinned one, other strategies and ``full`` explanations
-    go through the whole engine over every manager. A real placement serialises with the
-    other automated ones, locks the customer, then only the manager it gives the customer to
-    (through the placement guard), and writes the move in one statement.
+    go through the whole engine over every manager. A real single-customer placement locks
+    the customer, then only the manager it gives the customer to (through the placement
+    guard, which checks capacity and every hard rule on that manager's facts read after the
+    lock), and writes the move in one statement; when that manager's row changed since the
+    candidates were read it gives the lock back and chooses again on facts read then (after a
+    few such tries, the whole engine places the customer with every active manager locked).
+    It takes the placement lock in shared mode, so placements of different customers run
+    side by side (every write to an owner goes through the owner's row lock, which is all
+    they contend for) while the automated placements that read workloads without those
+    locks still exclude them. Other strategies (rotations keep counters) and ``full``
+    explanations take the placement lock alone, as those placements do.
+
+    A dry run changes nothing; with ``reads`` (the service's read pool) the single-customer
+    placement's two statements run there, outside the request's transaction.
     """
-    if not request.dry_run:
-        await placement_repository.lock_placements(session, _PLACEMENT_LOCK)
     strategy = "successor" if request.manager_id is not None else request.strategy
-    placed = await _place_one(session, customer_id=customer_id, request=request, strategy=strategy)
+    if not request.dry_run and (strategy not in _SINGLE_STRATEGIES or request.explain == "full"):
+        await placement_repository.lock_placements(session, _PLACEMENT_LOCK)
+    if not request.dry_run or reads is None:
+        reads = await placement_repository.in_transaction(session)
+    placed = await _place_one(
+        session, reads, customer_id=customer_id, request=request, strategy=strategy
+    )
     if placed is not None:
         decision, version = placed
     else:
@@ -489,18 +512,35 @@ _SINGLE_STRATEGIES = frozenset({Strategy.BALANCED, Strategy.SUCCESSOR})
 _INLINE_CANDIDATES = 1_000
 """Up to this many candidates the single-customer placement (well under a millisecond per
 hundred) runs on the event loop; beyond, in a worker thread like the engine."""
+_ATTEMPTS = 3
+"""Times a real single-customer placement chooses again when the manager it chose changed
+before its lock was taken, before the whole engine decides."""
 
 
 async def _place_one(
-    session: AsyncSession, *, customer_id: uuid.UUID, request: AssignRequest, strategy: str
+    session: AsyncSession,
+    reads: Reader,
+    *,
+    customer_id: uuid.UUID,
+    request: AssignRequest,
+    strategy: str,
 ) -> tuple[engine.Decision, int] | None:
     """The single-customer placement over the candidate managers: two statements (when it
     writes, a row lock on the customer before them; after, the placement guard on the chosen
     manager, which locks it, and that manager's row read again). None when the whole engine
     must decide (see ``assign_customer``), or when the chosen manager changed before its lock
-    was taken; raises for a missing or inactive customer."""
+    was taken ``_ATTEMPTS`` times in a row; raises for a missing or inactive customer."""
     lock = not request.dry_run
-    facts = await placement_repository.customer_facts(session, customer_id, lock=lock)
+    single_placement = strategy in _SINGLE_STRATEGIES and request.explain != "full"
+    if lock:
+        # Single placements run side by side (the shared placement lock): each locks only
+        # its customer and the manager it chooses. Writers that read managers' workloads
+        # without their row locks (handover refusals and re-placements, the pool's sweeps)
+        # take the placement lock alone, so they never overlap one.
+        await placement_repository.lock_customer(
+            session, customer_id, share_placements=_PLACEMENT_LOCK if single_placement else None
+        )
+    facts = await placement_repository.customer_facts(reads, customer_id)
     if facts is None:
         raise NotFound(f"Customer {customer_id} does not exist.")
     if facts.status != "active":
@@ -508,7 +548,8 @@ async def _place_one(
             f"Customer {customer_id} is {facts.status}; only active customers are placed."
         )
     customer = facts.customer
-    if strategy not in _SINGLE_STRATEGIES or request.explain == "full" or customer.pinned:
+    if not single_placement or customer.pinned or (lock and request.force):
+        # A forced placement may break hard rules: the guard on one manager would refuse it.
         return None
     rules = parse_stored(facts.rules_json)
     placement = rules.placement
@@ -518,7 +559,7 @@ async def _place_one(
     now = datetime.now(UTC)
     read = functools.partial(
         _candidate_rows,
-        session,
+        reads,
         min_level=tier.min_manager_level,
         weight=tier.weight,
         reasons=loading.intake_reasons(rules),
@@ -530,13 +571,6 @@ async def _place_one(
         fallback=fallback,
         now=now,
     )
-    rows, marks = await read(include=include, only_include=request.manager_id is not None)
-    if request.manager_id is not None:
-        named = next((i for i, bits in marks.items() if bits & single.SUCCESSOR), None)
-        if named is None or (
-            rows[named][_STATUS] == "departed" and not marks[named] & single.CURRENT
-        ):
-            raise InvalidInput(f"Successor {request.manager_id} does not exist or has departed.")
     options = engine.PlanOptions(
         strategy=Strategy(strategy),
         now=now,
@@ -544,35 +578,47 @@ async def _place_one(
         force=request.force,
         explain=request.explain,
     )
-    compute = functools.partial(single.place_among, customer, tier, rules, options, rows, marks)
-    if len(rows) <= _INLINE_CANDIDATES:
-        try:
-            decision = compute()
-        except engine.EngineError as exc:
-            raise InvalidInput(str(exc)) from exc
-    else:  # a pass over thousands of managers: off the event loop, within the budget
-        decision = await run_engine("place_customer", compute, deadline=engine_deadline())
-    if decision is None or (decision.manager_id is None and strategy != Strategy.SUCCESSOR):
-        # Left in the pool: its explanation counts over every manager, and the candidates
-        # are not all of them.
-        return None
-    chosen = decision.manager_id
-    if lock and chosen is not None and chosen != customer.manager_id:
+    for _ in range(_ATTEMPTS):
+        rows, marks = await read(include=include, only_include=request.manager_id is not None)
+        if request.manager_id is not None:
+            named = next((i for i, bits in marks.items() if bits & single.SUCCESSOR), None)
+            if named is None or (
+                rows[named][_STATUS] == "departed" and not marks[named] & single.CURRENT
+            ):
+                raise InvalidInput(
+                    f"Successor {request.manager_id} does not exist or has departed."
+                )
+        compute = functools.partial(single.place_among, customer, tier, rules, options, rows, marks)
+        if len(rows) <= _INLINE_CANDIDATES:
+            try:
+                decision = compute()
+            except engine.EngineError as exc:
+                raise InvalidInput(str(exc)) from exc
+        else:  # a pass over thousands of managers: off the event loop, within the budget
+            decision = await run_engine("place_customer", compute, deadline=engine_deadline())
+        if decision is None or (decision.manager_id is None and strategy != Strategy.SUCCESSOR):
+            # Left in the pool: its explanation counts over every manager, and the candidates
+            # are not all of them.
+            return None
+        chosen = decision.manager_id
+        if not lock or chosen is None or chosen == customer.manager_id:
+            return decision, facts.rules_version
         # Only the manager who takes the customer is locked, by the placement guard (every
         # hard rule on facts read after the lock): a change to any other manager committed
         # after the read is ordered after this placement; this one's must not have happened.
-        # If it did, the lock is given back before the whole engine decides, with every lock
-        # taken in order (holding it while locking the others could deadlock).
-        await placement_repository.mark_before_lock(session)
+        # If it did (placements running side by side tend to choose the same lightest
+        # manager), the lock is given back and the placement starts over on facts read now;
+        # holding it while locking another manager could deadlock.
         try:
             await guard.check_move(session, customer_id=customer_id, manager_id=chosen)
             again, _ = await read(include=[chosen], only_include=True)
         except Conflict:  # a hard rule the manager breaks now, or departed
             again = None
-        if again != [row for row in rows if row[0] == chosen]:
-            await placement_repository.undo_lock(session)
-            return None
-    return decision, facts.rules_version
+        if again == [row for row in rows if row[0] == chosen]:
+            return decision, facts.rules_version
+        await placement_repository.undo_lock(session)
+    # Still contended: the whole engine decides, with every lock taken in order.
+    return None
 
 
 _STATUS = single.ROW_FIELDS.index("status")
@@ -580,11 +626,11 @@ _OFF_HOURS = single.ROW_FIELDS.index("off_hours")
 
 
 async def _candidate_rows(
-    session: AsyncSession, *, now: datetime, **read: Any
+    reads: Reader, *, now: datetime, **read: Any
 ) -> tuple[list[single.Row], dict[int, int]]:
     """The candidate rows and their marks (``placement_repository.candidates``), with the
     managers outside their working hours at ``now`` marked so."""
-    found = await placement_repository.candidates(session, **read)
+    found = await placement_repository.candidates(reads, **read)
     rows = found.rows
     for i, windows, zone in found.hours:
         if not hours.at_work(windows, zone, now):

@@ -18,6 +18,7 @@ from app.core.pagination import (
 _DETAILS = "audit_details"
 _EXPECTED = "audit_expected"
 _WRITTEN = "audit_written"
+_UNCHANGED = "audit_unchanged"
 
 
 def details(session: AsyncSession) -> dict[str, Any]:
@@ -59,11 +60,20 @@ def written_with(session: AsyncSession, event_id: int) -> None:
         written["id"] = event_id
 
 
+def unchanged(session: AsyncSession) -> None:
+    """Said by a write route's use case that changed nothing (a dry run): like a read, the
+    request records no event."""
+    session.info[_UNCHANGED] = True
+
+
 async def record(session: AsyncSession, **values: Any) -> None:
     """Append an event; called before the request's transaction commits. When a change
     already wrote this request's event (``take_expected``), nothing is written, or that event
-    is corrected if the request ended otherwise than expected."""
+    is corrected if the request ended otherwise than expected. A request that changed nothing
+    (``unchanged``) writes none."""
     session.info.pop(_EXPECTED, None)
+    if session.info.pop(_UNCHANGED, False):
+        return
     written = session.info.pop(_WRITTEN, None)
     if written is None or "id" not in written:
         await repository.insert_event(session, values)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.assignments import placement_repository
+from app.assignments import guard
 from app.assignments.schemas import AssignOut
 from app.engine import RuleSet
 from tests.integration.factories import create_customer, create_manager, create_tiers, ok
@@ -96,8 +96,9 @@ async def test_a_chosen_manager_changed_before_its_lock_sends_the_placement_to_t
     committed_client, fresh_database, monkeypatch
 ):
     """The single placement reads candidates without their locks; when the manager it chose
-    stops accepting before its lock is taken, the lock is given back and the whole engine
-    places the customer with every lock, on facts read after the change."""
+    stops accepting before its lock is taken, the lock is given back and the customer is
+    placed again on facts read after the change (by the single placement, or after repeated
+    changes by the whole engine with every lock)."""
     client = committed_client
     await create_tiers(client)
     light = await create_manager(client, level=3, capacity=50)
@@ -111,19 +112,19 @@ async def test_a_chosen_manager_changed_before_its_lock_sends_the_placement_to_t
     expected = await _engine_decision(client, customer["id"])
     assert expected["manager_id"] == light["id"], "the lighter manager is the engine's choice"
     changes = create_async_engine(fresh_database)
-    real = placement_repository.mark_before_lock
+    real = guard.check_move
     calls = []
 
-    async def changed_meanwhile(session):
+    async def changed_meanwhile(session, **kwargs):
         calls.append(1)
         async with changes.begin() as conn:
             await conn.execute(
                 text("UPDATE managers SET accepting_new = false WHERE id = :id"),
                 {"id": light["id"]},
             )
-        await real(session)
+        return await real(session, **kwargs)
 
-    monkeypatch.setattr(placement_repository, "mark_before_lock", changed_meanwhile)
+    monkeypatch.setattr(guard, "check_move", changed_meanwhile)
     try:
         placed = await ok(await client.post(f"/v1/customers/{customer['id']}/assign", json={}))
     finally:
@@ -135,3 +136,59 @@ async def test_a_chosen_manager_changed_before_its_lock_sends_the_placement_to_t
     assert seen["manager_id"] == other["id"]
     history = await ok(await client.get(f"/v1/customers/{customer['id']}/history"))
     assert [row["manager_id"] for row in history["items"]] == [other["id"]]
+
+
+async def test_a_dry_run_is_a_read_not_audited_and_replayed_under_its_key(client):
+    """A dry run changes nothing: the audit trail records only the real placement; with an
+    Idempotency-Key its answer is still kept and replayed."""
+    await create_tiers(client)
+    manager = await create_manager(client, level=3, capacity=10)
+    customer = await create_customer(client, tier="standard")
+    path = f"/v1/customers/{customer['id']}/assign"
+    keyed = {"Idempotency-Key": "dry-run-1"}
+    dry = await ok(await client.post(path, json={"dry_run": True}, headers=keyed))
+    assert dry["decision"]["manager_id"] == manager["id"] and dry["applied"] is False
+    again = await client.post(path, json={"dry_run": True}, headers=keyed)
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.json() == dry
+    seen = await ok(await client.get(f"/v1/customers/{customer['id']}"))
+    assert seen["manager_id"] is None
+    trail = await ok(await client.get("/v1/audit", params={"resource_id": customer["id"]}))
+    assert [e["action"] for e in trail["items"]] == ["create_customer"]
+    placed = await ok(await client.post(path, json={}))
+    assert placed["applied"] is True and placed["decision"] == dry["decision"]
+    trail = await ok(await client.get("/v1/audit", params={"resource_id": customer["id"]}))
+    assert [e["action"] for e in trail["items"]] == ["assign_customer", "create_customer"]
+
+
+async def test_a_chosen_manager_changing_at_every_try_leaves_the_placement_to_the_engine(
+    committed_client, fresh_database, monkeypatch
+):
+    """Each time the single placement goes to lock the manager it chose, that manager's row
+    has changed: after a few tries the whole engine places the customer, with every lock."""
+    client = committed_client
+    await create_tiers(client)
+    managers = [await create_manager(client, level=3, capacity=50) for _ in range(2)]
+    customer = await create_customer(client, tier="standard")
+    changes = create_async_engine(fresh_database)
+    real = guard.check_move
+    calls = []
+
+    async def changed_meanwhile(session, **kwargs):
+        calls.append(1)
+        async with changes.begin() as conn:
+            await conn.execute(
+                text("UPDATE managers SET capacity = capacity + 1 WHERE id = ANY(:ids)"),
+                {"ids": [m["id"] for m in managers]},
+            )
+        return await real(session, **kwargs)
+
+    monkeypatch.setattr(guard, "check_move", changed_meanwhile)
+    try:
+        placed = await ok(await client.post(f"/v1/customers/{customer['id']}/assign", json={}))
+    finally:
+        await changes.dispose()
+    monkeypatch.undo()
+    assert len(calls) == 3, "three tries of the single placement"
+    assert placed["applied"] is True
+    seen = await ok(await client.get(f"/v1/customers/{customer['id']}"))
+    assert seen["manager_id"] == placed["decision"]["manager_id"] in {m["id"] for m in managers}
