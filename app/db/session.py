@@ -103,8 +103,8 @@ def _note_idle_since(dbapi_connection: Any, record: Any) -> None:
 
 
 def _skip_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-    """Hand out no connection the server has closed (a restart, an idle timeout) or that
-    stopped answering while idle: the pool replaces it with a new one.
+    """Hand out no connection the server has closed (a restart, an idle timeout), that
+    stopped answering while idle, or that is inside a transaction: the pool replaces it.
 
     Instead of SQLAlchemy's ``pool_pre_ping``, which costs every transaction three round trips
     on asyncpg (BEGIN, an empty statement, ROLLBACK): asyncpg reads every connection all the
@@ -113,6 +113,11 @@ def _skip_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -> N
     driver = getattr(dbapi_connection, "driver_connection", None)
     if driver is not None and driver.is_closed():
         raise DisconnectionError("the server closed this connection")
+    if driver is not None and driver.is_in_transaction():
+        # Handed back inside a transaction nobody tracks (a BEGIN interrupted by a
+        # cancellation while its reply was on the way): the next session's transaction would
+        # be a savepoint in it, its commit lost. Closed instead; the server rolls it back.
+        raise DisconnectionError("the connection was returned inside a transaction")
     idle_since = record.info.get("idle_since")
     if idle_since is not None and time.monotonic() - idle_since > IDLE_PING_SECONDS:
         try:
