@@ -304,12 +304,17 @@ def with_workloads(
     """The managers with workloads summed from the loaded book (one numpy pass, no SQL scan)."""
     weight = {t.code: t.weight for t in tiers}
     tier_weight = np.array([weight[c] for c in customers.tier_codes], dtype=np.int64)
-    owned = customers.owner >= 0
-    load = np.bincount(
-        customers.owner[owned],
-        weights=tier_weight[customers.tier[owned]],
-        minlength=len(managers),
-    )
+    owner, tier = customers.owner, customers.tier
+    if len(owner) and owner.min() < 0:
+        owned = owner >= 0
+        owner, tier = owner[owned], tier[owned]
+    # Customers counted per (manager, tier), then weighed: integer counts, no float weights
+    # gathered per customer.
+    width = len(tier_weight)
+    counts = np.bincount(
+        owner.astype(np.int64) * width + tier, minlength=len(managers) * width
+    ).reshape(-1, width)
+    load = counts @ tier_weight
     # Built field by field in order (one C-level read of all fields), not with
     # ``dataclasses.replace``: at 10 000 managers that cost 0.14 s, this about a third of it.
     at = _MANAGER_FIELDS.index("workload")
