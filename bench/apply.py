@@ -305,8 +305,8 @@ async def time_columns(engine, *, cold: bool = False) -> tuple[dict[str, float],
         return parts, len(cols)
 
 
-# The loader's query with region, language and industry left uncoded (a constant instead of
-# the join on the kept combinations): what the attribute coding costs the server.
+# The loader's query with tier, region, language and industry left uncoded (a constant
+# instead of the join on the kept combinations): what the attribute coding costs the server.
 _JOIN = columnar._COPY[columnar._COPY.index("      LEFT JOIN") : columnar._COPY.index("     WHERE")]
 WITHOUT_ATTRIBUTES = columnar._COPY.replace(_JOIN, "").replace("COALESCE(d.idx - 1, -1)", "0")
 
@@ -315,14 +315,13 @@ async def time_server(engine) -> dict[str, float]:
     """Server time (``EXPLAIN ANALYZE``, rows not sent) of the loader's COPY query, of it
     without the attribute coding, and of the floor's query."""
     async with AsyncSession(engine) as session:
-        tiers = [t.code for t in await loading.load_tiers(session)]
         combos = columnar._known_combinations or []
         raw = await driver_connection(session)
-        attributes = [[c[i] for c in combos] for i in range(3)]
+        attributes = [[c[i] for c in combos] for i in range(4)]
         out = {}
         for label, query, args in (
-            ("query", columnar._COPY, (tiers, *attributes)),
-            ("no_attributes", WITHOUT_ATTRIBUTES, (tiers,)),
+            ("query", columnar._COPY, tuple(attributes)),
+            ("no_attributes", WITHOUT_ATTRIBUTES, ()),
             ("floor_query", ENGINE_COLUMNS_COPY, ()),
         ):
             plan = await raw.fetch(f"EXPLAIN (ANALYZE, TIMING OFF) {query}", *args)
@@ -370,7 +369,7 @@ async def bench_loading(engine, repeat: int) -> None:
     )
     print(
         f"  server time of the queries (EXPLAIN ANALYZE, rows not sent): the loader's "
-        f"{m['server_query']:.3f} s · without coding region, language, industry "
+        f"{m['server_query']:.3f} s · without coding tier, region, language, industry "
         f"{m['server_no_attributes']:.3f} s · the floor's {m['server_floor_query']:.3f} s"
     )
     print(

@@ -2,15 +2,16 @@
 
 At a million customers, Python objects per row cost seconds and gigabytes; a binary COPY of
 fixed-width columns parses with one numpy ``frombuffer`` (about 90 bytes a row, transient).
-Region, language and industry travel as one code into the few distinct combinations, a
-list kept from an earlier read and checked by the COPY itself (one pass over the table, not
+Tier, region, language and industry travel as one code into the few distinct combinations,
+a list kept from an earlier read and checked by the COPY itself (one pass over the table, not
 two); owners travel as raw UUID bytes and are matched to the manager list in numpy.
 
 The server does as little per row as it can: every expression it evaluates for a million
 rows costs about as much as sending a column. So the owners and tiers are not filtered in
-the query (a hashed ``= ANY`` over 10 000 manager ids cost a third of the whole COPY): a row
-whose owner is not among the managers, or whose tier is not among the tiers, is dropped
-while it is parsed. Only when the managers asked for are a small part of all managers is
+the query (a hashed ``= ANY`` over 10 000 manager ids cost a third of the whole COPY), and
+the tier is one more key of the combinations' join rather than an ``array_position`` of its
+own: a row whose owner is not among the managers, or whose tier is not among the tiers, is
+dropped while it is parsed. Only when the managers asked for are a small part of all managers is
 the filter sent with the query, so a team's book does not move the whole company's.
 """
 
@@ -39,8 +40,6 @@ _ROW = np.dtype(
         ("nfields", ">i2"),
         ("l_id", ">i4"),
         ("id", "V16"),
-        ("l_tier", ">i4"),
-        ("tier", ">i2"),
         ("l_attrs", ">i4"),
         ("attrs", ">i4"),
         ("l_pinned", ">i4"),
@@ -56,31 +55,32 @@ _ROW = np.dtype(
     ]
 )
 
-# The attribute combinations (region, language, industry; NULL as '') of the last full read,
+# The attribute combinations (tier, region, language, industry; NULL as '') of the last read,
 # kept for the life of the process. A load sends them with its COPY and codes each row by a
 # LEFT JOIN, so the book is read in one pass; a row whose combination is not in the list (one
 # created since) comes back coded -1, and the load reads the combinations again and repeats
 # its COPY. Combinations no longer in use only lengthen the list: the columns keep the ones
 # their rows use, so a load gives the same columns whatever the list held.
-_known_combinations: list[tuple[str, str, str]] | None = None
+_known_combinations: list[tuple[str, str, str, str]] | None = None
 
 # NULL text attributes travel as '' (never a real value: the API refuses empty strings).
 _COMBINATIONS = """
-    SELECT DISTINCT COALESCE(region, ''), COALESCE(language, ''), COALESCE(industry, '')
+    SELECT DISTINCT tier_code, COALESCE(region, ''), COALESCE(language, ''),
+           COALESCE(industry, '')
       FROM customers WHERE status = 'active' AND manager_id IS NOT NULL
 """
 
 # Every column is non-null and fixed width, so every row has the same layout. Instants travel
 # as Postgres' own binary timestamps (microseconds since 2000-01-01; '-infinity' is the int64
 # minimum, the engine's NO_TIME): converting them to epoch seconds in SQL (a numeric) cost
-# more than the rest of the COPY. Tiers are coded by position in the (short) list, not by a
-# join: the planner misjudged the joins' sizes and chose nested loops or a parallel plan that
-# cost more than the scan; a tier not in the list is coded -1 and its rows dropped. (Coding
-# region, language and industry each by ``array_position`` instead of the join on the three
-# cost more: 1.5 times the join's time at a million rows, as did a CASE over each list.)
+# more than the rest of the COPY. Only the small list of combinations is joined (a hash join
+# on it; joins to tiers or managers made the planner choose nested loops or a parallel plan
+# that cost more than the scan). Server time at a million rows, quiet machine: the scan with
+# the four-key join 0.64 s, with the tier by ``array_position`` and a three-key join 0.76 s,
+# region, language and industry each by ``array_position`` or a CASE over its list more
+# than either.
 _COPY = """
     SELECT c.id,
-           COALESCE(array_position($1::text[], c.tier_code) - 1, -1)::int2,
            COALESCE(d.idx - 1, -1)::int4,
            c.pinned,
            c.manager_id,
@@ -88,9 +88,10 @@ _COPY = """
            COALESCE(c.annual_value::float8, 'NaN'),
            COALESCE(c.satisfaction::float8, 'NaN')
       FROM customers AS c
-      LEFT JOIN unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS d(r, l, i, idx)
-        ON d.r = COALESCE(c.region, '') AND d.l = COALESCE(c.language, '')
-       AND d.i = COALESCE(c.industry, '')
+      LEFT JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[])
+           WITH ORDINALITY AS d(t, r, l, i, idx)
+        ON d.t = c.tier_code AND d.r = COALESCE(c.region, '')
+       AND d.l = COALESCE(c.language, '') AND d.i = COALESCE(c.industry, '')
      WHERE c.status = 'active' AND c.manager_id IS NOT NULL
 """
 # The same, for a few managers' customers (``_SERVER_FILTER``).
@@ -132,16 +133,13 @@ async def load_owned_customer_columns(
     combos = _known_combinations
     for _ in range(_ATTEMPTS):
         if combos is None:
-            combos = [(r[0], r[1], r[2]) for r in await raw.fetch(_COMBINATIONS)]
+            combos = [(r[0], r[1], r[2], r[3]) for r in await raw.fetch(_COMBINATIONS)]
             _known_combinations = combos
-        stream = _Stream(owners)
+        stream = _Stream(owners, _tiers_of(combos, tier_codes))
         try:
             await raw.copy_from_query(
                 query,
-                tier_codes,
-                [c[0] for c in combos],
-                [c[1] for c in combos],
-                [c[2] for c in combos],
+                *([c[k] for c in combos] for k in range(4)),
                 *owner_args,
                 output=stream.receive,
                 format="binary",
@@ -183,8 +181,9 @@ class _Stream:
     COPY. Chunks are gathered on the event loop (a file-like output costs asyncpg a thread
     hop per chunk)."""
 
-    def __init__(self, owners: _OwnerIndex) -> None:
+    def __init__(self, owners: _OwnerIndex, tiers_of: np.ndarray) -> None:
         self._owners = owners
+        self._tiers_of = tiers_of
         self._pending = bytearray()
         self._skip = _HEADER
         self._parts: list[asyncio.Future[_Rows]] = []
@@ -214,20 +213,37 @@ class _Stream:
         del self._pending[:end]
         self._skip = 0
         loop = asyncio.get_running_loop()
-        self._parts.append(loop.run_in_executor(None, _parse_rows, data, self._owners))
+        self._parts.append(
+            loop.run_in_executor(None, _parse_rows, data, self._owners, self._tiers_of)
+        )
 
 
-def _parse_rows(data: bytes, owners: _OwnerIndex) -> _Rows:
+# A combination's tier when the tier is not among the tiers loaded (its rows are dropped), and
+# the code a row whose combination is unknown gets as its tier (kept, so the miss is seen).
+_NO_TIER = -1
+_UNKNOWN = -2
+
+
+def _tiers_of(combos: list[tuple[str, str, str, str]], tier_codes: list[str]) -> np.ndarray:
+    """Each combination's tier as an index into ``tier_codes``, then ``_UNKNOWN`` (the tier
+    of a row coded -1)."""
+    index = {code: i for i, code in enumerate(tier_codes)}
+    tiers = [index.get(c[0], _NO_TIER) for c in combos]
+    return np.array([*tiers, _UNKNOWN], dtype=np.int16)
+
+
+def _parse_rows(data: bytes, owners: _OwnerIndex, tiers_of: np.ndarray) -> _Rows:
     rows = np.frombuffer(data, dtype=_ROW)
     owner = owners.codes(rows["owner"])
-    tier = rows["tier"].astype(np.int16)
-    kept = (owner >= 0) & (tier >= 0)  # another manager's customer, or a tier created since
+    attrs = rows["attrs"].astype(np.int32)
+    tier = tiers_of[attrs]  # -1 (unknown combination) takes the last: _UNKNOWN
+    kept = (owner >= 0) & (tier != _NO_TIER)  # another manager's customer, or tier
     if not kept.all():
-        rows, owner, tier = rows[kept], owner[kept], tier[kept]
+        rows, owner, attrs, tier = rows[kept], owner[kept], attrs[kept], tier[kept]
     return _Rows(
         ids=rows["id"].copy().view("S16"),
         tier=tier,
-        attrs=rows["attrs"].astype(np.int32),
+        attrs=attrs,
         pinned=rows["pinned"].copy(),
         owner=owner,
         since=_epoch_seconds(rows["since"]),
@@ -239,7 +255,7 @@ def _parse_rows(data: bytes, owners: _OwnerIndex) -> _Rows:
 def _assemble(
     parts: list[_Rows],
     tier_codes: list[str],
-    combos: list[tuple[str, str, str]],
+    combos: list[tuple[str, str, str, str]],
     manager_ids: list[uuid.UUID],
 ) -> engine.CustomerColumns | None:
     """The parsed slices as engine columns (``combos``: the attribute combinations the
@@ -259,9 +275,9 @@ def _assemble(
     # Only the combinations in use become categories: the same columns as a fresh read.
     used = np.flatnonzero(np.bincount(attrs, minlength=len(combos)))
     present = [combos[i] for i in used]
-    regions, region_of = _dictionary([c[0] for c in present])
-    languages, language_of = _dictionary([c[1] for c in present])
-    industries, industry_of = _dictionary([c[2] for c in present])
+    regions, region_of = _dictionary([c[1] for c in present])
+    languages, language_of = _dictionary([c[2] for c in present])
+    industries, industry_of = _dictionary([c[3] for c in present])
     compact = np.full(len(combos), -1, dtype=np.int32)
     compact[used] = np.arange(len(used), dtype=np.int32)
     attrs = compact[attrs]
