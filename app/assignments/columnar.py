@@ -28,6 +28,7 @@ import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
+from app.assignments.loading import collection_paused
 from app.db.session import driver_connection
 from app.engine import NO_TIME
 from app.errors import Conflict
@@ -337,9 +338,10 @@ def with_workloads(
     at = _MANAGER_FIELDS.index("workload")
     build: Callable[..., engine.Manager] = engine.Manager  # positional, in field order
     out = []
-    for m, w in zip(managers, load.tolist(), strict=True):
-        values = _manager_fields(m)
-        out.append(build(*values[:at], int(w), *values[at + 1 :]))
+    with collection_paused():
+        for m, w in zip(managers, load.tolist(), strict=True):
+            values = _manager_fields(m)
+            out.append(build(*values[:at], int(w), *values[at + 1 :]))
     return out
 
 

@@ -18,9 +18,11 @@ whole request (``app.api.retries``).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import uuid
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import TextClause, text
@@ -207,7 +209,23 @@ async def load_managers(
     reasons = intake_reasons(rules)
     rows = await raw.fetch(query, list(include), reasons)
     counts = await _tier_intake(session, rules, reasons, manager_id=None, for_tiers=for_tiers)
-    return [_manager_from_record(r, counts.get(r[0], ())) for r in rows]
+    with collection_paused():
+        return [_manager_from_record(r, counts.get(r[0], ())) for r in rows]
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused while many small objects are built in one
+    synchronous step (nothing else runs meanwhile): the collections their allocations set off
+    doubled the time of building 10 000 managers. Restored as it was, even on an error."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _manager_from_record(
