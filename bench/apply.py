@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.assignments import columnar, loading
 from app.assignments.repository import move_customers
+from app.db.session import driver_connection
 from bench._db import scratch_database
 
 FLOOR_UPDATE = """
@@ -486,6 +487,31 @@ async def time_columns(engine, *, cold: bool = False) -> tuple[dict[str, float],
         return parts, len(cols)
 
 
+# The loader's query with tier, region, language and industry left uncoded (a constant
+# instead of the join on the kept combinations): what the attribute coding costs the server.
+_JOIN = columnar._COPY[columnar._COPY.index("      LEFT JOIN") : columnar._COPY.index("     WHERE")]
+WITHOUT_ATTRIBUTES = columnar._COPY.replace(_JOIN, "").replace("COALESCE(d.idx - 1, -1)", "0")
+
+
+async def time_server(engine) -> dict[str, float]:
+    """Server time (``EXPLAIN ANALYZE``, rows not sent) of the loader's COPY query, of it
+    without the attribute coding, and of the floor's query."""
+    async with AsyncSession(engine) as session:
+        combos = columnar._known_combinations or []
+        raw = await driver_connection(session)
+        attributes = [[c[i] for c in combos] for i in range(4)]
+        out = {}
+        for label, query, args in (
+            ("query", columnar._COPY, tuple(attributes)),
+            ("no_attributes", WITHOUT_ATTRIBUTES, ()),
+            ("floor_query", ENGINE_COLUMNS_COPY, ()),
+        ):
+            plan = await raw.fetch(f"EXPLAIN (ANALYZE, TIMING OFF) {query}", *args)
+            out[label] = float(plan[-1][0].split(":")[1].split()[0]) / 1000
+        await session.rollback()
+        return out
+
+
 async def bench_loading(engine, repeat: int) -> None:
     """The whole-book load against its floors, interleaved run by run (medians)."""
     await time_columns(engine)  # the combinations known, as in a running service
@@ -498,9 +524,13 @@ async def bench_loading(engine, repeat: int) -> None:
             ("floor_in_loop", lambda: time_engine_columns_floor(engine, in_loop=True)),
             ("warm", lambda: time_columns(engine)),
             ("cold", lambda: time_columns(engine, cold=True)),
+            ("server", lambda: time_server(engine)),
         ):
             result = await measure()
-            if label in ("warm", "cold"):
+            if label == "server":
+                for part, t in result.items():
+                    runs.setdefault(f"server_{part}", []).append(t)
+            elif label in ("warm", "cold"):
                 parts, rows = result
                 for part, t in parts.items():
                     runs.setdefault(f"{label}_{part}", []).append(t)
@@ -518,6 +548,11 @@ async def bench_loading(engine, repeat: int) -> None:
     print(
         f"  parts: managers {m['warm_managers']:.3f} s · customers' columns (one COPY, parsed "
         f"while it streams) {m['warm_customers']:.3f} s · workloads {m['warm_workloads']:.3f} s"
+    )
+    print(
+        f"  server time of the queries (EXPLAIN ANALYZE, rows not sent): the loader's "
+        f"{m['server_query']:.3f} s · without coding tier, region, language, industry "
+        f"{m['server_no_attributes']:.3f} s · the floor's {m['server_floor_query']:.3f} s"
     )
     print(
         f"  with the combinations read first (a process's first load, or after a new "

@@ -34,3 +34,21 @@ def test_ids_sharing_leading_bits_or_their_whole_high_half_still_map_exactly():
 
 def test_no_owners():
     assert _OwnerIndex([uuid.uuid4()]).codes(np.zeros(0, dtype="V16")).tolist() == []
+
+
+def test_an_owner_not_among_the_managers_is_coded_minus_one():
+    ids = [uuid.uuid4() for _ in range(300)]
+    others = [uuid.uuid4() for _ in range(3)]
+    high_twin = uuid.UUID(bytes=ids[5].bytes[:8] + bytes(8))  # shares a manager's high half
+    owners = np.frombuffer(
+        b"".join(u.bytes for u in (ids[0], others[0], high_twin, ids[299], others[2])),
+        dtype="V16",
+    )
+    assert _OwnerIndex(ids).codes(owners).tolist() == [0, -1, -1, 299, -1]
+
+
+def test_owners_read_from_a_strided_field_of_the_rows():
+    ids = [uuid.uuid4() for _ in range(50)]
+    rows = np.zeros(4, dtype=[("n", ">i2"), ("owner", "V16"), ("x", ">i4")])
+    rows["owner"] = np.frombuffer(b"".join(ids[i].bytes for i in (3, 1, 4, 1)), dtype="V16")
+    assert _OwnerIndex(ids).codes(rows["owner"]).tolist() == [3, 1, 4, 1]
