@@ -98,10 +98,11 @@ _COPY = """
 # The same, for a few managers' customers (``_SERVER_FILTER``).
 _COPY_OF_MANAGERS = _COPY.replace("c.manager_id IS NOT NULL", "c.manager_id = ANY($5::uuid[])")
 
-# Below this share of all managers, the owners are filtered by the query (a hashed lookup per
-# row on the server) rather than while parsing (every owned customer sent).
+# Below this share of the managers who can own customers, the owners are filtered by the query
+# (a hashed lookup per row on the server) rather than while parsing (every owned customer
+# sent); departed managers, who accumulate, own nobody and do not count.
 _SERVER_FILTER = 0.5
-_MANAGER_COUNT = "SELECT count(*) FROM managers"
+_MANAGER_COUNT = "SELECT count(*) FROM managers WHERE status <> 'departed'"
 
 # Combinations created between a read of them and the COPY that uses it are rare (a new
 # region or industry, a tier with attributes none of its customers had); a book changing
@@ -119,7 +120,7 @@ def _dictionary(values: list[str]) -> tuple[tuple[str, ...], np.ndarray]:
 async def load_owned_customer_columns(
     session: AsyncSession, *, tiers: Sequence[engine.Tier], managers: Sequence[engine.Manager]
 ) -> engine.CustomerColumns:
-    """Every active customer owned by one of ``managers``, as engine columns.
+    """Every active customer owned by one of ``managers``, as engine columns in id order.
 
     ``owner`` codes are indices into ``managers``; ``last_moved_at`` is when the current owner
     got the customer. Former owners are not loaded (rebalancing does not read them).
@@ -283,7 +284,7 @@ def _assemble(
     compact = np.full(len(combos), -1, dtype=np.int32)
     compact[used] = np.arange(len(used), dtype=np.int32)
     attrs = compact[attrs]
-    return engine.CustomerColumns(
+    columns = engine.CustomerColumns(
         ids=column("ids", "S16"),
         tier=column("tier", "int16"),
         tier_codes=tuple(tier_codes),
@@ -300,6 +301,9 @@ def _assemble(
         owner_ids=tuple(manager_ids),
         last_moved_at=column("since", "int64"),
     )
+    # In id order, whatever plan the server chose: the engine breaks ties by row, and a
+    # plan's token digests the columns, so the same book must read the same.
+    return columns.by_id()
 
 
 _POSTGRES_EPOCH = 946_684_800  # 2000-01-01T00:00:00Z in Unix seconds

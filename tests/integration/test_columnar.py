@@ -255,3 +255,37 @@ async def test_only_the_given_managers_customers_and_tiers_are_loaded(api, clien
         c for m in everyone for c, tier in owned[m].items() if tier == "key"
     }
     assert {v[0] for v in loaded.values()} == {"key"}
+
+
+async def test_the_book_is_loaded_in_id_order_whatever_order_the_table_holds_it_in(api, client):
+    """The engine breaks ties by row and a plan's token digests the columns: the same book
+    must load the same, whichever plan the server picks or wherever updates moved rows."""
+    await create_tiers(client)
+    owners = [await create_manager(client, level=5, capacity=500) for _ in range(3)]
+    for i in range(40):
+        await create_customer(
+            client,
+            tier=("key", "standard", "long_tail")[i % 3],
+            region=("east", "west", None, "north")[i % 4],
+            manager_id=owners[i % 3]["id"],
+        )
+    async with api.factory() as session:
+        # Rows rewritten in descending id order: the table no longer holds them as inserted.
+        await session.execute(
+            text(
+                "UPDATE customers SET name = name || ' ' FROM (SELECT id FROM customers "
+                "ORDER BY id DESC LIMIT 20) AS last WHERE customers.id = last.id"
+            )
+        )
+        tiers = await loading.load_tiers(session)
+        managers = await loading.load_managers(session, workloads=False)
+        loads = [
+            await columnar.load_owned_customer_columns(session, tiers=tiers, managers=chosen)
+            for chosen in (managers, managers[:1])  # parsed-out owners, then a server filter
+        ]
+        await session.rollback()
+    for columns in loads:
+        ids = [uuid.UUID(bytes=bytes(columns.ids[i])) for i in range(len(columns))]
+        assert ids == sorted(ids, key=lambda u: u.bytes)
+        assert len(ids) == len(set(ids))
+    assert len(loads[0]) == 40
