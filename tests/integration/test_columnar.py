@@ -64,7 +64,7 @@ async def test_columns_match_the_rows(api, client):
         await session.rollback()
     assert len(columns) == 3
     for i in range(3):
-        cid = uuid.UUID(bytes=bytes(columns.ids[i]))
+        cid = columns.customer_id(i)
         tier, region, since, value = expected[cid]
         assert columns.tier_codes[columns.tier[i]] == tier
         assert (columns.regions[columns.region[i]] if columns.region[i] >= 0 else None) == region
@@ -98,7 +98,7 @@ async def test_a_combination_created_after_a_load_is_loaded(api, client, monkeyp
             await session.rollback()
         assert columns.regions == tuple(sorted(set(columns.regions)))
         return {
-            uuid.UUID(bytes=bytes(columns.ids[i])): (
+            columns.customer_id(i): (
                 columns.regions[columns.region[i]] if columns.region[i] >= 0 else None,
                 columns.languages[columns.language[i]] if columns.language[i] >= 0 else None,
                 columns.industries[columns.industry[i]] if columns.industry[i] >= 0 else None,
@@ -191,7 +191,7 @@ async def _load_attributes(
         return names[code] if code >= 0 else None
 
     return {
-        uuid.UUID(bytes=bytes(columns.ids[i])): (
+        columns.customer_id(i): (
             columns.tier_codes[columns.tier[i]],
             category(columns.regions, columns.region[i]),
             category(columns.languages, columns.language[i]),
@@ -285,7 +285,7 @@ async def test_the_book_is_loaded_in_id_order_whatever_order_the_table_holds_it_
         ]
         await session.rollback()
     for columns in loads:
-        ids = [uuid.UUID(bytes=bytes(columns.ids[i])) for i in range(len(columns))]
+        ids = [columns.customer_id(i) for i in range(len(columns))]
         assert ids == sorted(ids, key=lambda u: u.bytes)
         assert len(ids) == len(set(ids))
     assert len(loads[0]) == 40
