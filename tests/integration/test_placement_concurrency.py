@@ -2,13 +2,13 @@
 
 import asyncio
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.check import find_violations
 from app.db.session import create_session_factory, session_scope
 from app.handovers import aftercare
 from tests.integration.factories import create_customer, create_manager, create_tiers, ok
+from tests.integration.locks import lock_waited_or_done
 
 
 async def _violations(url):
@@ -111,25 +111,6 @@ async def test_racing_single_placements_never_overfill_or_place_a_customer_twice
     assert await _violations(fresh_database) == []
 
 
-async def _lock_waited_or_done(url: str, request: asyncio.Task) -> None:
-    """Until a backend waits for a lock, or ``request`` finished without waiting."""
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            while not request.done():
-                waiting = await conn.scalar(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity "
-                        "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-                    )
-                )
-                if waiting:
-                    return
-                await asyncio.sleep(0.01)
-    finally:
-        await engine.dispose()
-
-
 async def test_a_single_assign_racing_a_refusals_re_placement_never_overfills(
     committed_client, fresh_database, monkeypatch
 ):
@@ -165,7 +146,7 @@ async def test_a_single_assign_racing_a_refusals_re_placement_never_overfills(
         sent["assign"] = asyncio.create_task(
             client.post(f"/v1/customers/{pooled['id']}/assign", json={"manager_id": small["id"]})
         )
-        await _lock_waited_or_done(fresh_database, sent["assign"])
+        await lock_waited_or_done(fresh_database, sent["assign"])
         return plan
 
     monkeypatch.setattr(aftercare.assignments, "propose", propose_then_race)

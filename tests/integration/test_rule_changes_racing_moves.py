@@ -24,31 +24,13 @@ from tests.integration.factories import (
     create_tiers,
     ok,
 )
+from tests.integration.locks import lock_waited_or_done
 
 SENIORS_ONLY = {
     "eligibility": [
         {"id": "seniors_only", "conditions": [{"field": "manager.level", "op": "gte", "value": 5}]}
     ]
 }
-
-
-async def _waits_for_a_lock_or_ends(url: str, change: asyncio.Task[Any]) -> None:
-    """Until the change waits for a lock (or, if it does not, has finished)."""
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            while not change.done():
-                waiting = await conn.scalar(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity "
-                        "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-                    )
-                )
-                if waiting:
-                    return
-                await asyncio.sleep(0.01)
-    finally:
-        await engine.dispose()
 
 
 async def _change_while_a_move_is_under_way(
@@ -73,7 +55,7 @@ async def _change_while_a_move_is_under_way(
                 actor="racing-mover",
             )
             sent = asyncio.create_task(change())
-            await _waits_for_a_lock_or_ends(url, sent)
+            await lock_waited_or_done(url, sent)
             await mover.commit()
         response = await sent
     finally:
