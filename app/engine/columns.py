@@ -207,7 +207,7 @@ class CustomerColumns:
             return self
         halves = np.ascontiguousarray(self.ids).view(">u8").reshape(-1, 2)
         high = halves[:, 0]
-        order = np.argsort(high, kind="stable")
+        order = np.argsort(high)  # not stable, 4× faster: equal halves are sorted again
         ordered = high[order]
         if (ordered[1:] == ordered[:-1]).any():  # two ids share their first 8 bytes
             order = np.lexsort((halves[:, 1], high))
