@@ -199,7 +199,6 @@ async def main() -> None:
     for module, name in (
         (service, "load_book"),
         (service.columnar, "load_owned_customer_columns"),
-        (planning, "sort_by_id"),
         (planning, "digests"),
         (planning, "apply_changes"),
         (planning, "redivide"),

@@ -206,13 +206,14 @@ class CustomerColumns:
         if len(self.ids) < 2:
             return self
         halves = np.ascontiguousarray(self.ids).view(">u8").reshape(-1, 2)
-        high = halves[:, 0]
+        high, low = halves[:, 0], halves[:, 1]
+        rising = high[1:] > high[:-1]
+        if rising.all() or (rising | (high[1:] == high[:-1]) & (low[1:] > low[:-1])).all():
+            return self  # in id order already: one pass, no sort
         order = np.argsort(high)  # not stable, 4× faster: equal halves are sorted again
         ordered = high[order]
         if (ordered[1:] == ordered[:-1]).any():  # two ids share their first 8 bytes
-            order = np.lexsort((halves[:, 1], high))
-        if (order[1:] > order[:-1]).all():  # read in id order already
-            return self
+            order = np.lexsort((low, high))
         return self.take(order)
 
     def customer_id(self, i: int) -> UUID:

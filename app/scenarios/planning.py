@@ -64,11 +64,6 @@ class Redivision:
     violators: np.ndarray  # S16: customers whose owner breaks a rule after the moves
 
 
-def sort_by_id(columns: engine.CustomerColumns) -> engine.CustomerColumns:
-    """The same customers in id order (so digests and plans do not depend on read order)."""
-    return columns.by_id()
-
-
 def digests(book: Book, changes: dict[str, Any], options: dict[str, Any]) -> dict[str, str]:
     """Digests of everything a preview reads, by part (so a stale preview says what changed):
     the whole book's columns, whole manager and tier facts (``engine.digest`` walks every

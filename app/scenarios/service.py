@@ -233,7 +233,8 @@ async def archive_scenario(session: AsyncSession, *, scenario_id: uuid.UUID) -> 
 
 
 async def load_book(session: AsyncSession, *, lock: bool = False) -> planning.Book:
-    """The live book as engine facts: one binary COPY of every active owned customer, the
+    """The live book as engine facts: one binary COPY of every active owned customer (in id
+    order, so digests and plans do not depend on read order), the
     managers (``lock``: their rows locked, so workloads hold until the transaction ends),
     tiers and the rule set in force."""
     tier_facts = await loading.load_tiers(session)
@@ -244,7 +245,6 @@ async def load_book(session: AsyncSession, *, lock: bool = False) -> planning.Bo
     book = await columnar.load_owned_customer_columns(
         session, tiers=tier_facts, managers=manager_facts
     )
-    book = planning.sort_by_id(book)
     manager_facts = columnar.with_workloads(manager_facts, book, tier_facts)
     in_force = await current_rules(session)
     return planning.Book(

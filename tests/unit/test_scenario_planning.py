@@ -11,7 +11,7 @@ from app.engine.columns import uuids_to_s16
 from app.scenarios import planning
 
 
-def test_sort_by_id_orders_the_book_by_customer_id_with_every_column():
+def test_by_id_orders_the_book_by_customer_id_with_every_column():
     ids = [uuid.uuid4() for _ in range(500)]
     ids += [uuid.UUID(bytes=ids[0].bytes[:8] + bytes(8))]  # same first 8 bytes as another
     columns = CustomerColumns(
@@ -20,10 +20,11 @@ def test_sort_by_id_orders_the_book_by_customer_id_with_every_column():
         tier_codes=("standard",),
         pinned=np.arange(len(ids)) % 2 == 0,
     )
-    ordered = planning.sort_by_id(columns)
+    ordered = columns.by_id()
     got = [ordered.customer_id(i) for i in range(len(ordered))]
     assert got == sorted(ids)
     assert all(ordered.pinned[i] == (ids.index(got[i]) % 2 == 0) for i in range(len(got)))
+    assert ordered.by_id() is ordered, "a book in id order is returned as is"
 
 
 def test_stored_moves_round_trip():
