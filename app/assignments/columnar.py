@@ -23,7 +23,6 @@ import operator
 import uuid
 from collections.abc import Callable, Sequence
 
-import anyio.to_thread
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -151,8 +150,7 @@ async def load_owned_customer_columns(
             await stream.abandon()  # the COPY's own error is the one to report
             raise
         parts = await stream.finish()
-        # Assembled in a worker thread too: no other request waits it out.
-        columns = await anyio.to_thread.run_sync(_assemble, parts, tier_codes, combos, manager_ids)
+        columns = await _assemble(parts, tier_codes, combos, manager_ids)
         if columns is not None:
             return columns
         combos = None  # a combination created since they were read
@@ -169,7 +167,6 @@ class _Rows:
     """Some rows of the COPY, parsed into native arrays (``attrs``: combination codes)."""
 
     ids: np.ndarray
-    tier: np.ndarray
     attrs: np.ndarray
     pinned: np.ndarray
     owner: np.ndarray
@@ -242,10 +239,9 @@ def _parse_rows(data: bytes, owners: _OwnerIndex, tiers_of: np.ndarray) -> _Rows
     tier = tiers_of[attrs]  # -1 (unknown combination) takes the last: _UNKNOWN
     kept = (owner >= 0) & (tier != _NO_TIER)  # another manager's customer, or tier
     if not kept.all():
-        rows, owner, attrs, tier = rows[kept], owner[kept], attrs[kept], tier[kept]
+        rows, owner, attrs = rows[kept], owner[kept], attrs[kept]
     return _Rows(
         ids=rows["id"].copy().view("S16"),
-        tier=tier,
         attrs=attrs,
         pinned=rows["pinned"].copy(),
         owner=owner,
@@ -255,26 +251,80 @@ def _parse_rows(data: bytes, owners: _OwnerIndex, tiers_of: np.ndarray) -> _Rows
     )
 
 
-def _assemble(
+# The columns of the parsed slices that go into the engine's columns (the others follow from
+# the combination codes), with the type of each when no row was read.
+_COLUMNS = {
+    "ids": "S16",
+    "attrs": "int32",
+    "pinned": "bool",
+    "owner": "int32",
+    "since": "int64",
+    "value": "float64",
+    "satisfaction": "float64",
+}
+
+
+async def _assemble(
     parts: list[_Rows],
     tier_codes: list[str],
     combos: list[tuple[str, str, str, str]],
     manager_ids: list[uuid.UUID],
 ) -> engine.CustomerColumns | None:
-    """The parsed slices as engine columns (``combos``: the attribute combinations the
-    rows' codes index); None if a row's combination is not among them."""
+    """The parsed slices as engine columns in id order (``combos``: the attribute
+    combinations the rows' codes index); None if a row's combination is not among them.
 
-    def column(name: str, dtype: str) -> np.ndarray:
-        if len(parts) == 1:
-            one: np.ndarray = getattr(parts[0], name)
+    In id order whatever plan the server chose: the engine breaks ties by row, and a plan's
+    token digests the columns, so the same book must read the same. The ids are sorted in one
+    worker thread while another joins the combination codes; then each column is joined and
+    put in that order in a thread of its own (``np.take`` releases the GIL), so the work left
+    after the COPY is spread over the machine's cores and no other request waits it out.
+    """
+    loop = asyncio.get_running_loop()
+
+    def joined(name: str) -> np.ndarray:
+        arrays = [getattr(p, name) for p in parts]
+        if len(arrays) == 1:
+            one: np.ndarray = arrays[0]
             return one
-        if not parts:
-            return np.zeros(0, dtype=dtype)
-        return np.concatenate([getattr(p, name) for p in parts])
+        if not arrays:
+            return np.zeros(0, dtype=_COLUMNS[name])
+        return np.concatenate(arrays)
 
-    attrs = column("attrs", "int32")
+    def ids_in_order() -> tuple[np.ndarray, np.ndarray | None]:
+        ids = joined("ids")
+        return ids, engine.id_order(ids)
+
+    (ids, order), attrs = await asyncio.gather(
+        loop.run_in_executor(None, ids_in_order), loop.run_in_executor(None, joined, "attrs")
+    )
     if len(attrs) and attrs.min() < 0:
         return None
+
+    def ordered(name: str) -> np.ndarray:
+        column = {"ids": ids, "attrs": attrs}.get(name)
+        if column is None:
+            column = joined(name)
+        return column if order is None else np.take(column, order)
+
+    columns = dict(
+        zip(
+            _COLUMNS,
+            await asyncio.gather(*(loop.run_in_executor(None, ordered, n) for n in _COLUMNS)),
+            strict=True,
+        )
+    )
+    return await loop.run_in_executor(None, _columns, columns, tier_codes, combos, manager_ids)
+
+
+def _columns(
+    columns: dict[str, np.ndarray],
+    tier_codes: list[str],
+    combos: list[tuple[str, str, str, str]],
+    manager_ids: list[uuid.UUID],
+) -> engine.CustomerColumns:
+    """Engine columns from the joined, ordered columns of the slices: the combination codes
+    become tier, region, language and industry codes."""
+    attrs = columns["attrs"]
     # Only the combinations in use become categories: the same columns as a fresh read.
     used = np.flatnonzero(np.bincount(attrs, minlength=len(combos)))
     present = [combos[i] for i in used]
@@ -283,10 +333,11 @@ def _assemble(
     industries, industry_of = _dictionary([c[3] for c in present])
     compact = np.full(len(combos), -1, dtype=np.int32)
     compact[used] = np.arange(len(used), dtype=np.int32)
+    tier_of = _tiers_of(present, tier_codes)[:-1]  # every row's tier is among them (parsed)
     attrs = compact[attrs]
-    columns = engine.CustomerColumns(
-        ids=column("ids", "S16"),
-        tier=column("tier", "int16"),
+    return engine.CustomerColumns(
+        ids=columns["ids"],
+        tier=tier_of[attrs],
         tier_codes=tuple(tier_codes),
         region=region_of[attrs],
         regions=regions,
@@ -294,16 +345,13 @@ def _assemble(
         languages=languages,
         industry=industry_of[attrs],
         industries=industries,
-        annual_value=column("value", "float64"),
-        satisfaction=column("satisfaction", "float64"),
-        pinned=column("pinned", "bool"),
-        owner=column("owner", "int32"),
+        annual_value=columns["value"],
+        satisfaction=columns["satisfaction"],
+        pinned=columns["pinned"],
+        owner=columns["owner"],
         owner_ids=tuple(manager_ids),
-        last_moved_at=column("since", "int64"),
+        last_moved_at=columns["since"],
     )
-    # In id order, whatever plan the server chose: the engine breaks ties by row, and a
-    # plan's token digests the columns, so the same book must read the same.
-    return columns.by_id()
 
 
 _POSTGRES_EPOCH = 946_684_800  # 2000-01-01T00:00:00Z in Unix seconds

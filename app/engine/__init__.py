@@ -6,7 +6,7 @@ to decide whether to go on, never what to decide: see `budget`.)
 """
 
 from app.engine.budget import OverBudget
-from app.engine.columns import NO_TIME, CustomerColumns
+from app.engine.columns import NO_TIME, CustomerColumns, id_order
 from app.engine.facts import Customer, EngineError, FormerOwner, Manager, Tier
 from app.engine.fingerprint import digest
 from app.engine.guard import BrokenRules, Violation, owners_violating, placement_violations
@@ -40,6 +40,7 @@ __all__ = [
     "Tier",
     "Violation",
     "digest",
+    "id_order",
     "owners_violating",
     "placement_violations",
     "plan_assignments",
