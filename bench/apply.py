@@ -490,7 +490,7 @@ async def time_columns(engine, *, cold: bool = False) -> tuple[dict[str, float],
 # The loader's query with tier, region, language and industry left uncoded (a constant
 # instead of the join on the kept combinations): what the attribute coding costs the server.
 _JOIN = columnar._COPY[columnar._COPY.index("      LEFT JOIN") : columnar._COPY.index("     WHERE")]
-WITHOUT_ATTRIBUTES = columnar._COPY.replace(_JOIN, "").replace("COALESCE(d.idx - 1, -1)", "0")
+WITHOUT_ATTRIBUTES = columnar._COPY.replace(_JOIN, "").replace("COALESCE(d.code, -2)", "0")
 
 
 async def time_server(engine) -> dict[str, float]:
@@ -500,6 +500,7 @@ async def time_server(engine) -> dict[str, float]:
         combos = columnar._known_combinations or []
         raw = await driver_connection(session)
         attributes = [[c[i] for c in combos] for i in range(4)]
+        attributes.append(list(range(0, 2 * len(combos), 2)))
         out = {}
         for label, query, args in (
             ("query", columnar._COPY, tuple(attributes)),

@@ -41,7 +41,8 @@ async def test_columns_match_the_rows(api, client):
             text(
                 "UPDATE customers SET owner_since = CASE id "
                 "WHEN :a THEN timestamptz '1969-12-31 23:59:59.5+00' "
-                "WHEN :b THEN timestamptz '2026-12-01 09:30:00+00' ELSE NULL END"
+                "WHEN :b THEN timestamptz '2026-12-01 09:30:00+00' ELSE NULL END, "
+                "pinned = (id = :b)"
             ),
             {"a": uuid.UUID(made[0]["id"]), "b": uuid.UUID(made[1]["id"])},
         )
@@ -56,20 +57,22 @@ async def test_columns_match_the_rows(api, client):
                 await session.execute(
                     text(
                         "SELECT id, tier_code, region, floor(extract(epoch FROM owner_since)), "
-                        "annual_value FROM customers"
+                        "annual_value, pinned FROM customers"
                     )
                 )
             ).all()
         }
         await session.rollback()
     assert len(columns) == 3
+    assert columns.pinned.sum() == 1
     for i in range(3):
         cid = columns.customer_id(i)
-        tier, region, since, value = expected[cid]
+        tier, region, since, value, pinned = expected[cid]
         assert columns.tier_codes[columns.tier[i]] == tier
         assert (columns.regions[columns.region[i]] if columns.region[i] >= 0 else None) == region
         assert columns.last_moved_at[i] == (NO_TIME if since is None else int(since))
         assert columns.owner_ids[columns.owner[i]] == uuid.UUID(owner["id"])
+        assert bool(columns.pinned[i]) is pinned
         if value is None:
             assert columns.annual_value[i] != columns.annual_value[i]  # NaN
         else:
