@@ -63,11 +63,16 @@ ENGINE_COLUMNS_COPY = (
 )
 
 
-async def time_engine_columns_floor(engine, *, in_loop: bool = False) -> float:
+async def time_engine_columns_floor(
+    engine, *, in_loop: bool = False, parallel: bool = False
+) -> float:
     """The COPY floor, into a BytesIO (asyncpg writes each chunk in a worker thread) or,
-    ``in_loop``, gathered on the event loop as the loader gathers it."""
+    ``in_loop``, gathered on the event loop as the loader gathers it; ``parallel``: with the
+    planner's charge for parallel rows lifted, as the loader lifts it for its COPY."""
     async with engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
+        if parallel:
+            await raw.execute("SET parallel_tuple_cost = 0")
         buffer = bytearray()
 
         async def receive(chunk: bytes) -> None:
@@ -76,7 +81,10 @@ async def time_engine_columns_floor(engine, *, in_loop: bool = False) -> float:
         output = receive if in_loop else io.BytesIO()
         started = time.perf_counter()
         await raw.copy_from_query(ENGINE_COLUMNS_COPY, output=output, format="binary")
-        return time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        if parallel:
+            await raw.execute("RESET parallel_tuple_cost")  # the connection goes back to the pool
+        return elapsed
 
 
 # The same rows in tables with no index but what the three statements look up by, no

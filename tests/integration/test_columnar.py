@@ -48,9 +48,12 @@ async def test_columns_match_the_rows(api, client):
         )
         tiers = await loading.load_tiers(session)
         managers = await loading.load_managers(session, workloads=False)
+        before = (await session.execute(text("SHOW parallel_tuple_cost"))).scalar_one()
         columns = await columnar.load_owned_customer_columns(
             session, tiers=tiers, managers=managers
         )
+        # the load lifts the planner's charge for parallel rows for its COPY alone
+        assert (await session.execute(text("SHOW parallel_tuple_cost"))).scalar_one() == before
         expected = {
             row[0]: row[1:]
             for row in (
@@ -286,7 +289,15 @@ async def test_the_book_is_loaded_in_id_order_whatever_order_the_table_holds_it_
             await columnar.load_owned_customer_columns(session, tiers=tiers, managers=chosen)
             for chosen in (managers, managers[:1])  # parsed-out owners, then a server filter
         ]
+        # A parallel scan, as a large book gets: workers hand rows over in no fixed order.
+        await session.execute(text("SET LOCAL min_parallel_table_scan_size = 0"))
+        await session.execute(text("SET LOCAL parallel_setup_cost = 0"))
+        parallel = await columnar.load_owned_customer_columns(
+            session, tiers=tiers, managers=managers
+        )
         await session.rollback()
+    for name in ("ids", "tier", "region", "owner", "pinned", "last_moved_at"):
+        assert (getattr(parallel, name) == getattr(loads[0], name)).all(), name
     for columns in loads:
         ids = [columns.customer_id(i) for i in range(len(columns))]
         assert ids == sorted(ids, key=lambda u: u.bytes)
