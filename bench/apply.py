@@ -520,10 +520,12 @@ WITHOUT_ATTRIBUTES = columnar._COPY.replace(_JOIN, "").replace("COALESCE(d.code,
 
 async def time_server(engine) -> dict[str, float]:
     """Server time (``EXPLAIN ANALYZE``, rows not sent) of the loader's COPY query, of it
-    without the attribute coding, and of the floor's query."""
+    without the attribute coding, and of the floor's query, each planned as the loader's is
+    (the charge for parallel rows lifted, for this transaction only)."""
     async with AsyncSession(engine) as session:
         combos = columnar._known_combinations or []
         raw = await driver_connection(session)
+        await raw.execute(columnar._PARALLEL, "0")
         attributes = [[c[i] for c in combos] for i in range(4)]
         attributes.append(list(range(0, 2 * len(combos), 2)))
         out = {}
@@ -549,6 +551,10 @@ async def bench_loading(engine, repeat: int) -> None:
             ("floor", lambda: time_engine_columns_floor(engine)),
             ("floor_in_loop", lambda: time_engine_columns_floor(engine, in_loop=True)),
             ("floor_parallel", lambda: time_engine_columns_floor(engine, parallel=True)),
+            (
+                "floor_parallel_in_loop",
+                lambda: time_engine_columns_floor(engine, parallel=True, in_loop=True),
+            ),
             ("warm", lambda: time_columns(engine)),
             ("cold", lambda: time_columns(engine, cold=True)),
             ("server", lambda: time_server(engine)),
@@ -565,14 +571,18 @@ async def bench_loading(engine, repeat: int) -> None:
                 runs.setdefault(label, []).append(result[0] if label == "three" else result)
     m = {k: _median(v) for k, v in runs.items()}
     w, wl, o, c = m["floor"], m["floor_in_loop"], m["warm_total"], m["cold_total"]
-    wp = m["floor_parallel"]
-    lowest = min(w, wl, wp)
+    wp, wpl = m["floor_parallel"], m["floor_parallel_in_loop"]
+    # The target is held against the fastest of the four ways to gather the floor's COPY
+    # (serial or with parallel workers as the loader allows them; into a buffer or on the
+    # event loop as the loader gathers it): no way of reading the same columns is left out.
+    lowest = min(w, wl, wp, wpl)
     print(
         f"load {rows:,} customers for the engine: columns {o:.3f} s · COPY binary floor of "
-        f"the columns the engine reads {w:.3f} s · ratio {o / w:.2f}× (target ≤ 1.5×) · "
-        f"the floor gathered on the event loop as the loader does {wl:.3f} s · ratio "
-        f"{o / wl:.2f}× · the floor with parallel workers allowed as the loader allows them "
-        f"{wp:.3f} s · ratio {o / wp:.2f}× · to the lowest of the three {o / lowest:.2f}× · "
+        f"the columns the engine reads, the fastest of four ways {lowest:.3f} s · ratio "
+        f"{o / lowest:.2f}× (target ≤ 1.5×) · serial into a buffer {w:.3f} s ({o / w:.2f}×) · "
+        f"serial, gathered on the event loop as the loader does {wl:.3f} s ({o / wl:.2f}×) · "
+        f"parallel workers allowed as the loader allows them {wp:.3f} s ({o / wp:.2f}×) · "
+        f"parallel and on the event loop {wpl:.3f} s ({o / wpl:.2f}×) · "
         f"three-column floor (id, tier, owner, parsed) {m['three']:.3f} s · "
         f"ratio {o / m['three']:.2f}×"
     )
@@ -588,7 +598,7 @@ async def bench_loading(engine, repeat: int) -> None:
     )
     print(
         f"  with the combinations read first (a process's first load, or after a new "
-        f"combination): {c:.3f} s · ratio {c / w:.2f}× (customers' columns "
+        f"combination): {c:.3f} s · ratio {c / lowest:.2f}× (customers' columns "
         f"{m['cold_customers']:.3f} s)"
     )
 

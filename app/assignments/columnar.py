@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio.to_thread
+import asyncpg
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -146,8 +147,14 @@ async def load_owned_customer_columns(
     if len(manager_ids) < _SERVER_FILTER * managers_in_office:
         query, owner_args = _COPY_OF_MANAGERS, [manager_ids]
     await raw.execute(_PARALLEL, "0")
-    # An error fails the transaction, and the setting ends with it.
-    columns = await _read_book(raw, query, owner_args, [t.code for t in tiers], manager_ids)
+    try:
+        columns = await _read_book(raw, query, owner_args, [t.code for t in tiers], manager_ids)
+    except asyncpg.PostgresError:
+        raise  # the transaction has failed: the setting ends with it
+    except Exception:
+        # Parsing failed on this side: the transaction goes on, and so would the setting.
+        await raw.execute(_PARALLEL, prior)
+        raise
     await raw.execute(_PARALLEL, prior)
     if columns is None:
         raise Conflict("the customers' attributes kept changing while the book was read; retry")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import text
 
 from app.assignments import columnar, loading
@@ -292,14 +293,40 @@ async def test_the_book_is_loaded_in_id_order_whatever_order_the_table_holds_it_
         # A parallel scan, as a large book gets: workers hand rows over in no fixed order.
         await session.execute(text("SET LOCAL min_parallel_table_scan_size = 0"))
         await session.execute(text("SET LOCAL parallel_setup_cost = 0"))
+        # The workers alone scan (the leader only gathers), so rows arrive as they hand them.
+        await session.execute(text("SET LOCAL parallel_leader_participation = off"))
         parallel = await columnar.load_owned_customer_columns(
             session, tiers=tiers, managers=managers
         )
         await session.rollback()
     for name in ("ids", "tier", "region", "owner", "pinned", "last_moved_at"):
         assert (getattr(parallel, name) == getattr(loads[0], name)).all(), name
-    for columns in loads:
+    for columns in (*loads, parallel):
         ids = [columns.customer_id(i) for i in range(len(columns))]
         assert ids == sorted(ids, key=lambda u: u.bytes)
         assert len(ids) == len(set(ids))
     assert len(loads[0]) == 40
+
+
+async def test_a_load_that_fails_on_this_side_puts_the_planner_setting_back(
+    api, client, monkeypatch
+):
+    """The load lifts the charge for parallel rows for its COPY; a failure while its rows are
+    assembled leaves the transaction usable, and must not leave the setting lifted in it."""
+    await create_tiers(client)
+    owner = await create_manager(client, level=5, capacity=50)
+    await create_customer(client, tier="key", manager_id=owner["id"])
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("assembly failed")
+
+    monkeypatch.setattr(columnar, "_assemble", broken)
+    async with api.factory() as session:
+        before = (await session.execute(text("SHOW parallel_tuple_cost"))).scalar_one()
+        tiers = await loading.load_tiers(session)
+        managers = await loading.load_managers(session, workloads=False)
+        with pytest.raises(RuntimeError):
+            await columnar.load_owned_customer_columns(session, tiers=tiers, managers=managers)
+        # The same transaction, still open: the next statement plans as before the load.
+        assert (await session.execute(text("SHOW parallel_tuple_cost"))).scalar_one() == before
+        await session.rollback()
