@@ -370,14 +370,14 @@ def postmaster(url: str) -> int:
 
     from app.db.session import asyncpg_dsn
 
-    async def backend() -> int:
+    async def parent() -> int:
         conn = await asyncpg.connect(asyncpg_dsn(url))
-        try:
-            return int(await conn.fetchval("SELECT pg_backend_pid()"))
+        try:  # asked while the backend lives
+            return psutil.Process(await conn.fetchval("SELECT pg_backend_pid()")).ppid()
         finally:
             await conn.close()
 
-    return psutil.Process(asyncio.run(backend())).ppid()
+    return asyncio.run(parent())
 
 
 def process_cpu(root: int) -> dict[int, float]:
