@@ -12,7 +12,9 @@ the same schema; the target: PATCH ≥ 0.5× of it), and the raw GET. Every PATC
 move: each request gives a random active customer of the two lower tiers to a random active
 manager of level 2 or more, given room first (``make_room``) so that moves pass the guard;
 ``force=true`` turns any other rule a move breaks into a recorded override rather than a 409. ``--patch-only`` measures just
-those three.
+those three. Beside req/s each of them prints the CPU per request of its server process and of
+the Postgres server (postmaster and every backend), over the same wrk run: on a 2-core machine
+the two share the cores, so a PATCH's cost is the sum.
 
 ``POST /v1/customers/{id}/assign`` (``balanced``, default rules) is measured interleaved with
 the raw GET (its floor) and Baton's GET of a customer, one worker: as a dry run, and for real
