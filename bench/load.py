@@ -12,7 +12,9 @@ the same schema; the target: PATCH ≥ 0.5× of it), and the raw GET. Every PATC
 move: each request gives a random active customer of the two lower tiers to a random active
 manager of level 2 or more, given room first (``make_room``) so that moves pass the guard;
 ``force=true`` turns any other rule a move breaks into a recorded override rather than a 409. ``--patch-only`` measures just
-those three.
+those three. Beside req/s each of them prints the CPU per request of its server process and of
+the Postgres server (postmaster and every backend), over the same wrk run: on a 2-core machine
+the two share the cores, so a PATCH's cost is the sum.
 
 ``POST /v1/customers/{id}/assign`` (``balanced``, default rules) is measured interleaved with
 the raw GET (its floor) and Baton's GET of a customer, one worker: as a dry run, and for real
@@ -310,40 +312,95 @@ def measure_writes(
     env: dict[str, str], raw_get: str, raw_patches: str, patches: str, args: argparse.Namespace
 ) -> dict[str, dict[str, float]]:
     """Baton's PATCH (a real move per request) interleaved with the raw GET and the raw write,
-    one worker each; the median run of each."""
+    one worker each; the median run of each, with the CPU per request of the server process
+    and of the Postgres server (postmaster and every backend, whoever they serve: on a 2-core
+    machine both sides share the cores)."""
     c, d = args.connections, args.duration
+    postgres = postmaster(env["DATABASE_URL"])
     baton, base = serve_baton(1, env)
     try:
         raw, raw_base = serve_raw(1, env)
         try:
             for target, script in ((raw_base, raw_get), (raw_base, raw_patches), (base, patches)):
                 wrk(target, script, connections=c, duration=2)  # connect, warm up
-            ceiling, floor, patch = median_run(
-                [(raw_base, raw_get), (raw_base, raw_patches), (base, patches)],
-                rounds=args.rounds,
-                connections=c,
-                duration=d,
-            )
+            scenarios = {
+                "raw asyncpg GET": (raw_base, raw_get, raw),
+                "raw asyncpg move": (raw_base, raw_patches, raw),
+                "PATCH manual assignment": (base, patches, baton),
+            }
+            runs: dict[str, list[dict[str, float]]] = {k: [] for k in scenarios}
+            for _ in range(args.rounds):
+                for name, (target, script, server) in scenarios.items():
+                    before, db_before = cpu_seconds(server), process_cpu(postgres)
+                    m = wrk(target, script, connections=c, duration=d)
+                    done = max(m["requests"], 1)
+                    m["cpu_ms"] = (cpu_seconds(server) - before) * 1000 / done
+                    m["db_cpu_ms"] = cpu_since(postgres, db_before) * 1000 / done
+                    runs[name].append(m)
         finally:
             stop(raw)
     finally:
         stop(baton)
-    return {"raw asyncpg GET": ceiling, "raw asyncpg move": floor, "PATCH manual assignment": patch}
+    return {k: sorted(r, key=lambda m: m["rps"])[len(r) // 2] for k, r in runs.items()}
 
 
 def print_writes(r: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
     print(
         f"\nmanual assignment, 1 worker, {args.connections} connections, {args.duration}s each "
-        f"(median of {args.rounds} interleaved runs)"
+        f"(median of {args.rounds} interleaved runs; CPU per request over that run)"
     )
-    print(f"{'scenario':32} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    print(
+        f"{'scenario':32} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} "
+        f"{'server CPU':>10} {'Postgres CPU':>12}"
+    )
     for name, m in r.items():
-        print(f"{name:32} {m['rps']:9.0f} {m['p50']:8.2f} {m['p99']:8.2f} {m['errors']:8d}")
+        print(
+            f"{name:32} {m['rps']:9.0f} {m['p50']:8.2f} {m['p99']:8.2f} {m['errors']:8d} "
+            f"{m['cpu_ms']:8.2f}ms {m['db_cpu_ms']:10.2f}ms"
+        )
     rps = r["PATCH manual assignment"]["rps"]
     print(
         f"PATCH / raw asyncpg move: {rps / r['raw asyncpg move']['rps']:.2f}× (target ≥ 0.5×); "
         f"/ raw asyncpg GET: {rps / r['raw asyncpg GET']['rps']:.2f}×"
     )
+
+
+def postmaster(url: str) -> int:
+    """The process id of the Postgres server behind ``url`` (a backend's parent)."""
+    import asyncpg
+    import psutil
+
+    from app.db.session import asyncpg_dsn
+
+    async def parent() -> int:
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:  # asked while the backend lives
+            return psutil.Process(await conn.fetchval("SELECT pg_backend_pid()")).ppid()
+        finally:
+            await conn.close()
+
+    return asyncio.run(parent())
+
+
+def process_cpu(root: int) -> dict[int, float]:
+    """User + system CPU so far of ``root`` and each of its children, by process id."""
+    import psutil
+
+    found: dict[int, float] = {}
+    parent = psutil.Process(root)
+    for p in (parent, *parent.children(recursive=True)):
+        try:
+            times = p.cpu_times()
+        except psutil.Error:
+            continue  # exited meanwhile
+        found[p.pid] = times.user + times.system
+    return found
+
+
+def cpu_since(root: int, before: dict[int, float]) -> float:
+    """CPU seconds ``root``'s processes spent since ``before`` (``process_cpu``); a process
+    started since counts whole, one that ended meanwhile is lost (backends are pooled)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in process_cpu(root).items())
 
 
 def cpu_seconds(process: subprocess.Popen) -> float:

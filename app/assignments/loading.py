@@ -96,6 +96,24 @@ def _positional(statement: TextClause) -> str:
 _MANAGERS_SQL = _positional(_MANAGERS)
 _MANAGERS_ONLY_SQL = _positional(_MANAGERS_ONLY)
 
+# ``_FACTS_JOINS`` for one manager: its week of ledger rows is read only when it has an intake
+# cap. As a join over capped managers, a cached generic plan (statements are prepared once per
+# connection) read every row of the manager's week and then checked the caps, row by row: a
+# cost that grew with each customer it received (a manual move's guard, ~3 buffers a row).
+_ONE_MANAGER_JOINS = """
+      LEFT JOIN LATERAL (
+            SELECT a.manager_id FROM manager_absences AS a
+             WHERE a.manager_id = m.id AND a.cancelled_at IS NULL
+               AND a.starts_at <= now() AND a.ends_at > now()
+             LIMIT 1) AS ab ON true
+      LEFT JOIN LATERAL (
+            SELECT count(*) FILTER (WHERE a.started_at > now() - interval '1 day') AS day,
+                   count(*) AS week
+              FROM assignments AS a
+             WHERE (m.max_new_per_day IS NOT NULL OR m.max_new_per_week IS NOT NULL)
+               AND a.manager_id = m.id AND a.started_at > now() - interval '7 days'
+               AND a.reason = ANY(CAST(:reasons AS text[]))) AS i ON true"""
+
 _ONE_MANAGER = text(
     f"""
     SELECT m.id, m.level, m.capacity,
@@ -105,7 +123,7 @@ _ONE_MANAGER = text(
            m.status, m.accepting_new, m.region, m.languages, m.industries, m.team,
            {_FACTS_COLUMNS}
       FROM managers AS m
-      {_FACTS_JOINS.replace("GROUP BY", "AND a.manager_id = :id GROUP BY")}
+      {_ONE_MANAGER_JOINS}
      WHERE m.id = :id
     """
 )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
 from app.assignments import loading
+from app.db.session import transaction_connection
 from tests.integration.factories import create_customer, create_manager, create_tiers, ok
 
 
@@ -45,3 +47,37 @@ async def test_managers_read_together_equal_each_manager_read_alone(api, client)
     assert by_id[varied["id"]].languages == ("zh", "en") and by_id[varied["id"]].workload == 6
     assert not by_id[varied["id"]].accepting_new and by_id[varied["id"]].rotation_weight == 2
     assert by_id[away["id"]].status == "on_leave" and uuid.UUID(away["id"]) == by_id[away["id"]].id
+
+
+def _scans(node: dict, relation: str) -> list[dict]:
+    found = [node] if node.get("Relation Name") == relation else []
+    for child in node.get("Plans", []):
+        found += _scans(child, relation)
+    return found
+
+
+async def test_the_guard_reads_no_ledger_rows_of_an_uncapped_managers_week(api, client):
+    """The guard's facts count a manager's new customers of the week only when it has an
+    intake cap, also in the plan cached for the prepared statement (a generic plan), which
+    read every such row before looking at the caps: a cost that grew with each customer."""
+    await create_tiers(client)
+    manager = await create_manager(client, level=5, capacity=100)
+    customers = [await create_customer(client, tier="standard") for _ in range(3)]
+    for customer in customers:
+        url = f"/v1/customers/{customer['id']}"
+        await ok(await client.patch(url, json={"manager_id": manager["id"]}))
+    async with api.factory() as session:
+        raw = await transaction_connection(session)
+        await raw.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        await raw.execute(f"PREPARE move_facts(uuid, uuid, text[]) AS {loading._MOVE_FACTS}")
+        plan = await raw.fetchval(
+            "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE move_facts("
+            f"'{customers[0]['id']}', '{manager['id']}', '{{manual}}')"
+        )
+        await raw.execute("DEALLOCATE move_facts")
+        await session.rollback()
+    found = json.loads(plan) if isinstance(plan, str) else plan
+    ledger = _scans(found[0]["Plan"], "assignments")
+    by_manager = [s for s in ledger if "manager_id" in json.dumps(s)]
+    assert by_manager and all(s["Actual Loops"] == 0 for s in by_manager)
+    assert any(s["Actual Loops"] == 1 for s in ledger)  # the customer's former owners
