@@ -27,8 +27,22 @@ console = Console(stderr=True)
 GRACEFUL_SHUTDOWN_S = 20
 
 
+# Set by a stop signal the process received before its event loop took signals over.
+_stop_requested = False
+
+
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    global _stop_requested
+    # Python runs the handler between any two bytecodes, also inside a finaliser or a weakref
+    # callback, where the exit is printed and dropped: the flag keeps the request.
+    _stop_requested = True
     raise SystemExit(0)
+
+
+def _exit_if_stop_requested() -> None:
+    """Exit now if a stop signal came earlier and its exit was dropped."""
+    if _stop_requested:
+        raise SystemExit(0)
 
 
 def _stop_signals_exit_cleanly() -> None:
@@ -136,6 +150,7 @@ def serve(
             soft_wrap=True,
         )
     console.print(f"Baton on http://{host}:{port}  ·  API docs: http://{host}:{port}/docs")
+    _exit_if_stop_requested()
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -166,12 +181,16 @@ def worker_command() -> None:
 
 async def _work_until_signalled(url: str) -> None:
     """Run the worker until SIGTERM or SIGINT, then let its jobs finish (bounded)."""
-    from app.worker import run_worker
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # The loop takes the signals over before the worker's modules are imported (seconds on a
+    # busy machine): a signal during the import sets ``stop`` once the worker awaits.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if _stop_requested:
+        stop.set()
+    from app.worker import run_worker
+
     await run_worker(url, get_settings(), stop)
 
 

@@ -17,7 +17,7 @@ from typing import IO
 import httpx
 import pytest
 
-from tests.integration.live import ROOT, free_port, tracebacks
+from tests.integration.live import ROOT, baton_env, free_port, tracebacks
 
 
 def _alive(pid: int) -> bool:
@@ -92,3 +92,28 @@ async def test_a_stop_signal_stops_server_worker_and_embedded_postgres(tmp_path:
         assert time.monotonic() < deadline, "the embedded Postgres is still running"
         await asyncio.sleep(0.2)
     assert not pid_file.exists()
+
+
+async def test_a_worker_told_to_stop_while_it_starts_stops(fresh_database, tmp_path: Path):
+    """SIGTERM as soon as `baton worker` says it started (its modules still loading, its event
+    loop not yet running): it exits 0 promptly, instead of running on with nobody to stop it."""
+    log_path = tmp_path / "worker.log"
+    with log_path.open("w") as log:
+        worker = _start(
+            [str(Path(sys.executable).parent / "baton"), "worker"],
+            baton_env(fresh_database, tmp_path),
+            log,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while "worker started" not in log_path.read_text():
+                assert worker.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, "never started"
+                await asyncio.sleep(0.01)
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=30) == 0, log_path.read_text()
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    assert not tracebacks(log_path.read_text()), log_path.read_text()
