@@ -87,7 +87,14 @@ def api_server(
             yield url
         finally:
             server.terminate()
-            server.wait(timeout=20)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()  # no server left running after the test, whatever happened
+                server.wait()
+                raise AssertionError(
+                    "the server did not stop on SIGTERM:\n" + log_path.read_text()[-5000:]
+                ) from None
     output = log_path.read_text()
     assert not tracebacks(output, except_from=tracebacks_from), output[-5000:]
 
@@ -109,4 +116,11 @@ def worker_process(database_url: str, data_dir: Path) -> Iterator[subprocess.Pop
         finally:
             if worker.poll() is None:
                 worker.terminate()
-                worker.wait(timeout=30)
+                try:
+                    worker.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    worker.kill()  # no worker left running after the test, whatever happened
+                    worker.wait()
+                    raise AssertionError(
+                        "the worker did not stop on SIGTERM:\n" + log_path.read_text()[-5000:]
+                    ) from None
