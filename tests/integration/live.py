@@ -86,15 +86,7 @@ def api_server(
                 time.sleep(0.2)
             yield url
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()  # no server left running after the test, whatever happened
-                server.wait()
-                raise AssertionError(
-                    "the server did not stop on SIGTERM:\n" + log_path.read_text()[-5000:]
-                ) from None
+            _stop(server, timeout=20, log_path=log_path, what="server")
     output = log_path.read_text()
     assert not tracebacks(output, except_from=tracebacks_from), output[-5000:]
 
@@ -115,12 +107,18 @@ def worker_process(database_url: str, data_dir: Path) -> Iterator[subprocess.Pop
             yield worker
         finally:
             if worker.poll() is None:
-                worker.terminate()
-                try:
-                    worker.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()  # no worker left running after the test, whatever happened
-                    worker.wait()
-                    raise AssertionError(
-                        "the worker did not stop on SIGTERM:\n" + log_path.read_text()[-5000:]
-                    ) from None
+                _stop(worker, timeout=30, log_path=log_path, what="worker")
+
+
+def _stop(process: subprocess.Popen[bytes], *, timeout: float, log_path: Path, what: str) -> None:
+    """SIGTERM ``process`` and wait; one that does not stop in ``timeout`` seconds is killed
+    (nothing is left running after a test) and fails the test with its log."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise AssertionError(
+            f"the {what} did not stop on SIGTERM:\n" + log_path.read_text()[-5000:]
+        ) from None
