@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     worker_heartbeat_timeout_s: float = Field(
         30, gt=0, le=3600, description="A job whose worker stops beating this long is retried."
     )
+    worker_tick_s: float = Field(
+        2,
+        gt=0,
+        le=60,
+        description="How often the worker runs its short upkeep (folding the workload journal).",
+    )
     handover_refusal_window_hours: int = Field(
         24, ge=0, description="How long after a handover a customer may refuse the new owner."
     )

@@ -63,6 +63,7 @@ REGISTRY = Registry.compose(
 )
 """Every task and sweep of every domain; the sweeps run in this order."""
 SWEEPS: list[Sweep] = REGISTRY.sweeps
+TICKS: list[Sweep] = REGISTRY.ticks
 
 
 async def run_due_work(factory: SessionFactory, *, now: datetime | None = None) -> dict[str, int]:
@@ -75,6 +76,25 @@ async def run_due_work(factory: SessionFactory, *, now: datetime | None = None) 
         except Exception:
             log.exception("sweep_failed", extra={"sweep": sweep.__name__})
     return done
+
+
+async def run_ticks(factory: SessionFactory, *, now: datetime | None = None) -> dict[str, int]:
+    """Run every tick once; a failing tick is logged and does not stop the others."""
+    now = now or datetime.now(UTC)
+    done: dict[str, int] = {}
+    for tick in TICKS:
+        try:
+            done[tick.__name__] = await tick(factory, now)
+        except Exception:
+            log.exception("tick_failed", extra={"tick": tick.__name__})
+    return done
+
+
+async def _tick(factory: SessionFactory, interval: float) -> None:
+    """The ticks, every ``interval`` seconds, for as long as the queue runs."""
+    while True:
+        await run_ticks(factory)
+        await asyncio.sleep(interval)
 
 
 def _entrypoint(task: Task, factory: SessionFactory) -> Callable[[Job], Awaitable[None]]:
@@ -210,12 +230,14 @@ async def _serve_queue(
         )
     )
     beats = asyncio.create_task(_beat(engine, connection, health, backoff))
+    ticks = asyncio.create_task(_tick(factory, settings.worker_tick_s))
     catch_up = asyncio.create_task(run_due_work(factory))  # what fell due while away
     waits = [asyncio.create_task(shutdown.wait()), asyncio.create_task(lost.wait())]
     try:
         await asyncio.wait({runner, beats, *waits}, return_when=asyncio.FIRST_COMPLETED)
         pgq.shutdown.set()
         beats.cancel()
+        ticks.cancel()
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(catch_up), _STOP_TIMEOUT_S)
         with contextlib.suppress(TimeoutError):
@@ -229,9 +251,9 @@ async def _serve_queue(
         if not shutdown.is_set():
             raise QueueConnectionLost("the queue stopped")
     finally:
-        for task in (runner, beats, catch_up, *waits):
+        for task in (runner, beats, ticks, catch_up, *waits):
             task.cancel()
-        await asyncio.gather(runner, beats, catch_up, *waits, return_exceptions=True)
+        await asyncio.gather(runner, beats, ticks, catch_up, *waits, return_exceptions=True)
         if lost.is_set():
             connection.terminate()
         else:

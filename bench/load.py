@@ -1,4 +1,6 @@
 """Load benchmark: Baton served as in the README, against ceilings measured in the same run.
+The writes run beside a ``baton worker``, as in production: it folds the workload journal each
+move appends to (``BATON_WORKER_TICK_S``), which every placement and manual move reads.
 
 Needs `wrk` (Debian: `apt-get install wrk`). Starts a private Postgres, seeds demo data, then
 for 1 and 2 uvicorn workers measures with wrk (64 connections unless told otherwise):
@@ -19,11 +21,11 @@ the two share the cores, so a PATCH's cost is the sum.
 ``POST /v1/customers/{id}/assign`` (``balanced``, default rules) is measured interleaved with
 the raw GET (its floor) and Baton's GET of a customer, one worker: as a dry run, and for real
 (every request places a different customer waiting in the pool, so each is a move). Besides
-req/s it prints the server process's CPU per request (user + system, over the wrk run).
-``--assign-only`` measures just those four.
+req/s it prints the CPU per request of the server process and of the Postgres server (user +
+system, over the wrk run). ``--assign-only`` measures just those four.
 
     python -m bench.load [--duration 10] [--connections 64] [--customers 20000]
-                         [--patch-only | --assign-only]
+                         [--patch-only | --assign-only] [--no-worker]
 """
 
 from __future__ import annotations
@@ -270,6 +272,16 @@ def serve_baton(workers: int, env: dict[str, str]) -> tuple[subprocess.Popen, st
     return start([sys.executable, *command], env, port, "/readyz"), f"http://127.0.0.1:{port}"
 
 
+def run_worker(env: dict[str, str], args: argparse.Namespace) -> subprocess.Popen | None:
+    """``baton worker`` as in the README, beside the servers of the write scenarios (none with
+    ``--no-worker``: the journal then grows for the whole run, as before the worker's ticks)."""
+    if args.no_worker:
+        return None
+    log = tempfile.NamedTemporaryFile("w+", prefix="baton-worker-", suffix=".log", delete=False)  # noqa: SIM115 (lives as long as the worker)
+    command = [sys.executable, "-m", "app.cli", "worker"]
+    return subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
 def serve_raw(workers: int, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     """The raw asyncpg endpoint (bench/raw_app.py) under uvicorn; returns (process, base URL)."""
     port = free_port()
@@ -318,6 +330,7 @@ def measure_writes(
     c, d = args.connections, args.duration
     postgres = postmaster(env["DATABASE_URL"])
     baton, base = serve_baton(1, env)
+    worker = run_worker(env, args)
     try:
         raw, raw_base = serve_raw(1, env)
         try:
@@ -340,7 +353,7 @@ def measure_writes(
         finally:
             stop(raw)
     finally:
-        stop(baton)
+        stop(baton, *([worker] if worker else []))
     return {k: sorted(r, key=lambda m: m["rps"])[len(r) // 2] for k, r in runs.items()}
 
 
@@ -445,8 +458,8 @@ def measure_assigns(
     env: dict[str, str], raw_get: str, get: str, waiting: list[str], key: str, args
 ) -> dict[str, dict[str, float]]:
     """``POST /customers/{id}/assign`` as a dry run and for real, interleaved with the raw GET
-    (the floor) and Baton's GET, one worker each; the median run of each, with Baton's CPU
-    per request."""
+    (the floor) and Baton's GET, one worker each; the median run of each, with the CPU per
+    request of Baton's process and of the Postgres server."""
     c, d = args.connections, args.duration
     half = len(waiting) // 2
     dry = lua(
@@ -457,7 +470,9 @@ def measure_assigns(
         key,
     )
     real = lua_sequence([("POST", f"/v1/customers/{i}/assign", "{}") for i in waiting[:half]], key)
+    postgres = postmaster(env["DATABASE_URL"])
     baton, base = serve_baton(1, env)
+    worker = run_worker(env, args)
     try:
         raw, raw_base = serve_raw(1, env)
         try:
@@ -472,14 +487,16 @@ def measure_assigns(
             runs: dict[str, list[dict[str, float]]] = {k: [] for k in scenarios}
             for _ in range(args.rounds):
                 for name, (target, script, server) in scenarios.items():
-                    before = cpu_seconds(server)
+                    before, db_before = cpu_seconds(server), process_cpu(postgres)
                     m = wrk(target, script, connections=c, duration=d)
-                    m["cpu_ms"] = (cpu_seconds(server) - before) * 1000 / max(m["requests"], 1)
+                    done = max(m["requests"], 1)
+                    m["cpu_ms"] = (cpu_seconds(server) - before) * 1000 / done
+                    m["db_cpu_ms"] = cpu_since(postgres, db_before) * 1000 / done
                     runs[name].append(m)
         finally:
             stop(raw)
     finally:
-        stop(baton)
+        stop(baton, *([worker] if worker else []))
     return {k: sorted(r, key=lambda m: m["rps"])[len(r) // 2] for k, r in runs.items()}
 
 
@@ -488,11 +505,14 @@ def print_assigns(r: dict[str, dict[str, float]], args) -> None:
         f"\nsingle-customer placement, 1 worker, {args.connections} connections, "
         f"{args.duration}s each (median of {args.rounds} interleaved runs)"
     )
-    print(f"{'scenario':32} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'CPU ms':>7}")
+    print(
+        f"{'scenario':32} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} "
+        f"{'server CPU':>10} {'Postgres CPU':>12}"
+    )
     for name, m in r.items():
         print(
             f"{name:32} {m['rps']:9.0f} {m['p50']:8.2f} {m['p99']:8.2f} {m['errors']:8d} "
-            f"{m['cpu_ms']:7.2f}"
+            f"{m['cpu_ms']:8.2f}ms {m['db_cpu_ms']:10.2f}ms"
         )
     floor = r["raw asyncpg GET"]["rps"]
     for name in ("POST assign (dry run)", "POST assign (real move)"):
@@ -521,6 +541,11 @@ def main() -> None:
         "--assign-only",
         action="store_true",
         help="only POST assign (dry run and real) against the raw GET and Baton's GET",
+    )
+    parser.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="no baton worker beside the write scenarios (nothing folds the workload journal)",
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:

@@ -1,5 +1,6 @@
-"""What a domain gives the worker: tasks (run when a job of their name is dequeued) and sweeps
-(run every minute to find due work that no job announced, so nothing is lost if a job is).
+"""What a domain gives the worker: tasks (run when a job of their name is dequeued), sweeps
+(run every minute to find due work that no job announced, so nothing is lost if a job is) and
+ticks (short upkeep run every few seconds, ``BATON_WORKER_TICK_S``).
 
 Each domain declares a ``Registry`` beside the code it runs and decorates its functions;
 ``app.worker`` composes the registries in the order the sweeps should run."""
@@ -34,6 +35,7 @@ class Registry:
 
     tasks: dict[str, Task] = field(default_factory=dict)
     sweeps: list[Sweep] = field(default_factory=list)
+    ticks: list[Sweep] = field(default_factory=list)
 
     def task(self, name: str, *, max_attempts: int | None = None) -> Callable[[TaskRun], TaskRun]:
         """Register the decorated function as the task for jobs named ``name``."""
@@ -51,6 +53,12 @@ class Registry:
         self.sweeps.append(run)
         return run
 
+    def tick(self, run: Sweep) -> Sweep:
+        """Register the decorated function as a tick: cheap upkeep that cannot wait a minute
+        (run every few seconds, in registration order)."""
+        self.ticks.append(run)
+        return run
+
     @classmethod
     def compose(cls, *registries: Registry) -> Registry:
         """One registry holding the tasks and sweeps of all, sweeps in the order given."""
@@ -59,4 +67,5 @@ class Registry:
             for task in registry.tasks.values():
                 composed.task(task.name, max_attempts=task.max_attempts)(task.run)
             composed.sweeps.extend(registry.sweeps)
+            composed.ticks.extend(registry.ticks)
         return composed

@@ -134,10 +134,17 @@ async def workload(session: AsyncSession, manager_id: uuid.UUID) -> int:
     return int(await session.scalar(stmt) or 0)
 
 
+# Folds of the load journal run one at a time (a worker's tick and the minute sweep, any number
+# of workers): two DELETEs of the same rows would wait on each other, in whatever order each
+# plan visits them.
+_FOLD_LOCK = 0x6C6F_6164_73
+
 _FOLD_LOADS = text(
-    """
-    WITH folded AS (
-        DELETE FROM manager_loads RETURNING manager_id, tier_code, customers
+    f"""
+    WITH one_at_a_time AS MATERIALIZED (SELECT pg_advisory_xact_lock({_FOLD_LOCK})),
+    folded AS (
+        DELETE FROM manager_loads WHERE EXISTS (SELECT FROM one_at_a_time)
+        RETURNING manager_id, tier_code, customers
     )
     INSERT INTO manager_loads (manager_id, tier_code, customers)
     SELECT manager_id, tier_code, sum(customers) FROM folded
@@ -155,6 +162,50 @@ async def fold_loads(session: AsyncSession) -> int:
     """
     result = await session.execute(_FOLD_LOADS)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# The (manager, tier) pairs with rows appended after ``after`` (the journal's id) and more than
+# one row, folded; the others are not rewritten. Skipped, answering NULL, while another fold
+# runs. ``last`` is the newest id this fold saw: the next one starts there (and reads the rows
+# this one wrote, one per pair, without rewriting them).
+_FOLD_RECENT_LOADS = text(
+    f"""
+    WITH turn AS MATERIALIZED (SELECT pg_try_advisory_xact_lock({_FOLD_LOCK}) AS taken),
+    recent AS MATERIALIZED (
+        SELECT manager_id, tier_code, max(id) AS last FROM manager_loads
+         WHERE id > CAST(:after AS bigint) AND (SELECT taken FROM turn)
+         GROUP BY manager_id, tier_code
+    ), crowded AS MATERIALIZED (
+        SELECT r.manager_id, r.tier_code FROM recent AS r
+         WHERE (SELECT count(*) FROM manager_loads AS l
+                 WHERE l.manager_id = r.manager_id AND l.tier_code = r.tier_code) > 1
+    ), folded AS (
+        DELETE FROM manager_loads AS l USING crowded AS c
+         WHERE l.manager_id = c.manager_id AND l.tier_code = c.tier_code
+        RETURNING l.manager_id, l.tier_code, l.customers
+    ), kept AS (
+        INSERT INTO manager_loads (manager_id, tier_code, customers)
+        SELECT manager_id, tier_code, sum(customers) FROM folded
+         GROUP BY manager_id, tier_code HAVING sum(customers) <> 0
+    )
+    SELECT CASE WHEN (SELECT taken FROM turn) THEN
+               greatest(CAST(:after AS bigint), (SELECT max(last) FROM recent))
+           END AS last,
+           (SELECT count(*) FROM folded) AS folded
+    """
+)
+
+
+async def fold_recent_loads(session: AsyncSession, *, after: int) -> tuple[int, int] | None:
+    """Fold the journal's (manager, tier) pairs that gained rows since id ``after`` and have
+    more than one: what a worker's tick does, so that workload reads (every placement's and
+    every manual move's) stay one row per pair under a stream of moves, between the minute
+    sweep's full folds. A row committed late with an id below ``after`` waits for the next full
+    fold (it counts meanwhile, as every journal row does). Returns the id to start from next
+    time and how many rows were folded, or None when another fold is running (nothing done).
+    """
+    row = (await session.execute(_FOLD_RECENT_LOADS, {"after": after})).one()
+    return None if row.last is None else (int(row.last), int(row.folded))
 
 
 def _sort_key(stmt: Select[Any], sort: str) -> SQLColumnExpression[Any]:

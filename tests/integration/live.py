@@ -92,14 +92,16 @@ def api_server(
 
 
 @contextlib.contextmanager
-def worker_process(database_url: str, data_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``baton worker`` on ``database_url``."""
+def worker_process(
+    database_url: str, data_dir: Path, **extra: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``baton worker`` on ``database_url`` (``extra``: more environment)."""
     log_path = data_dir / "worker.log"
     with log_path.open("w") as log:
         worker = subprocess.Popen(
             [str(Path(sys.executable).parent / "baton"), "worker"],
             cwd=ROOT,
-            env=baton_env(database_url, data_dir),
+            env=baton_env(database_url, data_dir, **extra),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

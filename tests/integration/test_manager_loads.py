@@ -2,11 +2,15 @@
 a customer can change moves the counts in the same transaction, and ``baton check`` notices
 counts that drifted from a recount."""
 
+import asyncio
+
 from sqlalchemy import text
 
 from app.check import find_violations
-from app.managers.repository import fold_loads
+from app.managers.repository import _FOLD_LOCK, fold_loads
+from app.worker import run_ticks
 from tests.integration.factories import create_customer, create_manager, create_tiers, ok
+from tests.integration.live import worker_process
 
 
 async def _workload(client, manager):
@@ -79,3 +83,113 @@ async def test_the_check_reports_counts_that_drifted(api, client):
         await session.commit()
     drifted = await _recount_violations(api)
     assert drifted and drifted[0].sample == [manager["id"]]
+
+
+async def _journal(factory) -> list[tuple[int, str, str, int]]:
+    async with factory() as session:
+        rows = await session.execute(
+            text(
+                "SELECT id, CAST(manager_id AS text), tier_code, customers FROM manager_loads"
+                " ORDER BY id"
+            )
+        )
+        return [tuple(r) for r in rows]
+
+
+def _pairs(journal) -> list[tuple[str, str]]:
+    return [(m, t) for _, m, t, _ in journal]
+
+
+async def test_a_tick_folds_the_pairs_that_gained_rows_and_rewrites_no_other(api, client):
+    await create_tiers(client)
+    first, second, third = [await create_manager(client, level=5, capacity=100) for _ in "123"]
+    moved = [await create_customer(client, tier="standard", manager_id=first["id"]) for _ in "12"]
+    await create_customer(client, tier="key", manager_id=third["id"])
+    await run_ticks(api.factory)
+    journal = await _journal(api.factory)
+    assert sorted(_pairs(journal)) == sorted(
+        [(first["id"], "standard"), (third["id"], "key")]
+    )  # one row per pair
+    untouched = next(row for row in journal if row[1] == third["id"])
+
+    url = "/v1/customers/{}"
+    for customer in moved:  # each move appends a row for each manager
+        await ok(await client.patch(url.format(customer["id"]), json={"manager_id": second["id"]}))
+    await ok(await client.patch(url.format(moved[0]["id"]), json={"manager_id": first["id"]}))
+    before = [await _workload(client, m) for m in (first, second, third)]
+    assert len(await _journal(api.factory)) > 3
+
+    done = await run_ticks(api.factory)
+    journal = await _journal(api.factory)
+    assert done == {"fold_recent_manager_loads": 4 + 3}  # both standard pairs' rows
+    assert sorted(_pairs(journal)) == sorted(
+        [(first["id"], "standard"), (second["id"], "standard"), (third["id"], "key")]
+    )
+    assert untouched in journal  # a pair with no new row is not rewritten
+    assert [await _workload(client, m) for m in (first, second, third)] == before
+    assert before == [(2, 1), (2, 1), (4, 1)]
+    assert await _recount_violations(api) == []
+
+
+async def test_a_tick_leaves_open_transactions_rows_and_waits_for_another_fold(
+    committed_api, committed_client, factory
+):
+    client = committed_client
+    await create_tiers(client)
+    manager = await create_manager(client, level=5, capacity=100)
+    customers = [await create_customer(client, tier="key", manager_id=manager["id"]) for _ in "12"]
+    assert await _workload(client, manager) == (8, 2)
+
+    async with factory() as writer, factory() as folder:
+        # A change not yet committed appended its row: the tick neither sees nor folds it.
+        await writer.execute(
+            text("UPDATE customers SET status = 'churned' WHERE id = :id"),
+            {"id": customers[0]["id"]},
+        )
+        assert await run_ticks(factory) == {"fold_recent_manager_loads": 2}
+        assert len(await _journal(factory)) == 1
+        await writer.commit()
+        assert await _workload(client, manager) == (4, 1)  # the late row counts at once
+
+        # While another fold holds the journal, a tick does nothing (and says so).
+        await folder.execute(text(f"SELECT pg_advisory_xact_lock({_FOLD_LOCK})"))
+        await ok(
+            await client.patch(f"/v1/customers/{customers[1]['id']}", json={"status": "churned"})
+        )
+        assert await run_ticks(factory) == {"fold_recent_manager_loads": 0}
+        assert len(await _journal(factory)) == 3
+        await folder.rollback()
+
+    assert await run_ticks(factory) == {"fold_recent_manager_loads": 3}
+    assert [row[2:] for row in await _journal(factory)] == []  # 2 - 1 - 1 customers: no row
+    assert await _workload(client, manager) == (0, 0)
+    assert await _recount_violations(committed_api) == []
+
+
+async def _until_one_row_per_pair(factory, pairs: int, *, within: float) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while len(await _journal(factory)) != pairs:
+        assert asyncio.get_running_loop().time() < deadline, await _journal(factory)
+        await asyncio.sleep(0.1)
+
+
+async def test_a_running_worker_folds_each_burst_of_moves_within_seconds(
+    committed_api, committed_client, factory, fresh_database, tmp_path
+):
+    client = committed_client
+    await create_tiers(client)
+    managers = [await create_manager(client, level=5, capacity=100) for _ in "12"]
+    customers = [
+        await create_customer(client, tier="standard", manager_id=managers[0]["id"]) for _ in "123"
+    ]
+    with worker_process(fresh_database, tmp_path, BATON_WORKER_TICK_S="0.2"):
+        await _until_one_row_per_pair(factory, 1, within=30)  # the sweep it runs as it starts
+        # Three bursts, each folded in a couple of seconds: the ticks, not the minute sweep.
+        for burst in range(3):
+            owner = managers[(burst + 1) % 2]["id"]
+            for customer in customers:
+                url = f"/v1/customers/{customer['id']}"
+                await ok(await client.patch(url, json={"manager_id": owner}))
+            await _until_one_row_per_pair(factory, 1, within=3)
+    assert await _workload(client, managers[1]) == (6, 3)
+    assert await _recount_violations(committed_api) == []
