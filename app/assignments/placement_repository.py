@@ -8,6 +8,7 @@ here are bounded by the candidates and served by per-manager indexes (``manager_
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Sequence
@@ -51,16 +52,52 @@ _LOCK_PLACEMENTS = "SELECT pg_advisory_xact_lock($1::bigint)"
 # Candidates: active, accepting, senior enough, with room for the customer's weight (its
 # current owner, a named successor and the tier's fallback owner always). Intake counts are
 # per manager over its own week of ledger rows, only for managers with caps; the tier's
-# count joins the customers only when the rule set caps the tier. Workloads are summed in one
-# pass over ``manager_loads`` (a hash join), not looked up manager by manager. The columns come
-# in the order of a manager row (``engine.single.ROW_FIELDS``), with each manager's relation to
-# the customer as bits (``engine.single.CURRENT`` …): no object per manager is built.
+# count joins the customers only when the rule set caps the tier (a statement of its own:
+# otherwise a per-manager aggregate that counts nothing). Workloads are summed in one pass
+# over ``manager_loads`` (a hash join), not looked up manager by manager, except when only
+# named managers are read (a placement reading its chosen manager again after the lock): then
+# each named manager's rows alone. The columns come in the order of a manager row
+# (``engine.single.ROW_FIELDS``), with each manager's relation to the customer as bits
+# (``engine.single.CURRENT`` …): no object per manager is built. Every statement takes the
+# same eleven parameters.
 _CANDIDATE = """
     (m.id = ANY($1::uuid[])
      OR (NOT $5::boolean AND m.status = 'active' AND m.accepting_new AND m.level >= $2::int
          AND m.capacity > 0{room}))"""
-_CANDIDATES = f"""
-    SELECT m.id, m.level, m.capacity, COALESCE(w.workload, 0) AS workload, m.status,
+_ROOM = " AND {} + $3::int <= m.capacity"
+# The named managers alone, by key ($5 true): the other parameters are named only to keep
+# their types. One manager (a placement reading its choice again) is read by ``$1[1]``: with
+# ``= ANY($1)`` the generic plan expects ten rows, so Postgres planned the statement again at
+# every run (~0.2 ms) rather than use its cached plan.
+_ONLY_NAMED = "m.id = {} AND $5::boolean AND $2::int IS NOT NULL AND $3::int IS NOT NULL"
+_WORKLOAD_OF_ONE = """COALESCE((
+           SELECT SUM(l.customers * t.weight) FROM manager_loads AS l
+             JOIN tiers AS t ON t.code = l.tier_code
+            WHERE l.manager_id = m.id), 0)::bigint"""
+_WORKLOADS = """
+      LEFT JOIN (
+           SELECT l.manager_id, SUM(l.customers * t.weight)::bigint AS workload
+             FROM manager_loads AS l JOIN tiers AS t ON t.code = l.tier_code
+            GROUP BY l.manager_id) AS w ON w.manager_id = m.id"""
+_TIER_INTAKE = """
+      LEFT JOIN LATERAL (
+           SELECT count(*) FILTER (WHERE a.started_at > now() - interval '1 day') AS day,
+                  count(*) AS week
+             FROM assignments AS a JOIN customers AS c ON c.id = a.customer_id
+            WHERE a.manager_id = m.id
+              AND a.started_at > now() - interval '7 days'
+              AND a.reason = ANY($4::text[]) AND c.tier_code = $6::text) AS t ON true"""
+
+
+@functools.cache
+def _candidates(*, capped: bool, named: int | None) -> str:
+    """The candidates' statement: with the tier's intake counted (``capped``); or only the
+    ``named`` managers (``$5`` true; 1: one), by key, with their workloads alone."""
+    only_include = named is not None
+    workload = _WORKLOAD_OF_ONE if only_include else "COALESCE(w.workload, 0)"
+    only = _ONLY_NAMED.format("($1::uuid[])[1]" if named == 1 else "ANY($1::uuid[])")
+    return f"""
+    SELECT m.id, m.level, m.capacity, {workload} AS workload, m.status,
            m.accepting_new, m.region, m.languages, m.industries, m.team,
            EXISTS (SELECT 1 FROM manager_absences AS a
                     WHERE a.manager_id = m.id AND a.cancelled_at IS NULL
@@ -77,7 +114,7 @@ _CANDIDATES = f"""
                      WHERE m.max_new_per_week IS NOT NULL AND a.manager_id = m.id
                        AND a.started_at > now() - interval '7 days'
                        AND a.reason = ANY($4::text[]))) END AS intake_room,
-           t.day AS tier_day, t.week AS tier_week,
+           {"t.day, t.week" if capped else "CAST(NULL AS bigint), CAST(NULL AS bigint)"},
            m.rotation_weight,
            CASE WHEN $7::boolean AND m.status <> 'departed' THEN CAST(m.working_hours AS text) END
              AS working_hours,
@@ -86,19 +123,9 @@ _CANDIDATES = f"""
            | CASE WHEN m.id = ANY($9::uuid[]) THEN {single.FORMER} ELSE 0 END
            | CASE WHEN m.id = $10::uuid THEN {single.SUCCESSOR} ELSE 0 END
            | CASE WHEN m.id = $11::uuid THEN {single.FALLBACK} ELSE 0 END AS marks
-      FROM managers AS m
-      LEFT JOIN (
-           SELECT l.manager_id, SUM(l.customers * t.weight)::bigint AS workload
-             FROM manager_loads AS l JOIN tiers AS t ON t.code = l.tier_code
-            GROUP BY l.manager_id) AS w ON w.manager_id = m.id
-      LEFT JOIN LATERAL (
-           SELECT count(*) FILTER (WHERE a.started_at > now() - interval '1 day') AS day,
-                  count(*) AS week
-             FROM assignments AS a JOIN customers AS c ON c.id = a.customer_id
-            WHERE $6::text IS NOT NULL AND a.manager_id = m.id
-              AND a.started_at > now() - interval '7 days'
-              AND a.reason = ANY($4::text[]) AND c.tier_code = $6::text) AS t ON true
-     WHERE {_CANDIDATE.format(room=" AND COALESCE(w.workload, 0) + $3::int <= m.capacity")}
+      FROM managers AS m{"" if only_include else _WORKLOADS}{_TIER_INTAKE if capped else ""}
+     WHERE {only if only_include else _CANDIDATE.format(room=_ROOM.format(workload))}
+       AND {"$6::text IS NOT NULL" if capped else "$6::text IS NULL"}
      ORDER BY m.id
     """
 
@@ -190,7 +217,9 @@ async def candidates(
     ``hours``: return working hours. ``owner``, ``former``, ``successor`` and ``fallback``
     name the managers the rows are marked for."""
     records = await reads.fetch(
-        _CANDIDATES,
+        _candidates(
+            capped=capped_tier is not None, named=min(len(include), 2) if only_include else None
+        ),
         list(include),
         min_level,
         weight,

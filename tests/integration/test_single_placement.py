@@ -192,3 +192,23 @@ async def test_a_chosen_manager_changing_at_every_try_leaves_the_placement_to_th
     assert placed["applied"] is True
     seen = await ok(await client.get(f"/v1/customers/{customer['id']}"))
     assert seen["manager_id"] == placed["decision"]["manager_id"] in {m["id"] for m in managers}
+
+
+async def test_an_uncontended_placement_reads_its_choice_again_and_writes_it(client, monkeypatch):
+    """After the chosen manager's lock its row is read again, alone; unchanged, it equals the
+    row the choice was made from, and the placement writes without the whole engine."""
+    from app.assignments import service
+
+    await create_tiers(client)
+    managers = [await create_manager(client, level=3, capacity=50) for _ in "123"]
+    customer = await create_customer(client, tier="standard")
+    expected = await _engine_decision(client, customer["id"])
+
+    async def whole_engine(*args, **kwargs):
+        raise AssertionError("the whole engine placed an uncontended customer")
+
+    monkeypatch.setattr(service, "_propose", whole_engine)
+    placed = await ok(await client.post(f"/v1/customers/{customer['id']}/assign", json={}))
+    assert placed["applied"] is True
+    assert placed["decision"] == expected
+    assert expected["manager_id"] in [m["id"] for m in managers]
