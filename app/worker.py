@@ -90,11 +90,18 @@ async def run_ticks(factory: SessionFactory, *, now: datetime | None = None) -> 
     return done
 
 
+_TICK_BACKOFF_CAP_S = 60.0
+
+
 async def _tick(factory: SessionFactory, interval: float) -> None:
-    """The ticks, every ``interval`` seconds, for as long as the queue runs."""
+    """The ticks, every ``interval`` seconds, for as long as the queue runs; after a failing
+    run the wait doubles (up to a minute), so a tick that keeps failing is not logged every
+    few seconds."""
+    failures = 0
     while True:
-        await run_ticks(factory)
-        await asyncio.sleep(interval)
+        done = await run_ticks(factory)
+        failures = min(failures + 1, 10) if len(done) < len(TICKS) else 0
+        await asyncio.sleep(min(interval * 2**failures, max(interval, _TICK_BACKOFF_CAP_S)))
 
 
 def _entrypoint(task: Task, factory: SessionFactory) -> Callable[[Job], Awaitable[None]]:

@@ -279,7 +279,29 @@ def run_worker(env: dict[str, str], args: argparse.Namespace) -> subprocess.Pope
         return None
     log = tempfile.NamedTemporaryFile("w+", prefix="baton-worker-", suffix=".log", delete=False)  # noqa: SIM115 (lives as long as the worker)
     command = [sys.executable, "-m", "app.cli", "worker"]
-    return subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    worker = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    asyncio.run(_until_folded(env["DATABASE_URL"]))
+    return worker
+
+
+async def _until_folded(url: str) -> None:
+    """Until the worker's first sweep folded the journal the seed left (one row per pair): its
+    start-up work is over before the first run."""
+    import asyncpg
+
+    from app.db.session import asyncpg_dsn
+
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        deadline = time.monotonic() + 120
+        while await conn.fetchval(
+            "SELECT count(*) > count(DISTINCT (manager_id, tier_code)) FROM manager_loads"
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the worker did not fold the workload journal")
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
 
 
 def serve_raw(workers: int, env: dict[str, str]) -> tuple[subprocess.Popen, str]:

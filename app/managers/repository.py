@@ -167,13 +167,18 @@ async def fold_loads(session: AsyncSession) -> int:
 # The (manager, tier) pairs with rows appended after ``after`` (the journal's id) and more than
 # one row, folded; the others are not rewritten. Skipped, answering NULL, while another fold
 # runs. ``last`` is the newest id this fold saw: the next one starts there (and reads the rows
-# this one wrote, one per pair, without rewriting them).
+# this one wrote, one per pair, without rewriting them). A mark beyond the journal's sequence
+# (a database restored or emptied under a running worker) starts again from 0.
 _FOLD_RECENT_LOADS = text(
     f"""
     WITH turn AS MATERIALIZED (SELECT pg_try_advisory_xact_lock({_FOLD_LOCK}) AS taken),
-    recent AS MATERIALIZED (
+    since AS MATERIALIZED (
+        SELECT CASE WHEN CAST(:after AS bigint) > COALESCE(pg_sequence_last_value(
+                             pg_get_serial_sequence('manager_loads', 'id')), 0)
+                    THEN 0 ELSE CAST(:after AS bigint) END AS after
+    ), recent AS MATERIALIZED (
         SELECT manager_id, tier_code, max(id) AS last FROM manager_loads
-         WHERE id > CAST(:after AS bigint) AND (SELECT taken FROM turn)
+         WHERE id > (SELECT after FROM since) AND (SELECT taken FROM turn)
          GROUP BY manager_id, tier_code
     ), crowded AS MATERIALIZED (
         SELECT r.manager_id, r.tier_code FROM recent AS r
@@ -189,7 +194,7 @@ _FOLD_RECENT_LOADS = text(
          GROUP BY manager_id, tier_code HAVING sum(customers) <> 0
     )
     SELECT CASE WHEN (SELECT taken FROM turn) THEN
-               greatest(CAST(:after AS bigint), (SELECT max(last) FROM recent))
+               greatest((SELECT after FROM since), (SELECT max(last) FROM recent))
            END AS last,
            (SELECT count(*) FROM folded) AS folded
     """

@@ -193,3 +193,73 @@ async def test_a_running_worker_folds_each_burst_of_moves_within_seconds(
             await _until_one_row_per_pair(factory, 1, within=3)
     assert await _workload(client, managers[1]) == (6, 3)
     assert await _recount_violations(committed_api) == []
+
+
+async def test_a_row_committed_late_below_the_mark_waits_for_the_minute_fold(
+    committed_client, factory
+):
+    client = committed_client
+    await create_tiers(client)
+    first, second = [await create_manager(client, level=5, capacity=100) for _ in "12"]
+    late, early = [
+        await create_customer(client, tier="key", manager_id=m["id"]) for m in (first, second)
+    ]
+    await run_ticks(factory)
+    async with factory() as writer:
+        await writer.execute(
+            text("UPDATE customers SET status = 'churned' WHERE id = :id"), {"id": late["id"]}
+        )  # appends a row for the first manager, not committed yet
+        await ok(await client.patch(f"/v1/customers/{early['id']}", json={"status": "churned"}))
+        assert await run_ticks(factory) == {"fold_recent_manager_loads": 2}  # the second's pair
+        await writer.commit()
+    # The first manager's late row is below the mark now: ticks leave it, it counts meanwhile.
+    assert await run_ticks(factory) == {"fold_recent_manager_loads": 0}
+    assert sorted(_pairs(await _journal(factory))) == [(first["id"], "key")] * 2
+    assert await _workload(client, first) == (0, 0)
+    async with factory() as session:
+        await fold_loads(session)
+        await session.commit()
+    assert await _journal(factory) == []
+
+
+async def test_the_minute_fold_waits_for_a_fold_running(committed_client, factory):
+    client = committed_client
+    await create_tiers(client)
+    manager = await create_manager(client, level=5, capacity=100)
+    for _ in "12":
+        await create_customer(client, tier="key", manager_id=manager["id"])
+    async with factory() as folder, factory() as sweeper:
+        await folder.execute(text(f"SELECT pg_advisory_xact_lock({_FOLD_LOCK})"))
+        sweep = asyncio.create_task(fold_loads(sweeper))
+        await asyncio.sleep(0.5)
+        assert not sweep.done()
+        await folder.rollback()
+        assert await asyncio.wait_for(sweep, 10) == 1
+        await sweeper.commit()
+    assert len(await _journal(factory)) == 1
+    assert await _workload(client, manager) == (8, 2)
+
+
+async def test_a_mark_beyond_a_restarted_journal_starts_again(committed_client, factory):
+    client = committed_client
+    await create_tiers(client)
+    manager = await create_manager(client, level=5, capacity=100)
+    for _ in "12345":
+        await create_customer(client, tier="key", manager_id=manager["id"])
+    assert await run_ticks(factory) == {"fold_recent_manager_loads": 5}  # the mark: id 5
+    async with factory() as session:  # as a restore would: the journal again, ids from 1
+        rows = (
+            await session.execute(text("SELECT manager_id, tier_code FROM manager_loads"))
+        ).all()
+        await session.execute(text("TRUNCATE manager_loads RESTART IDENTITY"))
+        for manager_id, tier in rows * 3:
+            await session.execute(
+                text(
+                    "INSERT INTO manager_loads (manager_id, tier_code, customers)"
+                    " VALUES (:m, :t, 1)"
+                ),
+                {"m": manager_id, "t": tier},
+            )
+        await session.commit()
+    assert await run_ticks(factory) == {"fold_recent_manager_loads": 3}
+    assert [row[1:] for row in await _journal(factory)] == [(manager["id"], "key", 3)]
