@@ -210,22 +210,22 @@ async def _announce_move(
 async def move_one_customer(
     session: AsyncSession,
     *,
-    customer: CustomerRow,
+    customer_id: uuid.UUID,
     manager_id: uuid.UUID | None,
     reason: str,
     actor: str,
     at: datetime,
     note: str | None = None,
     audit_event: dict[str, Any] | None = None,
-) -> tuple[CustomerRow, int | None]:
-    """``move_customers`` for one customer whose row the caller locked (a manual move): the
-    same one statement, which also answers the customer's row after the move, writes its
-    ``customer.assigned`` event when someone subscribes to it and, given ``audit_event``
-    (``audit.take_expected``), the request's audit event. Returns the customer as it now is
-    (unchanged when it already had that owner) and the id of the audit event written, if
-    one was."""
+) -> tuple[CustomerRow | None, int | None]:
+    """``move_customers`` for one customer whose row the caller locked (a manual move, a
+    single placement): the same one statement, which also answers the customer's row after
+    the move, writes its ``customer.assigned`` event when someone subscribes to it and, given
+    ``audit_event`` (``audit.take_expected``), the request's audit event. Returns the
+    customer as it now is (None when it already had that owner: nothing written) and the id
+    of the audit event written, if one was."""
     connection = await transaction_connection(session)
-    args: list[Any] = [customer.id, manager_id, at, reason, actor, None, note, None]
+    args: list[Any] = [customer_id, manager_id, at, reason, actor, None, note, None]
     args.append(outbox.ownership_event_context(at))
     if audit_event is None:
         moved = await connection.fetchrow(_MOVE_ONE_RETURNING, *args)
@@ -234,7 +234,7 @@ async def move_one_customer(
             _MOVE_ONE_AUDITED, *args, *audit_events.event_args(audit_event)
         )
     if moved is None:
-        return customer, None
+        return None, None
     columns = dict(moved)
     audit_id: int | None = columns.pop("audit_id")
     previous, subscribed = columns.pop("previous"), columns.pop("subscribed")
@@ -242,7 +242,7 @@ async def move_one_customer(
     if columns.pop("delivered"):
         await outbox.announce(session)
     await outbox.emit_ownership_batches(
-        session, [(customer.id, previous, manager_id)], reason=reason, actor=actor, at=at, note=note
+        session, [(customer_id, previous, manager_id)], reason=reason, actor=actor, at=at, note=note
     )
     return row_as(CustomerRow, columns), audit_id
 

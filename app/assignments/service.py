@@ -493,16 +493,20 @@ async def assign_customer(
         if placed is None:
             applied = await _write_moves(session, plan, reason="auto", actor=actor) > 0
         elif decision.manager_id != decision.from_manager_id:
-            moved = await move_customers(
+            # The customer's row is locked (``_place_one``); the request's audit event is
+            # written with the move, in its statement.
+            moved, audit_id = await repository.move_one_customer(
                 session,
-                customer_ids=[customer_id],
-                manager_ids=[decision.manager_id],
+                customer_id=customer_id,
+                manager_id=decision.manager_id,
                 reason="auto",
                 actor=actor,
                 at=datetime.now(UTC),
-                customer_locked=True,
+                audit_event=audit.take_expected(session),
             )
-            applied = moved > 0
+            if audit_id is not None:
+                audit.written_with(session, audit_id)
+            applied = moved is not None
     return AssignOut.model_construct(
         decision=_decision_out(decision), applied=applied, rules_version=version
     )

@@ -222,7 +222,7 @@ async def _assign(
             )
     moved, audit_id = await ledger.move_one_customer(
         session,
-        customer=customer,  # every caller passes a row it locked
+        customer_id=customer.id,  # every caller passes a row it locked
         manager_id=manager_id,
         reason="manual",
         actor=actor,
@@ -232,12 +232,13 @@ async def _assign(
     )
     if audit_id is not None:
         audit.written_with(session, audit_id)
+    after = moved or customer
     if not violations:
-        return [], moved
+        return [], after
     found = await compliance.record(
         session, compliance.Scope.customers([customer.id]), cause="forced", actor=actor
     )
-    return found, moved
+    return found, after
 
 
 async def create_customer(

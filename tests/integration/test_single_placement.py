@@ -212,3 +212,41 @@ async def test_an_uncontended_placement_reads_its_choice_again_and_writes_it(cli
     assert placed["applied"] is True
     assert placed["decision"] == expected
     assert expected["manager_id"] in [m["id"] for m in managers]
+
+
+async def test_a_placement_writes_the_ledger_its_event_and_one_audit_event_with_the_move(
+    client, allow_loopback
+):
+    """The single placement's move is the manual move's one statement: the ledger period
+    with reason ``auto``, the workload, a ``customer.assigned`` event and the request's audit
+    event (written once, with the move)."""
+    await create_tiers(client)
+    manager = await create_manager(client, level=3, capacity=50)
+    customer = await create_customer(client, tier="standard")
+    await ok(
+        await client.post(
+            "/v1/webhook-subscriptions",
+            json={"url": "http://127.0.0.1:9/crm", "event_types": ["customer.assigned"]},
+        ),
+        201,
+    )
+    placed = await ok(await client.post(f"/v1/customers/{customer['id']}/assign", json={}))
+    assert placed["applied"] is True and placed["decision"]["manager_id"] == manager["id"]
+    history = await ok(await client.get(f"/v1/customers/{customer['id']}/history"))
+    assert [(r["manager_id"], r["reason"], r["actor"]) for r in history["items"]] == [
+        (manager["id"], "auto", "test-admin")
+    ]
+    assert (await ok(await client.get(f"/v1/managers/{manager['id']}")))["workload"] == 2
+    sent = (await ok(await client.get("/v1/webhook-deliveries")))["items"]
+    assert [d["event_type"] for d in sent] == ["customer.assigned"]
+    data = (await ok(await client.get(f"/v1/webhook-deliveries/{sent[0]['id']}")))["payload"]
+    assert (data["data"]["customer_id"], data["data"]["manager_id"]) == (
+        customer["id"],
+        manager["id"],
+    )
+    assert data["data"]["reason"] == "auto"
+    trail = await ok(await client.get("/v1/audit", params={"resource_id": customer["id"]}))
+    assert [(e["action"], e["status_code"]) for e in trail["items"]] == [
+        ("assign_customer", 200),
+        ("create_customer", 201),
+    ]
