@@ -342,6 +342,25 @@ async def make_room(url: str, managers: list[str]) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
+def interleaved(
+    scenarios: dict[str, tuple[str, str, subprocess.Popen]],
+    postgres: int,
+    args: argparse.Namespace,
+) -> dict[str, list[dict[str, float]]]:
+    """Each (url, script, server) scenario run ``args.rounds`` times in turns, each run with
+    the CPU per request of its server process and of the Postgres server."""
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in scenarios}
+    for _ in range(args.rounds):
+        for name, (target, script, server) in scenarios.items():
+            before, db_before = cpu_seconds(server), process_cpu(postgres)
+            m = wrk(target, script, connections=args.connections, duration=args.duration)
+            done = max(m["requests"], 1)
+            m["cpu_ms"] = (cpu_seconds(server) - before) * 1000 / done
+            m["db_cpu_ms"] = cpu_since(postgres, db_before) * 1000 / done
+            runs[name].append(m)
+    return runs
+
+
 def measure_writes(
     env: dict[str, str], raw_get: str, raw_patches: str, patches: str, args: argparse.Namespace
 ) -> dict[str, dict[str, float]]:
@@ -349,7 +368,7 @@ def measure_writes(
     one worker each; the median run of each, with the CPU per request of the server process
     and of the Postgres server (postmaster and every backend, whoever they serve: on a 2-core
     machine both sides share the cores)."""
-    c, d = args.connections, args.duration
+    c = args.connections
     postgres = postmaster(env["DATABASE_URL"])
     baton, base = serve_baton(1, env)
     worker = run_worker(env, args)
@@ -363,15 +382,7 @@ def measure_writes(
                 "raw asyncpg move": (raw_base, raw_patches, raw),
                 "PATCH manual assignment": (base, patches, baton),
             }
-            runs: dict[str, list[dict[str, float]]] = {k: [] for k in scenarios}
-            for _ in range(args.rounds):
-                for name, (target, script, server) in scenarios.items():
-                    before, db_before = cpu_seconds(server), process_cpu(postgres)
-                    m = wrk(target, script, connections=c, duration=d)
-                    done = max(m["requests"], 1)
-                    m["cpu_ms"] = (cpu_seconds(server) - before) * 1000 / done
-                    m["db_cpu_ms"] = cpu_since(postgres, db_before) * 1000 / done
-                    runs[name].append(m)
+            runs = interleaved(scenarios, postgres, args)
         finally:
             stop(raw)
     finally:
@@ -482,7 +493,7 @@ def measure_assigns(
     """``POST /customers/{id}/assign`` as a dry run and for real, interleaved with the raw GET
     (the floor) and Baton's GET, one worker each; the median run of each, with the CPU per
     request of Baton's process and of the Postgres server."""
-    c, d = args.connections, args.duration
+    c = args.connections
     half = len(waiting) // 2
     dry = lua(
         [
@@ -506,15 +517,7 @@ def measure_assigns(
                 "POST assign (dry run)": (base, dry, baton),
                 "POST assign (real move)": (base, real, baton),
             }
-            runs: dict[str, list[dict[str, float]]] = {k: [] for k in scenarios}
-            for _ in range(args.rounds):
-                for name, (target, script, server) in scenarios.items():
-                    before, db_before = cpu_seconds(server), process_cpu(postgres)
-                    m = wrk(target, script, connections=c, duration=d)
-                    done = max(m["requests"], 1)
-                    m["cpu_ms"] = (cpu_seconds(server) - before) * 1000 / done
-                    m["db_cpu_ms"] = cpu_since(postgres, db_before) * 1000 / done
-                    runs[name].append(m)
+            runs = interleaved(scenarios, postgres, args)
         finally:
             stop(raw)
     finally:
