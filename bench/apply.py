@@ -12,7 +12,7 @@ and trigger dropped alone, and each step of the ledger's check.
 
     python -m bench.apply                # 100k moves, 1M-customer load
     python -m bench.apply --quick        # 10k moves, 100k-customer load
-    python -m bench.apply --moves-only   # the moves against the floor and 0019 against before
+    python -m bench.apply --moves-only   # the moves against the floor and 0020 against before
     python -m bench.apply --load-only    # the load alone, at 100k and 1M customers
 """
 
@@ -146,10 +146,19 @@ REWRITE = (
     "ANALYZE assignments",
 )
 TODAY_REWRITTEN = REWRITE
+# Before migration 0020: the reference checks planned their lock query at every call, compared
+# every updated customer's old and new id, and gathered the ledger's keys in two passes.
+_M0020 = _migration("0020")
+BEFORE_0020 = (
+    _M0020.REQUIRE_0017,
+    _M0020.CUSTOMERS_0017,
+    _M0020.ASSIGNMENTS_0019,
+    "DROP TRIGGER customers_referenced_rekey ON customers",
+)
 # Before migration 0019: the ledger's check locked an open period's customer, then read and
 # key-share-locked it again to prove it exists (what the migration's downgrade restores).
 _M0019 = _migration("0019")
-BEFORE_0019 = (_M0019.OPEN_PERIODS_0018, _M0019.ASSIGNMENTS_0018)
+BEFORE_0019 = (*BEFORE_0020, _M0019.OPEN_PERIODS_0018, _M0019.ASSIGNMENTS_0018)
 # Measured and not taken: customers' pages 15 % free, so that a new owner's row version stays
 # on its page.
 CUSTOMERS_ROOM = ("ALTER TABLE customers SET (fillfactor = 85)",)
@@ -397,7 +406,7 @@ async def breakdown(engine, ids, targets, repeat: int) -> None:
             " WHERE i.indrelid IN ('customers'::regclass, 'assignments'::regclass)"
             "   AND NOT i.indisprimary ORDER BY 3, 1"
         )
-    variants: dict[str, dict] = {"0019 as it is": {}}
+    variants: dict[str, dict] = {"0020 as it is": {}}
     for row in indexes:
         drop = (
             f"ALTER TABLE {row['table_name']} DROP CONSTRAINT {row['constraint_name']}"
@@ -426,6 +435,51 @@ async def breakdown(engine, ids, targets, repeat: int) -> None:
     print(f"the ledger check's steps, each alone after the three statements (medians of {repeat}):")
     for i, name in enumerate(CHECK_STEPS):
         print(f"  {name}: {_median([t.wall[3 + i] for t in steps]):.3f} s")
+
+
+async def time_one_customer_moves(engine, ids, targets, schema: tuple[str, ...] = ()) -> float:
+    """The three statements for one customer at a time (what a PATCH or a placement writes),
+    prepared, in one transaction rolled back: the server's CPU milliseconds per move. The
+    checks' fixed cost per statement shows here, where a set-based move spreads it thin."""
+    async with engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        tx = raw.transaction()
+        await tx.start()
+        for statement in schema:
+            await raw.execute(statement)
+        update, close, insert = [
+            await raw.prepare(s) for s in (FLOOR_UPDATE, FLOOR_CLOSE, FLOOR_INSERT)
+        ]
+        warm = min(50, len(ids) // 4)
+        pid = raw.get_server_pid()
+        cpu: float | None = None
+        for i in range(len(ids)):
+            if i == warm:
+                cpu = _cpu_seconds(pid)
+            await update.fetch([ids[i]], [targets[i]])
+            await close.fetch([ids[i]])
+            await insert.fetch([ids[i]], [targets[i]])
+        after = _cpu_seconds(pid)
+        await tx.rollback()
+    if cpu is None or after is None:
+        return float("nan")
+    return (after - cpu) / (len(ids) - warm) * 1e3
+
+
+async def one_customer_moves(engine, ids, targets, repeat: int) -> None:
+    """Today's checks against those before 0020, in turns, one customer per statement."""
+    n = min(len(ids), 2_000)
+    runs: dict[str, list[float]] = {"today (0020)": [], "before 0020": []}
+    for i in range(repeat):
+        order = list(runs) if i % 2 == 0 else list(runs)[::-1]
+        for name in order:
+            schema = BEFORE_0020 if name == "before 0020" else ()
+            runs[name].append(await time_one_customer_moves(engine, ids[:n], targets[:n], schema))
+    print(
+        f"{n:,} one-customer moves (update owner / close / insert, prepared), server CPU per"
+        f" move, medians of {repeat} in turns: "
+        + " · ".join(f"{name} {_median(values):.3f} ms" for name, values in runs.items())
+    )
 
 
 async def time_baton(engine, ids, targets) -> float:
@@ -620,7 +674,7 @@ async def main() -> None:
         "--moves-only",
         action="store_true",
         help="only the moves against the bare tables and today's schema against the one"
-        " before 0019 (no older schemas, no breakdown, no load): what a 1M run has time for",
+        " before 0020 (no older schemas, no breakdown, no load): what a 1M run has time for",
     )
     args = parser.parse_args()
     if args.load_only:
@@ -658,11 +712,11 @@ async def main() -> None:
             "right after a checkpoint (every first touch of a page writes its image)": {
                 "checkpoint": True
             },
-            "the same tables with the ledger check before 0019 (no full-page images)": {
-                "schema": BEFORE_0019
+            "the same tables with the checks before 0020 (no full-page images)": {
+                "schema": BEFORE_0020
             },
             "the same, right after a checkpoint": {
-                "schema": BEFORE_0019,
+                "schema": BEFORE_0020,
                 "checkpoint": True,
             },
         },
@@ -671,7 +725,7 @@ async def main() -> None:
     )
 
     older = _older_schemas()
-    # Today's schema and the ones before migrations 0019, 0018, 0017 and 0016, in turns,
+    # Today's schema and the ones before migrations 0020, 0019, 0018, 0017 and 0016, in turns,
     # statement by statement, each beside the bare tables: what each migration took off a move.
     await compare(
         engine,
@@ -679,7 +733,10 @@ async def main() -> None:
         targets,
         args.repeat,
         {
-            "today (0019)": {"schema": TODAY_REWRITTEN},
+            "today (0020)": {"schema": TODAY_REWRITTEN},
+            "before 0020 (lock queries planned per call, every id compared)": {
+                "schema": BEFORE_0020 + REWRITE
+            },
             "before 0019 (customers twice in the ledger's check)": {
                 "schema": BEFORE_0019 + REWRITE
             },
@@ -691,6 +748,7 @@ async def main() -> None:
         "the raw floor by schema, tables rewritten in the timed transaction (no full-page"
         " images on either side)",
     )
+    await one_customer_moves(engine, ids, targets, max(args.repeat, 5))
     if args.moves_only:
         await engine.dispose()
         return

@@ -169,6 +169,16 @@ async def test_upgrade_from_0008_keeps_a_populated_database(empty_database):
                     ),
                     {"c": uuid.uuid4(), "m": manager},
                 )
+            await conn.rollback()
+            # A customer the ledger names keeps its id: refused by the row check on a
+            # re-key (0020), not by a pass over every updated row (the handover's item, a
+            # foreign key of its own, goes first).
+            await conn.execute(text("DELETE FROM handover_items"))
+            with pytest.raises(IntegrityError, match="fk_assignments_customer_id_customers"):
+                await conn.execute(
+                    text("UPDATE customers SET id = :n WHERE id = :c"),
+                    {"n": uuid.uuid4(), "c": customer},
+                )
         assert item.notification_status == "not_sent" and item.notification_error
         assert tuple(source) == ("hubspot", None)
         assert tuple(ledger) == ("manual", manager) and violations == 0

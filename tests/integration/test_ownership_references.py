@@ -92,6 +92,42 @@ async def test_every_reference_is_checked_with_the_constraint_names_of_before(ap
         await session.rollback()
 
 
+async def test_a_customer_the_ledger_names_keeps_its_id_and_an_unnamed_one_may_change_it(
+    api, client
+):
+    """Re-keying a customer is checked row by row, only for a row whose id changes: refused
+    with the ledger's constraint name while a period names it, allowed for a customer never
+    owned, and an update that sets other columns of the same rows changes them."""
+    await create_tiers(client)
+    owner = await create_manager(client, level=3)
+    owned = await create_customer(client, tier="standard", manager_id=owner["id"])
+    pooled = await create_customer(client, tier="standard")
+    new_id = uuid.uuid4()
+    async with api.factory() as session:
+        fk = await _fk_error(
+            session,
+            "UPDATE customers SET id = :n WHERE id = :c",
+            {"n": new_id, "c": owned["id"]},
+        )
+        assert fk == "fk_assignments_customer_id_customers"
+        # The same id set to itself, beside a rename: no id changed, nothing refused.
+        await session.execute(
+            text("UPDATE customers SET id = id, name = 'same id' WHERE id = ANY(:ids)"),
+            {"ids": [uuid.UUID(owned["id"]), uuid.UUID(pooled["id"])]},
+        )
+        await session.execute(
+            text("UPDATE customers SET id = :n WHERE id = :c"), {"n": new_id, "c": pooled["id"]}
+        )
+        names = (
+            await session.execute(
+                text("SELECT id, name FROM customers WHERE id = ANY(:ids) ORDER BY name"),
+                {"ids": [new_id, uuid.UUID(owned["id"]), uuid.UUID(pooled["id"])]},
+            )
+        ).all()
+        assert sorted(names) == sorted([(new_id, "same id"), (uuid.UUID(owned["id"]), "same id")])
+        await session.rollback()
+
+
 async def test_only_the_references_a_statement_sets_are_checked_and_locked(
     committed_client, factory
 ):
