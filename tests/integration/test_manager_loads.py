@@ -65,10 +65,14 @@ async def test_workloads_follow_every_kind_of_change(api, client):
     before = [await _workload(client, m) for m in (first, second)]
     async with api.factory() as session:
         appended = await session.scalar(text("SELECT count(*) FROM manager_loads"))
-        left = await fold_loads(session)
-        pairs = await session.scalar(text("SELECT count(*) FROM manager_loads"))
+        folded = await fold_loads(session)
+        rows, pairs = (
+            await session.execute(
+                text("SELECT count(*), count(DISTINCT (manager_id, tier_code)) FROM manager_loads")
+            )
+        ).one()
         await session.commit()
-    assert appended > pairs == left
+    assert appended > rows == pairs and folded > appended - rows
     assert [await _workload(client, m) for m in (first, second)] == before
     assert await _recount_violations(api) == []
 
@@ -129,6 +133,27 @@ async def test_a_tick_folds_the_pairs_that_gained_rows_and_rewrites_no_other(api
     assert [await _workload(client, m) for m in (first, second, third)] == before
     assert before == [(2, 1), (2, 1), (4, 1)]
     assert await _recount_violations(api) == []
+
+
+async def test_the_minute_fold_folds_crowded_pairs_and_rewrites_no_folded_one(api, client):
+    await create_tiers(client)
+    busy, quiet = [await create_manager(client, level=5, capacity=100) for _ in "12"]
+    await create_customer(client, tier="key", manager_id=quiet["id"])
+    for _ in "123":
+        await create_customer(client, tier="standard", manager_id=busy["id"])
+    journal = await _journal(api.factory)
+    folded_already = next(row for row in journal if row[1] == quiet["id"])
+    async with api.factory() as session:
+        assert await fold_loads(session) == 3  # the busy pair's three rows, now one
+        await session.commit()
+    journal = await _journal(api.factory)
+    assert sorted(_pairs(journal)) == sorted([(busy["id"], "standard"), (quiet["id"], "key")])
+    assert folded_already in journal  # the same row, same id: not rewritten
+    async with api.factory() as session:  # a quiet journal: nothing to write
+        assert await fold_loads(session) == 0
+        await session.commit()
+    assert await _journal(api.factory) == journal
+    assert [await _workload(client, m) for m in (busy, quiet)] == [(6, 3), (4, 1)]
 
 
 async def test_a_tick_leaves_open_transactions_rows_and_waits_for_another_fold(
@@ -234,7 +259,7 @@ async def test_the_minute_fold_waits_for_a_fold_running(committed_client, factor
         await asyncio.sleep(0.5)
         assert not sweep.done()
         await folder.rollback()
-        assert await asyncio.wait_for(sweep, 10) == 1
+        assert await asyncio.wait_for(sweep, 10) == 2  # the pair's two rows, now one
         await sweeper.commit()
     assert len(await _journal(factory)) == 1
     assert await _workload(client, manager) == (8, 2)
