@@ -445,8 +445,10 @@ async def assign_customer(
     the customer, then only the manager it gives the customer to (through the placement
     guard, which checks capacity and every hard rule on that manager's facts read after the
     lock), and writes the move in one statement; when that manager's row changed since the
-    candidates were read it gives the lock back and chooses again on facts read then (after a
-    few such tries, the whole engine places the customer with every active manager locked).
+    candidates were read, the choice is made again with its row as read under the lock, and
+    stands if it falls on that manager again; otherwise it gives the lock back and chooses
+    again on facts read then (after a few such tries, the whole engine places the customer
+    with every active manager locked).
     It takes the placement lock in shared mode, so placements of different customers run
     side by side (every write to an owner goes through the owner's row lock, which is all
     they contend for) while the automated placements that read workloads without those
@@ -531,9 +533,10 @@ async def _place_one(
 ) -> tuple[engine.Decision, int] | None:
     """The single-customer placement over the candidate managers: two statements (when it
     writes, a row lock on the customer before them; after, the placement guard on the chosen
-    manager, which locks it, and that manager's row read again). None when the whole engine
-    must decide (see ``assign_customer``), or when the chosen manager changed before its lock
-    was taken ``_ATTEMPTS`` times in a row; raises for a missing or inactive customer."""
+    manager, which locks it, and that manager's row read again; if it changed, the choice
+    made again with that row). None when the whole engine must decide (see
+    ``assign_customer``), or when the choice moved off the manager it had locked
+    ``_ATTEMPTS`` times in a row; raises for a missing or inactive customer."""
     lock = not request.dry_run
     single_placement = strategy in _SINGLE_STRATEGIES and request.explain != "full"
     if lock:
@@ -592,14 +595,7 @@ async def _place_one(
                 raise InvalidInput(
                     f"Successor {request.manager_id} does not exist or has departed."
                 )
-        compute = functools.partial(single.place_among, customer, tier, rules, options, rows, marks)
-        if len(rows) <= _INLINE_CANDIDATES:
-            try:
-                decision = compute()
-            except engine.EngineError as exc:
-                raise InvalidInput(str(exc)) from exc
-        else:  # a pass over thousands of managers: off the event loop, within the budget
-            decision = await run_engine("place_customer", compute, deadline=engine_deadline())
+        decision = await _decide(customer, tier, rules, options, rows, marks)
         if decision is None or (decision.manager_id is None and strategy != Strategy.SUCCESSOR):
             # Left in the pool: its explanation counts over every manager, and the candidates
             # are not all of them.
@@ -620,9 +616,38 @@ async def _place_one(
             again = None
         if again == [row for row in rows if row[0] == chosen]:
             return decision, facts.rules_version
+        if again:
+            # The chosen manager changed since the read (placements side by side tend to
+            # choose the same lightest manager, and wait for each other on its lock): its row
+            # read under the lock replaces the one the choice was made from, and the choice is
+            # made again over the same other rows. If it falls on that manager again, the
+            # placement stands, on facts as current as a first try's; otherwise it starts over.
+            rows = [again[0] if row[0] == chosen else row for row in rows]
+            again_decision = await _decide(customer, tier, rules, options, rows, marks)
+            if again_decision is not None and again_decision.manager_id == chosen:
+                return again_decision, facts.rules_version
         await placement_repository.undo_lock(session)
     # Still contended: the whole engine decides, with every lock taken in order.
     return None
+
+
+async def _decide(
+    customer: engine.Customer,
+    tier: engine.Tier,
+    rules: engine.RuleSet,
+    options: engine.PlanOptions,
+    rows: list[single.Row],
+    marks: dict[int, int],
+) -> engine.Decision | None:
+    """``single.place_among`` on the event loop, or for thousands of candidates in a worker
+    thread within the engine's budget; an engine error is the caller's invalid input."""
+    compute = functools.partial(single.place_among, customer, tier, rules, options, rows, marks)
+    if len(rows) > _INLINE_CANDIDATES:
+        return await run_engine("place_customer", compute, deadline=engine_deadline())
+    try:
+        return compute()
+    except engine.EngineError as exc:
+        raise InvalidInput(str(exc)) from exc
 
 
 _STATUS = single.ROW_FIELDS.index("status")

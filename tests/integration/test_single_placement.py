@@ -164,7 +164,8 @@ async def test_a_chosen_manager_changing_at_every_try_leaves_the_placement_to_th
     committed_client, fresh_database, monkeypatch
 ):
     """Each time the single placement goes to lock the manager it chose, that manager's row
-    has changed: after a few tries the whole engine places the customer, with every lock."""
+    has changed so that it can no longer take the customer (its capacity cut, the other's
+    given back): after a few tries the whole engine places the customer, with every lock."""
     client = committed_client
     await create_tiers(client)
     managers = [await create_manager(client, level=3, capacity=50) for _ in range(2)]
@@ -177,8 +178,11 @@ async def test_a_chosen_manager_changing_at_every_try_leaves_the_placement_to_th
         calls.append(1)
         async with changes.begin() as conn:
             await conn.execute(
-                text("UPDATE managers SET capacity = capacity + 1 WHERE id = ANY(:ids)"),
-                {"ids": [m["id"] for m in managers]},
+                text(
+                    "UPDATE managers SET capacity = CASE WHEN id = :chosen THEN 1 ELSE 50 END"
+                    " WHERE id = ANY(:ids)"
+                ),
+                {"ids": [m["id"] for m in managers], "chosen": kwargs["manager_id"]},
             )
         return await real(session, **kwargs)
 
@@ -250,3 +254,91 @@ async def test_a_placement_writes_the_ledger_its_event_and_one_audit_event_with_
         ("assign_customer", 200),
         ("create_customer", 201),
     ]
+
+
+async def _placement_raced_by(client, monkeypatch, race) -> list[int]:
+    """Make the next placement run ``race()`` once right after it reads its candidates
+    (before it locks the manager it chose); returns the list that gets an entry each time the
+    placement gives its lock back to start over (the whole engine may not decide)."""
+    from app.assignments import placement_repository, service
+
+    candidates, undo_lock = placement_repository.candidates, placement_repository.undo_lock
+    raced, undone = [], []
+
+    async def read_then_race(reads, **kwargs):
+        found = await candidates(reads, **kwargs)
+        if not raced:
+            raced.append(await race())
+        return found
+
+    async def counted_undo(session):
+        undone.append(1)
+        await undo_lock(session)
+
+    async def whole_engine(*args, **kwargs):
+        raise AssertionError("the whole engine placed the customer")
+
+    monkeypatch.setattr(placement_repository, "candidates", read_then_race)
+    monkeypatch.setattr(placement_repository, "undo_lock", counted_undo)
+    monkeypatch.setattr(service, "_propose", whole_engine)
+    return undone
+
+
+async def test_a_placement_whose_manager_changed_keeps_it_while_it_is_still_the_choice(
+    committed_client, monkeypatch
+):
+    """Another move gives the chosen manager a customer between the placement's read and its
+    lock: the choice, made again with that manager's row as read under the lock, falls on it
+    again, so the placement stands without starting over; its answer counts the new row."""
+    client = committed_client
+    await create_tiers(client)
+    light = await create_manager(client, level=3, capacity=50)
+    heavy = await create_manager(client, level=3, capacity=50)
+    for _ in range(5):
+        await create_customer(client, tier="standard", manager_id=heavy["id"])
+    other, customer = [await create_customer(client, tier="standard") for _ in "12"]
+
+    async def race():
+        return await ok(
+            await client.patch(f"/v1/customers/{other['id']}", json={"manager_id": light["id"]})
+        )
+
+    undone = await _placement_raced_by(client, monkeypatch, race)
+    placed = await ok(await client.post(f"/v1/customers/{customer['id']}/assign", json={}))
+    monkeypatch.undo()
+    assert placed["applied"] is True and undone == []
+    assert placed["decision"]["manager_id"] == light["id"]
+    assert (await ok(await client.get(f"/v1/managers/{light['id']}")))["workload"] == 4
+    # What the engine decides for the same customer on the same book now, put back in the pool.
+    await ok(await client.patch(f"/v1/customers/{customer['id']}", json={"manager_id": None}))
+    assert (await _engine_decision(client, customer["id"]))["manager_id"] == light["id"]
+
+
+async def test_a_placement_whose_manager_changed_past_another_starts_over(
+    committed_client, monkeypatch
+):
+    """The move between the read and the lock makes the chosen manager heavier than another:
+    the choice made again falls elsewhere, so the placement gives the lock back, reads again
+    and places the customer with the manager that is now the lightest."""
+    client = committed_client
+    await create_tiers(client)
+    light = await create_manager(client, level=3, capacity=50)
+    heavy = await create_manager(client, level=3, capacity=50)
+    await create_customer(client, tier="standard", manager_id=heavy["id"])
+    other = await create_customer(client, tier="key")
+    customer = await create_customer(client, tier="standard")
+
+    async def race():
+        return await ok(
+            await client.patch(f"/v1/customers/{other['id']}", json={"manager_id": light["id"]})
+        )
+
+    undone = await _placement_raced_by(client, monkeypatch, race)
+    placed = await ok(await client.post(f"/v1/customers/{customer['id']}/assign", json={}))
+    monkeypatch.undo()
+    assert placed["applied"] is True and undone == [1]
+    assert placed["decision"]["manager_id"] == heavy["id"]
+    workloads = [
+        (await ok(await client.get(f"/v1/managers/{m['id']}")))["workload"] for m in (light, heavy)
+    ]
+    assert workloads == [4, 4]
