@@ -445,10 +445,10 @@ async def assign_customer(
     the customer, then only the manager it gives the customer to (through the placement
     guard, which checks capacity and every hard rule on that manager's facts read after the
     lock), and writes the move in one statement; when that manager's row changed since the
-    candidates were read, the choice is made again with its row as read under the lock, and
-    stands if it falls on that manager again; otherwise it gives the lock back and chooses
-    again on facts read then (after a few such tries, the whole engine places the customer
-    with every active manager locked).
+    candidates were read, every candidate is read again under that lock and the choice made
+    again; it stands if it falls on that manager again, otherwise the placement gives the lock
+    back and goes on from those rows (after a few such tries, the whole engine places the
+    customer with every active manager locked).
     It takes the placement lock in shared mode, so placements of different customers run
     side by side (every write to an owner goes through the owner's row lock, which is all
     they contend for) while the automated placements that read workloads without those
@@ -519,8 +519,9 @@ _INLINE_CANDIDATES = 1_000
 """Up to this many candidates the single-customer placement (well under a millisecond per
 hundred) runs on the event loop; beyond, in a worker thread like the engine."""
 _ATTEMPTS = 3
-"""Times a real single-customer placement chooses again when the manager it chose changed
-before its lock was taken, before the whole engine decides."""
+"""Times a real single-customer placement starts over (its choice, made again on every
+candidate read under the lock of the manager it chose, fell on another manager) before the
+whole engine decides."""
 
 
 async def _place_one(
@@ -533,8 +534,9 @@ async def _place_one(
 ) -> tuple[engine.Decision, int] | None:
     """The single-customer placement over the candidate managers: two statements (when it
     writes, a row lock on the customer before them; after, the placement guard on the chosen
-    manager, which locks it, and that manager's row read again; if it changed, the choice
-    made again with that row). None when the whole engine must decide (see
+    manager, which locks it, and that manager's row read again; if it changed, every
+    candidate read again under the lock and the choice made again). None when the whole
+    engine must decide (see
     ``assign_customer``), or when the choice moved off the manager it had locked
     ``_ATTEMPTS`` times in a row; raises for a missing or inactive customer."""
     lock = not request.dry_run
@@ -585,8 +587,11 @@ async def _place_one(
         force=request.force,
         explain=request.explain,
     )
+    only_include = request.manager_id is not None
+    fresh: tuple[list[single.Row], dict[int, int]] | None = None
     for _ in range(_ATTEMPTS):
-        rows, marks = await read(include=include, only_include=request.manager_id is not None)
+        rows, marks = fresh or await read(include=include, only_include=only_include)
+        fresh = None
         if request.manager_id is not None:
             named = next((i for i, bits in marks.items() if bits & single.SUCCESSOR), None)
             if named is None or (
@@ -606,9 +611,6 @@ async def _place_one(
         # Only the manager who takes the customer is locked, by the placement guard (every
         # hard rule on facts read after the lock): a change to any other manager committed
         # after the read is ordered after this placement; this one's must not have happened.
-        # If it did (placements running side by side tend to choose the same lightest
-        # manager), the lock is given back and the placement starts over on facts read now;
-        # holding it while locking another manager could deadlock.
         try:
             await guard.check_move(session, customer_id=customer_id, manager_id=chosen)
             again, _ = await read(include=[chosen], only_include=True)
@@ -617,13 +619,14 @@ async def _place_one(
         if again == [row for row in rows if row[0] == chosen]:
             return decision, facts.rules_version
         if again:
-            # The chosen manager changed since the read (placements side by side tend to
-            # choose the same lightest manager, and wait for each other on its lock): its row
-            # read under the lock replaces the one the choice was made from, and the choice is
-            # made again over the same other rows. If it falls on that manager again, the
-            # placement stands, on facts as current as a first try's; otherwise it starts over.
-            rows = [again[0] if row[0] == chosen else row for row in rows]
-            again_decision = await _decide(customer, tier, rules, options, rows, marks)
+            # It did change (placements side by side tend to choose the same lightest
+            # manager, and wait for each other on its lock): every candidate is read again,
+            # that manager's row as it stands under the lock, and the choice made again, as a
+            # first try would make it now. If it falls on that manager, the placement stands;
+            # otherwise the lock is given back (holding it while locking another manager could
+            # deadlock) and the next try starts from these rows.
+            fresh = await read(include=include, only_include=only_include)
+            again_decision = await _decide(customer, tier, rules, options, *fresh)
             if again_decision is not None and again_decision.manager_id == chosen:
                 return again_decision, facts.rules_version
         await placement_repository.undo_lock(session)

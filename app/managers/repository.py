@@ -215,7 +215,7 @@ async def fold_recent_loads(session: AsyncSession, *, after: int) -> tuple[int, 
     """Fold the journal's (manager, tier) pairs that gained rows since id ``after`` and have
     more than one: what a worker's tick does, so that workload reads (every placement's and
     every manual move's) stay one row per pair under a stream of moves, between the minute
-    sweep's full folds. A row committed late with an id below ``after`` waits for the next full
+    sweep's folds. A row committed late with an id below ``after`` waits for the next minute
     fold (it counts meanwhile, as every journal row does). Returns the id to start from next
     time and how many rows were folded, or None when another fold is running (nothing done).
     """

@@ -1,5 +1,5 @@
 """The ownership checks run fewer statements: static reference locks, a customer's re-key
-checked only when its id changes, the ledger's keys gathered in one pass
+checked only when its id changes, the ledger's keys gathered in one statement
 
 Revision ID: 0020
 Revises: 0019
@@ -19,8 +19,8 @@ work for the three statements. Three things went:
   a row whose id changed: an update that does not set ``id`` (every update Baton makes) pays
   nothing, and a re-key is refused with the same SQLSTATE (23503), constraint name and detail.
 - The ledger's check gathered the open periods' and closed periods' customers and the
-  managers in two passes over the inserted rows; now one. It calls a check only when there is
-  something to check (the customers' check likewise skips a statement that set no owner).
+  managers in two statements over the inserted rows; now one. It calls a check only when there
+  is something to check (the customers' check likewise skips a statement that set no owner).
 
 The refusals, their order (customers before managers; a second open period before a missing
 customer), their SQLSTATEs, constraint names and messages, and every lock are unchanged.
@@ -106,7 +106,10 @@ $$
 _REKEYED = """
 CREATE FUNCTION customers_check_rekeyed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM assignments AS a WHERE a.customer_id = OLD.id) THEN
+    -- Checked at the end of the statement, as a foreign key is: the id may have been given
+    -- to another row of the same statement.
+    IF EXISTS (SELECT 1 FROM assignments AS a WHERE a.customer_id = OLD.id)
+       AND NOT EXISTS (SELECT 1 FROM customers AS c WHERE c.id = OLD.id) THEN
         RAISE EXCEPTION 'update or delete on table "customers" violates foreign key '
               'constraint "fk_assignments_customer_id_customers" on table "assignments"'
               USING ERRCODE = 'foreign_key_violation',
@@ -127,7 +130,7 @@ _REKEYED_TRIGGER = (
 
 # assignments.customer_id → customers and assignments.manager_id → managers, for the rows a
 # statement inserted: the customers of open periods are locked and counted (0019), those named
-# only by closed periods key-share locked, then the managers; keys gathered in one pass.
+# only by closed periods key-share locked, then the managers; keys gathered in one statement.
 _ASSIGNMENTS = """
 CREATE OR REPLACE FUNCTION assignments_check_references() RETURNS trigger
 LANGUAGE plpgsql AS $$

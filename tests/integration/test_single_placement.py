@@ -164,8 +164,9 @@ async def test_a_chosen_manager_changing_at_every_try_leaves_the_placement_to_th
     committed_client, fresh_database, monkeypatch
 ):
     """Each time the single placement goes to lock the manager it chose, that manager's row
-    has changed so that it can no longer take the customer (its capacity cut, the other's
-    given back): after a few tries the whole engine places the customer, with every lock."""
+    has changed so that the other is now the lighter one (its capacity cut, the other's given
+    back): the choice made again falls on the other manager every time, and after a few tries
+    the whole engine places the customer, with every lock."""
     client = committed_client
     await create_tiers(client)
     managers = [await create_manager(client, level=3, capacity=50) for _ in range(2)]
@@ -179,7 +180,7 @@ async def test_a_chosen_manager_changing_at_every_try_leaves_the_placement_to_th
         async with changes.begin() as conn:
             await conn.execute(
                 text(
-                    "UPDATE managers SET capacity = CASE WHEN id = :chosen THEN 1 ELSE 50 END"
+                    "UPDATE managers SET capacity = CASE WHEN id = :chosen THEN 3 ELSE 50 END"
                     " WHERE id = ANY(:ids)"
                 ),
                 {"ids": [m["id"] for m in managers], "chosen": kwargs["manager_id"]},
