@@ -139,6 +139,18 @@ async def workload(session: AsyncSession, manager_id: uuid.UUID) -> int:
 # plan visits them.
 _FOLD_LOCK = 0x6C6F_6164_73
 
+# The rows of the pairs in ``crowded`` (a CTE before it) replaced by one row per pair with
+# their sum (none when it is 0), in one statement with it: ``folded`` are the rows removed.
+_FOLD_CROWDED = """folded AS (
+        DELETE FROM manager_loads AS l USING crowded AS c
+         WHERE l.manager_id = c.manager_id AND l.tier_code = c.tier_code
+        RETURNING l.manager_id, l.tier_code, l.customers
+    ), kept AS (
+        INSERT INTO manager_loads (manager_id, tier_code, customers)
+        SELECT manager_id, tier_code, sum(customers) FROM folded
+         GROUP BY manager_id, tier_code HAVING sum(customers) <> 0
+    )"""
+
 # Every (manager, tier) pair with more than one row, folded into one; a pair already folded is
 # not rewritten. Waits for a fold running (a worker's tick).
 _FOLD_LOADS = text(
@@ -148,15 +160,7 @@ _FOLD_LOADS = text(
         SELECT manager_id, tier_code FROM manager_loads
          WHERE EXISTS (SELECT FROM one_at_a_time)
          GROUP BY manager_id, tier_code HAVING count(*) > 1
-    ), folded AS (
-        DELETE FROM manager_loads AS l USING crowded AS c
-         WHERE l.manager_id = c.manager_id AND l.tier_code = c.tier_code
-        RETURNING l.manager_id, l.tier_code, l.customers
-    ), kept AS (
-        INSERT INTO manager_loads (manager_id, tier_code, customers)
-        SELECT manager_id, tier_code, sum(customers) FROM folded
-         GROUP BY manager_id, tier_code HAVING sum(customers) <> 0
-    )
+    ), {_FOLD_CROWDED}
     SELECT count(*) FROM folded
     """
 )
@@ -194,15 +198,7 @@ _FOLD_RECENT_LOADS = text(
         SELECT r.manager_id, r.tier_code FROM recent AS r
          WHERE (SELECT count(*) FROM manager_loads AS l
                  WHERE l.manager_id = r.manager_id AND l.tier_code = r.tier_code) > 1
-    ), folded AS (
-        DELETE FROM manager_loads AS l USING crowded AS c
-         WHERE l.manager_id = c.manager_id AND l.tier_code = c.tier_code
-        RETURNING l.manager_id, l.tier_code, l.customers
-    ), kept AS (
-        INSERT INTO manager_loads (manager_id, tier_code, customers)
-        SELECT manager_id, tier_code, sum(customers) FROM folded
-         GROUP BY manager_id, tier_code HAVING sum(customers) <> 0
-    )
+    ), {_FOLD_CROWDED}
     SELECT CASE WHEN (SELECT taken FROM turn) THEN
                greatest((SELECT after FROM since), (SELECT max(last) FROM recent))
            END AS last,

@@ -257,10 +257,11 @@ async def test_a_placement_writes_the_ledger_its_event_and_one_audit_event_with_
     ]
 
 
-async def _placement_raced_by(client, monkeypatch, race) -> list[int]:
-    """Make the next placement run ``race()`` once right after it reads its candidates
-    (before it locks the manager it chose); returns the list that gets an entry each time the
-    placement gives its lock back to start over (the whole engine may not decide)."""
+async def _placement_raced_by(client, monkeypatch, customer: dict, manager: dict) -> list[int]:
+    """Make the next placement's first candidates read be followed at once by a PATCH giving
+    ``customer`` to ``manager`` (before the placement locks the manager it chose); returns the
+    list that gets an entry each time the placement gives its lock back to start over (the
+    whole engine may not decide)."""
     from app.assignments import placement_repository, service
 
     candidates, undo_lock = placement_repository.candidates, placement_repository.undo_lock
@@ -269,7 +270,8 @@ async def _placement_raced_by(client, monkeypatch, race) -> list[int]:
     async def read_then_race(reads, **kwargs):
         found = await candidates(reads, **kwargs)
         if not raced:
-            raced.append(await race())
+            url = f"/v1/customers/{customer['id']}"
+            raced.append(await ok(await client.patch(url, json={"manager_id": manager["id"]})))
         return found
 
     async def counted_undo(session):
@@ -299,12 +301,7 @@ async def test_a_placement_whose_manager_changed_keeps_it_while_it_is_still_the_
         await create_customer(client, tier="standard", manager_id=heavy["id"])
     other, customer = [await create_customer(client, tier="standard") for _ in "12"]
 
-    async def race():
-        return await ok(
-            await client.patch(f"/v1/customers/{other['id']}", json={"manager_id": light["id"]})
-        )
-
-    undone = await _placement_raced_by(client, monkeypatch, race)
+    undone = await _placement_raced_by(client, monkeypatch, other, light)
     placed = await ok(await client.post(f"/v1/customers/{customer['id']}/assign", json={}))
     monkeypatch.undo()
     assert placed["applied"] is True and undone == []
@@ -329,12 +326,7 @@ async def test_a_placement_whose_manager_changed_past_another_starts_over(
     other = await create_customer(client, tier="key")
     customer = await create_customer(client, tier="standard")
 
-    async def race():
-        return await ok(
-            await client.patch(f"/v1/customers/{other['id']}", json={"manager_id": light["id"]})
-        )
-
-    undone = await _placement_raced_by(client, monkeypatch, race)
+    undone = await _placement_raced_by(client, monkeypatch, other, light)
     placed = await ok(await client.post(f"/v1/customers/{customer['id']}/assign", json={}))
     monkeypatch.undo()
     assert placed["applied"] is True and undone == [1]
