@@ -536,9 +536,8 @@ async def _place_one(
     writes, a row lock on the customer before them; after, the placement guard on the chosen
     manager, which locks it, and that manager's row read again; if it changed, every
     candidate read again under the lock and the choice made again). None when the whole
-    engine must decide (see
-    ``assign_customer``), or when the choice moved off the manager it had locked
-    ``_ATTEMPTS`` times in a row; raises for a missing or inactive customer."""
+    engine must decide (see ``assign_customer``), or when the choice moved off the manager it
+    had locked ``_ATTEMPTS`` times in a row; raises for a missing or inactive customer."""
     lock = not request.dry_run
     single_placement = strategy in _SINGLE_STRATEGIES and request.explain != "full"
     if lock:
