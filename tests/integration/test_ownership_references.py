@@ -128,6 +128,39 @@ async def test_a_customer_the_ledger_names_keeps_its_id_and_an_unnamed_one_may_c
         await session.rollback()
 
 
+async def test_an_id_the_ledger_names_may_pass_to_another_customer_in_the_same_statement(
+    api, client
+):
+    """As a foreign key checks at the end of the statement: a customer the ledger names may
+    give up its id when another row of the same statement takes it (the ledger's rows then
+    name that customer); the rows are updated in their physical order (a sequential scan), so
+    the owned customer, written first, gives up its id before the other takes it."""
+    await create_tiers(client)
+    owner = await create_manager(client, level=3)
+    owned = await create_customer(client, tier="standard", manager_id=owner["id"])
+    pooled = await create_customer(client, tier="standard", name="takes the id")
+    elsewhere = uuid.uuid4()
+    async with api.factory() as session:
+        await session.execute(text("SET LOCAL enable_indexscan = off"))
+        await session.execute(text("SET LOCAL enable_bitmapscan = off"))
+        await session.execute(
+            text(
+                "UPDATE customers SET id = CASE id WHEN :owned THEN :elsewhere ELSE :owned END"
+                " WHERE id IN (:owned, :pooled)"
+            ),
+            {"owned": owned["id"], "pooled": pooled["id"], "elsewhere": elsewhere},
+        )
+        named = await session.scalar(
+            text(
+                "SELECT c.name FROM assignments AS a JOIN customers AS c ON c.id = a.customer_id"
+                " WHERE a.customer_id = :owned"
+            ),
+            {"owned": owned["id"]},
+        )
+        assert named == "takes the id"
+        await session.rollback()
+
+
 async def test_only_the_references_a_statement_sets_are_checked_and_locked(
     committed_client, factory
 ):

@@ -307,9 +307,9 @@ async def test_a_placement_whose_manager_changed_keeps_it_while_it_is_still_the_
     assert placed["applied"] is True and undone == []
     assert placed["decision"]["manager_id"] == light["id"]
     assert (await ok(await client.get(f"/v1/managers/{light['id']}")))["workload"] == 4
-    # What the engine decides for the same customer on the same book now, put back in the pool.
-    await ok(await client.patch(f"/v1/customers/{customer['id']}", json={"manager_id": None}))
-    assert (await _engine_decision(client, customer["id"]))["manager_id"] == light["id"]
+    # The explanation is of the manager as it stood under the lock: the raced customer counts.
+    rules = {r["id"]: r for r in placed["decision"]["explanation"]["rules"]}
+    assert rules["capacity"]["detail"] == "workload 2 + 2 <= capacity 50"
 
 
 async def test_a_placement_whose_manager_changed_past_another_starts_over(
