@@ -31,7 +31,7 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
-from app.db.session import transaction_connection
+from app.db.session import GENERIC_PLANS, transaction_connection
 from app.vocabulary import HANDOVER_INTAKE_REASONS, INTAKE_REASONS
 
 # The availability and intake facts, read set-based: whether each manager is on an absence
@@ -420,9 +420,10 @@ async def load_customers(
 # 2. after the lock (a fresh snapshot, so a concurrent move to the same manager that
 #    committed meanwhile is counted): the customer, its former owners, its tier and the
 #    manager's facts as ``_ONE_MANAGER`` reads them.
-_LOCK_MANAGER_AND_RULES = """
+_LOCK_MANAGER_AND_RULES = f"""
     SELECT (SELECT id FROM managers WHERE id = $1 FOR UPDATE) AS locked,
-           CAST(r.rules AS text) AS rules_json, r.version AS rules_version
+           CAST(r.rules AS text) AS rules_json, r.version AS rules_version,
+           {GENERIC_PLANS} AS generic_plans
       FROM (SELECT) AS one
       LEFT JOIN LATERAL (
             SELECT rules, version FROM rule_sets ORDER BY version DESC LIMIT 1) AS r ON true

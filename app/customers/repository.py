@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models import Assignment, Customer, Tier
 from app.db.reads import Reader, compile_sql, compile_statement
 from app.db.rows import row_as
-from app.db.session import transaction_connection
+from app.db.session import GENERIC_PLANS, transaction_connection
 from app.vocabulary import CustomerStatus
 
 _columns = (
@@ -103,7 +103,7 @@ _LOCK_FOR_MOVE = f"""
     SELECT c.*,
            (SELECT m.id FROM managers AS m WHERE m.id = $2 AND c.id IS NOT NULL FOR UPDATE)
                AS manager_locked,
-           r.rules_json, r.rules_version
+           r.rules_json, r.rules_version, {GENERIC_PLANS} AS generic_plans
       FROM ({_BY_ID_LOCKED}) AS c
       LEFT JOIN LATERAL (
             SELECT CAST(rules AS text) AS rules_json, version AS rules_version
@@ -123,7 +123,7 @@ async def lock_for_move(
     if row is None:
         return None
     columns = dict(row)
-    del columns["manager_locked"]
+    del columns["manager_locked"], columns["generic_plans"]
     rules_json: str | None = columns.pop("rules_json")
     rules_version: int = columns.pop("rules_version") or 0
     return row_as(CustomerRow, columns), rules_json, rules_version

@@ -81,3 +81,33 @@ async def test_the_guard_reads_no_ledger_rows_of_an_uncapped_managers_week(api, 
     by_manager = [s for s in ledger if "manager_id" in json.dumps(s)]
     assert by_manager and all(s["Actual Loops"] == 0 for s in by_manager)
     assert any(s["Actual Loops"] == 1 for s in ledger)  # the customer's former owners
+
+
+async def test_a_one_customer_write_plans_its_statements_once_and_leaves_no_setting(
+    committed_api, committed_client
+):
+    """The first statement of a manual move (and of the guard on every other one-customer
+    write) keeps the rest of its transaction on the plans made once per connection rather
+    than planning each statement again for its values; the setting ends with the transaction,
+    so the pooled connection's next transaction (a report, a bulk move) chooses as usual."""
+    from app.customers import repository as customers
+
+    await create_tiers(committed_client)
+    manager = await create_manager(committed_client, level=5, capacity=100)
+    customer = await create_customer(committed_client, tier="standard")
+    ids = uuid.UUID(customer["id"]), uuid.UUID(manager["id"])
+    async with committed_api.factory() as session:
+        raw = await transaction_connection(session)
+        assert await raw.fetchval("SHOW plan_cache_mode") == "auto"
+        locked = await customers.lock_for_move(session, *ids)
+        assert locked is not None and locked[0].id == ids[0]
+        assert await raw.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+        await session.commit()
+        raw = await transaction_connection(session)
+        assert await raw.fetchval("SHOW plan_cache_mode") == "auto"
+        await loading.lock_manager_for_move(session, ids[1])
+        assert await raw.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+        await session.rollback()
+        raw = await transaction_connection(session)
+        assert await raw.fetchval("SHOW plan_cache_mode") == "auto"
+        await session.rollback()
