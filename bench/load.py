@@ -20,9 +20,10 @@ the two share the cores, so a PATCH's cost is the sum.
 
 ``POST /v1/customers/{id}/assign`` (``balanced``, default rules) is measured interleaved with
 the raw GET (its floor) and Baton's GET of a customer, one worker: as a dry run, and for real
-(every request places a different customer waiting in the pool, so each is a move). Besides
-req/s it prints the CPU per request of the server process and of the Postgres server (user +
-system, over the wrk run). ``--assign-only`` measures just those four.
+(every request places a different customer waiting in the pool, so each is a move; each run
+has customers of its own). Besides req/s it prints the CPU per request of the server process
+and of the Postgres server (user + system, over the wrk run). ``--assign-only`` measures just
+those four.
 
     python -m bench.load [--duration 10] [--connections 64] [--customers 20000]
                          [--patch-only | --assign-only] [--no-worker]
@@ -343,15 +344,17 @@ async def make_room(url: str, managers: list[str]) -> list[str]:
 
 
 def interleaved(
-    scenarios: dict[str, tuple[str, str, subprocess.Popen]],
+    scenarios: dict[str, tuple[str, str | list[str], subprocess.Popen]],
     postgres: int,
     args: argparse.Namespace,
 ) -> dict[str, list[dict[str, float]]]:
     """Each (url, script, server) scenario run ``args.rounds`` times in turns, each run with
-    the CPU per request of its server process and of the Postgres server."""
+    the CPU per request of its server process and of the Postgres server. A scenario given a
+    list of scripts runs the n-th in its n-th run (requests that must not repeat across runs)."""
     runs: dict[str, list[dict[str, float]]] = {k: [] for k in scenarios}
-    for _ in range(args.rounds):
-        for name, (target, script, server) in scenarios.items():
+    for round_ in range(args.rounds):
+        for name, (target, scripts, server) in scenarios.items():
+            script = scripts if isinstance(scripts, str) else scripts[round_]
             before, db_before = cpu_seconds(server), process_cpu(postgres)
             m = wrk(target, script, connections=args.connections, duration=args.duration)
             done = max(m["requests"], 1)
@@ -502,7 +505,19 @@ def measure_assigns(
         ],
         key,
     )
-    real = lua_sequence([("POST", f"/v1/customers/{i}/assign", "{}") for i in waiting[:half]], key)
+    # Every real run places customers of its own: a customer placed by an earlier run would be
+    # asked again, already owned, and answered without a move.
+    share = half // args.rounds
+    real = [
+        lua_sequence(
+            [
+                ("POST", f"/v1/customers/{i}/assign", "{}")
+                for i in waiting[n * share : (n + 1) * share]
+            ],
+            key,
+        )
+        for n in range(args.rounds)
+    ]
     postgres = postmaster(env["DATABASE_URL"])
     baton, base = serve_baton(1, env)
     worker = run_worker(env, args)
