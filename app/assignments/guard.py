@@ -69,6 +69,32 @@ async def check_move(
     and records them for the audit trail; otherwise a violation is a 409 ``rule_violation``
     listing each rule.
     """
+    violations, _ = await check_move_reading(
+        session,
+        customer_id=customer_id,
+        manager_id=manager_id,
+        force=force,
+        role=role,
+        exclude_manager_ids=exclude_manager_ids,
+        field=field,
+        manager_locked=manager_locked,
+    )
+    return violations
+
+
+async def check_move_reading(
+    session: AsyncSession,
+    *,
+    customer_id: uuid.UUID,
+    manager_id: uuid.UUID,
+    force: bool = False,
+    role: str | None = None,
+    exclude_manager_ids: frozenset[uuid.UUID] = frozenset(),
+    field: str = "manager_id",
+    manager_locked: ManagerLocked | None = None,
+) -> tuple[list[engine.Violation], engine.Manager]:
+    """``check_move``, answering also the manager as the guard read it after its lock (the
+    facts it decided on: a placement compares them with the row it chose from)."""
     authorize_force(force, role)
     # Two round trips on the driver: the manager's lock with the rule set's version, then
     # every fact after the lock; the rule set is parsed once per stored text.
@@ -111,4 +137,4 @@ async def check_move(
                 "rules": [v.to_dict() for v in violations],
             }
         )
-    return violations
+    return violations, manager

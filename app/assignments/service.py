@@ -534,10 +534,11 @@ async def _place_one(
 ) -> tuple[engine.Decision, int] | None:
     """The single-customer placement over the candidate managers: two statements (when it
     writes, a row lock on the customer before them; after, the placement guard on the chosen
-    manager, which locks it, and that manager's row read again; if it changed, every
-    candidate read again under the lock and the choice made again). None when the whole
-    engine must decide (see ``assign_customer``), or when the choice moved off the manager it
-    had locked ``_ATTEMPTS`` times in a row; raises for a missing or inactive customer."""
+    manager, which locks it and reads its row, compared with the row the choice was made from;
+    if it changed, every candidate read again under the lock and the choice made again). None
+    when the whole engine must decide (see ``assign_customer``), or when the choice moved off
+    the manager it had locked ``_ATTEMPTS`` times in a row; raises for a missing or inactive
+    customer."""
     lock = not request.dry_run
     single_placement = strategy in _SINGLE_STRATEGIES and request.explain != "full"
     if lock:
@@ -610,14 +611,24 @@ async def _place_one(
         # Only the manager who takes the customer is locked, by the placement guard (every
         # hard rule on facts read after the lock): a change to any other manager committed
         # after the read is ordered after this placement; this one's must not have happened.
+        # The guard's facts are that manager's row as it stands under the lock; with working
+        # hours in the rules (which the guard does not read) the row is read again instead.
+        chosen_row = next(row for row in rows if row[0] == chosen)
+        unchanged: bool | None
         try:
-            await guard.check_move(session, customer_id=customer_id, manager_id=chosen)
-            again, _ = await read(include=[chosen], only_include=True)
+            _, under_lock = await guard.check_move_reading(
+                session, customer_id=customer_id, manager_id=chosen
+            )
+            if placement.available_now:
+                again, _ = await read(include=[chosen], only_include=True)
+                unchanged = again == [chosen_row]
+            else:
+                unchanged = single.as_row(under_lock) == chosen_row
         except Conflict:  # a hard rule the manager breaks now, or departed
-            again = None
-        if again == [row for row in rows if row[0] == chosen]:
+            unchanged = None
+        if unchanged:
             return decision, facts.rules_version
-        if again:
+        if unchanged is not None:
             # It did change (placements side by side tend to choose the same lightest
             # manager, and wait for each other on its lock): every candidate is read again,
             # that manager's row as it stands under the lock, and the choice made again, as a

@@ -112,7 +112,7 @@ async def test_a_chosen_manager_changed_before_its_lock_sends_the_placement_to_t
     expected = await _engine_decision(client, customer["id"])
     assert expected["manager_id"] == light["id"], "the lighter manager is the engine's choice"
     changes = create_async_engine(fresh_database)
-    real = guard.check_move
+    real = guard.check_move_reading
     calls = []
 
     async def changed_meanwhile(session, **kwargs):
@@ -124,7 +124,7 @@ async def test_a_chosen_manager_changed_before_its_lock_sends_the_placement_to_t
             )
         return await real(session, **kwargs)
 
-    monkeypatch.setattr(guard, "check_move", changed_meanwhile)
+    monkeypatch.setattr(guard, "check_move_reading", changed_meanwhile)
     try:
         placed = await ok(await client.post(f"/v1/customers/{customer['id']}/assign", json={}))
     finally:
@@ -172,7 +172,7 @@ async def test_a_chosen_manager_changing_at_every_try_leaves_the_placement_to_th
     managers = [await create_manager(client, level=3, capacity=50) for _ in range(2)]
     customer = await create_customer(client, tier="standard")
     changes = create_async_engine(fresh_database)
-    real = guard.check_move
+    real = guard.check_move_reading
     calls = []
 
     async def changed_meanwhile(session, **kwargs):
@@ -187,7 +187,7 @@ async def test_a_chosen_manager_changing_at_every_try_leaves_the_placement_to_th
             )
         return await real(session, **kwargs)
 
-    monkeypatch.setattr(guard, "check_move", changed_meanwhile)
+    monkeypatch.setattr(guard, "check_move_reading", changed_meanwhile)
     try:
         placed = await ok(await client.post(f"/v1/customers/{customer['id']}/assign", json={}))
     finally:
@@ -335,3 +335,61 @@ async def test_a_placement_whose_manager_changed_past_another_starts_over(
         (await ok(await client.get(f"/v1/managers/{m['id']}")))["workload"] for m in (light, heavy)
     ]
     assert workloads == [4, 4]
+
+
+async def _counting_candidate_reads(monkeypatch) -> list[int]:
+    from app.assignments import placement_repository
+
+    candidates, reads = placement_repository.candidates, []
+
+    async def counted(*args, **kwargs):
+        reads.append(1)
+        return await candidates(*args, **kwargs)
+
+    monkeypatch.setattr(placement_repository, "candidates", counted)
+    return reads
+
+
+async def test_an_uncontended_placement_takes_the_guards_facts_as_its_managers_row(
+    committed_client, monkeypatch
+):
+    """Under the chosen manager's lock the guard reads that manager's facts; when nothing
+    changed they are the row the choice was made from, so the placement reads no candidate
+    again (intake caps, a capped tier, languages, industries and a team among the facts).
+    With working hours in the rules, which the guard does not read, the row is read again."""
+    client = committed_client
+    await create_tiers(client)
+    rules = RULES | {
+        "placement": {"tier_caps": {"standard": {"max_new_per_day": 5, "max_new_per_week": 9}}}
+    }
+    await ok(await client.put("/v1/rules", json={"rules": rules}))
+    chosen = await create_manager(
+        client,
+        level=3,
+        capacity=40,
+        languages=["zh", "en"],
+        industries=["retail"],
+        team="north",
+        max_new_per_day=6,
+        max_new_per_week=10,
+    )
+    heavier = await create_manager(client, level=3, capacity=40)
+    for _ in range(3):
+        await create_customer(client, tier="standard", manager_id=chosen["id"])
+    for _ in range(5):
+        await create_customer(client, tier="standard", manager_id=heavier["id"])
+    first, second = [await create_customer(client, tier="standard") for _ in range(2)]
+
+    reads = await _counting_candidate_reads(monkeypatch)
+    placed = await ok(await client.post(f"/v1/customers/{first['id']}/assign", json={}))
+    assert placed["applied"] is True and placed["decision"]["manager_id"] == chosen["id"]
+    assert reads == [1]
+
+    hours = rules | {"placement": rules["placement"] | {"available_now": True}}
+    await ok(await client.put("/v1/rules", json={"rules": hours}))
+    reads.clear()
+    placed = await ok(await client.post(f"/v1/customers/{second['id']}/assign", json={}))
+    monkeypatch.undo()
+    assert placed["applied"] is True and placed["decision"]["manager_id"] == chosen["id"]
+    assert reads == [1, 1]
+    assert (await ok(await client.get(f"/v1/managers/{chosen['id']}")))["workload"] == 10
