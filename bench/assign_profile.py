@@ -57,7 +57,13 @@ SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
     ("    rule set parsed", [("app/rules/service.py", "parse_stored")]),
     ("    candidate rows", [("app/assignments/placement_repository.py", "candidates")]),
     ("    placement (engine.single)", [("app/engine/single.py", "place_among")]),
-    ("    guard.check_move", [("app/assignments/guard.py", "check_move")]),
+    (
+        "    guard.check_move",
+        [
+            ("app/assignments/guard.py", "check_move"),
+            ("app/assignments/guard.py", "check_move_reading"),
+        ],
+    ),
     ("    move", [("app/assignments/repository.py", "move_customers")]),
     ("    whole engine (fallback)", [("app/assignments/service.py", "_propose")]),
     ("    response model", [("app/assignments/service.py", "_decision_out")]),
@@ -151,7 +157,7 @@ async def lock_held(real: Callable[[int], Any], requests: int) -> float:
     time."""
     from app.assignments import guard, placement_repository
 
-    modules = {"lock_placements": placement_repository, "check_move": guard}
+    modules = {"lock_placements": placement_repository, "check_move_reading": guard}
     originals = {name: getattr(module, name) for name, module in modules.items()}
     taken: list[float] = []
 

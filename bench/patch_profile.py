@@ -64,7 +64,13 @@ SECTIONS: list[tuple[str, list[tuple[str, str]]]] = [
         "    customer lock",
         [("app/customers/repository.py", "get"), ("app/customers/repository.py", "lock")],
     ),
-    ("    guard.check_move", [("app/assignments/guard.py", "check_move")]),
+    (
+        "    guard.check_move",
+        [
+            ("app/assignments/guard.py", "check_move"),
+            ("app/assignments/guard.py", "check_move_reading"),
+        ],
+    ),
     (
         "    move",
         [
