@@ -130,19 +130,23 @@ _ONE_MANAGER = text(
 
 # New customers of each capped tier received per manager over the last 24 hours and 7 days
 # (the rule set's tier caps), one grouped pass.
-_TIER_INTAKE = text(
-    """
+_TIER_INTAKE_SQL = """
     SELECT a.manager_id, c.tier_code,
            count(*) FILTER (WHERE a.started_at > now() - interval '1 day') AS day,
            count(*) AS week
       FROM assignments AS a JOIN customers AS c ON c.id = a.customer_id
      WHERE a.started_at > now() - interval '7 days'
        AND a.reason = ANY(CAST(:reasons AS text[]))
-       AND c.tier_code = ANY(CAST(:tiers AS text[]))
-       AND (CAST(:manager AS uuid) IS NULL OR a.manager_id = CAST(:manager AS uuid))
+       AND c.tier_code = ANY(CAST(:tiers AS text[])){manager}
      GROUP BY a.manager_id, c.tier_code
      ORDER BY a.manager_id, c.tier_code
     """
+_TIER_INTAKE = text(_TIER_INTAKE_SQL.format(manager=""))
+# One manager's (the guard's, under that manager's lock): by the manager's ledger index. Its
+# own statement rather than an optional filter (``:manager IS NULL OR …``), which a plan
+# cached for every value (the one-customer writes run on those) could not use the index for.
+_TIER_INTAKE_OF_ONE = text(
+    _TIER_INTAKE_SQL.format(manager="\n       AND a.manager_id = CAST(:manager AS uuid)")
 )
 _LOCK_ONE_MANAGER = text("SELECT id FROM managers WHERE id = :id FOR UPDATE")
 
@@ -284,9 +288,12 @@ async def _tier_intake(
         capped &= set(for_tiers)
     if not capped:
         return {}
-    params = {"reasons": reasons, "tiers": sorted(capped), "manager": manager_id}
+    params: dict[str, Any] = {"reasons": reasons, "tiers": sorted(capped)}
+    statement = _TIER_INTAKE
+    if manager_id is not None:
+        params["manager"], statement = manager_id, _TIER_INTAKE_OF_ONE
     out: dict[uuid.UUID, list[tuple[str, int, int]]] = defaultdict(list)
-    for r in (await session.execute(_TIER_INTAKE, params)).all():
+    for r in (await session.execute(statement, params)).all():
         out[r[0]].append((r[1], int(r[2]), int(r[3])))
     return {k: tuple(v) for k, v in out.items()}
 

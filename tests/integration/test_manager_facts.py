@@ -111,3 +111,42 @@ async def test_a_one_customer_write_plans_its_statements_once_and_leaves_no_sett
         raw = await transaction_connection(session)
         assert await raw.fetchval("SHOW plan_cache_mode") == "auto"
         await session.rollback()
+
+
+async def test_the_guard_counts_a_capped_tier_from_its_managers_ledger_rows_alone(api, client):
+    """The guard counts a manager's new customers of a capped tier by that manager's ledger
+    rows, also in the plan cached for every value (the one-customer writes run on those): the
+    statement it used, with an optional manager filter, read every manager's rows of the week."""
+    await create_tiers(client)
+    busy = await create_manager(client, level=5, capacity=100)
+    quiet = await create_manager(client, level=5, capacity=100)
+    for _ in range(3):
+        await create_customer(client, tier="standard", manager_id=busy["id"])
+    sql = (
+        loading._TIER_INTAKE_OF_ONE.text.replace("CAST(:reasons", "CAST($1")
+        .replace("CAST(:tiers", "CAST($2")
+        .replace("CAST(:manager", "CAST($3")
+    )
+    async with api.factory() as session:
+        raw = await transaction_connection(session)
+        await raw.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        # A small table is read whole whatever the statement: without that, the plan shows
+        # whether it can find one manager's rows by the index.
+        await raw.execute("SET LOCAL enable_seqscan = off")
+        await raw.execute(f"PREPARE tier_intake(text[], text[], uuid) AS {sql}")
+        plans = [
+            await raw.fetchval(
+                "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE tier_intake("
+                f"'{{manual}}', '{{standard}}', '{manager['id']}')"
+            )
+            for manager in (quiet, busy)
+        ]
+        await raw.execute("DEALLOCATE tier_intake")
+        await session.rollback()
+    visited = []
+    for plan in plans:
+        found = json.loads(plan) if isinstance(plan, str) else plan
+        scans = _scans(found[0]["Plan"], "assignments")
+        assert scans
+        visited.append(sum(s["Actual Rows"] + s.get("Rows Removed by Filter", 0) for s in scans))
+    assert visited == [0, 3]  # the quiet manager's count reads none of the busy one's rows
