@@ -39,6 +39,20 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+def _ask_to_stop(signum: int, frame: FrameType | None) -> None:
+    global _stop_requested
+    _stop_requested = True
+
+
+def _stop_signals_only_ask() -> None:
+    """Until the event loop takes SIGTERM and SIGINT over, make them only ask to stop (the
+    loop's coroutine stops at once when it starts): an exit raised while ``asyncio.run``
+    builds its loop would leave it half built (its finaliser prints a traceback) and the
+    coroutine never run."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _ask_to_stop)
+
+
 def _exit_if_stop_requested() -> None:
     """Exit now if a stop signal came earlier and its exit was dropped."""
     if _stop_requested:
@@ -175,6 +189,8 @@ def worker_command() -> None:
     configure_logging(level=settings.log_level, json=use_json(settings))
     url = _database_url()
     _migrate(url)
+    _exit_if_stop_requested()
+    _stop_signals_only_ask()
     console.print("Baton worker started; Ctrl+C or SIGTERM stops it.")
     asyncio.run(_work_until_signalled(url))
 

@@ -31,7 +31,7 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import engine
-from app.db.session import GENERIC_PLANS, transaction_connection
+from app.db.session import GENERIC_PLANS, cached_plans, transaction_connection
 from app.vocabulary import HANDOVER_INTAKE_REASONS, INTAKE_REASONS
 
 # The availability and intake facts, read set-based: whether each manager is on an absence
@@ -430,7 +430,7 @@ async def load_customers(
 _LOCK_MANAGER_AND_RULES = f"""
     SELECT (SELECT id FROM managers WHERE id = $1 FOR UPDATE) AS locked,
            CAST(r.rules AS text) AS rules_json, r.version AS rules_version,
-           {GENERIC_PLANS} AS generic_plans
+           {GENERIC_PLANS.format(2)} AS generic_plans
       FROM (SELECT) AS one
       LEFT JOIN LATERAL (
             SELECT rules, version FROM rule_sets ORDER BY version DESC LIMIT 1) AS r ON true
@@ -503,14 +503,14 @@ async def lock_manager_for_move(
     """Take ``manager_id``'s row lock (if it exists); returns the JSON text of the rule set
     in force (None: none stored, the built-in default applies) and its version (0: none)."""
     raw = await transaction_connection(session)
-    row = await raw.fetchrow(_LOCK_MANAGER_AND_RULES, manager_id)
+    row = await raw.fetchrow(_LOCK_MANAGER_AND_RULES, manager_id, cached_plans(session))
     return row["rules_json"], row["rules_version"] or 0
 
 
 async def rules_in_force(session: AsyncSession) -> tuple[str | None, int]:
     """The JSON text of the rule set in force (None: the built-in default) and its version."""
     raw = await transaction_connection(session)
-    row = await raw.fetchrow(_LOCK_MANAGER_AND_RULES, None)
+    row = await raw.fetchrow(_LOCK_MANAGER_AND_RULES, None, cached_plans(session))
     return row["rules_json"], row["rules_version"] or 0
 
 

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models import Assignment, Customer, Tier
 from app.db.reads import Reader, compile_sql, compile_statement
 from app.db.rows import row_as
-from app.db.session import GENERIC_PLANS, transaction_connection
+from app.db.session import GENERIC_PLANS, cached_plans, transaction_connection
 from app.vocabulary import CustomerStatus
 
 _columns = (
@@ -103,7 +103,7 @@ _LOCK_FOR_MOVE = f"""
     SELECT c.*,
            (SELECT m.id FROM managers AS m WHERE m.id = $2 AND c.id IS NOT NULL FOR UPDATE)
                AS manager_locked,
-           r.rules_json, r.rules_version, {GENERIC_PLANS} AS generic_plans
+           r.rules_json, r.rules_version, {GENERIC_PLANS.format(3)} AS generic_plans
       FROM ({_BY_ID_LOCKED}) AS c
       LEFT JOIN LATERAL (
             SELECT CAST(rules AS text) AS rules_json, version AS rules_version
@@ -119,7 +119,7 @@ async def lock_for_move(
     built-in default) and its version (0: none stored), or None when there is no such
     customer (nothing is locked then)."""
     connection = await transaction_connection(session)
-    row = await connection.fetchrow(_LOCK_FOR_MOVE, customer_id, manager_id)
+    row = await connection.fetchrow(_LOCK_FOR_MOVE, customer_id, manager_id, cached_plans(session))
     if row is None:
         return None
     columns = dict(row)

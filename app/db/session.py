@@ -147,8 +147,22 @@ def is_disconnect(exc: BaseException) -> bool:
 
 
 def create_session_factory(engine: AsyncEngine) -> SessionFactory:
-    """Sessions that keep loaded values after commit (responses are built after flush)."""
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    """Sessions that keep loaded values after commit (responses are built after flush), and
+    know whether their connections keep prepared statements (``cached_plans``)."""
+    caches = engine.url.query.get("prepared_statement_cache_size") != "0"
+    return async_sessionmaker(
+        engine, expire_on_commit=False, autoflush=False, info={_CACHED_PLANS: caches}
+    )
+
+
+_CACHED_PLANS = "cached_plans"
+
+
+def cached_plans(session: AsyncSession) -> bool:
+    """Whether the session's connection keeps its prepared statements, and so their plans
+    (not behind PgBouncer in transaction mode, ``BATON_DB_STATEMENT_CACHE=false``): the
+    argument of ``GENERIC_PLANS``."""
+    return bool(session.info.get(_CACHED_PLANS, True))
 
 
 @asynccontextmanager
@@ -164,12 +178,17 @@ async def session_scope(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
 
 
 # A select-list item for the first statement of a one-customer write (a manual move, a
-# placement): the rest of the transaction runs its statements on the plan Postgres made once
-# per connection. A one-customer statement's best plan does not depend on which customer:
-# left to choose, Postgres planned the move and its facts again for their values on most
-# executions once the workload journal's statistics had moved (0.6-0.8 ms of planning each,
-# about a third of its time per move). ``set_config(..., true)`` ends with the transaction.
-GENERIC_PLANS = "set_config('plan_cache_mode', 'force_generic_plan', true)"
+# placement), ``{}`` the position of a boolean parameter (``cached_plans``): the rest of the
+# transaction runs its statements on the plan Postgres made once per connection. A
+# one-customer statement's best plan does not depend on which customer: left to choose,
+# Postgres planned the move and its facts again for their values on most executions once the
+# workload journal's statistics had moved (0.6-0.8 ms of planning each, about a third of its
+# time per move). Where statements are not kept (PgBouncer), each is planned once anyway,
+# best with its values: the parameter is false and nothing is set. ``set_config(..., true)``
+# ends with the transaction.
+GENERIC_PLANS = (
+    "CASE WHEN ${}::boolean THEN set_config('plan_cache_mode', 'force_generic_plan', true) END"
+)
 
 
 _DRIVER = "driver_connection"

@@ -150,3 +150,30 @@ async def test_the_guard_counts_a_capped_tier_from_its_managers_ledger_rows_alon
         assert scans
         visited.append(sum(s["Actual Rows"] + s.get("Rows Removed by Filter", 0) for s in scans))
     assert visited == [0, 3]  # the quiet manager's count reads none of the busy one's rows
+
+
+async def test_behind_pgbouncer_a_one_customer_write_leaves_postgres_to_plan(
+    committed_client, fresh_database
+):
+    """Without a statement cache (PgBouncer in transaction mode) every statement is planned
+    once anyway, best for its values: the one-customer writes set nothing."""
+    from app.customers import repository as customers
+    from app.db.session import create_engine, create_session_factory
+    from app.settings import Settings
+
+    await create_tiers(committed_client)
+    manager = await create_manager(committed_client, level=5, capacity=100)
+    customer = await create_customer(committed_client, tier="standard")
+    settings = Settings(database_url=fresh_database, db_statement_cache=False)
+    engine = create_engine(fresh_database, settings)
+    try:
+        async with create_session_factory(engine)() as session:
+            raw = await transaction_connection(session)
+            ids = uuid.UUID(customer["id"]), uuid.UUID(manager["id"])
+            locked = await customers.lock_for_move(session, *ids)
+            assert locked is not None and locked[0].id == ids[0]
+            await loading.lock_manager_for_move(session, ids[1])
+            assert await raw.fetchval("SHOW plan_cache_mode") == "auto"
+            await session.rollback()
+    finally:
+        await engine.dispose()
