@@ -133,20 +133,21 @@ async def test_an_id_the_ledger_names_may_pass_to_another_customer_in_the_same_s
 ):
     """As a foreign key checks at the end of the statement: a customer the ledger names may
     give up its id when another row of the same statement takes it (the ledger's rows then
-    name that customer); the rows are updated in their physical order (a sequential scan), so
-    the owned customer, written first, gives up its id before the other takes it."""
+    name that customer). The statement updates the rows in the order of its list (each found
+    by key in turn), so the owned customer gives up its id before the other takes it."""
     await create_tiers(client)
     owner = await create_manager(client, level=3)
     owned = await create_customer(client, tier="standard", manager_id=owner["id"])
     pooled = await create_customer(client, tier="standard", name="takes the id")
     elsewhere = uuid.uuid4()
     async with api.factory() as session:
-        await session.execute(text("SET LOCAL enable_indexscan = off"))
-        await session.execute(text("SET LOCAL enable_bitmapscan = off"))
+        for setting in ("enable_seqscan", "enable_hashjoin", "enable_mergejoin"):
+            await session.execute(text(f"SET LOCAL {setting} = off"))
         await session.execute(
             text(
-                "UPDATE customers SET id = CASE id WHEN :owned THEN :elsewhere ELSE :owned END"
-                " WHERE id IN (:owned, :pooled)"
+                "UPDATE customers SET id = CASE v.id WHEN :owned THEN :elsewhere ELSE :owned END"
+                " FROM (VALUES (CAST(:owned AS uuid)), (CAST(:pooled AS uuid))) AS v (id)"
+                " WHERE customers.id = v.id"
             ),
             {"owned": owned["id"], "pooled": pooled["id"], "elsewhere": elsewhere},
         )
