@@ -537,6 +537,10 @@ def measure_assigns(
             stop(raw)
     finally:
         stop(baton, *([worker] if worker else []))
+    repeated = [m["requests"] for m in runs["POST assign (real move)"] if m["requests"] > share]
+    if repeated:
+        # wrk started the list again: later requests asked for customers already placed
+        print(f"warning: real runs of {repeated} requests for {share} customers each repeated some")
     return {k: sorted(r, key=lambda m: m["rps"])[len(r) // 2] for k, r in runs.items()}
 
 
