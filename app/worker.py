@@ -38,6 +38,7 @@ from app.db.session import (
     asyncpg_dsn,
     create_engine,
     create_session_factory,
+    is_disconnect,
     statement_cache_args,
 )
 from app.handovers import tasks as handover_tasks
@@ -73,8 +74,8 @@ async def run_due_work(factory: SessionFactory, *, now: datetime | None = None) 
     for sweep in SWEEPS:
         try:
             done[sweep.__name__.lstrip("_")] = await sweep(factory, now)
-        except Exception:
-            log.exception("sweep_failed", extra={"sweep": sweep.__name__})
+        except Exception as exc:
+            _failed("sweep_failed", exc, sweep=sweep.__name__)
     return done
 
 
@@ -85,9 +86,19 @@ async def run_ticks(factory: SessionFactory, *, now: datetime | None = None) -> 
     for tick in TICKS:
         try:
             done[tick.__name__] = await tick(factory, now)
-        except Exception:
-            log.exception("tick_failed", extra={"tick": tick.__name__})
+        except Exception as exc:
+            _failed("tick_failed", exc, tick=tick.__name__)
     return done
+
+
+def _failed(event: str, exc: Exception, **extra: str) -> None:
+    """Log a failed sweep or tick: with its traceback when it is a fault of its own; as a
+    warning naming the error when the database went away (a restart, a network cut), which
+    the heartbeat notices and the worker rides out by reconnecting."""
+    if is_disconnect(exc):
+        log.warning(event, extra={**extra, "error": f"{type(exc).__name__}: {exc}"[:300]})
+    else:
+        log.exception(event, extra=extra)
 
 
 _TICK_BACKOFF_CAP_S = 60.0

@@ -88,7 +88,8 @@ def api_server(
         finally:
             _stop(server, timeout=20, log_path=log_path, what="server")
     output = log_path.read_text()
-    assert not tracebacks(output, except_from=tracebacks_from), output[-5000:]
+    unexpected = tracebacks(output, except_from=tracebacks_from)
+    assert not unexpected, "\n".join(unexpected)[:8000]
 
 
 @contextlib.contextmanager
