@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 from asyncpg import InterfaceError, PostgresError
-from asyncpg.exceptions import ConnectionDoesNotExistError, InternalClientError
+from asyncpg.exceptions import InternalClientError
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -39,6 +39,7 @@ from app.db.session import (
     asyncpg_dsn,
     create_engine,
     create_session_factory,
+    is_disconnect,
     resolve_database_url,
 )
 from app.db.turns import Turns
@@ -185,12 +186,7 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
             "The change collided with a concurrent one (deadlock or serialization failure) "
             "several times; nothing was changed. Retry in a few seconds."
         )
-    lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
-    if (
-        lost
-        or isinstance(driver, ConnectionDoesNotExistError | InternalClientError)
-        or sqlstate.startswith(("08", "57P"))
-    ):
+    if is_disconnect(exc):
         return await _connection_error(request, exc)  # lost or refused connection, restart
     if sqlstate.startswith("53"):  # insufficient resources: too many connections, memory, disk
         log.warning("database_overloaded", extra={"path": request.url.path, "sqlstate": sqlstate})

@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 from asyncpg import InterfaceError, PostgresConnectionError
-from asyncpg.exceptions import ConnectionDoesNotExistError, InternalClientError
+from asyncpg.exceptions import ConnectionDoesNotExistError
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
@@ -127,23 +127,36 @@ def _skip_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -> N
 
 
 def is_disconnect(exc: BaseException) -> bool:
-    """Whether ``exc`` means the database went away (restart, network), not a bad statement."""
+    """Whether ``exc`` means the database went away (a restart, a network cut, a connection
+    refused while the server starts or stops), not a bad statement or a fault of Baton's.
+    Looks through SQLAlchemy's wrappers (a ``DBAPIError``, or the asyncpg adapter's own error
+    raised where SQLAlchemy does not wrap it) to the driver's exception."""
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
         exc = getattr(exc.orig, "__cause__", None) or exc.orig or exc
-    if isinstance(
-        exc,
-        OSError
-        | TimeoutError
-        | ConnectionDoesNotExistError
-        | InternalClientError
-        | InterfaceError
-        | PostgresConnectionError,
-    ):
+    elif not isinstance(exc, asyncpg.PostgresError | InterfaceError | OSError):
+        cause = exc.__cause__
+        if isinstance(cause, asyncpg.PostgresError | InterfaceError):
+            exc = cause
+    if isinstance(exc, (OSError, TimeoutError, PostgresConnectionError, *_LOST_IN_PROTOCOL)):
         return True
+    if type(exc) is InterfaceError:
+        # asyncpg's own "connection is closed" (no SQLSTATE); its subclasses are a value it
+        # cannot encode (DataError) or a configuration the client lacks: faults, not outages.
+        return "closed" in str(exc)
     sqlstate = getattr(exc, "sqlstate", None)
     return isinstance(sqlstate, str) and sqlstate.startswith(("08", "57P"))
+
+
+# The connection broke mid-message, or none of the hosts could be reached as asked. Not
+# ``OutdatedSchemaCacheError`` (also an ``InternalClientError``): a type changed under a
+# prepared statement, a fault to see with its traceback.
+_LOST_IN_PROTOCOL = (
+    ConnectionDoesNotExistError,
+    asyncpg.exceptions.ProtocolError,
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
+)
 
 
 def create_session_factory(engine: AsyncEngine) -> SessionFactory:
@@ -217,7 +230,16 @@ async def transaction_connection(session: AsyncSession) -> asyncpg.Connection:
     if not found.is_in_transaction():
         begin = getattr(adapted, "_start_transaction", None)
         if begin is not None:
-            await begin()  # the adapter's own BEGIN, so it commits and rolls back as usual
+            try:
+                await begin()  # the adapter's own BEGIN, so it commits and rolls back as usual
+            except Exception as exc:
+                # SQLAlchemy does not wrap an error of its adapter called directly: the
+                # driver's own error goes on, which the service answers (a lost connection:
+                # 503, retry) as it answers the same error from any statement.
+                cause = exc.__cause__
+                if isinstance(cause, asyncpg.PostgresError | InterfaceError):
+                    raise cause from None
+                raise
         else:
             await session.execute(text("SELECT 1"))
     session.info[_DRIVER] = (session.sync_session.get_transaction(), found)

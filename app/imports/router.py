@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Query, Request
@@ -174,7 +175,7 @@ async def import_managers(
     return await _import(request, session, caller, "managers", mode, fmt)
 
 
-def _export(
+async def _export(
     request: Request,
     resource: str,
     fmt: ExportFormat,
@@ -183,17 +184,41 @@ def _export(
 ) -> StreamingResponse:
     media = MEDIA_TYPES[fmt] + ("; charset=utf-8" if fmt == "csv" else "")
     extension = "csv" if fmt == "csv" else "ndjson"
+    rows = service.export_rows(
+        request.app.state.session_factory,
+        resource=resource,
+        fmt=fmt,
+        where=where,
+        formulas=formulas,
+    )
     return StreamingResponse(
-        service.export_rows(
-            request.app.state.session_factory,
-            resource=resource,
-            fmt=fmt,
-            where=where,
-            formulas=formulas,
-        ),
+        await _started(rows),
         media_type=media,
         headers={"Content-Disposition": f'attachment; filename="{resource}.{extension}"'},
     )
+
+
+async def _started(stream: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+    """``stream`` with its first chunk read before the response starts: the export's session,
+    its settings and the start of its COPY fail (a database away, a statement refused) while
+    an error can still be answered as one (503 problem+json), not after a 200 and its headers
+    went out, which would leave the client a cut-off file."""
+    try:
+        first = await anext(stream, None)
+    except BaseException:
+        await stream.aclose()
+        raise
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            if first is not None:
+                yield first
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()
+
+    return chunks()
 
 
 ExportFormatQuery = Annotated[
@@ -242,7 +267,7 @@ async def export_customers(
     rows in one statement: bounded memory, and one consistent snapshot however long the
     export runs. The columns match what `POST /v1/imports/customers` accepts."""
     where = ExportFilter(tier=tier, status=status, manager_id=manager_id, team=team)
-    return _export(request, "customers", fmt, where, formulas)
+    return await _export(request, "customers", fmt, where, formulas)
 
 
 @exports.get(
@@ -261,4 +286,4 @@ async def export_managers(
     """Managers, ordered by id, optionally only those of a status or a team, streamed as for
     customers; in CSV `languages` and `industries` are `;`-separated. The columns match what
     `POST /v1/imports/managers` accepts."""
-    return _export(request, "managers", fmt, ExportFilter(status=status, team=team), formulas)
+    return await _export(request, "managers", fmt, ExportFilter(status=status, team=team), formulas)

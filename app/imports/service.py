@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import operator
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, get_args
@@ -692,7 +692,7 @@ async def export_rows(
     fmt: ExportFormat,
     where: copy.ExportFilter | None = None,
     formulas: copy.Formulas = "escape",
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The resource's rows (those ``where`` selects), ordered by id, as CSV or NDJSON chunks,
     formatted and streamed by Postgres in one snapshot (see :mod:`app.imports.copy`); CSV
     cells that would run as spreadsheet formulas are escaped unless ``formulas="keep"``."""

@@ -12,6 +12,7 @@ because the state lives in the database across processes, not in a loop in memor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -417,8 +418,9 @@ async def drain(
     def claim_next() -> asyncio.Task[list[Claimed]]:
         return asyncio.create_task(_claim_batch(factory, settings=settings, now=now, limit=limit))
 
+    claiming: asyncio.Task[list[Claimed]] | None = None
     try:
-        claiming: asyncio.Task[list[Claimed]] | None = claim_next()
+        claiming = claim_next()
         while claiming is not None:
             claimed = await claiming
             claiming = None
@@ -438,6 +440,14 @@ async def drain(
                 await recording
             recording = asyncio.create_task(_record_batch(factory, outcomes, now=now))
     finally:
+        if claiming is not None:
+            # The next batch's claim, started early, when sending or recording failed or the
+            # drain was cancelled (the worker stopping, its connection lost): nothing will use
+            # it, and its failure (the database away) would otherwise be logged by asyncio as
+            # an error nobody retrieved. Rows it claimed are sent once their lease ends.
+            claiming.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await claiming
         if recording is not None:
             await recording
         if own:
