@@ -45,6 +45,7 @@ from app.handovers import tasks as handover_tasks
 from app.jobs.queue import SWEEP
 from app.jobs.registry import Registry, Sweep, Task
 from app.managers import tasks as manager_tasks
+from app.observability.logging import redact
 from app.observability.metrics import WORKER_HEARTBEAT, WORKER_RECONNECTS
 from app.pool import tasks as pool_tasks
 from app.settings import Settings
@@ -91,12 +92,18 @@ async def run_ticks(factory: SessionFactory, *, now: datetime | None = None) -> 
     return done
 
 
+def _error_text(exc: BaseException) -> str:
+    """An error for a log line: its type and text, redacted before it is cut to 300 characters
+    (a URL cut short of its "@" would no longer read as one)."""
+    return redact(f"{type(exc).__name__}: {exc}")[:300]
+
+
 def _failed(event: str, exc: Exception, **extra: str) -> None:
     """Log a failed sweep or tick: with its traceback when it is a fault of its own; as a
     warning naming the error when the database went away (a restart, a network cut), which
     the heartbeat notices and the worker rides out by reconnecting."""
     if is_disconnect(exc):
-        log.warning(event, extra={**extra, "error": f"{type(exc).__name__}: {exc}"[:300]})
+        log.warning(event, extra={**extra, "error": _error_text(exc)})
     else:
         log.exception(event, extra=extra)
 
@@ -303,7 +310,7 @@ async def run_worker(
                 WORKER_RECONNECTS.inc()
                 log.warning(
                     "worker_disconnected",
-                    extra={"error": f"{type(exc).__name__}: {exc}"[:300], "retry_in_s": delay},
+                    extra={"error": _error_text(exc), "retry_in_s": delay},
                 )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(shutdown.wait(), delay)

@@ -13,7 +13,7 @@ from asyncpg import InterfaceError, PostgresConnectionError
 from asyncpg.exceptions import ConnectionDoesNotExistError
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -30,7 +30,15 @@ SessionFactory = async_sessionmaker[AsyncSession]
 def resolve_database_url(settings: Settings) -> str:
     """The asyncpg URL to use: ``DATABASE_URL`` if set, else the embedded server's."""
     if settings.database_url is not None:
-        url = make_url(settings.database_url.get_secret_value())
+        try:
+            url = make_url(settings.database_url.get_secret_value())
+        except (ValueError, ArgumentError):
+            # Their text quotes the URL's parts, a password's among them: not repeated here.
+            raise DatabaseNotConfigured(
+                "DATABASE_URL is not a valid database URL (postgresql://user:password@host/db);"
+                " characters such as @ : / ? # in the user name or password must be"
+                " percent-encoded (@ as %40)"
+            ) from None
         if url.drivername in (
             "postgresql",
             "postgres",

@@ -54,9 +54,18 @@ class Smtp:
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             raise ValueError("BATON_SMTP_URL must be smtp://host[:port] or smtps://host[:port]")
         tls = parts.scheme == "smtps"
+        try:
+            port = parts.port
+        except ValueError:
+            # Its text quotes what stood where the port should be: part of a password with an
+            # unencoded / ? or #, which must not reach the log of every sweep.
+            raise ValueError(
+                "BATON_SMTP_URL is not a valid URL: characters such as / ? # @ : in the user"
+                " name or password must be percent-encoded (/ as %2F)"
+            ) from None
         return cls(
             hostname=parts.hostname,
-            port=parts.port or (465 if tls else 587),
+            port=port or (465 if tls else 587),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             use_tls=tls,

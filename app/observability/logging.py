@@ -69,9 +69,11 @@ _SECRET_TEXT = re.compile(
     r"|(?P<v1>\bv1,)[A-Za-z0-9+/=]{16,}"  # Standard Webhooks signatures
     r"|(?P<hmac>\bsha256=)[0-9A-Za-z+/=]{16,}"  # generic HMAC signatures
     r"|(?P<bearer>(?i:\bbearer)\s+)[^\s'\",;]+"  # Authorization: Bearer …
-    r"|(?P<named>(?i:\b(?:authorization|x-api-key|api[-_]?key|secret|signature|password"
-    r"|passwd|token)\b)['\"]?\s*[:=]\s*['\"]?)(?!\[redacted)"
-    r"(?:(?i:bearer|basic)\s+)?[^\s'\",;}]+"  # name: value, name=value
+    # name: value, name=value, also within a longer name (client_secret, x-hubspot-signature-v3)
+    r"|(?P<named>(?i:(?<![a-z0-9])(?:[a-z0-9]+[-_])*(?:authorization|x-api-key|api[-_]?key"
+    r"|secret|signature|password|passwd|token)(?:[-_][a-z0-9]+)*(?![a-z0-9]))"
+    r"['\"]?\s*[:=]\s*['\"]?)(?!\[redacted)"
+    r"(?:(?i:bearer|basic)\s+)?[^\s'\";}]+"  # a signature's value runs past its commas
     r"|(?P<userinfo>://[^:/@\s]+:)[^@\s/]+(?=@)"  # a password in a URL
 )
 _TRACEBACK_FRAMES = 8
@@ -145,7 +147,8 @@ def _format_exception(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
         exc = sys.exc_info()[1]
     if exc is None:
         return event
-    text = "".join(traceback.format_exception(exc, limit=-_TRACEBACK_FRAMES)).rstrip()
+    # Redacted before it is cut: a URL cut short of its "@" would no longer read as one.
+    text = redact("".join(traceback.format_exception(exc, limit=-_TRACEBACK_FRAMES)).rstrip())
     if len(text) > _TRACEBACK_CHARS:
         text = "…" + text[-_TRACEBACK_CHARS:]
     event["exception"] = text
