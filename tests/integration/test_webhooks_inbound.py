@@ -456,3 +456,37 @@ async def test_manager_deactivated_end_to_end_to_signed_deliveries(
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+
+
+async def test_a_crm_lowering_an_owners_level_records_the_customers_it_no_longer_may_own(
+    committed_client, factory
+):
+    """`manager.upserted` changes a manager as a PATCH does, through the same flow: the owners
+    the change makes non-compliant are recorded, as open violations a user sees."""
+    client = committed_client
+    src = await source(client, "crm", "standard")
+    await create_tiers(client)
+    owner = await create_manager(client, level=3, capacity=40, external_ref="crm-m-1")
+    key = await create_customer(client, tier="key")
+    small = await create_customer(client, tier="long_tail")
+    for customer in (key, small):
+        moved = await client.patch(
+            f"/v1/customers/{customer['id']}", json={"manager_id": owner["id"]}
+        )
+        await ok(moved)
+    event = {
+        "type": "manager.upserted",
+        "timestamp": "2026-11-25T09:00:00Z",
+        "data": {"external_ref": "crm-m-1", "level": 2},
+    }
+    body, headers = standard_request(src["secret"], event)
+    await ok(await client.post("/v1/webhooks/inbound/crm", content=body, headers=headers), 202)
+    assert await _process_all(factory) == ["processed"]
+
+    assert (await ok(await client.get(f"/v1/managers/{owner['id']}")))["level"] == 2
+    violations = await ok(await client.get("/v1/violations", params={"state": "open"}))
+    assert [(v["customer_id"], v["manager_id"]) for v in violations["items"]] == [
+        (key["id"], owner["id"])
+    ]
+    (processed,) = await inbox(client, status="processed")
+    assert processed["result"]["violations_detected"] == 1

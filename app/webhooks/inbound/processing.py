@@ -32,6 +32,7 @@ from app.db.models import Customer, Manager
 from app.db.session import SessionFactory, session_scope
 from app.errors import BatonError
 from app.events import outbox
+from app.flows import ownership
 from app.flows.availability import cancel_absence, create_absence, update_absence
 from app.handovers import aftercare as handover_aftercare
 from app.handovers import lifecycle as handover_lifecycle
@@ -93,8 +94,15 @@ async def _manager_upserted(
         out = await managers.create_manager(session, data=ManagerCreate(**_fields(data)))
         return {"manager_id": out.id, "created": True}
     fields = {k: v for k, v in _fields(data).items() if k != "status"}
-    await managers.update_manager(session, manager_id=found["id"], data=ManagerUpdate(**fields))
-    return {"manager_id": found["id"], "created": False}
+    # Through the flow a PATCH takes: owners the change makes non-compliant are recorded.
+    changed = await ownership.update_manager(
+        session, manager_id=found["id"], data=ManagerUpdate(**fields), actor=actor
+    )
+    return {
+        "manager_id": found["id"],
+        "created": False,
+        "violations_detected": changed.violations_detected_count,
+    }
 
 
 async def _manager_deactivated(
