@@ -74,6 +74,9 @@ async def hold_moves(session: AsyncSession) -> None:
     await ledger.hold_owner_changes(session, wait=HOLD_WAIT)
 
 
+_LOAD_FACTS = frozenset({"manager.workload", "manager.utilization"})
+
+
 async def find(session: AsyncSession, scope: Scope) -> tuple[list[uuid.UUID], list[Found]]:
     """The customers in scope (owned, active, or with an open violation) and those of them
     whose owner breaks a hard rule now. Nothing is written."""
@@ -88,13 +91,16 @@ async def find(session: AsyncSession, scope: Scope) -> tuple[list[uuid.UUID], li
         return [], []
     customers = [c for c in await loading.load_customers(session, ids) if c.manager_id]
     owners = {c.manager_id for c in customers if c.manager_id is not None}
+    rules = (await current_rules(session)).rules
+    # Workloads are summed only for rules that read them, as the guard and a scenario's
+    # preview read them (0 for every owner would let such a rule hold for all).
+    workloads = any(rule.reads() & _LOAD_FACTS for rule in rules.eligibility)
     managers = {
         m.id: m
-        for m in await loading.load_managers(session, include=list(owners), workloads=False)
+        for m in await loading.load_managers(session, include=list(owners), workloads=workloads)
         if m.id in owners
     }
     tiers = {t.code: t for t in await loading.load_tiers(session)}
-    rules = (await current_rules(session)).rules
     found: list[Found] = []
     for c in customers:
         assert c.manager_id is not None

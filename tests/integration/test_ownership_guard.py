@@ -446,3 +446,28 @@ async def test_a_forced_handover_override_is_recorded_when_executed(client):
         junior["id"],
         "handover",
     )
+
+
+async def test_a_rule_on_workload_is_checked_on_every_owners_real_workload(client):
+    """A rule that reads a manager's load holds owners to their workload as the guard reads it
+    (the compliance check had counted every owner's load as 0, so such a rule never failed)."""
+    await create_tiers(client)
+    full = await create_manager(client, capacity=4)
+    roomy = await create_manager(client, capacity=40)
+    crowded = [await create_customer(client, manager_id=full["id"]) for _ in range(2)]
+    await create_customer(client, manager_id=roomy["id"])
+    not_overloaded = {
+        "eligibility": [
+            {
+                "id": "not_overloaded",
+                "conditions": [{"field": "manager.utilization", "op": "lte", "value": 0.9}],
+            }
+        ]
+    }
+    rules = await ok(await client.put("/v1/rules", json={"rules": not_overloaded}))
+    assert sorted(v["customer_id"] for v in rules["violations_detected"]) == sorted(
+        c["id"] for c in crowded
+    )
+    assert {v["manager_id"] for v in await violations(client, rule="not_overloaded")} == {
+        full["id"]
+    }
