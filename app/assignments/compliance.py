@@ -113,6 +113,22 @@ async def find(session: AsyncSession, scope: Scope) -> tuple[list[uuid.UUID], li
     return ids, found
 
 
+async def record_if_read(
+    session: AsyncSession,
+    scope: Scope,
+    *,
+    facts: frozenset[str],
+    cause: str,
+    actor: str | None,
+) -> list[Found]:
+    """``record`` after a change of only ``facts`` (e.g. ``customer.satisfaction``), when a
+    hard rule in force reads one of them; a change no rule reads breaks none."""
+    rules = (await current_rules(session)).rules
+    if not any(rule.reads() & facts for rule in rules.eligibility):
+        return []
+    return await record(session, scope, cause=cause, actor=actor)
+
+
 async def record(
     session: AsyncSession, scope: Scope, *, cause: str, actor: str | None
 ) -> list[Found]:

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.assignments import compliance
 from app.core.pagination import (
     Page,
     cursor_value,
@@ -67,7 +68,19 @@ async def record_satisfaction(
         },
     )
     await repository.set_current_if_latest(session, customer_id, row.id, at)
+    # A hard rule may read the score (a PATCH of it is checked the same way): an owner it
+    # no longer allows is recorded as a violation.
+    await compliance.record_if_read(
+        session,
+        compliance.Scope.customers([customer_id]),
+        facts=_SATISFACTION,
+        cause="customer_updated",
+        actor=None,
+    )
     return SatisfactionOut.model_validate(row)
+
+
+_SATISFACTION = frozenset({"customer.satisfaction"})
 
 
 async def list_satisfaction(

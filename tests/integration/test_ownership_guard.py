@@ -471,3 +471,31 @@ async def test_a_rule_on_workload_is_checked_on_every_owners_real_workload(clien
     assert {v["manager_id"] for v in await violations(client, rule="not_overloaded")} == {
         full["id"]
     }
+
+
+async def test_a_satisfaction_score_a_rule_reads_is_checked_like_a_patch_of_it(client):
+    """A measurement that changes a customer's current score is checked against the rules that
+    read it, as a PATCH of the score is: an owner the rule no longer allows is recorded."""
+    await create_tiers(client)
+    junior = await create_manager(client, level=2)
+    customer = await create_customer(client, manager_id=junior["id"])
+    unhappy_to_seniors = {
+        "eligibility": [
+            {
+                "id": "unhappy_to_seniors",
+                "when": [{"field": "customer.satisfaction", "op": "lt", "value": 5}],
+                "conditions": [{"field": "manager.level", "op": "gte", "value": 4}],
+            }
+        ]
+    }
+    await ok(await client.put("/v1/rules", json={"rules": unhappy_to_seniors}))
+    assert await violations(client) == []
+    scored = await client.post(f"/v1/customers/{customer['id']}/satisfaction", json={"score": "3"})
+    await ok(scored, 201)
+    [found] = await violations(client, rule="unhappy_to_seniors")
+    assert (found["customer_id"], found["manager_id"]) == (customer["id"], junior["id"])
+    await ok(
+        await client.post(f"/v1/customers/{customer['id']}/satisfaction", json={"score": "8"}),
+        201,
+    )
+    assert await violations(client) == []
