@@ -113,6 +113,37 @@ async def find(session: AsyncSession, scope: Scope) -> tuple[list[uuid.UUID], li
     return ids, found
 
 
+async def owners_forbidden(
+    session: AsyncSession,
+    customer_ids: Sequence[uuid.UUID],
+    manager_ids: Sequence[uuid.UUID],
+) -> set[uuid.UUID]:
+    """Of these (customer, new owner) pairs, the customers whose new owner a hard rule would
+    not let own them now (``ownership`` mode, as ``find`` checks owners): for moves decided
+    earlier and written now, when a rule, a tier or the manager may have changed since."""
+    if not customer_ids:
+        return set()
+    rules = (await current_rules(session)).rules
+    workloads = any(rule.reads() & _LOAD_FACTS for rule in rules.eligibility)
+    customers = {c.id: c for c in await loading.load_customers(session, customer_ids)}
+    managers = {
+        m.id: m
+        for m in await loading.load_managers(
+            session, include=sorted(set(manager_ids)), workloads=workloads
+        )
+    }
+    tiers = {t.code: t for t in await loading.load_tiers(session)}
+    forbidden: set[uuid.UUID] = set()
+    for customer_id, manager_id in zip(customer_ids, manager_ids, strict=True):
+        customer, manager = customers.get(customer_id), managers.get(manager_id)
+        if customer is None or manager is None:
+            continue
+        tier = tiers[customer.tier]
+        if engine.placement_violations(customer, manager, tier, rules, mode="ownership"):
+            forbidden.add(customer_id)
+    return forbidden
+
+
 async def record_if_read(
     session: AsyncSession,
     scope: Scope,

@@ -299,14 +299,15 @@ async def over_transfer_limit(
 
 
 async def forced_override_customers(
-    session: AsyncSession, *, handover_id: uuid.UUID
+    session: AsyncSession, *, handover_id: uuid.UUID, moved: bool = True
 ) -> list[uuid.UUID]:
-    """Customers of the handover moved to an override forced past hard rules."""
+    """Customers of the handover moved (``moved``; otherwise planned) to an override forced
+    past hard rules."""
     rows = await session.scalars(
         text(
             "SELECT customer_id FROM handover_items WHERE handover_id = :handover "
-            "AND override_forced AND status = 'moved'"
+            "AND override_forced AND (status = 'moved' OR NOT :moved)"
         ),
-        {"handover": handover_id},
+        {"handover": handover_id, "moved": moved},
     )
     return list(rows.all())

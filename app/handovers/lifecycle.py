@@ -203,16 +203,32 @@ async def _replace_unavailable_targets(
     targets: list[uuid.UUID | None],
 ) -> list[uuid.UUID | None]:
     """Planned owners who stopped being active since planning (another handover, a leave)
-    never receive customers: those customers are placed again now, excluding them.
+    never receive customers: those customers are placed again now, excluding them. So are
+    the customers whose planned owner a hard rule no longer lets own them (a rule set, a
+    tier's minimum level or the manager changed since planning), unless an override forced
+    that owner past the rules (its violations are recorded after the moves).
 
     The planned owners' rows are share-locked, so none of them can start leaving until this
     execution commits (and their own handover then sees the customers they received).
     """
     planned = sorted({t for t in targets if t is not None})
     unavailable = await repository.lock_unavailable_managers(session, planned)
-    if not unavailable:
+    forced = set(
+        await item_repository.forced_override_customers(
+            session, handover_id=handover.id, moved=False
+        )
+    )
+    checked = [
+        (c, t)
+        for c, t in zip(ids, targets, strict=True)
+        if t is not None and t not in unavailable and c not in forced
+    ]
+    forbidden = await compliance.owners_forbidden(
+        session, [c for c, _ in checked], [t for _, t in checked]
+    )
+    if not unavailable and not forbidden:
         return targets
-    stale = [c for c, t in zip(ids, targets, strict=True) if t in unavailable]
+    stale = [c for c, t in zip(ids, targets, strict=True) if t in unavailable or c in forbidden]
     plan = await assignments.propose(
         session,
         customer_ids=stale,
@@ -221,7 +237,7 @@ async def _replace_unavailable_targets(
         explain="none",
     )
     again = {d.customer_id: d.manager_id for d in plan.iter_decisions()}
-    return [again[c] if t in unavailable else t for c, t in zip(ids, targets, strict=True)]
+    return [again.get(c, t) for c, t in zip(ids, targets, strict=True)]
 
 
 async def due_handover_ids(session: AsyncSession, *, now: datetime) -> list[uuid.UUID]:

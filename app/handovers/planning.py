@@ -212,7 +212,7 @@ async def plan_handover(
     )
     if handover.interim_applied_at is not None:
         assert handover.interim_manager_id is not None  # applied only with an interim manager
-        await _place_with_interim(
+        joined = await _place_with_interim(
             session,
             handover_id=handover_id,
             from_manager_id=handover.from_manager_id,
@@ -220,6 +220,13 @@ async def plan_handover(
             actor=actor,
             at=now,
         )
+        if joined:  # as when the interim owner took over: what it breaks is recorded
+            await compliance.record(
+                session,
+                compliance.Scope.managers([handover.interim_manager_id]),
+                cause="interim",
+                actor=actor,
+            )
     ids = await item_repository.pending_item_customers(session, handover_id)
     excluded = frozenset({handover.from_manager_id})
     metrics: dict[str, Any] | None = None

@@ -260,6 +260,29 @@ async def test_interim_owner_holds_customers_until_execution(client):
         assert await owner(client, c["id"]) == proposals[c["id"]]["proposed_manager_id"]
 
 
+async def test_a_customer_who_joins_after_the_interim_took_over_is_checked_as_the_first(client):
+    """Re-planning gives the interim owner the customers the leaving manager received since;
+    what that breaks is recorded, as it is for the customers the interim owner took first."""
+    await create_tiers(client)
+    leaving = await create_manager(client, level=4, capacity=100)
+    interim = await create_manager(client, level=2, capacity=100)
+    await create_manager(client, level=4, capacity=100)
+    h = await create(
+        client,
+        leaving["id"],
+        reason="role_change",
+        interim_manager_id=interim["id"],
+        interim_now=True,
+    )
+    late = await create_customer(client, tier="strategic", manager_id=leaving["id"])
+    await act(client, h["id"], "plan")
+    assert await owner(client, late["id"]) == interim["id"]
+    found = (await ok(await client.get("/v1/violations", params={"state": "open"})))["items"]
+    assert [(v["customer_id"], v["manager_id"], v["cause"]) for v in found] == [
+        (late["id"], interim["id"], "interim")
+    ]
+
+
 async def test_departed_manager_customers_go_to_the_interim_at_once(client):
     p = await portfolio(client, customers=2)
     interim = await create_manager(client, level=4, capacity=100)
@@ -659,6 +682,28 @@ async def test_satisfaction_input_is_validated(client):
         await client.post(url, json={"score": "3", "recorded_at": "2020-01-01T00:00:00Z"}), 201
     )
     assert (await ok(await client.get(f"/v1/customers/{c['id']}")))["satisfaction"] == "7.00"
+
+
+async def test_a_planned_owner_a_rule_no_longer_allows_gets_no_customers(client):
+    """Between planning and execution the customer's tier came to need a more senior owner:
+    the execution places the customer again instead of giving it to the planned owner."""
+    await create_tiers(client)
+    leaving = await create_manager(client, level=4, capacity=100)
+    planned = await create_manager(client, level=3, capacity=100)
+    customer = await create_customer(client, tier="key", manager_id=leaving["id"])
+    handover = await create(client, leaving["id"], strategy="successor", successor_id=planned["id"])
+    await act(client, handover["id"], "plan")
+    await act(client, handover["id"], "approve")
+    senior = await create_manager(client, level=4, capacity=100)
+    await ok(await client.patch("/v1/tiers/key", json={"min_manager_level": 4}))
+
+    done = await act(client, handover["id"], "execute")
+
+    assert done["state"] == "completed"
+    assert await owner(client, customer["id"]) == senior["id"]
+    moved = await items(client, handover["id"])
+    assert [i["final_manager_id"] for i in moved.values()] == [senior["id"]]
+    assert (await ok(await client.get("/v1/violations")))["items"] == []
 
 
 async def test_a_planned_owner_who_left_since_planning_gets_no_customers(client):
