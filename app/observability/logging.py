@@ -70,8 +70,10 @@ _SECRET_TEXT = re.compile(
     r"|(?P<hmac>\bsha256=)[0-9A-Za-z+/=]{16,}"  # generic HMAC signatures
     r"|(?P<bearer>(?i:\bbearer)\s+)[^\s'\",;]+"  # Authorization: Bearer …
     # name: value, name=value, also within a longer name (client_secret, x-hubspot-signature-v3)
-    r"|(?P<named>(?i:(?<![a-z0-9])(?:[a-z0-9]+[-_])*(?:authorization|x-api-key|api[-_]?key"
-    r"|secret|signature|password|passwd|token)(?:[-_][a-z0-9]+)*(?![a-z0-9]))"
+    # (bounded parts, each starting at a name's first character: no backtracking blow-up)
+    r"|(?P<named>(?i:(?<![a-z0-9_-])(?:[a-z0-9]{1,24}[-_]){0,4}(?:authorization|x-api-key"
+    r"|api[-_]?key|secret|signature|password|passwd|token)(?:[-_][a-z0-9]{1,24}){0,3}"
+    r"(?![a-z0-9_-]))"
     r"['\"]?\s*[:=]\s*['\"]?)(?!\[redacted)"
     r"(?:(?i:bearer|basic)\s+)?[^\s'\";}]+"  # a signature's value runs past its commas
     r"|(?P<userinfo>://[^:/@\s]+:)[^@\s/]+(?=@)"  # a password in a URL
