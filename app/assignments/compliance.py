@@ -89,28 +89,8 @@ async def find(session: AsyncSession, scope: Scope) -> tuple[list[uuid.UUID], li
     )
     if not ids:
         return [], []
-    customers = [c for c in await loading.load_customers(session, ids) if c.manager_id]
-    owners = {c.manager_id for c in customers if c.manager_id is not None}
-    rules = (await current_rules(session)).rules
-    # Workloads are summed only for rules that read them, as the guard and a scenario's
-    # preview read them (0 for every owner would let such a rule hold for all).
-    workloads = any(rule.reads() & _LOAD_FACTS for rule in rules.eligibility)
-    managers = {
-        m.id: m
-        for m in await loading.load_managers(session, include=list(owners), workloads=workloads)
-        if m.id in owners
-    }
-    tiers = {t.code: t for t in await loading.load_tiers(session)}
-    found: list[Found] = []
-    for c in customers:
-        assert c.manager_id is not None
-        manager = managers.get(c.manager_id)
-        if manager is None:
-            continue
-        broken = engine.placement_violations(c, manager, tiers[c.tier], rules, mode="ownership")
-        if broken:
-            found.append(Found(c.id, c.manager_id, tuple(broken)))
-    return ids, found
+    owned = [c for c in await loading.load_customers(session, ids) if c.manager_id]
+    return ids, await _broken(session, [(c, c.manager_id) for c in owned if c.manager_id])
 
 
 async def owners_forbidden(
@@ -123,25 +103,40 @@ async def owners_forbidden(
     earlier and written now, when a rule, a tier or the manager may have changed since."""
     if not customer_ids:
         return set()
-    rules = (await current_rules(session)).rules
-    workloads = any(rule.reads() & _LOAD_FACTS for rule in rules.eligibility)
     customers = {c.id: c for c in await loading.load_customers(session, customer_ids)}
+    pairs = [
+        (customers[c], m) for c, m in zip(customer_ids, manager_ids, strict=True) if c in customers
+    ]
+    return {f.customer_id for f in await _broken(session, pairs)}
+
+
+async def _broken(
+    session: AsyncSession, pairs: Sequence[tuple[engine.Customer, uuid.UUID]]
+) -> list[Found]:
+    """Of these (customer, owner) pairs, those where the owner breaks a hard rule of the rule
+    set in force by owning the customer (``ownership`` mode); an owner that does not exist
+    (or has departed and is not named) is left out."""
+    if not pairs:
+        return []
+    rules = (await current_rules(session)).rules
+    # Workloads are summed only for rules that read them, as the guard and a scenario's
+    # preview read them (0 for every owner would let such a rule hold for all).
+    workloads = any(rule.reads() & _LOAD_FACTS for rule in rules.eligibility)
+    owners = sorted({m for _, m in pairs})
     managers = {
-        m.id: m
-        for m in await loading.load_managers(
-            session, include=sorted(set(manager_ids)), workloads=workloads
-        )
+        m.id: m for m in await loading.load_managers(session, include=owners, workloads=workloads)
     }
     tiers = {t.code: t for t in await loading.load_tiers(session)}
-    forbidden: set[uuid.UUID] = set()
-    for customer_id, manager_id in zip(customer_ids, manager_ids, strict=True):
-        customer, manager = customers.get(customer_id), managers.get(manager_id)
-        if customer is None or manager is None:
+    found: list[Found] = []
+    for customer, manager_id in pairs:
+        manager = managers.get(manager_id)
+        if manager is None:
             continue
         tier = tiers[customer.tier]
-        if engine.placement_violations(customer, manager, tier, rules, mode="ownership"):
-            forbidden.add(customer_id)
-    return forbidden
+        broken = engine.placement_violations(customer, manager, tier, rules, mode="ownership")
+        if broken:
+            found.append(Found(customer.id, manager_id, tuple(broken)))
+    return found
 
 
 async def record_if_read(
